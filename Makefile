@@ -1,0 +1,41 @@
+# The two commands: `make demo` runs the operator's main job on a local control plane it starts
+# itself; `make test` runs the whole test suite. Both install what they need on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test unit integration bench deps system-deps binaries clean
+
+demo: deps binaries
+	$(BIN)/certpolicy demo
+
+test: deps binaries
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: deps
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: deps binaries
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+bench: deps binaries
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+deps: $(VENV)/.installed system-deps
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+# kube-apiserver and kubectl: built once from the Go module proxy, then cached (~/.cache/certpolicy).
+binaries: deps
+	@$(BIN)/certpolicy local-cluster --build-only >/dev/null
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info operator/*.egg-info

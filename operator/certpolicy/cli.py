@@ -1,0 +1,39 @@
+"""The ``certpolicy`` command: ``run``, ``check``, ``local-cluster`` and ``demo``.
+
+Each subcommand lives in its own module and is imported only when chosen, so ``certpolicy check``
+on a laptop never imports kopf and ``certpolicy run`` never builds a control plane.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module, one-line help). Each module has configure_parser(parser) and run(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("certpolicy.runcmd", "run the operator against the current kubeconfig or in-cluster config"),
+    "check": ("certpolicy.checkcmd", "check certificate files or live Secrets against a policy"),
+    "local-cluster": ("certpolicy.localcluster.command", "start a local kube-apiserver + etcd and print its kubeconfig"),
+    "demo": ("certpolicy.democmd", "start a local control plane, install the CRD, run the operator on the examples"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="certpolicy", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.set_defaults(_module=module_name)
+        if name == chosen:
+            importlib.import_module(module_name).configure_parser(sp)
+    args = parser.parse_args(argv)
+    module = importlib.import_module(args._module)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

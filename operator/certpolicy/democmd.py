@@ -1,0 +1,157 @@
+"""``certpolicy demo``: the operator's main job on an embedded default, from nothing.
+
+Starts a local control plane (or uses ``--kubeconfig``), installs the CRD, starts the operator as
+a real process, creates a UAT namespace with three HL7 certificates — one good, one renewed
+without clientAuth (the 2026 failure), one carrying a production name — applies the example
+policies and prints what ``kubectl get certpol`` and the policy status say.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_POLICIES = ("hl7-mtls.yaml", "uat-vs-prod-sans.yaml")
+DEMO_NAMESPACE = "integration"
+OPERATOR_NAMESPACE = "certpolicy-system"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", help="use this cluster instead of starting a local control plane")
+    parser.add_argument("--keep", action="store_true", help="keep the cluster and operator running until Ctrl-C")
+    parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for policy status")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _demo_objects() -> list[dict]:
+    from certpolicy.pki.issue import create_ca, issue_leaf
+
+    ca = create_ca("HL7 UAT demo CA", validity=dt.timedelta(days=3650))
+    leaves = {
+        "mirth-tls": issue_leaf(ca, dns_names=["hl7tls.uat.example.com"], usages=["serverAuth", "clientAuth"]),
+        # A 2026 renewal from a public-CA-style profile: valid, unexpired, right name, no clientAuth.
+        "lab-feed-tls": issue_leaf(ca, dns_names=["labfeed.uat.example.com"], usages=["serverAuth"]),
+        # A UAT certificate that also carries the production name.
+        "adt-tls": issue_leaf(ca, dns_names=["adt.uat.example.com", "adt.example.com"],
+                              usages=["serverAuth", "clientAuth"]),
+    }
+    objs: list[dict] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DEMO_NAMESPACE, "labels": {"env": "uat"}}},
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": "hl7-ca", "namespace": OPERATOR_NAMESPACE},
+         "data": {"ca.crt": ca.cert_pem.decode()}},
+    ]
+    for name, kp in leaves.items():
+        objs.append({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": DEMO_NAMESPACE, "labels": {"app": "hl7"}},
+            "data": {"tls.crt": _b64(kp.cert_pem), "tls.key": _b64(kp.key_pem), "ca.crt": _b64(ca.cert_pem)},
+        })
+    return objs
+
+
+def _policy_status_complete(kubectl, name: str) -> bool:
+    proc = kubectl("get", "certpol", name, "-o", "yaml", check=False)
+    if proc.returncode != 0:
+        return False
+    obj = yaml.safe_load(proc.stdout)
+    status = obj.get("status") or {}
+    types = {c["type"] for c in status.get("conditions", [])}
+    return status.get("observedGeneration") == obj["metadata"]["generation"] and {"Ready"} <= types
+
+
+def run(args: argparse.Namespace) -> int:
+    from certpolicy.kube.crd import install_crd
+    from certpolicy.localcluster import LocalCluster
+    from certpolicy.localcluster.binaries import ensure_binaries
+
+    cluster = None
+    if args.kubeconfig:
+        kubeconfig = Path(args.kubeconfig)
+        kubectl_bin = ensure_binaries().kubectl
+    else:
+        print("==> starting a local control plane (etcd + kube-apiserver on loopback)", flush=True)
+        cluster = LocalCluster()
+        cluster.start()
+        kubeconfig, kubectl_bin = cluster.kubeconfig, cluster.binaries.kubectl
+        print(f"    ready in {cluster.startup_seconds:.1f}s; KUBECONFIG={kubeconfig}", flush=True)
+
+    def kubectl(*a: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([str(kubectl_bin), f"--kubeconfig={kubeconfig}", *a], capture_output=True,
+                              text=True, check=check, input=input, timeout=120)
+
+    operator = None
+    try:
+        print("==> installing the CertificatePolicy CRD", flush=True)
+        install_crd(kubeconfig)
+        kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+        print("==> starting the operator (certpolicy run)", flush=True)
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig), CERTPOLICY_NAMESPACE=OPERATOR_NAMESPACE)
+        log_path = Path(kubeconfig).parent / "operator.log"
+        with open(log_path, "wb") as log:
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "certpolicy.cli", "run", "--liveness=http://127.0.0.1:0/healthz"],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        print("==> creating namespace 'integration' (env=uat) with three HL7 TLS Secrets", flush=True)
+        kubectl("apply", "-f", "-", input=yaml.safe_dump_all(_demo_objects()))
+        names = []
+        for fname in DEMO_POLICIES:
+            path = REPO / "examples" / fname
+            print(f"==> kubectl apply -f examples/{fname}", flush=True)
+            kubectl("apply", "-f", str(path))
+            names += [d["metadata"]["name"] for d in yaml.safe_load_all(path.read_text()) if d]
+        deadline = time.monotonic() + args.timeout
+        pending = set(names)
+        while pending and time.monotonic() < deadline:
+            if operator.poll() is not None:
+                print(f"operator exited with {operator.returncode}; log: {log_path}", file=sys.stderr)
+                return 1
+            pending = {n for n in pending if not _policy_status_complete(kubectl, n)}
+            time.sleep(0.2)
+        if pending:
+            print(f"timed out waiting for status of {sorted(pending)}; operator log: {log_path}", file=sys.stderr)
+            return 1
+        print("\n$ kubectl get certpol", flush=True)
+        print(kubectl("get", "certpol").stdout, flush=True)
+        for n in names:
+            obj = yaml.safe_load(kubectl("get", "certpol", n, "-o", "yaml").stdout)
+            status = obj.get("status", {})
+            print(f"--- {n}: conditions")
+            for c in status.get("conditions", []):
+                print(f"    {c['type']}={c['status']} {c['reason']}: {c['message']}")
+            for v in status.get("violations", [])[:10]:
+                print(f"    violation {v.get('namespace')}/{v.get('name')}: {', '.join(v.get('reasons', []))}")
+        events = kubectl("get", "events", "-n", DEMO_NAMESPACE, "--field-selector=type=Warning",
+                         "-o", "custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message",
+                         check=False).stdout
+        if events.strip():
+            print(f"\n$ kubectl get events -n {DEMO_NAMESPACE} --field-selector=type=Warning\n{events}")
+        if args.keep:
+            print(f"\nrunning; export KUBECONFIG={kubeconfig}  (Ctrl-C to stop)", flush=True)
+            try:
+                operator.wait()
+            except KeyboardInterrupt:
+                pass
+        return 0
+    finally:
+        if operator is not None and operator.poll() is None:
+            operator.terminate()
+            try:
+                operator.wait(15)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+        if cluster is not None:
+            cluster.stop()

@@ -1,0 +1,36 @@
+"""Operator-wide kopf settings, applied at start-up whether run by ``certpolicy run`` or kopf's CLI."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import kopf
+
+OPERATOR_NAMESPACE_ENV = "CERTPOLICY_NAMESPACE"
+DEFAULT_OPERATOR_NAMESPACE = "certpolicy-system"
+ANNOTATION_PREFIX = "certpolicy.io"
+
+
+def operator_namespace() -> str:
+    return os.environ.get(OPERATOR_NAMESPACE_ENV, DEFAULT_OPERATOR_NAMESPACE)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_) -> None:
+    # kopf's progress and diff-base live in annotations on our own CertificatePolicy objects only;
+    # nothing is ever stored on user Secrets or Pods (they are never handled by kopf).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+    # Events are posted deliberately, on state transitions, by our own code: kopf must not turn
+    # log lines into events (they would repeat on every re-check).
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    settings.execution.max_workers = 8
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)

@@ -1,0 +1,171 @@
+"""Where the control plane's binaries come from: a directory you point at, a cache, or a Go build.
+
+kube-apiserver is not packaged by Debian and this project may not download release tarballs, but
+the Go module proxy is reachable: building ``k8s.io/kubernetes/cmd/kube-apiserver`` from a
+throwaway module that requires the pinned release and ``replace``s every staging module with its
+published ``v0.X.Y`` gives the genuine upstream binary. kubectl is built in the same ``go build``
+(it shares most packages) so the demo and tests can use ``kubectl get/explain/wait`` exactly as a
+user would. The build takes minutes once; the result is cached per user, keyed by version.
+
+etcd comes from the OS (Debian's ``etcd-server``) or the assets directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+KUBERNETES_VERSION = "1.36.3"
+ASSETS_ENV = "CERTPOLICY_ASSETS"  # like KUBEBUILDER_ASSETS: a directory with kube-apiserver, etcd, kubectl
+GO_PROXY_DEFAULT = "https://proxy.golang.org"
+
+# Staging modules of k8s.io/kubernetes; each is replaced by its published v0.<minor>.<patch>.
+# Read from the release's go.mod at build time; this list is the fallback.
+STAGING_FALLBACK = (
+    "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider "
+    "cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api "
+    "cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt "
+    "kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics "
+    "mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming"
+).split()
+
+
+class BinaryError(RuntimeError):
+    """A binary cannot be found or built; the message says how to provide it."""
+
+
+@dataclass(frozen=True)
+class Binaries:
+    etcd: Path
+    kube_apiserver: Path
+    kubectl: Path
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "certpolicy" / f"kubernetes-v{KUBERNETES_VERSION}"
+
+
+def _executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def find_etcd(assets: Path | None) -> Path:
+    candidates = []
+    if assets:
+        candidates.append(assets / "etcd")
+    found = shutil.which("etcd")
+    if found:
+        candidates.append(Path(found))
+    candidates.append(Path("/usr/bin/etcd"))
+    for c in candidates:
+        if _executable(c):
+            return c
+    raise BinaryError(
+        "etcd not found: install Debian's etcd-server package (apt-get install etcd-server), "
+        f"or put an etcd binary in the directory named by ${ASSETS_ENV}"
+    )
+
+
+def _staging_modules(version: str, proxy: str) -> list[str]:
+    url = f"{proxy}/k8s.io/kubernetes/@v/v{version}.mod"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 - fixed https URL
+            text = resp.read().decode()
+    except OSError:
+        return list(STAGING_FALLBACK)
+    mods = []
+    for line in text.splitlines():
+        line = line.strip()
+        if "=> ./staging/src/k8s.io/" in line:
+            mods.append(line.split()[0].removeprefix("k8s.io/"))
+    return mods or list(STAGING_FALLBACK)
+
+
+def build_kubernetes(dest: Path, version: str = KUBERNETES_VERSION, log=sys.stderr) -> None:
+    """Build kube-apiserver and kubectl from the Go module proxy into ``dest``."""
+    go = shutil.which("go")
+    if not go:
+        raise BinaryError(
+            "kube-apiserver is not cached and Go is not installed to build it: install Go >= 1.26, "
+            f"or point ${ASSETS_ENV} at a directory holding kube-apiserver, kubectl and etcd"
+        )
+    proxy = (os.environ.get("GOPROXY") or GO_PROXY_DEFAULT).split(",")[0]
+    if proxy in ("direct", "off"):
+        proxy = GO_PROXY_DEFAULT
+    minor_patch = version.split(".", 1)[1]
+    replaces = "\n".join(
+        f"\tk8s.io/{m} => k8s.io/{m} v0.{minor_patch}" for m in _staging_modules(version, proxy)
+    )
+    gomod = (
+        "module certpolicy.local/kubebuild\n\ngo 1.26.0\n\n"
+        f"require k8s.io/kubernetes v{version}\n\nreplace (\n{replaces}\n)\n"
+    )
+    major, minor = version.split(".")[:2]
+    ldflags = " ".join(
+        [
+            "-s -w",
+            f"-X k8s.io/component-base/version.gitVersion=v{version}",
+            f"-X k8s.io/component-base/version.gitMajor={major}",
+            f"-X k8s.io/component-base/version.gitMinor={minor}",
+            f"-X k8s.io/client-go/pkg/version.gitVersion=v{version}",
+            "-X k8s.io/component-base/version.gitTreeState=clean",
+        ]
+    )
+    with tempfile.TemporaryDirectory(prefix="certpolicy-kubebuild-") as work:
+        Path(work, "go.mod").write_text(gomod)
+        env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod")
+        pkgs = ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl"]
+        print(f"certpolicy: building kube-apiserver and kubectl v{version} from the Go module proxy "
+              "(first run only, several minutes)...", file=log, flush=True)
+        steps = [
+            [go, "get", *(f"{p}@v{version}" for p in pkgs)],
+            [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(dest) + "/", *pkgs],
+        ]
+        dest.mkdir(parents=True, exist_ok=True)
+        for cmd in steps:
+            proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise BinaryError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+
+
+def ensure_binaries(log=sys.stderr) -> Binaries:
+    """Find or build every binary; safe to call from several processes at once."""
+    assets_env = os.environ.get(ASSETS_ENV) or os.environ.get("KUBEBUILDER_ASSETS")
+    assets = Path(assets_env) if assets_env else None
+    if assets and _executable(assets / "kube-apiserver"):
+        kubectl = assets / "kubectl"
+        if not _executable(kubectl):
+            kubectl = _cached_kubectl_or_path(log)
+        return Binaries(etcd=find_etcd(assets), kube_apiserver=assets / "kube-apiserver", kubectl=kubectl)
+    etcd = find_etcd(assets)
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first one's build
+        if not (_executable(cache / "kube-apiserver") and _executable(cache / "kubectl")):
+            staging = Path(tempfile.mkdtemp(prefix="bin-", dir=cache))
+            try:
+                build_kubernetes(staging, log=log)
+                for name in ("kube-apiserver", "kubectl"):
+                    os.replace(staging / name, cache / name)  # atomic: never a half-written binary
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return Binaries(etcd=etcd, kube_apiserver=cache / "kube-apiserver", kubectl=cache / "kubectl")
+
+
+def _cached_kubectl_or_path(log) -> Path:
+    cached = cache_dir() / "kubectl"
+    if _executable(cached):
+        return cached
+    found = shutil.which("kubectl")
+    if found:
+        return Path(found)
+    raise BinaryError(f"kubectl not found in ${ASSETS_ENV}, the cache or PATH")

@@ -1,0 +1,310 @@
+"""A real Kubernetes control plane on loopback: etcd + kube-apiserver, like envtest in Go.
+
+Used by the integration tests, ``certpolicy local-cluster`` and ``certpolicy demo``. There is no
+kubelet, scheduler or controller-manager: Pods stay Pending, namespaces never finish deleting,
+and no ``default`` ServiceAccount or ``kube-root-ca.crt`` appears by itself (``ensure_namespace``
+creates the ServiceAccount a Pod needs). RBAC is on, so tests can prove least privilege.
+
+The processes are started in their own session with a parent-death signal, so an interrupted or
+crashed test run never leaves an orphaned etcd or API server behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+
+from certpolicy.localcluster.binaries import Binaries, ensure_binaries
+from certpolicy.pki.issue import KeyPair, create_ca, generate_key, issue_leaf
+
+SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_IP = "10.0.0.1"
+_PR_SET_PDEATHSIG = 1
+
+
+class ClusterError(RuntimeError):
+    """The control plane did not start; the message includes the tail of the failing log."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setsid()
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class _Proc:
+    name: str
+    argv: list[str]
+    log: Path
+    popen: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        logf = open(self.log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        try:
+            self.popen = subprocess.Popen(
+                self.argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - setsid + PDEATHSIG only
+            )
+        finally:
+            logf.close()
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        p = self.popen
+        if p is None or p.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(5)
+
+
+@dataclass
+class LocalCluster:
+    """Start with ``with LocalCluster() as c:``; ``c.kubeconfig`` is a file any client can use."""
+
+    workdir: Path | None = None
+    binaries: Binaries | None = None
+    log: object = sys.stderr
+    api_port: int = 0
+    etcd_port: int = 0
+    _procs: dict[str, _Proc] = field(default_factory=dict)
+    _own_workdir: bool = False
+    _ca: KeyPair | None = None
+    _admin: KeyPair | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> "LocalCluster":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "kubeconfig"
+
+    @property
+    def ca_file(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "pki" / "ca.crt"
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.binaries = self.binaries or ensure_binaries(log=self.log)
+        if self.workdir is None:
+            # etcd's data on tmpfs when there is one: fsync-heavy writes become memory writes.
+            base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+            self.workdir = Path(tempfile.mkdtemp(prefix="certpolicy-cluster-", dir=base))
+            self._own_workdir = True
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        self._write_pki()
+        try:
+            self._start_etcd(timeout)
+            self.start_apiserver(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+
+    def stop(self) -> None:
+        for name in ("kube-apiserver", "etcd"):
+            proc = self._procs.get(name)
+            if proc:
+                proc.stop()
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def stop_apiserver(self) -> None:
+        """Stop only the API server; etcd keeps the data (for fault-injection tests)."""
+        proc = self._procs.get("kube-apiserver")
+        if proc:
+            proc.stop()
+
+    def restart_apiserver(self, timeout: float = 60.0) -> None:
+        self.stop_apiserver()
+        self.start_apiserver(timeout)
+
+    # ---- pieces ----------------------------------------------------------------------------
+    def _write_pki(self) -> None:
+        pki = self.workdir / "pki"
+        pki.mkdir(exist_ok=True)
+        validity = dt.timedelta(days=30)
+        self._ca = create_ca("certpolicy-local-cluster-ca", validity=validity)
+        serving = issue_leaf(
+            self._ca, common_name="kube-apiserver",
+            dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                       "kubernetes.default.svc.cluster.local"],
+            ip_addresses=["127.0.0.1", SERVICE_IP], usages=["serverAuth"], validity=validity,
+        )
+        self._admin = issue_leaf(
+            self._ca, common_name="certpolicy-admin", organization=["system:masters"],
+            usages=["clientAuth"], validity=validity,
+        )
+        sa_key = generate_key("RSA2048")
+        files = {
+            "ca.crt": self._ca.cert_pem,
+            "apiserver.crt": serving.cert_pem,
+            "apiserver.key": serving.key_pem,
+            "sa.key": sa_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            "sa.pub": sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        }
+        for name, data in files.items():
+            path = pki / name
+            path.write_bytes(data)
+            path.chmod(0o600)
+
+    def _start_etcd(self, timeout: float) -> None:
+        self.etcd_port = self.etcd_port or free_port()
+        peer = free_port()
+        argv = [
+            str(self.binaries.etcd),
+            "--name=default",
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer}",
+            "--log-level=warn",
+        ]
+        proc = self._procs["etcd"] = _Proc("etcd", argv, self.workdir / "etcd.log")
+        proc.start()
+        self._wait_http(proc, f"http://127.0.0.1:{self.etcd_port}/health", timeout, tls=False)
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
+        self.api_port = self.api_port or free_port()
+        pki = self.workdir / "pki"
+        argv = [
+            str(self.binaries.kube_apiserver),
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.api_port}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--profiling=false",
+            "--v=1",
+        ]
+        proc = self._procs["kube-apiserver"] = _Proc("kube-apiserver", argv, self.workdir / "kube-apiserver.log")
+        proc.start()
+        self._write_kubeconfig()
+        self._wait_http(proc, f"{self.server}/readyz", timeout, tls=True)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        certfile = self.workdir / "pki" / "admin.pem"
+        if not certfile.exists():
+            certfile.write_bytes(self._admin.cert_pem + self._admin.key_pem)
+            certfile.chmod(0o600)
+        ctx.load_cert_chain(str(certfile))
+        return ctx
+
+    def _wait_http(self, proc: _Proc, url: str, timeout: float, tls: bool) -> None:
+        deadline = time.monotonic() + timeout
+        ctx = self._ssl_context() if tls else None
+        last = ""
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise ClusterError(f"{proc.name} exited during start-up; last log lines:\n{_tail(proc.log)}")
+            try:
+                with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:  # noqa: S310 - loopback
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as e:
+                last = str(e)
+            time.sleep(0.1)
+        raise ClusterError(f"{proc.name} not ready after {timeout:.0f}s ({last}); last log lines:\n{_tail(proc.log)}")
+
+    def _write_kubeconfig(self) -> None:
+        b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "local", "cluster": {
+                "server": self.server, "certificate-authority-data": b64(self._ca.cert_pem)}}],
+            "users": [{"name": "admin", "user": {
+                "client-certificate-data": b64(self._admin.cert_pem),
+                "client-key-data": b64(self._admin.key_pem)}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+            "current-context": "local",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+    def token_kubeconfig(self, token: str, path: Path) -> Path:
+        """A kubeconfig that authenticates with a bearer token, e.g. a ServiceAccount's (RBAC tests)."""
+        config = {
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "local", "cluster": {
+                "server": self.server,
+                "certificate-authority-data": base64.b64encode(self._ca.cert_pem).decode()}}],
+            "users": [{"name": "token", "user": {"token": token}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "token"}}],
+            "current-context": "local",
+        }
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        """Run the cluster's kubectl against it and return the completed process (text mode)."""
+        return subprocess.run(
+            [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True, text=True, check=check, input=input, timeout=120,
+        )

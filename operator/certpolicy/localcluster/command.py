@@ -1,0 +1,40 @@
+"""``certpolicy local-cluster``: a control plane for developers, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, help="working directory (kubeconfig, logs, etcd data); default: a temp dir")
+    parser.add_argument("--install-crd", action="store_true", help="install the CertificatePolicy CRD")
+    parser.add_argument("--build-only", action="store_true", help="only obtain (build or find) the binaries")
+
+
+def run(args: argparse.Namespace) -> int:
+    from certpolicy.localcluster import LocalCluster, ensure_binaries
+
+    if args.build_only:
+        print(ensure_binaries())
+        return 0
+    cluster = LocalCluster(workdir=args.dir)
+    cluster.start()
+    try:
+        if args.install_crd:
+            from certpolicy.kube.crd import install_crd
+
+            install_crd(cluster.kubeconfig)
+        print(f"kube-apiserver {cluster.server} ready in {cluster.startup_seconds:.1f}s", flush=True)
+        print(f"export KUBECONFIG={cluster.kubeconfig}", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    finally:
+        cluster.stop()
+    return 0

@@ -1,0 +1,125 @@
+"""Shared fixtures: one real control plane per session, a fresh namespace per test, the operator in-process.
+
+Integration tests talk to a real kube-apiserver + etcd on loopback (see certpolicy.localcluster);
+nothing about the Kubernetes API is mocked. Set CERTPOLICY_TEST_BACKEND=kind to run the e2e tests
+against a kind cluster through pytest-kind on a machine with Docker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CRD_FILE = REPO / "crds" / "certificatepolicies.certpolicy.io.yaml"
+EXAMPLES = REPO / "examples"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = str(item.path)
+        if f"{os.sep}integration{os.sep}" in path:
+            item.add_marker(pytest.mark.integration)
+        if f"{os.sep}e2e{os.sep}" in path:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """The session's control plane; KUBECONFIG points at it for every client in this process."""
+    from certpolicy.localcluster import LocalCluster
+
+    c = LocalCluster()
+    c.start()
+    old = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(c.kubeconfig)
+    try:
+        yield c
+    finally:
+        if old is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = old
+        c.stop()
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster):
+    import kubernetes
+
+    return kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def core_v1(api_client):
+    import kubernetes
+
+    return kubernetes.client.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def custom_api(api_client):
+    import kubernetes
+
+    return kubernetes.client.CustomObjectsApi(api_client)
+
+
+@pytest.fixture(scope="session")
+def crd(cluster):
+    """The CRD, applied once and Established."""
+    from certpolicy.kube.crd import install_crd
+
+    install_crd(cluster.kubeconfig)
+    return CRD_FILE
+
+
+@pytest.fixture(scope="session")
+def operator_namespace(core_v1) -> str:
+    from certpolicy.kube.namespaces import ensure_namespace
+
+    ensure_namespace(core_v1, "certpolicy-system")
+    return "certpolicy-system"
+
+
+@pytest.fixture
+def namespace(core_v1) -> str:
+    """A fresh namespace (with the ServiceAccount Pods need); never waited on for deletion."""
+    from certpolicy.kube.namespaces import ensure_namespace
+
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    ensure_namespace(core_v1, name, labels={"certpolicy-test": "true"})
+    yield name
+    # No controller-manager: namespaces never finish deleting. Leave them; names are unique.
+
+
+@pytest.fixture
+def unique_name() -> str:
+    return f"p-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def operator(cluster, crd, operator_namespace, caplog):
+    """The operator, in-process (kopf.testing.KopfRunner), with its logs captured."""
+    from kopf.testing import KopfRunner
+
+    caplog.set_level(logging.DEBUG, logger="kopf")
+    caplog.set_level(logging.DEBUG, logger="certpolicy")
+    args = ["run", "--all-namespaces", "--standalone", "--liveness=http://127.0.0.1:0/healthz",
+            "-m", "certpolicy.handlers"]
+    with KopfRunner(args, timeout=60) as runner:
+        yield runner
+    assert runner.exception is None, runner.exception
+
+
+@pytest.fixture(scope="session")
+def docker_available() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0

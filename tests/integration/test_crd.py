@@ -1,0 +1,107 @@
+"""The CRD on a real API server: invalid specs are rejected with a clear message, examples are accepted."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+
+import pytest
+import yaml
+from kubernetes.client import ApiException
+
+from conftest import EXAMPLES
+
+GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
+
+
+def policy(spec: dict) -> dict:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CertificatePolicy",
+        "metadata": {"name": f"crd-{uuid.uuid4().hex[:10]}"},
+        "spec": spec,
+    }
+
+
+def create(custom_api, body: dict, dry_run: bool = True) -> dict:
+    return custom_api.create_cluster_custom_object(GROUP, VERSION, PLURAL, body, dry_run="All" if dry_run else None)
+
+
+def rejection(custom_api, spec: dict) -> str:
+    with pytest.raises(ApiException) as err:
+        create(custom_api, policy(spec))
+    assert err.value.status == 422, err.value.body
+    return json.loads(err.value.body)["message"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"requirements": {"extendedKeyUsages": ["clientAuthentication"]}},
+         'Unsupported value: "clientAuthentication"'),
+        ({"requirements": {"expiry": {"warningBefore": "30d"}}}, "spec.requirements.expiry.warningBefore"),
+        ({"requirements": {"expiry": {"warningBefore": "24h", "criticalBefore": "48h"}}},
+         "criticalBefore must not be longer than warningBefore"),
+        ({"selector": {"namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "Equals"}]}}},
+         'Unsupported value: "Equals"'),
+        ({"selector": {"namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "In"}]}}},
+         "values must be non-empty for In and NotIn"),
+        ({"requirements": {"allowedIPRanges": ["10.0.0.0/33"]}}, "must be a CIDR"),
+        ({"requirements": {"minimumRSABits": 512}}, "spec.requirements.minimumRSABits"),
+        ({"requirements": {"trustBundle": {"configMap": {"namespace": "a", "name": "b"},
+                                           "secret": {"namespace": "a", "name": "b"}}}},
+         "set exactly one of configMap or secret"),
+        ({"issuance": [{"secretName": "s", "namespace": "n", "dnsNames": ["a.example.com"]}]},
+         "spec.issuance needs spec.ca"),
+        ({"ca": {"secretName": "ca"}, "issuance": [{"secretName": "s", "namespace": "n"}]},
+         "at least one of dnsNames or ipAddresses"),
+        ({"enforcement": "enforce"}, 'Unsupported value: "enforce"'),
+    ],
+    ids=["unknown-eku", "malformed-duration", "critical-longer-than-warning", "bad-selector-operator",
+         "selector-without-values", "bad-cidr", "tiny-rsa", "two-bundle-sources", "issuance-without-ca",
+         "issuance-without-names", "enforce-reserved"],
+)
+def test_invalid_specs_are_rejected_with_a_clear_message(crd, custom_api, spec, expected):
+    assert expected in rejection(custom_api, spec)
+
+
+def test_defaults_are_applied(crd, custom_api):
+    created = create(custom_api, policy({}), dry_run=True)
+    req = created["spec"]["requirements"]
+    assert req["extendedKeyUsages"] == ["serverAuth"]
+    assert req["expiry"] == {"warningBefore": "720h", "criticalBefore": "168h"}
+    assert req["minimumRSABits"] == 2048
+    assert created["spec"]["selector"]["mountedOnly"] is False
+    assert created["spec"]["rotation"]["propagationDelay"] == "2m"
+    assert created["spec"]["enforcement"] == "audit"
+
+
+def example_documents():
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
+            if doc and doc.get("kind") == "CertificatePolicy":
+                yield pytest.param(doc, id=f"{path.stem}-{i}")
+
+
+@pytest.mark.parametrize("doc", list(example_documents()))
+def test_every_example_is_accepted(crd, custom_api, doc):
+    body = copy.deepcopy(doc)
+    created = create(custom_api, body, dry_run=True)
+    assert created["metadata"]["name"] == doc["metadata"]["name"]
+
+
+def test_kubectl_explain_and_short_name(crd, cluster):
+    out = cluster.kubectl("explain", "certpol.spec.requirements").stdout
+    assert "extendedKeyUsages" in out and "clientAuth" in out
+    out = cluster.kubectl("explain", "certificatepolicies.spec.selector.mountedOnly").stdout
+    assert "subPath" in out
+    out = cluster.kubectl("explain", "certpol.status.conditions").stdout
+    assert "Compliant" in out
+
+
+def test_printer_columns(crd, cluster, custom_api):
+    body = policy({})
+    create(custom_api, body, dry_run=False)
+    header = cluster.kubectl("get", "certpol", body["metadata"]["name"]).stdout.splitlines()[0].split()
+    assert header == ["NAME", "COMPLIANT", "VIOLATIONS", "SELECTED", "ROTATION", "AGE"]

@@ -1,0 +1,32 @@
+"""Waiting for cluster state with a deadline, instead of sleeping and hoping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class WaitTimeout(AssertionError):
+    pass
+
+
+def wait_for(probe: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> T:
+    """Call ``probe`` until it returns something truthy and return that; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            last = probe()
+            last_exc = None
+            if last:
+                return last  # type: ignore[return-value]
+        except Exception as e:  # noqa: BLE001 - reported below if the deadline passes
+            last_exc = e
+        if time.monotonic() >= deadline:
+            detail = f"last exception: {last_exc!r}" if last_exc else f"last value: {last!r}"
+            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}; {detail}")
+        time.sleep(interval)
