@@ -123,3 +123,30 @@ def docker_available() -> bool:
     if not shutil.which("docker"):
         return False
     return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.fixture
+def policies(custom_api, crd):
+    """Create CertificatePolicies for one test; they are deleted (finalizer included) afterwards,
+    so a policy of one test never selects the Secrets of another."""
+    from kubernetes.client import ApiException
+
+    created: list[str] = []
+
+    def create(body: dict) -> dict:
+        obj = custom_api.create_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", body)
+        created.append(obj["metadata"]["name"])
+        return obj
+
+    yield create
+    for name in created:
+        for call in (
+            lambda: custom_api.delete_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name),
+            lambda: custom_api.patch_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name,
+                                                           {"metadata": {"finalizers": None}}),
+        ):
+            try:
+                call()
+            except ApiException as e:
+                if e.status != 404:
+                    raise

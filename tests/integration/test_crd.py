@@ -100,8 +100,8 @@ def test_kubectl_explain_and_short_name(crd, cluster):
     assert "Compliant" in out
 
 
-def test_printer_columns(crd, cluster, custom_api):
-    body = policy({})
-    create(custom_api, body, dry_run=False)
+def test_printer_columns(crd, cluster, policies):
+    body = policy({"selector": {"namespaceSelector": {"matchLabels": {"selects": "nothing"}}}})
+    policies(body)
     header = cluster.kubectl("get", "certpol", body["metadata"]["name"]).stdout.splitlines()[0].split()
     assert header == ["NAME", "COMPLIANT", "VIOLATIONS", "SELECTED", "ROTATION", "AGE"]

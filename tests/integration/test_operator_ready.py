@@ -13,13 +13,14 @@ def ready_condition(custom_api, name):
     return obj, conds.get("Ready")
 
 
-def test_operator_sets_ready_with_observed_generation(operator, custom_api, cluster, unique_name):
+def test_operator_sets_ready_with_observed_generation(operator, policies, custom_api, cluster, unique_name):
     body = {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy",
         "metadata": {"name": unique_name},
-        "spec": {"requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"]}},
+        "spec": {"selector": {"namespaceSelector": {"matchLabels": {"selects": unique_name}}},
+                 "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"]}},
     }
-    custom_api.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+    policies(body)
 
     def ready_for(generation):
         obj, ready = ready_condition(custom_api, unique_name)

@@ -1,27 +1,109 @@
-"""CertificatePolicy handlers: accept the spec and report it in the status conditions."""
+"""CertificatePolicy handlers: one evaluation loop (a kopf daemon) per policy.
+
+The loop sleeps until the next instant some certificate crosses a threshold (or a slow safety
+re-sync), and wakes early when the policy, a selected Secret, a Pod's mounts, a namespace's
+labels or the trust bundle change. Watching Secrets and Pods is the inventory's job; kopf
+handles only our own resource, so it never writes to user objects.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
+import os
 from typing import Any
 
 import kopf
 
 from certpolicy import GROUP, PLURAL, VERSION
-from certpolicy.kube.conditions import READY, Condition, merge_conditions
+from certpolicy.handlers.reconcile import ERROR_RETRY, reconcile_policy
+from certpolicy.handlers.runtime import Runtime
+from certpolicy.inventory.inventory import Inventory
+from certpolicy.kube.client import new_api_client
+from certpolicy.kube.events import EventRecorder
+from certpolicy.kube.rawapi import RawClient
+from certpolicy.metrics import COLLECTOR, serve
+from certpolicy.policy.evaluate import Evaluator
+
+log = logging.getLogger("certpolicy.operator")
+DEBOUNCE = 0.05
+INVENTORY_SYNC_TIMEOUT = 300.0
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def accept_policy(meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch, **_: Any) -> None:
-    generation = meta.get("generation")
-    now = dt.datetime.now(dt.timezone.utc)
-    conditions = merge_conditions(
-        status.get("conditions"),
-        [Condition(READY, True, "Reconciled", "The spec was accepted and reconciled.")],
-        generation,
-        now,
+@kopf.on.startup()
+async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
+    api_client = new_api_client()
+    inventory = Inventory(api_client)
+    runtime = Runtime(
+        api_client=api_client, raw=RawClient(api_client), inventory=inventory,
+        recorder=EventRecorder(RawClient(api_client)), evaluator=Evaluator(),
+        loop=asyncio.get_running_loop(),
     )
-    patch.status["conditions"] = conditions
-    patch.status["observedGeneration"] = generation
+    inventory.add_listener(runtime.wake_all_threadsafe)
+    inventory.start()
+    synced = await asyncio.to_thread(inventory.wait_synced, INVENTORY_SYNC_TIMEOUT)
+    if not synced:
+        log.warning("inventory not fully synced after %.0fs; policies are evaluated as data arrives",
+                    INVENTORY_SYNC_TIMEOUT)
+    COLLECTOR.inventory = inventory
+    port = int(os.environ.get("CERTPOLICY_METRICS_PORT", "9090"))
+    if port >= 0:
+        runtime.metrics_port = serve(port, os.environ.get("CERTPOLICY_METRICS_ADDR", "0.0.0.0"))  # noqa: S104
+    memo.runtime = runtime
+    log.info("inventory synced: %d TLS Secrets, %d Pods with references, %d namespaces",
+             len(inventory.secrets), len(inventory.pods), len(inventory.namespaces))
+
+
+@kopf.on.cleanup()
+async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None:
+        await asyncio.to_thread(runtime.inventory.stop)
+
+
+@kopf.on.probe(id="watches")
+def watches_alive(memo: kopf.Memo, **_: Any) -> str:
+    """Liveness: fails when an inventory watch died or went silent (kopf itself may look fine)."""
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is None:
+        return "starting"
+    ok, message = runtime.inventory.health()
+    if not ok:
+        raise kopf.PermanentError(message)
+    return message
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def policy_changed(name: str, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None:
+        runtime.wake(name)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+async def evaluate_policy(name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    wake = runtime.wakeup(name)
+    try:
+        while not stopped:
+            wake.clear()
+            try:
+                next_at = await asyncio.to_thread(reconcile_policy, runtime, name)
+            except Exception:  # noqa: BLE001 - one bad pass must not end the loop; retried
+                log.exception("evaluating policy %s failed; retrying in %ss", name, ERROR_RETRY.total_seconds())
+                next_at = dt.datetime.now(dt.timezone.utc) + ERROR_RETRY
+            if next_at is None:
+                return  # the policy is gone
+            delay = max(0.0, (next_at - dt.datetime.now(dt.timezone.utc)).total_seconds())
+            waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
+            try:
+                await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            if not stopped:
+                await asyncio.sleep(DEBOUNCE)  # coalesce a burst of changes into one pass
+    finally:
+        runtime.forget(name)
+        COLLECTOR.forget(name)

@@ -34,3 +34,13 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.execution.max_workers = 8
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+@kopf.on.login()
+def login(**kwargs) -> kopf.ConnectionInfo | None:
+    """In-cluster service account first, then the kubeconfig — kopf's own loaders, not the client's.
+
+    (kopf's default piggy-backing on the kubernetes client fails noisily with client v37's
+    configuration API before falling back; choosing the loaders explicitly avoids that.)
+    """
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)

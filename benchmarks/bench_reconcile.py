@@ -1,0 +1,171 @@
+"""Reconciliation at scale on the local control plane (issue #4's performance goals).
+
+Creates N kubernetes.io/tls Secrets (distinct certificates, default 10,000) across 100
+namespaces, a policy selecting all of them and one selecting a tenth, then starts the operator
+as a separate process (``certpolicy run``) and measures:
+
+* time from operator start to every policy's status being complete (goal <= 6 s),
+* latency from a Secret update to its Warning event (p50/p95 over 20 updates; goal p95 <= 1 s),
+* the operator's peak RSS (goal <= 150 MiB), read from /proc/<pid>/status VmHWM.
+
+Usage: .venv/bin/python benchmarks/bench_reconcile.py [--secrets 10000] [--namespaces 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures as cf
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import kubernetes
+from cryptography.hazmat.primitives import serialization
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "operator"))
+
+from certpolicy.kube.crd import install_crd  # noqa: E402
+from certpolicy.kube.namespaces import ensure_namespace  # noqa: E402
+from certpolicy.localcluster import LocalCluster  # noqa: E402
+from certpolicy.pki.issue import create_ca, generate_key, issue_leaf  # noqa: E402
+
+GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def rss_mib(pid: int, field: str = "VmHWM") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--secrets", type=int, default=10_000)
+    ap.add_argument("--namespaces", type=int, default=100)
+    ap.add_argument("--updates", type=int, default=20)
+    args = ap.parse_args()
+
+    with LocalCluster() as cluster:
+        install_crd(cluster.kubeconfig)
+        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        core = kubernetes.client.CoreV1Api(api)
+        custom = kubernetes.client.CustomObjectsApi(api)
+        ensure_namespace(core, "certpolicy-system")
+
+        ca = create_ca("bench CA")
+        key = generate_key()
+        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        namespaces = [f"bench-{i:03d}" for i in range(args.namespaces)]
+        for i, ns in enumerate(namespaces):
+            ensure_namespace(core, ns, labels={"bench": "yes", "tenth": "yes" if i % 10 == 0 else "no"})
+        core.create_namespaced_config_map("certpolicy-system", kubernetes.client.V1ConfigMap(
+            metadata=kubernetes.client.V1ObjectMeta(name="bench-ca"), data={"ca.crt": ca.cert_pem.decode()}))
+
+        t0 = time.monotonic()
+        per_ns = args.secrets // args.namespaces
+
+        def create(i: int) -> None:
+            ns = namespaces[i // per_ns % args.namespaces]
+            leaf = issue_leaf(ca, dns_names=[f"svc-{i}.bench.example.com"], key=key)
+            body = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                    "metadata": {"name": f"tls-{i}", "labels": {"app": "bench"}},
+                    "data": {"tls.crt": b64(leaf.cert_pem), "tls.key": b64(key_pem), "ca.crt": b64(ca.cert_pem)}}
+            core.create_namespaced_secret(ns, body)
+
+        with cf.ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, range(per_ns * args.namespaces)))
+        created = per_ns * args.namespaces
+        print(f"created {created} TLS Secrets in {len(namespaces)} namespaces in {time.monotonic() - t0:.1f}s",
+              flush=True)
+
+        policies = {
+            "bench-all": {"namespaceSelector": {"matchLabels": {"bench": "yes"}}},
+            "bench-tenth": {"namespaceSelector": {"matchLabels": {"tenth": "yes"}}},
+        }
+        for name, selector in policies.items():
+            custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": name},
+                "spec": {"selector": selector, "requirements": {
+                    "extendedKeyUsages": ["serverAuth", "clientAuth"],
+                    "trustBundle": {"configMap": {"namespace": "certpolicy-system", "name": "bench-ca"}}}}})
+        expected = {"bench-all": created, "bench-tenth": sum(1 for i in range(created)
+                                                             if (i // per_ns % args.namespaces) % 10 == 0)}
+
+        env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), CERTPOLICY_METRICS_PORT="-1")
+        log = open(cluster.workdir / "bench-operator.log", "wb")  # noqa: SIM115
+        start = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run",
+                                 "--liveness=http://127.0.0.1:0/healthz"], env=env, stdout=log, stderr=log)
+        try:
+            def complete() -> bool:
+                for name, n in expected.items():
+                    st = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}
+                    if st.get("summary", {}).get("selected") != n:
+                        return False
+                return True
+
+            while not complete():
+                if proc.poll() is not None:
+                    raise SystemExit(f"operator exited {proc.returncode}; see {log.name}")
+                if time.monotonic() - start > 300:
+                    raise SystemExit("status not complete after 300s")
+                time.sleep(0.05)
+            to_complete = time.monotonic() - start
+            print(f"operator start -> every policy status complete: {to_complete:.2f}s", flush=True)
+
+            # Latency: replace a compliant certificate with one lacking clientAuth, wait for the event.
+            latencies = []
+            for k in range(args.updates):
+                i = k * (created // args.updates)
+                ns = namespaces[i // per_ns % args.namespaces]
+                bad = issue_leaf(ca, dns_names=[f"svc-{i}.bench.example.com"], usages=["serverAuth"], key=key)
+                t = time.monotonic()
+                core.patch_namespaced_secret(f"tls-{i}", ns, {"data": {"tls.crt": b64(bad.cert_pem)}})
+                while True:
+                    evs = core.list_namespaced_event(ns, field_selector=f"involvedObject.name=tls-{i}").items
+                    if any(e.reason == "MissingClientAuth" for e in evs):
+                        break
+                    if time.monotonic() - t > 30:
+                        raise SystemExit(f"no event for tls-{i} after 30s")
+                    time.sleep(0.01)
+                latencies.append(time.monotonic() - t)
+            latencies.sort()
+            p50 = statistics.median(latencies)
+            p95 = latencies[max(0, int(round(0.95 * len(latencies))) - 1)]
+            peak = rss_mib(proc.pid)
+            print(f"secret update -> Warning event: p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms "
+                  f"(n={len(latencies)}, includes the 10 ms polling of this benchmark)", flush=True)
+            print(f"operator peak RSS (VmHWM): {peak:.0f} MiB", flush=True)
+            result = {
+                "date": dt.date.today().isoformat(), "secrets": created, "namespaces": len(namespaces),
+                "start_to_complete_s": round(to_complete, 2), "event_latency_p50_ms": round(p50 * 1000),
+                "event_latency_p95_ms": round(p95 * 1000), "peak_rss_mib": round(peak),
+                "python": platform.python_version(), "cpus": os.cpu_count(),
+            }
+            print(json.dumps(result), flush=True)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""One evaluation pass of one CertificatePolicy: select, evaluate, report, write what changed.
+
+Runs in a worker thread (it is CPU work plus blocking API calls) and is idempotent: the status is
+derived from the cluster each time, written only when it differs, and events are posted only for
+transitions (see ``certpolicy.kube.events`` for why a restart does not duplicate them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes.client import ApiException
+
+from certpolicy import KIND
+from certpolicy.handlers.runtime import PolicyMemory, Runtime
+from certpolicy.inventory.selection import select
+from certpolicy.kube.conditions import COMPLIANT, DEGRADED, READY, Condition, find, merge_conditions, rfc3339
+from certpolicy.kube.events import ObjectRef
+from certpolicy.kube.status import patch_status, policy_path, status_changed
+from certpolicy.metrics import COLLECTOR, EVENTS_POSTED, RECONCILE_DURATION, STATUS_WRITES
+from certpolicy.policy.report import PolicyReport, Problem, SecretResult, build_report
+from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
+
+log = logging.getLogger("certpolicy.reconcile")
+
+MAX_EVENTS_PER_PASS = 100
+MAX_SUBPATH = 50
+RESYNC = dt.timedelta(minutes=10)
+ERROR_RETRY = dt.timedelta(seconds=30)
+
+
+def _policy_ref(policy: Mapping[str, Any]) -> ObjectRef:
+    meta = policy["metadata"]
+    return ObjectRef(kind=KIND, name=meta["name"], uid=meta.get("uid", ""), api_version="certpolicy.io/v1alpha1")
+
+
+def _trust_bundle(runtime: Runtime, requirements_spec: Mapping[str, Any]) -> tuple[tuple | None, list[Problem]]:
+    ref = requirements_spec.get("trustBundle")
+    if not ref:
+        return None, []
+    kind = "ConfigMap" if "configMap" in ref else "Secret"
+    src = ref.get("configMap") or ref.get("secret")
+    key = src.get("key", "ca.crt")
+    where = f"{kind} {src['namespace']}/{src['name']}"
+    try:
+        record, synced = runtime.inventory.bundle(kind, src["namespace"], src["name"])
+    except ApiException as e:  # pragma: no cover - the watch reports errors itself
+        return None, [Problem("TrustBundleUnreadable", f"cannot read the trust bundle {where}: HTTP {e.status}")]
+    if record is None:
+        if not synced:
+            return None, [Problem("TrustBundleUnreadable",
+                                  f"the trust bundle {where} could not be read yet (access denied or API error)")]
+        return None, [Problem("TrustBundleMissing", f"the trust bundle {where} does not exist; "
+                                                    "chains are not checked until it does")]
+    if not record.has_key(key):
+        return None, [Problem("TrustBundleMissing", f"the trust bundle {where} has no key {key!r}")]
+    certs = record.certs(key)
+    if not certs:
+        return None, [Problem("TrustBundleEmpty", f"the trust bundle {where} key {key!r} holds no certificate")]
+    return certs, []
+
+
+def _post_secret_events(runtime: Runtime, policy_name: str, memory: PolicyMemory, results: list[SecretResult],
+                        records: dict[tuple[str, str], Any], now: dt.datetime) -> None:
+    posted = 0
+    seen: set[str] = set()
+    for result in results:
+        rec = records[(result.namespace, result.name)]
+        seen.add(rec.uid)
+        sig = result.signature
+        previous = memory.signatures.get(rec.uid)
+        if previous == sig:
+            continue
+        if posted >= MAX_EVENTS_PER_PASS:
+            continue  # reported in a later pass; the policy's status already counts it
+        obj = ObjectRef(kind="Secret", name=rec.name, namespace=rec.namespace, uid=rec.uid,
+                        resource_version=rec.resource_version)
+        if sig:
+            problems = result.problems
+            detail = "; ".join(f.message for f in problems[:3])
+            more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+            message = f"CertificatePolicy {policy_name}: {detail}{more}"
+            if runtime.recorder.post(obj, "Warning", problems[0].reason, message,
+                                     [policy_name, rec.resource_version, *sig], now):
+                EVENTS_POSTED.labels("Warning").inc()
+            posted += 1
+        elif previous:  # known violating before, compliant now
+            if runtime.recorder.post(obj, "Normal", "Compliant",
+                                     f"CertificatePolicy {policy_name}: the certificate now complies",
+                                     [policy_name, rec.resource_version, "compliant"], now):
+                EVENTS_POSTED.labels("Normal").inc()
+            posted += 1
+        memory.signatures[rec.uid] = sig
+    for uid in [u for u in memory.signatures if u not in seen]:
+        del memory.signatures[uid]
+
+
+def _subpath_mounts(runtime: Runtime, policy_name: str, memory: PolicyMemory, selection, now) -> list[dict]:
+    entries = []
+    for (ns, secret), mounts in sorted(selection.mounts.items()):
+        for m in mounts:
+            if not m.sub_path:
+                continue
+            entries.append({"namespace": ns, "pod": m.pod, "secret": secret})
+            key = (ns, m.pod, secret)
+            if key not in memory.subpath_reported:
+                memory.subpath_reported.add(key)
+                runtime.recorder.post(
+                    ObjectRef(kind="Pod", name=m.pod, namespace=ns), "Warning", "SubPathMount",
+                    f"CertificatePolicy {policy_name}: Secret {secret} is mounted with subPath; "
+                    "the Pod will never see a renewed certificate until it is restarted",
+                    [policy_name, secret], now)
+    return entries[:MAX_SUBPATH]
+
+
+def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
+    """Evaluate the policy and write its status; returns when it must run again (None: deleted)."""
+    started = time.monotonic()
+    now = dt.datetime.now(dt.timezone.utc)
+    try:
+        policy = runtime.raw.get(policy_path(name))
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    spec = policy.get("spec") or {}
+    status = policy.get("status") or {}
+    generation = policy["metadata"].get("generation")
+    memory = runtime.memory(name)
+
+    try:
+        requirements = requirements_from_spec(spec.get("requirements") or {})
+    except PolicySpecError as e:
+        conditions = merge_conditions(status.get("conditions"), [
+            Condition(READY, False, "InvalidSpec", str(e)),
+        ], generation, now)
+        new_status = {"observedGeneration": generation, "conditions": conditions}
+        if status_changed(status, new_status):
+            patch_status(runtime.raw, name, new_status)
+            runtime.recorder.post(_policy_ref(policy), "Warning", "InvalidSpec", str(e), [str(generation)], now)
+        return now + RESYNC
+
+    bundle, problems = _trust_bundle(runtime, spec.get("requirements") or {})
+    selector = spec.get("selector") or {}
+    selection = select(runtime.inventory, selector)
+    for ns, n in selection.missing:
+        problems.append(Problem("SecretNotFound", f"the Secret {ns}/{n} named in spec.selector.names does not exist"))
+
+    results = []
+    records = {}
+    for rec in selection.secrets:
+        evaluation = runtime.evaluator.evaluate(requirements, rec.material, bundle, now)
+        results.append(SecretResult(rec.namespace, rec.name, evaluation))
+        records[(rec.namespace, rec.name)] = rec
+    report = build_report(results, now, degraded=problems, resync=RESYNC)
+
+    _post_secret_events(runtime, name, memory, results, records, now)
+    subpath = _subpath_mounts(runtime, name, memory, selection, now)
+    new_status = _status(report, status, generation, now, subpath)
+    _post_policy_transition(runtime, policy, status, new_status, report, now)
+
+    wrote = False
+    if (status_changed(status, new_status) or memory.last_status_write is None
+            or time.monotonic() - memory.last_status_write > RESYNC.total_seconds()):
+        patch_status(runtime.raw, name, new_status)
+        memory.last_status_write = time.monotonic()
+        STATUS_WRITES.inc()
+        wrote = True
+    COLLECTOR.update(name, report)
+    RECONCILE_DURATION.observe(time.monotonic() - started)
+    log.debug("policy %s: %d selected, %d violating, status %s", name, report.selected, report.violating,
+              "written" if wrote else "unchanged")
+    return report.next_evaluation
+
+
+def _status(report: PolicyReport, old: Mapping[str, Any], generation: int | None, now: dt.datetime,
+            subpath: list[dict]) -> dict[str, Any]:
+    if report.degraded:
+        worst = report.degraded[0]
+        msgs = "; ".join(p.message for p in report.degraded[:5])
+        degraded = Condition(DEGRADED, True, worst.reason, msgs)
+    else:
+        degraded = Condition(DEGRADED, False, "AsExpected", "The operator can read everything this policy needs.")
+    conditions = merge_conditions(old.get("conditions"), [
+        Condition(READY, True, "Reconciled", f"Evaluated {report.selected} selected Secrets."),
+        Condition(COMPLIANT, report.is_compliant, report.compliant_reason, report.compliant_message),
+        degraded,
+    ], generation, now)
+    return {
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "summary": report.summary(),
+        "violations": list(report.violations),
+        "subPathMounts": subpath,
+        "lastEvaluationTime": rfc3339(now),
+        "nextEvaluationTime": rfc3339(report.next_evaluation) if report.next_evaluation else None,
+    }
+
+
+def _post_policy_transition(runtime: Runtime, policy: Mapping[str, Any], old_status: Mapping[str, Any],
+                            new_status: Mapping[str, Any], report: PolicyReport, now: dt.datetime) -> None:
+    old = find(old_status.get("conditions"), COMPLIANT) or {}
+    new = find(new_status["conditions"], COMPLIANT) or {}
+    if old.get("status") == new.get("status") and old.get("reason") == new.get("reason"):
+        return
+    key = [new["status"], new["reason"], str(old.get("lastTransitionTime"))]
+    if new["status"] == "True":
+        runtime.recorder.post(_policy_ref(policy), "Normal", "PolicyCompliant", new["message"], key, now)
+    else:
+        runtime.recorder.post(_policy_ref(policy), "Warning", "PolicyViolated", new["message"], key, now)

@@ -1,0 +1,69 @@
+"""The operator's process-wide state, kept in kopf's ``memo``: inventory, clients, wake-ups.
+
+Policy loops are asyncio tasks (kopf daemons); the inventory's watches are threads. A change in
+the inventory sets the wake-up event of every policy loop from the watch thread through
+``loop.call_soon_threadsafe``; loops coalesce bursts (a relist of 10,000 Secrets is one pass).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+from kubernetes.client import ApiClient
+
+from certpolicy.inventory.inventory import Inventory
+from certpolicy.kube.events import EventRecorder
+from certpolicy.kube.rawapi import RawClient
+from certpolicy.policy.evaluate import Evaluator
+
+
+@dataclass
+class PolicyMemory:
+    """What one policy loop remembers between passes (in memory only; derived again after a restart)."""
+
+    signatures: dict[str, tuple[str, ...]] = field(default_factory=dict)  # secret uid -> last reported reasons
+    subpath_reported: set[tuple[str, str, str]] = field(default_factory=set)
+    last_status_write: float | None = None  # monotonic; None: not yet in this process
+
+
+@dataclass
+class Runtime:
+    api_client: ApiClient
+    raw: RawClient
+    inventory: Inventory
+    recorder: EventRecorder
+    evaluator: Evaluator
+    loop: asyncio.AbstractEventLoop
+    metrics_port: int | None = None
+    wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
+    memories: dict[str, PolicyMemory] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wakeup(self, policy: str) -> asyncio.Event:
+        event = self.wakeups.get(policy)
+        if event is None:
+            event = self.wakeups[policy] = asyncio.Event()
+        return event
+
+    def memory(self, policy: str) -> PolicyMemory:
+        with self.lock:
+            return self.memories.setdefault(policy, PolicyMemory())
+
+    def forget(self, policy: str) -> None:
+        self.wakeups.pop(policy, None)
+        with self.lock:
+            self.memories.pop(policy, None)
+
+    def wake(self, policy: str) -> None:
+        event = self.wakeups.get(policy)
+        if event is not None:
+            event.set()
+
+    def wake_all(self) -> None:
+        for event in list(self.wakeups.values()):
+            event.set()
+
+    def wake_all_threadsafe(self, *_: object) -> None:
+        self.loop.call_soon_threadsafe(self.wake_all)

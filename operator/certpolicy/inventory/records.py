@@ -1,0 +1,174 @@
+"""What the inventory remembers of each watched object: enough to select and judge, no Secret data.
+
+A Secret record keeps the parsed, public part of its certificates (the ``SecretMaterial`` of
+the validation engine, which never retains the private key) and the outcome of the key check.
+A Pod record keeps only which Secrets and ConfigMaps it references, and which of them it mounts
+through ``subPath`` (such mounts never receive updates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from certpolicy.pki.secretdata import SecretMaterial, material_from_secret
+
+
+@dataclass(frozen=True)
+class SecretRecord:
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    type: str
+    labels: tuple[tuple[str, str], ...]
+    material: SecretMaterial
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+def parse_secret_object(obj: dict[str, Any]) -> SecretRecord:
+    meta = obj.get("metadata") or {}
+    material = material_from_secret(obj.get("type") or "Opaque", obj.get("data") or {})
+    return SecretRecord(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        resource_version=meta.get("resourceVersion", ""),
+        type=obj.get("type") or "Opaque",
+        labels=tuple(sorted((meta.get("labels") or {}).items())),
+        material=material,
+    )
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A Pod's reference to a Secret or ConfigMap."""
+
+    kind: str  # "Secret" | "ConfigMap"
+    name: str
+    via: str  # "volume" | "projected" | "env" | "envFrom"
+    sub_path: bool = False
+
+
+@dataclass(frozen=True)
+class PodRecord:
+    namespace: str
+    name: str
+    references: frozenset[Reference]
+
+
+def _volume_refs(volume: dict[str, Any]) -> list[tuple[str, str, str]]:
+    refs = []
+    if volume.get("secret"):
+        refs.append(("Secret", volume["secret"].get("secretName", ""), "volume"))
+    if volume.get("configMap"):
+        refs.append(("ConfigMap", volume["configMap"].get("name", ""), "volume"))
+    for src in (volume.get("projected") or {}).get("sources") or ():
+        if src.get("secret"):
+            refs.append(("Secret", src["secret"].get("name", ""), "projected"))
+        if src.get("configMap"):
+            refs.append(("ConfigMap", src["configMap"].get("name", ""), "projected"))
+    return refs
+
+
+def parse_pod_object(obj: dict[str, Any]) -> PodRecord | None:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    volumes = {v.get("name"): _volume_refs(v) for v in spec.get("volumes") or ()}
+    containers = list(spec.get("initContainers") or ()) + list(spec.get("containers") or ()) + list(
+        spec.get("ephemeralContainers") or ()
+    )
+    refs: set[Reference] = set()
+    sub_path_volumes: set[str] = set()
+    for c in containers:
+        for m in c.get("volumeMounts") or ():
+            if m.get("subPath") or m.get("subPathExpr"):
+                sub_path_volumes.add(m.get("name"))
+        for env in c.get("env") or ():
+            vf = env.get("valueFrom") or {}
+            if vf.get("secretKeyRef"):
+                refs.add(Reference("Secret", vf["secretKeyRef"].get("name", ""), "env"))
+            if vf.get("configMapKeyRef"):
+                refs.add(Reference("ConfigMap", vf["configMapKeyRef"].get("name", ""), "env"))
+        for ef in c.get("envFrom") or ():
+            if ef.get("secretRef"):
+                refs.add(Reference("Secret", ef["secretRef"].get("name", ""), "envFrom"))
+            if ef.get("configMapRef"):
+                refs.add(Reference("ConfigMap", ef["configMapRef"].get("name", ""), "envFrom"))
+    for vname, vrefs in volumes.items():
+        for kind, name, via in vrefs:
+            refs.add(Reference(kind, name, via, sub_path=vname in sub_path_volumes))
+    refs = {r for r in refs if r.name}
+    if not refs:
+        return None  # Pods that reference nothing are not worth remembering
+    return PodRecord(meta.get("namespace", ""), meta.get("name", ""), frozenset(refs))
+
+
+@dataclass(frozen=True)
+class NamespaceRecord:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+def parse_namespace_object(obj: dict[str, Any]) -> NamespaceRecord:
+    meta = obj.get("metadata") or {}
+    return NamespaceRecord(meta.get("name", ""), tuple(sorted((meta.get("labels") or {}).items())))
+
+
+@dataclass(frozen=True)
+class BundleRecord:
+    """A trust bundle source or target: the certificates found under each data key."""
+
+    namespace: str
+    name: str
+    kind: str
+    resource_version: str
+    certificates: tuple[tuple[str, tuple], ...]  # (data key, certificates)
+    problems: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def certs(self, key: str) -> tuple:
+        return dict(self.certificates).get(key, ())
+
+    def has_key(self, key: str) -> bool:
+        return key in dict(self.certificates)
+
+
+def parse_bundle_object(obj: dict[str, Any]) -> BundleRecord:
+    import base64
+    import binascii
+
+    from certpolicy.pki.load import load_certificates
+
+    meta = obj.get("metadata") or {}
+    kind = obj.get("kind") or ("Secret" if "type" in obj else "ConfigMap")
+    certs, problems = [], []
+    raw: dict[str, bytes] = {}
+    if kind == "ConfigMap":
+        raw.update({k: v.encode() for k, v in (obj.get("data") or {}).items()})
+        for k, v in (obj.get("binaryData") or {}).items():
+            try:
+                raw[k] = base64.b64decode(v)
+            except (binascii.Error, ValueError):
+                problems.append((k, ("not valid base64",)))
+    else:
+        for k, v in (obj.get("data") or {}).items():
+            try:
+                raw[k] = base64.b64decode(v)
+            except (binascii.Error, ValueError):
+                problems.append((k, ("not valid base64",)))
+    for k, data in sorted(raw.items()):
+        if k.endswith((".p12", ".pfx", ".jks")):
+            continue  # encoded truststores: verified by their writer, not read as PEM here
+        loaded = load_certificates(data)
+        certs.append((k, loaded.certificates))
+        if loaded.problems:
+            problems.append((k, tuple(loaded.problems)))
+    return BundleRecord(meta.get("namespace", ""), meta.get("name", ""), kind, meta.get("resourceVersion", ""),
+                        tuple(certs), tuple(problems))

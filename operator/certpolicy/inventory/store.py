@@ -1,0 +1,103 @@
+"""The in-memory stores fed by the watches: small parsed records, never Secret bodies.
+
+Each store keeps one record per object and tells its listeners which keys changed, so the
+policy loops re-evaluate only when something they select moved. Stores are written by the
+watch threads and read by the reconcile threads; a lock guards each map and readers take
+snapshots.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
+R = TypeVar("R")
+Listener = Callable[[str, Key], None]  # (kind, key)
+
+
+def key_of(obj: dict) -> Key:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace") or "", meta.get("name") or ""
+
+
+@dataclass
+class RecordStore(Generic[R]):
+    """Records of one kind, built by ``parse`` (which may return None to skip an object)."""
+
+    kind: str
+    parse: Callable[[dict], R | None]
+    listeners: list[Listener] = field(default_factory=list)
+    _records: dict[Key, R] = field(default_factory=dict)
+    _versions: dict[Key, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _notify(self, keys: Iterable[Key]) -> None:
+        for key in keys:
+            for listener in list(self.listeners):
+                listener(self.kind, key)
+
+    def replace(self, items: list[dict], resource_version: str) -> None:
+        parsed: dict[Key, R] = {}
+        versions: dict[Key, str] = {}
+        changed: list[Key] = []
+        with self._lock:
+            old_versions = dict(self._versions)
+            old_records = dict(self._records)
+        for obj in items:
+            key = key_of(obj)
+            rv = (obj.get("metadata") or {}).get("resourceVersion", "")
+            if old_versions.get(key) == rv and key in old_records:
+                parsed[key] = old_records[key]  # unchanged across a relist: no re-parse
+            else:
+                rec = self.parse(obj)
+                if rec is None:
+                    continue
+                parsed[key] = rec
+                changed.append(key)
+            versions[key] = rv
+        removed = [k for k in old_records if k not in parsed]
+        with self._lock:
+            self._records = parsed
+            self._versions = versions
+        self._notify(changed + removed)
+
+    def upsert(self, obj: dict) -> None:
+        key = key_of(obj)
+        rv = (obj.get("metadata") or {}).get("resourceVersion", "")
+        with self._lock:
+            if self._versions.get(key) == rv and key in self._records:
+                return
+        rec = self.parse(obj)
+        with self._lock:
+            if rec is None:
+                existed = self._records.pop(key, None) is not None
+                self._versions.pop(key, None)
+            else:
+                self._records[key] = rec
+                self._versions[key] = rv
+                existed = True
+        if existed:
+            self._notify([key])
+
+    def delete(self, obj: dict) -> None:
+        key = key_of(obj)
+        with self._lock:
+            existed = self._records.pop(key, None) is not None
+            self._versions.pop(key, None)
+        if existed:
+            self._notify([key])
+
+    def get(self, key: Key) -> R | None:
+        with self._lock:
+            return self._records.get(key)
+
+    def snapshot(self) -> dict[Key, R]:
+        with self._lock:
+            return dict(self._records)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)

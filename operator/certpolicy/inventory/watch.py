@@ -1,0 +1,154 @@
+"""One list-then-watch per resource, with resourceVersion/bookmark tracking and 410 relists.
+
+kopf's per-object machinery is right for our own CRD and wrong for every Secret in a cluster
+(measured: a kopf index had handled 3,748 of 10,000 Secrets after 100 s, where a paginated LIST
+plus parsing took 1.2 s). This is the client-go reflector pattern in a thread: paginated LIST,
+hand the full state to the store, WATCH from the list's resourceVersion with bookmarks, and on
+``410 Gone`` (the version was compacted) LIST again. Nothing is ever written to watched objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from kubernetes.client import ApiException
+
+from certpolicy.kube.rawapi import RawClient
+
+log = logging.getLogger(__name__)
+
+
+class Store(Protocol):
+    def replace(self, items: list[dict], resource_version: str) -> None: ...
+    def upsert(self, obj: dict) -> None: ...
+    def delete(self, obj: dict) -> None: ...
+
+
+class Gone(Exception):
+    """The watch's resourceVersion is too old: relist."""
+
+
+class ListWatcher:
+    def __init__(self, raw: RawClient, path: str, store: Store, *, name: str,
+                 query: Mapping[str, Any] | None = None, page_size: int = 500,
+                 watch_timeout: int = 240, backoff_max: float = 10.0) -> None:
+        self.raw = raw
+        self.path = path
+        self.store = store
+        self.name = name
+        self.query = dict(query or {})
+        self.page_size = page_size
+        self.watch_timeout = watch_timeout
+        self.backoff_max = backoff_max
+        self.resource_version: str | None = None
+        self.synced = threading.Event()
+        self.last_activity = time.monotonic()  # any list page, event or bookmark: feeds the liveness probe
+        self.relists = 0
+        self.events = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._response = None
+        self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
+
+    def start(self) -> "ListWatcher":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        resp = self._response
+        if resp is not None:
+            try:  # unblock a read in progress
+                (getattr(resp, "shutdown", None) or resp.close)()
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                pass
+        self._thread.join(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    # ------------------------------------------------------------------------------------------
+    def _list(self) -> None:
+        items: list[dict] = []
+        cont = None
+        while True:
+            page = self.raw.get(self.path, dict(self.query, limit=self.page_size, **({"continue": cont} if cont else {})))
+            items.extend(page.get("items") or [])
+            self.last_activity = time.monotonic()
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                self.resource_version = page["metadata"]["resourceVersion"]
+                break
+        self.store.replace(items, self.resource_version)
+        self.synced.set()
+
+    def _watch(self) -> None:
+        query = dict(self.query, resourceVersion=self.resource_version, allowWatchBookmarks="true",
+                     timeoutSeconds=self.watch_timeout)
+
+        def opened(resp) -> None:
+            self._response = resp
+
+        try:
+            for event in self.raw.watch(self.path, query, timeout=(10, self.watch_timeout + 30), on_open=opened):
+                if self._stop.is_set():
+                    return
+                self.last_activity = time.monotonic()
+                etype = event.get("type")
+                obj = event.get("object") or {}
+                if etype == "ERROR":
+                    if obj.get("code") == 410:
+                        raise Gone(obj.get("message", "gone"))
+                    raise ApiException(status=obj.get("code", 500), reason=obj.get("message", "watch error"))
+                rv = (obj.get("metadata") or {}).get("resourceVersion")
+                if rv:
+                    self.resource_version = rv
+                if etype == "BOOKMARK":
+                    continue
+                self.events += 1
+                if etype in ("ADDED", "MODIFIED"):
+                    self.store.upsert(obj)
+                elif etype == "DELETED":
+                    self.store.delete(obj)
+        finally:
+            self._response = None
+
+    def _run(self) -> None:
+        backoff = 0.2
+        need_list = True
+        while not self._stop.is_set():
+            try:
+                if need_list:
+                    self._list()
+                    need_list = False
+                    backoff = 0.2
+                self._watch()  # returns when the server closes the stream: re-watch from the last version
+                backoff = 0.2
+            except Gone:
+                self.relists += 1
+                need_list = True
+                log.info("watch of %s expired (410 Gone): relisting", self.name)
+            except ApiException as e:
+                if self._stop.is_set():
+                    return
+                self.errors += 1
+                if e.status == 410:
+                    self.relists += 1
+                    need_list = True
+                else:
+                    log.warning("watch of %s failed (HTTP %s %s); retrying in %.1fs", self.name, e.status,
+                                e.reason, backoff)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self.backoff_max)
+            except Exception as e:  # noqa: BLE001 - connection errors: reconnect with backoff
+                if self._stop.is_set():
+                    return
+                self.errors += 1
+                log.warning("watch of %s interrupted (%s); retrying in %.1fs", self.name, type(e).__name__, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_max)

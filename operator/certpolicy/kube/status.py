@@ -1,0 +1,32 @@
+"""Writing a CertificatePolicy's status through the status subresource, only when it changed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from certpolicy import GROUP, PLURAL, VERSION
+from certpolicy.kube.rawapi import RawClient
+
+VOLATILE = ("lastEvaluationTime", "nextEvaluationTime")
+
+
+def policy_path(name: str, subresource: str = "") -> str:
+    return f"/apis/{GROUP}/{VERSION}/{PLURAL}/{name}" + (f"/{subresource}" if subresource else "")
+
+
+def _stable(status: Mapping[str, Any]) -> str:
+    return json.dumps({k: v for k, v in status.items() if k not in VOLATILE}, sort_keys=True, default=str)
+
+
+def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether ``new`` differs from ``old`` in anything but the evaluation timestamps."""
+    old = old or {}
+    relevant = {k: old.get(k) for k in new}
+    return _stable(relevant) != _stable(new)
+
+
+def patch_status(raw: RawClient, name: str, status: Mapping[str, Any]) -> dict:
+    """Merge-patch the given top-level status fields (each one replaced as a whole)."""
+    return raw.patch(policy_path(name, "status"), {"status": dict(status)})

@@ -1,0 +1,118 @@
+"""Prometheus metrics, named in the style of cert-manager and x509-certificate-exporter.
+
+Per-certificate and per-policy series are produced at scrape time from the latest report of each
+policy (a custom collector), so a deleted Secret or policy disappears from ``/metrics`` at once
+instead of lingering as a stale series. Labels name objects and certificate roles, never
+certificate contents beyond the subject CN.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from certpolicy.policy.report import PolicyReport
+
+RECONCILE_DURATION = Histogram(
+    "certpolicy_reconcile_duration_seconds",
+    "Time to evaluate one CertificatePolicy against the inventory and write its status.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+EVENTS_POSTED = Counter("certpolicy_events_posted_total", "Kubernetes Events posted by the operator.", ["type"])
+STATUS_WRITES = Counter("certpolicy_status_writes_total", "CertificatePolicy status patches.")
+
+
+def _cn(subject: str) -> str:
+    for part in subject.split(","):
+        if part.strip().upper().startswith("CN="):
+            return part.strip()[3:]
+    return ""
+
+
+class PolicyCollector(Collector):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reports: dict[str, PolicyReport] = {}
+        self._rotation_steps: dict[str, int] = {}
+        self.inventory = None  # set by the operator: for watch and inventory gauges
+
+    def update(self, policy: str, report: PolicyReport) -> None:
+        with self._lock:
+            self._reports[policy] = report
+
+    def set_rotation_step(self, policy: str, step: int) -> None:
+        with self._lock:
+            self._rotation_steps[policy] = step
+
+    def forget(self, policy: str) -> None:
+        with self._lock:
+            self._reports.pop(policy, None)
+            self._rotation_steps.pop(policy, None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            reports = dict(self._reports)
+            steps = dict(self._rotation_steps)
+        not_after = GaugeMetricFamily(
+            "certpolicy_certificate_not_after_timestamp_seconds",
+            "notAfter of each certificate in a selected Secret and its trust bundle (Unix seconds).",
+            labels=["namespace", "secret", "policy", "role", "subject_cn"],
+        )
+        findings = GaugeMetricFamily(
+            "certpolicy_findings", "Selected Secrets with a finding of this reason.",
+            labels=["policy", "reason", "severity"],
+        )
+        compliant = GaugeMetricFamily("certpolicy_policy_compliant", "1 when every selected Secret complies.",
+                                      labels=["policy"])
+        selected = GaugeMetricFamily("certpolicy_policy_selected_secrets", "Secrets selected by the policy.",
+                                     labels=["policy"])
+        violating = GaugeMetricFamily("certpolicy_policy_violating_secrets", "Selected Secrets that violate it.",
+                                      labels=["policy"])
+        rotation = GaugeMetricFamily("certpolicy_rotation_step",
+                                     "Current CA rotation step (1-5), 0 when no rotation runs.", labels=["policy"])
+        for policy, report in sorted(reports.items()):
+            compliant.add_metric([policy], 1.0 if report.is_compliant else 0.0)
+            selected.add_metric([policy], report.selected)
+            violating.add_metric([policy], report.violating)
+            for reason, severity, count in report.findings_by_reason:
+                findings.add_metric([policy, reason, severity], count)
+            seen: set[tuple] = set()
+            for result in report.results:
+                for cert in result.evaluation.certificates:
+                    labels = (result.namespace, result.name, policy, str(cert.role), _cn(cert.summary.subject))
+                    if labels in seen:
+                        continue
+                    seen.add(labels)
+                    not_after.add_metric(list(labels), cert.summary.not_after.timestamp())
+            rotation.add_metric([policy], steps.get(policy, 0))
+        yield from (not_after, findings, compliant, selected, violating, rotation)
+        inv = self.inventory
+        if inv is not None:
+            secrets = GaugeMetricFamily("certpolicy_inventory_secrets", "TLS Secrets in the inventory.")
+            secrets.add_metric([], len(inv.secrets))
+            yield secrets
+            relists = GaugeMetricFamily("certpolicy_watch_relists", "Relists after 410 Gone, by watch.",
+                                        labels=["watch"])
+            for w in inv.all_watchers():
+                relists.add_metric([w.name], w.relists)
+            yield relists
+
+
+COLLECTOR = PolicyCollector()
+REGISTRY.register(COLLECTOR)
+_server_lock = threading.Lock()
+_server: tuple | None = None
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> int:  # noqa: S104 - scraped from inside the cluster
+    """Start the /metrics endpoint once per process; returns the bound port."""
+    global _server
+    with _server_lock:
+        if _server is None:
+            server, _thread = start_http_server(port, addr=addr)
+            _server = (server, server.server_address[1])
+        return _server[1]

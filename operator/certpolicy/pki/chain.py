@@ -1,0 +1,261 @@
+"""Does a leaf chain to a trust bundle, and through which CA?
+
+Path building and signature checks are cryptography's (:mod:`cryptography.x509.verification`);
+nothing here builds paths by hand. What this module adds:
+
+* **A private-CA profile.** cryptography's defaults are the CA/Browser Forum's Web PKI profile. They
+  reject what private CAs routinely have — a root without keyUsage, a non-critical
+  basicConstraints, a leaf without authorityKeyIdentifier — and a client verifier insists on
+  ``clientAuth``. We start from :meth:`ExtensionPolicy.permit_all` and require only what RFC 5280
+  makes load-bearing for a path: an issuer must carry basicConstraints with ``cA=TRUE`` (any
+  criticality) and, if it has keyUsage, ``keyCertSign``; a leaf must not claim ``cA=TRUE``.
+  EKU and names are *not* checked here: the policy layer reports them precisely instead of as one
+  opaque "untrusted". cryptography still enforces v3, validity at ``now``, path length, name
+  constraints, signatures, and the Web PKI algorithm set (RSA ≥ 2048 for issuers, P-256/384/521,
+  no SHA-1/MD5): a chain that fails those is untrusted, and :func:`verify_chain` says which.
+
+* **Why the client verifier.** A server verifier needs a subject name and checks the leaf's SANs
+  against it. A leaf may have only IP SANs, SANs we must not constrain (the policy checks names
+  itself), or no SAN at all. The client verifier checks the path without a subject; with our
+  extension policies it neither requires a SAN nor ``clientAuth``. So one verification per leaf
+  answers "is the chain trusted?", independent of names and usages, which are checked separately.
+
+* **Anchors are CAs only.** A non-CA certificate in a bundle is never put into the store, nor is the
+  leaf itself (a certificate in the store trusts itself).
+
+* **A diagnosis** when the verifier says no: ``IncompleteChain`` when an issuer is missing from
+  both the Secret and the bundle (the usual "forgot the intermediate"), ``UntrustedChain``
+  otherwise, with the verifier's reason in plain words.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from certpolicy.pki.inspect import certificate_fingerprint, signed_by, summarize
+from certpolicy.pki.lru import LRU
+
+UNTRUSTED = "UntrustedChain"
+INCOMPLETE = "IncompleteChain"
+MAX_CHAIN_DEPTH = 8
+
+
+def _ca_basic_constraints(_policy: object, _cert: x509.Certificate, bc: x509.BasicConstraints) -> None:
+    if not bc.ca:
+        raise ValueError("issuer is not a CA (basicConstraints cA is FALSE)")
+
+
+def _ca_key_usage(_policy: object, _cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
+    if ku is not None and not ku.key_cert_sign:
+        raise ValueError("issuer's keyUsage lacks keyCertSign")
+
+
+def _ee_basic_constraints(_policy: object, _cert: x509.Certificate, bc: x509.BasicConstraints | None) -> None:
+    if bc is not None and bc.ca:
+        raise ValueError("leaf asserts basicConstraints cA=TRUE")
+
+
+def private_ca_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
+    """``(ca_policy, ee_policy)`` for private PKIs; see the module docstring for the reasoning."""
+    ca = (
+        ExtensionPolicy.permit_all()
+        .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _ca_basic_constraints)
+        .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _ca_key_usage)
+    )
+    ee = ExtensionPolicy.permit_all().may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, _ee_basic_constraints)
+    return ca, ee
+
+
+_CA_POLICY, _EE_POLICY = private_ca_policies()
+
+
+@dataclass(frozen=True)
+class TrustAnchors:
+    """A trust bundle ready for verification: its CA certificates, a prebuilt store and a digest.
+
+    Build it once per bundle (:meth:`of` caches by content) rather than per check: the store and the
+    fingerprints are then shared by every Secret verified against the bundle.
+    """
+
+    certificates: tuple[x509.Certificate, ...]  # usable anchors: CA certificates
+    rejected: tuple[x509.Certificate, ...]  # in the bundle but not CAs: never trusted
+    fingerprints: frozenset[str]
+    digest: str  # "sha256:" over the sorted fingerprints of everything given
+    store: Store | None = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, certs: Iterable[x509.Certificate]) -> TrustAnchors:
+        certs = tuple(certs)
+        cached = _ANCHORS.get(certs)
+        if cached is None:
+            cached = cls._build(certs)
+            _ANCHORS.put(certs, cached)
+        return cached
+
+    @classmethod
+    def _build(cls, certs: tuple[x509.Certificate, ...]) -> TrustAnchors:
+        seen: set[str] = set()
+        usable: list[x509.Certificate] = []
+        rejected: list[x509.Certificate] = []
+        for c in certs:
+            s = summarize(c)
+            if s.fingerprint in seen:
+                continue
+            seen.add(s.fingerprint)
+            (usable if s.is_ca else rejected).append(c)
+        digest = "sha256:" + hashlib.sha256("\n".join(sorted(seen)).encode()).hexdigest()
+        fps = frozenset(summarize(c).fingerprint for c in usable)
+        return cls(tuple(usable), tuple(rejected), fps, digest, Store(usable) if usable else None)
+
+    def __len__(self) -> int:
+        return len(self.certificates)
+
+    def without(self, fp: str) -> TrustAnchors:
+        """These anchors minus one certificate (used to keep a leaf out of its own store)."""
+        return TrustAnchors.of(c for c in self.certificates if summarize(c).fingerprint != fp)
+
+
+_ANCHORS: LRU[tuple[x509.Certificate, ...], TrustAnchors] = LRU(1024)
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    """The outcome of :func:`verify_chain`."""
+
+    trusted: bool
+    anchor_fingerprint: str | None
+    path: tuple[str, ...]  # fingerprints, leaf first, anchor last (empty when untrusted)
+    reason: str | None  # None | "UntrustedChain" | "IncompleteChain"
+    detail: str
+    certificates: tuple[x509.Certificate, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def anchor(self) -> x509.Certificate | None:
+        return self.certificates[-1] if self.trusted and self.certificates else None
+
+
+def verify_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate] | TrustAnchors,
+    now: dt.datetime,
+    *,
+    max_depth: int = MAX_CHAIN_DEPTH,
+) -> ChainResult:
+    """Verify ``leaf`` + ``intermediates`` against ``anchors`` at ``now`` with the private-CA profile.
+
+    ``now`` must be aware; it is converted to UTC before it reaches the verifier. Never raises on
+    certificate content: every failure is a :class:`ChainResult` with a reason.
+    """
+    now = as_utc(now)
+    ta = anchors if isinstance(anchors, TrustAnchors) else TrustAnchors.of(anchors)
+    leaf_fp = certificate_fingerprint(leaf)
+    if leaf_fp in ta.fingerprints:
+        ta = ta.without(leaf_fp)
+    if ta.store is None:
+        return ChainResult(False, None, (), UNTRUSTED, "the trust bundle holds no CA certificate")
+    inters = [c for c in intermediates if c is not leaf]
+    try:
+        verifier = (
+            PolicyBuilder()
+            .store(ta.store)
+            .time(now)
+            .max_chain_depth(max_depth)
+            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+            .build_client_verifier()
+        )
+        chain = tuple(verifier.verify(leaf, inters).chain)
+    except VerificationError as e:
+        return _diagnose(leaf, inters, ta, str(e))
+    except Exception as e:  # e.g. UnsupportedGeneralNameType in an otherwise valid chain
+        return ChainResult(False, None, (), UNTRUSTED, f"the chain could not be verified ({type(e).__name__})")
+    path = tuple(certificate_fingerprint(c) for c in chain)
+    return ChainResult(True, path[-1], path, None, "", chain)
+
+
+def as_utc(now: dt.datetime) -> dt.datetime:
+    """An aware UTC datetime; a naive one is taken to be UTC already."""
+    if now.tzinfo is None:
+        return now.replace(tzinfo=dt.timezone.utc)
+    return now.astimezone(dt.timezone.utc)
+
+
+# --- diagnosis -----------------------------------------------------------------------------------
+
+_FRIENDLY = (
+    ("not valid at validation time", "a certificate in the chain is expired or not yet valid"),
+    ("Forbidden signature algorithm", "a certificate in the chain is signed with an algorithm the verifier refuses (SHA-1, MD5 or a non-standard one)"),
+    ("Forbidden public key algorithm", "a CA key uses an algorithm other than RSA, P-256, P-384 or P-521"),
+    ("RSA key is too weak", "a CA's RSA key is shorter than 2048 bits"),
+    ("issuer is not a CA", "an issuer is not a CA (basicConstraints cA is FALSE)"),
+    ("must be asserted in a CA", "an issuer is not a CA (basicConstraints cA is FALSE)"),
+    ("missing required extension", "an issuer has no basicConstraints extension, so it is not a CA"),
+    ("keyCertSign", "an issuer's keyUsage does not allow certificate signing (no keyCertSign)"),
+    ("leaf asserts basicConstraints", "the leaf is itself marked as a CA (basicConstraints cA=TRUE)"),
+    ("path length constraint", "a CA's pathLenConstraint forbids a chain this long"),
+    ("X509v3", "a certificate in the chain is not X.509 v3"),
+    ("signature does not match", "a signature in the chain does not verify (wrong issuer key)"),
+    ("name constraint", "a name in the leaf violates a CA's name constraints"),
+    ("maximum depth", "the chain is longer than the maximum depth"),
+    ("unaccounted-for critical extension", "a certificate has a critical extension the verifier does not understand"),
+    ("serial", "a certificate's serial number is invalid (zero, negative or longer than 20 bytes)"),
+)
+_CERT_REPR = re.compile(r"\s*\(encountered processing <Certificate\(.*?\)>\)")
+
+
+def _friendly(error: str) -> str:
+    for needle, text in _FRIENDLY:
+        if needle in error:
+            return text
+    cleaned = _CERT_REPR.sub("", error).removeprefix("validation failed: ")
+    return cleaned[:300]
+
+
+def _name(c: x509.Certificate) -> str:
+    s = summarize(c)
+    return f"'{s.display_name}'"
+
+
+def _diagnose(leaf: x509.Certificate, inters: Sequence[x509.Certificate], ta: TrustAnchors, error: str) -> ChainResult:
+    """Explain a failed verification. Walks issuer links (only to *describe* the failure; trust was
+    decided by the verifier) to tell a missing intermediate from an untrusted or broken chain."""
+    interior = "no interior errors" not in error
+    cur, seen = leaf, {certificate_fingerprint(leaf)}
+    for _ in range(MAX_CHAIN_DEPTH + 2):
+        anchor = next((a for a in ta.certificates if signed_by(cur, a)), None)
+        if anchor is not None:
+            return ChainResult(False, None, (), UNTRUSTED, f"{_name(cur)} is issued by bundle CA {_name(anchor)}, but the chain is rejected: {_friendly(error)}")
+        s = summarize(cur)
+        if s.self_signed:
+            why = _friendly(error) if interior else "it is not in the trust bundle"
+            return ChainResult(False, None, (), UNTRUSTED, f"the chain ends at self-signed {_name(cur)}: {why}")
+        nxt = next((i for i in inters if certificate_fingerprint(i) not in seen and signed_by(cur, i)), None)
+        if nxt is None:
+            same_name = [c for c in (*ta.certificates, *inters) if c.subject == cur.issuer and c is not cur]
+            if same_name:
+                return ChainResult(False, None, (), UNTRUSTED, f"{_name(cur)} names issuer '{s.issuer}', but no certificate with that name verifies its signature (CA re-keyed?)")
+            if interior:
+                return ChainResult(False, None, (), UNTRUSTED, _friendly(error))
+            return ChainResult(
+                False,
+                None,
+                (),
+                INCOMPLETE,
+                f"the issuer '{s.issuer}' of {_name(cur)} is neither in the Secret nor in the trust bundle: add the missing intermediate to the chain, or the certificate comes from a CA the bundle does not trust",
+            )
+        seen.add(certificate_fingerprint(nxt))
+        cur = nxt
+    return ChainResult(False, None, (), UNTRUSTED, _friendly(error))

@@ -1,0 +1,368 @@
+"""What a certificate says, as one small immutable value.
+
+:class:`CertSummary` is what the rest of the operator keeps and shows (status, events, the CLI's
+JSON, the inventory) instead of the certificate: plain strings, numbers and tuples, computed once
+per distinct certificate (:func:`summarize` caches by certificate, i.e. by DER, i.e. by
+fingerprint), so that checking ten thousand Secrets that share one intermediate reads that
+intermediate's extensions once.
+
+Summaries are total: a certificate whose extensions cannot be parsed still gets a summary, with the
+reason in :attr:`CertSummary.extension_error` and the extension-derived fields empty.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, PublicKeyAlgorithmOID
+
+from certpolicy.pki.fingerprint import fingerprint
+from certpolicy.pki.load import known_fingerprint
+from certpolicy.pki.lru import LRU
+
+#: EKU names as RFC 5280 spells them; the keys of ``spec.requirements.extendedKeyUsages``.
+EKU_BY_NAME: dict[str, x509.ObjectIdentifier] = {
+    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
+    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "ocspSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
+}
+ANY_EKU = "anyExtendedKeyUsage"
+_EKU_NAMES: dict[x509.ObjectIdentifier, str] = {
+    **{oid: n for n, oid in EKU_BY_NAME.items()},
+    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: ANY_EKU,
+    ExtendedKeyUsageOID.SMARTCARD_LOGON: "smartcardLogon",
+    ExtendedKeyUsageOID.KERBEROS_PKINIT_KDC: "kerberosPKINITKDC",
+    ExtendedKeyUsageOID.IPSEC_IKE: "ipsecIKE",
+    ExtendedKeyUsageOID.CERTIFICATE_TRANSPARENCY: "certificateTransparency",
+}
+
+_CURVE_NAMES = {
+    "secp256r1": "P-256",
+    "prime256v1": "P-256",
+    "secp384r1": "P-384",
+    "secp521r1": "P-521",
+    "secp224r1": "P-224",
+    "secp192r1": "P-192",
+}
+
+_KEY_USAGE_FIELDS = (
+    ("digital_signature", "digitalSignature"),
+    ("content_commitment", "contentCommitment"),
+    ("key_encipherment", "keyEncipherment"),
+    ("data_encipherment", "dataEncipherment"),
+    ("key_agreement", "keyAgreement"),
+    ("key_cert_sign", "keyCertSign"),
+    ("crl_sign", "cRLSign"),
+)
+
+
+def curve_display_name(name: str) -> str:
+    """``secp256r1`` → ``P-256``; curves without a NIST name keep cryptography's name."""
+    return _CURVE_NAMES.get(name.lower(), name)
+
+
+def eku_name(oid: x509.ObjectIdentifier) -> str:
+    """RFC 5280 name of an EKU, or its dotted OID when it has none."""
+    return _EKU_NAMES.get(oid) or oid.dotted_string
+
+
+@dataclass(frozen=True, slots=True)
+class CertSummary:
+    """A certificate's public facts, JSON-friendly. Times are aware UTC."""
+
+    fingerprint: str
+    subject: str
+    issuer: str
+    common_name: str | None
+    serial: str  # lowercase hex
+    not_before: dt.datetime
+    not_after: dt.datetime
+    version: int  # 1 or 3
+    is_ca: bool
+    has_basic_constraints: bool
+    basic_constraints_critical: bool
+    path_length: int | None
+    has_key_usage: bool
+    key_usage: tuple[str, ...]
+    has_eku: bool
+    extended_key_usages: tuple[str, ...]
+    has_san: bool
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    uris: tuple[str, ...]
+    emails: tuple[str, ...]
+    key_algorithm: str  # RSA | EC | Ed25519 | Ed448 | DSA | dotted OID
+    key_size: int | None
+    key_curve: str | None  # P-256 | P-384 | P-521 | secp256k1 | ...
+    signature_algorithm: str
+    signature_hash: str | None  # sha256 | sha1 | md5 | ... ; None for Ed25519/Ed448 or unknown
+    self_issued: bool  # subject == issuer
+    self_signed: bool  # self-issued and its own key verifies its signature
+    ski: str | None
+    aki: str | None
+    extension_error: str | None = None
+
+    @property
+    def key_description(self) -> str:
+        if self.key_algorithm == "EC":
+            return f"EC {self.key_curve}"
+        if self.key_size:
+            return f"{self.key_algorithm} {self.key_size}"
+        return self.key_algorithm
+
+    @property
+    def display_name(self) -> str:
+        """The CN when there is one (what people recognise), else the full subject."""
+        return self.common_name or self.subject or "(empty subject)"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form with camelCase keys, as the CLI and status print it."""
+        return {
+            "fingerprint": self.fingerprint,
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "serial": self.serial,
+            "notBefore": _iso(self.not_before),
+            "notAfter": _iso(self.not_after),
+            "version": self.version,
+            "isCA": self.is_ca,
+            "keyUsage": list(self.key_usage),
+            "extendedKeyUsages": list(self.extended_key_usages) if self.has_eku else None,
+            "dnsNames": list(self.dns_names),
+            "ipAddresses": list(self.ip_addresses),
+            "key": self.key_description,
+            "signatureAlgorithm": self.signature_algorithm,
+            "selfSigned": self.self_signed,
+            "subjectKeyId": self.ski,
+            "authorityKeyId": self.aki,
+        }
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_SUMMARIES: LRU[x509.Certificate, CertSummary] = LRU(65536)
+
+
+def summarize(cert: x509.Certificate) -> CertSummary:
+    """The summary of ``cert``, computed once per distinct certificate. Never raises."""
+    s = _SUMMARIES.get(cert)
+    if s is None:
+        s = _summarize(cert)
+        _SUMMARIES.put(cert, s)
+    return s
+
+
+def clear_cache() -> None:
+    _SUMMARIES.clear()
+
+
+def certificate_fingerprint(cert: x509.Certificate) -> str:
+    """:func:`certpolicy.pki.fingerprint.fingerprint`, skipping the DER re-encode when the loader
+    already hashed this certificate's DER (re-encoding costs more than the hash)."""
+    return known_fingerprint(cert) or fingerprint(cert)
+
+
+def _summarize(cert: x509.Certificate) -> CertSummary:
+    fp = certificate_fingerprint(cert)
+    subject = _rfc4514(cert.subject)
+    issuer = _rfc4514(cert.issuer)
+    cn = _common_name(cert.subject)
+    self_issued = cert.subject == cert.issuer
+    try:
+        version = 1 if cert.version == x509.Version.v1 else 3
+    except Exception:
+        version = 0
+    key_algorithm, key_size, key_curve = _key_facts(cert)
+    sig_name, sig_hash = _signature_facts(cert)
+
+    is_ca = has_bc = bc_critical = has_ku = has_eku = has_san = False
+    path_length: int | None = None
+    ku: tuple[str, ...] = ()
+    ekus: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    ski: str | None = None
+    aki: str | None = None
+    error: str | None = None
+    try:
+        for ext in cert.extensions:
+            v = ext.value
+            if isinstance(v, x509.BasicConstraints):
+                has_bc, bc_critical, is_ca, path_length = True, ext.critical, v.ca, v.path_length
+            elif isinstance(v, x509.KeyUsage):
+                has_ku = True
+                ku = _key_usage_names(v)
+            elif isinstance(v, x509.ExtendedKeyUsage):
+                has_eku = True
+                ekus = tuple(eku_name(o) for o in v)
+            elif isinstance(v, x509.SubjectAlternativeName):
+                has_san = True
+                dns = tuple(v.get_values_for_type(x509.DNSName))
+                ips = tuple(str(i) for i in v.get_values_for_type(x509.IPAddress))
+                uris = tuple(v.get_values_for_type(x509.UniformResourceIdentifier))
+                emails = tuple(v.get_values_for_type(x509.RFC822Name))
+            elif isinstance(v, x509.SubjectKeyIdentifier):
+                ski = v.digest.hex()
+            elif isinstance(v, x509.AuthorityKeyIdentifier):
+                aki = v.key_identifier.hex() if v.key_identifier is not None else None
+    except Exception as e:
+        error = _extension_error(e)
+
+    self_signed = self_issued and (aki is None or ski is None or aki == ski) and signed_by(cert, cert)
+
+    try:
+        serial = format(cert.serial_number, "x")
+    except Exception:
+        serial = "?"
+    return CertSummary(
+        fingerprint=fp,
+        subject=subject,
+        issuer=issuer,
+        common_name=cn,
+        serial=serial,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        version=version,
+        is_ca=is_ca,
+        has_basic_constraints=has_bc,
+        basic_constraints_critical=bc_critical,
+        path_length=path_length,
+        has_key_usage=has_ku,
+        key_usage=ku,
+        has_eku=has_eku,
+        extended_key_usages=ekus,
+        has_san=has_san,
+        dns_names=dns,
+        ip_addresses=ips,
+        uris=uris,
+        emails=emails,
+        key_algorithm=key_algorithm,
+        key_size=key_size,
+        key_curve=key_curve,
+        signature_algorithm=sig_name,
+        signature_hash=sig_hash,
+        self_issued=self_issued,
+        self_signed=self_signed,
+        ski=ski,
+        aki=aki,
+        extension_error=error,
+    )
+
+
+def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s key verifies ``child``'s signature (and the names link up).
+
+    cryptography's ``verify_directly_issued_by`` refuses SHA-1 and MD5 signatures outright; to
+    *recognise* such certificates (an old self-signed root, a SHA-1 leaf under a known CA) the
+    signature is then checked with the public-key primitives. This never decides trust: the chain
+    verifier does, and it rejects those algorithms.
+    """
+    if child.issuer != issuer.subject:
+        return False
+    try:
+        child.verify_directly_issued_by(issuer)
+        return True
+    except ValueError:
+        pass
+    except Exception:
+        return False
+    try:
+        key = issuer.public_key()
+        params = child.signature_algorithm_parameters
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(child.signature, child.tbs_certificate_bytes, params, child.signature_hash_algorithm)  # type: ignore[arg-type]
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(child.signature, child.tbs_certificate_bytes, params)  # type: ignore[arg-type]
+        else:
+            return False
+        return True
+    except Exception:
+        return False
+
+
+def _rfc4514(name: x509.Name) -> str:
+    try:
+        return name.rfc4514_string()
+    except Exception:
+        return "(unprintable name)"
+
+
+def _common_name(name: x509.Name) -> str | None:
+    try:
+        attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except Exception:
+        return None
+    if not attrs:
+        return None
+    value = attrs[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def _key_usage_names(ku: x509.KeyUsage) -> tuple[str, ...]:
+    names = [label for attr, label in _KEY_USAGE_FIELDS if getattr(ku, attr)]
+    if ku.key_agreement:  # encipher_only/decipher_only raise unless keyAgreement is set
+        if ku.encipher_only:
+            names.append("encipherOnly")
+        if ku.decipher_only:
+            names.append("decipherOnly")
+    return tuple(names)
+
+
+def _key_facts(cert: x509.Certificate) -> tuple[str, int | None, str | None]:
+    try:
+        key = cert.public_key()
+    except Exception:
+        try:
+            oid = cert.public_key_algorithm_oid
+            return (getattr(oid, "_name", None) or oid.dotted_string), None, None
+        except Exception:
+            return "unknown", None, None
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size, None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key.curve.key_size, curve_display_name(key.curve.name)
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256, None
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456, None
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size, None
+    try:
+        oid = cert.public_key_algorithm_oid
+        if oid == PublicKeyAlgorithmOID.X25519:
+            return "X25519", 256, None
+        return (getattr(oid, "_name", None) or oid.dotted_string), None, None
+    except Exception:
+        return type(key).__name__, None, None
+
+
+def _signature_facts(cert: x509.Certificate) -> tuple[str, str | None]:
+    try:
+        oid = cert.signature_algorithm_oid
+        name = getattr(oid, "_name", None) or oid.dotted_string
+        if name == "Unknown OID":
+            name = oid.dotted_string
+    except Exception:
+        name = "unknown"
+    try:
+        h = cert.signature_hash_algorithm
+        return name, (h.name if h is not None else None)
+    except Exception:
+        return name, None
+
+
+def _extension_error(e: Exception) -> str:
+    if isinstance(e, x509.DuplicateExtension):
+        return f"duplicate extension {e.oid.dotted_string}"
+    return f"extensions cannot be parsed ({type(e).__name__})"

@@ -1,0 +1,360 @@
+"""(requirements, a Secret's material, trust bundle, now) → :class:`Evaluation`.
+
+This is where the checks meet. It is pure — no cluster, no clock of its own — and total: every
+input, however broken, yields an Evaluation; a check that fails unexpectedly becomes a
+``CheckFailed`` finding instead of an exception.
+
+Roles. The leaf is ``leaf``. Certificates of the verified path above it are ``intermediate``, and
+the anchor is ``root`` when self-signed. Certificates the Secret itself carries (``tls.crt`` after
+the leaf, ``ca.crt``) are ``intermediate`` or ``root`` by their nature. Trust-bundle CAs not on the
+path are ``bundleCA``. Findings about a CA that is neither in the Secret nor on the leaf's path (a
+bundle CA anchoring something else) are capped at Warning: it needs attention, but this Secret does
+not break because of it.
+
+No trust bundle. When the policy names none (``trust_bundle=None``) the chain is verified against
+the Secret's own ``ca.crt`` if it has one — which catches a ``tls.crt`` that does not belong with
+its ``ca.crt`` — and chain failures are then Warnings, since the CA the Secret ships says nothing
+about what its peers trust. Without ``ca.crt`` either, the chain is not verified (``ChainNotVerified``,
+Info).
+
+Caching. :class:`Evaluator` keeps each Evaluation until the first instant at which the passage of
+time alone could change it (:attr:`Evaluation.valid_until`): the next notBefore, notAfter, warning or
+critical threshold of any certificate considered. Re-checking an unchanged Secret is then a dict
+lookup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+
+from certpolicy.pki.chain import ChainResult, TrustAnchors, as_utc, verify_chain
+from certpolicy.pki.inspect import CertSummary, summarize
+from certpolicy.pki.lru import LRU
+from certpolicy.pki.publicroots import PublicRoots, default_public_roots
+from certpolicy.pki.secretdata import KeyStatus, SecretMaterial
+from certpolicy.policy.findings import REASONS, CertRef, Finding, Role, Severity, finding
+from certpolicy.policy.naming import check_names
+from certpolicy.policy.spec import Requirements
+from certpolicy.policy.strength import check_strength
+from certpolicy.policy.usage import check_ca_eku, check_leaf_eku, public_ca_client_auth
+from certpolicy.policy.validity import change_instants, check_expiry
+
+TrustBundle = Sequence[x509.Certificate] | TrustAnchors
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateEntry:
+    """A certificate considered in an evaluation, with its role."""
+
+    role: Role
+    summary: CertSummary
+    on_path: bool  # in the Secret's chain or on the verified path (findings not capped)
+    source: str  # "secret" | "ca.crt" | "bundle"
+
+    @property
+    def ref(self) -> CertRef:
+        return CertRef(self.role, self.summary.subject, self.summary.fingerprint)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role.value, "source": self.source, **self.summary.to_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The verdict on one Secret under one policy at one instant."""
+
+    findings: tuple[Finding, ...]  # worst first
+    anchor_fingerprint: str | None  # the bundle CA the leaf chains to (None: untrusted/unchecked)
+    certificates: tuple[CertificateEntry, ...]
+    valid_until: dt.datetime | None  # next instant the result may change by time alone; None: never
+    evaluated_at: dt.datetime
+    valid_from: dt.datetime | None = None  # last such instant at or before evaluated_at
+    chain_path: tuple[str, ...] = ()  # fingerprints leaf→anchor when trusted
+
+    @property
+    def worst_severity(self) -> Severity | None:
+        return self.findings[0].severity if self.findings else None
+
+    @property
+    def compliant(self) -> bool:
+        """No Warning or Critical finding (Info findings do not count)."""
+        return not self.findings or self.findings[0].severity < Severity.WARNING
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Distinct reasons, worst first: what a status's bounded violation list shows."""
+        return tuple(dict.fromkeys(f.reason for f in self.findings))
+
+    @property
+    def leaf(self) -> CertSummary | None:
+        for e in self.certificates:
+            if e.role is Role.LEAF:
+                return e.summary
+        return None
+
+    def holds_at(self, now: dt.datetime) -> bool:
+        """Whether this result is still the answer at ``now`` (no threshold crossed since)."""
+        return (self.valid_from is None or self.valid_from <= now) and (self.valid_until is None or now < self.valid_until)
+
+    def to_dict(self) -> dict[str, Any]:
+        worst = self.worst_severity
+        return {
+            "compliant": self.compliant,
+            "worstSeverity": worst.label if worst else None,
+            "anchorFingerprint": self.anchor_fingerprint,
+            "validUntil": _iso(self.valid_until),
+            "findings": [f.to_dict() for f in self.findings],
+            "certificates": [e.to_dict() for e in self.certificates],
+        }
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if t is not None else None
+
+
+def evaluate(
+    requirements: Requirements,
+    material: SecretMaterial,
+    trust_bundle: TrustBundle | None,
+    now: dt.datetime,
+    *,
+    public_roots: PublicRoots | None = None,
+) -> Evaluation:
+    """Check ``material`` against ``requirements`` at ``now``. Never raises on certificate content.
+
+    ``trust_bundle`` is the policy's bundle (certificates or a prebuilt :class:`TrustAnchors`), or
+    None when the policy names none — see the module docstring. ``now`` should be aware (a naive
+    value is taken as UTC). ``public_roots`` defaults to certifi + the system store, consulted only
+    when the policy requires clientAuth.
+    """
+    return _Run(requirements, material, trust_bundle, as_utc(now), public_roots).run()
+
+
+class _Run:
+    """One evaluation; a class only to share its working state between the steps."""
+
+    def __init__(self, req: Requirements, material: SecretMaterial, bundle: TrustBundle | None, now: dt.datetime, public_roots: PublicRoots | None) -> None:
+        self.req, self.material, self.bundle, self.now = req, material, bundle, now
+        self.public_roots = public_roots
+        self.findings: list[Finding] = []
+        self.entries: dict[str, CertificateEntry] = {}
+        self.chain: ChainResult | None = None
+
+    def run(self) -> Evaluation:
+        m = self.material
+        self._guard(self._input_findings, "input")
+        leaf = m.leaf
+        if leaf is not None:
+            self._guard(lambda: self._certificates(leaf), "certificate")
+        return self._result()
+
+    def _guard(self, step: Any, what: str = "") -> None:
+        try:
+            step()
+        except Exception as e:  # a bug must cost one finding, not the whole evaluation
+            what = what or getattr(step, "__name__", "a check").strip("_")
+            self.findings.append(finding("CheckFailed", f"internal error in the {what} check ({type(e).__name__})"))
+
+    # --- steps ---
+
+    def _input_findings(self) -> None:
+        m = self.material
+        for p in m.problems:
+            reason = p.reason if p.reason in REASONS else "MalformedCertificate"
+            self.findings.append(finding(reason, str(p)))
+        leaf_ref = None
+        if m.leaf is not None:
+            s = summarize(m.leaf)
+            leaf_ref = CertRef(Role.LEAF, s.subject, s.fingerprint)
+        status = m.key_status
+        if status is KeyStatus.MISMATCH:
+            self.findings.append(finding("KeyMismatch", m.key_detail or "the private key does not belong to the certificate", leaf_ref))
+        elif status is KeyStatus.ENCRYPTED:
+            self.findings.append(finding("EncryptedKey", m.key_detail or "the private key is encrypted", leaf_ref))
+        elif status is KeyStatus.UNSUPPORTED:
+            self.findings.append(finding("UnsupportedKey", m.key_detail or "the private key is in an unsupported format", leaf_ref))
+        elif status is KeyStatus.MALFORMED:
+            self.findings.append(finding("MalformedKey", m.key_detail or "the private key cannot be parsed", leaf_ref))
+        elif status is KeyStatus.MISSING and self.req.require_private_key and m.leaf is not None:
+            where = f" ({m.key_detail})" if m.key_detail else ""
+            self.findings.append(finding("MissingPrivateKey", f"the policy requires a private key next to the certificate and there is none{where}", leaf_ref))
+
+    def _certificates(self, leaf: x509.Certificate) -> None:
+        m, req = self.material, self.req
+        leaf_s = summarize(leaf)
+        self._add(leaf_s, Role.LEAF, True, "secret")
+
+        anchors, chain_cap, source = self._anchors()
+        if anchors is not None:
+            self._guard(lambda: self._verify(leaf, anchors, chain_cap), "chain")
+        else:
+            self.findings.append(finding("ChainNotVerified", "no trust bundle is configured and the Secret has no ca.crt; the chain was not verified", self.entries[leaf_s.fingerprint].ref))
+
+        chain = self.chain
+        if chain is not None and chain.trusted:
+            path = chain.certificates
+            for i, c in enumerate(path[1:], start=1):
+                s = summarize(c)
+                is_anchor = i == len(path) - 1
+                role = Role.ROOT if (is_anchor and s.self_signed) else Role.INTERMEDIATE
+                self._add(s, role, True, source if is_anchor else "secret")
+        for c in m.intermediates:
+            s = summarize(c)
+            self._add(s, Role.ROOT if s.self_signed else Role.INTERMEDIATE, True, "secret")
+        for c in m.ca_certificates:
+            s = summarize(c)
+            self._add(s, Role.ROOT if s.self_signed else Role.INTERMEDIATE, source == "ca.crt" and not (chain and chain.trusted), "ca.crt")
+        if anchors is not None and source == "bundle":
+            for c in anchors.certificates:
+                self._add(summarize(c), Role.BUNDLE_CA, False, "bundle")
+            for c in anchors.rejected:
+                s = summarize(c)
+                ref = CertRef(Role.BUNDLE_CA, s.subject, s.fingerprint)
+                self.findings.append(finding("NonCACertificateInBundle", f"trust bundle certificate '{s.display_name}' is not a CA; it is never used as a trust anchor", ref))
+
+        for e in self.entries.values():
+            cap = None if e.on_path else Severity.WARNING
+            self._guard(lambda e=e, cap=cap: self.findings.extend(check_expiry(req, e.summary, e.ref, self.now, cap)), "expiry")
+            self._guard(lambda e=e, cap=cap: self.findings.extend(check_strength(req, e.summary, e.ref, cap)), "key and signature")
+
+        leaf_ref = self.entries[leaf_s.fingerprint].ref
+        self._guard(lambda: self.findings.extend(check_leaf_eku(req, leaf_s, leaf_ref)), "EKU")
+        self._guard(lambda: self.findings.extend(check_names(req, leaf_s, leaf_ref)), "SAN")
+        self._guard(lambda: self._leaf_shape(leaf_s, leaf_ref), "leaf shape")
+        self._guard(self._ca_usages, "CA EKU")
+        if "clientAuth" in req.extended_key_usages:
+            self._guard(lambda: self._public_ca(leaf, leaf_s, leaf_ref), "public CA")
+
+    def _anchors(self) -> tuple[TrustAnchors | None, Severity | None, str]:
+        if self.bundle is not None:
+            ta = self.bundle if isinstance(self.bundle, TrustAnchors) else TrustAnchors.of(self.bundle)
+            return ta, None, "bundle"
+        if self.material.ca_certificates:
+            return TrustAnchors.of(self.material.ca_certificates), Severity.WARNING, "ca.crt"
+        return None, None, ""
+
+    def _verify(self, leaf: x509.Certificate, anchors: TrustAnchors, cap: Severity | None) -> None:
+        self.chain = result = verify_chain(leaf, self.material.intermediates, anchors, self.now)
+        if result.trusted or result.reason is None:
+            return
+        s = summarize(leaf)
+        where = "the Secret's own ca.crt (the policy names no trust bundle)" if cap else "the trust bundle"
+        ref = CertRef(Role.LEAF, s.subject, s.fingerprint)
+        if result.reason == "IncompleteChain":
+            msg = f"chain of '{s.display_name}' is incomplete against {where}: {result.detail}"
+        else:
+            msg = f"'{s.display_name}' does not chain to {where}: {result.detail}"
+        self.findings.append(finding(result.reason, msg, ref, cap))
+
+    def _leaf_shape(self, s: CertSummary, ref: CertRef) -> None:
+        if s.is_ca:
+            self.findings.append(finding("LeafIsCA", f"the certificate served as leaf, '{s.display_name}', is a CA certificate", ref))
+        if s.self_signed and not (self.chain and self.chain.trusted):
+            self.findings.append(finding("SelfSignedLeaf", f"leaf '{s.display_name}' is self-signed", ref))
+
+    def _ca_usages(self) -> None:
+        for e in self.entries.values():
+            if e.role is Role.LEAF or not e.on_path or e.source == "ca.crt":
+                continue
+            self.findings.extend(check_ca_eku(self.req, e.summary, e.ref))
+
+    def _public_ca(self, leaf: x509.Certificate, s: CertSummary, ref: CertRef) -> None:
+        roots = self.public_roots if self.public_roots is not None else default_public_roots()
+        chain = self.chain
+        if chain is not None and chain.trusted and chain.anchor is not None:
+            if roots.is_public(chain.anchor):
+                self.findings.append(public_ca_client_auth(s, ref, summarize(chain.anchor).display_name))
+            return
+        anchor = roots.find_anchor(leaf, self.material.intermediates, self.now)
+        if anchor is not None:
+            self.findings.append(public_ca_client_auth(s, ref, summarize(anchor).display_name))
+
+    # --- assembly ---
+
+    def _add(self, s: CertSummary, role: Role, on_path: bool, source: str) -> None:
+        if s.fingerprint not in self.entries:
+            self.entries[s.fingerprint] = CertificateEntry(role, s, on_path, source)
+
+    def _result(self) -> Evaluation:
+        now = self.now
+        upcoming: dt.datetime | None = None
+        past: dt.datetime | None = None
+        for e in self.entries.values():
+            for t in change_instants(self.req, e.summary):
+                if t > now:
+                    if upcoming is None or t < upcoming:
+                        upcoming = t
+                elif past is None or t > past:
+                    past = t
+        findings = tuple(sorted(self.findings, key=Finding.sort_key))
+        chain = self.chain
+        trusted = chain is not None and chain.trusted
+        return Evaluation(
+            findings=findings,
+            anchor_fingerprint=chain.anchor_fingerprint if trusted and chain else None,
+            certificates=tuple(self.entries.values()),
+            valid_until=upcoming,
+            evaluated_at=now,
+            valid_from=past,
+            chain_path=chain.path if trusted and chain else (),
+        )
+
+
+class Evaluator:
+    """A cache in front of :func:`evaluate`, keyed by (requirements, material digest, bundle digest).
+
+    A cached Evaluation is returned while ``now`` lies in ``[valid_from, valid_until)``: nothing that
+    the key does not capture can change it before then. Bounded (least recently used entries go
+    first); safe to share between threads (at worst two threads evaluate the same key once each).
+    """
+
+    def __init__(self, *, max_entries: int = 65536, public_roots: PublicRoots | None = None) -> None:
+        self._cache: LRU[tuple[Requirements, str, str], Evaluation] = LRU(max_entries)
+        self._bundles: dict[int, tuple[object, str]] = {}
+        self.public_roots = public_roots
+
+    @property
+    def hits(self) -> int:
+        return self._cache.hits
+
+    @property
+    def misses(self) -> int:
+        return self._cache.misses
+
+    def evaluate(self, requirements: Requirements, material: SecretMaterial, trust_bundle: TrustBundle | None, now: dt.datetime) -> Evaluation:
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=dt.timezone.utc)
+        key = (requirements, material.content_digest, self._bundle_digest(trust_bundle))
+        cached = self._cache.get(key)
+        if cached is not None and (cached.valid_from is None or cached.valid_from <= now) and (cached.valid_until is None or now < cached.valid_until):
+            return cached
+        result = evaluate(requirements, material, trust_bundle, now, public_roots=self.public_roots)
+        self._cache.put(key, result)
+        return result
+
+    def clear(self) -> None:
+        self._cache.clear()
+        self._bundles.clear()
+
+    def _bundle_digest(self, bundle: TrustBundle | None) -> str:
+        if bundle is None:
+            return ""
+        if isinstance(bundle, TrustAnchors):
+            return bundle.digest
+        if isinstance(bundle, tuple):
+            # Tuples of certificates are immutable: remember the digest by identity (holding a
+            # reference, so the id cannot be reused while remembered).
+            hit = self._bundles.get(id(bundle))
+            if hit is not None and hit[0] is bundle:
+                return hit[1]
+            digest = TrustAnchors.of(bundle).digest
+            if len(self._bundles) >= 256:
+                self._bundles.clear()
+            self._bundles[id(bundle)] = (bundle, digest)
+            return digest
+        return TrustAnchors.of(bundle).digest

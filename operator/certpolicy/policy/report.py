@@ -1,0 +1,120 @@
+"""From per-Secret evaluations to what a policy reports: counts, worst violations, conditions.
+
+Pure, so the rules that decide what people see in ``kubectl get certpol`` are unit-tested without
+a cluster. Status stays small at any scale: counts plus the ``MAX_VIOLATIONS`` worst Secrets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from certpolicy.policy.evaluate import Evaluation
+from certpolicy.policy.findings import Finding, Severity
+
+MAX_VIOLATIONS = 50
+EXPIRY_REASONS = frozenset({"ExpiringSoon", "Expired"})
+
+
+@dataclass(frozen=True)
+class SecretResult:
+    namespace: str
+    name: str
+    evaluation: Evaluation
+
+    @property
+    def violating(self) -> bool:
+        return not self.evaluation.compliant
+
+    @property
+    def problems(self) -> tuple[Finding, ...]:
+        """Findings that make the Secret violating (Warning and Critical), worst first."""
+        return tuple(f for f in self.evaluation.findings if f.severity >= Severity.WARNING)
+
+    @property
+    def signature(self) -> tuple[str, ...]:
+        """What changed means an event: the sorted set of problem reasons."""
+        return tuple(sorted({f.reason for f in self.problems}))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Operator-side trouble, reported as Degraded (not as a certificate finding)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PolicyReport:
+    selected: int
+    compliant: int
+    violating: int
+    expiring_soon: int
+    violations: tuple[dict, ...]
+    findings_by_reason: tuple[tuple[str, str, int], ...]  # (reason, severity, count of Secrets)
+    compliant_reason: str
+    compliant_message: str
+    degraded: tuple[Problem, ...] = ()
+    next_evaluation: dt.datetime | None = None
+    results: tuple[SecretResult, ...] = field(default=(), repr=False)
+
+    @property
+    def is_compliant(self) -> bool:
+        return self.violating == 0
+
+    def summary(self) -> dict[str, int]:
+        return {"selected": self.selected, "compliant": self.compliant, "violating": self.violating,
+                "expiringSoon": self.expiring_soon}
+
+
+def _severity_rank(result: SecretResult) -> tuple:
+    worst = result.evaluation.worst_severity
+    return (-(int(worst) if worst is not None else -1), -len(result.problems), result.namespace, result.name)
+
+
+def build_report(results: Sequence[SecretResult], now: dt.datetime, *, degraded: Sequence[Problem] = (),
+                 resync: dt.timedelta = dt.timedelta(minutes=10)) -> PolicyReport:
+    violating = [r for r in results if r.violating]
+    violating.sort(key=_severity_rank)
+    expiring = sum(1 for r in results if any(f.reason in EXPIRY_REASONS for f in r.problems))
+    by_reason: Counter[tuple[str, str]] = Counter()
+    for r in results:
+        for reason, sev in {(f.reason, f.severity.name.capitalize()) for f in r.evaluation.findings}:
+            by_reason[(reason, sev)] += 1
+    violations = tuple(
+        {
+            "namespace": r.namespace,
+            "name": r.name,
+            "severity": r.evaluation.worst_severity.name.capitalize(),
+            "reasons": list(r.signature),
+            "message": r.problems[0].message[:512],
+        }
+        for r in violating[:MAX_VIOLATIONS]
+    )
+    if violating:
+        worst = violating[0].evaluation.worst_severity
+        reasons = Counter(f.reason for r in violating for f in r.problems if f.severity == worst)
+        top_reason = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+        first = violating[0]
+        compliant_reason = top_reason
+        compliant_message = (
+            f"{len(violating)} of {len(results)} selected Secrets violate the policy; worst: "
+            f"{first.namespace}/{first.name}: {first.problems[0].message}"
+        )
+    elif results:
+        compliant_reason, compliant_message = "AllCompliant", f"All {len(results)} selected Secrets comply."
+    else:
+        compliant_reason, compliant_message = "NothingSelected", "The selector matches no Secret."
+    horizon = now + resync
+    upcoming = [r.evaluation.valid_until for r in results if r.evaluation.valid_until is not None]
+    next_eval = min([horizon, *[u for u in upcoming if u > now]])
+    return PolicyReport(
+        selected=len(results), compliant=len(results) - len(violating), violating=len(violating),
+        expiring_soon=expiring, violations=violations,
+        findings_by_reason=tuple(sorted((r, s, n) for (r, s), n in by_reason.items())),
+        compliant_reason=compliant_reason, compliant_message=compliant_message,
+        degraded=tuple(degraded), next_evaluation=next_eval, results=tuple(results),
+    )

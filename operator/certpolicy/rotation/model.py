@@ -1,0 +1,141 @@
+"""What the rotation machine is told: the policy's rotation settings and what the driver observed.
+
+Everything here is a plain value built by the driver from the spec and from fresh reads of the
+cluster. The machine never trusts its own memory of what it did: a crash may have happened after
+any action and before the status write, so progress is re-derived from these observations on
+every call (at-least-once execution).
+
+Fingerprints are opaque strings (``sha256:<hex>`` in the operator, anything in tests), which is
+what lets the invariant be simulated without real cryptography.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+DEFAULT_PROPAGATION_DELAY = dt.timedelta(minutes=2)
+DEFAULT_LEAF_TIMEOUT = dt.timedelta(hours=24)
+DEFAULT_ROTATE_BEFORE = dt.timedelta(hours=2160)
+DEFAULT_PER_MINUTE = 60
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One ``spec.rotation.probes`` entry: an mTLS endpoint that must accept the canary."""
+
+    host: str
+    port: int
+    server_name: str | None = None
+    timeout: dt.timedelta = dt.timedelta(seconds=5)
+
+    @property
+    def id(self) -> str:
+        """Stable key of the probe in status and in :class:`ProbeResult` (``host:port[/sni]``)."""
+        base = f"{self.host}:{self.port}"
+        return f"{base}/{self.server_name}" if self.server_name and self.server_name != self.host else base
+
+
+@dataclass(frozen=True)
+class RotationSettings:
+    """The parts of a CertificatePolicy spec the rotation depends on, durations already parsed.
+
+    ``ca_secret_name`` is ``spec.ca.secretName``: the Secret that always holds the *issuing* CA.
+    ``supplied_ca_secret_name`` is ``spec.rotation.newCASecretName``.
+    """
+
+    ca_secret_name: str
+    rotate_before: dt.timedelta = DEFAULT_ROTATE_BEFORE
+    propagation_delay: dt.timedelta = DEFAULT_PROPAGATION_DELAY
+    leaf_timeout: dt.timedelta = DEFAULT_LEAF_TIMEOUT
+    probes: tuple[Probe, ...] = ()
+    paused: bool = False
+    abort: bool = False
+    supplied_ca_secret_name: str | None = None
+    reissue_per_minute: int = DEFAULT_PER_MINUTE
+
+    def __post_init__(self) -> None:
+        if not self.ca_secret_name:
+            raise ValueError("ca_secret_name must not be empty")
+        if self.reissue_per_minute < 1:
+            raise ValueError("reissue_per_minute must be at least 1")
+        ids = [p.id for p in self.probes]
+        if len(ids) != len(set(ids)):
+            raise ValueError("two probes have the same host, port and server name")
+
+
+@dataclass(frozen=True)
+class CAInfo:
+    """A CA key pair found in a Secret (certificate and key present and matching)."""
+
+    fingerprint: str
+    not_after: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One in-scope leaf Secret and the policy CA its chain leads to.
+
+    ``issuer`` is the fingerprint of the root the leaf's chain reaches (None when it reaches none
+    of the policy's CAs). ``managed`` is True for leaves from ``spec.issuance`` (the operator
+    re-issues them itself); others are named in events until someone replaces them.
+    """
+
+    id: str  # "namespace/name"
+    issuer: str | None
+    managed: bool = False
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome of one canary handshake the driver ran because of a :class:`RunProbes` action."""
+
+    probe: str  # Probe.id
+    ca_fingerprint: str  # the CA that signed the canary client certificate
+    accepted: bool
+    at: dt.datetime
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A fresh look at the cluster, taken just before :func:`~certpolicy.rotation.machine.decide`.
+
+    * ``ca_secrets`` — for every Secret name in
+      :func:`~certpolicy.rotation.machine.secrets_to_observe`: the CA it holds, or None when the
+      Secret is absent or does not hold a usable CA (both: "there is no CA there").
+    * ``targets`` — every bundle target (``namespace/kind/name/key``) with the fingerprints read
+      back from it (PEM and, when configured, the PKCS#12 form: a fingerprint counts only when
+      every format of the target holds it); None when the target could not be read.
+    * ``leaves`` — every in-scope leaf.
+    * ``probe_results`` — results of probes the driver ran since the last decision.
+    * ``rotate_request`` — the value of the ``certpolicy.io/rotate`` annotation.
+    * ``force`` — the value of the ``certpolicy.io/rotation-force`` annotation.
+    """
+
+    ca_secrets: Mapping[str, CAInfo | None] = field(default_factory=dict)
+    targets: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
+    leaves: tuple[Leaf, ...] = ()
+    probe_results: tuple[ProbeResult, ...] = ()
+    rotate_request: str | None = None
+    force: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ca_secrets", _frozen(self.ca_secrets))
+        object.__setattr__(
+            self,
+            "targets",
+            _frozen({k: (None if v is None else frozenset(v)) for k, v in self.targets.items()}),
+        )
+        object.__setattr__(self, "leaves", tuple(self.leaves))
+        object.__setattr__(self, "probe_results", tuple(self.probe_results))
+
+    def ca(self, secret_name: str | None) -> CAInfo | None:
+        return self.ca_secrets.get(secret_name) if secret_name else None

@@ -1,0 +1,43 @@
+"""The shipped files are well-formed: Dockerfile lint, manifests build with kustomize, CRD is structural."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint") or str(Path(__import__("sys").executable).parent / "hadolint")
+    proc = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_runs_as_non_root_with_the_operator_entrypoint():
+    text = (REPO / "Dockerfile").read_text()
+    assert "USER 65532:65532" in text
+    assert 'ENTRYPOINT ["certpolicy"]' in text and 'CMD ["run"]' in text
+    assert "PYTHONDONTWRITEBYTECODE=1" in text
+    assert text.count("FROM ") == 2
+
+
+def test_deployment_security_context():
+    dep = yaml.safe_load((REPO / "manifests" / "deployment.yaml").read_text())
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    c = pod["containers"][0]
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}}
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_crd_is_the_one_in_the_kustomization():
+    kust = yaml.safe_load((REPO / "manifests" / "kustomization.yaml").read_text())
+    assert "../crds" in kust["resources"]
+    crd = yaml.safe_load((REPO / "crds" / "certificatepolicies.certpolicy.io.yaml").read_text())
+    assert crd["spec"]["scope"] == "Cluster" and crd["spec"]["names"]["shortNames"] == ["certpol"]

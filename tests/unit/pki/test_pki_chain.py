@@ -1,0 +1,154 @@
+"""Chain verification with the private-CA profile, and the diagnosis of failures."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import certgen
+import pytest
+
+from certpolicy.pki.chain import TrustAnchors, as_utc, verify_chain
+from certpolicy.pki.fingerprint import fingerprint
+
+
+def test_trusted_chain(any_pki, now):
+    r = verify_chain(any_pki.leaf.cert, [any_pki.intermediate.cert], any_pki.bundle, now)
+    assert r.trusted and r.reason is None
+    assert r.anchor_fingerprint == fingerprint(any_pki.root.cert)
+    assert r.path == tuple(fingerprint(c.cert) for c in (any_pki.leaf, any_pki.intermediate, any_pki.root))
+    assert r.anchor == any_pki.root.cert
+
+
+def test_private_ca_quirks_still_verify(now):
+    """A root without keyUsage, non-critical basicConstraints, a leaf without AKI: all trusted."""
+    root = certgen.root("Quirky Root", key_usage=None, basic_constraints="noncritical", ski=False)
+    inter = certgen.intermediate(root, "Quirky Intermediate", basic_constraints="noncritical", aki=False, ski=False)
+    leaf = certgen.leaf(inter, "q.example.com", aki=False, ski=False)
+    r = verify_chain(leaf.cert, [inter.cert], [root.cert], now)
+    assert r.trusted, r.detail
+
+
+@pytest.mark.parametrize(
+    "leaf_kw",
+    [
+        {"dns_names": (), "ip_addresses": ["10.1.2.3"]},  # IP SANs only
+        {"dns_names": ()},  # no SAN at all
+        {"eku": ["serverAuth"]},  # no clientAuth: the client verifier must not care
+        {"eku": None},
+        {"eku": ["codeSigning"]},
+    ],
+)
+def test_names_and_usages_do_not_affect_trust(ec_pki, now, leaf_kw):
+    leaf = certgen.leaf(ec_pki.intermediate, "n.example.com", **leaf_kw)
+    assert verify_chain(leaf.cert, [ec_pki.intermediate.cert], ec_pki.bundle, now).trusted
+
+
+def test_incomplete_chain(ec_pki, now):
+    r = verify_chain(ec_pki.leaf.cert, [], ec_pki.bundle, now)
+    assert not r.trusted and r.reason == "IncompleteChain"
+    assert "certgen Intermediate CA" in r.detail
+    assert r.anchor_fingerprint is None and r.path == ()
+
+
+def test_untrusted_other_root(ec_pki, now):
+    other = certgen.pki()
+    r = verify_chain(other.leaf.cert, [other.intermediate.cert], ec_pki.bundle, now)
+    assert not r.trusted and r.reason == "UntrustedChain"
+
+
+def test_chain_ending_at_a_self_signed_root_in_the_secret(ec_pki, now):
+    other = certgen.pki()
+    r = verify_chain(other.leaf.cert, [other.intermediate.cert, other.root.cert], ec_pki.bundle, now)
+    assert r.reason == "UntrustedChain" and "self-signed" in r.detail
+
+
+def test_self_signed_leaf_is_never_trusted_by_itself(now):
+    leaf = certgen.leaf(None, "self.example.com")
+    r = verify_chain(leaf.cert, [], [leaf.cert], now)  # a leaf in its own bundle
+    assert not r.trusted
+
+
+def test_ca_leaf_in_bundle_is_kept_out_of_its_own_store(now):
+    ca = certgen.root("Lonely CA")
+    r = verify_chain(ca.cert, [], [ca.cert], now)
+    assert not r.trusted and "no CA" in r.detail
+
+
+def test_non_ca_in_bundle_is_not_an_anchor(ec_pki, now):
+    stray_leaf = certgen.leaf(None, "stray.example.com")
+    ta = TrustAnchors.of([ec_pki.root.cert, stray_leaf.cert])
+    assert ta.certificates == (ec_pki.root.cert,) and ta.rejected == (stray_leaf.cert,)
+    child = certgen.leaf(stray_leaf, "child.example.com")
+    assert not verify_chain(child.cert, [], ta, now).trusted
+
+
+def test_issuer_that_is_not_a_ca(now):
+    not_ca = certgen.build("Not A CA", ca=False)
+    leaf = certgen.leaf(not_ca, "x.example.com")
+    ca_like = certgen.root("Real Root")
+    inter_posing = certgen.build("Posing Intermediate", issuer=ca_like, ca=False)
+    leaf2 = certgen.leaf(inter_posing, "y.example.com")
+    r = verify_chain(leaf2.cert, [inter_posing.cert], [ca_like.cert], now)
+    assert not r.trusted and r.reason == "UntrustedChain" and "not a CA" in r.detail
+    assert not verify_chain(leaf.cert, [], [ca_like.cert], now).trusted
+
+
+def test_expired_intermediate_makes_the_chain_untrusted(ec_pki, now):
+    inter = certgen.intermediate(ec_pki.root, "Expired Intermediate", not_before=now - dt.timedelta(days=30), not_after=now - dt.timedelta(days=1))
+    leaf = certgen.leaf(inter, "e.example.com", not_before=now - dt.timedelta(days=2), not_after=now + dt.timedelta(days=30))
+    r = verify_chain(leaf.cert, [inter.cert], ec_pki.bundle, now)
+    assert r.reason == "UntrustedChain" and "expired" in r.detail
+
+
+def test_sha1_leaf_is_untrusted_with_reason(now):
+    root = certgen.root(key_kind="rsa2048")
+    leaf = certgen.leaf(root, "sha1.example.com", key_kind="rsa2048", hash="sha1")
+    r = verify_chain(leaf.cert, [], [root.cert], now)
+    assert r.reason == "UntrustedChain" and "SHA-1" in r.detail
+
+
+def test_weak_rsa_ca_is_untrusted(now):
+    root = certgen.root("Weak Root", key_kind="rsa1024")
+    leaf = certgen.leaf(root, "w.example.com")
+    r = verify_chain(leaf.cert, [], [root.cert], now)
+    assert r.reason == "UntrustedChain" and "2048" in r.detail
+
+
+def test_rekeyed_ca_with_the_same_name(ec_pki, now):
+    impostor = certgen.root("certgen Root CA")  # same subject, different key
+    r = verify_chain(ec_pki.leaf.cert, [ec_pki.intermediate.cert], [impostor.cert], now)
+    assert r.reason == "UntrustedChain" and "re-keyed" in r.detail
+
+
+def test_rotation_bundle_names_the_anchor(ec_pki, now):
+    new = certgen.pki()
+    bundle = [ec_pki.root.cert, new.root.cert]
+    old_r = verify_chain(ec_pki.leaf.cert, [ec_pki.intermediate.cert], bundle, now)
+    new_r = verify_chain(new.leaf.cert, [new.intermediate.cert], bundle, now)
+    assert old_r.anchor_fingerprint == fingerprint(ec_pki.root.cert)
+    assert new_r.anchor_fingerprint == fingerprint(new.root.cert)
+
+
+def test_intermediate_as_anchor(ec_pki, now):
+    r = verify_chain(ec_pki.leaf.cert, [], [ec_pki.intermediate.cert], now)
+    assert r.trusted and r.anchor_fingerprint == fingerprint(ec_pki.intermediate.cert)
+
+
+def test_empty_bundle(ec_pki, now):
+    r = verify_chain(ec_pki.leaf.cert, [ec_pki.intermediate.cert], [], now)
+    assert r.reason == "UntrustedChain" and "no CA" in r.detail
+
+
+def test_naive_and_other_timezones(ec_pki, now):
+    naive = now.replace(tzinfo=None)
+    other_tz = now.astimezone(dt.timezone(dt.timedelta(hours=5)))
+    for t in (naive, other_tz):
+        assert verify_chain(ec_pki.leaf.cert, [ec_pki.intermediate.cert], ec_pki.bundle, t).trusted
+    assert as_utc(naive).tzinfo == dt.timezone.utc
+
+
+def test_trust_anchors_are_cached_and_digested(ec_pki):
+    a = TrustAnchors.of([ec_pki.root.cert])
+    b = TrustAnchors.of((ec_pki.root.cert,))
+    assert a is b and a.digest.startswith("sha256:")
+    assert TrustAnchors.of([ec_pki.root.cert, ec_pki.intermediate.cert]).digest != a.digest

@@ -1,0 +1,259 @@
+"""From a Secret's data to SecretMaterial: layouts, keys, problems, and what is (not) kept."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import sys
+
+import certgen
+import pytest
+
+from certpolicy.pki.secretdata import (
+    KeyStatus,
+    SecretMaterial,
+    classify_data_key,
+    material_from_bytes,
+    material_from_manifest,
+    material_from_pkcs12,
+    material_from_secret,
+)
+
+b64 = certgen.b64
+
+
+def reasons(m: SecretMaterial) -> list[str]:
+    return [p.reason for p in m.problems]
+
+
+def test_tls_secret(ec_pki):
+    s = ec_pki.secret(ca=[ec_pki.root])
+    m = material_from_secret(s["type"], s["data"])
+    assert m.leaf == ec_pki.leaf.cert
+    assert m.intermediates == (ec_pki.intermediate.cert,)
+    assert m.ca_certificates == (ec_pki.root.cert,)
+    assert m.key_status is KeyStatus.MATCH and m.problems == ()
+    assert m.certificate_source == "tls.crt" and m.key_source == "tls.key" and m.ca_source == "ca.crt"
+    assert m.content_digest.startswith("sha256:")
+    assert m.certificates == (ec_pki.leaf.cert, ec_pki.intermediate.cert)
+
+
+@pytest.mark.parametrize("fmt", ["pkcs8", "pkcs1"])
+def test_rsa_key_formats_match(rsa_pki, fmt):
+    s = rsa_pki.secret(key_format=fmt)
+    assert material_from_secret(s["type"], s["data"]).key_status is KeyStatus.MATCH
+
+
+def test_sec1_key_matches(ec_pki):
+    s = ec_pki.secret(key_format="sec1")
+    assert material_from_secret(s["type"], s["data"]).key_status is KeyStatus.MATCH
+
+
+def test_decoded_bytes_values(ec_pki):
+    s = ec_pki.secret(encoded=False)
+    m = material_from_secret(s["type"], s["data"])
+    assert m.leaf == ec_pki.leaf.cert and m.key_status is KeyStatus.MATCH
+
+
+def test_manifest_forms(ec_pki):
+    s = ec_pki.secret()
+    assert material_from_manifest(s).leaf == ec_pki.leaf.cert
+
+    class V1Secret:  # what the kubernetes client returns
+        type = s["type"]
+        data = s["data"]
+
+    assert material_from_manifest(V1Secret()).leaf == ec_pki.leaf.cert
+    string_data = {"type": "kubernetes.io/tls", "stringData": {"tls.crt": ec_pki.chain_pem.decode(), "tls.key": ec_pki.leaf.key_pem().decode()}}
+    assert material_from_manifest(string_data).key_status is KeyStatus.MATCH
+
+
+def test_key_mismatch_names_both_keys_but_no_material(ec_pki):
+    other = certgen.key("rsa2048", 7)
+    s = ec_pki.secret(key=other)
+    m = material_from_secret(s["type"], s["data"])
+    assert m.key_status is KeyStatus.MISMATCH
+    assert m.leaf == ec_pki.leaf.cert  # still the first non-CA certificate
+    assert "RSA 2048" in m.key_detail and "EC P-256" in m.key_detail
+    pem_lines = certgen.key_pem(other).decode().splitlines()[1:-1]
+    assert not any(line in m.key_detail for line in pem_lines)
+
+
+def test_encrypted_key(ec_pki):
+    data = {"tls.crt": b64(ec_pki.chain_pem), "tls.key": b64(ec_pki.leaf.key_pem(password=b"pw"))}
+    assert material_from_secret("kubernetes.io/tls", data).key_status is KeyStatus.ENCRYPTED
+    assert material_from_secret("kubernetes.io/tls", data, password=b"pw").key_status is KeyStatus.MATCH
+
+
+@pytest.mark.parametrize(
+    ("key", "status"),
+    [(b"garbage", KeyStatus.MALFORMED), (b"", KeyStatus.MISSING), (None, KeyStatus.MISSING)],
+)
+def test_key_problems(ec_pki, key, status):
+    data = {"tls.crt": b64(ec_pki.chain_pem)}
+    if key is not None:
+        data["tls.key"] = b64(key)
+    m = material_from_secret("kubernetes.io/tls", data)
+    assert m.key_status is status and m.leaf == ec_pki.leaf.cert
+
+
+def test_openssh_key_is_unsupported():
+    leaf = certgen.leaf(None, "ssh.example.com", key_kind="ed25519", hash=None)
+    data = {"tls.crt": b64(leaf.pem), "tls.key": b64(leaf.key_pem("openssh"))}
+    assert material_from_secret("kubernetes.io/tls", data).key_status is KeyStatus.UNSUPPORTED
+
+
+def test_material_keeps_no_secret_bytes_or_keys(ec_pki):
+    s = ec_pki.secret()
+    m = material_from_secret(s["type"], s["data"])
+    key_b64 = s["data"]["tls.key"]
+    for f in dataclasses.fields(m):
+        value = getattr(m, f.name)
+        assert not isinstance(value, (bytes, bytearray))
+        assert key_b64 not in repr(value)
+    assert "PRIVATE" not in repr(m)
+    assert not hasattr(m, "__dict__")  # slots: nothing can be stashed on it later
+    assert sys.getsizeof(m) < 200
+
+
+def test_material_is_cached_by_content(ec_pki):
+    s = ec_pki.secret()
+    a = material_from_secret(s["type"], dict(s["data"]))
+    b = material_from_secret(s["type"], dict(reversed(list(s["data"].items()))))
+    assert a is b
+    changed = dict(s["data"], extra=b64(b"x"))
+    assert material_from_secret(s["type"], changed).content_digest != a.content_digest
+
+
+def test_leaf_not_first(ec_pki):
+    data = {"tls.crt": b64(ec_pki.intermediate.pem + ec_pki.leaf.pem), "tls.key": b64(ec_pki.leaf.key_pem())}
+    m = material_from_secret("kubernetes.io/tls", data)
+    assert m.leaf == ec_pki.leaf.cert and m.intermediates == (ec_pki.intermediate.cert,)
+    assert reasons(m) == ["LeafNotFirst"]
+
+
+def test_leaf_not_first_without_key(ec_pki):
+    m = material_from_secret("kubernetes.io/tls", {"tls.crt": b64(ec_pki.intermediate.pem + ec_pki.leaf.pem)})
+    assert m.leaf == ec_pki.leaf.cert and reasons(m) == ["LeafNotFirst"]
+
+
+def test_duplicate_certificate(ec_pki):
+    m = material_from_secret("kubernetes.io/tls", {"tls.crt": b64(ec_pki.leaf.pem + ec_pki.intermediate.pem + ec_pki.intermediate.pem + ec_pki.leaf.pem)})
+    assert m.intermediates == (ec_pki.intermediate.cert,)
+    assert reasons(m) == ["DuplicateCertificate", "DuplicateCertificate"]
+
+
+# --- malformed Secrets --------------------------------------------------------------------------
+
+
+def test_missing_tls_crt():
+    m = material_from_secret("kubernetes.io/tls", {"tls.key": b64(b"x")})
+    assert m.leaf is None and reasons(m) == ["NoCertificate"]
+
+
+@pytest.mark.parametrize("data", [None, {}, {"tls.crt": ""}, {"tls.crt": None}])
+def test_empty(data):
+    m = material_from_secret("kubernetes.io/tls", data)
+    assert m.leaf is None and "NoCertificate" in reasons(m)
+
+
+def test_invalid_base64():
+    m = material_from_secret("kubernetes.io/tls", {"tls.crt": "not*base64!"})
+    assert m.leaf is None and reasons(m) == ["MalformedSecretData"]
+
+
+def test_garbage_certificate():
+    m = material_from_secret("kubernetes.io/tls", {"tls.crt": b64(b"\x00\xff" * 100)})
+    assert m.leaf is None and reasons(m) == ["NoCertificate"]
+    assert m.problems[0].source == "tls.crt"
+
+
+def test_wrong_secret_type():
+    m = material_from_secret("kubernetes.io/dockerconfigjson", {".dockerconfigjson": b64(b"{}")})
+    assert m.leaf is None and reasons(m) == ["WrongSecretType"]
+
+
+def test_non_string_values_do_not_raise():
+    m = material_from_secret("Opaque", {"a.crt": 12, 3: ["x"]})  # type: ignore[dict-item]
+    assert m.leaf is None
+
+
+# --- Opaque layouts -----------------------------------------------------------------------------
+
+
+def test_opaque_certbot_layout(ec_pki):
+    data = {"cert.pem": b64(ec_pki.leaf.pem), "chain.pem": b64(ec_pki.intermediate.pem), "privkey.pem": b64(ec_pki.leaf.key_pem()), "fullchain.pem": b64(ec_pki.chain_pem)}
+    m = material_from_secret("Opaque", data)
+    assert m.leaf == ec_pki.leaf.cert and m.intermediates == (ec_pki.intermediate.cert,)
+    assert m.certificate_source == "fullchain.pem" and m.key_source == "privkey.pem" and m.key_status is KeyStatus.MATCH
+
+
+def test_opaque_cert_plus_separate_chain(ec_pki):
+    data = {"cert.pem": b64(ec_pki.leaf.pem), "chain.pem": b64(ec_pki.intermediate.pem)}
+    m = material_from_secret("Opaque", data)
+    assert m.intermediates == (ec_pki.intermediate.cert,)
+
+
+def test_opaque_custom_names_with_ca(ec_pki):
+    data = {"server.crt": b64(ec_pki.chain_pem), "server.key": b64(ec_pki.leaf.key_pem()), "ca.pem": b64(ec_pki.root.pem), "config.yaml": b64(b"a: 1")}
+    m = material_from_secret("Opaque", data)
+    assert m.leaf == ec_pki.leaf.cert and m.ca_certificates == (ec_pki.root.cert,)
+    assert m.key_status is KeyStatus.MATCH and m.ca_source == "ca.pem"
+
+
+def test_opaque_combined_pem(ec_pki):
+    m = material_from_secret("Opaque", {"bundle.pem": b64(ec_pki.leaf.key_pem() + ec_pki.chain_pem)})
+    assert m.leaf == ec_pki.leaf.cert and m.key_status is KeyStatus.MATCH and m.key_source == "bundle.pem"
+
+
+def test_opaque_key_named_pem_is_a_key(ec_pki):
+    m = material_from_secret("Opaque", {"tls.pem": b64(ec_pki.chain_pem), "key.pem": b64(ec_pki.leaf.key_pem())})
+    assert m.key_status is KeyStatus.MATCH
+
+
+def test_opaque_pkcs12_with_password_key(ec_pki):
+    p12 = certgen.pkcs12_bytes(ec_pki.leaf, b"changeit", [ec_pki.intermediate])
+    m = material_from_secret("Opaque", {"keystore.p12": b64(p12), "password": b64(b"changeit\n")})
+    assert m.leaf == ec_pki.leaf.cert and m.intermediates == (ec_pki.intermediate.cert,)
+    assert m.key_status is KeyStatus.MATCH
+
+
+def test_opaque_pkcs12_locked(ec_pki):
+    p12 = certgen.pkcs12_bytes(ec_pki.leaf, b"changeit")
+    m = material_from_secret("Opaque", {"keystore.p12": b64(p12)})
+    assert m.leaf is None and reasons(m) == ["KeystoreUnreadable", "NoCertificate"]
+
+
+def test_opaque_without_certificates():
+    m = material_from_secret("Opaque", {"username": b64(b"u"), "password": b64(b"p")})
+    assert m.leaf is None and reasons(m) == ["NoCertificate"]
+    assert "username" in m.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "role"),
+    [("tls.crt", "cert"), ("ca.crt", "ca"), ("ca-bundle.pem", "ca"), ("root-ca.pem", "ca"), ("tls.key", "key"), ("privkey.pem", "key"), ("keystore.p12", "keystore"), ("x.pfx", "keystore"), ("chain.pem", "chain"), ("config.yaml", None), ("password", "password")],
+)
+def test_classify_data_key(name, role):
+    assert classify_data_key(name) == role
+
+
+# --- files and keystores (the CLI's inputs) -----------------------------------------------------
+
+
+def test_from_bytes_with_key_and_ca(rsa_pki):
+    m = material_from_bytes(rsa_pki.chain_pem, rsa_pki.leaf.key_pem("pkcs1"), rsa_pki.root.pem, cert_source="svc.pem")
+    assert m.leaf == rsa_pki.leaf.cert and m.key_status is KeyStatus.MATCH and m.ca_certificates == (rsa_pki.root.cert,)
+
+
+def test_from_der_bytes(ec_pki):
+    m = material_from_bytes(ec_pki.leaf.der)
+    assert m.leaf == ec_pki.leaf.cert and m.key_status is KeyStatus.MISSING
+
+
+def test_from_pkcs12(ec_pki):
+    data = certgen.pkcs12_bytes(ec_pki.leaf, b"pw", [ec_pki.intermediate])
+    m = material_from_pkcs12(data, b"pw")
+    assert m.leaf == ec_pki.leaf.cert and m.intermediates == (ec_pki.intermediate.cert,) and m.key_status is KeyStatus.MATCH
+    bad = material_from_pkcs12(data, b"wrong")
+    assert bad.leaf is None and "KeystoreUnreadable" in reasons(bad)
