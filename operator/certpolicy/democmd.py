@@ -69,7 +69,7 @@ def _policy_status_complete(kubectl, name: str) -> bool:
     obj = yaml.safe_load(proc.stdout)
     status = obj.get("status") or {}
     types = {c["type"] for c in status.get("conditions", [])}
-    return status.get("observedGeneration") == obj["metadata"]["generation"] and {"Ready"} <= types
+    return status.get("observedGeneration") == obj["metadata"]["generation"] and {"Ready", "Compliant"} <= types
 
 
 def run(args: argparse.Namespace) -> int:
