@@ -7,6 +7,7 @@ transitions (see ``certpolicy.kube.events`` for why a restart does not duplicate
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -16,6 +17,9 @@ from typing import Any
 from kubernetes.client import ApiException
 
 from certpolicy import KIND
+from certpolicy.handlers.bundles import distribute
+from certpolicy.handlers.ca import ensure_ca, record_history, retired_fingerprints, trusted_certificates
+from certpolicy.handlers.issuance import RateLimiter, issue_all
 from certpolicy.handlers.runtime import PolicyMemory, Runtime
 from certpolicy.inventory.selection import select
 from certpolicy.kube.conditions import COMPLIANT, DEGRADED, READY, Condition, find, merge_conditions, rfc3339
@@ -23,6 +27,7 @@ from certpolicy.kube.events import ObjectRef
 from certpolicy.kube.status import patch_status, policy_path, status_changed
 from certpolicy.metrics import COLLECTOR, EVENTS_POSTED, RECONCILE_DURATION, STATUS_WRITES
 from certpolicy.policy.report import PolicyReport, Problem, SecretResult, build_report
+from certpolicy.pki.inspect import summarize
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 
 log = logging.getLogger("certpolicy.reconcile")
@@ -145,6 +150,10 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         return now + RESYNC
 
     bundle, problems = _trust_bundle(runtime, spec.get("requirements") or {})
+    managed = _manage_ca_bundles_issuance(runtime, name, spec, status, requirements, memory, now)
+    problems += managed.problems
+    if bundle is None and managed.trusted and not (spec.get("requirements") or {}).get("trustBundle"):
+        bundle = tuple(managed.trusted)  # no explicit bundle: leaves must chain to the policy's own CAs
     selector = spec.get("selector") or {}
     selection = select(runtime.inventory, selector)
     for ns, n in selection.missing:
@@ -161,6 +170,10 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     _post_secret_events(runtime, name, memory, results, records, now)
     subpath = _subpath_mounts(runtime, name, memory, selection, now)
     new_status = _status(report, status, generation, now, subpath)
+    new_status.update(managed.status)
+    if managed.next_at and (report.next_evaluation is None or managed.next_at < report.next_evaluation):
+        new_status["nextEvaluationTime"] = rfc3339(managed.next_at)
+        report = dataclasses.replace(report, next_evaluation=managed.next_at)
     _post_policy_transition(runtime, policy, status, new_status, report, now)
 
     wrote = False
@@ -175,6 +188,58 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     log.debug("policy %s: %d selected, %d violating, status %s", name, report.selected, report.violating,
               "written" if wrote else "unchanged")
     return report.next_evaluation
+
+
+@dataclasses.dataclass
+class Managed:
+    """What the CA, bundle and issuance stages produced for this pass."""
+
+    trusted: list = dataclasses.field(default_factory=list)
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+    status: dict[str, Any] = dataclasses.field(default_factory=dict)
+    next_at: dt.datetime | None = None
+
+
+def _manage_ca_bundles_issuance(runtime: Runtime, name: str, spec: Mapping[str, Any], status: Mapping[str, Any],
+                                requirements, memory: PolicyMemory, now: dt.datetime) -> Managed:
+    out = Managed()
+    if not spec.get("ca"):
+        return out
+    ca_status = dict(status.get("ca") or {})
+    history = list(ca_status.get("history") or [])
+    ca, problems = ensure_ca(runtime.raw, name, spec["ca"], now)
+    out.problems += problems
+    issuer = ca
+    if ca is not None:
+        history = record_history(history, ca, now)
+        s = summarize(ca.key_pair.cert)
+        ca_status.update({"secretName": ca.secret_name, "fingerprint": ca.fingerprint,
+                          "notAfter": rfc3339(s.not_after), "subject": s.subject})
+    ca_status["history"] = history
+    out.status["ca"] = ca_status
+    out.trusted = trusted_certificates(history)
+    retired = retired_fingerprints(history)
+    if spec.get("trustBundles") and out.trusted:
+        bundles = distribute(runtime.raw, runtime.inventory, name, spec["trustBundles"], out.trusted, retired,
+                             issuer.fingerprint if issuer else None)
+        out.problems += bundles.problems
+        for t in bundles.targets:
+            if t.state in ("Error", "NotManaged"):
+                out.problems.append(Problem("BundleTargetFailed", f"{t.kind} {t.namespace}/{t.name}: {t.message}"))
+        out.status["bundleTargets"] = bundles.status()
+    if spec.get("issuance") and issuer is not None:
+        limit = int((spec.get("issuanceLimits") or {}).get("perMinute", 60))
+        if memory.limiter is None or memory.limiter.per_minute != limit:
+            memory.limiter = RateLimiter(limit)
+        issued = issue_all(runtime.raw, runtime.inventory, name, spec["issuance"], requirements, issuer,
+                           out.trusted, memory.limiter, now)
+        out.problems += issued.problems
+        out.status["issued"] = issued.status()
+        out.next_at = issued.next_renewal
+        if issued.rate_limited:
+            retry = now + dt.timedelta(seconds=memory.limiter.next_token_in() + 0.1)
+            out.next_at = min(filter(None, [out.next_at, retry]))
+    return out
 
 
 def _status(report: PolicyReport, old: Mapping[str, Any], generation: int | None, now: dt.datetime,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes.client import ApiClient
 
@@ -26,6 +27,7 @@ class PolicyMemory:
     signatures: dict[str, tuple[str, ...]] = field(default_factory=dict)  # secret uid -> last reported reasons
     subpath_reported: set[tuple[str, str, str]] = field(default_factory=set)
     last_status_write: float | None = None  # monotonic; None: not yet in this process
+    limiter: Any = None  # issuance RateLimiter, per policy
 
 
 @dataclass

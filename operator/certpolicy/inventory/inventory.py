@@ -48,6 +48,9 @@ class Inventory:
         # only for the tracked names.
         self._tracked: set[Key] = set()
         self.named_secrets: RecordStore[SecretRecord] = RecordStore("Secret", self._parse_tracked)
+        # Trust bundle targets the operator wrote (labelled): watched so that an edit by someone
+        # else is repaired at once, merged with their certificates.
+        self.bundle_targets: RecordStore[BundleRecord] = RecordStore("ConfigMap", parse_bundle_object)
         self._named_watchers: dict[str, ListWatcher] = {}
         self._bundle_watchers: dict[tuple[str, str, str], ListWatcher] = {}
         self._bundle_stores: dict[tuple[str, str, str], RecordStore[BundleRecord]] = {}
@@ -59,6 +62,8 @@ class Inventory:
             ListWatcher(self.raw, "/api/v1/pods", self.pods, name="pods", watch_timeout=watch_timeout),
             ListWatcher(self.raw, "/api/v1/namespaces", self.namespaces, name="namespaces",
                         watch_timeout=watch_timeout),
+            ListWatcher(self.raw, "/api/v1/configmaps", self.bundle_targets, name="bundle-targets",
+                        query={"labelSelector": "certpolicy.io/bundle"}, watch_timeout=watch_timeout),
         ]
         self._mounts_cache: tuple[int, dict[Key, list[Mount]]] | None = None
         self._pods_version = 0
@@ -86,7 +91,7 @@ class Inventory:
         return True
 
     def add_listener(self, listener: Listener) -> None:
-        for store in (self.secrets, self.pods, self.namespaces, self.named_secrets):
+        for store in (self.secrets, self.pods, self.namespaces, self.named_secrets, self.bundle_targets):
             store.listeners.append(listener)
         with self._lock:
             self._bundle_listeners.append(listener)

@@ -111,6 +111,7 @@ def parse_pod_object(obj: dict[str, Any]) -> PodRecord | None:
 class NamespaceRecord:
     name: str
     labels: tuple[tuple[str, str], ...]
+    terminating: bool = False
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -119,7 +120,8 @@ class NamespaceRecord:
 
 def parse_namespace_object(obj: dict[str, Any]) -> NamespaceRecord:
     meta = obj.get("metadata") or {}
-    return NamespaceRecord(meta.get("name", ""), tuple(sorted((meta.get("labels") or {}).items())))
+    terminating = bool(meta.get("deletionTimestamp")) or (obj.get("status") or {}).get("phase") == "Terminating"
+    return NamespaceRecord(meta.get("name", ""), tuple(sorted((meta.get("labels") or {}).items())), terminating)
 
 
 @dataclass(frozen=True)

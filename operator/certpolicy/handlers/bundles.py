@@ -1,0 +1,193 @@
+"""Writing a policy's CA certificates into every trust bundle target, and verifying each one.
+
+The trust-manager split: the *sources* are the policy's trusted CAs (from its CA history), the
+*build* is :func:`certpolicy.pki.bundle.merge` (sets, canonical order, foreign certificates kept),
+the *targets* are a ConfigMap (or opt-in Secret) per selected namespace, and the *encodings* are
+PEM plus an optional PKCS#12 truststore. Each target is written only when its set of
+certificates (or truststore entries) changes, then read back from the API and verified on its
+own: one store updated and another forgotten is exactly the outage this guards against.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from kubernetes.client import ApiException
+
+from certpolicy.handlers.settings import operator_namespace
+from certpolicy.inventory.inventory import Inventory
+from certpolicy.kube.managed import NotManaged, merge_into_target, read
+from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.selectors import LabelSelector
+from certpolicy.pki.bundle import contains, merge, read_bundle
+from certpolicy.pki.fingerprint import fingerprint
+from certpolicy.pki.truststore import build_truststore, truststore_matches
+from certpolicy.policy.report import Problem
+
+MAX_LISTED_TARGETS = 100
+
+
+@dataclass(frozen=True)
+class TargetState:
+    kind: str
+    namespace: str
+    name: str
+    key: str
+    state: str  # Verified | Pending | Error | NotManaged
+    message: str = ""
+    written: bool = False
+
+    def to_dict(self) -> dict[str, str]:
+        d = {"kind": self.kind, "namespace": self.namespace, "name": self.name, "state": self.state}
+        if self.message:
+            d["message"] = self.message
+        return d
+
+
+@dataclass
+class BundleReport:
+    targets: list[TargetState] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    writes: int = 0
+
+    @property
+    def verified(self) -> int:
+        return sum(1 for t in self.targets if t.state == "Verified")
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "total": len(self.targets),
+            "verified": self.verified,
+            "targets": [t.to_dict() for t in sorted(self.targets, key=lambda t: (t.state == "Verified", t.namespace))
+                        ][:MAX_LISTED_TARGETS],
+        }
+
+
+def target_namespaces(inventory: Inventory, entry: Mapping[str, Any]) -> list[str]:
+    """Selected namespaces that can take objects (terminating ones are skipped)."""
+    selector = LabelSelector.from_spec(entry.get("namespaceSelector"))
+    explicit = set(entry.get("namespaces") or ())
+    out = []
+    for (_, name), rec in inventory.namespaces.snapshot().items():
+        if rec.terminating:
+            continue
+        if name in explicit or ("namespaceSelector" in entry or not explicit) and selector.matches(rec.label_map):
+            out.append(name)
+    return sorted(out)
+
+
+def _read_truststore_password(raw: RawClient, ref: Mapping[str, str] | None) -> tuple[bytes | None, Problem | None]:
+    if not ref:
+        return b"", None
+    obj = read(raw, "Secret", operator_namespace(), ref["name"])
+    where = f"Secret {operator_namespace()}/{ref['name']} key {ref['key']}"
+    if obj is None or ref["key"] not in (obj.get("data") or {}):
+        return None, Problem("TruststorePasswordMissing", f"the truststore password {where} does not exist")
+    try:
+        return base64.b64decode(obj["data"][ref["key"]]).rstrip(b"\r\n"), None
+    except (binascii.Error, ValueError):
+        return None, Problem("TruststorePasswordMissing", f"the truststore password {where} is not valid base64")
+
+
+def _current_content(kind: str, obj: Mapping[str, Any] | None, key: str) -> tuple[bytes | None, dict, dict]:
+    """(PEM bytes at ``key``, data map, binaryData map) of a target as read from the API."""
+    if obj is None:
+        return None, {}, {}
+    data = dict(obj.get("data") or {})
+    binary = dict(obj.get("binaryData") or {})
+    if kind == "Secret":
+        try:
+            pem = base64.b64decode(data[key]) if key in data else None
+        except (binascii.Error, ValueError):
+            pem = b""
+        return pem, data, binary
+    return (data[key].encode() if key in data else None), data, binary
+
+
+def distribute(raw: RawClient, inventory: Inventory, policy: str, entries: Sequence[Mapping[str, Any]],
+               trusted: Sequence[x509.Certificate], retired: set[str], primary: str | None) -> BundleReport:
+    """Merge ``trusted`` into every target (removing ``retired``), then read each back and verify."""
+    report = BundleReport()
+    want = {fingerprint(c) for c in trusted}
+    for entry in entries:
+        kind = "ConfigMap" if entry.get("configMap") else "Secret"
+        ref = entry.get("configMap") or entry.get("secret")
+        key = ref.get("key", "ca.crt")
+        exclusive = bool(entry.get("exclusive"))
+        p12 = (entry.get("formats") or {}).get("pkcs12")
+        password: bytes | None = b""
+        if p12:
+            password, problem = _read_truststore_password(raw, p12.get("passwordSecretRef"))
+            if problem:
+                report.problems.append(problem)
+                p12 = None
+        for ns in target_namespaces(inventory, entry):
+            report.targets.append(_write_target(raw, policy, kind, ns, ref["name"], key, trusted, retired,
+                                                exclusive, p12, password, primary, want))
+            if report.targets[-1].written:
+                report.writes += 1
+    return report
+
+
+def _write_target(raw: RawClient, policy: str, kind: str, ns: str, name: str, key: str,
+                  trusted: Sequence[x509.Certificate], retired: set[str], exclusive: bool,
+                  p12: Mapping[str, Any] | None, password: bytes | None, primary: str | None,
+                  want: set[str]) -> TargetState:
+    def update(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        pem, data, binary = _current_content(kind, current, key)
+        merged = merge(pem, trusted, retired - want, exclusive=exclusive)
+        changed = merged.changed or pem is None
+        new_data = dict(data)
+        new_binary = dict(binary)
+        pem_text = merged.pem
+        if kind == "Secret":
+            new_data[key] = base64.b64encode(pem_text.encode()).decode()
+        else:
+            new_data[key] = pem_text
+        if merged.changed is False and pem is not None and kind == "ConfigMap" and data.get(key) != pem_text:
+            new_data[key] = data[key]  # same set, other formatting: leave the bytes alone (no churn)
+        if p12:
+            store_key = p12["key"]
+            store_map = new_data if kind == "Secret" else new_binary
+            old = store_map.get(store_key)
+            try:
+                old_bytes = base64.b64decode(old) if old else None
+            except (binascii.Error, ValueError):
+                old_bytes = None
+            certs = list(read_bundle(merged.pem).certificates)
+            alias = p12.get("alias") or policy
+            prim = primary if primary in {fingerprint(c) for c in certs} else None
+            if not truststore_matches(old_bytes, password, certs, alias, prim):
+                store_map[store_key] = base64.b64encode(build_truststore(certs, alias, password, prim)).decode()
+                changed = True
+        if not changed:
+            return None
+        out: dict[str, Any] = {"data": new_data}
+        if kind == "ConfigMap" and new_binary:
+            out["binaryData"] = new_binary
+        return out
+
+    try:
+        result = merge_into_target(raw, kind, ns, name, policy, update)
+    except NotManaged as e:
+        return TargetState(kind, ns, name, key, "NotManaged", str(e))
+    except ApiException as e:
+        return TargetState(kind, ns, name, key, "Error", f"HTTP {e.status}: {str(e.reason)[:200]}")
+    # Read back on its own, from the API, after this target's own write.
+    try:
+        back = read(raw, kind, ns, name)
+    except ApiException as e:
+        return TargetState(kind, ns, name, key, "Error", f"read-back failed: HTTP {e.status}", result.written)
+    pem, _, _ = _current_content(kind, back, key)
+    check = contains(pem, want, absent=retired - want)
+    if check.ok:
+        return TargetState(kind, ns, name, key, "Verified", written=result.written)
+    missing = ", ".join(sorted(fp.removeprefix("sha256:")[:12] for fp in check.missing))
+    return TargetState(kind, ns, name, key, "Pending", f"missing {missing}" if missing else "retired CA still present",
+                       result.written)
+

@@ -1,0 +1,133 @@
+"""Writes to Secrets and ConfigMaps: only objects the operator manages, never a blind overwrite.
+
+A Secret is managed when it carries ``certpolicy.io/managed-by: <policy>``; the operator creates
+it that way and refuses to write to any Secret without the label (a user's Secret of the same
+name is reported, not replaced). ConfigMap bundle targets are declared in a policy and merged,
+never replaced; they get the ``certpolicy.io/bundle`` label so the operator can watch them.
+
+Updates carry the ``resourceVersion`` that was read: a concurrent change by someone else gives
+409 Conflict, and the caller re-reads and re-merges instead of overwriting what it did not see.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client import ApiException
+
+from certpolicy.kube.rawapi import RawClient
+
+MANAGED_BY = "certpolicy.io/managed-by"
+BUNDLE_LABEL = "certpolicy.io/bundle"
+BUNDLE_POLICIES = "certpolicy.io/bundle-policies"
+MAX_CONFLICT_RETRIES = 5
+
+
+class NotManaged(Exception):
+    """The object exists and is not ours: the operator will not write to it."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    obj: dict[str, Any]
+    written: bool  # False: nothing changed, no write
+
+
+def _path(kind: str, namespace: str, name: str = "") -> str:
+    plural = "secrets" if kind == "Secret" else "configmaps"
+    return f"/api/v1/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+
+def read(raw: RawClient, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return raw.get(_path(kind, namespace, name))
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def write_managed_secret(raw: RawClient, namespace: str, name: str, policy: str, data: Mapping[str, bytes],
+                         *, secret_type: str = "kubernetes.io/tls", labels: Mapping[str, str] | None = None,
+                         annotations: Mapping[str, str] | None = None, expected_version: str | None = None
+                         ) -> WriteResult:
+    """Create the Secret, or update it if it is ours and its data differs.
+
+    ``expected_version`` guards a read-decide-write cycle: if the Secret changed since the caller
+    read it, the write fails with 409 and the caller decides again on fresh data.
+    """
+    encoded = {k: b64(v) for k, v in data.items()}
+    meta_labels = {MANAGED_BY: policy, **(labels or {})}
+    existing = read(raw, "Secret", namespace, name)
+    if existing is None:
+        body = {"apiVersion": "v1", "kind": "Secret", "type": secret_type,
+                "metadata": {"name": name, "namespace": namespace, "labels": meta_labels,
+                             "annotations": dict(annotations or {})},
+                "data": encoded}
+        return WriteResult(raw.post(_path("Secret", namespace), body), True)
+    labels_now = (existing.get("metadata") or {}).get("labels") or {}
+    if labels_now.get(MANAGED_BY) != policy:
+        raise NotManaged(f"Secret {namespace}/{name} exists and is not managed by CertificatePolicy {policy} "
+                         f"(no {MANAGED_BY}={policy} label); it was left untouched")
+    if expected_version is not None and existing["metadata"]["resourceVersion"] != expected_version:
+        raise ApiException(status=409, reason="Conflict: the Secret changed since it was read")
+    if existing.get("data") == encoded and all(labels_now.get(k) == v for k, v in meta_labels.items()):
+        return WriteResult(existing, False)
+    existing["data"] = encoded
+    existing.setdefault("metadata", {}).setdefault("labels", {}).update(meta_labels)
+    if annotations:
+        existing["metadata"].setdefault("annotations", {}).update(annotations)
+    return WriteResult(raw.put(_path("Secret", namespace, name), existing), True)
+
+
+def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, policy: str,
+                      update: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> WriteResult:
+    """Read-modify-write of a bundle target with optimistic concurrency.
+
+    ``update(current)`` returns the full new ``data``/``binaryData`` content as
+    ``{"data": {...}, "binaryData": {...}}`` (or None when nothing must change); it is called
+    again on fresh data after a 409 conflict, so a concurrent edit is merged, not overwritten.
+    """
+    for _attempt in range(MAX_CONFLICT_RETRIES):
+        current = read(raw, kind, namespace, name)
+        if current is not None and kind == "Secret":
+            if ((current.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) is None:
+                raise NotManaged(f"Secret {namespace}/{name} exists and is not managed by the operator; "
+                                 "bundle targets of kind Secret are only written when the operator created them")
+        content = update(current)
+        if content is None:
+            return WriteResult(current or {}, False)
+        if current is None:
+            meta = {"name": name, "namespace": namespace, "labels": {BUNDLE_LABEL: "true"},
+                    "annotations": {BUNDLE_POLICIES: policy}}
+            if kind == "Secret":
+                meta["labels"][MANAGED_BY] = policy
+            body = {"apiVersion": "v1", "kind": kind, "metadata": meta, **content}
+            if kind == "Secret":
+                body["type"] = "Opaque"
+            try:
+                return WriteResult(raw.post(_path(kind, namespace), body), True)
+            except ApiException as e:
+                if e.status == 409:  # created by someone else in between: merge into theirs
+                    continue
+                raise
+        meta = current.setdefault("metadata", {})
+        meta.setdefault("labels", {})[BUNDLE_LABEL] = "true"
+        owners = set(filter(None, (meta.setdefault("annotations", {}).get(BUNDLE_POLICIES) or "").split(",")))
+        meta["annotations"][BUNDLE_POLICIES] = ",".join(sorted(owners | {policy}))
+        for field in ("data", "binaryData"):
+            if field in content:
+                current[field] = content[field]
+        try:
+            return WriteResult(raw.put(_path(kind, namespace, name), current), True)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+    raise ApiException(status=409, reason=f"{kind} {namespace}/{name} kept changing; will retry on the next pass")
