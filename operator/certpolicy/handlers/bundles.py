@@ -81,7 +81,12 @@ def target_namespaces(inventory: Inventory, entry: Mapping[str, Any]) -> list[st
     return sorted(out)
 
 
-def _read_truststore_password(raw: RawClient, ref: Mapping[str, str] | None) -> tuple[bytes | None, Problem | None]:
+def target_id(kind: str, namespace: str, name: str, key: str) -> str:
+    """How a bundle target is named in rotation status: ``namespace/kind/name/key``."""
+    return f"{namespace}/{kind}/{name}/{key}"
+
+
+def read_truststore_password(raw: RawClient, ref: Mapping[str, str] | None) -> tuple[bytes | None, Problem | None]:
     if not ref:
         return b"", None
     obj = read(raw, "Secret", operator_namespace(), ref["name"])
@@ -110,7 +115,8 @@ def _current_content(kind: str, obj: Mapping[str, Any] | None, key: str) -> tupl
 
 
 def distribute(raw: RawClient, inventory: Inventory, policy: str, entries: Sequence[Mapping[str, Any]],
-               trusted: Sequence[x509.Certificate], retired: set[str], primary: str | None) -> BundleReport:
+               trusted: Sequence[x509.Certificate], retired: set[str], primary: str | None,
+               only: set[str] | None = None) -> BundleReport:
     """Merge ``trusted`` into every target (removing ``retired``), then read each back and verify."""
     report = BundleReport()
     want = {fingerprint(c) for c in trusted}
@@ -122,11 +128,13 @@ def distribute(raw: RawClient, inventory: Inventory, policy: str, entries: Seque
         p12 = (entry.get("formats") or {}).get("pkcs12")
         password: bytes | None = b""
         if p12:
-            password, problem = _read_truststore_password(raw, p12.get("passwordSecretRef"))
+            password, problem = read_truststore_password(raw, p12.get("passwordSecretRef"))
             if problem:
                 report.problems.append(problem)
                 p12 = None
         for ns in target_namespaces(inventory, entry):
+            if only is not None and target_id(kind, ns, ref["name"], key) not in only:
+                continue
             report.targets.append(_write_target(raw, policy, kind, ns, ref["name"], key, trusted, retired,
                                                 exclusive, p12, password, primary, want))
             if report.targets[-1].written:

@@ -125,5 +125,16 @@ def trusted_certificates(history: Sequence[Mapping[str, Any]]) -> list[x509.Cert
     return certs
 
 
+def retire(history: Sequence[Mapping[str, Any]], fingerprints: set[str], now: dt.datetime) -> list[dict[str, Any]]:
+    """Mark these CAs retired: removed from every bundle, never trusted again by this policy."""
+    out = []
+    for h in history:
+        h = dict(h)
+        if h["fingerprint"] in fingerprints and h.get("state") != "retired":
+            h["state"], h["since"] = "retired", rfc3339(now)
+        out.append(h)
+    return out
+
+
 def retired_fingerprints(history: Sequence[Mapping[str, Any]]) -> set[str]:
     return {h["fingerprint"] for h in history if h.get("state") == "retired"}

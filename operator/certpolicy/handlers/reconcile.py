@@ -17,8 +17,9 @@ from typing import Any
 from kubernetes.client import ApiException
 
 from certpolicy import KIND
-from certpolicy.handlers.bundles import distribute
-from certpolicy.handlers.ca import ensure_ca, record_history, retired_fingerprints, trusted_certificates
+from certpolicy.handlers.bundles import distribute, read_truststore_password
+from certpolicy.handlers.ca import ensure_ca, record_history, retire, retired_fingerprints, trusted_certificates
+from certpolicy.handlers.rotation import observe, perform, settings_from_spec
 from certpolicy.handlers.issuance import RateLimiter, issue_all
 from certpolicy.handlers.runtime import PolicyMemory, Runtime
 from certpolicy.inventory.selection import select
@@ -29,6 +30,7 @@ from certpolicy.metrics import COLLECTOR, EVENTS_POSTED, RECONCILE_DURATION, STA
 from certpolicy.policy.report import PolicyReport, Problem, SecretResult, build_report
 from certpolicy.pki.inspect import summarize
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
+from certpolicy.rotation import PromoteNewCA, RotationState, StateError, decide
 
 log = logging.getLogger("certpolicy.reconcile")
 
@@ -150,7 +152,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         return now + RESYNC
 
     bundle, problems = _trust_bundle(runtime, spec.get("requirements") or {})
-    managed = _manage_ca_bundles_issuance(runtime, name, spec, status, requirements, memory, now)
+    managed = _manage_ca_bundles_issuance(runtime, policy, spec, status, requirements, memory, now)
     problems += managed.problems
     if bundle is None and managed.trusted and not (spec.get("requirements") or {}).get("trustBundle"):
         bundle = tuple(managed.trusted)  # no explicit bundle: leaves must chain to the policy's own CAs
@@ -169,7 +171,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
 
     _post_secret_events(runtime, name, memory, results, records, now)
     subpath = _subpath_mounts(runtime, name, memory, selection, now)
-    new_status = _status(report, status, generation, now, subpath)
+    new_status = _status(report, status, generation, now, subpath, managed.conditions)
     new_status.update(managed.status)
     if managed.next_at and (report.next_evaluation is None or managed.next_at < report.next_evaluation):
         new_status["nextEvaluationTime"] = rfc3339(managed.next_at)
@@ -197,28 +199,76 @@ class Managed:
     trusted: list = dataclasses.field(default_factory=list)
     problems: list[Problem] = dataclasses.field(default_factory=list)
     status: dict[str, Any] = dataclasses.field(default_factory=dict)
+    conditions: list[Condition] = dataclasses.field(default_factory=list)
     next_at: dt.datetime | None = None
 
 
-def _manage_ca_bundles_issuance(runtime: Runtime, name: str, spec: Mapping[str, Any], status: Mapping[str, Any],
-                                requirements, memory: PolicyMemory, now: dt.datetime) -> Managed:
+def _manage_ca_bundles_issuance(runtime: Runtime, policy: Mapping[str, Any], spec: Mapping[str, Any],
+                                status: Mapping[str, Any], requirements, memory: PolicyMemory,
+                                now: dt.datetime) -> Managed:
+    """The CA, its rotation, the trust bundles and the issued leaves, in that order."""
     out = Managed()
     if not spec.get("ca"):
         return out
+    name = policy["metadata"]["name"]
     ca_status = dict(status.get("ca") or {})
     history = list(ca_status.get("history") or [])
     ca, problems = ensure_ca(runtime.raw, name, spec["ca"], now)
     out.problems += problems
+
+    # --- the rotation machine: observe, decide, act ------------------------------------------------
+    running = False
+    new_pair = None
+    if ca is not None:
+        try:
+            state = RotationState.from_dict(status.get("rotation"))
+        except StateError as e:
+            state = RotationState()
+            out.problems.append(Problem("RotationStateUnreadable", f"status.rotation was reset: {e}"))
+        settings = settings_from_spec(spec)
+        passwords = {}
+        for i, entry in enumerate(spec.get("trustBundles") or ()):
+            p12 = (entry.get("formats") or {}).get("pkcs12")
+            if p12:
+                passwords[i], _ = read_truststore_password(runtime.raw, p12.get("passwordSecretRef"))
+        annotations = policy["metadata"].get("annotations") or {}
+        obs, pairs = observe(runtime.raw, runtime.inventory, spec, annotations, state, settings, memory.rotation,
+                             now, passwords)
+        decision = decide(state, obs, settings, now)
+        outcome = perform(runtime.raw, runtime.inventory, runtime.recorder, policy, spec, requirements, decision,
+                          pairs, memory.rotation, now)
+        out.problems += outcome.problems
+        out.status["rotation"] = decision.state.to_dict()
+        out.conditions.append(decision.condition)
+        out.next_at = decision.next_wake
+        current = decision.state.current
+        running = current is not None
+        COLLECTOR.set_rotation_step(name, current.step if current else 0)
+        if any(isinstance(a, PromoteNewCA) for a in decision.actions):
+            ca, problems = ensure_ca(runtime.raw, name, spec["ca"], now)  # it holds the new CA now
+            out.problems += problems
+        if running and current.new_ca and current.new_ca_secret_name in pairs:
+            new_pair = pairs[current.new_ca_secret_name]
+        retired = set(decision.state.retired_fingerprints())
+    else:
+        retired = set()
+
     issuer = ca
     if ca is not None:
         history = record_history(history, ca, now)
         s = summarize(ca.key_pair.cert)
         ca_status.update({"secretName": ca.secret_name, "fingerprint": ca.fingerprint,
                           "notAfter": rfc3339(s.not_after), "subject": s.subject})
+    if new_pair is not None and (ca is None or new_pair.fingerprint != ca.fingerprint):
+        history = record_history(history, new_pair, now, state="next")
+    history = retire(history, retired, now)
     ca_status["history"] = history
     out.status["ca"] = ca_status
     out.trusted = trusted_certificates(history)
-    retired = retired_fingerprints(history)
+    retired |= retired_fingerprints(history)
+    if running:
+        return out  # bundles and leaves move only through the rotation's own actions meanwhile
+
     if spec.get("trustBundles") and out.trusted:
         bundles = distribute(runtime.raw, runtime.inventory, name, spec["trustBundles"], out.trusted, retired,
                              issuer.fingerprint if issuer else None)
@@ -235,7 +285,7 @@ def _manage_ca_bundles_issuance(runtime: Runtime, name: str, spec: Mapping[str, 
                            out.trusted, memory.limiter, now)
         out.problems += issued.problems
         out.status["issued"] = issued.status()
-        out.next_at = issued.next_renewal
+        out.next_at = min(filter(None, [out.next_at, issued.next_renewal]), default=None)
         if issued.rate_limited:
             retry = now + dt.timedelta(seconds=memory.limiter.next_token_in() + 0.1)
             out.next_at = min(filter(None, [out.next_at, retry]))
@@ -243,7 +293,7 @@ def _manage_ca_bundles_issuance(runtime: Runtime, name: str, spec: Mapping[str, 
 
 
 def _status(report: PolicyReport, old: Mapping[str, Any], generation: int | None, now: dt.datetime,
-            subpath: list[dict]) -> dict[str, Any]:
+            subpath: list[dict], extra: list[Condition]) -> dict[str, Any]:
     if report.degraded:
         worst = report.degraded[0]
         msgs = "; ".join(p.message for p in report.degraded[:5])
@@ -254,6 +304,7 @@ def _status(report: PolicyReport, old: Mapping[str, Any], generation: int | None
         Condition(READY, True, "Reconciled", f"Evaluated {report.selected} selected Secrets."),
         Condition(COMPLIANT, report.is_compliant, report.compliant_reason, report.compliant_message),
         degraded,
+        *extra,
     ], generation, now)
     return {
         "observedGeneration": generation,

@@ -18,6 +18,7 @@ from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.events import EventRecorder
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.policy.evaluate import Evaluator
+from certpolicy.handlers.rotation_memory import RotationMemory
 
 
 @dataclass
@@ -28,6 +29,7 @@ class PolicyMemory:
     subpath_reported: set[tuple[str, str, str]] = field(default_factory=set)
     last_status_write: float | None = None  # monotonic; None: not yet in this process
     limiter: Any = None  # issuance RateLimiter, per policy
+    rotation: RotationMemory = field(default_factory=RotationMemory)
 
 
 @dataclass

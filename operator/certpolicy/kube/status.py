@@ -16,8 +16,17 @@ def policy_path(name: str, subresource: str = "") -> str:
     return f"/apis/{GROUP}/{VERSION}/{PLURAL}/{name}" + (f"/{subresource}" if subresource else "")
 
 
+def strip_none(value: Any) -> Any:
+    """Without nulls: in a merge patch null deletes a key, and an absent key reads back as null."""
+    if isinstance(value, dict):
+        return {k: strip_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [strip_none(v) for v in value]
+    return value
+
+
 def _stable(status: Mapping[str, Any]) -> str:
-    return json.dumps({k: v for k, v in status.items() if k not in VOLATILE}, sort_keys=True, default=str)
+    return json.dumps(strip_none({k: v for k, v in status.items() if k not in VOLATILE}), sort_keys=True, default=str)
 
 
 def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
