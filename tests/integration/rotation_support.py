@@ -1,0 +1,124 @@
+"""Support for rotation tests: a recorder of every bundle and leaf write, and the invariant check.
+
+The recorder watches ConfigMaps and Secrets in the test namespaces (raw JSON watch streams, one
+per resource and namespace) and keeps every version it sees. etcd's resourceVersion is a single
+global sequence, so replaying all recorded versions in resourceVersion order reconstructs the
+cluster's history exactly, whichever stream delivered an event first.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from certpolicy.kube.rawapi import RawClient
+from certpolicy.pki.bundle import read_bundle
+from certpolicy.pki.chain import verify_chain
+from certpolicy.pki.fingerprint import fingerprint
+from certpolicy.pki.load import load_certificates
+
+
+@dataclass
+class Recorder:
+    raw: RawClient
+    namespaces: list[str]
+    bundle_name: str
+    leaf_names: set[str]
+    events: list[tuple[int, str, str, str, dict | None]] = field(default_factory=list)  # rv, kind, ns, name, obj
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _responses: list = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> "Recorder":
+        ready = []
+        for ns in self.namespaces:
+            for plural in ("configmaps", "secrets"):
+                started = threading.Event()
+                ready.append(started)
+                t = threading.Thread(target=self._run, args=(ns, plural, started), daemon=True)
+                t.start()
+                self._threads.append(t)
+        for r in ready:
+            r.wait(10)
+        return self
+
+    def _run(self, ns: str, plural: str, started: threading.Event) -> None:
+        path = f"/api/v1/namespaces/{ns}/{plural}"
+        listing = self.raw.get(path)
+        for obj in listing.get("items") or ():
+            self._record("ADDED", obj, plural)
+        rv = listing["metadata"]["resourceVersion"]
+        try:
+            for ev in self.raw.watch(path, {"resourceVersion": rv, "timeoutSeconds": 600}, timeout=(10, 660),
+                                     on_open=lambda r: (self._responses.append(r), started.set())):
+                if self._stop.is_set():
+                    return
+                self._record(ev["type"], ev["object"], plural)
+        except Exception:  # noqa: BLE001 - the stream is closed at stop()
+            if not self._stop.is_set():
+                raise
+
+    def _record(self, etype: str, obj: dict, plural: str) -> None:
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "")
+        kind = "ConfigMap" if plural == "configmaps" else "Secret"
+        if (kind == "ConfigMap" and name != self.bundle_name) or (kind == "Secret" and name not in self.leaf_names):
+            return
+        with self._lock:
+            self.events.append((int(meta.get("resourceVersion", "0")), kind, meta.get("namespace", ""), name,
+                                None if etype == "DELETED" else obj))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for r in self._responses:
+            try:
+                (getattr(r, "shutdown", None) or r.close)()
+            except Exception:  # noqa: BLE001
+                pass
+        for t in self._threads:
+            t.join(5)
+
+    def replay(self) -> Iterable[tuple[int, dict[tuple[str, str], dict | None], dict[tuple[str, str], dict | None]]]:
+        """Yield (resourceVersion, bundles, leaves) after each recorded change, in global order."""
+        bundles: dict[tuple[str, str], dict | None] = {}
+        leaves: dict[tuple[str, str], dict | None] = {}
+        with self._lock:
+            ordered = sorted(set((rv, kind, ns, name) for rv, kind, ns, name, _ in self.events))
+            by_key = {(rv, kind, ns, name): obj for rv, kind, ns, name, obj in self.events}
+        for rv, kind, ns, name in ordered:
+            (bundles if kind == "ConfigMap" else leaves)[(ns, name)] = by_key[(rv, kind, ns, name)]
+            yield rv, dict(bundles), dict(leaves)
+
+
+def bundle_fingerprints(cm: dict | None, key: str = "ca.crt") -> frozenset[str]:
+    if cm is None:
+        return frozenset()
+    return read_bundle((cm.get("data") or {}).get(key, "")).fingerprint_set
+
+
+def check_invariant(recorder: Recorder, targets: int, now: dt.datetime | None = None) -> tuple[int, list[str]]:
+    """Every recorded instant: every leaf chains to a CA present in every bundle target.
+
+    Returns (instants checked, violations). Instants before every target and leaf first exists
+    are skipped (the operator is still creating them).
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    checked, violations = 0, []
+    for rv, bundles, leaves in recorder.replay():
+        present = [b for b in bundles.values() if b is not None]
+        if len(present) < targets or not leaves or any(v is None for v in leaves.values()):
+            continue
+        common = frozenset.intersection(*(bundle_fingerprints(b) for b in present))
+        anchors = [c for c in read_bundle((present[0].get("data") or {}).get("ca.crt", "")).certificates
+                   if fingerprint(c) in common]
+        checked += 1
+        for (ns, name), secret in leaves.items():
+            certs = load_certificates(base64.b64decode(secret["data"]["tls.crt"])).certificates
+            result = verify_chain(certs[0], certs[1:], anchors, now) if anchors else None
+            if result is None or not result.trusted:
+                violations.append(f"rv {rv}: leaf {ns}/{name} does not chain to a CA in every bundle target")
+    return checked, violations
