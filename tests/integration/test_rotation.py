@@ -85,3 +85,161 @@ def test_full_rotation_keeps_every_leaf_trusted_by_every_bundle(
     checked, violations = check_invariant(recorder, targets=2)
     assert violations == []
     assert checked >= 6, f"only {checked} instants recorded"
+
+
+# ---- crash and resume ------------------------------------------------------------------------------
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+
+class OperatorProcess:
+    """The operator as a real process, so it can be killed with SIGKILL mid-step."""
+
+    def __init__(self, cluster, log_path):
+        self.cluster, self.log_path, self.proc = cluster, log_path, None
+
+    def start(self):
+        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig), CERTPOLICY_METRICS_PORT="-1")
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run",
+                                      "--liveness=http://127.0.0.1:0/healthz"], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.log.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+class CASecretCounter:
+    """Counts the distinct CA Secrets created for each rotation id (GenerateNewCA must be once-only)."""
+
+    def __init__(self, raw, namespace):
+        self.raw, self.namespace, self.by_rotation, self._stop = raw, namespace, {}, threading.Event()
+        self._resp = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        path = f"/api/v1/namespaces/{self.namespace}/secrets"
+        listing = self.raw.get(path)
+        try:
+            for ev in self.raw.watch(path, {"resourceVersion": listing["metadata"]["resourceVersion"],
+                                            "timeoutSeconds": 600}, timeout=(10, 660), on_open=self._resp.append):
+                if self._stop.is_set():
+                    return
+                meta = ev["object"].get("metadata") or {}
+                rid = (meta.get("annotations") or {}).get("certpolicy.io/rotation")
+                if ev["type"] == "ADDED" and rid:
+                    self.by_rotation.setdefault(rid, set()).add(meta["uid"])
+        except Exception:  # noqa: BLE001 - closed by stop()
+            if not self._stop.is_set():
+                raise
+
+    def stop(self):
+        self._stop.set()
+        for r in self._resp:
+            try:
+                r.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def put_team_leaf(core_v1, namespace, ca_namespace, ca_secret):
+    """A leaf the operator does not manage, issued by whatever CA the CA Secret holds now."""
+    import base64
+
+    from certpolicy.pki.issue import issue_leaf, load_key_pair
+
+    ca = core_v1.read_namespaced_secret(ca_secret, ca_namespace)
+    pair = load_key_pair(base64.b64decode(ca.data["tls.crt"]), base64.b64decode(ca.data["tls.key"]))
+    leaf = issue_leaf(pair, dns_names=["team.rot.test"])
+    data = {"tls.crt": base64.b64encode(leaf.cert_pem).decode(), "tls.key": base64.b64encode(leaf.key_pem).decode()}
+    try:
+        core_v1.create_namespaced_secret(namespace, {"metadata": {"name": "team-tls"}, "type": "kubernetes.io/tls",
+                                                     "data": data})
+    except Exception:  # noqa: BLE001 - exists: replace its certificate
+        core_v1.patch_namespaced_secret("team-tls", namespace, {"data": data})
+
+
+def test_operator_killed_during_each_step_resumes_and_completes(
+        cluster, crd, operator_namespace, api_client, custom_api, core_v1, policies, unique_name,
+        rotation_setup, tmp_path):
+    body, namespaces, leaf_names = rotation_setup
+    body["spec"]["rotation"]["propagationDelay"] = "2s"  # keeps step 2 observable
+    leaf_names.add("team-tls")  # an unmanaged leaf: holds step 4 (AwaitLeaves) until its owner replaces it
+    raw = RawClient(api_client)
+    recorder = Recorder(raw, namespaces, "rot-ca", leaf_names).start()
+    counter = CASecretCounter(raw, operator_namespace)
+    op = OperatorProcess(cluster, tmp_path / "operator.log")
+    killed_at = []
+    try:
+        op.start()
+        policies(body)
+        wait_for(lambda: settled(custom_api, unique_name), timeout=60, what="CA, bundles and leaves in place")
+        for target_step in range(1, 6):
+            rid = f"crash-{target_step}"
+            if target_step == 4:
+                put_team_leaf(core_v1, namespaces[0], operator_namespace, f"{unique_name}-ca")
+            custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
+                                                   {"metadata": {"annotations": {"certpolicy.io/rotate": rid}}})
+
+            def step_now():
+                rot = (get(custom_api, unique_name).get("status") or {}).get("rotation") or {}
+                if rot.get("id") == rid and (rot.get("step") or 0) >= target_step:
+                    return rot["step"]
+                hist = rot.get("history") or []
+                if hist and hist[0]["id"] == rid:
+                    return 6  # already finished: too fast to catch
+                return None
+
+            try:
+                seen = wait_for(step_now, timeout=60, interval=0.01, what=f"rotation {rid} at step {target_step}")
+            except AssertionError:
+                st = get(custom_api, unique_name)["status"]
+                raise AssertionError(f"{st.get('rotation')} {st.get('conditions')}") from None
+            op.kill()
+            killed_at.append(seen)
+            op.start()
+            if target_step == 4:
+                # The team renews from the new CA (the issuing CA since step 3): step 4 can finish.
+                wait_for(lambda: get(custom_api, unique_name)["status"]["rotation"].get("step") == 4, timeout=30,
+                         what="still awaiting the unmanaged leaf")
+                put_team_leaf(core_v1, namespaces[0], operator_namespace, f"{unique_name}-ca")
+
+            def finished():
+                rot = (get(custom_api, unique_name).get("status") or {}).get("rotation") or {}
+                hist = rot.get("history") or []
+                return not rot.get("id") and hist and hist[0]["id"] == rid and hist[0]["outcome"] == "Completed"
+
+            wait_for(finished, timeout=90, what=f"rotation {rid} completed after the restart")
+            if target_step == 4:
+                core_v1.delete_namespaced_secret("team-tls", namespaces[0])  # decommissioned
+    finally:
+        op.stop()
+        recorder.stop()
+        counter.stop()
+    # Each rotation generated exactly one new CA, however often its step ran again.
+    for target_step in range(1, 6):
+        assert len(counter.by_rotation.get(f"crash-{target_step}", ())) == 1, counter.by_rotation
+    checked, violations = check_invariant(recorder, targets=2)
+    assert violations == []
+    assert checked > 10
+    # Killed during a running rotation every time (6 would mean it had already finished).
+    assert all(1 <= s <= 5 for s in killed_at), killed_at
+    assert killed_at[:4] == [1, 2, 3, 4], f"kills landed in steps {killed_at}"
+    print(f"operator killed during steps {killed_at}; invariant checked at {checked} instants")
