@@ -243,3 +243,152 @@ def test_operator_killed_during_each_step_resumes_and_completes(
     assert all(1 <= s <= 5 for s in killed_at), killed_at
     assert killed_at[:4] == [1, 2, 3, 4], f"kills landed in steps {killed_at}"
     print(f"operator killed during steps {killed_at}; invariant checked at {checked} instants")
+
+
+# ---- the probe gate and abort ----------------------------------------------------------------------
+import socket  # noqa: E402
+import ssl  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import certgen  # noqa: E402
+
+
+class MTLSServer:
+    """A TLS server on loopback that requires a client certificate from the CAs it trusts."""
+
+    def __init__(self, trusted_pem: bytes):
+        self.server_cert = certgen.leaf(certgen.root("probe server CA"), "localhost", dns_names=["localhost"])
+        self.dir = tempfile.TemporaryDirectory()
+        d = Path(self.dir.name)
+        (d / "c.pem").write_bytes(self.server_cert.pem)
+        (d / "k.pem").write_bytes(self.server_cert.key_pem())
+        self.ctx = self._context(trusted_pem)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.rejected = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _context(self, trusted_pem: bytes) -> ssl.SSLContext:
+        d = Path(self.dir.name)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(d / "c.pem"), str(d / "k.pem"))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=trusted_pem.decode())
+        return ctx
+
+    def trust(self, trusted_pem: bytes) -> None:
+        self.ctx = self._context(trusted_pem)
+
+    def _serve(self):
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                self.accepted += 1
+                tls.settimeout(3)
+                try:
+                    tls.recv(1)  # hold the connection until the client goes away
+                except (OSError, ssl.SSLError):
+                    pass
+        except (ssl.SSLError, OSError):
+            self.rejected += 1
+
+    def close(self):
+        self._stop.set()
+        self.sock.close()
+        self.dir.cleanup()
+
+
+def _ca_pem(core_v1, ns, name) -> bytes:
+    import base64
+
+    return base64.b64decode(core_v1.read_namespaced_secret(name, ns).data["tls.crt"])
+
+
+def _rotation(custom_api, name) -> dict:
+    return (get(custom_api, name).get("status") or {}).get("rotation") or {}
+
+
+def test_probe_gate_holds_until_the_peer_trusts_the_new_ca_then_abort_rolls_back(
+        operator, operator_namespace, custom_api, core_v1, policies, unique_name, rotation_setup):
+    body, namespaces, _ = rotation_setup
+    policies(body)
+    wait_for(lambda: settled(custom_api, unique_name), timeout=30, what="CA, bundles and leaves in place")
+    old_pem = _ca_pem(core_v1, operator_namespace, f"{unique_name}-ca")
+    old_ca = get(custom_api, unique_name)["status"]["ca"]["fingerprint"]
+    leaf_versions = {ns: core_v1.read_namespaced_secret(f"leaf-{i}", ns).metadata.resource_version
+                     for i, ns in enumerate(namespaces)}
+    server = MTLSServer(old_pem)  # a partner that has not been told about the new CA
+    try:
+        custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {
+            "metadata": {"annotations": {"certpolicy.io/rotate": "gate"}},
+            "spec": {"rotation": {"probes": [{"host": "127.0.0.1", "port": server.port, "timeout": "2s"}]}}})
+        rot = wait_for(lambda: (r := _rotation(custom_api, unique_name)).get("probes") and r, timeout=30,
+                       what="the probe ran")
+        assert rot["step"] == 2 and rot["phase"] == "VerifyBundles"
+        assert rot["probes"][0]["accepted"] is False
+        assert server.rejected >= 1 and server.accepted == 0
+        # Held: the CA is not promoted and no leaf was re-issued.
+        status = get(custom_api, unique_name)["status"]
+        assert status["ca"]["fingerprint"] == old_ca
+        assert {ns: core_v1.read_namespaced_secret(f"leaf-{i}", ns).metadata.resource_version
+                for i, ns in enumerate(namespaces)} == leaf_versions
+        new_ca = rot["newCA"]
+        assert all(bundle_fingerprints(core_v1.read_namespaced_config_map("rot-ca", ns).to_dict())
+                   == {old_ca, new_ca} for ns in namespaces)
+
+        # Abort before step 3: every bundle goes back to the old CA alone.
+        custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
+                                               {"spec": {"rotation": {"abort": True}}})
+
+        def aborted():
+            r = _rotation(custom_api, unique_name)
+            hist = r.get("history") or []
+            return not r.get("id") and hist and hist[0]["outcome"] == "Aborted"
+
+        wait_for(aborted, timeout=30, what="rotation aborted")
+        wait_for(lambda: all(bundle_fingerprints(core_v1.read_namespaced_config_map("rot-ca", ns).to_dict())
+                             == {old_ca} for ns in namespaces), timeout=30, what="bundles rolled back")
+        assert get(custom_api, unique_name)["status"]["ca"]["fingerprint"] == old_ca
+    finally:
+        server.close()
+
+
+def test_probe_gate_passes_once_the_peer_trusts_the_new_ca(
+        operator, operator_namespace, custom_api, core_v1, policies, unique_name, rotation_setup):
+    body, namespaces, _ = rotation_setup
+    policies(body)
+    wait_for(lambda: settled(custom_api, unique_name), timeout=30, what="CA, bundles and leaves in place")
+    old_pem = _ca_pem(core_v1, operator_namespace, f"{unique_name}-ca")
+    server = MTLSServer(old_pem)
+    try:
+        custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {
+            "metadata": {"annotations": {"certpolicy.io/rotate": "gate-pass"}},
+            "spec": {"rotation": {"probes": [{"host": "127.0.0.1", "port": server.port, "timeout": "2s"}]}}})
+        rot = wait_for(lambda: (r := _rotation(custom_api, unique_name)).get("probes") and r, timeout=30,
+                       what="the first probe ran")
+        assert rot["probes"][0]["accepted"] is False and rot["step"] == 2
+        # The partner installs the distributed bundle (old + new): the next probe round passes.
+        server.trust(core_v1.read_namespaced_config_map("rot-ca", namespaces[0]).data["ca.crt"].encode())
+
+        def completed():
+            r = _rotation(custom_api, unique_name)
+            hist = r.get("history") or []
+            return not r.get("id") and hist and hist[0]["outcome"] == "Completed"
+
+        wait_for(completed, timeout=90, what="rotation completed after the probe accepted")
+        assert server.accepted >= 1
+    finally:
+        server.close()
