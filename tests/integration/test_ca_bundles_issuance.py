@@ -333,6 +333,49 @@ def test_pkcs12_truststore_passes_keytool(operator, policies, core_v1, custom_ap
         assert wrong.returncode != 0 and "password was incorrect" in (wrong.stdout + wrong.stderr)
 
 
+@pytest.mark.skipif(shutil.which("keytool") is None, reason="keytool (Java) is not installed")
+def test_truststore_follows_its_password_secret(operator, policies, core_v1, custom_api, unique_name,
+                                               operator_namespace, tmp_path):
+    """The password Secret may appear after the policy, and may change: the truststore follows."""
+    label = uuid.uuid4().hex[:8]
+    ns = new_namespace(core_v1, **{RUN_LABEL: label})
+    pw_secret = f"{unique_name}-truststore-pw"
+    policies(policy_body(unique_name, label, trustBundles=[bundle_entry("late-pw-ca", label, formats={"pkcs12": {
+        "key": "truststore.p12", "alias": "late", "passwordSecretRef": {"name": pw_secret, "key": "password"}}})]))
+    ours = ca_fingerprint(custom_api, unique_name)
+    st = wait_status(custom_api, unique_name, lambda s: condition(s, "Degraded").get("status") == "True",
+                     "Degraded while the password Secret is missing")
+    assert condition(st, "Degraded")["reason"] == "TruststorePasswordMissing"
+    wait_bundle(core_v1, ns, "late-pw-ca", {ours}, "the PEM bundle, written without waiting for the password")
+    assert "truststore.p12" not in (read_cm(core_v1, ns, "late-pw-ca").binary_data or {})
+
+    def truststore(previous: str | None = None) -> str:
+        def probe():
+            cm = read_cm(core_v1, ns, "late-pw-ca")
+            data = (cm.binary_data or {}).get("truststore.p12")
+            return data if data and data != previous else None
+        return wait_for(probe, timeout=20, what="the truststore (re)written")
+
+    first_pw = f"pw-{uuid.uuid4().hex[:12]}"
+    core_v1.create_namespaced_secret(operator_namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name=pw_secret), type="Opaque",
+        data={"password": base64.b64encode(first_pw.encode()).decode()}))
+    first = truststore()
+    store = tmp_path / "truststore.p12"
+    store.write_bytes(base64.b64decode(first))
+    listed = keytool_list(store, first_pw)
+    assert listed.returncode == 0 and keytool_entries(listed.stdout) == {"late": ours}, listed.stdout + listed.stderr
+    wait_status(custom_api, unique_name, lambda s: condition(s, "Degraded").get("status") == "False",
+                "no longer Degraded once the password exists")
+
+    second_pw = f"pw-{uuid.uuid4().hex[:12]}"
+    core_v1.patch_namespaced_secret(pw_secret, operator_namespace,
+                                    {"data": {"password": base64.b64encode(second_pw.encode()).decode()}})
+    store.write_bytes(base64.b64decode(truststore(previous=first)))
+    assert keytool_list(store, second_pw).returncode == 0
+    assert keytool_list(store, first_pw).returncode != 0
+
+
 # ---- 5. an issued leaf in a real mTLS handshake -----------------------------------------------------
 @contextlib.contextmanager
 def mtls_server(cert: Path, key: Path, trusted_pem: str) -> Iterator[tuple[int, queue.Queue]]:
@@ -446,6 +489,31 @@ def test_leaf_violating_the_policy_is_rejected_and_not_written(
     assert st["issued"]["ready"] == 0
     assert read_secret(core_v1, ns, "rejected-tls") is None
     assert core_v1.list_namespaced_secret(ns, label_selector=MANAGED_BY).items == []
+
+
+def test_rate_limit_caps_issuance_and_a_rejected_entry_does_not_use_it_up(
+        operator, policies, core_v1, custom_api, unique_name):
+    """perMinute: 1 — one leaf now, the next a minute later; an entry that is rejected (nothing
+    written) must not take the only token, or the valid entries behind it would never be issued."""
+    label = uuid.uuid4().hex[:8]
+    ns = new_namespace(core_v1, **{RUN_LABEL: label})
+    policies(policy_body(
+        unique_name, label, requirements={"allowedDNSNames": ["*.uat.example.com"]},
+        issuanceLimits={"perMinute": 1},
+        issuance=[{"secretName": "bad-tls", "namespace": ns, "dnsNames": ["api.prod.example.com"]},
+                  {"secretName": "first-tls", "namespace": ns, "dnsNames": ["first.uat.example.com"]},
+                  {"secretName": "second-tls", "namespace": ns, "dnsNames": ["second.uat.example.com"]}]))
+    st = wait_status(custom_api, unique_name, lambda s: (s.get("issued") or {}).get("ready") == 1,
+                     "one leaf issued", timeout=20)
+    states = {e["name"]: e for e in st["issued"]["secrets"]}
+    assert states["first-tls"]["state"] == "Ready", states
+    assert states["second-tls"]["state"] == "Pending" and "rate limit" in states["second-tls"]["message"], states
+    assert read_secret(core_v1, ns, "first-tls") is not None
+    assert read_secret(core_v1, ns, "second-tls") is None
+    assert read_secret(core_v1, ns, "bad-tls") is None
+    # The next token is a minute away, and the operator has scheduled a pass for it.
+    next_at = dt.datetime.fromisoformat(st["nextEvaluationTime"].replace("Z", "+00:00"))
+    assert dt.timedelta(seconds=30) < next_at - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(seconds=61)
 
 
 # ---- 7. a user's Secret with the same name is never overwritten -------------------------------------

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from kubewait import wait_for
+from operator_process import OperatorProcess
 from rotation_support import Recorder, bundle_fingerprints, check_invariant
 
 from certpolicy.kube.namespaces import ensure_namespace
@@ -94,35 +95,6 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-
-
-class OperatorProcess:
-    """The operator as a real process, so it can be killed with SIGKILL mid-step."""
-
-    def __init__(self, cluster, log_path):
-        self.cluster, self.log_path, self.proc = cluster, log_path, None
-
-    def start(self):
-        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig), CERTPOLICY_METRICS_PORT="-1")
-        self.log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run",
-                                      "--liveness=http://127.0.0.1:0/healthz"], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.log.close()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
 
 
 class CASecretCounter:

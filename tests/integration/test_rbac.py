@@ -1,0 +1,93 @@
+"""Least privilege, proven: the operator runs with a ServiceAccount token bound only by manifests/rbac.yaml.
+
+The bare API server's built-in view/edit roles are empty, so every permission the operator uses
+must come from our ClusterRole; any forbidden call would leave a scenario unfinished and show up
+as HTTP 403 in the operator's log.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import certgen
+from kubernetes import client
+from kubewait import wait_for
+from operator_process import OperatorProcess
+
+from conftest import REPO
+from certpolicy.kube.namespaces import ensure_namespace
+
+GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
+
+
+def test_reconcile_issuance_and_rotation_with_manifest_rbac_only(
+        cluster, crd, core_v1, custom_api, policies, unique_name, tmp_path):
+    for f in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
+        cluster.kubectl("apply", "-f", str(REPO / "manifests" / f))
+    token = core_v1.create_namespaced_service_account_token(
+        "certpolicy-operator", "certpolicy-system",
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)),
+    ).status.token
+    kubeconfig = cluster.token_kubeconfig(token, tmp_path / "sa.kubeconfig")
+    # The token really is limited: it cannot read Secrets' RBAC objects, for instance.
+    denied = cluster.kubectl(f"--kubeconfig={kubeconfig}", "get", "clusterroles", check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+
+    label = uuid.uuid4().hex[:8]
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    ensure_namespace(core_v1, ns, labels={"rbac": label})
+    ca = certgen.root("user CA")
+    bad = certgen.leaf(ca, "x.rbac.test", eku=["serverAuth"])
+    core_v1.create_namespaced_secret(ns, {"metadata": {"name": "user-tls"}, "type": "kubernetes.io/tls",
+                                          "data": certgen.tls_secret(bad)["data"]})
+    core_v1.create_namespaced_secret("certpolicy-system", {"metadata": {"name": f"{unique_name}-p12pw"},
+                                                           "stringData": {"password": "changeit"}})
+    core_v1.create_namespaced_pod(ns, {"metadata": {"name": "app"}, "spec": {
+        "containers": [{"name": "c", "image": "busybox", "volumeMounts": [
+            {"name": "tls", "mountPath": "/tls/tls.crt", "subPath": "tls.crt"}]}],
+        "volumes": [{"name": "tls", "secret": {"secretName": "user-tls"}}]}})
+
+    op = OperatorProcess(cluster, tmp_path / "operator.log", kubeconfig=kubeconfig)
+    op.start()
+    try:
+        policies({
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
+            "spec": {
+                "selector": {"namespaceSelector": {"matchLabels": {"rbac": label}}},
+                "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"]},
+                "ca": {"secretName": f"{unique_name}-ca"},
+                "trustBundles": [{"configMap": {"name": "rbac-ca"},
+                                  "namespaceSelector": {"matchLabels": {"rbac": label}},
+                                  "formats": {"pkcs12": {"key": "truststore.p12", "passwordSecretRef": {
+                                      "name": f"{unique_name}-p12pw", "key": "password"}}}}],
+                "issuance": [{"secretName": "app-tls", "namespace": ns, "dnsNames": ["app.rbac.test"]}],
+                "rotation": {"propagationDelay": "0s"},
+            },
+        })
+
+        def settled():
+            st = custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name).get("status") or {}
+            ok = (st.get("issued") or {}).get("ready") == 1 and (st.get("bundleTargets") or {}).get("verified") == 1
+            return st if ok and st.get("summary", {}).get("selected") == 2 and st.get("subPathMounts") else None
+
+        st = wait_for(settled, timeout=60, what="reconciled with RBAC-limited credentials")
+        assert [v["name"] for v in st["violations"]] == ["user-tls"]
+        degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
+        assert degraded["status"] == "False", degraded
+        wait_for(lambda: [e for e in core_v1.list_namespaced_event(ns).items
+                          if e.involved_object.name == "user-tls"], timeout=30, what="event posted")
+
+        custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
+                                               {"metadata": {"annotations": {"certpolicy.io/rotate": "rbac"}}})
+
+        def rotated():
+            rot = (custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name).get("status")
+                   or {}).get("rotation") or {}
+            hist = rot.get("history") or []
+            return not rot.get("id") and hist and hist[0]["outcome"] == "Completed"
+
+        wait_for(rotated, timeout=90, what="rotation completed with RBAC-limited credentials")
+    finally:
+        op.stop()
+    log = (tmp_path / "operator.log").read_text(errors="replace")
+    assert "403" not in log and "forbidden" not in log.lower(), log[-3000:]

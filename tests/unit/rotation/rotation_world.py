@@ -1,0 +1,252 @@
+"""A fake cluster for the rotation machine: CA Secrets, bundle targets, leaves and probes as plain
+sets of fingerprint strings, plus a driver loop that can crash anywhere.
+
+The world checks the invariant after *every* mutation it makes (each target write, each leaf
+issued, each Secret written) rather than once per decision, because an outage lives between two
+writes, not between two decisions. It also models the concurrency a real cluster has: an external
+issuer (cert-manager with a CA Issuer over ``spec.ca.secretName``) and the operator's own routine
+renewals keep re-issuing leaves from whatever CA that Secret holds at the moment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass, field, replace
+
+from certpolicy.rotation import (
+    CAInfo,
+    DeleteCASecret,
+    EmitEvent,
+    GenerateNewCA,
+    Leaf,
+    Observation,
+    PromoteNewCA,
+    ProbeResult,
+    ReissueLeaf,
+    RotationSettings,
+    RotationState,
+    RunProbes,
+    UpdateBundles,
+    decide,
+    secrets_to_observe,
+)
+from certpolicy.rotation.actions import Action
+from certpolicy.rotation.machine import Decision
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+OLD = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+SUPPLIED = "sha256:5555555555555555555555555555555555555555555555555555555555555555"
+CA_SECRET = "hl7-ca"
+SUPPLIED_SECRET = "user-ca"
+
+
+class InvariantViolation(AssertionError):
+    pass
+
+
+@dataclass
+class LeafModel:
+    issuer: str
+    managed: bool
+    renew_every: dt.timedelta | None  # None: only replaced by hand (or by the operator if managed)
+    next_renewal: dt.datetime | None = None
+
+
+@dataclass
+class World:
+    now: dt.datetime = T0
+    ca_secrets: dict[str, str] = field(default_factory=lambda: {CA_SECRET: OLD})
+    not_after: dict[str, dt.datetime] = field(default_factory=dict)
+    targets: dict[str, set[str]] = field(default_factory=dict)
+    leaves: dict[str, LeafModel] = field(default_factory=dict)
+    #: probe id -> probability that a handshake is refused even when the target trusts the CA
+    probes: dict[str, float] = field(default_factory=dict)
+    probe_target: str | None = None  # the bundle the probed servers trust
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    annotation: str | None = None
+    force: str | None = None
+    generated: list[str] = field(default_factory=list)
+    generate_secret_names: set[str] = field(default_factory=set)
+    pending_results: list[ProbeResult] = field(default_factory=list)
+    events: list[EmitEvent] = field(default_factory=list)
+    mutations: int = 0
+    probe_runs: int = 0
+    reissues: int = 0
+    check_invariant: bool = True
+
+    # --- the invariant -----------------------------------------------------------------------
+
+    def assert_invariant(self, what: str) -> None:
+        self.mutations += 1
+        if not self.check_invariant:
+            return
+        for leaf_id, leaf in self.leaves.items():
+            for t, fps in self.targets.items():
+                if leaf.issuer not in fps:
+                    raise InvariantViolation(
+                        f"after {what}: leaf {leaf_id} chains to {leaf.issuer[-4:]} which target {t} lacks "
+                        f"(holds {sorted(f[-4:] for f in fps)})"
+                    )
+
+    # --- observation -------------------------------------------------------------------------
+
+    def observe(self, state: RotationState, settings: RotationSettings, extra: tuple[str, ...] = ()) -> Observation:
+        names = set(secrets_to_observe(state, settings)) | set(extra)
+        cas = {
+            n: (CAInfo(self.ca_secrets[n], self.not_after.get(self.ca_secrets[n])) if n in self.ca_secrets else None)
+            for n in names
+        }
+        results, self.pending_results = tuple(self.pending_results), []
+        return Observation(
+            ca_secrets=cas,
+            targets={t: frozenset(fps) for t, fps in self.targets.items()},
+            leaves=tuple(Leaf(k, v.issuer, v.managed) for k, v in sorted(self.leaves.items())),
+            probe_results=results,
+            rotate_request=self.annotation,
+            force=self.force,
+        )
+
+    # --- the driver's side of the actions -----------------------------------------------------
+
+    def _ca(self, secret: str, fp: str) -> str:
+        held = self.ca_secrets.get(secret)
+        if held != fp:
+            raise AssertionError(f"action refers to {fp[-4:]} in Secret {secret}, which holds {held and held[-4:]}")
+        return fp
+
+    def apply(self, action: Action, cut: int | None = None) -> None:
+        """Perform ``action``; ``cut`` stops it after that many of its writes (a crash midway)."""
+        writes = 0
+
+        def budget() -> bool:
+            return cut is None or writes < cut
+
+        if isinstance(action, EmitEvent):
+            self.events.append(action)
+        elif isinstance(action, GenerateNewCA):
+            self.generate_secret_names.add(action.secret_name)
+            if action.secret_name not in self.ca_secrets:  # create-only
+                fp = f"sha256:{len(self.generated) + 2:064x}"
+                self.generated.append(fp)
+                self.ca_secrets[action.secret_name] = fp
+                self.not_after[fp] = self.now + dt.timedelta(days=3650)
+                self.assert_invariant("GenerateNewCA")
+        elif isinstance(action, UpdateBundles):
+            add = {self._ca(r.secret_name, r.fingerprint) for r in action.add}
+            for t in action.targets:
+                if not budget():
+                    return
+                if t not in self.targets:
+                    continue
+                before = set(self.targets[t])
+                removed = before & set(action.remove)
+                active = self.ca_secrets.get(CA_SECRET)
+                if active in removed:
+                    raise InvariantViolation(f"removing the issuing CA {active[-4:]} from {t}: that is early")
+                self.targets[t] = (before - set(action.remove)) | add
+                writes += 1
+                self.assert_invariant(f"UpdateBundles({t})")
+        elif isinstance(action, RunProbes):
+            self.probe_runs += 1
+            ca = self._ca(action.ca.secret_name, action.ca.fingerprint)
+            trusted = self.probe_target is None or ca in self.targets.get(self.probe_target, set())
+            for p in action.probes:
+                ok = trusted and self.rng.random() >= self.probes.get(p.id, 0.0)
+                self.pending_results.append(ProbeResult(p.id, ca, ok, self.now, "" if ok else "handshake refused"))
+        elif isinstance(action, PromoteNewCA):
+            new = self._ca(action.new.secret_name, action.new.fingerprint)
+            if self.ca_secrets.get(action.ca_secret_name) == new:
+                return
+            assert self.ca_secrets.get(action.ca_secret_name) == action.old_fingerprint
+            if not budget():
+                return
+            if action.retired_secret_name not in self.ca_secrets:
+                self.ca_secrets[action.retired_secret_name] = action.old_fingerprint
+                writes += 1
+                self.assert_invariant("PromoteNewCA(backup)")
+            if not budget():
+                return
+            for t, fps in self.targets.items():
+                if new not in fps:
+                    raise InvariantViolation(f"promoting {new[-4:]} while target {t} lacks it")
+            self.ca_secrets[action.ca_secret_name] = new
+            self.assert_invariant("PromoteNewCA")
+        elif isinstance(action, ReissueLeaf):
+            leaf = self.leaves[action.leaf]
+            assert leaf.managed, "re-issue of a leaf the operator does not manage"
+            leaf.issuer = self._ca(action.ca.secret_name, action.ca.fingerprint)
+            self.reissues += 1
+            self.assert_invariant(f"ReissueLeaf({action.leaf})")
+        elif isinstance(action, DeleteCASecret):
+            assert action.secret_name not in (CA_SECRET, SUPPLIED_SECRET), "deleting a Secret it must keep"
+            if self.ca_secrets.get(action.secret_name) == action.fingerprint:
+                del self.ca_secrets[action.secret_name]
+                self.assert_invariant("DeleteCASecret")
+        else:  # pragma: no cover
+            raise AssertionError(f"unknown action {action!r}")
+
+    # --- the rest of the cluster ---------------------------------------------------------------
+
+    def advance(self, to: dt.datetime) -> None:
+        """Move the clock; leaves with a renewal schedule are renewed from ``spec.ca.secretName``."""
+        while True:
+            due = [
+                (leaf.next_renewal, k) for k, leaf in self.leaves.items()
+                if leaf.next_renewal is not None and leaf.next_renewal <= to
+            ]
+            if not due:
+                break
+            when, k = min(due)
+            self.now = max(self.now, when)
+            leaf = self.leaves[k]
+            leaf.issuer = self.ca_secrets[CA_SECRET]
+            assert leaf.renew_every is not None
+            leaf.next_renewal = when + leaf.renew_every
+            self.assert_invariant(f"external renewal of {k}")
+        self.now = max(self.now, to)
+
+
+@dataclass
+class Driver:
+    """The kopf driver's loop, with a persisted status that survives crashes and nothing else."""
+
+    world: World
+    settings: RotationSettings
+    persisted: dict = field(default_factory=lambda: RotationState().to_dict())
+    crashes: int = 0
+    decisions: int = 0
+
+    @property
+    def state(self) -> RotationState:
+        return RotationState.from_dict(_strip_nulls(self.persisted))
+
+    def step(self, rng: random.Random | None = None, crash_rate: float = 0.0) -> Decision:
+        state = self.state
+        obs = self.world.observe(state, self.settings)
+        d = decide(state, obs, self.settings, self.world.now)
+        self.decisions += 1
+        crash_at = None
+        if rng is not None and rng.random() < crash_rate:
+            crash_at = rng.randrange(len(d.actions) + 1)
+        for i, action in enumerate(d.actions):
+            if crash_at is not None and i == crash_at:
+                self.world.apply(action, cut=rng.randrange(3) if rng else 0)  # type: ignore[union-attr]
+                break
+            self.world.apply(action)
+        if crash_at is None:
+            self.persisted = d.state.to_dict()
+        else:
+            self.crashes += 1
+            self.world.pending_results.clear()  # a restarted driver forgot the probe results
+            if rng is not None and rng.random() < 0.3:
+                self.persisted = d.state.to_dict()  # the action failed, the status write went through
+        return d
+
+    def set(self, **changes: object) -> None:
+        self.settings = replace(self.settings, **changes)
+
+
+def _strip_nulls(d: dict) -> dict:
+    """What the API server returns after a merge patch: null-valued keys are gone."""
+    return {k: (_strip_nulls(v) if isinstance(v, dict) else v) for k, v in d.items() if v is not None}
