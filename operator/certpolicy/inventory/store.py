@@ -39,7 +39,8 @@ class RecordStore(Generic[R]):
             for listener in list(self.listeners):
                 listener(self.kind, key)
 
-    def replace(self, items: list[dict], resource_version: str) -> None:
+    def replace(self, items: Iterable[dict]) -> None:
+        """The full state after a (re)list; ``items`` may be a lazy iterator of pages."""
         parsed: dict[Key, R] = {}
         versions: dict[Key, str] = {}
         changed: list[Key] = []

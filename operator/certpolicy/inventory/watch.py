@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from kubernetes.client import ApiException
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
-    def replace(self, items: list[dict], resource_version: str) -> None: ...
+    def replace(self, items: Iterable[dict]) -> None: ...
     def upsert(self, obj: dict) -> None: ...
     def delete(self, obj: dict) -> None: ...
 
@@ -73,18 +73,24 @@ class ListWatcher:
         return self._stop.is_set()
 
     # ------------------------------------------------------------------------------------------
-    def _list(self) -> None:
-        items: list[dict] = []
+    def _pages(self):
+        """Items of a paginated LIST, one page at a time: never the whole list in memory at once."""
         cont = None
         while True:
-            page = self.raw.get(self.path, dict(self.query, limit=self.page_size, **({"continue": cont} if cont else {})))
-            items.extend(page.get("items") or [])
+            query = dict(self.query, limit=self.page_size)
+            if cont:
+                query["continue"] = cont
+            page = self.raw.get(self.path, query)
             self.last_activity = time.monotonic()
             cont = (page.get("metadata") or {}).get("continue")
             if not cont:
                 self.resource_version = page["metadata"]["resourceVersion"]
-                break
-        self.store.replace(items, self.resource_version)
+            yield from page.get("items") or ()
+            if not cont:
+                return
+
+    def _list(self) -> None:
+        self.store.replace(self._pages())
         self.synced.set()
 
     def _watch(self) -> None:
