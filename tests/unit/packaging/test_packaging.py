@@ -41,3 +41,9 @@ def test_crd_is_the_one_in_the_kustomization():
     assert "../crds" in kust["resources"]
     crd = yaml.safe_load((REPO / "crds" / "certificatepolicies.certpolicy.io.yaml").read_text())
     assert crd["spec"]["scope"] == "Cluster" and crd["spec"]["names"]["shortNames"] == ["certpol"]
+
+
+def test_crd_reference_is_generated_from_the_current_schema():
+    proc = subprocess.run([__import__("sys").executable, str(REPO / "scripts" / "gen_crd_docs.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
