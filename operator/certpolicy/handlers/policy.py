@@ -68,7 +68,8 @@ def watches_alive(memo: kopf.Memo, **_: Any) -> str:
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is None:
         return "starting"
-    ok, message = runtime.inventory.health()
+    limit = float(os.environ.get("CERTPOLICY_WATCH_SILENCE_LIMIT", "0")) or None
+    ok, message = runtime.inventory.health(limit)
     if not ok:
         raise kopf.PermanentError(message)
     return message
