@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO / "operator"))
 from certpolicy.kube.crd import install_crd  # noqa: E402
 from certpolicy.kube.namespaces import ensure_namespace  # noqa: E402
 from certpolicy.localcluster import LocalCluster  # noqa: E402
+from certpolicy.localcluster.cluster import free_port  # noqa: E402
 from certpolicy.pki.issue import create_ca, generate_key, issue_leaf  # noqa: E402
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
@@ -109,7 +110,7 @@ def main() -> int:
         log = open(cluster.workdir / "bench-operator.log", "wb")  # noqa: SIM115
         start = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run",
-                                 "--liveness=http://127.0.0.1:0/healthz"], env=env, stdout=log, stderr=log)
+                                 f"--liveness=http://127.0.0.1:{free_port()}/healthz"], env=env, stdout=log, stderr=log)
         try:
             def complete() -> bool:
                 for name, n in expected.items():

@@ -31,6 +31,7 @@ from certpolicy.kube.crd import install_crd  # noqa: E402
 from certpolicy.kube.namespaces import ensure_namespace  # noqa: E402
 from certpolicy.kube.rawapi import RawClient  # noqa: E402
 from certpolicy.localcluster import LocalCluster  # noqa: E402
+from certpolicy.localcluster.cluster import free_port  # noqa: E402
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
@@ -68,7 +69,7 @@ def main() -> int:
         env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), CERTPOLICY_METRICS_PORT="-1")
         log = open(cluster.workdir / "bench-operator.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run",
-                                 "--liveness=http://127.0.0.1:0/healthz"], env=env, stdout=log, stderr=log)
+                                 f"--liveness=http://127.0.0.1:{free_port()}/healthz"], env=env, stdout=log, stderr=log)
         try:
             def status() -> dict:
                 return custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, "rotbench").get("status") or {}

@@ -105,13 +105,16 @@ def unique_name() -> str:
 
 
 @pytest.fixture
-def operator(cluster, crd, operator_namespace, caplog):
+def operator(cluster, crd, operator_namespace, caplog, monkeypatch):
     """The operator, in-process (kopf.testing.KopfRunner), with its logs captured."""
     from kopf.testing import KopfRunner
 
+    from certpolicy.localcluster.cluster import free_port
+
+    monkeypatch.setenv("CERTPOLICY_METRICS_PORT", "0")  # a free port: parallel runs never collide
     caplog.set_level(logging.DEBUG, logger="kopf")
     caplog.set_level(logging.DEBUG, logger="certpolicy")
-    args = ["run", "--all-namespaces", "--standalone", "--liveness=http://127.0.0.1:0/healthz",
+    args = ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
             "-m", "certpolicy.handlers"]
     with KopfRunner(args, timeout=60) as runner:
         yield runner

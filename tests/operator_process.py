@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 
+from certpolicy.localcluster.cluster import free_port
+
 
 class OperatorProcess:
     """The operator as a real process, so it can be killed with SIGKILL mid-step."""
@@ -19,7 +21,7 @@ class OperatorProcess:
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), CERTPOLICY_METRICS_PORT="-1")
         self.log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run",
-                                      "--liveness=http://127.0.0.1:0/healthz"], env=env,
+                                      f"--liveness=http://127.0.0.1:{free_port()}/healthz"], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
     def kill(self):

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from certpolicy.kube.crd import install_crd
     from certpolicy.localcluster import LocalCluster
     from certpolicy.localcluster.binaries import ensure_binaries
+    from certpolicy.localcluster.cluster import free_port
 
     cluster = None
     if args.kubeconfig:
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         log_path = Path(kubeconfig).parent / "operator.log"
         with open(log_path, "wb") as log:
             operator = subprocess.Popen(
-                [sys.executable, "-m", "certpolicy.cli", "run", "--liveness=http://127.0.0.1:0/healthz"],
+                [sys.executable, "-m", "certpolicy.cli", "run", f"--liveness=http://127.0.0.1:{free_port()}/healthz"],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         print("==> creating namespace 'integration' (env=uat) with three HL7 TLS Secrets", flush=True)

@@ -16,6 +16,7 @@ from kubernetes import client
 from kubewait import wait_for
 
 from certpolicy.kube.conditions import rfc3339
+from certpolicy.localcluster.cluster import free_port
 from certpolicy.kube.namespaces import ensure_namespace
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
@@ -246,7 +247,7 @@ def test_restart_creates_no_duplicate_events_and_user_objects_are_untouched(
         return len([e for e in core_v1.list_namespaced_event(ns).items
                     if e.source and e.source.component == "certpolicy-operator"])
 
-    args = ["run", "--all-namespaces", "--standalone", "--liveness=http://127.0.0.1:0/healthz",
+    args = ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
             "-m", "certpolicy.handlers"]
     with KopfRunner(args, timeout=60) as runner:
         make_policy(policies, unique_name, label, {"extendedKeyUsages": ["serverAuth", "clientAuth"],

@@ -67,6 +67,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # some public roots (certifi) carry a zero serial, which is their business, not a test failure.
     for item in items:
         item.add_marker(pytest.mark.filterwarnings("ignore:Parsed a serial number:cryptography.utils.CryptographyDeprecationWarning"))
+        item.add_marker(pytest.mark.filterwarnings("ignore:PKCS#12 bundle could not be parsed as DER:UserWarning"))
 
 
 

@@ -128,6 +128,10 @@ def distribute(raw: RawClient, inventory: Inventory, policy: str, entries: Seque
         p12 = (entry.get("formats") or {}).get("pkcs12")
         password: bytes | None = b""
         if p12:
+            if p12.get("passwordSecretRef"):
+                # Watch the password Secret (an Opaque Secret the TLS inventory does not see), so a
+                # password created after the policy, or changed, re-encodes the truststore at once.
+                inventory.track([(operator_namespace(), p12["passwordSecretRef"]["name"])])
             password, problem = read_truststore_password(raw, p12.get("passwordSecretRef"))
             if problem:
                 report.problems.append(problem)

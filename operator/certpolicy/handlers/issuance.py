@@ -57,6 +57,11 @@ class RateLimiter:
                 return True
             return False
 
+    def refund(self) -> None:
+        """Give back a token taken for an attempt that wrote nothing (rejected, not ours)."""
+        with self.lock:
+            self.tokens = min(float(self.per_minute), self.tokens + 1)
+
     def next_token_in(self) -> float:
         with self.lock:
             return max(0.0, (1 - self.tokens) * 60.0 / self.per_minute)
@@ -121,6 +126,10 @@ def issue_all(raw: RawClient, inventory: Inventory, policy: str, items: Sequence
             else:
                 state, message, rec = _issue_one(raw, inventory, policy, item, requirements, issuer, trusted, now,
                                                  reason, report)
+                if state in ("Rejected", "NotManaged"):
+                    # Nothing was written: the token must not be used up, or an entry that can never
+                    # be written would starve the valid entries behind it (perMinute: 1 -> none ever).
+                    limiter.refund()
         elif reason:
             state, message = "Pending", reason
         entry = {"namespace": key[0], "name": key[1], "state": state}

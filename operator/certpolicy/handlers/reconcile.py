@@ -152,7 +152,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         return now + RESYNC
 
     bundle, problems = _trust_bundle(runtime, spec.get("requirements") or {})
-    managed = _manage_ca_bundles_issuance(runtime, policy, spec, status, requirements, memory, now)
+    managed = _manage_ca_bundles_issuance(runtime, policy, spec, status, requirements, memory, now, bundle)
     problems += managed.problems
     if bundle is None and managed.trusted and not (spec.get("requirements") or {}).get("trustBundle"):
         bundle = tuple(managed.trusted)  # no explicit bundle: leaves must chain to the policy's own CAs
@@ -205,7 +205,7 @@ class Managed:
 
 def _manage_ca_bundles_issuance(runtime: Runtime, policy: Mapping[str, Any], spec: Mapping[str, Any],
                                 status: Mapping[str, Any], requirements, memory: PolicyMemory,
-                                now: dt.datetime) -> Managed:
+                                now: dt.datetime, explicit_bundle: tuple | None = None) -> Managed:
     """The CA, its rotation, the trust bundles and the issued leaves, in that order."""
     out = Managed()
     if not spec.get("ca"):
@@ -281,8 +281,10 @@ def _manage_ca_bundles_issuance(runtime: Runtime, policy: Mapping[str, Any], spe
         limit = int((spec.get("issuanceLimits") or {}).get("perMinute", 60))
         if memory.limiter is None or memory.limiter.per_minute != limit:
             memory.limiter = RateLimiter(limit)
+        # Judge a new leaf against the bundle its peers use: the explicit trust bundle when the
+        # policy names one (a leaf from a CA it lacks would be untrusted), else the policy's CAs.
         issued = issue_all(runtime.raw, runtime.inventory, name, spec["issuance"], requirements, issuer,
-                           out.trusted, memory.limiter, now)
+                           list(explicit_bundle) if explicit_bundle else out.trusted, memory.limiter, now)
         out.problems += issued.problems
         out.status["issued"] = issued.status()
         out.next_at = min(filter(None, [out.next_at, issued.next_renewal]), default=None)

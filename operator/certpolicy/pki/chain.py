@@ -8,7 +8,9 @@ nothing here builds paths by hand. What this module adds:
   basicConstraints, a leaf without authorityKeyIdentifier — and a client verifier insists on
   ``clientAuth``. We start from :meth:`ExtensionPolicy.permit_all` and require only what RFC 5280
   makes load-bearing for a path: an issuer must carry basicConstraints with ``cA=TRUE`` (any
-  criticality) and, if it has keyUsage, ``keyCertSign``; a leaf must not claim ``cA=TRUE``.
+  criticality) and, if it has keyUsage, ``keyCertSign``; a leaf must not claim ``cA=TRUE``
+  (presence is enforced by the extension policy, the values on the returned path — see
+  :func:`private_ca_policies`).
   EKU and names are *not* checked here: the policy layer reports them precisely instead of as one
   opaque "untrusted". cryptography still enforces v3, validity at ``now``, path length, name
   constraints, signatures, and the Web PKI algorithm set (RSA ≥ 2048 for issuers, P-256/384/521,
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.x509.verification import (
+    ClientVerifier,
     Criticality,
     ExtensionPolicy,
     PolicyBuilder,
@@ -53,30 +56,35 @@ INCOMPLETE = "IncompleteChain"
 MAX_CHAIN_DEPTH = 8
 
 
-def _ca_basic_constraints(_policy: object, _cert: x509.Certificate, bc: x509.BasicConstraints) -> None:
-    if not bc.ca:
-        raise ValueError("issuer is not a CA (basicConstraints cA is FALSE)")
-
-
-def _ca_key_usage(_policy: object, _cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
-    if ku is not None and not ku.key_cert_sign:
-        raise ValueError("issuer's keyUsage lacks keyCertSign")
-
-
-def _ee_basic_constraints(_policy: object, _cert: x509.Certificate, bc: x509.BasicConstraints | None) -> None:
-    if bc is not None and bc.ca:
-        raise ValueError("leaf asserts basicConstraints cA=TRUE")
-
-
 def private_ca_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
-    """``(ca_policy, ee_policy)`` for private PKIs; see the module docstring for the reasoning."""
+    """``(ca_policy, ee_policy)`` for private PKIs; see the module docstring for the reasoning.
+
+    The CA policy requires basicConstraints (any criticality) and lets keyUsage be absent; the
+    *values* — ``cA=TRUE`` on every issuer, ``keyCertSign`` when keyUsage is present, ``cA`` not
+    asserted by the leaf — are checked on the path the verifier returns (:func:`_profile_problem`)
+    instead of in Python validator callbacks, which cost more than the rest of the bookkeeping.
+    This can only make the answer stricter, never trust a path the callbacks would refuse.
+    """
     ca = (
         ExtensionPolicy.permit_all()
-        .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _ca_basic_constraints)
-        .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _ca_key_usage)
+        .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
+        .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, None)
     )
-    ee = ExtensionPolicy.permit_all().may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, _ee_basic_constraints)
+    ee = ExtensionPolicy.permit_all()
     return ca, ee
+
+
+def _profile_problem(chain: Sequence[x509.Certificate], path: Sequence[str]) -> str | None:
+    """What the private-CA profile finds wrong with a path the verifier accepted, if anything."""
+    if summarize(chain[0], path[0]).is_ca:
+        return "the leaf is itself marked as a CA (basicConstraints cA=TRUE)"
+    for c, fp in zip(chain[1:], path[1:]):
+        s = summarize(c, fp)
+        if not s.is_ca:
+            return f"issuer '{s.display_name}' is not a CA (basicConstraints cA is FALSE)"
+        if s.has_key_usage and "keyCertSign" not in s.key_usage:
+            return f"issuer '{s.display_name}' has a keyUsage without keyCertSign"
+    return None
 
 
 _CA_POLICY, _EE_POLICY = private_ca_policies()
@@ -92,7 +100,7 @@ class TrustAnchors:
 
     certificates: tuple[x509.Certificate, ...]  # usable anchors: CA certificates
     rejected: tuple[x509.Certificate, ...]  # in the bundle but not CAs: never trusted
-    fingerprints: frozenset[str]
+    fingerprints: frozenset[str]  # of ``certificates``
     digest: str  # "sha256:" over the sorted fingerprints of everything given
     store: Store | None = field(repr=False, compare=False)
 
@@ -122,6 +130,12 @@ class TrustAnchors:
 
     def __len__(self) -> int:
         return len(self.certificates)
+
+    def fingerprint_of(self, cert: x509.Certificate) -> str:
+        for c in self.certificates:
+            if c == cert:
+                return summarize(c).fingerprint
+        return certificate_fingerprint(cert)
 
     def without(self, fp: str) -> TrustAnchors:
         """These anchors minus one certificate (used to keep a leaf out of its own store)."""
@@ -154,22 +168,53 @@ def verify_chain(
     now: dt.datetime,
     *,
     max_depth: int = MAX_CHAIN_DEPTH,
+    fingerprints: Sequence[str] = (),
 ) -> ChainResult:
     """Verify ``leaf`` + ``intermediates`` against ``anchors`` at ``now`` with the private-CA profile.
 
-    ``now`` must be aware; it is converted to UTC before it reaches the verifier. Never raises on
-    certificate content: every failure is a :class:`ChainResult` with a reason.
+    ``now`` must be aware; it is converted to UTC before it reaches the verifier. ``fingerprints``
+    may give those of the leaf and the intermediates (as :class:`SecretMaterial` has them) to save
+    recomputing them. Never raises on certificate content: every failure is a :class:`ChainResult`
+    with a reason.
     """
     now = as_utc(now)
     ta = anchors if isinstance(anchors, TrustAnchors) else TrustAnchors.of(anchors)
-    leaf_fp = certificate_fingerprint(leaf)
+    known = len(fingerprints) == 1 + len(intermediates)
+    leaf_fp = fingerprints[0] if known else certificate_fingerprint(leaf)
     if leaf_fp in ta.fingerprints:
         ta = ta.without(leaf_fp)
     if ta.store is None:
         return ChainResult(False, None, (), UNTRUSTED, "the trust bundle holds no CA certificate")
-    inters = [c for c in intermediates if c is not leaf]
+    inters = list(intermediates)
     try:
-        verifier = (
+        chain = tuple(_verifier(ta, now, max_depth).verify(leaf, inters).chain)
+    except VerificationError as e:
+        return _diagnose(leaf, inters, ta, str(e))
+    except Exception as e:  # e.g. UnsupportedGeneralNameType in an otherwise valid chain
+        return ChainResult(False, None, (), UNTRUSTED, f"the chain could not be verified ({type(e).__name__})")
+    # The verifier returns new objects: name them by equality with what we gave it.
+    path = [leaf_fp]
+    for c in chain[1:-1]:
+        i = next((i for i, k in enumerate(inters) if k == c), -1)
+        path.append(fingerprints[1 + i] if known and i >= 0 else certificate_fingerprint(c))
+    if len(chain) > 1:
+        path.append(ta.fingerprint_of(chain[-1]))
+    problem = _profile_problem(chain, path)
+    if problem is not None:
+        return ChainResult(False, None, (), UNTRUSTED, problem)
+    return ChainResult(True, path[-1], tuple(path), None, "", chain)
+
+
+_VERIFIERS: dict[tuple[str, dt.datetime, int], ClientVerifier] = {}
+
+
+def _verifier(ta: TrustAnchors, now: dt.datetime, max_depth: int) -> ClientVerifier:
+    """A verifier for (bundle, instant), reused: one evaluation pass checks every Secret at the
+    same ``now`` against the same few bundles, and a verifier is immutable."""
+    key = (ta.digest, now, max_depth)
+    v = _VERIFIERS.get(key)
+    if v is None:
+        v = (
             PolicyBuilder()
             .store(ta.store)
             .time(now)
@@ -177,13 +222,10 @@ def verify_chain(
             .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
             .build_client_verifier()
         )
-        chain = tuple(verifier.verify(leaf, inters).chain)
-    except VerificationError as e:
-        return _diagnose(leaf, inters, ta, str(e))
-    except Exception as e:  # e.g. UnsupportedGeneralNameType in an otherwise valid chain
-        return ChainResult(False, None, (), UNTRUSTED, f"the chain could not be verified ({type(e).__name__})")
-    path = tuple(certificate_fingerprint(c) for c in chain)
-    return ChainResult(True, path[-1], path, None, "", chain)
+        if len(_VERIFIERS) >= 64:
+            _VERIFIERS.clear()
+        _VERIFIERS[key] = v
+    return v
 
 
 def as_utc(now: dt.datetime) -> dt.datetime:

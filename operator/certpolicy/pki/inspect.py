@@ -13,7 +13,8 @@ reason in :attr:`CertSummary.extension_error` and the extension-derived fields e
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from cryptography import x509
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, PublicKeyAlgorithmOID
 
 from certpolicy.pki.fingerprint import fingerprint
-from certpolicy.pki.load import known_fingerprint
+from certpolicy.pki.load import known_fingerprint, remember_fingerprint
 from certpolicy.pki.lru import LRU
 
 #: EKU names as RFC 5280 spells them; the keys of ``spec.requirements.extendedKeyUsages``.
@@ -73,14 +74,17 @@ def eku_name(oid: x509.ObjectIdentifier) -> str:
     return _EKU_NAMES.get(oid) or oid.dotted_string
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class CertSummary:
-    """A certificate's public facts, JSON-friendly. Times are aware UTC."""
+    """A certificate's public facts, JSON-friendly. Times are aware UTC.
+
+    Equal (and hashed) by fingerprint. ``subject``, ``issuer``, ``common_name``, ``self_issued``
+    and ``self_signed`` are computed on first use: turning a DER name into Python objects and a
+    string costs more than every check together, and most evaluations of a compliant leaf never
+    print its name.
+    """
 
     fingerprint: str
-    subject: str
-    issuer: str
-    common_name: str | None
     serial: str  # lowercase hex
     not_before: dt.datetime
     not_after: dt.datetime
@@ -103,11 +107,40 @@ class CertSummary:
     key_curve: str | None  # P-256 | P-384 | P-521 | secp256k1 | ...
     signature_algorithm: str
     signature_hash: str | None  # sha256 | sha1 | md5 | ... ; None for Ed25519/Ed448 or unknown
-    self_issued: bool  # subject == issuer
-    self_signed: bool  # self-issued and its own key verifies its signature
     ski: str | None
     aki: str | None
     extension_error: str | None = None
+    certificate: x509.Certificate | None = field(default=None, repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CertSummary) and other.fingerprint == self.fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    @cached_property
+    def subject(self) -> str:
+        return _rfc4514(self.certificate.subject) if self.certificate is not None else ""
+
+    @cached_property
+    def issuer(self) -> str:
+        return _rfc4514(self.certificate.issuer) if self.certificate is not None else ""
+
+    @cached_property
+    def common_name(self) -> str | None:
+        return _common_name(self.certificate.subject) if self.certificate is not None else None
+
+    @cached_property
+    def self_issued(self) -> bool:
+        """Subject equals issuer."""
+        return self.certificate is not None and self.subject == self.issuer
+
+    @cached_property
+    def self_signed(self) -> bool:
+        """Self-issued, and its own key verifies its signature."""
+        if self.ski is not None and self.aki is not None and self.ski != self.aki:
+            return False  # signed by another key: no need to look at names (the common leaf case)
+        return self.self_issued and self.certificate is not None and signed_by(self.certificate, self.certificate)
 
     @property
     def key_description(self) -> str:
@@ -149,15 +182,17 @@ def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_SUMMARIES: LRU[x509.Certificate, CertSummary] = LRU(65536)
+_SUMMARIES: LRU[str, CertSummary] = LRU(65536)
 
 
-def summarize(cert: x509.Certificate) -> CertSummary:
-    """The summary of ``cert``, computed once per distinct certificate. Never raises."""
-    s = _SUMMARIES.get(cert)
+def summarize(cert: x509.Certificate, fingerprint: str | None = None) -> CertSummary:
+    """The summary of ``cert``, computed once per distinct certificate (cached by fingerprint;
+    pass ``fingerprint`` when it is known, which saves hashing the certificate). Never raises."""
+    fp = fingerprint or certificate_fingerprint(cert)
+    s = _SUMMARIES.get(fp)
     if s is None:
-        s = _summarize(cert)
-        _SUMMARIES.put(cert, s)
+        s = _summarize(cert, fp)
+        _SUMMARIES.put(fp, s)
     return s
 
 
@@ -166,17 +201,17 @@ def clear_cache() -> None:
 
 
 def certificate_fingerprint(cert: x509.Certificate) -> str:
-    """:func:`certpolicy.pki.fingerprint.fingerprint`, skipping the DER re-encode when the loader
-    already hashed this certificate's DER (re-encoding costs more than the hash)."""
-    return known_fingerprint(cert) or fingerprint(cert)
+    """:func:`certpolicy.pki.fingerprint.fingerprint`, remembered per certificate: the loader
+    records it when it hashes the DER, and any other certificate is fingerprinted once (re-encoding
+    a certificate to DER costs more than hashing it)."""
+    fp = known_fingerprint(cert)
+    if fp is None:
+        fp = fingerprint(cert)
+        remember_fingerprint(cert, fp)
+    return fp
 
 
-def _summarize(cert: x509.Certificate) -> CertSummary:
-    fp = certificate_fingerprint(cert)
-    subject = _rfc4514(cert.subject)
-    issuer = _rfc4514(cert.issuer)
-    cn = _common_name(cert.subject)
-    self_issued = cert.subject == cert.issuer
+def _summarize(cert: x509.Certificate, fp: str) -> CertSummary:
     try:
         version = 1 if cert.version == x509.Version.v1 else 3
     except Exception:
@@ -208,10 +243,15 @@ def _summarize(cert: x509.Certificate) -> CertSummary:
                 ekus = tuple(eku_name(o) for o in v)
             elif isinstance(v, x509.SubjectAlternativeName):
                 has_san = True
-                dns = tuple(v.get_values_for_type(x509.DNSName))
-                ips = tuple(str(i) for i in v.get_values_for_type(x509.IPAddress))
-                uris = tuple(v.get_values_for_type(x509.UniformResourceIdentifier))
-                emails = tuple(v.get_values_for_type(x509.RFC822Name))
+                for gn in v:
+                    if isinstance(gn, x509.DNSName):
+                        dns += (gn.value,)
+                    elif isinstance(gn, x509.IPAddress):
+                        ips += (str(gn.value),)
+                    elif isinstance(gn, x509.UniformResourceIdentifier):
+                        uris += (gn.value,)
+                    elif isinstance(gn, x509.RFC822Name):
+                        emails += (gn.value,)
             elif isinstance(v, x509.SubjectKeyIdentifier):
                 ski = v.digest.hex()
             elif isinstance(v, x509.AuthorityKeyIdentifier):
@@ -219,17 +259,15 @@ def _summarize(cert: x509.Certificate) -> CertSummary:
     except Exception as e:
         error = _extension_error(e)
 
-    self_signed = self_issued and (aki is None or ski is None or aki == ski) and signed_by(cert, cert)
-
     try:
         serial = format(cert.serial_number, "x")
     except Exception:
         serial = "?"
-    return CertSummary(
+    # A frozen dataclass's generated __init__ sets each of its 27 fields through
+    # object.__setattr__; on this hot path the values go into the instance dict in one step.
+    summary = object.__new__(CertSummary)
+    summary.__dict__.update(
         fingerprint=fp,
-        subject=subject,
-        issuer=issuer,
-        common_name=cn,
         serial=serial,
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
@@ -252,12 +290,12 @@ def _summarize(cert: x509.Certificate) -> CertSummary:
         key_curve=key_curve,
         signature_algorithm=sig_name,
         signature_hash=sig_hash,
-        self_issued=self_issued,
-        self_signed=self_signed,
         ski=ski,
         aki=aki,
         extension_error=error,
+        certificate=cert,
     )
+    return summary
 
 
 def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:

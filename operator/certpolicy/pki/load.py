@@ -26,7 +26,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -36,11 +36,14 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from certpolicy.pki.fingerprint import PREFIX
+from certpolicy.pki.fingerprint import fingerprint as _fingerprint
 from certpolicy.pki.lru import LRU
 
 # A zero or negative serial is a fact about someone's certificate (several public roots have one),
 # not a programming error here; the engine reads such certificates and must not spam the log.
 warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive", category=CryptographyDeprecationWarning)
+# Likewise BER-encoded keystores: the loader reports what it cannot read as problems.
+warnings.filterwarnings("ignore", message="PKCS#12 bundle could not be parsed as DER", category=UserWarning)
 
 #: Bytes of one input that are looked at. The API server caps a Secret at 1 MiB; files may be
 #: CA bundles (certifi's is ~300 KB), so leave room without letting a stray disk image through.
@@ -109,6 +112,8 @@ class CertificateLoad:
 
     certificates: tuple[x509.Certificate, ...]
     problems: tuple[LoadProblem, ...] = ()
+    #: ``sha256:`` fingerprints of ``certificates``, in the same order (free: the DER was hashed).
+    fingerprints: tuple[str, ...] = ()
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -145,7 +150,7 @@ class Pkcs12Load:
 
 # --- the parse cache -----------------------------------------------------------------------------
 
-_PARSED: LRU[bytes, x509.Certificate] = LRU(65536)
+_PARSED: LRU[bytes, tuple[x509.Certificate, str]] = LRU(65536)
 _FINGERPRINTS: LRU[x509.Certificate, str] = LRU(65536)
 
 
@@ -154,15 +159,26 @@ def known_fingerprint(cert: x509.Certificate) -> str | None:
     return _FINGERPRINTS.get(cert)
 
 
+def remember_fingerprint(cert: x509.Certificate, fp: str) -> None:
+    _FINGERPRINTS.put(cert, fp)
+
+
+def parse_der(der: bytes) -> tuple[x509.Certificate, str]:
+    """Parse one DER certificate through the cache: ``(certificate, fingerprint)``.
+    Raises ValueError when it is not a certificate."""
+    digest = hashlib.sha256(der).digest()
+    hit = _PARSED.get(digest)
+    if hit is None:
+        cert = x509.load_der_x509_certificate(der)
+        hit = (cert, PREFIX + digest.hex())
+        _PARSED.put(digest, hit)
+        _FINGERPRINTS.put(cert, hit[1])
+    return hit
+
+
 def parse_der_certificate(der: bytes) -> x509.Certificate:
     """Parse one DER certificate through the cache. Raises ValueError when it is not one."""
-    digest = hashlib.sha256(der).digest()
-    cert = _PARSED.get(digest)
-    if cert is None:
-        cert = x509.load_der_x509_certificate(der)
-        _PARSED.put(digest, cert)
-        _FINGERPRINTS.put(cert, PREFIX + digest.hex())
-    return cert
+    return parse_der(der)[0]
 
 
 def clear_caches() -> None:
@@ -173,8 +189,7 @@ def clear_caches() -> None:
 # --- PEM scanning --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PemBlock:
+class PemBlock(NamedTuple):
     label: str
     start: int  # offset of "-----BEGIN"
     end: int  # offset just past the END marker
@@ -269,6 +284,7 @@ class _Collector:
 
     def __init__(self) -> None:
         self.certs: list[x509.Certificate] = []
+        self.fps: list[str] = []
         self.problems: list[LoadProblem] = []
         self.dropped_problems = 0
         self.full = False
@@ -279,33 +295,40 @@ class _Collector:
         else:
             self.dropped_problems += 1
 
-    def add(self, cert: x509.Certificate) -> bool:
+    def add(self, cert: x509.Certificate, fp: str | None = None) -> bool:
         if len(self.certs) >= MAX_CERTIFICATES:
             if not self.full:
                 self.problem("TooManyCertificates", f"more than {MAX_CERTIFICATES} certificates; the rest were not read")
                 self.full = True
             return False
+        if fp is None:
+            fp = known_fingerprint(cert) or _fingerprint(cert)
         self.certs.append(cert)
+        self.fps.append(fp)
         return True
 
     def add_der(self, der: bytes, what: str) -> None:
         try:
-            cert = parse_der_certificate(der)
+            cert, fp = parse_der(der)
         except Exception:  # cryptography raises ValueError; be safe against anything else
             self.problem("MalformedCertificate", f"{what} is not a valid X.509 certificate")
             return
-        self.add(cert)
+        self.add(cert, fp)
 
     def result(self) -> CertificateLoad:
         if self.dropped_problems:
             self.problems.append(LoadProblem(self.problems[-1].reason, f"... and {self.dropped_problems} more problems like the above"))
-        return CertificateLoad(tuple(self.certs), tuple(self.problems))
+        return CertificateLoad(tuple(self.certs), tuple(self.problems), tuple(self.fps))
 
 
 def load_certificates(data: Any) -> CertificateLoad:
     """Every certificate in ``data`` (PEM, DER, concatenated DER or PKCS#7), in order. Never raises."""
-    out = _Collector()
     raw = _as_bytes(data)
+    if raw is not None and len(raw) <= MAX_INPUT_BYTES:
+        fast = _load_pem_fast(raw)
+        if fast is not None:
+            return fast
+    out = _Collector()
     if raw is None:
         out.problem("NoCertificate", f"expected bytes, got {type(data).__name__}")
         return out.result()
@@ -335,6 +358,24 @@ def _load_into(raw: bytes, out: _Collector, depth: int) -> None:
         return
     if not out.certs and not out.problems:
         out.problem("NoCertificate", "no certificate found (only other PEM blocks)")
+
+
+# Well-formed certificate blocks: a base64 body cannot contain "-", so each match stops at the next
+# marker and the scan stays linear. Anything else (headers, other labels, damage) takes the slow path.
+_FAST_CERT_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*)-----END CERTIFICATE-----")
+
+
+def _load_pem_fast(raw: bytes) -> CertificateLoad | None:
+    """The common case — only CERTIFICATE blocks, each well-formed — in one regex pass; None when
+    the input needs the careful scanner."""
+    bodies = _FAST_CERT_BLOCK.findall(raw)
+    if not bodies or len(bodies) != raw.count(b"-----BEGIN") or len(bodies) != raw.count(b"-----END") or len(bodies) > MAX_CERTIFICATES:
+        return None
+    try:
+        parsed = [parse_der(binascii.a2b_base64(body)) for body in bodies]
+    except Exception:
+        return None
+    return CertificateLoad(tuple(c for c, _ in parsed), (), tuple(fp for _, fp in parsed))
 
 
 def _load_pem(raw: bytes, out: _Collector, truncated: bool) -> None:
@@ -369,12 +410,12 @@ def _load_der(raw: bytes, out: _Collector) -> None:
     length = _der_element_length(raw)
     if length == len(raw):
         try:
-            cert = parse_der_certificate(raw)
+            cert, fp = parse_der(raw)
         except Exception:
             if not _add_pkcs7(raw, out, "DER input", quiet=True):
                 out.problem("MalformedCertificate", "DER input is not a valid X.509 certificate or PKCS#7 bundle")
             return
-        out.add(cert)
+        out.add(cert, fp)
         return
     if length <= 0:
         out.problem("MalformedCertificate", "input starts like DER but its length is wrong (truncated?)")
@@ -404,7 +445,7 @@ def _add_pkcs7(der: bytes, out: _Collector, what: str, quiet: bool = False) -> b
     for cert in certs:
         # Round-trip through the cache so the same certificate is the same object everywhere.
         try:
-            out.add(parse_der_certificate(cert.public_bytes(serialization.Encoding.DER)))
+            out.add(*parse_der(cert.public_bytes(serialization.Encoding.DER)))
         except Exception:
             out.add(cert)
     return True
@@ -432,8 +473,8 @@ def _load_double_encoded(raw: bytes, out: _Collector) -> None:
         "DoubleEncoded",
         "holds base64 text instead of PEM: base64-encoded twice, or PEM without its BEGIN/END lines",
     )
-    for cert in inner.certs:
-        out.add(cert)
+    for cert, fp in zip(inner.certs, inner.fps):
+        out.add(cert, fp)
     out.problems.extend(inner.problems)
 
 
@@ -478,6 +519,14 @@ def load_private_key(data: Any, password: bytes | None = None) -> KeyLoad:
         return KeyLoad(problem="NoPrivateKey", detail="empty")
     try:
         if b"-----BEGIN" in raw:
+            if password is None and raw.count(b"-----BEGIN") == 1 and b"ENCRYPTED" not in raw:
+                # The common case: one unencrypted key block. Anything unusual takes the careful path.
+                try:
+                    key = serialization.load_pem_private_key(raw, None, unsafe_skip_rsa_key_validation=True)
+                except Exception:
+                    key = None
+                if isinstance(key, _SIGNING_KEYS):
+                    return KeyLoad(key=key)
             return _load_pem_key(raw, password)
         return _load_key_der(raw, password, encrypted_hint=False)
     except Exception as e:  # pragma: no cover - last line of defence

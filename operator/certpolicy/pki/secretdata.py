@@ -21,7 +21,6 @@ already decoded. Nothing here raises on bad content.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import enum
 import hashlib
@@ -89,6 +88,7 @@ class SecretMaterial:
     certificate_source: str | None = None  # the data key (or file) the leaf came from
     key_source: str | None = None
     ca_source: str | None = None
+    fingerprints: tuple[str, ...] = ()  # of the leaf, then of each intermediate
 
     @property
     def certificates(self) -> tuple[x509.Certificate, ...]:
@@ -166,7 +166,7 @@ def material_from_bytes(
         ca_load = load_certificates(ca_data)
         _note(problems, ca_load, ca_source)
         ca = ca_load.certificates
-    return _assemble("file", certs.certificates, cert_source, key_bytes, ksrc, password, ca, ca_source if ca_data else None, problems, digest)
+    return _assemble("file", certs.certificates, cert_source, key_bytes, ksrc, password, ca, ca_source if ca_data else None, problems, digest, certs.fingerprints)
 
 
 def material_from_pkcs12(data: bytes, password: bytes | None = None, *, source: str = "keystore.p12") -> SecretMaterial:
@@ -228,14 +228,15 @@ def _decode(name: str, value: Any, problems: list[LoadProblem]) -> bytes | None:
         problems.append(LoadProblem("InputTooLarge", f"value is {len(value)} characters; only the first {MAX_INPUT_BYTES} decoded bytes were read", name))
         value = value[:_MAX_B64]
     try:
-        return base64.b64decode(value, validate=True)
+        return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
         problems.append(LoadProblem("MalformedSecretData", "value is not valid base64 (the API always returns base64; was the Secret written with a broken tool?)", name))
         return None
 
 
 def _note(problems: list[LoadProblem], load: CertificateLoad, source: str) -> None:
-    problems.extend(p.with_source(source) for p in load.problems)
+    if load.problems:
+        problems.extend(p.with_source(source) for p in load.problems)
 
 
 def _empty(secret_type: str, digest: str, problems: Sequence[LoadProblem], status: KeyStatus = KeyStatus.MISSING) -> SecretMaterial:
@@ -256,13 +257,14 @@ def _build_tls(secret_type: str, data: dict[str, Any], digest: str, password: by
     if "tls.crt" not in data:
         problems.append(LoadProblem("NoCertificate", "a kubernetes.io/tls Secret must have tls.crt; it has none", "tls.crt"))
         certs: tuple[x509.Certificate, ...] = ()
+        fps: tuple[str, ...] = ()
     else:
         raw = _decode("tls.crt", data["tls.crt"], problems)
-        certs = ()
+        certs, fps = (), ()
         if raw is not None:
             load = load_certificates(raw)
             _note(problems, load, "tls.crt")
-            certs = load.certificates
+            certs, fps = load.certificates, load.fingerprints
     key_raw = _decode("tls.key", data["tls.key"], problems) if "tls.key" in data else None
     ca: tuple[x509.Certificate, ...] = ()
     ca_source = None
@@ -272,7 +274,7 @@ def _build_tls(secret_type: str, data: dict[str, Any], digest: str, password: by
             ca_load = load_certificates(ca_raw)
             _note(problems, ca_load, "ca.crt")
             ca, ca_source = ca_load.certificates, "ca.crt"
-    return _assemble(secret_type, certs, "tls.crt", key_raw, "tls.key", password, ca, ca_source, problems, digest)
+    return _assemble(secret_type, certs, "tls.crt", key_raw, "tls.key", password, ca, ca_source, problems, digest, fps)
 
 
 # Opaque key-name heuristics. Order matters: the first certificate source that yields a
@@ -416,6 +418,7 @@ def _assemble(
     ca_source: str | None,
     problems: list[LoadProblem],
     digest: str,
+    fps: tuple[str, ...] = (),
 ) -> SecretMaterial:
     key_load: KeyLoad | None = None
     status, detail = KeyStatus.MISSING, ""
@@ -437,7 +440,7 @@ def _assemble(
         status, detail, leaf = _key_check(key_load, certs, key_source)
     else:
         leaf = None
-    return _finish_material(secret_type, certs, leaf, cert_source, status, detail, key_source if key_raw is not None else None, ca, ca_source, problems, digest)
+    return _finish_material(secret_type, certs, leaf, cert_source, status, detail, key_source if key_raw is not None else None, ca, ca_source, problems, digest, fps)
 
 
 def _key_check(key_load: KeyLoad | None, certs: Sequence[x509.Certificate], key_source: str) -> tuple[KeyStatus, str, x509.Certificate | None]:
@@ -481,7 +484,10 @@ def _finish_material(
     ca_source: str | None,
     problems: list[LoadProblem],
     digest: str,
+    fps: tuple[str, ...] = (),
 ) -> SecretMaterial:
+    if len(fps) != len(certs):
+        fps = tuple(certificate_fingerprint(c) for c in certs)
     if leaf is None:
         leaf = _default_leaf(certs)
     if certs and certs[0] is not leaf:
@@ -492,12 +498,12 @@ def _finish_material(
                 cert_source,
             )
         )
-    leaf_fp = certificate_fingerprint(leaf)
+    leaf_fp = fps[next(i for i, c in enumerate(certs) if c is leaf)]
     seen: set[str] = set()
     leaf_seen = False
     inters: list[x509.Certificate] = []
-    for c in certs:
-        fp = certificate_fingerprint(c)
+    inter_fps: list[str] = []
+    for c, fp in zip(certs, fps):
         if fp == leaf_fp and not leaf_seen:
             leaf_seen = True
             continue
@@ -506,4 +512,7 @@ def _finish_material(
             continue
         seen.add(fp)
         inters.append(c)
-    return SecretMaterial(secret_type, leaf, tuple(inters), ca, status, detail, tuple(problems), digest, cert_source or None, key_source, ca_source)
+        inter_fps.append(fp)
+    return SecretMaterial(
+        secret_type, leaf, tuple(inters), ca, status, detail, tuple(problems), digest, cert_source or None, key_source, ca_source, (leaf_fp, *inter_fps)
+    )

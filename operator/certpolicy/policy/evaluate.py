@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
 
@@ -47,9 +47,9 @@ from certpolicy.policy.validity import change_instants, check_expiry
 TrustBundle = Sequence[x509.Certificate] | TrustAnchors
 
 
-@dataclass(frozen=True, slots=True)
-class CertificateEntry:
-    """A certificate considered in an evaluation, with its role."""
+class CertificateEntry(NamedTuple):
+    """A certificate considered in an evaluation, with its role. (A NamedTuple: immutable like a
+    frozen dataclass, and several are built per evaluation on the hot path.)"""
 
     role: Role
     summary: CertSummary
@@ -58,7 +58,7 @@ class CertificateEntry:
 
     @property
     def ref(self) -> CertRef:
-        return CertRef(self.role, self.summary.subject, self.summary.fingerprint)
+        return CertRef.of(self.role, self.summary)
 
     def to_dict(self) -> dict[str, Any]:
         return {"role": self.role.value, "source": self.source, **self.summary.to_dict()}
@@ -138,6 +138,8 @@ def evaluate(
 class _Run:
     """One evaluation; a class only to share its working state between the steps."""
 
+    __slots__ = ("req", "material", "bundle", "now", "public_roots", "findings", "entries", "chain")
+
     def __init__(self, req: Requirements, material: SecretMaterial, bundle: TrustBundle | None, now: dt.datetime, public_roots: PublicRoots | None) -> None:
         self.req, self.material, self.bundle, self.now = req, material, bundle, now
         self.public_roots = public_roots
@@ -147,18 +149,19 @@ class _Run:
 
     def run(self) -> Evaluation:
         m = self.material
-        self._guard(self._input_findings, "input")
-        leaf = m.leaf
-        if leaf is not None:
-            self._guard(lambda: self._certificates(leaf), "certificate")
+        if m.problems or m.key_status is not KeyStatus.MATCH:
+            self._guard(self._input_findings, "input")
+        if m.leaf is not None:
+            self._guard(self._certificates, "certificate")
         return self._result()
 
-    def _guard(self, step: Any, what: str = "") -> None:
+    def _guard(self, step: Any, what: str) -> bool:
         try:
             step()
+            return True
         except Exception as e:  # a bug must cost one finding, not the whole evaluation
-            what = what or getattr(step, "__name__", "a check").strip("_")
             self.findings.append(finding("CheckFailed", f"internal error in the {what} check ({type(e).__name__})"))
+            return False
 
     # --- steps ---
 
@@ -167,11 +170,10 @@ class _Run:
         for p in m.problems:
             reason = p.reason if p.reason in REASONS else "MalformedCertificate"
             self.findings.append(finding(reason, str(p)))
-        leaf_ref = None
-        if m.leaf is not None:
-            s = summarize(m.leaf)
-            leaf_ref = CertRef(Role.LEAF, s.subject, s.fingerprint)
         status = m.key_status
+        if status is KeyStatus.MATCH or (status is KeyStatus.MISSING and not (self.req.require_private_key and m.leaf is not None)):
+            return
+        leaf_ref = CertRef.of(Role.LEAF, summarize(m.leaf)) if m.leaf is not None else None
         if status is KeyStatus.MISMATCH:
             self.findings.append(finding("KeyMismatch", m.key_detail or "the private key does not belong to the certificate", leaf_ref))
         elif status is KeyStatus.ENCRYPTED:
@@ -180,55 +182,71 @@ class _Run:
             self.findings.append(finding("UnsupportedKey", m.key_detail or "the private key is in an unsupported format", leaf_ref))
         elif status is KeyStatus.MALFORMED:
             self.findings.append(finding("MalformedKey", m.key_detail or "the private key cannot be parsed", leaf_ref))
-        elif status is KeyStatus.MISSING and self.req.require_private_key and m.leaf is not None:
+        else:
             where = f" ({m.key_detail})" if m.key_detail else ""
             self.findings.append(finding("MissingPrivateKey", f"the policy requires a private key next to the certificate and there is none{where}", leaf_ref))
 
-    def _certificates(self, leaf: x509.Certificate) -> None:
-        m, req = self.material, self.req
-        leaf_s = summarize(leaf)
-        self._add(leaf_s, Role.LEAF, True, "secret")
+    def _certificates(self) -> None:
+        m, req, now = self.material, self.req, self.now
+        leaf = m.leaf
+        assert leaf is not None
+        fps = m.fingerprints if len(m.fingerprints) == 1 + len(m.intermediates) else ()
+        leaf_s = summarize(leaf, fps[0] if fps else None)
+        add = self._add
+        add(leaf_s, Role.LEAF, True, "secret")
 
         anchors, chain_cap, source = self._anchors()
         if anchors is not None:
-            self._guard(lambda: self._verify(leaf, anchors, chain_cap), "chain")
+            self._guard(lambda: self._verify(leaf, leaf_s, anchors, fps, chain_cap), "chain")
         else:
-            self.findings.append(finding("ChainNotVerified", "no trust bundle is configured and the Secret has no ca.crt; the chain was not verified", self.entries[leaf_s.fingerprint].ref))
+            self.findings.append(finding("ChainNotVerified", "no trust bundle is configured and the Secret has no ca.crt; the chain was not verified", CertRef.of(Role.LEAF, leaf_s)))
 
         chain = self.chain
-        if chain is not None and chain.trusted:
-            path = chain.certificates
-            for i, c in enumerate(path[1:], start=1):
-                s = summarize(c)
-                is_anchor = i == len(path) - 1
-                role = Role.ROOT if (is_anchor and s.self_signed) else Role.INTERMEDIATE
-                self._add(s, role, True, source if is_anchor else "secret")
-        for c in m.intermediates:
-            s = summarize(c)
-            self._add(s, Role.ROOT if s.self_signed else Role.INTERMEDIATE, True, "secret")
+        trusted = chain is not None and chain.trusted
+        if trusted:
+            path, path_fps = chain.certificates, chain.path
+            last = len(path) - 1
+            for i in range(1, len(path)):
+                s = summarize(path[i], path_fps[i])
+                is_anchor = i == last
+                add(s, Role.ROOT if (is_anchor and s.self_signed) else Role.INTERMEDIATE, True, source if is_anchor else "secret")
+        for i, c in enumerate(m.intermediates):
+            s = summarize(c, fps[i + 1] if fps else None)
+            add(s, Role.ROOT if s.self_signed else Role.INTERMEDIATE, True, "secret")
         for c in m.ca_certificates:
             s = summarize(c)
-            self._add(s, Role.ROOT if s.self_signed else Role.INTERMEDIATE, source == "ca.crt" and not (chain and chain.trusted), "ca.crt")
+            add(s, Role.ROOT if s.self_signed else Role.INTERMEDIATE, source == "ca.crt" and not trusted, "ca.crt")
         if anchors is not None and source == "bundle":
             for c in anchors.certificates:
-                self._add(summarize(c), Role.BUNDLE_CA, False, "bundle")
+                add(summarize(c), Role.BUNDLE_CA, False, "bundle")
             for c in anchors.rejected:
                 s = summarize(c)
-                ref = CertRef(Role.BUNDLE_CA, s.subject, s.fingerprint)
-                self.findings.append(finding("NonCACertificateInBundle", f"trust bundle certificate '{s.display_name}' is not a CA; it is never used as a trust anchor", ref))
+                self.findings.append(finding("NonCACertificateInBundle", f"trust bundle certificate '{s.display_name}' is not a CA; it is never used as a trust anchor", CertRef.of(Role.BUNDLE_CA, s)))
 
+        self._guard(self._per_certificate, "expiry, key and signature")
+        self._guard(lambda: self._leaf_checks(leaf, leaf_s), "EKU and SAN")
+
+    def _per_certificate(self) -> None:
+        req, now, out = self.req, self.now, self.findings
         for e in self.entries.values():
             cap = None if e.on_path else Severity.WARNING
-            self._guard(lambda e=e, cap=cap: self.findings.extend(check_expiry(req, e.summary, e.ref, self.now, cap)), "expiry")
-            self._guard(lambda e=e, cap=cap: self.findings.extend(check_strength(req, e.summary, e.ref, cap)), "key and signature")
+            out.extend(check_expiry(req, e.summary, e.role, now, cap))
+            out.extend(check_strength(req, e.summary, e.role, cap))
 
-        leaf_ref = self.entries[leaf_s.fingerprint].ref
-        self._guard(lambda: self.findings.extend(check_leaf_eku(req, leaf_s, leaf_ref)), "EKU")
-        self._guard(lambda: self.findings.extend(check_names(req, leaf_s, leaf_ref)), "SAN")
-        self._guard(lambda: self._leaf_shape(leaf_s, leaf_ref), "leaf shape")
-        self._guard(self._ca_usages, "CA EKU")
+    def _leaf_checks(self, leaf: x509.Certificate, s: CertSummary) -> None:
+        req, out = self.req, self.findings
+        out.extend(check_leaf_eku(req, s))
+        out.extend(check_names(req, s))
+        if s.is_ca:
+            out.append(finding("LeafIsCA", f"the certificate served as leaf, '{s.display_name}', is a CA certificate", CertRef.of(Role.LEAF, s)))
+        if not (self.chain and self.chain.trusted) and s.self_signed:
+            out.append(finding("SelfSignedLeaf", f"leaf '{s.display_name}' is self-signed", CertRef.of(Role.LEAF, s)))
+        if req.extended_key_usages:
+            for e in self.entries.values():
+                if e.role is not Role.LEAF and e.on_path and e.source != "ca.crt" and e.summary.has_eku:
+                    out.extend(check_ca_eku(req, e.summary, e.role))
         if "clientAuth" in req.extended_key_usages:
-            self._guard(lambda: self._public_ca(leaf, leaf_s, leaf_ref), "public CA")
+            self._public_ca(leaf, s)
 
     def _anchors(self) -> tuple[TrustAnchors | None, Severity | None, str]:
         if self.bundle is not None:
@@ -238,41 +256,27 @@ class _Run:
             return TrustAnchors.of(self.material.ca_certificates), Severity.WARNING, "ca.crt"
         return None, None, ""
 
-    def _verify(self, leaf: x509.Certificate, anchors: TrustAnchors, cap: Severity | None) -> None:
-        self.chain = result = verify_chain(leaf, self.material.intermediates, anchors, self.now)
+    def _verify(self, leaf: x509.Certificate, s: CertSummary, anchors: TrustAnchors, fps: tuple[str, ...], cap: Severity | None) -> None:
+        self.chain = result = verify_chain(leaf, self.material.intermediates, anchors, self.now, fingerprints=fps)
         if result.trusted or result.reason is None:
             return
-        s = summarize(leaf)
         where = "the Secret's own ca.crt (the policy names no trust bundle)" if cap else "the trust bundle"
-        ref = CertRef(Role.LEAF, s.subject, s.fingerprint)
         if result.reason == "IncompleteChain":
             msg = f"chain of '{s.display_name}' is incomplete against {where}: {result.detail}"
         else:
             msg = f"'{s.display_name}' does not chain to {where}: {result.detail}"
-        self.findings.append(finding(result.reason, msg, ref, cap))
+        self.findings.append(finding(result.reason, msg, CertRef.of(Role.LEAF, s), cap))
 
-    def _leaf_shape(self, s: CertSummary, ref: CertRef) -> None:
-        if s.is_ca:
-            self.findings.append(finding("LeafIsCA", f"the certificate served as leaf, '{s.display_name}', is a CA certificate", ref))
-        if s.self_signed and not (self.chain and self.chain.trusted):
-            self.findings.append(finding("SelfSignedLeaf", f"leaf '{s.display_name}' is self-signed", ref))
-
-    def _ca_usages(self) -> None:
-        for e in self.entries.values():
-            if e.role is Role.LEAF or not e.on_path or e.source == "ca.crt":
-                continue
-            self.findings.extend(check_ca_eku(self.req, e.summary, e.ref))
-
-    def _public_ca(self, leaf: x509.Certificate, s: CertSummary, ref: CertRef) -> None:
+    def _public_ca(self, leaf: x509.Certificate, s: CertSummary) -> None:
         roots = self.public_roots if self.public_roots is not None else default_public_roots()
         chain = self.chain
-        if chain is not None and chain.trusted and chain.anchor is not None:
-            if roots.is_public(chain.anchor):
-                self.findings.append(public_ca_client_auth(s, ref, summarize(chain.anchor).display_name))
+        if chain is not None and chain.trusted:
+            if chain.anchor_fingerprint in roots.fingerprints and chain.anchor is not None:
+                self.findings.append(public_ca_client_auth(s, summarize(chain.anchor).display_name))
             return
         anchor = roots.find_anchor(leaf, self.material.intermediates, self.now)
         if anchor is not None:
-            self.findings.append(public_ca_client_auth(s, ref, summarize(anchor).display_name))
+            self.findings.append(public_ca_client_auth(s, summarize(anchor).display_name))
 
     # --- assembly ---
 
@@ -281,21 +285,23 @@ class _Run:
             self.entries[s.fingerprint] = CertificateEntry(role, s, on_path, source)
 
     def _result(self) -> Evaluation:
-        now = self.now
+        now, req = self.now, self.req
         upcoming: dt.datetime | None = None
         past: dt.datetime | None = None
         for e in self.entries.values():
-            for t in change_instants(self.req, e.summary):
+            for t in change_instants(req, e.summary):
                 if t > now:
                     if upcoming is None or t < upcoming:
                         upcoming = t
                 elif past is None or t > past:
                     past = t
-        findings = tuple(sorted(self.findings, key=Finding.sort_key))
+        findings = self.findings
+        if len(findings) > 1:
+            findings.sort(key=Finding.sort_key)
         chain = self.chain
         trusted = chain is not None and chain.trusted
         return Evaluation(
-            findings=findings,
+            findings=tuple(findings),
             anchor_fingerprint=chain.anchor_fingerprint if trusted and chain else None,
             certificates=tuple(self.entries.values()),
             valid_until=upcoming,

@@ -55,6 +55,11 @@ class CertRef:
     subject: str
     fingerprint: str
 
+    @classmethod
+    def of(cls, role: Role, summary: Any) -> CertRef:
+        """The reference to a summarised certificate (:class:`certpolicy.pki.inspect.CertSummary`)."""
+        return cls(role, summary.subject, summary.fingerprint)
+
     def to_dict(self) -> dict[str, str]:
         return {"role": self.role.value, "subject": self.subject, "fingerprint": self.fingerprint}
 
@@ -116,7 +121,7 @@ _TABLE: tuple[ReasonInfo, ...] = (
     ReasonInfo("MissingEmailProtection", C, "eku", "The leaf's EKU lacks emailProtection, which the policy requires.", "Re-issue the certificate with the emailProtection EKU."),
     ReasonInfo("MissingTimeStamping", C, "eku", "The leaf's EKU lacks timeStamping, which the policy requires.", "Re-issue the certificate with the timeStamping EKU."),
     ReasonInfo("MissingOCSPSigning", C, "eku", "The leaf's EKU lacks ocspSigning, which the policy requires.", "Re-issue the certificate with the ocspSigning EKU."),
-    ReasonInfo("NoExtendedKeyUsage", W, "eku", "The leaf has no EKU extension. RFC 5280 reads that as 'any usage', but strict TLS stacks and CA/B-profile verifiers reject it.", "Re-issue with an explicit EKU listing the usages the policy requires.", "Info when the policy requires no EKU."),
+    ReasonInfo("NoExtendedKeyUsage", W, "eku", "The leaf has no EKU extension. RFC 5280 reads that as 'any usage', but strict TLS stacks and CA/B-profile verifiers reject it.", "Re-issue with an explicit EKU listing the usages the policy requires.", "Not reported when the policy requires no EKU."),
     ReasonInfo("AnyExtendedKeyUsageOnly", W, "eku", "A required usage is granted only through anyExtendedKeyUsage, which strict verifiers (and the CA/B profile) do not accept.", "Re-issue with the required usages listed explicitly."),
     ReasonInfo("IntermediateExcludesUsage", C, "eku", "A CA in the chain has an EKU extension that does not include a usage the leaf needs; many verifiers (Go, Windows, NSS) enforce EKU nesting and reject the leaf.", "Issue the leaf from a CA whose EKU includes the usage (or has no EKU)."),
     ReasonInfo("PublicCAClientAuth", W, "eku", "The leaf chains to a public Web PKI root and the policy requires clientAuth. Public CAs stopped issuing clientAuth in 2026: the next renewal will lack it and mTLS will break silently.", "Move this certificate to a private CA before its next renewal."),

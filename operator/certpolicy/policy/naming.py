@@ -8,36 +8,43 @@ as names; an IP written into a DNS SAN matches nothing and is reported as such.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 from certpolicy.pki.inspect import CertSummary
-from certpolicy.policy.findings import CertRef, Finding, finding
+from certpolicy.policy.findings import CertRef, Finding, Role, finding
 from certpolicy.policy.names import is_valid_dns_san, normalize_dns, pattern_allows, san_covers
 from certpolicy.policy.spec import Requirements
 
 
-def check_names(req: Requirements, leaf: CertSummary, ref: CertRef) -> list[Finding]:
+def check_names(req: Requirements, leaf: CertSummary) -> list[Finding]:
     if leaf.extension_error:
         return []
     out: list[Finding] = []
-    name = leaf.display_name
+
+    # The leaf's name and reference are built only if a finding needs them: turning a subject
+    # into a string costs more than all the matching below.
+    def add(reason: str, text: Callable[[str], str]) -> None:
+        out.append(finding(reason, text(leaf.display_name), CertRef.of(Role.LEAF, leaf)))
+
     if not leaf.has_san:
         if req.require_san:
             cn = f"only CN={leaf.common_name}" if leaf.common_name else "and no CN either"
-            out.append(finding("NoSubjectAltName", f"leaf '{name}' has no subjectAltName ({cn}); clients match SANs, not the CN", ref))
+            add("NoSubjectAltName", lambda n: f"leaf '{n}' has no subjectAltName ({cn}); clients match SANs, not the CN")
         for required in req.required_dns_names:
-            out.append(finding("MissingRequiredDNSName", f"leaf '{name}' does not cover required DNS name '{required}' (it has no SANs)", ref))
+            add("MissingRequiredDNSName", lambda n, r=required: f"leaf '{n}' does not cover required DNS name '{r}' (it has no SANs)")
         for ip in req.required_ip_addresses:
-            out.append(finding("MissingRequiredIPAddress", f"leaf '{name}' lacks required IP address {ip} (it has no SANs)", ref))
+            add("MissingRequiredIPAddress", lambda n, ip=ip: f"leaf '{n}' lacks required IP address {ip} (it has no SANs)")
         return out
 
     dns = [normalize_dns(n) for n in leaf.dns_names]
     for san in dns:
         if _is_ip_literal(san):
-            out.append(finding("InvalidDNSName", f"leaf '{name}' has IP address '{san}' as a DNS SAN; clients match IP addresses only against IP SANs", ref))
+            add("InvalidDNSName", lambda n, san=san: f"leaf '{n}' has IP address '{san}' as a DNS SAN; clients match IP addresses only against IP SANs")
         elif not is_valid_dns_san(san):
-            out.append(finding("InvalidDNSName", f"leaf '{name}' has DNS SAN '{san}', which is not a valid host name or one-label wildcard; clients will not match it", ref))
+            add("InvalidDNSName", lambda n, san=san: f"leaf '{n}' has DNS SAN '{san}', which is not a valid host name or one-label wildcard; clients will not match it")
         if req.allowed_dns_names and not any(pattern_allows(p, san) for p in req.allowed_dns_names):
-            out.append(finding("DNSNameNotAllowed", f"leaf '{name}' has DNS name '{san}', not allowed by allowedDNSNames [{', '.join(req.allowed_dns_names)}]", ref))
+            patterns = ", ".join(req.allowed_dns_names)
+            add("DNSNameNotAllowed", lambda n, san=san: f"leaf '{n}' has DNS name '{san}', not allowed by allowedDNSNames [{patterns}]")
 
     ips = []
     for text in leaf.ip_addresses:
@@ -46,23 +53,25 @@ def check_names(req: Requirements, leaf: CertSummary, ref: CertRef) -> list[Find
         except ValueError:
             continue
     if req.allowed_ip_ranges:
+        ranges = ", ".join(str(r) for r in req.allowed_ip_ranges)
         for ip in ips:
             if not _in_ranges(ip, req.allowed_ip_ranges):
-                ranges = ", ".join(str(r) for r in req.allowed_ip_ranges)
-                out.append(finding("IPAddressNotAllowed", f"leaf '{name}' has IP address {ip}, outside allowedIPRanges [{ranges}]", ref))
+                add("IPAddressNotAllowed", lambda n, ip=ip: f"leaf '{n}' has IP address {ip}, outside allowedIPRanges [{ranges}]")
 
     for required in req.required_dns_names:
         if not any(san_covers(san, required) for san in dns):
             have = ", ".join(dns) or "no DNS names"
-            out.append(finding("MissingRequiredDNSName", f"leaf '{name}' does not cover required DNS name '{required}' (has: {have})", ref))
+            add("MissingRequiredDNSName", lambda n, r=required: f"leaf '{n}' does not cover required DNS name '{r}' (has: {have})")
     for want in req.required_ip_addresses:
         if not any(_same_ip(want, ip) for ip in ips):
-            have = ", ".join(str(i) for i in ips) or "no IP addresses"
-            out.append(finding("MissingRequiredIPAddress", f"leaf '{name}' lacks required IP address {want} (has: {have})", ref))
+            have_ips = ", ".join(str(i) for i in ips) or "no IP addresses"
+            add("MissingRequiredIPAddress", lambda n, w=want: f"leaf '{n}' lacks required IP address {w} (has: {have_ips})")
     return out
 
 
 def _is_ip_literal(text: str) -> bool:
+    if not text or not (text[0].isdigit() or ":" in text):
+        return False  # host names cannot be IPv4 literals unless they start with a digit
     try:
         ipaddress.ip_address(text)
         return True

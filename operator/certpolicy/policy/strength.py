@@ -16,9 +16,12 @@ _WEAK_HASHES = frozenset({"md5", "sha1"})
 _INTRINSIC_HASH = frozenset({"ed25519", "ed448"})
 
 
-def check_strength(req: Requirements, s: CertSummary, ref: CertRef, cap: Severity | None = None) -> list[Finding]:
+def check_strength(req: Requirements, s: CertSummary, role: Role, cap: Severity | None = None) -> list[Finding]:
+    if _fine(req, s, role):
+        return []  # the common case, decided without building the certificate's name
+    ref = CertRef.of(role, s)
     out: list[Finding] = []
-    what = f"{ref.role} '{s.display_name}'"
+    what = f"{role} '{s.display_name}'"
     if s.extension_error:
         out.append(finding("MalformedExtension", f"{what}: {s.extension_error}; usage and name checks are impossible", ref))
     if s.version == 1:
@@ -36,6 +39,17 @@ def check_strength(req: Requirements, s: CertSummary, ref: CertRef, cap: Severit
     if cap is not None:
         out = [f if f.severity <= cap else Finding(f.reason, cap, f.message, f.cert) for f in out]
     return out
+
+
+def _fine(req: Requirements, s: CertSummary, role: Role) -> bool:
+    if s.extension_error or s.version == 1:
+        return False
+    if s.key_algorithm == "RSA":
+        if s.key_size is None or s.key_size < req.minimum_rsa_bits:
+            return False
+    elif s.key_algorithm != "EC" or s.key_curve not in req.allowed_ec_curves:
+        return False
+    return s.signature_hash in req.allowed_signature_hashes or (role is not Role.LEAF and s.self_signed)
 
 
 def _signature(req: Requirements, s: CertSummary, ref: CertRef, what: str) -> list[Finding]:

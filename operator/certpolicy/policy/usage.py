@@ -9,14 +9,17 @@ own EKU excludes a usage, which Go, Windows and NSS enforce down the chain.
 from __future__ import annotations
 
 from certpolicy.pki.inspect import ANY_EKU, CertSummary
-from certpolicy.policy.findings import MISSING_EKU_REASON, CertRef, Finding, Severity, finding
+from certpolicy.policy.findings import MISSING_EKU_REASON, CertRef, Finding, Role, Severity, finding
 from certpolicy.policy.spec import Requirements
 
 
-def check_leaf_eku(req: Requirements, leaf: CertSummary, ref: CertRef) -> list[Finding]:
+def check_leaf_eku(req: Requirements, leaf: CertSummary) -> list[Finding]:
     required = req.extended_key_usages
     if not required or leaf.extension_error:
         return []
+    if leaf.has_eku and all(u in leaf.extended_key_usages for u in required):
+        return []
+    ref = CertRef.of(Role.LEAF, leaf)
     if not leaf.has_eku:
         return [
             finding(
@@ -44,13 +47,14 @@ def check_leaf_eku(req: Requirements, leaf: CertSummary, ref: CertRef) -> list[F
     ]
 
 
-def check_ca_eku(req: Requirements, ca: CertSummary, ref: CertRef) -> list[Finding]:
+def check_ca_eku(req: Requirements, ca: CertSummary, role: Role) -> list[Finding]:
     """A CA with an EKU extension constrains the usages of everything below it."""
     if not req.extended_key_usages or not ca.has_eku or ANY_EKU in ca.extended_key_usages:
         return []
     excluded = [u for u in req.extended_key_usages if u not in ca.extended_key_usages]
     if not excluded:
         return []
+    ref = CertRef.of(role, ca)
     return [
         finding(
             "IntermediateExcludesUsage",
@@ -60,7 +64,8 @@ def check_ca_eku(req: Requirements, ca: CertSummary, ref: CertRef) -> list[Findi
     ]
 
 
-def public_ca_client_auth(leaf: CertSummary, ref: CertRef, root_name: str, severity: Severity | None = None) -> Finding:
+def public_ca_client_auth(leaf: CertSummary, root_name: str, severity: Severity | None = None) -> Finding:
+    ref = CertRef.of(Role.LEAF, leaf)
     has = "carries clientAuth today" if "clientAuth" in leaf.extended_key_usages or not leaf.has_eku else "already lacks clientAuth"
     return finding(
         "PublicCAClientAuth",

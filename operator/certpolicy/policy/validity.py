@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from certpolicy.pki.inspect import CertSummary
-from certpolicy.policy.findings import CertRef, Finding, Severity, finding
+from certpolicy.policy.findings import CertRef, Finding, Role, Severity, finding
 from certpolicy.policy.spec import Requirements, format_duration, humanize
 
 _TICK = dt.timedelta(microseconds=1)
@@ -21,8 +21,11 @@ def _iso(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def check_expiry(req: Requirements, s: CertSummary, ref: CertRef, now: dt.datetime, cap: Severity | None = None) -> list[Finding]:
-    what = f"{ref.role} '{s.display_name}'"
+def check_expiry(req: Requirements, s: CertSummary, role: Role, now: dt.datetime, cap: Severity | None = None) -> list[Finding]:
+    if s.not_before <= now and s.not_after - now > req.warning_before:
+        return []  # the common case, decided without building the certificate's name
+    ref = CertRef.of(role, s)
+    what = f"{role} '{s.display_name}'"
     if now < s.not_before:
         f = finding("NotYetValid", f"{what} is not valid before {_iso(s.not_before)} (in {humanize(s.not_before - now)})", ref)
     elif now > s.not_after:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 from certpolicy.kube.conditions import ROTATING, Condition
 from certpolicy.pki.fingerprint import short
+from certpolicy.policy.spec import format_duration
 from certpolicy.rotation.actions import (
     Action,
     CARef,
@@ -66,6 +67,7 @@ from certpolicy.rotation.triggers import (
     ROTATE_ANNOTATION,
     detect,
     expiry_due,
+    expiry_id,
     new_ca_secret_name,
     request_id,
     retired_ca_secret_name,
@@ -272,7 +274,7 @@ def _idle_condition(ctx: _Ctx, state: RotationState, pending: str | None) -> Con
     if state.history:
         h = state.history[0]
         note = ""
-        if due is not None and ctx.now >= due:
+        if due is not None and ctx.now >= due and expiry_id(active.fingerprint) in state.used_ids:
             note = (f" The active CA is within rotateBefore of its expiry, and its automatic rotation already "
                     f"ran; request another with the {ROTATE_ANNOTATION} annotation.")
         return Condition(ROTATING, False, h.outcome,
@@ -581,7 +583,7 @@ def _await_leaves(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
     if ctx.now >= deadline:
         if rot.stalled_since is None:
             ctx.event("Warning", "RotationStalled",
-                      f"rotation {rot.id}: waited {ctx.settings.leaf_timeout} for leaves; {text}. Replace them with "
+                      f"rotation {rot.id}: waited {format_duration(ctx.settings.leaf_timeout)} for leaves; {text}. Replace them with "
                       f"certificates from the new CA, or set {FORCE_ANNOTATION}={rot.id} to remove the old CA anyway")
             rot = replace(rot, stalled_since=ctx.now)
         return replace(rot, message=f"Stalled: {text}. Replace them, or set the annotation "

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from certpolicy.policy.spec import PolicySpecError, parse_duration
+
 DEFAULT_PROPAGATION_DELAY = dt.timedelta(minutes=2)
 DEFAULT_LEAF_TIMEOUT = dt.timedelta(hours=24)
 DEFAULT_ROTATE_BEFORE = dt.timedelta(hours=2160)
@@ -60,6 +62,52 @@ class RotationSettings:
     abort: bool = False
     supplied_ca_secret_name: str | None = None
     reissue_per_minute: int = DEFAULT_PER_MINUTE
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> RotationSettings:
+        """Settings from a CertificatePolicy ``spec`` (CRD defaults applied where a field is absent).
+
+        Raises PolicySpecError listing every unusable field; a policy without ``spec.ca`` has
+        nothing to rotate.
+        """
+        problems: list[str] = []
+        ca = spec.get("ca") or {}
+        rotation = spec.get("rotation") or {}
+        limits = spec.get("issuanceLimits") or {}
+
+        def duration(where: Mapping[str, Any], key: str, default: str, path: str) -> dt.timedelta:
+            try:
+                return parse_duration(str(where.get(key) or default))
+            except ValueError as e:
+                problems.append(f"{path}: {e}")
+                return parse_duration(default)
+
+        if not ca.get("secretName"):
+            problems.append("spec.ca.secretName: a rotation needs the policy's CA Secret")
+        probes = []
+        for i, p in enumerate(rotation.get("probes") or ()):
+            try:
+                probes.append(Probe(str(p["host"]), int(p["port"]), p.get("serverName") or None,
+                                    duration(p, "timeout", "5s", f"spec.rotation.probes[{i}].timeout")))
+            except (KeyError, TypeError, ValueError):
+                problems.append(f"spec.rotation.probes[{i}]: needs host and port")
+        settings = dict(
+            ca_secret_name=str(ca.get("secretName") or "-"),
+            rotate_before=duration(ca, "rotateBefore", "2160h", "spec.ca.rotateBefore"),
+            propagation_delay=duration(rotation, "propagationDelay", "2m", "spec.rotation.propagationDelay"),
+            leaf_timeout=duration(rotation, "leafTimeout", "24h", "spec.rotation.leafTimeout"),
+            probes=tuple(probes),
+            paused=bool(rotation.get("paused", False)),
+            abort=bool(rotation.get("abort", False)),
+            supplied_ca_secret_name=rotation.get("newCASecretName") or None,
+            reissue_per_minute=int(limits.get("perMinute") or DEFAULT_PER_MINUTE),
+        )
+        if problems:
+            raise PolicySpecError(problems)
+        try:
+            return cls(**settings)  # type: ignore[arg-type]
+        except ValueError as e:
+            raise PolicySpecError([str(e)]) from None
 
     def __post_init__(self) -> None:
         if not self.ca_secret_name:

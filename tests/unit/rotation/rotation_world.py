@@ -216,10 +216,14 @@ class Driver:
     persisted: dict = field(default_factory=lambda: RotationState().to_dict())
     crashes: int = 0
     decisions: int = 0
+    _parsed: tuple[dict, RotationState] | None = None
 
     @property
     def state(self) -> RotationState:
-        return RotationState.from_dict(_strip_nulls(self.persisted))
+        """The status as a restarted operator would read it back (nulls dropped by the API)."""
+        if self._parsed is None or self._parsed[0] is not self.persisted:
+            self._parsed = (self.persisted, RotationState.from_dict(_strip_nulls(self.persisted)))
+        return self._parsed[1]
 
     def step(self, rng: random.Random | None = None, crash_rate: float = 0.0) -> Decision:
         state = self.state

@@ -1,0 +1,97 @@
+"""Fuzzing the loaders: no input may raise out of them."""
+
+from __future__ import annotations
+
+import base64
+
+import certgen
+from hypothesis import given
+from hypothesis import strategies as st
+
+from certpolicy.pki.load import CertificateLoad, KeyLoad, load_certificates, load_pkcs12, load_private_key
+
+_PKI = certgen.pki()
+CHAIN = _PKI.chain_pem
+KEY = _PKI.leaf.key_pem()
+KEY_ENC = _PKI.leaf.key_pem(password=b"pw")
+DER = _PKI.leaf.der
+P12 = certgen.pkcs12_bytes(_PKI.leaf, b"pw", [_PKI.intermediate])
+
+MARKERS = [
+    b"-----BEGIN CERTIFICATE-----",
+    b"-----END CERTIFICATE-----",
+    b"-----BEGIN TRUSTED CERTIFICATE-----",
+    b"-----END TRUSTED CERTIFICATE-----",
+    b"-----BEGIN PKCS7-----",
+    b"-----END PKCS7-----",
+    b"-----BEGIN PRIVATE KEY-----",
+    b"-----END PRIVATE KEY-----",
+    b"-----BEGIN RSA PRIVATE KEY-----",
+    b"Proc-Type: 4,ENCRYPTED",
+    b"-----BEGIN",
+    b"-----END ",
+    b"\r\n",
+    b"\n",
+    b"=",
+    b"\x30\x82",
+    b"\x30\x80",
+    b"\x00",
+]
+
+
+@st.composite
+def mutated(draw, base: bytes) -> bytes:
+    data = bytearray(base)
+    for _ in range(draw(st.integers(0, 4))):
+        op = draw(st.sampled_from(["truncate", "flip", "insert", "delete", "dup"]))
+        if not data:
+            break
+        i = draw(st.integers(0, len(data) - 1))
+        if op == "truncate":
+            del data[i:]
+        elif op == "flip":
+            data[i] ^= draw(st.integers(1, 255))
+        elif op == "insert":
+            data[i:i] = draw(st.one_of(st.sampled_from(MARKERS), st.binary(max_size=16)))
+        elif op == "delete":
+            del data[i : i + draw(st.integers(1, 64))]
+        else:
+            data += data[i:]
+    return bytes(data)
+
+
+pem_soup = st.lists(
+    st.one_of(st.sampled_from(MARKERS), st.binary(max_size=40), st.text(alphabet="ABCDEFabcdef0123456789+/=\n", max_size=80).map(str.encode)),
+    max_size=30,
+).map(b"".join)
+
+anything = st.one_of(
+    st.binary(max_size=2048),
+    pem_soup,
+    mutated(CHAIN),
+    mutated(DER),
+    mutated(KEY),
+    mutated(P12),
+    mutated(base64.b64encode(CHAIN)),
+)
+
+
+@given(anything)
+def test_load_certificates_never_raises(data):
+    loaded = load_certificates(data)
+    assert isinstance(loaded, CertificateLoad)
+    assert all(isinstance(p, str) and p.reason for p in loaded.problems)
+    assert len(loaded.problems) <= 25
+
+
+@given(st.one_of(anything, mutated(KEY_ENC)), st.one_of(st.none(), st.binary(max_size=8), st.just(b"pw")))
+def test_load_private_key_never_raises(data, password):
+    loaded = load_private_key(data, password)
+    assert isinstance(loaded, KeyLoad)
+    assert (loaded.key is None) == (loaded.problem is not None)
+
+
+@given(st.one_of(mutated(P12), st.binary(max_size=512)), st.one_of(st.none(), st.just(b"pw"), st.binary(max_size=4)))
+def test_load_pkcs12_never_raises(data, password):
+    loaded = load_pkcs12(data, password)
+    assert loaded.problem is not None or loaded.certificate is not None or loaded.additional_certificates

@@ -1,0 +1,115 @@
+"""Evaluation values and the Evaluator cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import certgen
+import pytest
+
+from certpolicy.pki.chain import TrustAnchors
+from certpolicy.pki.publicroots import PublicRoots
+from certpolicy.pki.secretdata import material_from_secret
+from certpolicy.policy.evaluate import Evaluation, Evaluator, evaluate
+from certpolicy.policy.findings import Severity
+from certpolicy.policy.spec import Requirements, requirements_from_spec
+
+REQ = requirements_from_spec({"extendedKeyUsages": ["serverAuth", "clientAuth"]})
+
+
+@pytest.fixture
+def evaluator():
+    return Evaluator(public_roots=PublicRoots.of([]))
+
+
+def material(pki_or_leaf, inters=()):
+    s = certgen.tls_secret(pki_or_leaf, list(inters))
+    return material_from_secret(s["type"], s["data"])
+
+
+def test_findings_sorted_worst_first(ec_pki, now):
+    leaf = certgen.leaf(ec_pki.intermediate, "x.example.com", eku=None, dns_names=["10.0.0.1"], valid_for=dt.timedelta(days=3))
+    ev = evaluate(REQ, material(leaf, [ec_pki.intermediate]), ec_pki.bundle, now, public_roots=PublicRoots.of([]))
+    sev = [f.severity for f in ev.findings]
+    assert sev == sorted(sev, reverse=True)
+    assert ev.worst_severity is Severity.CRITICAL and ev.reasons[0] == ev.findings[0].reason
+
+
+def test_evaluation_is_frozen_and_serialisable(ec_pki, now):
+    import json
+
+    ev = evaluate(REQ, material(ec_pki.leaf, [ec_pki.intermediate]), ec_pki.bundle, now)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ev.findings = ()  # type: ignore[misc]
+    d = json.loads(json.dumps(ev.to_dict()))
+    assert d["compliant"] is True and d["anchorFingerprint"] == ev.anchor_fingerprint
+    assert [c["role"] for c in d["certificates"]] == ["leaf", "intermediate", "root"]
+    assert ev.leaf.common_name == "svc.example.com"
+
+
+def test_cache_hit_returns_the_same_object(evaluator, ec_pki, now):
+    m = material(ec_pki.leaf, [ec_pki.intermediate])
+    bundle = tuple(ec_pki.bundle)
+    a = evaluator.evaluate(REQ, m, bundle, now)
+    b = evaluator.evaluate(REQ, m, bundle, now + dt.timedelta(hours=1))
+    assert a is b and evaluator.hits == 1
+
+
+def test_cache_respects_valid_until(evaluator, ec_pki, now):
+    m = material(ec_pki.leaf, [ec_pki.intermediate])
+    a = evaluator.evaluate(REQ, m, ec_pki.bundle, now)
+    later = evaluator.evaluate(REQ, m, ec_pki.bundle, a.valid_until)
+    assert later is not a and later.findings and later.findings[0].reason == "ExpiringSoon"
+    earlier = evaluator.evaluate(REQ, m, ec_pki.bundle, now)  # time going back re-evaluates too
+    assert earlier.findings == ()
+
+
+def test_cache_key_includes_requirements_material_and_bundle(evaluator, ec_pki, now):
+    m = material(ec_pki.leaf, [ec_pki.intermediate])
+    a = evaluator.evaluate(REQ, m, ec_pki.bundle, now)
+    assert evaluator.evaluate(Requirements(), m, ec_pki.bundle, now) is not a
+    other = certgen.pki()
+    untrusted = evaluator.evaluate(REQ, m, other.bundle, now)
+    assert untrusted is not a and untrusted.findings[0].reason == "UntrustedChain"
+    assert evaluator.evaluate(REQ, m, None, now) is not a
+    m2 = material(other.leaf, [other.intermediate])
+    assert evaluator.evaluate(REQ, m2, ec_pki.bundle, now) is not a
+
+
+def test_bundle_forms_share_a_digest(evaluator, ec_pki, now):
+    m = material(ec_pki.leaf, [ec_pki.intermediate])
+    a = evaluator.evaluate(REQ, m, list(ec_pki.bundle), now)
+    assert evaluator.evaluate(REQ, m, tuple(ec_pki.bundle), now) is a
+    assert evaluator.evaluate(REQ, m, TrustAnchors.of(ec_pki.bundle), now) is a
+
+
+def test_naive_now(evaluator, ec_pki, now):
+    m = material(ec_pki.leaf, [ec_pki.intermediate])
+    assert evaluator.evaluate(REQ, m, ec_pki.bundle, now.replace(tzinfo=None)).compliant
+
+
+def test_cache_is_bounded(ec_pki, now):
+    ev = Evaluator(max_entries=2, public_roots=PublicRoots.of([]))
+    ms = [material(certgen.leaf(ec_pki.intermediate, f"n{i}.example.com"), [ec_pki.intermediate]) for i in range(4)]
+    for m in ms:
+        ev.evaluate(REQ, m, ec_pki.bundle, now)
+    assert len(ev._cache) == 2
+
+
+def test_internal_errors_become_findings(ec_pki, now, monkeypatch):
+    import certpolicy.policy.evaluate as mod
+
+    def boom(*a, **k):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(mod, "check_names", boom)
+    ev = evaluate(REQ, material(ec_pki.leaf, [ec_pki.intermediate]), ec_pki.bundle, now, public_roots=PublicRoots.of([]))
+    (f,) = [f for f in ev.findings if f.reason == "CheckFailed"]
+    assert "SAN" in f.message and "RuntimeError" in f.message and f.severity is Severity.WARNING
+
+
+def test_compliant_ignores_info(ec_pki, now):
+    ev = evaluate(REQ, material(ec_pki.leaf, [ec_pki.intermediate]), None, now, public_roots=PublicRoots.of([]))
+    assert ev.findings and ev.compliant and ev.worst_severity is Severity.INFO
+    assert isinstance(ev, Evaluation)

@@ -1,0 +1,499 @@
+"""The rotation machine's behaviours one by one: steps, gates, controls, triggers, status."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+from rotation_world import CA_SECRET, OLD, SUPPLIED, SUPPLIED_SECRET, T0, Driver, LeafModel, World
+
+from certpolicy.rotation import (
+    DeleteCASecret,
+    EmitEvent,
+    GenerateNewCA,
+    Observation,
+    Probe,
+    ProbeResult,
+    PromoteNewCA,
+    ReissueLeaf,
+    RotationSettings,
+    RotationState,
+    RunProbes,
+    UpdateBundles,
+    decide,
+)
+from certpolicy.rotation.machine import POLL, Decision
+from certpolicy.rotation.state import ABORTED, COMPLETED
+from certpolicy.rotation.triggers import FORCE_ANNOTATION, new_ca_secret_name
+
+TARGETS = ("a/ConfigMap/hl7-ca/ca.crt", "b/ConfigMap/hl7-ca/ca.crt", "c/Secret/hl7-ca/ca.crt")
+PROBE = Probe("partner.example.com", 18032)
+
+
+def make(
+    *,
+    managed: int = 2,
+    unmanaged: int = 1,
+    unmanaged_every: dt.timedelta | None = dt.timedelta(minutes=30),
+    request: str | None = "r1",
+    **settings: object,
+) -> Driver:
+    world = World()
+    world.targets = {t: {OLD} for t in TARGETS}
+    for i in range(managed):
+        world.leaves[f"integration/managed-{i}"] = LeafModel(OLD, True, None)
+    for i in range(unmanaged):
+        nxt = T0 + unmanaged_every if unmanaged_every else None
+        world.leaves[f"apps/app-{i}"] = LeafModel(OLD, False, unmanaged_every, nxt)
+    world.annotation = request
+    world.not_after[OLD] = T0 + dt.timedelta(days=400)
+    base = {"ca_secret_name": CA_SECRET, "propagation_delay": dt.timedelta(minutes=2)}
+    return Driver(world, RotationSettings(**{**base, **settings}))  # type: ignore[arg-type]
+
+
+def run_until(driver: Driver, done: Callable[[Decision], bool], limit: int = 500) -> Decision:
+    """Drive without crashes, moving the clock to each requested wake-up."""
+    for _ in range(limit):
+        d = driver.step()
+        if done(d):
+            return d
+        driver.world.advance(d.next_wake or driver.world.now + dt.timedelta(minutes=5))
+    raise AssertionError(f"not reached; last condition: {d.condition}")
+
+
+def phase(driver: Driver) -> str | None:
+    cur = driver.state.current
+    return cur.phase if cur else None
+
+
+def reasons(driver: Driver) -> list[str]:
+    return [e.reason for e in driver.world.events]
+
+
+# --- the happy path ------------------------------------------------------------------------------
+
+
+def test_full_rotation_walks_the_five_steps_with_events_and_status() -> None:
+    driver = make()
+    seen: list[tuple[int | None, str]] = []
+
+    def record(d: Decision) -> bool:
+        cur = d.state.current
+        seen.append((cur.step if cur else None, d.condition.reason))
+        return cur is None
+
+    d = run_until(driver, record)
+    assert d.condition.reason == COMPLETED and d.condition.status is False
+    steps = [s for s, _ in seen if s is not None]
+    assert steps == sorted(steps) and set(steps) == {1, 2, 3, 4, 5}
+    assert reasons(driver)[:1] == ["RotationStarted"]
+    for r in ("RotationVerifyBundles", "RotationIssueFromNewCA", "RotationAwaitLeaves", "RotationRemoveOldCA",
+              "RotationCompleted", "RotationLeavesOnOldCA"):
+        assert r in reasons(driver)
+    new = driver.world.generated[0]
+    assert all(fps == {new} for fps in driver.world.targets.values())
+    h = driver.state.history[0]
+    assert (h.outcome, h.old_ca, h.new_ca, h.id) == (COMPLETED, OLD, new, "r1")
+    assert driver.state.retired_fingerprints() == {OLD}
+    # The spare copy of the new CA is deleted once it lives in spec.ca.secretName.
+    assert new_ca_secret_name(CA_SECRET, "r1") not in driver.world.ca_secrets
+    assert driver.world.ca_secrets[CA_SECRET] == new
+
+
+def test_status_counts_targets_and_leaves() -> None:
+    driver = make(managed=3, unmanaged=2, unmanaged_every=None)
+    d = run_until(driver, lambda d: d.state.current is not None and d.state.current.step == 4)
+    status = d.state.to_dict()
+    assert status["step"] == 4 and status["phase"] == "AwaitLeaves"
+    assert status["targets"] == {"verified": 3, "total": 3}
+    assert status["leaves"]["managed"] == 3
+    assert status["oldCA"] == OLD and status["newCA"] == driver.world.generated[0]
+    assert set(status["stepStartedAt"]) >= {"addNewCA", "verifyBundles", "issueFromNewCA", "awaitLeaves"}
+    assert status["stepStartedAt"]["awaitLeaves"] is not None
+    d = driver.step()
+    assert d.state.current.leaves_managed_on_new == 3
+    assert d.state.current.leaves_on_old == ("apps/app-0", "apps/app-1")
+    assert "apps/app-0" in d.condition.message
+
+
+def test_new_ca_is_recorded_only_once_observed_and_generated_once_after_a_lost_write() -> None:
+    driver = make()
+    d = driver.step()
+    gen = [a for a in d.actions if isinstance(a, GenerateNewCA)]
+    assert len(gen) == 1 and d.state.current.new_ca is None
+    assert gen[0].secret_name == new_ca_secret_name(CA_SECRET, "r1")
+    # Perform the generation but "crash" before the status write: the state still says nothing.
+    driver.world.apply(gen[0])
+    d2 = decide(RotationState(), driver.world.observe(RotationState(), driver.settings), driver.settings,
+                driver.world.now)
+    again = [a for a in d2.actions if isinstance(a, GenerateNewCA)]
+    assert again == gen  # same Secret: create-only finds the first CA
+    driver.world.apply(again[0])
+    assert len(driver.world.generated) == 1
+    run_until(driver, lambda d: d.state.current is None)
+    assert len(driver.world.generated) == 1
+
+
+def test_nothing_refers_to_the_new_ca_before_it_exists() -> None:
+    driver = make()
+    d = driver.step()
+    assert not [a for a in d.actions if isinstance(a, (UpdateBundles, PromoteNewCA, ReissueLeaf))]
+
+
+def test_each_target_is_verified_on_its_own() -> None:
+    driver = make(propagation_delay=dt.timedelta(0))
+    driver.step()  # generate
+    d = driver.step()  # add to every target, step 2
+    assert [a for a in d.actions if isinstance(a, UpdateBundles)][0].targets == TARGETS
+    # Someone overwrites one target (a tool that replaces the whole store).
+    driver.world.targets[TARGETS[1]] = {OLD}
+    d = driver.step()
+    ups = [a for a in d.actions if isinstance(a, UpdateBundles)]
+    assert ups and ups[0].targets == (TARGETS[1],)
+    assert d.state.current.step == 2 and d.state.current.targets_verified == 2
+    d = driver.step()
+    assert d.state.current.step >= 3
+
+
+def test_propagation_delay_counts_from_verification_and_sets_a_timer() -> None:
+    driver = make(managed=0, unmanaged=0, propagation_delay=dt.timedelta(seconds=45))
+    driver.step()
+    driver.step()
+    d = driver.step()  # all targets verified now
+    cur = d.state.current
+    assert cur.step == 2 and cur.bundles_verified_at == driver.world.now
+    assert d.next_wake == driver.world.now + dt.timedelta(seconds=45)
+    driver.world.advance(driver.world.now + dt.timedelta(seconds=44))
+    assert driver.step().state.current.step == 2
+    driver.world.advance(driver.world.now + dt.timedelta(seconds=1))
+    assert driver.step().state.current.step >= 3
+    # A long delay is still waited out in full; meanwhile a backstop poll (POLL) re-checks targets.
+    driver = make(managed=0, unmanaged=0, propagation_delay=dt.timedelta(hours=1))
+    driver.step()
+    driver.step()
+    d = driver.step()
+    assert d.next_wake == driver.world.now + POLL
+    assert "propagation delay until 2026-03-01T13:00:00Z" in d.condition.message
+
+
+def test_reissue_is_rate_capped_per_minute() -> None:
+    driver = make(managed=5, unmanaged=0, reissue_per_minute=2, propagation_delay=dt.timedelta(0))
+    d = run_until(driver, lambda d: any(isinstance(a, ReissueLeaf) for a in d.actions))
+    assert len([a for a in d.actions if isinstance(a, ReissueLeaf)]) == 2
+    window_end = driver.world.now + dt.timedelta(minutes=1)
+    assert d.next_wake is not None and d.next_wake <= window_end
+    driver.world.advance(d.next_wake)
+    d = driver.step()  # same window: nothing more
+    assert not [a for a in d.actions if isinstance(a, ReissueLeaf)]
+    assert d.next_wake == window_end
+    driver.world.advance(window_end)
+    d = driver.step()
+    assert len([a for a in d.actions if isinstance(a, ReissueLeaf)]) == 2
+    assert d.state.current.reissue_requested == 4
+
+
+# --- probes --------------------------------------------------------------------------------------
+
+
+def test_probe_gate_holds_until_the_probe_accepts() -> None:
+    driver = make(managed=1, unmanaged=0, probes=(PROBE,), propagation_delay=dt.timedelta(0))
+    driver.world.probes = {PROBE.id: 1.0}  # refuses every handshake
+    d = run_until(driver, lambda d: any(isinstance(a, RunProbes) for a in d.actions))
+    run = [a for a in d.actions if isinstance(a, RunProbes)][0]
+    assert run.probes == (PROBE,) and run.ca.fingerprint == driver.world.generated[0]
+    for _ in range(5):
+        driver.world.advance(driver.world.now + dt.timedelta(seconds=30))
+        d = driver.step()
+        assert d.state.current.step == 2
+        assert not [a for a in d.actions if isinstance(a, (PromoteNewCA, ReissueLeaf))]
+    assert "refused" in d.condition.message and PROBE.id in d.condition.message
+    driver.world.probes = {PROBE.id: 0.0}
+    d = run_until(driver, lambda d: d.state.current.step >= 3)
+    assert d.state.current.probes[0].accepted
+
+
+def test_stale_or_foreign_probe_results_do_not_open_the_gate() -> None:
+    settings = RotationSettings(CA_SECRET, probes=(PROBE,), propagation_delay=dt.timedelta(minutes=2))
+    driver = make(managed=0, unmanaged=0, probes=(PROBE,))
+    driver.step()
+    driver.step()
+    d = driver.step()
+    state, gate = d.state, d.state.current.bundles_verified_at + settings.propagation_delay
+    new = state.current.new_ca
+    world = driver.world
+    world.advance(gate)
+    obs = world.observe(state, settings)
+    early = ProbeResult(PROBE.id, new, True, gate - dt.timedelta(seconds=1))
+    other_ca = ProbeResult(PROBE.id, OLD, True, gate)
+    d = decide(state, replace(obs, probe_results=(early, other_ca)), settings, world.now)
+    assert d.state.current.step == 2
+    ok = ProbeResult(PROBE.id, new, True, gate)
+    d = decide(state, replace(obs, probe_results=(ok,)), settings, world.now)
+    assert d.state.current.step == 3
+
+
+# --- pause and abort -----------------------------------------------------------------------------
+
+
+def test_pause_holds_at_the_current_step_and_resume_continues() -> None:
+    driver = make(propagation_delay=dt.timedelta(0))
+    run_until(driver, lambda d: d.state.current is not None and d.state.current.step == 2)
+    driver.set(paused=True)
+    before = {k: set(v) for k, v in driver.world.targets.items()}
+    for _ in range(5):
+        d = driver.step()
+        assert not [a for a in d.actions if not isinstance(a, EmitEvent)]
+        assert d.condition.reason == "Paused" and d.condition.status is True
+        assert d.next_wake is None
+        driver.world.advance(driver.world.now + dt.timedelta(hours=1))
+    assert d.state.current.step == 2
+    assert before == {k: set(v) for k, v in driver.world.targets.items()}
+    driver.set(paused=False)
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED
+
+
+def test_paused_policy_does_not_start_a_due_rotation() -> None:
+    driver = make(paused=True)
+    d = driver.step()
+    assert d.state.current is None and not d.actions
+    assert d.condition.reason == "Paused" and "r1" in d.condition.message
+    driver.set(paused=False)
+    assert driver.step().state.current is not None
+
+
+@pytest.mark.parametrize("abort_in_step", [1, 2])
+def test_abort_before_step_3_rolls_back_and_discards_the_new_ca(abort_in_step: int) -> None:
+    driver = make(propagation_delay=dt.timedelta(hours=1))
+    run_until(driver, lambda d: d.state.current is not None and d.state.current.step == abort_in_step
+              and (abort_in_step == 1 or d.state.current.bundles_verified_at is not None))
+    new_secret = new_ca_secret_name(CA_SECRET, "r1")
+    if abort_in_step == 1:
+        assert new_secret in driver.world.ca_secrets or driver.world.generated == []
+    driver.set(abort=True)
+    d = driver.step()
+    assert "RotationAborting" in [e.reason for e in d.events]
+    # In step 1 the targets may not hold the new CA yet: the rollback can finish at once.
+    assert d.condition.reason in ("RollingBack", ABORTED)
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == ABORTED
+    assert all(fps == {OLD} for fps in driver.world.targets.values())
+    assert new_secret not in driver.world.ca_secrets
+    assert driver.world.ca_secrets[CA_SECRET] == OLD
+    h = driver.state.history[0]
+    assert h.outcome == ABORTED
+    # abort stays set: nothing restarts; a new request waits until abort is cleared.
+    driver.world.annotation = "r2"
+    d = driver.step()
+    assert d.state.current is None and d.condition.reason == "Pending"
+    driver.set(abort=False)
+    assert driver.step().state.current.id == "r2"
+
+
+def test_abort_is_refused_from_step_3_and_the_rotation_goes_forward() -> None:
+    driver = make(unmanaged_every=dt.timedelta(minutes=30), propagation_delay=dt.timedelta(0))
+    run_until(driver, lambda d: d.state.current is not None and d.state.current.step >= 3)
+    driver.set(abort=True)
+    d = driver.step()
+    assert "Abort refused" in d.condition.message
+    assert [e.reason for e in d.events].count("RotationAbortRefused") == 1
+    d = driver.step()
+    assert "RotationAbortRefused" not in [e.reason for e in d.events]  # said once, not on every poll
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED
+
+
+def test_a_forgotten_step_3_is_rederived_and_cannot_be_aborted() -> None:
+    """The status write that recorded step 3 was lost after the promotion happened."""
+    driver = make(propagation_delay=dt.timedelta(minutes=2))
+    run_until(driver, lambda d: d.state.current is not None and d.state.current.step == 2
+              and d.state.current.bundles_verified_at is not None)
+    driver.world.advance(driver.state.current.bundles_verified_at + dt.timedelta(minutes=2))
+    stale = driver.persisted
+    d = driver.step()  # step 3: promote + re-issue, performed...
+    assert d.state.current.step == 3
+    driver.persisted = stale  # ...but the status write is lost
+    driver.set(abort=True)
+    d = driver.step()
+    assert d.state.current.step >= 3 and not d.state.current.rolling_back
+    assert "RotationResumed" in [e.reason for e in d.events]
+    assert d.state.current.abort_refused
+
+
+# --- AwaitLeaves ---------------------------------------------------------------------------------
+
+
+def test_stalled_after_leaf_timeout_names_the_leaves_then_force_moves_on() -> None:
+    driver = make(unmanaged=2, unmanaged_every=None, leaf_timeout=dt.timedelta(hours=2),
+                  propagation_delay=dt.timedelta(0))
+    d = run_until(driver, lambda d: d.state.current is not None and d.state.current.step == 4)
+    assert d.condition.reason == "AwaitLeaves"
+    named = [e for e in driver.world.events if e.reason == "RotationLeavesOnOldCA"]
+    assert len(named) == 1 and "apps/app-0" in named[0].message and "apps/app-1" in named[0].message
+    deadline = d.state.current.step_started_at[3] + dt.timedelta(hours=2)
+    assert d.next_wake is not None and d.next_wake <= deadline
+    driver.world.advance(deadline)
+    d = driver.step()
+    assert d.condition.reason == "Stalled" and d.condition.status is True
+    assert "apps/app-0" in d.condition.message and FORCE_ANNOTATION in d.condition.message
+    assert [e.reason for e in d.events] == ["RotationStalled"]
+    assert driver.step().condition.reason == "Stalled"
+    # One leaf is replaced by hand: the list changes, so it is named again.
+    driver.world.leaves["apps/app-0"].issuer = driver.world.ca_secrets[CA_SECRET]
+    d = driver.step()
+    assert "RotationLeavesOnOldCA" in [e.reason for e in d.events] and "apps/app-0" not in d.condition.message
+    # A force annotation for another rotation id does nothing; the right one moves on.
+    driver.world.force = "some-other-rotation"
+    assert driver.step().state.current.step == 4
+    driver.world.force = "r1"
+    driver.world.check_invariant = False  # forcing knowingly breaks the named leaf
+    d = driver.step()
+    assert "RotationForced" in [e.reason for e in d.events]
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED
+
+
+def test_replacing_the_leaves_unblocks_await_leaves() -> None:
+    driver = make(unmanaged=1, unmanaged_every=None, propagation_delay=dt.timedelta(0))
+    run_until(driver, lambda d: d.state.current is not None and d.state.current.step == 4)
+    driver.world.leaves["apps/app-0"].issuer = driver.world.ca_secrets[CA_SECRET]
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED
+
+
+def test_old_ca_is_not_removed_while_a_leaf_chains_to_it_again() -> None:
+    driver = make(unmanaged=1, unmanaged_every=None, propagation_delay=dt.timedelta(0))
+    run_until(driver, lambda d: d.state.current is not None and d.state.current.step == 4)
+    driver.world.leaves["apps/app-0"].issuer = driver.world.ca_secrets[CA_SECRET]
+    d = driver.step()
+    assert d.state.current.step == 5
+    # Before the removal is performed, someone deploys a leaf from the old CA.
+    driver.world.leaves["apps/late"] = LeafModel(OLD, False, None)
+    for t in TARGETS:
+        driver.world.targets[t] |= {OLD}
+    d = driver.step()
+    assert not [a for a in d.actions if isinstance(a, UpdateBundles)]
+    assert "apps/late" in d.condition.message
+
+
+# --- triggers ------------------------------------------------------------------------------------
+
+
+def test_the_same_request_value_never_starts_a_second_rotation() -> None:
+    driver = make(unmanaged_every=dt.timedelta(minutes=5), propagation_delay=dt.timedelta(0))
+    run_until(driver, lambda d: d.state.current is None and bool(d.state.history))
+    for _ in range(3):
+        d = driver.step()
+        assert d.state.current is None
+    assert driver.state.last_request == "r1"
+    driver.world.annotation = "r2"
+    d = driver.step()
+    assert d.state.current.id == "r2"
+    # A new value while r2 runs is ignored (and consumed), not queued.
+    driver.world.annotation = "r3"
+    d = driver.step()
+    assert d.state.current.id == "r2" and "RotationRequestIgnored" in [e.reason for e in d.events]
+    run_until(driver, lambda d: d.state.current is None)
+    assert driver.step().state.current is None
+    # Going back to an id that already ran is ignored with an event.
+    driver.world.annotation = "r1"
+    d = driver.step()
+    assert d.state.current is None and [e.reason for e in d.events] == ["RotationRequestIgnored"]
+    assert [h.id for h in driver.state.history] == ["r2", "r1"]
+
+
+def test_user_supplied_ca_rotates_without_generating_and_is_then_spent() -> None:
+    driver = make(request=None, supplied_ca_secret_name=SUPPLIED_SECRET, unmanaged_every=dt.timedelta(minutes=5),
+                  propagation_delay=dt.timedelta(0))
+    driver.world.ca_secrets[SUPPLIED_SECRET] = SUPPLIED
+    d = driver.step()
+    cur = d.state.current
+    assert cur.trigger == "SuppliedCA" and cur.new_ca == SUPPLIED and not cur.new_ca_generated
+    assert not [a for a in d.actions if isinstance(a, GenerateNewCA)]
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED
+    assert driver.world.generated == []
+    assert driver.world.ca_secrets[SUPPLIED_SECRET] == SUPPLIED  # never deleted
+    assert driver.world.ca_secrets[CA_SECRET] == SUPPLIED
+    assert all(fps == {SUPPLIED} for fps in driver.world.targets.values())
+    for _ in range(3):
+        assert driver.step().state.current is None
+    # A later request generates a fresh CA: the supplied one is now the active CA.
+    driver.world.annotation = "later"
+    d = driver.step()
+    assert d.state.current.new_ca_generated
+
+
+def test_request_uses_the_supplied_ca_when_one_is_configured() -> None:
+    driver = make(supplied_ca_secret_name=SUPPLIED_SECRET)
+    driver.world.ca_secrets[SUPPLIED_SECRET] = SUPPLIED
+    cur = driver.step().state.current
+    assert cur.trigger == "Request" and cur.new_ca == SUPPLIED and cur.new_ca_secret_name == SUPPLIED_SECRET
+
+
+def test_configured_but_missing_supplied_ca_holds_the_start() -> None:
+    driver = make(supplied_ca_secret_name=SUPPLIED_SECRET)
+    d = driver.step()
+    assert d.state.current is None and d.condition.reason == "Pending"
+    assert SUPPLIED_SECRET in d.condition.message
+
+
+def test_expiry_trigger_and_its_timer() -> None:
+    driver = make(request=None, rotate_before=dt.timedelta(days=90))
+    driver.world.not_after[OLD] = T0 + dt.timedelta(days=100)
+    d = driver.step()
+    assert d.state.current is None and d.condition.reason == "Idle"
+    assert d.next_wake == T0 + dt.timedelta(days=10)
+    driver.world.leaves.clear()  # no leaf renewals over ten simulated days
+    driver.world.advance(d.next_wake)
+    d = driver.step()
+    assert d.state.current.trigger == "Expiry" and d.state.current.id.startswith("expiry-")
+    d = run_until(driver, lambda d: d.state.current is None)
+    # The new CA is far from expiry: no second rotation, timer years ahead.
+    d = driver.step()
+    assert d.state.current is None and d.next_wake > driver.world.now + dt.timedelta(days=3000)
+
+
+def test_aborted_expiry_rotation_does_not_restart_by_itself() -> None:
+    driver = make(request=None, managed=0, unmanaged=0)
+    driver.world.not_after[OLD] = T0 + dt.timedelta(days=5)
+    driver.step()
+    driver.set(abort=True)
+    run_until(driver, lambda d: d.state.current is None)
+    driver.set(abort=False)
+    d = driver.step()
+    assert d.state.current is None and d.condition.reason == ABORTED
+    assert "request another" in d.condition.message
+    assert d.next_wake is None  # no busy loop on a due-but-spent trigger
+
+
+# --- contract details ----------------------------------------------------------------------------
+
+
+def test_decide_needs_an_aware_utc_now() -> None:
+    settings = RotationSettings(CA_SECRET)
+    with pytest.raises(ValueError):
+        decide(RotationState(), Observation(), settings, dt.datetime(2026, 1, 1))
+
+
+def test_no_ca_means_idle() -> None:
+    d = decide(RotationState(), Observation(rotate_request="x"), RotationSettings(CA_SECRET), T0)
+    assert d.state.current is None and not d.actions and d.condition.reason == "Idle"
+
+
+def test_actions_never_name_a_secret_that_does_not_hold_the_ca() -> None:
+    """World.apply raises when an action's CARef disagrees with the Secret; run a full rotation."""
+    driver = make(managed=3, unmanaged=2, probes=(PROBE,))
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED
+    assert not any(isinstance(a, DeleteCASecret) and a.secret_name == CA_SECRET for a in d.actions)
+
+
+def test_events_and_conditions_carry_no_key_material() -> None:
+    driver = make(managed=2, unmanaged=2, probes=(PROBE,))
+    run_until(driver, lambda d: d.state.current is None)
+    for e in driver.world.events:
+        assert "PRIVATE" not in e.message and "BEGIN" not in e.message
+        assert OLD not in e.message  # fingerprints are shortened in human text

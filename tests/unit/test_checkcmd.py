@@ -1,0 +1,241 @@
+"""``certpolicy check``: files, directories, live Secrets (with a fake cluster), output, exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import certgen
+import pytest
+
+from certpolicy import checkcmd
+from certpolicy.cli import main
+
+
+@pytest.fixture(scope="module")
+def pki():
+    return certgen.pki()
+
+
+@pytest.fixture
+def files(tmp_path: Path, pki):
+    (tmp_path / "svc.pem").write_bytes(pki.chain_pem)
+    (tmp_path / "svc.key").write_bytes(pki.leaf.key_pem())
+    (tmp_path / "bundle.pem").write_bytes(pki.root.pem)
+    return tmp_path
+
+
+def check(*args: str) -> int:
+    try:
+        return main(["check", *args])
+    except SystemExit as e:  # argparse errors
+        return int(e.code)
+
+
+MTLS = ("--require-eku", "serverAuth,clientAuth", "--allow-dns", "*.example.com")
+
+
+def test_compliant_file(files, capsys):
+    rc = check(str(files / "svc.pem"), "--key", str(files / "svc.key"), "--trust-bundle", str(files / "bundle.pem"), *MTLS)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "OK" in out and "svc.example.com" in out and "anchor sha256:" in out
+    assert "\033[" not in out  # not a terminal: no colour
+
+
+def test_critical_file(files, pki, capsys):
+    bad = certgen.leaf(pki.intermediate, "prod.example.org", eku=["serverAuth"])
+    (files / "bad.pem").write_bytes(bad.pem + pki.intermediate.pem)
+    rc = check(str(files / "bad.pem"), "--trust-bundle", str(files / "bundle.pem"), *MTLS)
+    out = capsys.readouterr().out
+    assert rc == 2
+    assert "MissingClientAuth" in out and "DNSNameNotAllowed" in out and "CRITICAL" in out
+
+
+def test_warning_only(files, pki, capsys):
+    soon = certgen.leaf(pki.intermediate, "soon.example.com", valid_for=dt.timedelta(days=20))
+    (files / "soon.pem").write_bytes(soon.pem + pki.intermediate.pem)
+    assert check(str(files / "soon.pem"), "--trust-bundle", str(files / "bundle.pem")) == 1
+    assert "ExpiringSoon" in capsys.readouterr().out
+
+
+def test_at_offset_makes_it_expire(files):
+    assert check(str(files / "svc.pem"), "--trust-bundle", str(files / "bundle.pem"), "--at", "+8000h") == 2
+    assert check(str(files / "svc.pem"), "--trust-bundle", str(files / "bundle.pem"), "--at", "2020-01-01T00:00:00Z") == 2
+
+
+def test_key_mismatch(files, capsys):
+    (files / "other.key").write_bytes(certgen.key_pem(certgen.key("p256", 11)))
+    assert check(str(files / "svc.pem"), "--key", str(files / "other.key"), "--trust-bundle", str(files / "bundle.pem")) == 2
+    assert "KeyMismatch" in capsys.readouterr().out
+
+
+def test_json_output(files, capsys):
+    rc = check(str(files / "svc.pem"), "--trust-bundle", str(files / "bundle.pem"), "-o", "json", *MTLS)
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0 and doc["exitCode"] == 0
+    (r,) = doc["results"]
+    assert r["compliant"] and r["anchorFingerprint"].startswith("sha256:") and r["target"].endswith("svc.pem")
+    assert [c["role"] for c in r["certificates"]] == ["leaf", "intermediate", "root"]
+
+
+def test_colour_on_request(files, pki, capsys):
+    bad = certgen.leaf(pki.intermediate, "x.example.com", eku=["serverAuth"])
+    (files / "bad.pem").write_bytes(bad.pem + pki.intermediate.pem)
+    check(str(files / "bad.pem"), "--trust-bundle", str(files / "bundle.pem"), "--require-eku", "clientAuth", "--color", "always")
+    assert "\033[31" in capsys.readouterr().out
+
+
+def test_directory_pairs_keys_and_uses_the_ca_file(tmp_path, pki, capsys):
+    (tmp_path / "a.crt").write_bytes(pki.chain_pem)
+    (tmp_path / "a.key").write_bytes(pki.leaf.key_pem())
+    other = certgen.leaf(pki.intermediate, "b.example.com")
+    (tmp_path / "b.pem").write_bytes(other.pem + pki.intermediate.pem)
+    (tmp_path / "b.key").write_bytes(certgen.key_pem(certgen.key("p256", 12)))  # wrong key
+    (tmp_path / "ca.crt").write_bytes(pki.root.pem)
+    (tmp_path / "notes.txt").write_text("ignored")
+    rc = check(str(tmp_path), "-o", "json")
+    doc = json.loads(capsys.readouterr().out)
+    results = {Path(r["target"]).name: r for r in doc["results"]}
+    assert set(results) == {"a.crt", "b.pem"}
+    assert results["a.crt"]["compliant"] and results["a.crt"]["anchorFingerprint"]
+    assert [f["reason"] for f in results["b.pem"]["findings"]] == ["KeyMismatch"]
+    assert rc == 2
+
+
+def test_pkcs12_with_password(tmp_path, pki, capsys):
+    (tmp_path / "ks.p12").write_bytes(certgen.pkcs12_bytes(pki.leaf, b"changeit", [pki.intermediate]))
+    (tmp_path / "pw").write_text("changeit\n")
+    (tmp_path / "bundle.pem").write_bytes(pki.root.pem)
+    assert check(str(tmp_path / "ks.p12"), "--password-file", str(tmp_path / "pw"), "--trust-bundle", str(tmp_path / "bundle.pem")) == 0
+    assert check(str(tmp_path / "ks.p12"), "--password", "changeit", "--trust-bundle", str(tmp_path / "bundle.pem")) == 0
+    capsys.readouterr()
+    assert check(str(tmp_path / "ks.p12"), "--password", "wrong") == 3  # nothing could be read
+    assert "KeystoreUnreadable" in capsys.readouterr().out
+
+
+def test_der_file(tmp_path, pki):
+    (tmp_path / "leaf.der").write_bytes(pki.leaf.der)
+    (tmp_path / "bundle.pem").write_bytes(pki.intermediate.pem)
+    assert check(str(tmp_path / "leaf.der"), "--trust-bundle", str(tmp_path / "bundle.pem")) == 0
+
+
+def test_policy_file_with_flag_override(files, pki, capsys):
+    (files / "policy.yaml").write_text(
+        """
+apiVersion: certpolicy.io/v1alpha1
+kind: CertificatePolicy
+metadata: {name: hl7-mtls-uat}
+spec:
+  requirements:
+    extendedKeyUsages: [serverAuth, clientAuth]
+    allowedDNSNames: ["*.uat.example.com"]
+    expiry: {warningBefore: 720h, criticalBefore: 168h}
+    trustBundle: {configMap: {namespace: certpolicy-system, name: hl7-ca, key: ca.crt}}
+"""
+    )
+    assert check(str(files / "svc.pem"), "--policy", str(files / "policy.yaml"), "--trust-bundle", str(files / "bundle.pem")) == 2
+    assert "DNSNameNotAllowed" in capsys.readouterr().out
+    assert check(str(files / "svc.pem"), "--policy", str(files / "policy.yaml"), "--allow-dns", "*.example.com", "--trust-bundle", str(files / "bundle.pem")) == 0
+    # offline, the policy's ConfigMap bundle cannot be read: say so, and fall back
+    capsys.readouterr()
+    check(str(files / "svc.pem"), "--policy", str(files / "policy.yaml"), "--allow-dns", "*.example.com")
+    assert "--trust-bundle" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bogus", "x.pem"],
+        ["--min-rsa-bits", "abc", "x.pem"],
+        ["--output", "xml", "x.pem"],
+        [],
+        ["does-not-exist.pem"],
+        ["--warn-before", "30d", "{dir}/svc.pem"],
+        ["--require-eku", "mTLS", "{dir}/svc.pem"],
+        ["--key", "{dir}/svc.key", "{dir}/svc.pem", "{dir}/bundle.pem"],
+        ["--trust-bundle", "{dir}/svc.key", "{dir}/svc.pem"],
+        ["--policy", "{dir}/svc.key", "{dir}/svc.pem"],
+        ["--at", "yesterday", "{dir}/svc.pem"],
+        ["--secret", "no-slash"],
+    ],
+)
+def test_usage_errors_exit_3(files, capsys, args):
+    assert check(*[a.replace("{dir}", str(files)) for a in args]) == 3
+    assert capsys.readouterr().err
+
+
+def test_garbage_file_is_unknown(tmp_path, capsys):
+    (tmp_path / "junk.pem").write_bytes(b"\x00\x01garbage")
+    assert check(str(tmp_path / "junk.pem")) == 3
+    out = capsys.readouterr().out
+    assert "UNKNOWN" in out and "NoCertificate" in out
+
+
+def test_unreadable_wins_over_critical(tmp_path, pki):
+    (tmp_path / "junk.pem").write_bytes(b"junk")
+    (tmp_path / "bad.pem").write_bytes(certgen.leaf(None, "self.example.com").pem)
+    (tmp_path / "bundle.pem").write_bytes(pki.root.pem)
+    assert check(str(tmp_path / "junk.pem"), str(tmp_path / "bad.pem"), "--trust-bundle", str(tmp_path / "bundle.pem")) == 3
+
+
+# --- live Secrets, through a fake cluster ---------------------------------------------------------
+
+
+class FakeCluster:
+    secrets: dict = {}
+    config_maps: dict = {}
+
+    def __init__(self, kubeconfig=None, context=None):
+        self.kubeconfig, self.context = kubeconfig, context
+
+    def secret(self, namespace, name):
+        try:
+            return self.secrets[(namespace, name)]
+        except KeyError:
+            raise checkcmd.UsageError(f"cannot read Secret {namespace}/{name}: 404 Not Found") from None
+
+    def config_map_value(self, namespace, name, key):
+        return self.config_maps[(namespace, name, key)]
+
+
+@pytest.fixture
+def cluster(monkeypatch, pki):
+    FakeCluster.secrets = {
+        ("integration", "mirth-tls"): pki.secret(),
+        ("integration", "labfeed-tls"): certgen.tls_secret(certgen.leaf(pki.intermediate, "labfeed.example.com", eku=["serverAuth"]), [pki.intermediate]),
+    }
+    FakeCluster.config_maps = {("certpolicy-system", "hl7-ca", "ca.crt"): pki.root.pem}
+    monkeypatch.setattr(checkcmd, "ClusterReader", FakeCluster)
+    return FakeCluster
+
+
+def test_secret_mode_reads_the_bundle_from_the_cluster(cluster, tmp_path, capsys):
+    (tmp_path / "policy.yaml").write_text(
+        "kind: CertificatePolicy\nspec:\n  requirements:\n    extendedKeyUsages: [serverAuth, clientAuth]\n"
+        "    trustBundle: {configMap: {namespace: certpolicy-system, name: hl7-ca, key: ca.crt}}\n"
+    )
+    rc = check("--secret", "integration/mirth-tls", "--secret", "integration/labfeed-tls", "--policy", str(tmp_path / "policy.yaml"), "-o", "json")
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 2
+    by = {r["target"]: r for r in doc["results"]}
+    assert by["secret integration/mirth-tls"]["compliant"] and by["secret integration/mirth-tls"]["anchorFingerprint"]
+    assert [f["reason"] for f in by["secret integration/labfeed-tls"]["findings"]] == ["MissingClientAuth"]
+
+
+def test_secret_mode_missing_secret(cluster, capsys):
+    assert check("--secret", "integration/nope") == 3
+    assert "404" in capsys.readouterr().out
+
+
+def test_file_mode_does_not_import_kubernetes(files):
+    code = (
+        "import sys; from certpolicy.cli import main; "
+        f"rc = main(['check', {str(files / 'svc.pem')!r}, '-o', 'json']); "
+        "print('kubernetes' in sys.modules, 'kopf' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False False"
