@@ -19,7 +19,7 @@ from kubernetes.client import ApiException
 from certpolicy import KIND
 from certpolicy.handlers.bundles import distribute, read_truststore_password
 from certpolicy.handlers.ca import ensure_ca, record_history, retire, retired_fingerprints, trusted_certificates
-from certpolicy.handlers.rotation import observe, perform, settings_from_spec
+from certpolicy.handlers.rotation import observe, perform
 from certpolicy.handlers.issuance import RateLimiter, issue_all
 from certpolicy.handlers.runtime import PolicyMemory, Runtime
 from certpolicy.inventory.selection import select
@@ -30,7 +30,7 @@ from certpolicy.metrics import COLLECTOR, EVENTS_POSTED, RECONCILE_DURATION, STA
 from certpolicy.policy.report import PolicyReport, Problem, SecretResult, build_report
 from certpolicy.pki.inspect import summarize
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
-from certpolicy.rotation import PromoteNewCA, RotationState, StateError, decide
+from certpolicy.rotation import PromoteNewCA, RotationSettings, RotationState, StateError, decide
 
 log = logging.getLogger("certpolicy.reconcile")
 
@@ -225,7 +225,11 @@ def _manage_ca_bundles_issuance(runtime: Runtime, policy: Mapping[str, Any], spe
         except StateError as e:
             state = RotationState()
             out.problems.append(Problem("RotationStateUnreadable", f"status.rotation was reset: {e}"))
-        settings = settings_from_spec(spec)
+        try:
+            settings = RotationSettings.from_spec(spec)
+        except PolicySpecError as e:
+            out.problems.append(Problem("RotationSettingsInvalid", str(e)))
+            return out
         passwords = {}
         for i, entry in enumerate(spec.get("trustBundles") or ()):
             p12 = (entry.get("formats") or {}).get("pkcs12")

@@ -58,26 +58,6 @@ class RotationOutcome:
     writes: int = 0
 
 
-def settings_from_spec(spec: Mapping[str, Any]) -> RotationSettings:
-    ca = spec["ca"]
-    rot = spec.get("rotation") or {}
-    probes = tuple(
-        Probe(p["host"], int(p["port"]), p.get("serverName"), parse_duration(p.get("timeout", "5s")))
-        for p in rot.get("probes") or ()
-    )
-    return RotationSettings(
-        ca_secret_name=ca["secretName"],
-        rotate_before=parse_duration(ca.get("rotateBefore", "2160h")),
-        propagation_delay=parse_duration(rot.get("propagationDelay", "2m")),
-        leaf_timeout=parse_duration(rot.get("leafTimeout", "24h")),
-        probes=probes,
-        paused=bool(rot.get("paused")),
-        abort=bool(rot.get("abort")),
-        supplied_ca_secret_name=rot.get("newCASecretName") or None,
-        reissue_per_minute=int((spec.get("issuanceLimits") or {}).get("perMinute", 60)),
-    )
-
-
 # ---- observation ------------------------------------------------------------------------------------
 
 def target_ids(inventory: Inventory, entries: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any], str]]:

@@ -208,6 +208,11 @@ def verify_chain(
 _VERIFIERS: dict[tuple[str, dt.datetime, int], ClientVerifier] = {}
 
 
+def clear_caches() -> None:
+    _VERIFIERS.clear()
+    _ANCHORS.clear()
+
+
 def _verifier(ta: TrustAnchors, now: dt.datetime, max_depth: int) -> ClientVerifier:
     """A verifier for (bundle, instant), reused: one evaluation pass checks every Secret at the
     same ``now`` against the same few bundles, and a verifier is immutable."""

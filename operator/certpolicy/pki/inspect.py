@@ -185,13 +185,15 @@ def _iso(t: dt.datetime) -> str:
 _SUMMARIES: LRU[str, CertSummary] = LRU(65536)
 
 
-def summarize(cert: x509.Certificate, fingerprint: str | None = None) -> CertSummary:
+def summarize(cert: x509.Certificate, fingerprint: str | None = None, *, public_key: Any = None) -> CertSummary:
     """The summary of ``cert``, computed once per distinct certificate (cached by fingerprint;
-    pass ``fingerprint`` when it is known, which saves hashing the certificate). Never raises."""
+    pass ``fingerprint`` when it is known, which saves hashing the certificate, and the
+    certificate's ``public_key()`` if the caller has it: building an EC key object is not free).
+    Never raises."""
     fp = fingerprint or certificate_fingerprint(cert)
     s = _SUMMARIES.get(fp)
     if s is None:
-        s = _summarize(cert, fp)
+        s = _summarize(cert, fp, public_key)
         _SUMMARIES.put(fp, s)
     return s
 
@@ -211,12 +213,12 @@ def certificate_fingerprint(cert: x509.Certificate) -> str:
     return fp
 
 
-def _summarize(cert: x509.Certificate, fp: str) -> CertSummary:
+def _summarize(cert: x509.Certificate, fp: str, public_key: Any = None) -> CertSummary:
     try:
         version = 1 if cert.version == x509.Version.v1 else 3
     except Exception:
         version = 0
-    key_algorithm, key_size, key_curve = _key_facts(cert)
+    key_algorithm, key_size, key_curve = _key_facts(cert, public_key)
     sig_name, sig_hash = _signature_facts(cert)
 
     is_ca = has_bc = bc_critical = has_ku = has_eku = has_san = False
@@ -231,30 +233,34 @@ def _summarize(cert: x509.Certificate, fp: str) -> CertSummary:
     aki: str | None = None
     error: str | None = None
     try:
+        # Dispatch on the exact type: isinstance() against cryptography's ABCs costs more than the
+        # rest of this loop.
         for ext in cert.extensions:
             v = ext.value
-            if isinstance(v, x509.BasicConstraints):
+            t = type(v)
+            if t is x509.BasicConstraints:
                 has_bc, bc_critical, is_ca, path_length = True, ext.critical, v.ca, v.path_length
-            elif isinstance(v, x509.KeyUsage):
+            elif t is x509.KeyUsage:
                 has_ku = True
                 ku = _key_usage_names(v)
-            elif isinstance(v, x509.ExtendedKeyUsage):
+            elif t is x509.ExtendedKeyUsage:
                 has_eku = True
-                ekus = tuple(eku_name(o) for o in v)
-            elif isinstance(v, x509.SubjectAlternativeName):
+                ekus = tuple([_EKU_NAMES.get(o) or o.dotted_string for o in v])
+            elif t is x509.SubjectAlternativeName:
                 has_san = True
                 for gn in v:
-                    if isinstance(gn, x509.DNSName):
+                    g = type(gn)
+                    if g is x509.DNSName:
                         dns += (gn.value,)
-                    elif isinstance(gn, x509.IPAddress):
+                    elif g is x509.IPAddress:
                         ips += (str(gn.value),)
-                    elif isinstance(gn, x509.UniformResourceIdentifier):
+                    elif g is x509.UniformResourceIdentifier:
                         uris += (gn.value,)
-                    elif isinstance(gn, x509.RFC822Name):
+                    elif g is x509.RFC822Name:
                         emails += (gn.value,)
-            elif isinstance(v, x509.SubjectKeyIdentifier):
+            elif t is x509.SubjectKeyIdentifier:
                 ski = v.digest.hex()
-            elif isinstance(v, x509.AuthorityKeyIdentifier):
+            elif t is x509.AuthorityKeyIdentifier:
                 aki = v.key_identifier.hex() if v.key_identifier is not None else None
     except Exception as e:
         error = _extension_error(e)
@@ -357,9 +363,10 @@ def _key_usage_names(ku: x509.KeyUsage) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _key_facts(cert: x509.Certificate) -> tuple[str, int | None, str | None]:
+def _key_facts(cert: x509.Certificate, key: Any = None) -> tuple[str, int | None, str | None]:
     try:
-        key = cert.public_key()
+        if key is None:
+            key = cert.public_key()
     except Exception:
         try:
             oid = cert.public_key_algorithm_oid

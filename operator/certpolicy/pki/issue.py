@@ -23,22 +23,16 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from certpolicy.pki.fingerprint import fingerprint
+from certpolicy.pki.inspect import EKU_BY_NAME
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 KEY_ALGORITHMS = ("ECDSAP256", "ECDSAP384", "RSA2048", "RSA3072", "RSA4096")
 
-USAGE_OIDS: dict[str, x509.ObjectIdentifier] = {
-    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
-    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
-    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
-    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
-    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
-    "ocspSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
-}
+USAGE_OIDS = EKU_BY_NAME  # one table of EKU names, in certpolicy.pki.inspect
 
 BACKDATE = dt.timedelta(minutes=1)
 
@@ -200,14 +194,21 @@ def issue_leaf(
 
 
 def load_key_pair(cert_pem: bytes, key_pem: bytes) -> KeyPair:
-    """A key pair from PEM (the first certificate in ``cert_pem``); raises ValueError when they do not match."""
-    cert = x509.load_pem_x509_certificates(cert_pem)[0]
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+    """A key pair from a Secret's ``tls.crt`` (its first certificate) and ``tls.key``.
+
+    Raises ValueError with a message that names no key material when either cannot be read or
+    the key does not belong to the certificate.
+    """
+    from certpolicy.pki.load import load_certificates, load_private_key
+
+    certs = load_certificates(cert_pem).certificates
+    if not certs:
+        raise ValueError("tls.crt holds no certificate")
+    loaded = load_private_key(key_pem)
+    if loaded.key is None:
+        raise ValueError(f"tls.key cannot be used: {loaded.problem}")
+    if not isinstance(loaded.key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise ValueError("unsupported CA key type: only RSA and EC keys are supported")
-    pub = serialization.PublicFormat.SubjectPublicKeyInfo
-    if cert.public_key().public_bytes(serialization.Encoding.DER, pub) != key.public_key().public_bytes(
-        serialization.Encoding.DER, pub
-    ):
+    if certs[0].public_key() != loaded.key.public_key():
         raise ValueError("the private key does not match the certificate")
-    return KeyPair(cert=cert, key=key)
+    return KeyPair(cert=certs[0], key=loaded.key)

@@ -437,21 +437,24 @@ def _assemble(
         return SecretMaterial(secret_type, None, (), ca, status, detail, tuple(problems), digest, None, key_source if key_raw is not None else None, ca_source)
     leaf: x509.Certificate | None
     if key_load is not None:
-        status, detail, leaf = _key_check(key_load, certs, key_source)
+        status, detail, leaf = _key_check(key_load, certs, key_source, fps)
     else:
         leaf = None
     return _finish_material(secret_type, certs, leaf, cert_source, status, detail, key_source if key_raw is not None else None, ca, ca_source, problems, digest, fps)
 
 
-def _key_check(key_load: KeyLoad | None, certs: Sequence[x509.Certificate], key_source: str) -> tuple[KeyStatus, str, x509.Certificate | None]:
+def _key_check(key_load: KeyLoad | None, certs: Sequence[x509.Certificate], key_source: str, fps: Sequence[str] = ()) -> tuple[KeyStatus, str, x509.Certificate | None]:
     """Which certificate the key belongs to. Only public halves are compared; the key is dropped
     by the caller right after."""
     if key_load is None or key_load.key is None:
         return KeyStatus.MISSING, "", None
     public = key_load.key.public_key()
-    for c in certs:
+    for i, c in enumerate(certs):
         try:
-            if c.public_key() == public:
+            cert_key = c.public_key()
+            if cert_key == public:
+                if len(fps) == len(certs):
+                    summarize(c, fps[i], public_key=cert_key)  # the evaluator will want it; the key object is at hand
                 return KeyStatus.MATCH, "", c
         except Exception:
             continue

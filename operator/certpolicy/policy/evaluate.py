@@ -26,6 +26,7 @@ lookup.
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -229,9 +230,11 @@ class _Run:
     def _per_certificate(self) -> None:
         req, now, out = self.req, self.now, self.findings
         for e in self.entries.values():
-            cap = None if e.on_path else Severity.WARNING
-            out.extend(check_expiry(req, e.summary, e.role, now, cap))
-            out.extend(check_strength(req, e.summary, e.role, cap))
+            p = _checks_of(req, e)
+            if not p.quiet_from <= now < p.quiet_until:
+                out.extend(check_expiry(req, e.summary, e.role, now, None if e.on_path else Severity.WARNING))
+            if p.strength:
+                out.extend(p.strength)
 
     def _leaf_checks(self, leaf: x509.Certificate, s: CertSummary) -> None:
         req, out = self.req, self.findings
@@ -289,12 +292,12 @@ class _Run:
         upcoming: dt.datetime | None = None
         past: dt.datetime | None = None
         for e in self.entries.values():
-            for t in change_instants(req, e.summary):
-                if t > now:
-                    if upcoming is None or t < upcoming:
-                        upcoming = t
-                elif past is None or t > past:
-                    past = t
+            instants = _checks_of(req, e).instants
+            i = bisect_right(instants, now)
+            if i < len(instants) and (upcoming is None or instants[i] < upcoming):
+                upcoming = instants[i]
+            if i and (past is None or instants[i - 1] > past):
+                past = instants[i - 1]
         findings = self.findings
         if len(findings) > 1:
             findings.sort(key=Finding.sort_key)
@@ -309,6 +312,39 @@ class _Run:
             valid_from=past,
             chain_path=chain.path if trusted and chain else (),
         )
+
+
+class _CertChecks(NamedTuple):
+    """The time-independent part of the per-certificate checks, computed once per certificate,
+    role and requirements: most certificates in an evaluation are CAs shared by every Secret."""
+
+    quiet_from: dt.datetime  # from notBefore ...
+    quiet_until: dt.datetime  # ... until warningBefore ahead of notAfter, no expiry finding
+    instants: tuple[dt.datetime, ...]  # sorted: where expiry results change
+    strength: tuple[Finding, ...]
+
+
+_CHECKS: LRU[tuple[Requirements, str, Role, bool], _CertChecks] = LRU(65536)
+
+
+def _checks_of(req: Requirements, e: CertificateEntry) -> _CertChecks:
+    key = (req, e.summary.fingerprint, e.role, e.on_path)
+    c = _CHECKS.get(key)
+    if c is None:
+        s = e.summary
+        c = _CertChecks(
+            s.not_before,
+            s.not_after - req.warning_before,
+            tuple(sorted(change_instants(req, s))),
+            tuple(check_strength(req, s, e.role, None if e.on_path else Severity.WARNING)),
+        )
+        _CHECKS.put(key, c)
+    return c
+
+
+def clear_caches() -> None:
+    """Forget the per-certificate check results (for benchmarks and tests)."""
+    _CHECKS.clear()
 
 
 class Evaluator:

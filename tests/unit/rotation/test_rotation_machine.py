@@ -497,3 +497,30 @@ def test_events_and_conditions_carry_no_key_material() -> None:
     for e in driver.world.events:
         assert "PRIVATE" not in e.message and "BEGIN" not in e.message
         assert OLD not in e.message  # fingerprints are shortened in human text
+
+
+def test_a_vanished_new_ca_holds_the_rotation_but_not_its_rollback() -> None:
+    driver = make(propagation_delay=dt.timedelta(hours=1))
+    run_until(driver, lambda d: d.state.current is not None and d.state.current.step == 2)
+    new = driver.state.current.new_ca
+    del driver.world.ca_secrets[new_ca_secret_name(CA_SECRET, "r1")]
+    driver.world.advance(driver.world.now + dt.timedelta(hours=2))
+    d = driver.step()
+    assert d.state.current.step == 2 and "Holding" in d.condition.message
+    assert not [a for a in d.actions if not isinstance(a, EmitEvent)]
+    driver.set(abort=True)
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == ABORTED
+    assert all(new not in fps for fps in driver.world.targets.values())
+
+
+def test_unreadable_target_is_rewritten_not_counted() -> None:
+    driver = make(propagation_delay=dt.timedelta(0))
+    driver.step()
+    d = driver.step()
+    obs = driver.world.observe(d.state, driver.settings)
+    targets = dict(obs.targets)
+    targets[TARGETS[0]] = None
+    d2 = decide(d.state, replace(obs, targets=targets), driver.settings, driver.world.now)
+    assert d2.state.current.step == 2 and d2.state.current.targets_verified == 2
+    assert [a.targets for a in d2.actions if isinstance(a, UpdateBundles)] == [(TARGETS[0],)]

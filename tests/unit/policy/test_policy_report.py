@@ -1,0 +1,49 @@
+"""What a policy reports from its Secrets' evaluations: counts, worst-first bounded list, reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import certgen
+
+from certpolicy.pki.secretdata import material_from_secret
+from certpolicy.policy.evaluate import evaluate
+from certpolicy.policy.report import MAX_VIOLATIONS, Problem, SecretResult, build_report
+from certpolicy.policy.spec import requirements_from_spec
+
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def _result(name, leaf, ca, req):
+    material = material_from_secret("kubernetes.io/tls", certgen.tls_secret(leaf)["data"])
+    return SecretResult("ns", name, evaluate(req, material, [ca.cert], NOW))
+
+
+def test_counts_worst_first_and_reason():
+    ca = certgen.root("report CA", now=NOW - dt.timedelta(days=1))
+    req = requirements_from_spec({"extendedKeyUsages": ["serverAuth", "clientAuth"]})
+    results = [
+        _result("ok", certgen.leaf(ca, "ok.example.com", now=NOW - dt.timedelta(days=1)), ca, req),
+        _result("no-client", certgen.leaf(ca, "a.example.com", eku=["serverAuth"], now=NOW - dt.timedelta(days=1)),
+                ca, req),
+        _result("soon", certgen.leaf(ca, "b.example.com", now=NOW - dt.timedelta(days=80),
+                                     valid_for=dt.timedelta(days=100)), ca, req),
+    ]
+    report = build_report(results, NOW)
+    assert report.summary() == {"selected": 3, "compliant": 1, "violating": 2, "expiringSoon": 1}
+    assert report.violations[0]["name"] == "no-client"  # Critical before Warning
+    assert report.compliant_reason == "MissingClientAuth" and not report.is_compliant
+    assert NOW < report.next_evaluation <= NOW + dt.timedelta(minutes=10)
+
+
+def test_violations_are_bounded_and_empty_selection_is_explained():
+    ca = certgen.root("report CA 2", now=NOW - dt.timedelta(days=1))
+    req = requirements_from_spec({"extendedKeyUsages": ["clientAuth"]})
+    bad = certgen.leaf(ca, "x.example.com", eku=["serverAuth"], now=NOW - dt.timedelta(days=1))
+    one = _result("x", bad, ca, req)
+    many = [SecretResult("ns", f"s{i:03d}", one.evaluation) for i in range(MAX_VIOLATIONS + 25)]
+    report = build_report(many, NOW)
+    assert report.violating == MAX_VIOLATIONS + 25 and len(report.violations) == MAX_VIOLATIONS
+    empty = build_report([], NOW, degraded=[Problem("TrustBundleMissing", "gone")])
+    assert empty.is_compliant and empty.compliant_reason == "NothingSelected"
+    assert empty.degraded[0].reason == "TrustBundleMissing"
