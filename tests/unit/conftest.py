@@ -8,6 +8,7 @@ are cheap.
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import certgen
 import pytest
@@ -19,7 +20,7 @@ from certpolicy.policy.spec import Requirements, requirements_from_spec
 settings.register_profile(
     "unit",
     deadline=None,  # first calls warm caches; wall-clock deadlines only make flaky tests
-    max_examples=150,
+    max_examples=int(os.environ.get("CERTPOLICY_FUZZ_EXAMPLES", "150")),  # raise it for a deeper run
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile("unit")

@@ -48,7 +48,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from certpolicy.pki.inspect import certificate_fingerprint, signed_by, summarize
+from certpolicy.pki.inspect import certificate_fingerprint, issuer_of, signed_by, subject_of, summarize
 from certpolicy.pki.lru import LRU
 
 UNTRUSTED = "UntrustedChain"
@@ -132,10 +132,20 @@ class TrustAnchors:
         return len(self.certificates)
 
     def fingerprint_of(self, cert: x509.Certificate) -> str:
-        for c in self.certificates:
+        """The fingerprint of one of these anchors (found by equality: the verifier hands back
+        new objects), without hashing it again."""
+        for c, fp in zip(self.certificates, self._fps):
             if c == cert:
-                return summarize(c).fingerprint
+                return fp
         return certificate_fingerprint(cert)
+
+    @property
+    def _fps(self) -> tuple[str, ...]:
+        fps = self.__dict__.get("_fps_cache")
+        if fps is None:
+            fps = tuple(summarize(c).fingerprint for c in self.certificates)
+            object.__setattr__(self, "_fps_cache", fps)
+        return fps
 
     def without(self, fp: str) -> TrustAnchors:
         """These anchors minus one certificate (used to keep a leaf out of its own store)."""
@@ -177,7 +187,8 @@ def verify_chain(
     recomputing them. Never raises on certificate content: every failure is a :class:`ChainResult`
     with a reason.
     """
-    now = as_utc(now)
+    if now.tzinfo is not dt.timezone.utc:
+        now = as_utc(now)
     ta = anchors if isinstance(anchors, TrustAnchors) else TrustAnchors.of(anchors)
     known = len(fingerprints) == 1 + len(intermediates)
     leaf_fp = fingerprints[0] if known else certificate_fingerprint(leaf)
@@ -291,7 +302,8 @@ def _diagnose(leaf: x509.Certificate, inters: Sequence[x509.Certificate], ta: Tr
             return ChainResult(False, None, (), UNTRUSTED, f"the chain ends at self-signed {_name(cur)}: {why}")
         nxt = next((i for i in inters if certificate_fingerprint(i) not in seen and signed_by(cur, i)), None)
         if nxt is None:
-            same_name = [c for c in (*ta.certificates, *inters) if c.subject == cur.issuer and c is not cur]
+            cur_issuer = issuer_of(cur)
+            same_name = [c for c in (*ta.certificates, *inters) if cur_issuer is not None and subject_of(c) == cur_issuer and c is not cur]
             if same_name:
                 return ChainResult(False, None, (), UNTRUSTED, f"{_name(cur)} names issuer '{s.issuer}', but no certificate with that name verifies its signature (CA re-keyed?)")
             if interior:

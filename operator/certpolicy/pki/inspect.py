@@ -120,15 +120,18 @@ class CertSummary:
 
     @cached_property
     def subject(self) -> str:
-        return _rfc4514(self.certificate.subject) if self.certificate is not None else ""
+        name = subject_of(self.certificate) if self.certificate is not None else None
+        return _rfc4514(name) if name is not None else "(unparsable name)"
 
     @cached_property
     def issuer(self) -> str:
-        return _rfc4514(self.certificate.issuer) if self.certificate is not None else ""
+        name = issuer_of(self.certificate) if self.certificate is not None else None
+        return _rfc4514(name) if name is not None else "(unparsable name)"
 
     @cached_property
     def common_name(self) -> str | None:
-        return _common_name(self.certificate.subject) if self.certificate is not None else None
+        name = subject_of(self.certificate) if self.certificate is not None else None
+        return _common_name(name) if name is not None else None
 
     @cached_property
     def self_issued(self) -> bool:
@@ -312,7 +315,8 @@ def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
     signature is then checked with the public-key primitives. This never decides trust: the chain
     verifier does, and it rejects those algorithms.
     """
-    if child.issuer != issuer.subject:
+    child_issuer, issuer_subject = issuer_of(child), subject_of(issuer)
+    if child_issuer is None or issuer_subject is None or child_issuer != issuer_subject:
         return False
     try:
         child.verify_directly_issued_by(issuer)
@@ -333,6 +337,24 @@ def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
         return True
     except Exception:
         return False
+
+
+def subject_of(cert: x509.Certificate) -> x509.Name | None:
+    """``cert.subject``, or None when it cannot be decoded: cryptography decodes names lazily and
+    raises ValueError on a malformed one (an invalid string type, say) — long after the
+    certificate itself was accepted."""
+    try:
+        return cert.subject
+    except Exception:
+        return None
+
+
+def issuer_of(cert: x509.Certificate) -> x509.Name | None:
+    """``cert.issuer``, or None when it cannot be decoded (see :func:`subject_of`)."""
+    try:
+        return cert.issuer
+    except Exception:
+        return None
 
 
 def _rfc4514(name: x509.Name) -> str:

@@ -499,6 +499,16 @@ def describe_key(key: Any) -> str:
 
 
 _SIGNING_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey, dsa.DSAPrivateKey)
+_SIGNING_TYPES: dict[type, bool] = {}
+
+
+def _can_sign(key: Any) -> bool:
+    """isinstance() against cryptography's key ABCs is slow; the answer per concrete type is not."""
+    t = type(key)
+    ok = _SIGNING_TYPES.get(t)
+    if ok is None:
+        ok = _SIGNING_TYPES[t] = isinstance(key, _SIGNING_KEYS)
+    return ok
 
 
 def load_private_key(data: Any, password: bytes | None = None) -> KeyLoad:
@@ -525,8 +535,8 @@ def load_private_key(data: Any, password: bytes | None = None) -> KeyLoad:
                     key = serialization.load_pem_private_key(raw, None, unsafe_skip_rsa_key_validation=True)
                 except Exception:
                     key = None
-                if isinstance(key, _SIGNING_KEYS):
-                    return KeyLoad(key=key)
+                if key is not None and _can_sign(key):
+                    return KeyLoad(key)
             return _load_pem_key(raw, password)
         return _load_key_der(raw, password, encrypted_hint=False)
     except Exception as e:  # pragma: no cover - last line of defence
@@ -595,11 +605,18 @@ def load_pkcs12(data: Any, password: bytes | None = None) -> Pkcs12Load:
         return Pkcs12Load(problem="KeystoreUnreadable", detail="empty")
     if len(raw) > MAX_INPUT_BYTES:
         return Pkcs12Load(problem="InputTooLarge", detail=f"{len(raw)} bytes is too large for a keystore")
+    if password is not None and b"\x00" in password:
+        # OpenSSL takes the password as a C string; cryptography panics (a BaseException) on a NUL.
+        return Pkcs12Load(problem="KeystoreUnreadable", detail="the password contains a NUL byte")
     tried = [password] if password is not None else [None, b""]
     for pw in tried:
         try:
             p12 = pkcs12.load_pkcs12(raw, pw)
         except Exception:
+            continue
+        except BaseException as e:  # a Rust panic surfaces as pyo3's PanicException
+            if isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+                raise
             continue
         cert = p12.cert.certificate if p12.cert is not None else None
         extra = tuple(c.certificate for c in p12.additional_certs)

@@ -26,7 +26,7 @@ from pathlib import Path
 from cryptography import x509
 
 from certpolicy.pki.chain import TrustAnchors, verify_chain
-from certpolicy.pki.inspect import certificate_fingerprint
+from certpolicy.pki.inspect import certificate_fingerprint, issuer_of, subject_of
 from certpolicy.pki.load import load_certificates
 
 #: Where distributions keep their CA bundle (the first readable one is used, with certifi).
@@ -49,7 +49,8 @@ class PublicRoots:
     @classmethod
     def of(cls, certs: Iterable[x509.Certificate], sources: Sequence[str] = ()) -> PublicRoots:
         anchors = TrustAnchors.of(certs)
-        return cls(anchors, frozenset(c.subject for c in anchors.certificates), tuple(sources))
+        subjects = (subject_of(c) for c in anchors.certificates)
+        return cls(anchors, frozenset(n for n in subjects if n is not None), tuple(sources))
 
     @property
     def fingerprints(self) -> frozenset[str]:
@@ -65,7 +66,7 @@ class PublicRoots:
         """The public root ``leaf`` chains to (through ``intermediates``) at ``now``, if any."""
         if not self.subjects:
             return None
-        if not any(c.issuer in self.subjects for c in (leaf, *intermediates)):
+        if not any(issuer_of(c) in self.subjects for c in (leaf, *intermediates)):
             return None
         result = verify_chain(leaf, intermediates, self.anchors, now)
         return result.anchor

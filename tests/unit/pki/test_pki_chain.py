@@ -152,3 +152,31 @@ def test_trust_anchors_are_cached_and_digested(ec_pki):
     b = TrustAnchors.of((ec_pki.root.cert,))
     assert a is b and a.digest.startswith("sha256:")
     assert TrustAnchors.of([ec_pki.root.cert, ec_pki.intermediate.cert]).digest != a.digest
+
+
+def test_issuer_without_key_cert_sign_is_untrusted(now):
+    root = certgen.root("Root")
+    inter = certgen.intermediate(root, "No-keyCertSign CA", key_usage={"digital_signature": True})
+    leaf = certgen.leaf(inter, "k.example.com")
+    r = verify_chain(leaf.cert, [inter.cert], [root.cert], now)
+    assert r.reason == "UntrustedChain" and "keyCertSign" in r.detail
+
+
+def test_leaf_claiming_ca_is_untrusted(ec_pki, now):
+    leaf = certgen.build("ca-leaf.example.com", issuer=ec_pki.intermediate, ca=True, dns_names=["ca-leaf.example.com"])
+    r = verify_chain(leaf.cert, [ec_pki.intermediate.cert], ec_pki.bundle, now)
+    assert r.reason == "UntrustedChain" and "leaf" in r.detail
+
+
+def test_given_fingerprints_are_used(ec_pki, now):
+    fps = (fingerprint(ec_pki.leaf.cert), fingerprint(ec_pki.intermediate.cert))
+    r = verify_chain(ec_pki.leaf.cert, [ec_pki.intermediate.cert], ec_pki.bundle, now, fingerprints=fps)
+    assert r.path == (*fps, fingerprint(ec_pki.root.cert))
+
+
+def test_verifier_is_reused_per_instant_but_time_still_counts(ec_pki, now):
+    """The verifier cache is keyed by time: a later instant sees an expired certificate."""
+    leaf = certgen.leaf(ec_pki.intermediate, "soon.example.com", valid_for=dt.timedelta(days=2))
+    assert verify_chain(leaf.cert, [ec_pki.intermediate.cert], ec_pki.bundle, now).trusted
+    assert verify_chain(leaf.cert, [ec_pki.intermediate.cert], ec_pki.bundle, now).trusted
+    assert not verify_chain(leaf.cert, [ec_pki.intermediate.cert], ec_pki.bundle, now + dt.timedelta(days=3)).trusted

@@ -112,3 +112,24 @@ def test_to_dict_is_json_ready(ec_pki):
 
 def test_summary_type():
     assert CertSummary.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+def test_every_field_is_set(ec_pki):
+    import dataclasses
+
+    s = summarize(certgen.leaf(ec_pki.intermediate, "fields.example.com").cert)
+    for f in dataclasses.fields(s):
+        getattr(s, f.name)
+    assert s == summarize(s.certificate) and hash(s) == hash(s.fingerprint)
+
+
+def test_names_are_lazy_but_right(ec_pki):
+    c = certgen.leaf(ec_pki.intermediate, "lazy.example.com").cert
+    s = summarize(c)
+    assert "subject" not in s.__dict__  # not computed until asked
+    assert s.subject == c.subject.rfc4514_string() and s.issuer == c.issuer.rfc4514_string()
+
+
+def test_sha1_self_signed_root_is_recognised():
+    root = certgen.root("SHA-1 Root", key_kind="rsa2048", hash="sha1")
+    assert summarize(root.cert).self_signed

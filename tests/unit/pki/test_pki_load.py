@@ -311,3 +311,9 @@ def test_pkcs12_wrong_or_missing_password(ec_pki):
 def test_pkcs12_garbage(data):
     loaded = load_pkcs12(data, b"x")
     assert loaded.problem is not None and loaded.certificate is None
+
+
+def test_fingerprints_come_with_the_certificates(ec_pki):
+    for data in (ec_pki.chain_pem, ec_pki.leaf.der + ec_pki.intermediate.der, b"junk\n" + ec_pki.chain_pem + ec_pki.leaf.key_pem()):
+        loaded = load_certificates(data)
+        assert loaded.fingerprints == tuple(fingerprint(c) for c in loaded.certificates)

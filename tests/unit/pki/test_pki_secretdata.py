@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import sys
 
@@ -257,3 +256,11 @@ def test_from_pkcs12(ec_pki):
     assert m.leaf == ec_pki.leaf.cert and m.intermediates == (ec_pki.intermediate.cert,) and m.key_status is KeyStatus.MATCH
     bad = material_from_pkcs12(data, b"wrong")
     assert bad.leaf is None and "KeystoreUnreadable" in reasons(bad)
+
+
+def test_fingerprints_of_leaf_and_chain(ec_pki):
+    from certpolicy.pki.fingerprint import fingerprint
+
+    s = ec_pki.secret()
+    m = material_from_secret(s["type"], s["data"])
+    assert m.fingerprints == (fingerprint(ec_pki.leaf.cert), fingerprint(ec_pki.intermediate.cert))

@@ -1,0 +1,124 @@
+"""Randomized crash runs of the CA rotation (issue #8): the invariant must hold in every run.
+
+One local control plane, one policy (bundles in 2 namespaces, 2 managed leaves, an unmanaged
+leaf renewed by its owner when asked), the operator as a real process. Each run requests a
+rotation, SIGKILLs the operator after a random delay (0-4 s: anywhere from before step 1 to
+after completion), restarts it, and waits for the rotation to complete. A recorder watches every
+bundle ConfigMap and leaf Secret for the whole session; the invariant — every leaf chains to a CA
+present in every bundle target — is checked by replaying all recorded versions in etcd order.
+
+Usage: .venv/bin/python benchmarks/chaos_rotation.py [--runs 50] [--seed 2026]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import kubernetes
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "operator"), str(REPO / "tests"), str(REPO / "tests" / "integration")]
+
+from operator_process import OperatorProcess  # noqa: E402
+from rotation_support import Recorder, check_invariant  # noqa: E402
+
+from certpolicy.kube.crd import install_crd  # noqa: E402
+from certpolicy.kube.namespaces import ensure_namespace  # noqa: E402
+from certpolicy.kube.rawapi import RawClient  # noqa: E402
+from certpolicy.localcluster import LocalCluster  # noqa: E402
+
+GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=2026)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+
+    with LocalCluster() as cluster:
+        install_crd(cluster.kubeconfig)
+        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        core = kubernetes.client.CoreV1Api(api)
+        custom = kubernetes.client.CustomObjectsApi(api)
+        ensure_namespace(core, "certpolicy-system")
+        namespaces = [f"chaos-{i}" for i in range(2)]
+        for ns in namespaces:
+            ensure_namespace(core, ns, labels={"chaos": "yes"})
+        leaves = {f"leaf-{i}" for i in range(2)}
+        recorder = Recorder(RawClient(api), namespaces, "chaos-ca", leaves).start()
+        custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": "chaos"},
+            "spec": {
+                "selector": {"namespaceSelector": {"matchLabels": {"chaos": "yes"}}},
+                "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"]},
+                "ca": {"secretName": "chaos-ca"},
+                "trustBundles": [{"configMap": {"name": "chaos-ca"},
+                                  "namespaceSelector": {"matchLabels": {"chaos": "yes"}}}],
+                "issuance": [{"secretName": f"leaf-{i}", "namespace": namespaces[i],
+                              "dnsNames": [f"leaf-{i}.chaos.test"]} for i in range(2)],
+                "rotation": {"propagationDelay": "1s"},
+            }})
+        op = OperatorProcess(cluster, cluster.workdir / "chaos-operator.log")
+        op.start()
+
+        def rotation() -> dict:
+            return (custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, "chaos").get("status") or {}
+                    ).get("rotation") or {}
+
+        def wait(pred, timeout: float, what: str):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                value = pred()
+                if value:
+                    return value
+                time.sleep(0.05)
+            raise SystemExit(f"timed out waiting for {what}; see {op.log_path}")
+
+        wait(lambda: (custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, "chaos").get("status") or {}
+                      ).get("issued", {}).get("ready") == 2, 60, "set-up")
+        kills, steps, started = 0, [], time.monotonic()
+        try:
+            for run in range(args.runs):
+                rid = f"chaos-{run}-{uuid.uuid4().hex[:4]}"
+                custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, "chaos",
+                                                   {"metadata": {"annotations": {"certpolicy.io/rotate": rid}}})
+                time.sleep(rng.uniform(0, 4))  # a random moment: the point of this run
+                rot = rotation()
+                steps.append(rot.get("step") if rot.get("id") == rid else 0)
+                op.kill()
+                kills += 1
+                op.start()
+
+                def done():
+                    r = rotation()
+                    h = r.get("history") or []
+                    return not r.get("id") and h and h[0]["id"] == rid and h[0]["outcome"] == "Completed"
+
+                wait(done, 120, f"rotation {rid}")
+                print(f"run {run + 1}/{args.runs}: killed at step {steps[-1] or 'idle/finished'}, completed",
+                      flush=True)
+        finally:
+            op.stop()
+            recorder.stop()
+        checked, violations = check_invariant(recorder, targets=2)
+        by_step = {s: steps.count(s) for s in sorted(set(steps), key=lambda x: x or 0)}
+        result = {"runs": args.runs, "kills": kills, "kills_by_step": {str(k or "none"): v for k, v in by_step.items()},
+                  "instants_checked": checked, "violations": len(violations),
+                  "seconds": round(time.monotonic() - started), "seed": args.seed, "cpus": os.cpu_count()}
+        print(json.dumps(result), flush=True)
+        for v in violations[:20]:
+            print("VIOLATION", v)
+        return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
