@@ -14,11 +14,50 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from certpolicy.inventory.watch import ListWatcher
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.bundle import read_bundle
 from certpolicy.pki.chain import verify_chain
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.pki.load import load_certificates
+
+
+class _Recording:
+    """A ListWatcher store that hands every version it sees to a callback (a relist included)."""
+
+    def __init__(self, on_version):
+        self.on_version = on_version
+        self.known: set[str] = set()
+        self.watcher: ListWatcher | None = None
+
+    def replace(self, items):
+        seen = set()
+        for obj in items:
+            seen.add(obj["metadata"]["name"])
+            self.on_version("ADDED", obj)
+        rv = self.watcher.resource_version if self.watcher else "0"  # the list's version, once consumed
+        for name in self.known - seen:  # deleted while the watch was down
+            self.on_version("DELETED", {"metadata": {"name": name, "resourceVersion": rv}})
+        self.known = seen
+
+    def upsert(self, obj):
+        self.known.add(obj["metadata"]["name"])
+        self.on_version("MODIFIED", obj)
+
+    def delete(self, obj):
+        self.known.discard(obj["metadata"]["name"])
+        self.on_version("DELETED", obj)
+
+
+def watch_versions(raw: RawClient, path: str, on_version, name: str) -> ListWatcher:
+    """Every version of the objects under ``path``, through the operator's own list-then-watch:
+    it survives an API server restart (re-watch from the last version) and 410 Gone (relist)."""
+    store = _Recording(on_version)
+    watcher = store.watcher = ListWatcher(raw, path, store, name=name, watch_timeout=60, backoff_max=1.0)
+    watcher.start()
+    if not watcher.synced.wait(10):
+        raise AssertionError(f"watch of {path} did not sync")
+    return watcher
 
 
 @dataclass
@@ -28,39 +67,18 @@ class Recorder:
     bundle_name: str
     leaf_names: set[str]
     events: list[tuple[int, str, str, str, dict | None]] = field(default_factory=list)  # rv, kind, ns, name, obj
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _responses: list = field(default_factory=list)
+    _watchers: list[ListWatcher] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> "Recorder":
-        ready = []
         for ns in self.namespaces:
             for plural in ("configmaps", "secrets"):
-                started = threading.Event()
-                ready.append(started)
-                t = threading.Thread(target=self._run, args=(ns, plural, started), daemon=True)
-                t.start()
-                self._threads.append(t)
-        for r in ready:
-            r.wait(10)
+                def record(etype, obj, ns=ns, plural=plural):
+                    obj.setdefault("metadata", {}).setdefault("namespace", ns)
+                    self._record(etype, obj, plural)
+                self._watchers.append(watch_versions(self.raw, f"/api/v1/namespaces/{ns}/{plural}", record,
+                                                     f"recorder-{ns}-{plural}"))
         return self
-
-    def _run(self, ns: str, plural: str, started: threading.Event) -> None:
-        path = f"/api/v1/namespaces/{ns}/{plural}"
-        listing = self.raw.get(path)
-        for obj in listing.get("items") or ():
-            self._record("ADDED", obj, plural)
-        rv = listing["metadata"]["resourceVersion"]
-        try:
-            for ev in self.raw.watch(path, {"resourceVersion": rv, "timeoutSeconds": 600}, timeout=(10, 660),
-                                     on_open=lambda r: (self._responses.append(r), started.set())):
-                if self._stop.is_set():
-                    return
-                self._record(ev["type"], ev["object"], plural)
-        except Exception:  # noqa: BLE001 - the stream is closed at stop()
-            if not self._stop.is_set():
-                raise
 
     def _record(self, etype: str, obj: dict, plural: str) -> None:
         meta = obj.get("metadata") or {}
@@ -73,14 +91,12 @@ class Recorder:
                                 None if etype == "DELETED" else obj))
 
     def stop(self) -> None:
-        self._stop.set()
-        for r in self._responses:
-            try:
-                (getattr(r, "shutdown", None) or r.close)()
-            except Exception:  # noqa: BLE001
-                pass
-        for t in self._threads:
-            t.join(5)
+        for w in self._watchers:
+            w.stop()
+
+    @property
+    def relists(self) -> int:
+        return sum(w.relists for w in self._watchers)
 
     def replay(self) -> Iterable[tuple[int, dict[tuple[str, str], dict | None], dict[tuple[str, str], dict | None]]]:
         """Yield (resourceVersion, bundles, leaves) after each recorded change, in global order."""

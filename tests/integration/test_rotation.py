@@ -7,7 +7,7 @@ import uuid
 import pytest
 from kubewait import wait_for
 from operator_process import OperatorProcess
-from rotation_support import Recorder, bundle_fingerprints, check_invariant
+from rotation_support import Recorder, bundle_fingerprints, check_invariant, watch_versions
 
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
@@ -89,46 +89,24 @@ def test_full_rotation_keeps_every_leaf_trusted_by_every_bundle(
 
 
 # ---- crash and resume ------------------------------------------------------------------------------
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import threading  # noqa: E402
-import time  # noqa: E402
 
 
 class CASecretCounter:
     """Counts the distinct CA Secrets created for each rotation id (GenerateNewCA must be once-only)."""
 
     def __init__(self, raw, namespace):
-        self.raw, self.namespace, self.by_rotation, self._stop = raw, namespace, {}, threading.Event()
-        self._resp = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        self.by_rotation: dict[str, set[str]] = {}
+        self.watcher = watch_versions(raw, f"/api/v1/namespaces/{namespace}/secrets", self._seen, "ca-counter")
 
-    def _run(self):
-        path = f"/api/v1/namespaces/{self.namespace}/secrets"
-        listing = self.raw.get(path)
-        try:
-            for ev in self.raw.watch(path, {"resourceVersion": listing["metadata"]["resourceVersion"],
-                                            "timeoutSeconds": 600}, timeout=(10, 660), on_open=self._resp.append):
-                if self._stop.is_set():
-                    return
-                meta = ev["object"].get("metadata") or {}
-                rid = (meta.get("annotations") or {}).get("certpolicy.io/rotation")
-                if ev["type"] == "ADDED" and rid:
-                    self.by_rotation.setdefault(rid, set()).add(meta["uid"])
-        except Exception:  # noqa: BLE001 - closed by stop()
-            if not self._stop.is_set():
-                raise
+    def _seen(self, etype, obj):
+        meta = obj.get("metadata") or {}
+        rid = (meta.get("annotations") or {}).get("certpolicy.io/rotation")
+        if etype != "DELETED" and rid:
+            self.by_rotation.setdefault(rid, set()).add(meta["uid"])
 
     def stop(self):
-        self._stop.set()
-        for r in self._resp:
-            try:
-                r.shutdown()
-            except Exception:  # noqa: BLE001
-                pass
+        self.watcher.stop()
 
 
 def put_team_leaf(core_v1, namespace, ca_namespace, ca_secret):

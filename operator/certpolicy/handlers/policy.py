@@ -33,15 +33,17 @@ INVENTORY_SYNC_TIMEOUT = 300.0
 
 @kopf.on.startup()
 async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
-    api_client = new_api_client()
-    inventory = Inventory(api_client)
+    # `certpolicy run` starts the inventory before kopf (its LIST overlaps kopf's start-up) and
+    # passes it in the memo; under `kopf run` or in tests it is started here.
+    api_client = getattr(memo, "api_client", None) or new_api_client()
+    inventory = getattr(memo, "inventory", None) or Inventory(api_client)
     runtime = Runtime(
         api_client=api_client, raw=RawClient(api_client), inventory=inventory,
         recorder=EventRecorder(RawClient(api_client)), evaluator=Evaluator(),
         loop=asyncio.get_running_loop(),
     )
     inventory.add_listener(runtime.wake_all_threadsafe)
-    inventory.start()
+    inventory.start()  # idempotent: a no-op when `certpolicy run` started it already
     synced = await asyncio.to_thread(inventory.wait_synced, INVENTORY_SYNC_TIMEOUT)
     if not synced:
         log.warning("inventory not fully synced after %.0fs; policies are evaluated as data arrives",
@@ -60,6 +62,7 @@ async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
         await asyncio.to_thread(runtime.inventory.stop)
+        runtime.evaluator.close()
 
 
 @kopf.on.probe(id="watches")

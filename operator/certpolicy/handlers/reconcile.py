@@ -161,12 +161,10 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     for ns, n in selection.missing:
         problems.append(Problem("SecretNotFound", f"the Secret {ns}/{n} named in spec.selector.names does not exist"))
 
-    results = []
-    records = {}
-    for rec in selection.secrets:
-        evaluation = runtime.evaluator.evaluate(requirements, rec.material, bundle, now)
-        results.append(SecretResult(rec.namespace, rec.name, evaluation))
-        records[(rec.namespace, rec.name)] = rec
+    secrets = list(selection.secrets)
+    evaluations = runtime.evaluator.evaluate_many(requirements, [rec.material for rec in secrets], bundle, now)
+    results = [SecretResult(rec.namespace, rec.name, ev) for rec, ev in zip(secrets, evaluations)]
+    records = {(rec.namespace, rec.name): rec for rec in secrets}
     report = build_report(results, now, degraded=problems, resync=RESYNC)
 
     _post_secret_events(runtime, name, memory, results, records, now)

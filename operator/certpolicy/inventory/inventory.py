@@ -56,6 +56,7 @@ class Inventory:
         self._bundle_stores: dict[tuple[str, str, str], RecordStore[BundleRecord]] = {}
         self._bundle_listeners: list[Listener] = []
         self._lock = threading.Lock()
+        self._started = False
         self.watchers = [
             ListWatcher(self.raw, "/api/v1/secrets", self.secrets, name="secrets",
                         query={"fieldSelector": f"type={TLS_TYPE}"}, watch_timeout=watch_timeout),
@@ -71,6 +72,11 @@ class Inventory:
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> "Inventory":
+        """Start the watches (once: later calls are no-ops)."""
+        with self._lock:
+            if self._started:
+                return self
+            self._started = True
         for w in self.watchers:
             w.start()
         return self

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import json
 import datetime as dt
 import os
 import shutil
@@ -169,6 +170,20 @@ class LocalCluster:
         self.stop_apiserver()
         self.start_apiserver(timeout)
 
+    def compact_etcd(self) -> int:
+        """Advance etcd's revision and compact its history up to it; returns that revision.
+
+        Fault injection: every watch resumed from an older resourceVersion is then answered with
+        410 Gone, as on a real cluster whose API server compacts every few minutes. Talks to
+        etcd's JSON gateway on loopback; writes one key outside the API server's prefix.
+        """
+        base = f"http://127.0.0.1:{self.etcd_port}/v3/kv"
+        key = base64.b64encode(b"/certpolicy-harness/compaction").decode()
+        put = _post_json(f"{base}/put", {"key": key, "value": key})
+        revision = int(put["header"]["revision"])
+        _post_json(f"{base}/compaction", {"revision": str(revision), "physical": True})
+        return revision
+
     # ---- pieces ----------------------------------------------------------------------------
     def _write_pki(self) -> None:
         pki = self.workdir / "pki"
@@ -308,3 +323,9 @@ class LocalCluster:
             [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
             capture_output=True, text=True, check=check, input=input, timeout=120,
         )
+
+
+def _post_json(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - etcd on loopback
+        return json.loads(resp.read())

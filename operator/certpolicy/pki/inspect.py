@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, PublicKeyAlgorithmOID
 
 from certpolicy.pki.fingerprint import fingerprint
@@ -186,6 +187,7 @@ def _iso(t: dt.datetime) -> str:
 
 
 _SUMMARIES: LRU[str, CertSummary] = LRU(65536)
+_DER = Encoding.DER
 
 
 def summarize(cert: x509.Certificate, fingerprint: str | None = None, *, public_key: Any = None) -> CertSummary:
@@ -238,7 +240,7 @@ def _summarize(cert: x509.Certificate, fp: str, public_key: Any = None) -> CertS
     try:
         # Dispatch on the exact type: isinstance() against cryptography's ABCs costs more than the
         # rest of this loop.
-        for ext in cert.extensions:
+        for ext in _uncached_extensions(cert):
             v = ext.value
             t = type(v)
             if t is x509.BasicConstraints:
@@ -355,6 +357,18 @@ def issuer_of(cert: x509.Certificate) -> x509.Name | None:
         return cert.issuer
     except Exception:
         return None
+
+
+def _uncached_extensions(cert: x509.Certificate) -> x509.Extensions:
+    """The extensions of ``cert`` read from a throwaway copy. cryptography caches the decoded
+    extensions on the certificate object for its lifetime — ~2.7 KB of Python objects per
+    certificate — and the inventory keeps every selected leaf alive; the summary already holds all
+    this engine reads from them, so a re-parse (~10 µs) is cheaper than the memory at 10,000+
+    Secrets."""
+    try:
+        return x509.load_der_x509_certificate(cert.public_bytes(_DER)).extensions
+    except ValueError:
+        return cert.extensions  # raises the same decoding error the caller reports
 
 
 def _rfc4514(name: x509.Name) -> str:

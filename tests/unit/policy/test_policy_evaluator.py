@@ -113,3 +113,21 @@ def test_compliant_ignores_info(ec_pki, now):
     ev = evaluate(REQ, material(ec_pki.leaf, [ec_pki.intermediate]), None, now, public_roots=PublicRoots.of([]))
     assert ev.findings and ev.compliant and ev.worst_severity is Severity.INFO
     assert isinstance(ev, Evaluation)
+
+
+def test_evaluate_many_keeps_order_and_matches_inline_results(ec_pki, now):
+    good = material(ec_pki.leaf, [ec_pki.intermediate])
+    bad = material(certgen.leaf(ec_pki.intermediate, "x.example.com", eku=["serverAuth"]), [ec_pki.intermediate])
+    garbage = material_from_secret("kubernetes.io/tls", {"tls.crt": "bm90IGEgY2VydA==", "tls.key": ""})
+    batch = [good, bad, garbage] * 7
+    inline = Evaluator(public_roots=PublicRoots.of([]), workers=1)
+    threaded = Evaluator(public_roots=PublicRoots.of([]), workers=3)
+    threaded.PARALLEL_MIN = 2  # take the threaded path with a small batch
+    try:
+        expected = inline.evaluate_many(REQ, batch, ec_pki.bundle, now)
+        got = threaded.evaluate_many(REQ, batch, ec_pki.bundle, now)
+    finally:
+        threaded.close()
+    assert [e.reasons for e in got] == [e.reasons for e in expected]
+    assert [e.compliant for e in got[:3]] == [True, False, False]
+    assert "MissingClientAuth" in got[1].reasons

@@ -1,0 +1,223 @@
+"""Faults on the real control plane: API server restarts, compacted watch history (410 Gone),
+write conflicts (409). The harness stops and starts kube-apiserver while etcd keeps its data, and
+compacts etcd's history so that resumed watches are answered with 410, as on a long-running cluster.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import certgen
+import pytest
+from kubernetes import client
+from kubewait import wait_for
+from operator_process import OperatorProcess
+from rotation_support import Recorder, check_invariant
+from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret, secret_events
+from test_rotation import CASecretCounter, get, put_team_leaf, settled
+
+from certpolicy.handlers import bundles
+from certpolicy.inventory.store import RecordStore
+from certpolicy.inventory.watch import ListWatcher
+from certpolicy.kube.rawapi import RawClient
+from certpolicy.pki.bundle import read_bundle
+from certpolicy.pki.fingerprint import fingerprint
+
+GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
+
+
+def outage(cluster, *, compact: bool = True) -> None:
+    """Stop kube-apiserver, optionally compact etcd's history meanwhile, start it again."""
+    cluster.stop_apiserver()
+    try:
+        if compact:
+            cluster.compact_etcd()
+    finally:
+        cluster.start_apiserver()
+
+
+# ---- 410 Gone ------------------------------------------------------------------------------------
+def test_list_watch_relists_after_410_gone_and_misses_nothing(cluster, api_client, core_v1, namespace):
+    def cm(name):
+        core_v1.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name)))
+
+    cm("a")
+    cm("b")
+    store = RecordStore("ConfigMap", lambda obj: obj["metadata"]["resourceVersion"])
+    watcher = ListWatcher(RawClient(api_client), f"/api/v1/namespaces/{namespace}/configmaps", store,
+                          name="test-410", watch_timeout=60, backoff_max=0.5).start()
+    try:
+        assert watcher.synced.wait(10)
+        assert set(store.snapshot()) == {(namespace, "a"), (namespace, "b")}
+        old_version = watcher.resource_version
+        outage(cluster)  # etcd history compacted past old_version while the API server was away
+        cm("c")
+        core_v1.delete_namespaced_config_map("a", namespace)
+        wait_for(lambda: set(store.snapshot()) == {(namespace, "b"), (namespace, "c")}, timeout=30,
+                 what="the store to reflect the changes made after the outage")
+        assert watcher.relists >= 1, "the resumed watch should have been answered with 410 Gone"
+        assert int(watcher.resource_version) > int(old_version)
+    finally:
+        watcher.stop()
+
+
+# ---- API server restart during reconciliation ------------------------------------------------------
+def test_api_server_restart_during_reconciliation_loses_nothing(
+        cluster, operator, policies, core_v1, custom_api, unique_name):
+    ca = certgen.root("Outage Test Root CA")
+    label = uuid.uuid4().hex[:8]
+    ns = labelled_namespace(core_v1, label)
+    bundle = f"bundle-{label}"
+    core_v1.create_namespaced_config_map(ns, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name=bundle), data={"ca.crt": certgen.pem(ca).decode()}))
+    good = [f"good-{i}" for i in range(6)]
+    bad = [f"bad-{i}" for i in range(4)]
+    for name in good:
+        put_secret(core_v1, ns, name, certgen.tls_secret(certgen.leaf(ca, f"{name}.outage.test")))
+    for name in bad[:2]:
+        put_secret(core_v1, ns, name, certgen.tls_secret(certgen.leaf(ca, f"{name}.outage.test", eku=["serverAuth"])))
+    make_policy(policies, unique_name, label, {
+        "extendedKeyUsages": ["serverAuth", "clientAuth"],
+        "trustBundle": {"configMap": {"namespace": ns, "name": bundle}}})
+    wait_for(lambda: get_status(custom_api, unique_name).get("summary", {}).get("selected") == 8, timeout=30,
+             what="8 Secrets selected")
+
+    outage(cluster)
+
+    # Changes right after the restart, while the operator's watches are reconnecting or relisting.
+    for name in bad[2:]:
+        put_secret(core_v1, ns, name, certgen.tls_secret(certgen.leaf(ca, f"{name}.outage.test", eku=["serverAuth"])))
+    for name in good[:2]:
+        core_v1.delete_namespaced_secret(name, ns)
+
+    st = wait_for(lambda: (lambda s: s if s.get("summary") == {"selected": 8, "compliant": 4, "violating": 4,
+                                                                "expiringSoon": 0} else None)(
+        get_status(custom_api, unique_name)), timeout=60, what="status after the outage")
+    assert condition(st, "Compliant")["reason"] == "MissingClientAuth"
+    assert sorted(v["name"] for v in st["violations"]) == bad
+    for name in bad:
+        events = wait_for(lambda name=name: secret_events(core_v1, ns, name), timeout=30, what=f"event on {name}")
+        # Exactly one Warning per Secret: nothing posted twice across the outage.
+        assert [(e.reason, e.count or 1) for e in events] == [("MissingClientAuth", 1)], name
+
+
+# ---- API server restart during each rotation step ---------------------------------------------------
+@pytest.fixture
+def rotation_body(core_v1, unique_name):
+    label = uuid.uuid4().hex[:8]
+    namespaces = [labelled_namespace(core_v1, label, rot=label) for _ in range(2)]
+    leaves = [{"secretName": f"leaf-{i}", "namespace": ns, "dnsNames": [f"leaf-{i}.rot.test"]}
+              for i, ns in enumerate(namespaces)]
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
+        "spec": {
+            "selector": {"namespaceSelector": {"matchLabels": {"rot": label}}},
+            "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"]},
+            "ca": {"secretName": f"{unique_name}-ca"},
+            "trustBundles": [{"configMap": {"name": "rot-ca"}, "namespaceSelector": {"matchLabels": {"rot": label}}}],
+            "issuance": leaves,
+            "rotation": {"propagationDelay": "3s"},  # keeps step 2 observable
+        },
+    }
+    return body, namespaces, {leaf["secretName"] for leaf in leaves} | {"team-tls"}
+
+
+def test_api_server_restart_during_each_rotation_step_resumes_and_completes(
+        cluster, crd, operator_namespace, api_client, custom_api, core_v1, policies, unique_name,
+        rotation_body, tmp_path):
+    body, namespaces, leaf_names = rotation_body
+    raw = RawClient(api_client)
+    recorder = Recorder(raw, namespaces, "rot-ca", leaf_names).start()
+    counter = CASecretCounter(raw, operator_namespace)
+    op = OperatorProcess(cluster, tmp_path / "operator.log")
+    outage_at = []
+    try:
+        op.start()
+        policies(body)
+        wait_for(lambda: settled(custom_api, unique_name), timeout=60, what="CA, bundles and leaves in place")
+        for target_step in range(1, 6):
+            rid = f"outage-{target_step}"
+            if target_step in (4, 5):
+                # An unmanaged leaf from the old CA holds step 4 (AwaitLeaves) until its owner renews.
+                put_team_leaf(core_v1, namespaces[0], operator_namespace, f"{unique_name}-ca")
+            custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
+                                                   {"metadata": {"annotations": {"certpolicy.io/rotate": rid}}})
+
+            def step_now(rid=rid, target_step=target_step):
+                rot = (get(custom_api, unique_name).get("status") or {}).get("rotation") or {}
+                if rot.get("id") == rid and (rot.get("step") or 0) >= min(target_step, 4):
+                    return rot["step"]
+                return None
+
+            step = wait_for(step_now, timeout=60, interval=0.01, what=f"rotation {rid} at step {target_step}")
+            if target_step == 5:
+                # Renew the team's leaf from the new CA and catch the rotation in its last step.
+                put_team_leaf(core_v1, namespaces[0], operator_namespace, f"{unique_name}-ca")
+
+                def in_step_5(rid=rid):
+                    rot = (get(custom_api, unique_name).get("status") or {}).get("rotation") or {}
+                    hist = rot.get("history") or []
+                    if rot.get("id") == rid and rot.get("step") == 5:
+                        return 5
+                    return 6 if hist and hist[0]["id"] == rid else None
+
+                step = wait_for(in_step_5, timeout=60, interval=0.005, what="rotation in step 5")
+            outage(cluster)
+            outage_at.append(step)
+            if target_step == 4:
+                wait_for(lambda: get(custom_api, unique_name)["status"]["rotation"].get("step") == 4, timeout=60,
+                         what="still awaiting the unmanaged leaf after the outage")
+                put_team_leaf(core_v1, namespaces[0], operator_namespace, f"{unique_name}-ca")
+
+            def finished(rid=rid):
+                rot = (get(custom_api, unique_name).get("status") or {}).get("rotation") or {}
+                hist = rot.get("history") or []
+                return not rot.get("id") and hist and hist[0]["id"] == rid and hist[0]["outcome"] == "Completed"
+
+            wait_for(finished, timeout=120, what=f"rotation {rid} completed after the outage")
+            if target_step in (4, 5):
+                core_v1.delete_namespaced_secret("team-tls", namespaces[0])
+        assert op.proc.poll() is None, "the operator process died during the outages"
+    finally:
+        op.stop()
+        recorder.stop()
+        counter.stop()
+    for target_step in range(1, 6):
+        assert len(counter.by_rotation.get(f"outage-{target_step}", ())) == 1, counter.by_rotation
+    checked, violations = check_invariant(recorder, targets=2)
+    assert violations == []
+    assert checked > 10
+    assert outage_at[:4] == [1, 2, 3, 4], f"outages landed in steps {outage_at}"
+    print(f"API server restarted during steps {outage_at}; invariant checked at {checked} instants")
+
+
+# ---- 409 Conflict on a bundle write ----------------------------------------------------------------
+def test_bundle_write_conflict_is_merged_on_fresh_data_not_overwritten(api_client, core_v1, namespace, monkeypatch):
+    """Someone edits the target between the operator's read and its write: the API server answers
+    409, the operator reads again and merges into their version — their CA survives."""
+    raw = RawClient(api_client)
+    ours, theirs, earlier = certgen.root("Our CA"), certgen.root("Their CA"), certgen.root("Earlier foreign CA")
+    core_v1.create_namespaced_config_map(namespace, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="trust"), data={"ca.crt": certgen.pem(earlier).decode()}))
+    calls = []
+    real_merge = bundles.merge_into_target
+
+    def racing_merge(raw_, kind, ns, name, policy, update):
+        def update_with_race(current):
+            calls.append((current or {}).get("metadata", {}).get("resourceVersion"))
+            if len(calls) == 1:  # the competing edit lands after our read, before our write
+                cm = core_v1.read_namespaced_config_map(name, ns)
+                cm.data["ca.crt"] += certgen.pem(theirs).decode()
+                core_v1.replace_namespaced_config_map(name, ns, cm)
+            return update(current)
+        return real_merge(raw_, kind, ns, name, policy, update_with_race)
+
+    monkeypatch.setattr(bundles, "merge_into_target", racing_merge)
+    inventory = type("NoInventory", (), {"namespaces": None})()
+    monkeypatch.setattr(bundles, "target_namespaces", lambda inv, entry: [namespace])
+    report = bundles.distribute(raw, inventory, "race-policy", [{"configMap": {"name": "trust"}}],
+                                [ours.cert], set(), None)
+    assert len(calls) == 2 and calls[0] != calls[1], "the write should have conflicted once and been redone"
+    assert [t.state for t in report.targets] == ["Verified"]
+    final = read_bundle(core_v1.read_namespaced_config_map("trust", namespace).data["ca.crt"]).fingerprint_set
+    assert final == {fingerprint(c.cert) for c in (ours, theirs, earlier)}
