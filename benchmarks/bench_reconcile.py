@@ -14,42 +14,21 @@ Usage: .venv/bin/python benchmarks/bench_reconcile.py [--secrets 10000] [--names
 from __future__ import annotations
 
 import argparse
-import base64
-import concurrent.futures as cf
 import datetime as dt
 import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import kubernetes
-from cryptography.hazmat.primitives import serialization
+from scale import GROUP, PLURAL, VERSION, TLSSecrets, b64, rss_mib, start_operator, stop_operator
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "operator"))
-
-from certpolicy.kube.crd import install_crd  # noqa: E402
-from certpolicy.kube.namespaces import ensure_namespace  # noqa: E402
-from certpolicy.localcluster import LocalCluster  # noqa: E402
-from certpolicy.localcluster.cluster import free_port  # noqa: E402
-from certpolicy.pki.issue import create_ca, generate_key, issue_leaf  # noqa: E402
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def rss_mib(pid: int, field: str = "VmHWM") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from certpolicy.kube.crd import install_crd
+from certpolicy.kube.namespaces import ensure_namespace
+from certpolicy.localcluster import LocalCluster
+from certpolicy.pki.issue import create_ca, issue_leaf
 
 
 def main() -> int:
@@ -67,9 +46,6 @@ def main() -> int:
         ensure_namespace(core, "certpolicy-system")
 
         ca = create_ca("bench CA")
-        key = generate_key()
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
         namespaces = [f"bench-{i:03d}" for i in range(args.namespaces)]
         for i, ns in enumerate(namespaces):
             ensure_namespace(core, ns, labels={"bench": "yes", "tenth": "yes" if i % 10 == 0 else "no"})
@@ -77,19 +53,9 @@ def main() -> int:
             metadata=kubernetes.client.V1ObjectMeta(name="bench-ca"), data={"ca.crt": ca.cert_pem.decode()}))
 
         t0 = time.monotonic()
-        per_ns = args.secrets // args.namespaces
-
-        def create(i: int) -> None:
-            ns = namespaces[i // per_ns % args.namespaces]
-            leaf = issue_leaf(ca, dns_names=[f"svc-{i}.bench.example.com"], key=key)
-            body = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                    "metadata": {"name": f"tls-{i}", "labels": {"app": "bench"}},
-                    "data": {"tls.crt": b64(leaf.cert_pem), "tls.key": b64(key_pem), "ca.crt": b64(ca.cert_pem)}}
-            core.create_namespaced_secret(ns, body)
-
-        with cf.ThreadPoolExecutor(8) as pool:
-            list(pool.map(create, range(per_ns * args.namespaces)))
-        created = per_ns * args.namespaces
+        secrets = TLSSecrets(core, ca, namespaces)
+        created = secrets.create(args.secrets)
+        per_ns = created // len(namespaces)
         print(f"created {created} TLS Secrets in {len(namespaces)} namespaces in {time.monotonic() - t0:.1f}s",
               flush=True)
 
@@ -106,11 +72,9 @@ def main() -> int:
         expected = {"bench-all": created, "bench-tenth": sum(1 for i in range(created)
                                                              if (i // per_ns % args.namespaces) % 10 == 0)}
 
-        env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), CERTPOLICY_METRICS_PORT="-1")
-        log = open(cluster.workdir / "bench-operator.log", "wb")  # noqa: SIM115
+        log_path = cluster.workdir / "bench-operator.log"
         start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run",
-                                 f"--liveness=http://127.0.0.1:{free_port()}/healthz"], env=env, stdout=log, stderr=log)
+        proc = start_operator(cluster.kubeconfig, log_path)
         try:
             def complete() -> bool:
                 for name, n in expected.items():
@@ -121,7 +85,7 @@ def main() -> int:
 
             while not complete():
                 if proc.poll() is not None:
-                    raise SystemExit(f"operator exited {proc.returncode}; see {log.name}")
+                    raise SystemExit(f"operator exited {proc.returncode}; see {log_path}")
                 if time.monotonic() - start > 300:
                     raise SystemExit("status not complete after 300s")
                 time.sleep(0.05)
@@ -133,7 +97,7 @@ def main() -> int:
             for k in range(args.updates):
                 i = k * (created // args.updates)
                 ns = namespaces[i // per_ns % args.namespaces]
-                bad = issue_leaf(ca, dns_names=[f"svc-{i}.bench.example.com"], usages=["serverAuth"], key=key)
+                bad = issue_leaf(ca, dns_names=[f"svc-{i}.bench.example.com"], usages=["serverAuth"], key=secrets.key)
                 t = time.monotonic()
                 core.patch_namespaced_secret(f"tls-{i}", ns, {"data": {"tls.crt": b64(bad.cert_pem)}})
                 while True:
@@ -159,12 +123,7 @@ def main() -> int:
             }
             print(json.dumps(result), flush=True)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
+            stop_operator(proc)
     return 0
 
 

@@ -1,11 +1,12 @@
 """Randomized crash runs of the CA rotation (issue #8): the invariant must hold in every run.
 
-One local control plane, one policy (bundles in 2 namespaces, 2 managed leaves, an unmanaged
-leaf renewed by its owner when asked), the operator as a real process. Each run requests a
-rotation, SIGKILLs the operator after a random delay (0-4 s: anywhere from before step 1 to
-after completion), restarts it, and waits for the rotation to complete. A recorder watches every
-bundle ConfigMap and leaf Secret for the whole session; the invariant — every leaf chains to a CA
-present in every bundle target — is checked by replaying all recorded versions in etcd order.
+One local control plane, one policy (a CA, trust bundles in 2 namespaces, 2 managed leaves), the
+operator as a real process. Each run requests a rotation and SIGKILLs the operator at a random
+moment (uniformly within an undisturbed rotation's duration, measured first, or just after a
+randomly chosen step begins; in a third of the runs a second time while it resumes), restarts
+it, and waits for the rotation to complete. A recorder watches every bundle ConfigMap and leaf
+Secret for the whole session; the invariant (every leaf chains to a CA present in every bundle
+target) is checked by replaying all recorded versions in etcd order.
 
 Usage: .venv/bin/python benchmarks/chaos_rotation.py [--runs 50] [--seed 2026]
 """
@@ -85,33 +86,62 @@ def main() -> int:
 
         wait(lambda: (custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, "chaos").get("status") or {}
                       ).get("issued", {}).get("ready") == 2, 60, "set-up")
+        def request(rid: str) -> None:
+            custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, "chaos",
+                                               {"metadata": {"annotations": {"certpolicy.io/rotate": rid}}})
+
+        def finished(rid: str) -> bool:
+            r = rotation()
+            h = r.get("history") or []
+            return not r.get("id") and bool(h) and h[0]["id"] == rid and h[0]["outcome"] == "Completed"
+
+        def where(rid: str) -> str:
+            r = rotation()
+            if r.get("id") == rid:
+                return str(r.get("step"))
+            return "after completion" if finished(rid) else "before step 1"
+
+        # Calibration: how long an undisturbed rotation takes here, so that kills land inside one.
+        t0 = time.monotonic()
+        request("chaos-calibration")
+        wait(lambda: finished("chaos-calibration"), 120, "the calibration rotation")
+        duration = time.monotonic() - t0
+        print(f"undisturbed rotation: {duration:.1f}s", flush=True)
+
         kills, steps, started = 0, [], time.monotonic()
         try:
             for run in range(args.runs):
                 rid = f"chaos-{run}-{uuid.uuid4().hex[:4]}"
-                custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, "chaos",
-                                                   {"metadata": {"annotations": {"certpolicy.io/rotate": rid}}})
-                time.sleep(rng.uniform(0, 4))  # a random moment: the point of this run
-                rot = rotation()
-                steps.append(rot.get("step") if rot.get("id") == rid else 0)
-                op.kill()
-                kills += 1
-                op.start()
-
-                def done():
-                    r = rotation()
-                    h = r.get("history") or []
-                    return not r.get("id") and h and h[0]["id"] == rid and h[0]["outcome"] == "Completed"
-
-                wait(done, 120, f"rotation {rid}")
-                print(f"run {run + 1}/{args.runs}: killed at step {steps[-1] or 'idle/finished'}, completed",
-                      flush=True)
+                request(rid)
+                # One kill at a random moment of the rotation; in a third of the runs a second one
+                # after the restart (a crash while resuming).
+                run_steps = []
+                for _ in range(2 if rng.random() < 1 / 3 else 1):
+                    if rng.random() < 0.5:
+                        time.sleep(rng.uniform(0, duration))  # a random moment in time...
+                    else:  # ...or just after a random step begins (steps 3-5 last ~0.1 s each)
+                        target = rng.randint(1, 5)
+                        deadline = time.monotonic() + 30
+                        while time.monotonic() < deadline and not finished(rid):
+                            r = rotation()
+                            if r.get("id") == rid and (r.get("step") or 0) >= target:
+                                break
+                            time.sleep(0.005)
+                        time.sleep(rng.uniform(0, 0.1))
+                    run_steps.append(where(rid))
+                    op.kill()
+                    kills += 1
+                    op.start()
+                steps += run_steps
+                wait(lambda: finished(rid), 120, f"rotation {rid}")
+                print(f"run {run + 1}/{args.runs}: killed at step {', '.join(run_steps)}; completed", flush=True)
         finally:
             op.stop()
             recorder.stop()
         checked, violations = check_invariant(recorder, targets=2)
-        by_step = {s: steps.count(s) for s in sorted(set(steps), key=lambda x: x or 0)}
-        result = {"runs": args.runs, "kills": kills, "kills_by_step": {str(k or "none"): v for k, v in by_step.items()},
+        by_step = {s: steps.count(s) for s in sorted(set(steps))}
+        result = {"runs": args.runs, "kills": kills, "kills_by_step": by_step,
+                  "undisturbed_rotation_s": round(duration, 1),
                   "instants_checked": checked, "violations": len(violations),
                   "seconds": round(time.monotonic() - started), "seed": args.seed, "cpus": os.cpu_count()}
         print(json.dumps(result), flush=True)

@@ -67,8 +67,18 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(UTC).replace(microsecond=0)
 
 
+#: Every key this module generated in this process (the hygiene audit looks for them in logs).
+GENERATED_KEYS: list[PrivateKey] = []
+
+
 def new_key(kind: KeyKind = "p256") -> PrivateKey:
     """A freshly generated key (uncached). Prefer :func:`key` in tests."""
+    k = _generate(kind)
+    GENERATED_KEYS.append(k)
+    return k
+
+
+def _generate(kind: KeyKind) -> PrivateKey:
     if kind in _CURVES:
         return ec.generate_private_key(_CURVES[kind])
     if kind.startswith("rsa"):

@@ -11,8 +11,8 @@ import logging
 import os
 import shutil
 import subprocess
+import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,11 +104,46 @@ def unique_name() -> str:
     return f"p-{uuid.uuid4().hex[:10]}"
 
 
+AUDIT_SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in AUDIT_SUMMARY:
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def audit(cluster, core_v1, custom_api):
+    """Secret hygiene for the whole session (see tests/hygiene.py): fails at the end of the
+    session if any log line, event, status or metric of any test held key material."""
+    import certgen
+    import hygiene
+    import operator_process
+
+    collected = hygiene.Audit(log_files=operator_process.LOG_FILES)
+    yield collected
+    keys = list(certgen.GENERATED_KEYS)  # certgen.key() goes through new_key(): included
+    for secret in core_v1.list_secret_for_all_namespaces().items:
+        keys += hygiene.keys_in_secret_data(secret.data)
+    for event in core_v1.list_event_for_all_namespaces().items:
+        collected.add(f"event {event.metadata.namespace}/{event.metadata.name}", f"{event.reason} {event.message}")
+    for policy in custom_api.list_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies")["items"]:
+        collected.add(f"policy {policy['metadata']['name']}", str(policy))
+    assert collected.volume > 0
+    leaks = collected.leaks(keys)
+    AUDIT_SUMMARY.append(f"hygiene audit: {len(collected.texts)} texts and {len(collected.log_files)} operator log "
+                         f"files ({collected.volume / 1e6:.1f} MB) searched for {len(keys)} private keys: "
+                         f"{len(leaks)} leaks")
+    assert not leaks, f"key material found ({len(keys)} keys checked): {leaks[:10]}"
+
+
 @pytest.fixture
-def operator(cluster, crd, operator_namespace, caplog, monkeypatch):
-    """The operator, in-process (kopf.testing.KopfRunner), with its logs captured."""
+def operator(cluster, crd, operator_namespace, caplog, monkeypatch, audit):
+    """The operator, in-process (kopf.testing.KopfRunner), with its logs captured at DEBUG; the
+    logs and a final scrape of /metrics go to the session's hygiene audit."""
     from kopf.testing import KopfRunner
 
+    from certpolicy import metrics
     from certpolicy.localcluster.cluster import free_port
 
     monkeypatch.setenv("CERTPOLICY_METRICS_PORT", "0")  # a free port: parallel runs never collide
@@ -118,6 +153,10 @@ def operator(cluster, crd, operator_namespace, caplog, monkeypatch):
             "-m", "certpolicy.handlers"]
     with KopfRunner(args, timeout=60) as runner:
         yield runner
+        if metrics._server:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics._server[1]}/metrics", timeout=5) as resp:  # noqa: S310
+                audit.add("metrics", resp.read().decode())
+    audit.add("operator log", caplog.text)
     assert runner.exception is None, runner.exception
 
 
@@ -129,7 +168,7 @@ def docker_available() -> bool:
 
 
 @pytest.fixture
-def policies(custom_api, crd):
+def policies(custom_api, crd, audit):
     """Create CertificatePolicies for one test; they are deleted (finalizer included) afterwards,
     so a policy of one test never selects the Secrets of another."""
     from kubernetes.client import ApiException
@@ -143,6 +182,12 @@ def policies(custom_api, crd):
 
     yield create
     for name in created:
+        try:  # the status as the test left it, for the hygiene audit
+            audit.add(f"policy {name}", str(custom_api.get_cluster_custom_object(
+                "certpolicy.io", "v1alpha1", "certificatepolicies", name)))
+        except ApiException as e:
+            if e.status != 404:
+                raise
         for call in (
             lambda: custom_api.delete_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name),
             lambda: custom_api.patch_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name,

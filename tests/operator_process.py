@@ -10,6 +10,10 @@ import sys
 from certpolicy.localcluster.cluster import free_port
 
 
+#: Every operator process's log file (DEBUG): read by the session's hygiene audit.
+LOG_FILES: list = []
+
+
 class OperatorProcess:
     """The operator as a real process, so it can be killed with SIGKILL mid-step."""
 
@@ -20,7 +24,9 @@ class OperatorProcess:
     def start(self):
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), CERTPOLICY_METRICS_PORT="-1")
         self.log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run",
+        if self.log_path not in LOG_FILES:
+            LOG_FILES.append(self.log_path)
+        self.proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run", "--verbose",
                                       f"--liveness=http://127.0.0.1:{free_port()}/healthz"], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
 

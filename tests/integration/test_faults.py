@@ -221,3 +221,37 @@ def test_bundle_write_conflict_is_merged_on_fresh_data_not_overwritten(api_clien
     assert [t.state for t in report.targets] == ["Verified"]
     final = read_bundle(core_v1.read_namespaced_config_map("trust", namespace).data["ca.crt"]).fingerprint_set
     assert final == {fingerprint(c.cert) for c in (ours, theirs, earlier)}
+
+
+# ---- bad policies: an actionable condition, no crash, no retry storm --------------------------------
+def test_bad_policies_get_actionable_conditions_and_no_retry_storm(
+        operator, policies, api_client, core_v1, custom_api, unique_name, operator_namespace):
+    not_a_ca = certgen.leaf(certgen.root("Some Root"), "not-a-ca.example.com")
+    core_v1.create_namespaced_secret(operator_namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name=f"{unique_name}-leaf-as-ca"), type="kubernetes.io/tls",
+        data=certgen.tls_secret(not_a_ca)["data"]))
+    label = uuid.uuid4().hex[:8]
+    make_policy(policies, f"{unique_name}-ca", label, {"extendedKeyUsages": ["serverAuth"]},
+                ca={"secretName": f"{unique_name}-leaf-as-ca"})
+    make_policy(policies, f"{unique_name}-none", f"no-such-{label}", {"extendedKeyUsages": ["serverAuth"]})
+
+    st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("status") == "True" else None)(
+        get_status(custom_api, f"{unique_name}-ca")), timeout=30, what="Degraded on the policy with a leaf as its CA")
+    degraded = condition(st, "Degraded")
+    assert degraded["reason"] == "CAUnusable"
+    assert f"{unique_name}-leaf-as-ca" in degraded["message"] and "not a CA" in degraded["message"]
+    st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("reason") == "NothingSelected" else None)(
+        get_status(custom_api, f"{unique_name}-none")), timeout=30, what="NothingSelected")
+    assert condition(st, "Ready")["status"] == "True"
+    assert condition(st, "Compliant")["message"] == "The selector matches no Secret."
+
+    # Settled: for the next 8 s neither policy is written again (no retry loop on the failure).
+    raw = RawClient(api_client)
+    path = "/apis/certpolicy.io/v1alpha1/certificatepolicies"
+    listing = raw.get(path)
+    modified = [ev["object"]["metadata"]["name"] for ev in raw.watch(
+        path, {"resourceVersion": listing["metadata"]["resourceVersion"], "timeoutSeconds": 8}, timeout=(10, 20))
+        if ev["type"] == "MODIFIED" and ev["object"]["metadata"]["name"].startswith(unique_name)]
+    assert modified == [], f"policies kept being written: {modified}"
+    events = core_v1.list_namespaced_event("default", field_selector=f"involvedObject.name={unique_name}-ca").items
+    assert [e.reason for e in events].count("CAUnusable") <= 1

@@ -13,8 +13,9 @@ import urllib.request
 import uuid
 
 import certgen
-from cryptography.hazmat.primitives import serialization
 from kubernetes import client
+from hostile import hostile_secrets
+from hygiene import key_markers
 from kubewait import wait_for
 
 from certpolicy.kube.namespaces import ensure_namespace
@@ -26,16 +27,6 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _key_markers(key) -> list[str]:
-    """Substrings that would betray this key: its PEM body lines and base64 of its DER."""
-    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    body = [line for line in pem.splitlines() if "-----" not in line]
-    return [_b64(der)[:40], body[0], body[1] if len(body) > 1 else body[0], _b64(pem.encode())[:40]]
-
-
 def test_hostile_secrets_get_findings_and_no_key_material_leaks(
         operator, policies, core_v1, custom_api, unique_name, operator_namespace, caplog):
     caplog.set_level(logging.DEBUG)
@@ -43,27 +34,8 @@ def test_hostile_secrets_get_findings_and_no_key_material_leaks(
     ns = f"t-{uuid.uuid4().hex[:10]}"
     ensure_namespace(core_v1, ns, labels={"hostile": label})
     ca = certgen.root("hygiene CA")
-    good = certgen.leaf(ca, "good.hostile.test")
-    other_key = certgen.new_key()
-    loop_a = certgen.root("loop A")
-    chain = [certgen.intermediate(ca, "i0")]
-    for i in range(1, 500):  # a chain of 500 certificates
-        chain.append(certgen.intermediate(chain[-1], f"i{i}"))
-    deep_leaf = certgen.leaf(chain[-1], "deep.hostile.test")
-    # The API server caps a Secret's data at 1 MiB: a tls.crt just under it.
-    huge = b"-----BEGIN CERTIFICATE-----\n" + b"A" * (1024 * 1024 - 8192) + b"\n-----END CERTIFICATE-----\n"
-    hostile = {
-        "garbage": {"tls.crt": _b64(b"\x00\xffnot a certificate at all\x13"), "tls.key": _b64(b"junk")},
-        "der-in-pem-field": {"tls.crt": _b64(good.der), "tls.key": _b64(good.key_pem())},
-        "truncated-pem": {"tls.crt": _b64(good.pem[: len(good.pem) // 2]), "tls.key": _b64(good.key_pem())},
-        "huge": {"tls.crt": _b64(huge), "tls.key": _b64(good.key_pem())},
-        "key-mismatch": {"tls.crt": _b64(good.pem),
-                         "tls.key": _b64(certgen.key_pem(other_key))},
-        "non-utf8": {"tls.crt": _b64(bytes(range(256)) * 4), "tls.key": _b64(bytes(range(255, -1, -1)))},
-        "empty": {"tls.crt": "", "tls.key": ""},
-        "self-loop": {"tls.crt": _b64(certgen.pem(loop_a) * 3), "tls.key": _b64(loop_a.key_pem())},
-        "long-chain": {"tls.crt": _b64(certgen.pem(deep_leaf, *reversed(chain))), "tls.key": _b64(deep_leaf.key_pem())},
-    }
+    bad = hostile_secrets(ca)
+    good, hostile = bad.good, bad.data
     for name, data in hostile.items():
         core_v1.create_namespaced_secret(ns, client.V1Secret(metadata=client.V1ObjectMeta(name=name),
                                                              type="kubernetes.io/tls", data=data))
@@ -103,10 +75,10 @@ def test_hostile_secrets_get_findings_and_no_key_material_leaks(
     issued = core_v1.read_namespaced_secret("issued-tls", ns)
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    keys = [good.key, other_key, loop_a.key, ca.key,
+    keys = [*bad.keys, ca.key,
             load_pem_private_key(base64.b64decode(ca_secret.data["tls.key"]), None),
             load_pem_private_key(base64.b64decode(issued.data["tls.key"]), None)]
-    markers = [m for k in keys for m in _key_markers(k)]
+    markers = [m for k in keys for m in key_markers(k)]
 
     from certpolicy import metrics
 

@@ -184,6 +184,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         STATUS_WRITES.inc()
         wrote = True
     COLLECTOR.update(name, report)
+    runtime.sweep_caches()
     RECONCILE_DURATION.observe(time.monotonic() - started)
     log.debug("policy %s: %d selected, %d violating, status %s", name, report.selected, report.violating,
               "written" if wrote else "unchanged")

@@ -8,7 +8,9 @@ the inventory sets the wake-up event of every policy loop from the watch thread 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +19,12 @@ from kubernetes.client import ApiClient
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.events import EventRecorder
 from certpolicy.kube.rawapi import RawClient
-from certpolicy.policy.evaluate import Evaluator
+from certpolicy.policy.evaluate import Evaluator, retain_caches
 from certpolicy.handlers.rotation_memory import RotationMemory
+
+
+log = logging.getLogger("certpolicy.operator")
+SWEEP_INTERVAL = 60.0  # seconds between sweeps of the engine's caches
 
 
 @dataclass
@@ -44,6 +50,22 @@ class Runtime:
     wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
     memories: dict[str, PolicyMemory] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    last_sweep: float | None = None  # monotonic
+
+    def sweep_caches(self, min_interval: float = SWEEP_INTERVAL) -> int | None:
+        """Drop cached engine state about Secrets that are gone or changed, at most once per
+        ``min_interval`` seconds (called after evaluation passes; a sweep of 10,000 entries
+        takes milliseconds). Returns the number of entries dropped, None when it was not time."""
+        now = time.monotonic()
+        with self.lock:
+            if self.last_sweep is not None and now - self.last_sweep < min_interval:
+                return None
+            self.last_sweep = now
+        live = [r.material for r in self.inventory.secrets.snapshot().values()]
+        live += [r.material for r in self.inventory.named_secrets.snapshot().values()]
+        dropped = retain_caches(live, [self.evaluator])
+        log.debug("cache sweep: %d live Secrets, %d stale entries dropped", len(live), dropped)
+        return dropped
 
     def wakeup(self, policy: str) -> asyncio.Event:
         event = self.wakeups.get(policy)

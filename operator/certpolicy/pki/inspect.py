@@ -207,6 +207,11 @@ def clear_cache() -> None:
     _SUMMARIES.clear()
 
 
+def retain_summaries(fingerprints: set[str]) -> int:
+    """Forget the summaries of certificates not in ``fingerprints``."""
+    return _SUMMARIES.retain(lambda fp, _: fp in fingerprints)
+
+
 def certificate_fingerprint(cert: x509.Certificate) -> str:
     """:func:`certpolicy.pki.fingerprint.fingerprint`, remembered per certificate: the loader
     records it when it hashes the DER, and any other certificate is fingerprinted once (re-encoding

@@ -186,6 +186,11 @@ def clear_caches() -> None:
     _FINGERPRINTS.clear()
 
 
+def retain_fingerprints(fingerprints: set[str]) -> int:
+    """Forget parsed certificates whose fingerprint is not in ``fingerprints``."""
+    return _PARSED.retain(lambda _, v: v[1] in fingerprints) + _FINGERPRINTS.retain(lambda _, fp: fp in fingerprints)
+
+
 # --- PEM scanning --------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ that is still wanted is simply recomputed once. Size each cache above its workin
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -49,6 +49,13 @@ class LRU(Generic[K, V]):
             except (StopIteration, KeyError, RuntimeError):
                 pass
         data[key] = value
+
+    def retain(self, keep: Callable[[K, V], bool]) -> int:
+        """Drop every entry for which ``keep(key, value)`` is false; returns how many were dropped."""
+        drop = [k for k, v in list(self._data.items()) if not keep(k, v)]
+        for k in drop:
+            self._data.pop(k, None)
+        return len(drop)
 
     def clear(self) -> None:
         self._data.clear()

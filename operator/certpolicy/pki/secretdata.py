@@ -188,6 +188,11 @@ def clear_cache() -> None:
     _MATERIALS.clear()
 
 
+def retain_materials(digests: set[str]) -> int:
+    """Forget the materials of Secret contents not in ``digests``."""
+    return _MATERIALS.retain(lambda digest, _: digest in digests)
+
+
 # --- assembly ------------------------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ import datetime as dt
 import os
 import threading
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -37,10 +37,11 @@ from typing import Any, NamedTuple
 from cryptography import x509
 
 from certpolicy.pki.chain import ChainResult, TrustAnchors, as_utc, verify_chain
-from certpolicy.pki.inspect import CertSummary, summarize
+from certpolicy.pki import load as pki_load
+from certpolicy.pki.inspect import CertSummary, certificate_fingerprint, retain_summaries, summarize
 from certpolicy.pki.lru import LRU
 from certpolicy.pki.publicroots import PublicRoots, default_public_roots
-from certpolicy.pki.secretdata import KeyStatus, SecretMaterial
+from certpolicy.pki.secretdata import KeyStatus, SecretMaterial, retain_materials
 from certpolicy.policy.findings import REASONS, CertRef, Finding, Role, Severity, finding
 from certpolicy.policy.naming import check_names
 from certpolicy.policy.spec import Requirements
@@ -350,6 +351,33 @@ def clear_caches() -> None:
     _CHECKS.clear()
 
 
+def retain_caches(materials: Iterable[SecretMaterial], evaluators: Iterable[Evaluator] = (),
+                  anchors: Iterable[x509.Certificate] = ()) -> int:
+    """Forget everything the engine's caches hold about certificates and Secrets that are no
+    longer in ``materials`` (the live inventory) or ``anchors`` (trust bundles); returns how many
+    entries were dropped.
+
+    The caches are bounded, but their bound must exceed the working set (a full re-evaluation
+    must hit); in a cluster whose Secrets churn, a replaced certificate would otherwise stay
+    cached until tens of thousands of newer ones pushed it out — memory that grows with churn,
+    not with the cluster. Everything dropped is recomputed on demand, so this is always safe.
+    """
+    digests: set[str] = set()
+    fps: set[str] = set()
+    for m in materials:
+        digests.add(m.content_digest)
+        fps.update(m.fingerprints)
+        fps.update(certificate_fingerprint(c) for c in m.ca_certificates)
+    fps.update(certificate_fingerprint(c) for c in anchors)
+    dropped = pki_load.retain_fingerprints(fps)
+    dropped += retain_summaries(fps)
+    dropped += retain_materials(digests)
+    dropped += _CHECKS.retain(lambda key, _: key[1] in fps)
+    for evaluator in evaluators:
+        dropped += evaluator.retain(digests)
+    return dropped
+
+
 class Evaluator:
     """A cache in front of :func:`evaluate`, keyed by (requirements, material digest, bundle digest).
 
@@ -422,6 +450,10 @@ class Evaluator:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
+
+    def retain(self, digests: set[str]) -> int:
+        """Forget evaluations of Secret contents not in ``digests`` (see :func:`retain_caches`)."""
+        return self._cache.retain(lambda key, _: key[1] in digests)
 
     def clear(self) -> None:
         self._cache.clear()

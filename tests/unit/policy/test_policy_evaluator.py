@@ -131,3 +131,31 @@ def test_evaluate_many_keeps_order_and_matches_inline_results(ec_pki, now):
     assert [e.reasons for e in got] == [e.reasons for e in expected]
     assert [e.compliant for e in got[:3]] == [True, False, False]
     assert "MissingClientAuth" in got[1].reasons
+
+
+def test_retain_caches_forgets_what_is_no_longer_live_and_keeps_the_rest(ec_pki, now):
+    from certpolicy.pki import inspect as pki_inspect
+    from certpolicy.pki import load as pki_load
+    from certpolicy.pki import secretdata
+    from certpolicy.policy.evaluate import retain_caches
+
+    ev = Evaluator(public_roots=PublicRoots.of([]), workers=1)
+    kept = material(ec_pki.leaf, [ec_pki.intermediate])
+    gone_leaf = certgen.leaf(ec_pki.intermediate, "gone.example.com")
+    gone = material(gone_leaf, [ec_pki.intermediate])
+    first = ev.evaluate(REQ, kept, ec_pki.bundle, now)
+    ev.evaluate(REQ, gone, ec_pki.bundle, now)
+    gone_fp = gone.fingerprints[0]
+    assert gone_fp in pki_inspect._SUMMARIES and gone.content_digest in secretdata._MATERIALS
+
+    dropped = retain_caches([kept], [ev])
+
+    assert dropped >= 4  # at least: parsed leaf, its fingerprint, summary, material, evaluation
+    assert gone_fp not in pki_inspect._SUMMARIES
+    assert gone.content_digest not in secretdata._MATERIALS
+    assert all(fp != gone_fp for _, fp in pki_load._PARSED._data.values())
+    assert kept.fingerprints[0] in pki_inspect._SUMMARIES
+    hits = ev.hits
+    assert ev.evaluate(REQ, kept, ec_pki.bundle, now) is first and ev.hits == hits + 1
+    # What was dropped is simply recomputed.
+    assert ev.evaluate(REQ, gone, ec_pki.bundle, now).compliant

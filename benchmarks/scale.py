@@ -1,0 +1,75 @@
+"""What the cluster-scale benchmarks share: many TLS Secrets, the operator as a process, its RSS."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures as cf
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes
+from cryptography.hazmat.primitives import serialization
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "operator"))
+
+from certpolicy.localcluster.cluster import free_port  # noqa: E402
+from certpolicy.pki.issue import KeyPair, generate_key, issue_leaf  # noqa: E402
+
+GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """VmHWM: peak resident set; VmRSS: current."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class TLSSecrets:
+    """Distinct leaves (one shared key, to keep set-up fast) from ``ca`` in ``namespaces``."""
+
+    def __init__(self, core: kubernetes.client.CoreV1Api, ca: KeyPair, namespaces: list[str]) -> None:
+        self.core, self.ca, self.namespaces = core, ca, namespaces
+        self.key = generate_key()
+        self.key_pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption())
+
+    def namespace_of(self, i: int, per_ns: int) -> str:
+        return self.namespaces[i // per_ns % len(self.namespaces)]
+
+    def body(self, i: int, usages: tuple[str, ...] = ("serverAuth", "clientAuth")) -> dict:
+        leaf = issue_leaf(self.ca, dns_names=[f"svc-{i}.bench.example.com"], key=self.key, usages=list(usages))
+        return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": f"tls-{i}", "labels": {"app": "bench"}},
+                "data": {"tls.crt": b64(leaf.cert_pem), "tls.key": b64(self.key_pem), "ca.crt": b64(self.ca.cert_pem)}}
+
+    def create(self, count: int, threads: int = 8) -> int:
+        per_ns = count // len(self.namespaces)
+        total = per_ns * len(self.namespaces)
+        with cf.ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda i: self.core.create_namespaced_secret(self.namespace_of(i, per_ns), self.body(i)),
+                          range(total)))
+        return total
+
+
+def start_operator(kubeconfig: Path, log_path: Path) -> subprocess.Popen:
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), CERTPOLICY_METRICS_PORT="-1")
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process by the caller's exit
+    return subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run",
+                             f"--liveness=http://127.0.0.1:{free_port()}/healthz"], env=env, stdout=log, stderr=log)
+
+
+def stop_operator(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
