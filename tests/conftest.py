@@ -13,13 +13,10 @@ import shutil
 import subprocess
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CRD_FILE = REPO / "crds" / "certificatepolicies.certpolicy.io.yaml"
-EXAMPLES = REPO / "examples"
+from paths import CRD_FILE
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import REPO
+from paths import REPO
 
 IMAGE = "certpolicy-operator:e2e"
 

@@ -248,6 +248,54 @@ def test_foreign_ca_in_a_target_survives_every_update(operator, policies, core_v
     assert cm.data["README"] == "managed by the partner team"
 
 
+def test_cluster_trust_bundle_target_is_merged_and_verified(operator, policies, api_client, custom_api,
+                                                            unique_name):
+    """A ClusterTrustBundle target (served by the harness's API server: beta, enabled by flag):
+    created with our CA, merged with a CA someone else adds, and listed as Verified."""
+    from certpolicy.kube.rawapi import RawClient
+
+    raw = RawClient(api_client)
+    path = f"/apis/certificates.k8s.io/v1beta1/clustertrustbundles/{unique_name}"
+    label = uuid.uuid4().hex[:8]
+    policies(policy_body(unique_name, label, trustBundles=[{"clusterTrustBundle": {"name": unique_name}}],
+                         rotation={"propagationDelay": "0s"}))
+    ours = ca_fingerprint(custom_api, unique_name)
+
+    def bundle_fps() -> set[str]:
+        try:
+            return pem_fingerprints(raw.get(path)["spec"]["trustBundle"])
+        except client.ApiException as e:
+            if e.status == 404:
+                return set()
+            raise
+
+    wait_for(lambda: bundle_fps() == {ours}, what="our CA in the ClusterTrustBundle")
+    st = wait_status(custom_api, unique_name, lambda s: (s.get("bundleTargets") or {}).get("verified") == 1,
+                     "the ClusterTrustBundle target verified")
+    assert st["bundleTargets"]["targets"] == [{"kind": "ClusterTrustBundle", "namespace": "", "name": unique_name,
+                                               "state": "Verified"}]
+
+    # Someone else adds their CA: it stays, through the next update of ours (a second CA via rotation
+    # is not needed: a spec change forces a pass that must merge, not replace).
+    partner = certgen.root("CTB Partner Root", key_slot=12)
+    obj = raw.get(path)
+    obj["spec"]["trustBundle"] += certgen.pem(partner).decode()
+    raw.put(path, obj)
+    gen = custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {"spec": {"requirements": {
+        "extendedKeyUsages": ["serverAuth"]}}})["metadata"]["generation"]
+    wait_status(custom_api, unique_name, lambda s: s.get("observedGeneration") == gen, "the spec change handled")
+    assert bundle_fps() == {ours, fp(partner.cert)}
+
+    # A CA rotation goes through the ClusterTrustBundle like any target: old + new, then new only.
+    custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
+                                           {"metadata": {"annotations": {"certpolicy.io/rotate": "ctb-1"}}})
+    st = wait_status(custom_api, unique_name, lambda s: ((s.get("rotation") or {}).get("history") or [{}])[0].get(
+        "id") == "ctb-1", "the rotation finished", timeout=60)
+    done = st["rotation"]["history"][0]
+    assert done["outcome"] == "Completed" and done["oldCA"] == ours
+    assert bundle_fps() == {done["newCA"], fp(partner.cert)}
+
+
 # ---- 3. a target changed by someone else is repaired ------------------------------------------------
 def test_tampered_target_is_repaired_without_losing_their_certificates(
         operator, policies, core_v1, custom_api, unique_name):

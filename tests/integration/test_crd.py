@@ -10,7 +10,7 @@ import pytest
 import yaml
 from kubernetes.client import ApiException
 
-from conftest import EXAMPLES
+from paths import EXAMPLES
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
@@ -57,10 +57,17 @@ def rejection(custom_api, spec: dict) -> str:
         ({"ca": {"secretName": "ca"}, "issuance": [{"secretName": "s", "namespace": "n"}]},
          "at least one of dnsNames or ipAddresses"),
         ({"enforcement": "enforce"}, 'Unsupported value: "enforce"'),
+        ({"ca": {"secretName": "ca"}, "trustBundles": [{"configMap": {"name": "a"}, "clusterTrustBundle": {"name": "a"}}]},
+         "set exactly one of configMap, secret or clusterTrustBundle"),
+        ({"ca": {"secretName": "ca"}, "trustBundles": [{"clusterTrustBundle": {"name": "a"},
+                                                        "formats": {"pkcs12": {"key": "t.p12"}}}]},
+         "formats apply to ConfigMap and Secret targets"),
+        ({"ca": {"secretName": "ca"}, "trustBundles": [{"clusterTrustBundle": {"name": "example.com:signer:a"}}]},
+         "spec.trustBundles[0].clusterTrustBundle.name"),
     ],
     ids=["unknown-eku", "malformed-duration", "critical-longer-than-warning", "bad-selector-operator",
          "selector-without-values", "bad-cidr", "tiny-rsa", "two-bundle-sources", "issuance-without-ca",
-         "issuance-without-names", "enforce-reserved"],
+         "issuance-without-names", "enforce-reserved", "two-target-kinds", "ctb-with-formats", "ctb-signer-name"],
 )
 def test_invalid_specs_are_rejected_with_a_clear_message(crd, custom_api, spec, expected):
     assert expected in rejection(custom_api, spec)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import REPO
+from paths import REPO
 
 
 def test_kustomization_applies_cleanly(cluster, crd, operator_namespace):

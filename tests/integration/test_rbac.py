@@ -14,7 +14,7 @@ from kubernetes import client
 from kubewait import wait_for
 from operator_process import OperatorProcess
 
-from conftest import REPO
+from paths import REPO
 from certpolicy.kube.namespaces import ensure_namespace
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"

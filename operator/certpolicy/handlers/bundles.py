@@ -2,7 +2,8 @@
 
 The trust-manager split: the *sources* are the policy's trusted CAs (from its CA history), the
 *build* is :func:`certpolicy.pki.bundle.merge` (sets, canonical order, foreign certificates kept),
-the *targets* are a ConfigMap (or opt-in Secret) per selected namespace, and the *encodings* are
+the *targets* are a ConfigMap (or opt-in Secret) per selected namespace or one cluster-wide
+ClusterTrustBundle, and the *encodings* are
 PEM plus an optional PKCS#12 truststore. Each target is written only when its set of
 certificates (or truststore entries) changes, then read back from the API and verified on its
 own: one store updated and another forgotten is exactly the outage this guards against.
@@ -21,7 +22,8 @@ from kubernetes.client import ApiException
 
 from certpolicy.handlers.settings import operator_namespace
 from certpolicy.inventory.inventory import Inventory
-from certpolicy.kube.managed import NotManaged, merge_into_target, read
+from certpolicy.kube.managed import (CLUSTER_TRUST_BUNDLE, CTB_GROUP_VERSION, NotManaged, cluster_trust_bundles_served,
+                                     merge_into_target, read)
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.selectors import LabelSelector
 from certpolicy.pki.bundle import contains, merge, read_bundle
@@ -30,6 +32,7 @@ from certpolicy.pki.truststore import build_truststore, truststore_matches
 from certpolicy.policy.report import Problem
 
 MAX_LISTED_TARGETS = 100
+CTB_KEY = "trustBundle"  # the PEM of a ClusterTrustBundle is spec.trustBundle
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class TargetState:
     namespace: str
     name: str
     key: str
-    state: str  # Verified | Pending | Error | NotManaged
+    state: str  # Verified | Pending | Error | NotManaged | NotServed
     message: str = ""
     written: bool = False
 
@@ -66,6 +69,35 @@ class BundleReport:
             "targets": [t.to_dict() for t in sorted(self.targets, key=lambda t: (t.state == "Verified", t.namespace))
                         ][:MAX_LISTED_TARGETS],
         }
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    """What one ``spec.trustBundles`` entry writes: kind, object name and the key of the PEM."""
+
+    kind: str  # ConfigMap | Secret | ClusterTrustBundle
+    name: str
+    key: str
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> TargetRef:
+        if entry.get("clusterTrustBundle"):
+            return cls(CLUSTER_TRUST_BUNDLE, entry["clusterTrustBundle"]["name"], CTB_KEY)
+        kind = "ConfigMap" if entry.get("configMap") else "Secret"
+        ref = entry.get("configMap") or entry.get("secret")
+        return cls(kind, ref["name"], ref.get("key", "ca.crt"))
+
+    @property
+    def cluster_scoped(self) -> bool:
+        return self.kind == CLUSTER_TRUST_BUNDLE
+
+
+def entry_namespaces(inventory: Inventory, entry: Mapping[str, Any]) -> list[str]:
+    """Where an entry's targets live: the selected namespaces, or ``[""]`` for a cluster-scoped
+    ClusterTrustBundle (one object for the whole cluster)."""
+    if TargetRef.of(entry).cluster_scoped:
+        return [""]
+    return target_namespaces(inventory, entry)
 
 
 def target_namespaces(inventory: Inventory, entry: Mapping[str, Any]) -> list[str]:
@@ -103,6 +135,9 @@ def _current_content(kind: str, obj: Mapping[str, Any] | None, key: str) -> tupl
     """(PEM bytes at ``key``, data map, binaryData map) of a target as read from the API."""
     if obj is None:
         return None, {}, {}
+    if kind == CLUSTER_TRUST_BUNDLE:
+        pem = (obj.get("spec") or {}).get(CTB_KEY)
+        return (pem.encode() if isinstance(pem, str) else None), {}, {}
     data = dict(obj.get("data") or {})
     binary = dict(obj.get("binaryData") or {})
     if kind == "Secret":
@@ -120,12 +155,22 @@ def distribute(raw: RawClient, inventory: Inventory, policy: str, entries: Seque
     """Merge ``trusted`` into every target (removing ``retired``), then read each back and verify."""
     report = BundleReport()
     want = {fingerprint(c) for c in trusted}
+    ctb_served: bool | None = None
     for entry in entries:
-        kind = "ConfigMap" if entry.get("configMap") else "Secret"
-        ref = entry.get("configMap") or entry.get("secret")
-        key = ref.get("key", "ca.crt")
+        ref = TargetRef.of(entry)
+        kind, key = ref.kind, ref.key
         exclusive = bool(entry.get("exclusive"))
         p12 = (entry.get("formats") or {}).get("pkcs12")
+        if ref.cluster_scoped:
+            if ctb_served is None:
+                ctb_served = cluster_trust_bundles_served(raw)
+            if not ctb_served:
+                message = (f"the API server does not serve {CTB_GROUP_VERSION} ClusterTrustBundles (beta: enable the "
+                           "ClusterTrustBundle feature gate and that runtime-config), so "
+                           f"ClusterTrustBundle {ref.name} cannot be written")
+                report.targets.append(TargetState(kind, "", ref.name, key, "NotServed", message))
+                report.problems.append(Problem("ClusterTrustBundleNotServed", message))
+                continue
         password: bytes | None = b""
         if p12:
             if p12.get("passwordSecretRef"):
@@ -136,10 +181,10 @@ def distribute(raw: RawClient, inventory: Inventory, policy: str, entries: Seque
             if problem:
                 report.problems.append(problem)
                 p12 = None
-        for ns in target_namespaces(inventory, entry):
-            if only is not None and target_id(kind, ns, ref["name"], key) not in only:
+        for ns in entry_namespaces(inventory, entry):
+            if only is not None and target_id(kind, ns, ref.name, key) not in only:
                 continue
-            report.targets.append(_write_target(raw, policy, kind, ns, ref["name"], key, trusted, retired,
+            report.targets.append(_write_target(raw, policy, kind, ns, ref.name, key, trusted, retired,
                                                 exclusive, p12, password, primary, want))
             if report.targets[-1].written:
                 report.writes += 1
@@ -157,6 +202,10 @@ def _write_target(raw: RawClient, policy: str, kind: str, ns: str, name: str, ke
         new_data = dict(data)
         new_binary = dict(binary)
         pem_text = merged.pem
+        if kind == CLUSTER_TRUST_BUNDLE:
+            if not changed:
+                return None
+            return {"spec": {**((current or {}).get("spec") or {}), CTB_KEY: pem_text}}
         if kind == "Secret":
             new_data[key] = base64.b64encode(pem_text.encode()).decode()
         else:

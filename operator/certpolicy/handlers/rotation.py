@@ -23,7 +23,7 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
-from certpolicy.handlers.bundles import _current_content, distribute, target_id, target_namespaces
+from certpolicy.handlers.bundles import TargetRef, _current_content, distribute, entry_namespaces, target_id
 from certpolicy.handlers.ca import CAInfo as CAPair
 from certpolicy.handlers.ca import load_ca_secret
 from certpolicy.handlers.issuance import RateLimiter, issue_all
@@ -64,21 +64,20 @@ def target_ids(inventory: Inventory, entries: Sequence[Mapping[str, Any]]) -> li
     """Every bundle target as (id ``namespace/kind/name/key``, entry, namespace)."""
     out = []
     for entry in entries:
-        kind = "ConfigMap" if entry.get("configMap") else "Secret"
-        ref = entry.get("configMap") or entry.get("secret")
-        for ns in target_namespaces(inventory, entry):
-            out.append((target_id(kind, ns, ref["name"], ref.get("key", "ca.crt")), entry, ns))
+        ref = TargetRef.of(entry)
+        for ns in entry_namespaces(inventory, entry):
+            out.append((target_id(ref.kind, ns, ref.name, ref.key), entry, ns))
     return out
 
 
 def _read_target(raw: RawClient, entry: Mapping[str, Any], ns: str, password: bytes | None) -> frozenset[str] | None:
-    kind = "ConfigMap" if entry.get("configMap") else "Secret"
-    ref = entry.get("configMap") or entry.get("secret")
+    ref = TargetRef.of(entry)
+    kind = ref.kind
     try:
-        obj = read(raw, kind, ns, ref["name"])
+        obj = read(raw, kind, ns, ref.name)
     except ApiException:
         return None
-    pem, data, binary = _current_content(kind, obj, ref.get("key", "ca.crt"))
+    pem, data, binary = _current_content(kind, obj, ref.key)
     fps = frozenset(read_bundle(pem).fingerprint_set) if pem is not None else frozenset()
     p12 = (entry.get("formats") or {}).get("pkcs12")
     if p12 and obj is not None:

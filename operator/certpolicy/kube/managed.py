@@ -36,9 +36,27 @@ class WriteResult:
     written: bool  # False: nothing changed, no write
 
 
+#: ClusterTrustBundles (KEP-3257): cluster-scoped, the PEM bundle in ``spec.trustBundle``.
+CLUSTER_TRUST_BUNDLE = "ClusterTrustBundle"
+CTB_GROUP_VERSION = "certificates.k8s.io/v1beta1"
+
+
 def _path(kind: str, namespace: str, name: str = "") -> str:
+    if kind == CLUSTER_TRUST_BUNDLE:
+        return f"/apis/{CTB_GROUP_VERSION}/clustertrustbundles" + (f"/{name}" if name else "")
     plural = "secrets" if kind == "Secret" else "configmaps"
     return f"/api/v1/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+
+def cluster_trust_bundles_served(raw: RawClient) -> bool:
+    """Whether the API server serves ClusterTrustBundles (beta, off by default until enabled)."""
+    try:
+        resources = raw.get(f"/apis/{CTB_GROUP_VERSION}").get("resources") or ()
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return any(r.get("name") == "clustertrustbundles" for r in resources)
 
 
 def read(raw: RawClient, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -91,8 +109,8 @@ def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, poli
                       update: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> WriteResult:
     """Read-modify-write of a bundle target with optimistic concurrency.
 
-    ``update(current)`` returns the full new ``data``/``binaryData`` content as
-    ``{"data": {...}, "binaryData": {...}}`` (or None when nothing must change); it is called
+    ``update(current)`` returns the full new content as ``{"data": {...}, "binaryData": {...}}``
+    (``{"spec": {...}}`` for a ClusterTrustBundle), or None when nothing must change; it is called
     again on fresh data after a 409 conflict, so a concurrent edit is merged, not overwritten.
     """
     for _attempt in range(MAX_CONFLICT_RETRIES):
@@ -109,7 +127,10 @@ def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, poli
                     "annotations": {BUNDLE_POLICIES: policy}}
             if kind == "Secret":
                 meta["labels"][MANAGED_BY] = policy
-            body = {"apiVersion": "v1", "kind": kind, "metadata": meta, **content}
+            if kind == CLUSTER_TRUST_BUNDLE:
+                del meta["namespace"]
+            body = {"apiVersion": CTB_GROUP_VERSION if kind == CLUSTER_TRUST_BUNDLE else "v1", "kind": kind,
+                    "metadata": meta, **content}
             if kind == "Secret":
                 body["type"] = "Opaque"
             try:
@@ -122,7 +143,7 @@ def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, poli
         meta.setdefault("labels", {})[BUNDLE_LABEL] = "true"
         owners = set(filter(None, (meta.setdefault("annotations", {}).get(BUNDLE_POLICIES) or "").split(",")))
         meta["annotations"][BUNDLE_POLICIES] = ",".join(sorted(owners | {policy}))
-        for field in ("data", "binaryData"):
+        for field in ("data", "binaryData", "spec"):
             if field in content:
                 current[field] = content[field]
         try:

@@ -253,6 +253,10 @@ class LocalCluster:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # ClusterTrustBundle is beta and off by default in 1.36; served here so that trust
+            # bundle targets of that kind are tested against the real API.
+            "--feature-gates=ClusterTrustBundle=true",
+            "--runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true",
             "--profiling=false",
             "--v=1",
         ]
