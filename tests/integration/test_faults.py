@@ -8,13 +8,12 @@ from __future__ import annotations
 import uuid
 
 import certgen
-import pytest
 from kubernetes import client
 from kubewait import wait_for
 from operator_process import OperatorProcess
 from rotation_support import Recorder, check_invariant
 from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret, secret_events
-from test_rotation import CASecretCounter, get, put_team_leaf, settled
+from test_rotation import CASecretCounter, get, put_team_leaf, rotation_setup, settled  # noqa: F401 (fixture)
 
 from certpolicy.handlers import bundles
 from certpolicy.inventory.store import RecordStore
@@ -102,30 +101,12 @@ def test_api_server_restart_during_reconciliation_loses_nothing(
 
 
 # ---- API server restart during each rotation step ---------------------------------------------------
-@pytest.fixture
-def rotation_body(core_v1, unique_name):
-    label = uuid.uuid4().hex[:8]
-    namespaces = [labelled_namespace(core_v1, label, rot=label) for _ in range(2)]
-    leaves = [{"secretName": f"leaf-{i}", "namespace": ns, "dnsNames": [f"leaf-{i}.rot.test"]}
-              for i, ns in enumerate(namespaces)]
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
-        "spec": {
-            "selector": {"namespaceSelector": {"matchLabels": {"rot": label}}},
-            "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"]},
-            "ca": {"secretName": f"{unique_name}-ca"},
-            "trustBundles": [{"configMap": {"name": "rot-ca"}, "namespaceSelector": {"matchLabels": {"rot": label}}}],
-            "issuance": leaves,
-            "rotation": {"propagationDelay": "3s"},  # keeps step 2 observable
-        },
-    }
-    return body, namespaces, {leaf["secretName"] for leaf in leaves} | {"team-tls"}
-
-
 def test_api_server_restart_during_each_rotation_step_resumes_and_completes(
         cluster, crd, operator_namespace, api_client, custom_api, core_v1, policies, unique_name,
-        rotation_body, tmp_path):
-    body, namespaces, leaf_names = rotation_body
+        rotation_setup, tmp_path):
+    body, namespaces, leaf_names = rotation_setup
+    body["spec"]["rotation"]["propagationDelay"] = "3s"  # keeps step 2 observable
+    leaf_names.add("team-tls")  # an unmanaged leaf: holds step 4 (AwaitLeaves) until its owner renews
     raw = RawClient(api_client)
     recorder = Recorder(raw, namespaces, "rot-ca", leaf_names).start()
     counter = CASecretCounter(raw, operator_namespace)

@@ -54,11 +54,14 @@ class Runtime:
 
     def sweep_caches(self, min_interval: float = SWEEP_INTERVAL) -> int | None:
         """Drop cached engine state about Secrets that are gone or changed, at most once per
-        ``min_interval`` seconds (called after evaluation passes; a sweep of 10,000 entries
-        takes milliseconds). Returns the number of entries dropped, None when it was not time."""
+        ``min_interval`` seconds (called after evaluation passes; a sweep over 10,000 Secrets
+        takes 60-130 ms). Returns the number of entries dropped, None when it was not time."""
         now = time.monotonic()
         with self.lock:
-            if self.last_sweep is not None and now - self.last_sweep < min_interval:
+            if self.last_sweep is None:  # nothing is stale yet at start-up: keep it off that path
+                self.last_sweep = now
+                return None
+            if now - self.last_sweep < min_interval:
                 return None
             self.last_sweep = now
         live = [r.material for r in self.inventory.secrets.snapshot().values()]
