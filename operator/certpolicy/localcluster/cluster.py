@@ -14,8 +14,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
-import json
 import datetime as dt
+import json
 import os
 import shutil
 import signal
