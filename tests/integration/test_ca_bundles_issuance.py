@@ -296,6 +296,37 @@ def test_cluster_trust_bundle_target_is_merged_and_verified(operator, policies, 
     assert bundle_fps() == {done["newCA"], fp(partner.cert)}
 
 
+def test_cluster_trust_bundle_target_on_an_api_server_without_that_api_is_reported_not_written():
+    """A second, real API server with the beta API off (the default on real clusters): the target
+    is NotServed and the policy gets an actionable problem; the ConfigMap targets still work."""
+    import kubernetes
+
+    from certpolicy.handlers import bundles
+    from certpolicy.inventory.inventory import Inventory
+    from certpolicy.kube.rawapi import RawClient
+    from certpolicy.localcluster import LocalCluster
+
+    ca = certgen.root("No-CTB Root")
+    with LocalCluster(cluster_trust_bundles=False) as other:
+        api = kubernetes.config.new_client_from_config(config_file=str(other.kubeconfig))
+        core = client.CoreV1Api(api)
+        ensure_namespace(core, "team-a", labels={"ctb-test": "yes"})
+        inventory = Inventory(api).start()
+        try:
+            assert inventory.wait_synced(30)
+            report = bundles.distribute(RawClient(api), inventory, "no-ctb", [
+                {"clusterTrustBundle": {"name": "no-ctb"}},
+                {"configMap": {"name": "ca-bundle"}, "namespaceSelector": {"matchLabels": {"ctb-test": "yes"}}},
+            ], [ca.cert], set(), None)
+        finally:
+            inventory.stop()
+        states = {(t.kind, t.state) for t in report.targets}
+        assert states == {("ClusterTrustBundle", "NotServed"), ("ConfigMap", "Verified")}
+        problem = next(p for p in report.problems if p.reason == "ClusterTrustBundleNotServed")
+        assert "feature gate" in problem.message and "no-ctb" in problem.message
+        assert pem_fingerprints(core.read_namespaced_config_map("ca-bundle", "team-a").data["ca.crt"]) == {fp(ca.cert)}
+
+
 # ---- 3. a target changed by someone else is repaired ------------------------------------------------
 def test_tampered_target_is_repaired_without_losing_their_certificates(
         operator, policies, core_v1, custom_api, unique_name):

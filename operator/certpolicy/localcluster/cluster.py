@@ -107,6 +107,7 @@ class LocalCluster:
     log: object = sys.stderr
     api_port: int = 0
     etcd_port: int = 0
+    cluster_trust_bundles: bool = True  # serve the beta ClusterTrustBundle API (off on real clusters by default)
     _procs: dict[str, _Proc] = field(default_factory=dict)
     _own_workdir: bool = False
     _ca: KeyPair | None = None
@@ -253,13 +254,14 @@ class LocalCluster:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # ClusterTrustBundle is beta and off by default in 1.36; served here so that trust
-            # bundle targets of that kind are tested against the real API.
-            "--feature-gates=ClusterTrustBundle=true",
-            "--runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true",
             "--profiling=false",
             "--v=1",
         ]
+        if self.cluster_trust_bundles:
+            # ClusterTrustBundle is beta and off by default in 1.36; served here so that trust
+            # bundle targets of that kind are tested against the real API.
+            argv += ["--feature-gates=ClusterTrustBundle=true",
+                     "--runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true"]
         proc = self._procs["kube-apiserver"] = _Proc("kube-apiserver", argv, self.workdir / "kube-apiserver.log")
         proc.start()
         self._write_kubeconfig()
