@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
-import logging
 import os
 import queue
 import re
@@ -29,7 +28,6 @@ from pathlib import Path
 import certgen
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from kubernetes import client
 from kubewait import wait_for

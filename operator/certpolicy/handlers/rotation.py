@@ -43,7 +43,7 @@ from certpolicy.policy.report import Problem
 from certpolicy.policy.spec import Requirements, parse_duration
 from certpolicy.rotation import (
     CAInfo, CARef, Decision, DeleteCASecret, EmitEvent, GenerateNewCA, Leaf, Observation, Probe, ProbeResult,
-    PromoteNewCA, ReissueLeaf, RotationSettings, RotationState, RunProbes, UpdateBundles, decide, secrets_to_observe,
+    PromoteNewCA, ReissueLeaf, RotationSettings, RotationState, RunProbes, UpdateBundles, secrets_to_observe,
 )
 from certpolicy.rotation.triggers import FORCE_ANNOTATION, ROTATE_ANNOTATION
 

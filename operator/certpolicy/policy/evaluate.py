@@ -192,7 +192,7 @@ class _Run:
             self.findings.append(finding("MissingPrivateKey", f"the policy requires a private key next to the certificate and there is none{where}", leaf_ref))
 
     def _certificates(self) -> None:
-        m, req, now = self.material, self.req, self.now
+        m = self.material
         leaf = m.leaf
         assert leaf is not None
         fps = m.fingerprints if len(m.fingerprints) == 1 + len(m.intermediates) else ()
