@@ -9,10 +9,32 @@ still the client's own (``ApiClient.param_serialize`` + ``call_api``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kubernetes.client import ApiClient, ApiException
+
+
+MAX_ERROR_MESSAGE = 500
+# PEM blocks and long base64 runs: what Secret data looks like if an error message echoes it.
+_SECRETISH = re.compile(r"-----BEGIN [^-]*-----.*?(?:-----END [^-]*-----|$)|[A-Za-z0-9+/=]{48,}", re.S)
+
+
+def error_status(data: bytes) -> str:
+    """The parts of an error response that may travel on in an exception (and so into logs,
+    events and status): the Status's code, reason and message, with anything that looks like
+    key or Secret data cut out. Never the raw body — a write's error could come from an admission
+    webhook that echoes the object it refused, Secret data included."""
+    try:
+        status = json.loads(data)
+    except ValueError:
+        status = None
+    if not isinstance(status, dict) or status.get("kind") != "Status":
+        return json.dumps({"kind": "Status", "message": "(a non-Status error body, not shown)"})
+    message = _SECRETISH.sub("<redacted>", str(status.get("message") or ""))[:MAX_ERROR_MESSAGE]
+    return json.dumps({"kind": "Status", "code": status.get("code"), "reason": status.get("reason"),
+                       "message": message})
 
 
 class RawClient:
@@ -32,8 +54,7 @@ class RawClient:
         resp = self.api_client.call_api(_method, url, header_params=headers, body=body, post_params=post,
                                         _request_timeout=timeout)
         if not 200 <= resp.status < 300:
-            data = resp.read()
-            raise ApiException(status=resp.status, reason=resp.reason, body=data.decode(errors="replace"))
+            raise ApiException(status=resp.status, reason=resp.reason, body=error_status(resp.read()))
         return resp
 
     def get(self, path: str, query: Mapping[str, Any] | None = None, timeout: float = 60) -> dict:
