@@ -11,9 +11,10 @@ import certgen
 from kubernetes import client
 from kubewait import wait_for
 from operator_process import OperatorProcess
-from rotation_support import Recorder, check_invariant
+from rotation_support import Recorder
 from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret, secret_events
-from test_rotation import CASecretCounter, get, put_team_leaf, rotation_setup, settled  # noqa: F401 (fixture)
+from test_rotation import (  # noqa: F401 (rotation_setup is a fixture)
+    CASecretCounter, assert_each_rotation_sound, disrupt_during_each_step, rotation_setup, settled)
 
 from certpolicy.handlers import bundles
 from certpolicy.inventory.store import RecordStore
@@ -111,63 +112,18 @@ def test_api_server_restart_during_each_rotation_step_resumes_and_completes(
     recorder = Recorder(raw, namespaces, "rot-ca", leaf_names).start()
     counter = CASecretCounter(raw, operator_namespace)
     op = OperatorProcess(cluster, tmp_path / "operator.log")
-    outage_at = []
     try:
         op.start()
         policies(body)
         wait_for(lambda: settled(custom_api, unique_name), timeout=60, what="CA, bundles and leaves in place")
-        for target_step in range(1, 6):
-            rid = f"outage-{target_step}"
-            if target_step in (4, 5):
-                # An unmanaged leaf from the old CA holds step 4 (AwaitLeaves) until its owner renews.
-                put_team_leaf(core_v1, namespaces[0], operator_namespace, f"{unique_name}-ca")
-            custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
-                                                   {"metadata": {"annotations": {"certpolicy.io/rotate": rid}}})
-
-            def step_now(rid=rid, target_step=target_step):
-                rot = (get(custom_api, unique_name).get("status") or {}).get("rotation") or {}
-                if rot.get("id") == rid and (rot.get("step") or 0) >= min(target_step, 4):
-                    return rot["step"]
-                return None
-
-            step = wait_for(step_now, timeout=60, interval=0.01, what=f"rotation {rid} at step {target_step}")
-            if target_step == 5:
-                # Renew the team's leaf from the new CA and catch the rotation in its last step.
-                put_team_leaf(core_v1, namespaces[0], operator_namespace, f"{unique_name}-ca")
-
-                def in_step_5(rid=rid):
-                    rot = (get(custom_api, unique_name).get("status") or {}).get("rotation") or {}
-                    hist = rot.get("history") or []
-                    if rot.get("id") == rid and rot.get("step") == 5:
-                        return 5
-                    return 6 if hist and hist[0]["id"] == rid else None
-
-                step = wait_for(in_step_5, timeout=60, interval=0.005, what="rotation in step 5")
-            outage(cluster)
-            outage_at.append(step)
-            if target_step == 4:
-                wait_for(lambda: get(custom_api, unique_name)["status"]["rotation"].get("step") == 4, timeout=60,
-                         what="still awaiting the unmanaged leaf after the outage")
-                put_team_leaf(core_v1, namespaces[0], operator_namespace, f"{unique_name}-ca")
-
-            def finished(rid=rid):
-                rot = (get(custom_api, unique_name).get("status") or {}).get("rotation") or {}
-                hist = rot.get("history") or []
-                return not rot.get("id") and hist and hist[0]["id"] == rid and hist[0]["outcome"] == "Completed"
-
-            wait_for(finished, timeout=120, what=f"rotation {rid} completed after the outage")
-            if target_step in (4, 5):
-                core_v1.delete_namespaced_secret("team-tls", namespaces[0])
+        outage_at = disrupt_during_each_step(custom_api, core_v1, unique_name, namespaces[0], operator_namespace,
+                                             "outage", lambda: outage(cluster))
         assert op.proc.poll() is None, "the operator process died during the outages"
     finally:
         op.stop()
         recorder.stop()
         counter.stop()
-    for target_step in range(1, 6):
-        assert len(counter.by_rotation.get(f"outage-{target_step}", ())) == 1, counter.by_rotation
-    checked, violations = check_invariant(recorder, targets=2)
-    assert violations == []
-    assert checked > 10
+    checked = assert_each_rotation_sound(recorder, counter, "outage")
     assert outage_at[:4] == [1, 2, 3, 4], f"outages landed in steps {outage_at}"
     print(f"API server restarted during steps {outage_at}; invariant checked at {checked} instants")
 

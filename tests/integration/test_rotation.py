@@ -126,6 +126,68 @@ def put_team_leaf(core_v1, namespace, ca_namespace, ca_secret):
         core_v1.patch_namespaced_secret("team-tls", namespace, {"data": data})
 
 
+def disrupt_during_each_step(custom_api, core_v1, name: str, team_namespace: str, operator_namespace: str,
+                             prefix: str, disrupt) -> list[int]:
+    """Five rotations of policy ``name``; the n-th is disrupted (``disrupt()``) once it has reached
+    step n, then must complete. For steps 4 and 5 an unmanaged leaf from the old CA holds step 4
+    until its owner renews it from the new CA. Returns the step each disruption landed in."""
+    landed = []
+    ca_secret = f"{name}-ca"
+
+    def rotation() -> dict:
+        return (get(custom_api, name).get("status") or {}).get("rotation") or {}
+
+    for target_step in range(1, 6):
+        rid = f"{prefix}-{target_step}"
+        if target_step >= 4:
+            put_team_leaf(core_v1, team_namespace, operator_namespace, ca_secret)
+        custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name,
+                                               {"metadata": {"annotations": {"certpolicy.io/rotate": rid}}})
+
+        def at_step(step: int, rid=rid):
+            rot = rotation()
+            if rot.get("id") == rid and (rot.get("step") or 0) >= step:
+                return rot["step"]
+            hist = rot.get("history") or []
+            return 6 if hist and hist[0]["id"] == rid else None  # 6: already finished, too fast to catch
+
+        try:
+            step = wait_for(lambda: at_step(min(target_step, 4)), timeout=60, interval=0.01,
+                            what=f"rotation {rid} at step {target_step}")
+            if target_step == 5:  # the owner renews from the new CA; catch the last step
+                put_team_leaf(core_v1, team_namespace, operator_namespace, ca_secret)
+                step = wait_for(lambda: at_step(5), timeout=60, interval=0.005, what="rotation in step 5")
+        except AssertionError:
+            st = get(custom_api, name)["status"]
+            raise AssertionError(f"{st.get('rotation')} {st.get('conditions')}") from None
+        disrupt()
+        landed.append(step)
+        if target_step == 4:
+            wait_for(lambda: rotation().get("step") == 4, timeout=60, what="still awaiting the unmanaged leaf")
+            put_team_leaf(core_v1, team_namespace, operator_namespace, ca_secret)
+
+        def finished(rid=rid):
+            rot = rotation()
+            hist = rot.get("history") or []
+            return not rot.get("id") and hist and hist[0]["id"] == rid and hist[0]["outcome"] == "Completed"
+
+        wait_for(finished, timeout=120, what=f"rotation {rid} completed after the disruption")
+        if target_step >= 4:
+            core_v1.delete_namespaced_secret("team-tls", team_namespace)  # decommissioned
+    return landed
+
+
+def assert_each_rotation_sound(recorder, counter, prefix: str) -> int:
+    """Each rotation generated exactly one new CA, however often its step ran again, and the
+    invariant held at every recorded instant. Returns the number of instants checked."""
+    for target_step in range(1, 6):
+        assert len(counter.by_rotation.get(f"{prefix}-{target_step}", ())) == 1, counter.by_rotation
+    checked, violations = check_invariant(recorder, targets=2)
+    assert violations == []
+    assert checked > 10
+    return checked
+
+
 def test_operator_killed_during_each_step_resumes_and_completes(
         cluster, crd, operator_namespace, api_client, custom_api, core_v1, policies, unique_name,
         rotation_setup, tmp_path):
@@ -136,59 +198,22 @@ def test_operator_killed_during_each_step_resumes_and_completes(
     recorder = Recorder(raw, namespaces, "rot-ca", leaf_names).start()
     counter = CASecretCounter(raw, operator_namespace)
     op = OperatorProcess(cluster, tmp_path / "operator.log")
-    killed_at = []
+
+    def crash():
+        op.kill()
+        op.start()
+
     try:
         op.start()
         policies(body)
         wait_for(lambda: settled(custom_api, unique_name), timeout=60, what="CA, bundles and leaves in place")
-        for target_step in range(1, 6):
-            rid = f"crash-{target_step}"
-            if target_step == 4:
-                put_team_leaf(core_v1, namespaces[0], operator_namespace, f"{unique_name}-ca")
-            custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
-                                                   {"metadata": {"annotations": {"certpolicy.io/rotate": rid}}})
-
-            def step_now():
-                rot = (get(custom_api, unique_name).get("status") or {}).get("rotation") or {}
-                if rot.get("id") == rid and (rot.get("step") or 0) >= target_step:
-                    return rot["step"]
-                hist = rot.get("history") or []
-                if hist and hist[0]["id"] == rid:
-                    return 6  # already finished: too fast to catch
-                return None
-
-            try:
-                seen = wait_for(step_now, timeout=60, interval=0.01, what=f"rotation {rid} at step {target_step}")
-            except AssertionError:
-                st = get(custom_api, unique_name)["status"]
-                raise AssertionError(f"{st.get('rotation')} {st.get('conditions')}") from None
-            op.kill()
-            killed_at.append(seen)
-            op.start()
-            if target_step == 4:
-                # The team renews from the new CA (the issuing CA since step 3): step 4 can finish.
-                wait_for(lambda: get(custom_api, unique_name)["status"]["rotation"].get("step") == 4, timeout=30,
-                         what="still awaiting the unmanaged leaf")
-                put_team_leaf(core_v1, namespaces[0], operator_namespace, f"{unique_name}-ca")
-
-            def finished():
-                rot = (get(custom_api, unique_name).get("status") or {}).get("rotation") or {}
-                hist = rot.get("history") or []
-                return not rot.get("id") and hist and hist[0]["id"] == rid and hist[0]["outcome"] == "Completed"
-
-            wait_for(finished, timeout=90, what=f"rotation {rid} completed after the restart")
-            if target_step == 4:
-                core_v1.delete_namespaced_secret("team-tls", namespaces[0])  # decommissioned
+        killed_at = disrupt_during_each_step(custom_api, core_v1, unique_name, namespaces[0], operator_namespace,
+                                             "crash", crash)
     finally:
         op.stop()
         recorder.stop()
         counter.stop()
-    # Each rotation generated exactly one new CA, however often its step ran again.
-    for target_step in range(1, 6):
-        assert len(counter.by_rotation.get(f"crash-{target_step}", ())) == 1, counter.by_rotation
-    checked, violations = check_invariant(recorder, targets=2)
-    assert violations == []
-    assert checked > 10
+    checked = assert_each_rotation_sound(recorder, counter, "crash")
     # Killed during a running rotation every time (6 would mean it had already finished).
     assert all(1 <= s <= 5 for s in killed_at), killed_at
     assert killed_at[:4] == [1, 2, 3, 4], f"kills landed in steps {killed_at}"
