@@ -41,11 +41,29 @@ CLUSTER_TRUST_BUNDLE = "ClusterTrustBundle"
 CTB_GROUP_VERSION = "certificates.k8s.io/v1beta1"
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """Where the objects of one kind the operator writes live in the API."""
+
+    api_version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str, name: str = "") -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        scope = f"/namespaces/{namespace}" if self.namespaced else ""
+        return f"{base}{scope}/{self.plural}" + (f"/{name}" if name else "")
+
+
+_KINDS = {
+    "Secret": _Kind("v1", "secrets"),
+    "ConfigMap": _Kind("v1", "configmaps"),
+    CLUSTER_TRUST_BUNDLE: _Kind(CTB_GROUP_VERSION, "clustertrustbundles", namespaced=False),
+}
+
+
 def _path(kind: str, namespace: str, name: str = "") -> str:
-    if kind == CLUSTER_TRUST_BUNDLE:
-        return f"/apis/{CTB_GROUP_VERSION}/clustertrustbundles" + (f"/{name}" if name else "")
-    plural = "secrets" if kind == "Secret" else "configmaps"
-    return f"/api/v1/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+    return _KINDS[kind].path(namespace, name)
 
 
 def cluster_trust_bundles_served(raw: RawClient) -> bool:
@@ -123,14 +141,12 @@ def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, poli
         if content is None:
             return WriteResult(current or {}, False)
         if current is None:
-            meta = {"name": name, "namespace": namespace, "labels": {BUNDLE_LABEL: "true"},
-                    "annotations": {BUNDLE_POLICIES: policy}}
+            meta = {"name": name, "labels": {BUNDLE_LABEL: "true"}, "annotations": {BUNDLE_POLICIES: policy}}
+            if _KINDS[kind].namespaced:
+                meta["namespace"] = namespace
             if kind == "Secret":
                 meta["labels"][MANAGED_BY] = policy
-            if kind == CLUSTER_TRUST_BUNDLE:
-                del meta["namespace"]
-            body = {"apiVersion": CTB_GROUP_VERSION if kind == CLUSTER_TRUST_BUNDLE else "v1", "kind": kind,
-                    "metadata": meta, **content}
+            body = {"apiVersion": _KINDS[kind].api_version, "kind": kind, "metadata": meta, **content}
             if kind == "Secret":
                 body["type"] = "Opaque"
             try:
@@ -143,9 +159,7 @@ def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, poli
         meta.setdefault("labels", {})[BUNDLE_LABEL] = "true"
         owners = set(filter(None, (meta.setdefault("annotations", {}).get(BUNDLE_POLICIES) or "").split(",")))
         meta["annotations"][BUNDLE_POLICIES] = ",".join(sorted(owners | {policy}))
-        for field in ("data", "binaryData", "spec"):
-            if field in content:
-                current[field] = content[field]
+        current.update(content)  # the top-level fields update() returned, each replaced whole
         try:
             return WriteResult(raw.put(_path(kind, namespace, name), current), True)
         except ApiException as e:
