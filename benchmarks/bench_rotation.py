@@ -16,24 +16,17 @@ import collections
 import json
 import os
 import platform
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-import kubernetes
+from scale import GROUP, PLURAL, REPO, VERSION, bench_cluster, start_operator, stop_operator
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "operator"))
+from certpolicy.kube.namespaces import ensure_namespace
+from certpolicy.kube.rawapi import RawClient
 
-from certpolicy.kube.crd import install_crd  # noqa: E402
-from certpolicy.kube.namespaces import ensure_namespace  # noqa: E402
-from certpolicy.kube.rawapi import RawClient  # noqa: E402
-from certpolicy.localcluster import LocalCluster  # noqa: E402
-from certpolicy.localcluster.cluster import free_port  # noqa: E402
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from rotation_support import watch_versions  # noqa: E402
 
 
 def main() -> int:
@@ -42,13 +35,9 @@ def main() -> int:
     ap.add_argument("--leaves", type=int, default=200)
     args = ap.parse_args()
 
-    with LocalCluster() as cluster:
-        install_crd(cluster.kubeconfig)
-        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
-        core = kubernetes.client.CoreV1Api(api)
-        custom = kubernetes.client.CustomObjectsApi(api)
-        raw = RawClient(api)
-        ensure_namespace(core, "certpolicy-system")
+    with bench_cluster() as bench:
+        cluster, core, custom = bench.cluster, bench.core, bench.custom
+        raw = RawClient(bench.api)
         namespaces = [f"rot-{i:03d}" for i in range(args.namespaces)]
         for ns in namespaces:
             ensure_namespace(core, ns, labels={"rotbench": "yes"})
@@ -66,10 +55,8 @@ def main() -> int:
                 "issuanceLimits": {"perMinute": 100000},
                 "rotation": {"propagationDelay": "0s"},
             }})
-        env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), CERTPOLICY_METRICS_PORT="-1")
-        log = open(cluster.workdir / "bench-operator.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run",
-                                 f"--liveness=http://127.0.0.1:{free_port()}/healthz"], env=env, stdout=log, stderr=log)
+        log_path = cluster.workdir / "bench-operator.log"
+        proc = start_operator(cluster.kubeconfig, log_path)
         try:
             def status() -> dict:
                 return custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, "rotbench").get("status") or {}
@@ -81,29 +68,28 @@ def main() -> int:
                         and (st.get("bundleTargets") or {}).get("verified") == args.namespaces):
                     break
                 if proc.poll() is not None or time.monotonic() - t0 > 600:
-                    raise SystemExit(f"set-up did not settle; see {log.name}")
+                    raise SystemExit(f"set-up did not settle; see {log_path}")
                 time.sleep(0.2)
             print(f"set-up: CA, {args.namespaces} bundle targets, {args.leaves} leaves in "
                   f"{time.monotonic() - t0:.1f}s", flush=True)
 
             writes: collections.Counter[str] = collections.Counter()
-            stop = threading.Event()
+            barrier = {"configmaps": threading.Event(), "secrets": threading.Event()}
+            counting = threading.Event()
 
-            def count(plural: str, label: str) -> None:
-                listing = raw.get(f"/api/v1/{plural}")
-                for ev in raw.watch(f"/api/v1/{plural}", {"resourceVersion": listing["metadata"]["resourceVersion"],
-                                                         "timeoutSeconds": 900}, timeout=(10, 960)):
-                    if stop.is_set():
-                        return
-                    name = ev["object"]["metadata"]["name"]
-                    if ev["type"] in ("ADDED", "MODIFIED") and name.startswith(label):
-                        writes[f"{plural}:{ev['object']['metadata']['namespace']}/{name}"] += 1
+            def counter(plural: str, label: str):
+                def seen(etype: str, obj: dict) -> None:
+                    name = obj["metadata"]["name"]
+                    if name == "bench-barrier":
+                        barrier[plural].set()
+                    elif counting.is_set() and etype != "DELETED" and name.startswith(label):
+                        writes[f"{plural}:{obj['metadata'].get('namespace')}/{name}"] += 1
+                return seen
 
-            watchers = [threading.Thread(target=count, args=("configmaps", "rotbench-ca"), daemon=True),
-                        threading.Thread(target=count, args=("secrets", "leaf-"), daemon=True)]
-            for w in watchers:
-                w.start()
-            time.sleep(1)  # let both watches open before the request (they start from a listed version)
+            # The operator's own list-then-watch (it waits for the initial list, so no write is missed).
+            watchers = [watch_versions(raw, "/api/v1/configmaps", counter("configmaps", "rotbench-ca"), "count-cm"),
+                        watch_versions(raw, "/api/v1/secrets", counter("secrets", "leaf-"), "count-secrets")]
+            counting.set()
             start = time.monotonic()
             custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, "rotbench",
                                                {"metadata": {"annotations": {"certpolicy.io/rotate": "bench"}}})
@@ -113,11 +99,20 @@ def main() -> int:
                 if not rot.get("id") and hist and hist[0]["id"] == "bench":
                     break
                 if proc.poll() is not None or time.monotonic() - start > 600:
-                    raise SystemExit(f"rotation did not finish; see {log.name}")
+                    raise SystemExit(f"rotation did not finish; see {log_path}")
                 time.sleep(0.05)
             total = time.monotonic() - start
-            time.sleep(1)
-            stop.set()
+            # Barrier: a watch delivers events in order, so once these two writes are seen, every
+            # write the rotation made before them has been counted.
+            core.create_namespaced_config_map(namespaces[0], {"metadata": {"name": "bench-barrier"}})
+            core.create_namespaced_secret(namespaces[0], {"metadata": {"name": "bench-barrier"},
+                                                          "type": "kubernetes.io/tls",
+                                                          "data": {"tls.crt": "", "tls.key": ""}})
+            for plural, event in barrier.items():
+                if not event.wait(60):
+                    raise SystemExit(f"the {plural} watch did not deliver the barrier")
+            for w in watchers:
+                w.stop()
             bundle_writes = [v for k, v in writes.items() if k.startswith("configmaps:")]
             leaf_writes = [v for k, v in writes.items() if k.startswith("secrets:")]
             print(f"rotation request -> Completed: {total:.1f}s "
@@ -131,12 +126,7 @@ def main() -> int:
                               "leaf_writes": sum(leaf_writes), "max_leaf_writes": max(leaf_writes, default=0),
                               "python": platform.python_version(), "cpus": os.cpu_count()}), flush=True)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
+            stop_operator(proc)
     return 0
 
 
