@@ -23,11 +23,9 @@ import sys
 import time
 
 import kubernetes
-from scale import GROUP, PLURAL, VERSION, TLSSecrets, b64, rss_mib, start_operator, stop_operator
+from scale import GROUP, PLURAL, VERSION, TLSSecrets, b64, bench_cluster, rss_mib, start_operator, stop_operator
 
-from certpolicy.kube.crd import install_crd
 from certpolicy.kube.namespaces import ensure_namespace
-from certpolicy.localcluster import LocalCluster
 from certpolicy.pki.issue import create_ca, issue_leaf
 
 
@@ -38,12 +36,8 @@ def main() -> int:
     ap.add_argument("--updates", type=int, default=20)
     args = ap.parse_args()
 
-    with LocalCluster() as cluster:
-        install_crd(cluster.kubeconfig)
-        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
-        core = kubernetes.client.CoreV1Api(api)
-        custom = kubernetes.client.CustomObjectsApi(api)
-        ensure_namespace(core, "certpolicy-system")
+    with bench_cluster() as bench:
+        cluster, core, custom = bench.cluster, bench.core, bench.custom
 
         ca = create_ca("bench CA")
         namespaces = [f"bench-{i:03d}" for i in range(args.namespaces)]

@@ -20,22 +20,16 @@ import random
 import sys
 import time
 import uuid
-from pathlib import Path
 
-import kubernetes
+from scale import GROUP, PLURAL, VERSION, REPO, bench_cluster
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "operator"), str(REPO / "tests"), str(REPO / "tests" / "integration")]
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "integration")]
 
 from operator_process import OperatorProcess  # noqa: E402
 from rotation_support import Recorder, check_invariant  # noqa: E402
 
-from certpolicy.kube.crd import install_crd  # noqa: E402
 from certpolicy.kube.namespaces import ensure_namespace  # noqa: E402
 from certpolicy.kube.rawapi import RawClient  # noqa: E402
-from certpolicy.localcluster import LocalCluster  # noqa: E402
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 def main() -> int:
@@ -45,12 +39,8 @@ def main() -> int:
     args = ap.parse_args()
     rng = random.Random(args.seed)
 
-    with LocalCluster() as cluster:
-        install_crd(cluster.kubeconfig)
-        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
-        core = kubernetes.client.CoreV1Api(api)
-        custom = kubernetes.client.CustomObjectsApi(api)
-        ensure_namespace(core, "certpolicy-system")
+    with bench_cluster() as bench:
+        cluster, api, core, custom = bench.cluster, bench.api, bench.core, bench.custom
         namespaces = [f"chaos-{i}" for i in range(2)]
         for ns in namespaces:
             ensure_namespace(core, ns, labels={"chaos": "yes"})

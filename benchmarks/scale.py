@@ -7,6 +7,9 @@ import concurrent.futures as cf
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import kubernetes
@@ -15,10 +18,31 @@ from cryptography.hazmat.primitives import serialization
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
 
+from certpolicy import GROUP, PLURAL, VERSION  # noqa: E402,F401 - re-exported for the benchmarks
+from certpolicy.kube.crd import install_crd  # noqa: E402
+from certpolicy.kube.namespaces import ensure_namespace  # noqa: E402
+from certpolicy.localcluster import LocalCluster  # noqa: E402
 from certpolicy.localcluster.cluster import free_port  # noqa: E402
 from certpolicy.pki.issue import KeyPair, generate_key, issue_leaf  # noqa: E402
 
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
+
+@dataclass
+class Bench:
+    cluster: LocalCluster
+    api: kubernetes.client.ApiClient
+    core: kubernetes.client.CoreV1Api
+    custom: kubernetes.client.CustomObjectsApi
+
+
+@contextmanager
+def bench_cluster() -> Iterator[Bench]:
+    """A fresh local control plane with the CRD installed and the operator's namespace created."""
+    with LocalCluster() as cluster:
+        install_crd(cluster.kubeconfig)
+        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        core = kubernetes.client.CoreV1Api(api)
+        ensure_namespace(core, "certpolicy-system")
+        yield Bench(cluster, api, core, kubernetes.client.CustomObjectsApi(api))
 
 
 def b64(data: bytes) -> str:

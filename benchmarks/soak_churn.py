@@ -21,11 +21,9 @@ import sys
 import time
 
 import kubernetes
-from scale import GROUP, PLURAL, VERSION, TLSSecrets, rss_mib, start_operator, stop_operator
+from scale import GROUP, PLURAL, VERSION, TLSSecrets, bench_cluster, rss_mib, start_operator, stop_operator
 
-from certpolicy.kube.crd import install_crd
 from certpolicy.kube.namespaces import ensure_namespace
-from certpolicy.localcluster import LocalCluster
 from certpolicy.pki.issue import create_ca
 
 
@@ -39,12 +37,8 @@ def main() -> int:
     args = ap.parse_args()
     rng = random.Random(args.seed)
 
-    with LocalCluster() as cluster:
-        install_crd(cluster.kubeconfig)
-        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
-        core = kubernetes.client.CoreV1Api(api)
-        custom = kubernetes.client.CustomObjectsApi(api)
-        ensure_namespace(core, "certpolicy-system")
+    with bench_cluster() as bench:
+        cluster, core, custom = bench.cluster, bench.core, bench.custom
         namespaces = [f"soak-{i:03d}" for i in range(args.namespaces)]
         for ns in namespaces:
             ensure_namespace(core, ns, labels={"soak": "yes"})
