@@ -143,7 +143,7 @@ def test_missing_client_auth_is_reported_and_fixing_it_turns_compliant(
         (lambda ca: certgen.tls_secret(certgen.leaf(ca, "api.example.com")),
          {"allowedDNSNames": ["*.uat.example.com"]}, "DNSNameNotAllowed"),
         (lambda ca: (lambda other: certgen.tls_secret(certgen.leaf(other, "a.uat.example.com"), [other]))(
-            certgen.root("Someone else's CA")), {}, "UntrustedChain"),
+            certgen.root("Someone else's CA")), {}, "UnknownRoot"),
         (lambda ca: certgen.tls_secret(certgen.leaf(certgen.intermediate(ca), "a.uat.example.com")),
          {}, "IncompleteChain"),
         (lambda ca: certgen.tls_secret(certgen.leaf(ca, "a.uat.example.com",

@@ -25,9 +25,11 @@ nothing here builds paths by hand. What this module adds:
 * **Anchors are CAs only.** A non-CA certificate in a bundle is never put into the store, nor is the
   leaf itself (a certificate in the store trusts itself).
 
-* **A diagnosis** when the verifier says no: ``IncompleteChain`` when an issuer is missing from
-  both the Secret and the bundle (the usual "forgot the intermediate"), ``UntrustedChain``
-  otherwise, with the verifier's reason in plain words.
+* **A diagnosis** when the verifier says no: ``UnknownRoot`` when the chain ends at a root the
+  bundle does not hold (whether that root sits in ``tls.crt`` or only in the Secret's ``ca.crt``),
+  naming the root's subject and fingerprint; ``IncompleteChain`` when an issuer is missing from
+  both the Secret and the bundle (the usual "forgot the intermediate"); ``UntrustedChain``
+  otherwise, with the verifier's reason in plain words (never the library's own wording).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from certpolicy.pki.lru import LRU
 
 UNTRUSTED = "UntrustedChain"
 INCOMPLETE = "IncompleteChain"
+UNKNOWN_ROOT = "UnknownRoot"
 MAX_CHAIN_DEPTH = 8
 
 
@@ -156,15 +159,26 @@ _ANCHORS: LRU[tuple[x509.Certificate, ...], TrustAnchors] = LRU(1024)
 
 
 @dataclass(frozen=True)
+class UnknownRootInfo:
+    """The root a rejected chain ends at, when the trust bundle does not hold it."""
+
+    subject: str
+    fingerprint: str  # "sha256:<hex>"
+    found_in: str  # "tls.crt" (served with the chain) or "ca.crt" (only next to it)
+    same_name_in_bundle: bool  # the bundle holds another certificate with this subject (re-keyed root?)
+
+
+@dataclass(frozen=True)
 class ChainResult:
     """The outcome of :func:`verify_chain`."""
 
     trusted: bool
     anchor_fingerprint: str | None
     path: tuple[str, ...]  # fingerprints, leaf first, anchor last (empty when untrusted)
-    reason: str | None  # None | "UntrustedChain" | "IncompleteChain"
+    reason: str | None  # None | "UntrustedChain" | "IncompleteChain" | "UnknownRoot"
     detail: str
     certificates: tuple[x509.Certificate, ...] = field(default=(), repr=False, compare=False)
+    root: UnknownRootInfo | None = None  # set with reason "UnknownRoot"
 
     @property
     def anchor(self) -> x509.Certificate | None:
@@ -179,13 +193,16 @@ def verify_chain(
     *,
     max_depth: int = MAX_CHAIN_DEPTH,
     fingerprints: Sequence[str] = (),
+    described_by: Sequence[x509.Certificate] = (),
 ) -> ChainResult:
     """Verify ``leaf`` + ``intermediates`` against ``anchors`` at ``now`` with the private-CA profile.
 
     ``now`` must be aware; it is converted to UTC before it reaches the verifier. ``fingerprints``
     may give those of the leaf and the intermediates (as :class:`SecretMaterial` has them) to save
-    recomputing them. Never raises on certificate content: every failure is a :class:`ChainResult`
-    with a reason.
+    recomputing them. ``described_by`` are certificates that never count for trust but may explain
+    a failure (the Secret's ``ca.crt``: peers do not receive it, yet the root it holds is the one
+    to name). Never raises on certificate content: every failure is a :class:`ChainResult` with a
+    reason.
     """
     if now.tzinfo is not dt.timezone.utc:
         now = as_utc(now)
@@ -200,7 +217,7 @@ def verify_chain(
     try:
         chain = tuple(_verifier(ta, now, max_depth).verify(leaf, inters).chain)
     except VerificationError as e:
-        return _diagnose(leaf, inters, ta, str(e))
+        return _diagnose(leaf, inters, ta, str(e), described_by)
     except Exception as e:  # e.g. UnsupportedGeneralNameType in an otherwise valid chain
         return ChainResult(False, None, (), UNTRUSTED, f"the chain could not be verified ({type(e).__name__})")
     # The verifier returns new objects: name them by equality with what we gave it.
@@ -287,21 +304,38 @@ def _name(c: x509.Certificate) -> str:
     return f"'{s.display_name}'"
 
 
-def _diagnose(leaf: x509.Certificate, inters: Sequence[x509.Certificate], ta: TrustAnchors, error: str) -> ChainResult:
+def _diagnose(leaf: x509.Certificate, inters: Sequence[x509.Certificate], ta: TrustAnchors, error: str,
+              described_by: Sequence[x509.Certificate] = ()) -> ChainResult:
     """Explain a failed verification. Walks issuer links (only to *describe* the failure; trust was
-    decided by the verifier) to tell a missing intermediate from an untrusted or broken chain."""
+    decided by the verifier) to tell a missing intermediate from an unknown root or a broken chain.
+    The walk may go through ``described_by`` (``ca.crt``) to find the root the chain ends at, but
+    an intermediate found only there is still missing from what peers receive."""
     interior = "no interior errors" not in error
     cur, seen = leaf, {certificate_fingerprint(leaf)}
+    only_in_ca_crt: x509.Certificate | None = None  # first intermediate found in ca.crt, not tls.crt
+    found_in = "tls.crt"
     for _ in range(MAX_CHAIN_DEPTH + 2):
         anchor = next((a for a in ta.certificates if signed_by(cur, a)), None)
         if anchor is not None:
+            if only_in_ca_crt is not None:
+                return _intermediate_only_in_ca_crt(only_in_ca_crt)
             return ChainResult(False, None, (), UNTRUSTED, f"{_name(cur)} is issued by bundle CA {_name(anchor)}, but the chain is rejected: {_friendly(error)}")
         s = summarize(cur)
         if s.self_signed:
+            if cur is not leaf and s.is_ca:
+                return _unknown_root(cur, ta, found_in)
             why = _friendly(error) if interior else "it is not in the trust bundle"
             return ChainResult(False, None, (), UNTRUSTED, f"the chain ends at self-signed {_name(cur)}: {why}")
         nxt = next((i for i in inters if certificate_fingerprint(i) not in seen and signed_by(cur, i)), None)
         if nxt is None:
+            nxt = next((i for i in described_by if certificate_fingerprint(i) not in seen and signed_by(cur, i)), None)
+            if nxt is not None:
+                found_in = "ca.crt"
+                if only_in_ca_crt is None and not summarize(nxt).self_signed:
+                    only_in_ca_crt = nxt
+        if nxt is None:
+            if only_in_ca_crt is not None:
+                return _intermediate_only_in_ca_crt(only_in_ca_crt)
             cur_issuer = issuer_of(cur)
             same_name = [c for c in (*ta.certificates, *inters) if cur_issuer is not None and subject_of(c) == cur_issuer and c is not cur]
             if same_name:
@@ -318,3 +352,16 @@ def _diagnose(leaf: x509.Certificate, inters: Sequence[x509.Certificate], ta: Tr
         seen.add(certificate_fingerprint(nxt))
         cur = nxt
     return ChainResult(False, None, (), UNTRUSTED, _friendly(error))
+
+
+def _intermediate_only_in_ca_crt(inter: x509.Certificate) -> ChainResult:
+    return ChainResult(False, None, (), INCOMPLETE, f"the intermediate {_name(inter)} is in the Secret's ca.crt but not in tls.crt, and peers receive only tls.crt: add it to tls.crt after the leaf")
+
+
+def _unknown_root(root: x509.Certificate, ta: TrustAnchors, found_in: str) -> ChainResult:
+    """The chain ends at a self-signed CA that the bundle does not hold: say which, in words."""
+    s = summarize(root)
+    same_name = any(summarize(c).subject == s.subject for c in ta.certificates)
+    info = UnknownRootInfo(s.subject, s.fingerprint, found_in, same_name)
+    detail = f"the chain ends at the root '{s.subject}' (SHA-256 fingerprint {s.fingerprint}), which the trust bundle does not hold"
+    return ChainResult(False, None, (), UNKNOWN_ROOT, detail, root=info)

@@ -264,11 +264,24 @@ class _Run:
         return None, None, ""
 
     def _verify(self, leaf: x509.Certificate, s: CertSummary, anchors: TrustAnchors, fps: tuple[str, ...], cap: Severity | None) -> None:
-        self.chain = result = verify_chain(leaf, self.material.intermediates, anchors, self.now, fingerprints=fps)
+        # ca.crt never completes a chain (peers receive only tls.crt), but it may hold the root the
+        # chain ends at, which the diagnosis then names.
+        described_by = self.material.ca_certificates if cap is None else ()
+        self.chain = result = verify_chain(leaf, self.material.intermediates, anchors, self.now, fingerprints=fps,
+                                           described_by=described_by)
         if result.trusted or result.reason is None:
             return
-        where = "the Secret's own ca.crt (the policy names no trust bundle)" if cap else "the trust bundle"
-        if result.reason == "IncompleteChain":
+        where = "the Secret's own ca.crt (the policy names no trust bundle)" if cap else "the policy's trust bundle"
+        if result.root is not None:
+            root = result.root
+            found = "in tls.crt" if root.found_in == "tls.crt" else "in the Secret's ca.crt"
+            same = (" The bundle holds a different certificate with the same subject: was that root re-keyed?"
+                    if root.same_name_in_bundle else "")
+            msg = (f"the chain of '{s.display_name}' ends at a root that {where} does not hold: "
+                   f"'{root.subject}' (SHA-256 fingerprint {root.fingerprint}, found {found}). Peers that trust "
+                   f"only that bundle reject this certificate: add the root to the bundle, or re-issue the "
+                   f"certificate from a CA the bundle holds.{same}")
+        elif result.reason == "IncompleteChain":
             msg = f"chain of '{s.display_name}' is incomplete against {where}: {result.detail}"
         else:
             msg = f"'{s.display_name}' does not chain to {where}: {result.detail}"

@@ -59,7 +59,7 @@ def test_untrusted_other_root(ec_pki, now):
 def test_chain_ending_at_a_self_signed_root_in_the_secret(ec_pki, now):
     other = certgen.pki()
     r = verify_chain(other.leaf.cert, [other.intermediate.cert, other.root.cert], ec_pki.bundle, now)
-    assert r.reason == "UntrustedChain" and "self-signed" in r.detail
+    assert r.reason == "UnknownRoot" and other.root.subject in r.detail
 
 
 def test_self_signed_leaf_is_never_trusted_by_itself(now):
@@ -180,3 +180,13 @@ def test_verifier_is_reused_per_instant_but_time_still_counts(ec_pki, now):
     assert verify_chain(leaf.cert, [ec_pki.intermediate.cert], ec_pki.bundle, now).trusted
     assert verify_chain(leaf.cert, [ec_pki.intermediate.cert], ec_pki.bundle, now).trusted
     assert not verify_chain(leaf.cert, [ec_pki.intermediate.cert], ec_pki.bundle, now + dt.timedelta(days=3)).trusted
+
+
+def test_unknown_root_is_named_with_where_it_was_found(ec_pki, now):
+    other = certgen.pki()
+    r = verify_chain(other.leaf.cert, [other.intermediate.cert, other.root.cert], ec_pki.bundle, now)
+    assert r.reason == "UnknownRoot" and r.root is not None
+    assert r.root.fingerprint == fingerprint(other.root.cert) and r.root.found_in == "tls.crt"
+    assert r.root.same_name_in_bundle  # certgen's roots share a subject
+    r = verify_chain(other.leaf.cert, [other.intermediate.cert], ec_pki.bundle, now, described_by=[other.root.cert])
+    assert r.reason == "UnknownRoot" and r.root.found_in == "ca.crt"

@@ -98,3 +98,60 @@ def test_prebuilt_trust_anchors(ec_pki, run, now):
 
     ev = run(ec_pki.leaf, [ec_pki.intermediate], bundle=TrustAnchors.of(ec_pki.bundle), now=now)
     assert ev.anchor_fingerprint == fingerprint(ec_pki.root.cert)
+
+
+# --- a certificate from a root the bundle does not hold (issue 17, item 4) -----------------------
+
+
+def _assert_names_the_root(f, root) -> None:
+    """The finding says, in words, that the chain ends at a root the bundle lacks, and which one."""
+    assert f.severity is Severity.CRITICAL and f.cert.role is Role.LEAF
+    assert "ends at a root that the policy's trust bundle does not hold" in f.message
+    assert root.subject in f.message and fingerprint(root.cert) in f.message
+    for jargon in ("candidates exhausted", "max depth", "intermediate", "neither in the Secret"):
+        assert jargon not in f.message
+
+
+def test_unknown_root_in_ca_crt(ec_pki, run, pick, reasons, now):
+    """The leaf comes straight from a root shipped only in ca.crt: not 'add the missing intermediate'."""
+    other = certgen.root("Someone else's root")
+    leaf = certgen.leaf(other, "a.uat.example.com")
+    ev = run(leaf, [], ca=[other], bundle=ec_pki.bundle, now=now)
+    assert "IncompleteChain" not in reasons(ev)
+    (f,) = pick(ev, "UnknownRoot")
+    _assert_names_the_root(f, other)
+    assert "found in the Secret's ca.crt" in f.message
+
+
+def test_unknown_root_appended_to_tls_crt(ec_pki, run, pick, reasons, now):
+    """The root appended to tls.crt: the verifier's 'max depth' wording never reaches the user."""
+    other = certgen.root("Someone else's root")
+    leaf = certgen.leaf(other, "a.uat.example.com")
+    ev = run(leaf, [other], bundle=ec_pki.bundle, now=now)
+    assert "UntrustedChain" not in reasons(ev)
+    (f,) = pick(ev, "UnknownRoot")
+    _assert_names_the_root(f, other)
+    assert "found in tls.crt" in f.message
+
+
+def test_unknown_root_behind_an_intermediate(ec_pki, run, pick, now):
+    other_root = certgen.root("Other Root")
+    inter = certgen.intermediate(other_root, "Other Intermediate")
+    leaf = certgen.leaf(inter, "a.uat.example.com")
+    (f,) = pick(run(leaf, [inter, other_root], bundle=ec_pki.bundle, now=now), "UnknownRoot")
+    _assert_names_the_root(f, other_root)
+    (g,) = pick(run(leaf, [inter], ca=[other_root], bundle=ec_pki.bundle, now=now), "UnknownRoot")
+    _assert_names_the_root(g, other_root)
+
+
+def test_unknown_root_with_the_bundles_name_says_re_keyed(ec_pki, run, pick, now):
+    impostor = certgen.root("certgen Root CA")  # same subject as ec_pki's root, another key
+    leaf = certgen.leaf(impostor, "a.uat.example.com")
+    (f,) = pick(run(leaf, [impostor], bundle=ec_pki.bundle, now=now), "UnknownRoot")
+    assert "same subject" in f.message and fingerprint(impostor.cert) in f.message
+
+
+def test_intermediate_only_in_ca_crt_is_incomplete_and_says_so(ec_pki, run, pick, now):
+    (f,) = pick(run(ec_pki.leaf, [], ca=[ec_pki.intermediate, ec_pki.root], bundle=ec_pki.bundle, now=now),
+                "IncompleteChain")
+    assert "certgen Intermediate CA" in f.message and "only tls.crt" in f.message
