@@ -56,6 +56,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="certificate file (PEM/DER leaf + chain, or PKCS#12) or directory of them")
     parser.add_argument("--secret", action="append", default=[], metavar="NAMESPACE/NAME", help="check a live Secret (uses the kubeconfig); repeatable")
     parser.add_argument("--policy", metavar="FILE", help="CertificatePolicy YAML; its spec.requirements are used")
+    parser.add_argument("--policy-name", metavar="NAME", help="which CertificatePolicy of a --policy file holding several (required then)")
     parser.add_argument("--trust-bundle", metavar="FILE", help="CA bundle (PEM/DER) the chain must lead to")
 
     req = parser.add_argument_group("requirements (each replaces the policy's value)")
@@ -147,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"unrecognized arguments: {' '.join(extras)}")
         if not args.paths and not args.secret:
             raise UsageError("nothing to check: give certificate files/directories, or --secret NAMESPACE/NAME")
-        policy_doc = _read_policy(args.policy) if args.policy else None
+        if args.policy_name and not args.policy:
+            raise UsageError("--policy-name needs --policy FILE")
+        policy_doc = _read_policy(args.policy, args.policy_name) if args.policy else None
         requirements = _requirements(policy_doc, args)
         password = _password(args)
         now = _now(args.at)
@@ -161,12 +164,12 @@ def run(args: argparse.Namespace) -> int:
             opts.notes.append("the policy's trustBundle lives in the cluster and cannot be read offline: pass --trust-bundle FILE to verify chains")
     except UsageError as e:
         print(f"certpolicy check: {e}", file=sys.stderr)
-        return EXIT_UNKNOWN
+        return _json_error(args, stdout, str(e))
     except PolicySpecError as e:
         print("certpolicy check: invalid policy:", file=sys.stderr)
         for p in e.problems:
             print(f"  - {p}", file=sys.stderr)
-        return EXIT_UNKNOWN
+        return _json_error(args, stdout, "invalid policy: " + "; ".join(e.problems))
 
     for t in targets:
         if t.material is not None and t.error is None:
@@ -177,11 +180,21 @@ def run(args: argparse.Namespace) -> int:
     for note in opts.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.output == "json":
-        json.dump({"exitCode": code, "evaluatedAt": _iso(opts.now), "results": [t.to_dict() for t in targets]}, stdout, indent=2)
+        json.dump({"exitCode": code, "evaluatedAt": _iso(opts.now), "error": None,
+                   "results": [t.to_dict() for t in targets]}, stdout, indent=2)
         stdout.write("\n")
     else:
         write_table(targets, stdout, color=_use_color(args.color, stdout))
     return code
+
+
+def _json_error(args: argparse.Namespace, stdout: TextIO, message: str) -> int:
+    """With ``-o json`` a script always gets a JSON document, also when nothing could be checked."""
+    if getattr(args, "output", None) == "json":
+        json.dump({"exitCode": EXIT_UNKNOWN, "evaluatedAt": _iso(dt.datetime.now(dt.timezone.utc)),
+                   "error": message, "results": []}, stdout, indent=2)
+        stdout.write("\n")
+    return EXIT_UNKNOWN
 
 
 def exit_code(targets: Sequence[Target]) -> int:
@@ -205,7 +218,10 @@ def _read_file(path: str | Path, what: str) -> bytes:
         raise UsageError(f"{what} {path}: cannot read ({e.strerror or type(e).__name__})") from None
 
 
-def _read_policy(path: str) -> Mapping[str, Any]:
+def _read_policy(path: str, name: str | None = None) -> Mapping[str, Any]:
+    """The one policy of a file. A file with several CertificatePolicies needs ``--policy-name``:
+    checking every certificate against all of them would mix policies whose selectors were meant
+    for different Secrets (``examples/uat-vs-prod-sans.yaml`` holds a UAT and a prod policy)."""
     import yaml
 
     text = _read_file(path, "policy")
@@ -216,6 +232,14 @@ def _read_policy(path: str) -> Mapping[str, Any]:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UsageError(f"policy {path}: not valid YAML{where}") from None
     policies = [d for d in docs if isinstance(d, Mapping) and d.get("kind") == "CertificatePolicy"]
+    names = [str((d.get("metadata") or {}).get("name", "")) for d in policies]
+    if name is not None:
+        if name not in names:
+            raise UsageError(f"policy {path}: no CertificatePolicy named {name!r} (it holds {', '.join(names) or 'none'})")
+        return policies[names.index(name)]
+    if len(policies) > 1:
+        raise UsageError(f"policy {path} holds {len(policies)} CertificatePolicies ({', '.join(names)}): "
+                         "choose one with --policy-name NAME")
     if policies:
         return policies[0]
     if len(docs) == 1 and isinstance(docs[0], Mapping):
@@ -270,6 +294,13 @@ def _requirements(doc: Mapping[str, Any] | None, args: argparse.Namespace) -> Re
     for k, v in overrides.items():
         if v is not None:
             spec[k] = v
+    for flag, value in (("--warn-before", args.warn_before), ("--critical-before", args.critical_before)):
+        if value:
+            try:
+                parse_duration(value)
+            except ValueError as e:
+                raise UsageError(f"{flag} {value!r}: {e}. Accepted: a Go duration, a number with a unit "
+                                 f"h, m, s, ms, us or ns, e.g. 720h (30 days) or 1h30m") from None
     if args.warn_before or args.critical_before:
         expiry = dict(spec.get("expiry") or {})
         if args.warn_before:

@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+DESCRIPTION = "certpolicy-operator: check TLS certificates against CertificatePolicies, run the operator, or try it locally."
+
 # subcommand -> (module, one-line help). Each module has configure_parser(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("certpolicy.runcmd", "run the operator against the current kubeconfig or in-cluster config"),
@@ -22,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="certpolicy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="certpolicy", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():

@@ -239,3 +239,58 @@ def test_file_mode_does_not_import_kubernetes(files):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False False"
+
+
+# --- what a newcomer ran into (issue 17, item 10) -------------------------------------------------
+
+TWO_POLICIES = """
+apiVersion: certpolicy.io/v1alpha1
+kind: CertificatePolicy
+metadata: {name: uat}
+spec: {requirements: {allowedDNSNames: ["*.uat.example.com"]}}
+---
+apiVersion: certpolicy.io/v1alpha1
+kind: CertificatePolicy
+metadata: {name: any}
+spec: {requirements: {allowedDNSNames: ["*.example.com"]}}
+"""
+
+
+def test_a_file_with_two_policies_needs_policy_name(files, capsys):
+    (files / "two.yaml").write_text(TWO_POLICIES)
+    common = (str(files / "svc.pem"), "--trust-bundle", str(files / "bundle.pem"), "--policy", str(files / "two.yaml"))
+    assert check(*common) == 3
+    err = capsys.readouterr().err
+    assert "holds 2 CertificatePolicies (uat, any)" in err and "--policy-name" in err
+    assert check(*common, "--policy-name", "uat") == 2  # svc.example.com is not a UAT name
+    assert check(*common, "--policy-name", "any") == 0
+    capsys.readouterr()
+    assert check(*common, "--policy-name", "prod") == 3
+    assert "no CertificatePolicy named 'prod'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--warn-before", "--critical-before"])
+def test_bad_duration_flag_names_the_flag_and_the_units(files, capsys, flag):
+    assert check(str(files / "svc.pem"), flag, "30d") == 3
+    err = capsys.readouterr().err
+    assert f"{flag} '30d'" in err and "720h" in err and "h, m, s" in err and "invalid policy" not in err
+
+
+def test_json_source_of_a_file_chain_is_file(files, capsys):
+    check(str(files / "svc.pem"), "--trust-bundle", str(files / "bundle.pem"), "-o", "json")
+    (r,) = json.loads(capsys.readouterr().out)["results"]
+    assert [c["source"] for c in r["certificates"]] == ["file", "file", "bundle"]
+
+
+@pytest.mark.parametrize("args", [["missing.pem"], ["--warn-before", "30d", "{dir}/svc.pem"], []])
+def test_json_output_even_when_nothing_could_be_checked(files, capsys, args):
+    assert check(*[a.replace("{dir}", str(files)) for a in args], "-o", "json") == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["exitCode"] == 3 and doc["results"] == [] and doc["error"]
+
+
+def test_help_has_no_raw_restructuredtext(capsys):
+    for sub in ([], ["run"], ["check"], ["demo"], ["local-cluster"]):
+        with pytest.raises(SystemExit):
+            main([*sub, "--help"])
+        assert "``" not in capsys.readouterr().out

@@ -50,6 +50,7 @@ from certpolicy.policy.usage import check_ca_eku, check_leaf_eku, public_ca_clie
 from certpolicy.policy.validity import change_instants, check_expiry
 
 TrustBundle = Sequence[x509.Certificate] | TrustAnchors
+FILE_MATERIAL = ("file", "pkcs12")  # SecretMaterial.secret_type of what `certpolicy check` read from files
 
 
 class CertificateEntry(NamedTuple):
@@ -59,7 +60,7 @@ class CertificateEntry(NamedTuple):
     role: Role
     summary: CertSummary
     on_path: bool  # in the Secret's chain or on the verified path (findings not capped)
-    source: str  # "secret" | "ca.crt" | "bundle"
+    source: str  # "secret" | "file" (the chain: a Secret's, or a file's) | "ca.crt" | "bundle"
 
     @property
     def ref(self) -> CertRef:
@@ -198,7 +199,8 @@ class _Run:
         fps = m.fingerprints if len(m.fingerprints) == 1 + len(m.intermediates) else ()
         leaf_s = summarize(leaf, fps[0] if fps else None)
         add = self._add
-        add(leaf_s, Role.LEAF, True, "secret")
+        own = "file" if m.secret_type in FILE_MATERIAL else "secret"  # where the chain came from
+        add(leaf_s, Role.LEAF, True, own)
 
         anchors, chain_cap, source = self._anchors()
         if anchors is not None:
@@ -214,10 +216,10 @@ class _Run:
             for i in range(1, len(path)):
                 s = summarize(path[i], path_fps[i])
                 is_anchor = i == last
-                add(s, Role.ROOT if (is_anchor and s.self_signed) else Role.INTERMEDIATE, True, source if is_anchor else "secret")
+                add(s, Role.ROOT if (is_anchor and s.self_signed) else Role.INTERMEDIATE, True, source if is_anchor else own)
         for i, c in enumerate(m.intermediates):
             s = summarize(c, fps[i + 1] if fps else None)
-            add(s, Role.ROOT if s.self_signed else Role.INTERMEDIATE, True, "secret")
+            add(s, Role.ROOT if s.self_signed else Role.INTERMEDIATE, True, own)
         for c in m.ca_certificates:
             s = summarize(c)
             add(s, Role.ROOT if s.self_signed else Role.INTERMEDIATE, source == "ca.crt" and not trusted, "ca.crt")

@@ -98,11 +98,13 @@ def build_report(results: Sequence[SecretResult], now: dt.datetime, *, degraded:
         worst = violating[0].evaluation.worst_severity
         reasons = Counter(f.reason for r in violating for f in r.problems if f.severity == worst)
         top_reason = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
-        first = violating[0]
+        # The message's example is a finding of the reason itself, so reason and message agree.
+        example, problem = next((r, p) for r in violating for p in r.problems if p.reason == top_reason)
+        with_reason = sum(1 for r in violating if any(p.reason == top_reason for p in r.problems))
         compliant_reason = top_reason
         compliant_message = (
-            f"{len(violating)} of {len(results)} selected Secrets violate the policy; worst: "
-            f"{first.namespace}/{first.name}: {first.problems[0].message}"
+            f"{len(violating)} of {len(results)} selected Secrets violate the policy; {top_reason} on "
+            f"{with_reason}, e.g. {example.namespace}/{example.name}: {problem.message}"
         )
     elif results:
         compliant_reason, compliant_message = "AllCompliant", f"All {len(results)} selected Secrets comply."

@@ -47,3 +47,23 @@ def test_violations_are_bounded_and_empty_selection_is_explained():
     empty = build_report([], NOW, degraded=[Problem("TrustBundleMissing", "gone")])
     assert empty.is_compliant and empty.compliant_reason == "NothingSelected"
     assert empty.degraded[0].reason == "TrustBundleMissing"
+
+
+def test_compliant_reason_and_message_agree():
+    """The message's example is a finding of the condition's reason, even when the worst Secret's
+    first finding is another reason."""
+    ca = certgen.root("report CA", now=NOW - dt.timedelta(days=1))
+    req = requirements_from_spec({"extendedKeyUsages": ["serverAuth", "clientAuth"],
+                                  "allowedDNSNames": ["*.uat.example.com"]})
+    t0 = NOW - dt.timedelta(days=1)
+    results = [
+        _result("x", certgen.leaf(ca, "x.example.com", eku=["serverAuth"], now=t0), ca, req),  # two reasons
+        _result("y", certgen.leaf(ca, "y.uat.example.com", eku=["serverAuth"], now=t0), ca, req),
+        _result("z", certgen.leaf(ca, "z.uat.example.com", eku=["serverAuth"], now=t0), ca, req),
+    ]
+    report = build_report(results, NOW)
+    assert report.compliant_reason == "MissingClientAuth"
+    assert "MissingClientAuth on 3" in report.compliant_message
+    example = report.compliant_message.split("e.g. ", 1)[1]
+    x_findings = {f.reason: f.message for f in results[0].evaluation.findings}
+    assert example == f"ns/x: {x_findings['MissingClientAuth']}"
