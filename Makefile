@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test unit integration bench deps system-deps binaries clean
 
 demo: deps binaries
-	$(BIN)/certpolicy demo
+	$(BIN)/certpolicy demo $(if $(KEEP),--keep)
 
 test: deps binaries
 	$(BIN)/pytest $(PYTEST_ARGS)

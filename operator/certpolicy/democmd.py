@@ -12,8 +12,10 @@ import argparse
 import base64
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +29,9 @@ OPERATOR_NAMESPACE = "certpolicy-system"
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="use this cluster instead of starting a local control plane")
-    parser.add_argument("--keep", action="store_true", help="keep the cluster and operator running until Ctrl-C")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the cluster and operator running until Ctrl-C and print the KUBECONFIG line "
+                             "to inspect them from another terminal (make demo KEEP=1)")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for policy status")
 
 
@@ -60,6 +64,19 @@ def _demo_objects() -> list[dict]:
             "data": {"tls.crt": _b64(kp.cert_pem), "tls.key": _b64(kp.key_pem), "ca.crt": _b64(ca.cert_pem)},
         })
     return objs
+
+
+def _failed(what: str, log_path: Path) -> int:
+    """Say what failed, with the end of the operator's log inline (kept on disk too)."""
+    try:
+        tail = log_path.read_text(errors="replace").splitlines()[-25:]
+    except OSError:
+        tail = []
+    print(f"demo failed: {what}.", file=sys.stderr)
+    if tail:
+        print("last lines of the operator log:\n    " + "\n    ".join(tail), file=sys.stderr)
+    print(f"full operator log (kept): {log_path}", file=sys.stderr)
+    return 1
 
 
 def _policy_status_complete(kubectl, name: str) -> bool:
@@ -99,11 +116,16 @@ def run(args: argparse.Namespace) -> int:
         install_crd(kubeconfig)
         kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
         print("==> starting the operator (certpolicy run)", flush=True)
-        env = dict(os.environ, KUBECONFIG=str(kubeconfig), CERTPOLICY_NAMESPACE=OPERATOR_NAMESPACE)
-        log_path = Path(kubeconfig).parent / "operator.log"
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig), CERTPOLICY_NAMESPACE=OPERATOR_NAMESPACE,
+                   CERTPOLICY_METRICS_ADDR="127.0.0.1")
+        # Outside the cluster's directory, which cluster.stop() deletes: a failure message can
+        # point at this log after the clean-up. Removed when the demo succeeds.
+        log_path = Path(tempfile.mkdtemp(prefix="certpolicy-demo-")) / "operator.log"
+        metrics_port = free_port()  # 9090 may be taken on a laptop; the demo needs none in particular
         with open(log_path, "wb") as log:
             operator = subprocess.Popen(
-                [sys.executable, "-m", "certpolicy.cli", "run", f"--liveness=http://127.0.0.1:{free_port()}/healthz"],
+                [sys.executable, "-m", "certpolicy.cli", "run", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+                 f"--metrics-port={metrics_port}"],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         print("==> creating namespace 'integration' (env=uat) with three HL7 TLS Secrets", flush=True)
@@ -118,13 +140,11 @@ def run(args: argparse.Namespace) -> int:
         pending = set(names)
         while pending and time.monotonic() < deadline:
             if operator.poll() is not None:
-                print(f"operator exited with {operator.returncode}; log: {log_path}", file=sys.stderr)
-                return 1
+                return _failed(f"the operator exited with {operator.returncode}", log_path)
             pending = {n for n in pending if not _policy_status_complete(kubectl, n)}
             time.sleep(0.2)
         if pending:
-            print(f"timed out waiting for status of {sorted(pending)}; operator log: {log_path}", file=sys.stderr)
-            return 1
+            return _failed(f"timed out after {args.timeout:.0f}s waiting for the status of {sorted(pending)}", log_path)
         print("\n$ kubectl get certpol", flush=True)
         print(kubectl("get", "certpol").stdout, flush=True)
         for n in names:
@@ -141,11 +161,16 @@ def run(args: argparse.Namespace) -> int:
         if events.strip():
             print(f"\n$ kubectl get events -n {DEMO_NAMESPACE} --field-selector=type=Warning\n{events}")
         if args.keep:
-            print(f"\nrunning; export KUBECONFIG={kubeconfig}  (Ctrl-C to stop)", flush=True)
+            print(f"\nThe cluster and the operator keep running (Ctrl-C here stops and deletes them). "
+                  f"In another terminal:\n\n    export KUBECONFIG={kubeconfig}\n    export PATH={kubectl_bin.parent}:$PATH"
+                  f"\n    kubectl get certpol\n    curl -s localhost:{metrics_port}/metrics | grep certpolicy_\n"
+                  f"\noperator log: {log_path}", flush=True)
             try:
                 operator.wait()
             except KeyboardInterrupt:
                 pass
+        if not args.keep:
+            shutil.rmtree(log_path.parent, ignore_errors=True)
         return 0
     finally:
         if operator is not None and operator.poll() is None:

@@ -8,6 +8,7 @@ certificate contents beyond the subject CN.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 
@@ -107,12 +108,49 @@ REGISTRY.register(COLLECTOR)
 _server_lock = threading.Lock()
 _server: tuple | None = None
 
+PORT_ENV, ADDR_ENV = "CERTPOLICY_METRICS_PORT", "CERTPOLICY_METRICS_ADDR"
+DEFAULT_PORT = 9090
+
+
+class MetricsUnavailable(RuntimeError):
+    """The /metrics endpoint cannot be served as configured.
+
+    The operator stops rather than run without it or on another port: Prometheus scrapes the
+    configured port (the Service and the alerts in manifests/ point at it), so an operator that
+    quietly moved elsewhere would look healthy while every certificate alert went silent.
+    """
+
+
+def configured_port() -> int:
+    """``CERTPOLICY_METRICS_PORT``: 9090 by default, 0 for any free port, -1 for no endpoint."""
+    raw = os.environ.get(PORT_ENV, str(DEFAULT_PORT)).strip()
+    try:
+        port = int(raw)
+    except ValueError:
+        raise MetricsUnavailable(f"{PORT_ENV}={raw!r} is not a port number (0 = any free port, -1 = none)") from None
+    if not -1 <= port <= 65535:
+        raise MetricsUnavailable(f"{PORT_ENV}={port} is out of range (1-65535; 0 = any free port, -1 = none)")
+    return port
+
+
+def configured_addr() -> str:
+    return os.environ.get(ADDR_ENV, "0.0.0.0")  # noqa: S104 - scraped from inside the cluster
+
 
 def serve(port: int, addr: str = "0.0.0.0") -> int:  # noqa: S104 - scraped from inside the cluster
-    """Start the /metrics endpoint once per process; returns the bound port."""
+    """Start the /metrics endpoint once per process; returns the bound port.
+
+    Raises :class:`MetricsUnavailable` with an actionable message when the port is taken.
+    """
     global _server
     with _server_lock:
         if _server is None:
-            server, _thread = start_http_server(port, addr=addr)
+            try:
+                server, _thread = start_http_server(port, addr=addr)
+            except OSError as e:
+                raise MetricsUnavailable(
+                    f"cannot serve metrics on {addr}:{port}: {e.strerror or e}. Another process holds the port: "
+                    f"choose a free one with --metrics-port or {PORT_ENV} (0 = any free port, -1 = no "
+                    "metrics endpoint)") from None
             _server = (server, server.server_address[1])
         return _server[1]

@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import os
+import sys
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -14,6 +15,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default=None,
                         help="the operator's own namespace, where CA Secrets live (env CERTPOLICY_NAMESPACE; "
                              "default certpolicy-system)")
+    parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="port of the Prometheus /metrics endpoint (env CERTPOLICY_METRICS_PORT; default 9090; "
+                             "0 = any free port, -1 = none). A port in use stops the operator with exit 2.")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
@@ -32,6 +36,22 @@ def tune_gc() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from certpolicy import metrics
+
+    # The metrics endpoint first: a port in use must stop the operator with a clear message, not
+    # leave kopf retrying its start-up every 60 s while the liveness probe answers (see
+    # metrics.MetricsUnavailable for why there is no fallback port).
+    if args.metrics_port is not None:
+        os.environ[metrics.PORT_ENV] = str(args.metrics_port)
+    try:
+        port = metrics.configured_port()
+        bound = metrics.serve(port, metrics.configured_addr()) if port >= 0 else None
+    except metrics.MetricsUnavailable as e:
+        print(f"certpolicy run: {e}", file=sys.stderr)
+        return 2
+    if bound is not None:
+        os.environ[metrics.PORT_ENV] = str(bound)  # what kopf's start-up handler finds already served
+
     # The inventory's initial LIST starts before kopf is even imported: the API server encodes
     # pages on another core while this process loads kopf (~0.6 s). start_runtime adopts it.
     from certpolicy.inventory.inventory import Inventory
@@ -50,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ["CERTPOLICY_NAMESPACE"] = args.namespace
     kopf.configure(debug=args.verbose, verbose=args.verbose)
     logging.getLogger("kopf.objects").setLevel(logging.INFO)
+    if bound is not None:
+        logging.getLogger("certpolicy.operator").info("metrics on http://%s:%d/metrics", metrics.configured_addr(), bound)
     # standalone: one replica, no kopf peering (peering is not leader election; see docs/operations.md)
     kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness,
              memo=kopf.Memo(api_client=api_client, inventory=inventory))

@@ -23,7 +23,7 @@ from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.client import new_api_client
 from certpolicy.kube.events import EventRecorder
 from certpolicy.kube.rawapi import RawClient
-from certpolicy.metrics import COLLECTOR, serve
+from certpolicy.metrics import COLLECTOR, MetricsUnavailable, configured_addr, configured_port, serve
 from certpolicy.policy.evaluate import Evaluator
 
 log = logging.getLogger("certpolicy.operator")
@@ -35,6 +35,13 @@ INVENTORY_SYNC_TIMEOUT = 300.0
 async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
     # `certpolicy run` starts the inventory before kopf (its LIST overlaps kopf's start-up) and
     # passes it in the memo; under `kopf run` or in tests it is started here.
+    metrics_port = None
+    try:  # first: a taken port stops the operator at once instead of after the inventory's sync
+        port = configured_port()
+        if port >= 0:
+            metrics_port = serve(port, configured_addr())
+    except MetricsUnavailable as e:
+        raise kopf.PermanentError(str(e)) from None
     api_client = getattr(memo, "api_client", None) or new_api_client()
     inventory = getattr(memo, "inventory", None) or Inventory(api_client)
     runtime = Runtime(
@@ -49,9 +56,7 @@ async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
         log.warning("inventory not fully synced after %.0fs; policies are evaluated as data arrives",
                     INVENTORY_SYNC_TIMEOUT)
     COLLECTOR.inventory = inventory
-    port = int(os.environ.get("CERTPOLICY_METRICS_PORT", "9090"))
-    if port >= 0:
-        runtime.metrics_port = serve(port, os.environ.get("CERTPOLICY_METRICS_ADDR", "0.0.0.0"))  # noqa: S104
+    runtime.metrics_port = metrics_port
     memo.runtime = runtime
     log.info("inventory synced: %d TLS Secrets, %d Pods with references, %d namespaces",
              len(inventory.secrets), len(inventory.pods), len(inventory.namespaces))
