@@ -55,6 +55,12 @@ def _rows(schema: dict, path: str):
         yield from rows
 
 
+def _cell(text: str) -> str:
+    """A Markdown table cell: a literal ``|`` (the duration pattern's alternatives) is escaped as
+    ``\\|``, which GitHub-flavoured Markdown renders as ``|``, also inside code spans."""
+    return text.replace("|", "\\|")
+
+
 def render() -> str:
     crd = yaml.safe_load(CRD.read_text())
     version = crd["spec"]["versions"][0]
@@ -72,7 +78,7 @@ def render() -> str:
         "| --- | --- | --- | --- |",
     ]
     for path, t, desc, extra in _rows(schema, ""):
-        lines.append(f"| `{path}` | {t} | {desc.replace('|', '/')} | {extra.replace('|', '/')} |")
+        lines.append(f"| `{path}` | {t} | {_cell(desc)} | {_cell(extra)} |")
     lines += ["", "## Printer columns", "", "| column | JSONPath |", "| --- | --- |"]
     for col in version["additionalPrinterColumns"]:
         lines.append(f"| {col['name']} | `{col['jsonPath']}` |")

@@ -105,6 +105,10 @@ def test_kubectl_explain_and_short_name(crd, cluster):
     assert "subPath" in out
     out = cluster.kubectl("explain", "certpol.status.conditions").stdout
     assert "Compliant" in out
+    for field in ("spec.issuance.validity", "spec.issuanceLimits.perMinute", "spec.rotation.probes.host",
+                  "status.summary.violating"):  # shown as <no description> before
+        out = cluster.kubectl("explain", f"certpol.{field}").stdout
+        assert "no description" not in out and "DESCRIPTION" in out, out
 
 
 def test_printer_columns(crd, cluster, policies):
