@@ -105,7 +105,9 @@ AUDIT_SUMMARY: list[str] = []
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    for line in AUDIT_SUMMARY:
+    import figures
+
+    for line in AUDIT_SUMMARY + figures.FIGURES:
         terminalreporter.write_line(line)
 
 

@@ -173,10 +173,8 @@ def distribute(raw: RawClient, inventory: Inventory, policy: str, entries: Seque
                 continue
         password: bytes | None = b""
         if p12:
-            if p12.get("passwordSecretRef"):
-                # Watch the password Secret (an Opaque Secret the TLS inventory does not see), so a
-                # password created after the policy, or changed, re-encodes the truststore at once.
-                inventory.track([(operator_namespace(), p12["passwordSecretRef"]["name"])])
+            # The password Secret is in the policy's Reads: a password created after the policy,
+            # or changed, wakes it and re-encodes the truststore at once.
             password, problem = read_truststore_password(raw, p12.get("passwordSecretRef"))
             if problem:
                 report.problems.append(problem)

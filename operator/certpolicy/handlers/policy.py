@@ -1,8 +1,10 @@
 """CertificatePolicy handlers: one evaluation loop (a kopf daemon) per policy.
 
 The loop sleeps until the next instant some certificate crosses a threshold (or a slow safety
-re-sync), and wakes early when the policy, a selected Secret, a Pod's mounts, a namespace's
-labels or the trust bundle change. Watching Secrets and Pods is the inventory's job; kopf
+re-sync), and wakes early when the policy or something it reads changes: a selected or named
+Secret, a Pod's mounts, a namespace's labels, the trust bundle, a bundle target. What it reads is
+declared once per pass (``certpolicy.inventory.interest.Reads``); a change wakes only the
+policies it concerns. Watching Secrets and Pods is the inventory's job; kopf
 handles only our own resource, so it never writes to user objects.
 """
 
@@ -49,7 +51,7 @@ async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
         recorder=EventRecorder(RawClient(api_client)), evaluator=Evaluator(),
         loop=asyncio.get_running_loop(),
     )
-    inventory.add_listener(runtime.wake_all_threadsafe)
+    inventory.wake_with(runtime.wake_threadsafe)
     inventory.start()  # idempotent: a no-op when `certpolicy run` started it already
     synced = await asyncio.to_thread(inventory.wait_synced, INVENTORY_SYNC_TIMEOUT)
     if not synced:

@@ -22,6 +22,8 @@ from certpolicy.handlers.ca import ensure_ca, record_history, retire, retired_fi
 from certpolicy.handlers.rotation import observe, perform
 from certpolicy.handlers.issuance import RateLimiter, issue_all
 from certpolicy.handlers.runtime import PolicyMemory, Runtime
+from certpolicy.handlers.settings import operator_namespace
+from certpolicy.inventory.interest import BundleSource, Reads
 from certpolicy.inventory.selection import select
 from certpolicy.kube.conditions import COMPLIANT, DEGRADED, READY, Condition, find, merge_conditions, rfc3339
 from certpolicy.kube.events import ObjectRef
@@ -38,6 +40,7 @@ MAX_EVENTS_PER_PASS = 100
 MAX_SUBPATH = 50
 RESYNC = dt.timedelta(minutes=10)
 ERROR_RETRY = dt.timedelta(seconds=30)
+SYNC_RETRY = dt.timedelta(seconds=1)
 
 
 def _policy_ref(policy: Mapping[str, Any]) -> ObjectRef:
@@ -45,29 +48,22 @@ def _policy_ref(policy: Mapping[str, Any]) -> ObjectRef:
     return ObjectRef(kind=KIND, name=meta["name"], uid=meta.get("uid", ""), api_version="certpolicy.io/v1alpha1")
 
 
-def _trust_bundle(runtime: Runtime, requirements_spec: Mapping[str, Any]) -> tuple[tuple | None, list[Problem]]:
-    ref = requirements_spec.get("trustBundle")
-    if not ref:
+def _trust_bundle(runtime: Runtime, source: BundleSource | None) -> tuple[tuple | None, list[Problem]]:
+    if source is None:
         return None, []
-    kind = "ConfigMap" if "configMap" in ref else "Secret"
-    src = ref.get("configMap") or ref.get("secret")
-    key = src.get("key", "ca.crt")
-    where = f"{kind} {src['namespace']}/{src['name']}"
-    try:
-        record, synced = runtime.inventory.bundle(kind, src["namespace"], src["name"])
-    except ApiException as e:  # pragma: no cover - the watch reports errors itself
-        return None, [Problem("TrustBundleUnreadable", f"cannot read the trust bundle {where}: HTTP {e.status}")]
+    record, read = runtime.inventory.bundle(source.kind, source.namespace, source.name)
     if record is None:
-        if not synced:
+        if not read:
             return None, [Problem("TrustBundleUnreadable",
-                                  f"the trust bundle {where} could not be read yet (access denied or API error)")]
-        return None, [Problem("TrustBundleMissing", f"the trust bundle {where} does not exist; "
+                                  f"the trust bundle {source} could not be read yet (access denied or API error)")]
+        return None, [Problem("TrustBundleMissing", f"the trust bundle {source} does not exist; "
                                                     "chains are not checked until it does")]
+    key = source.key
     if not record.has_key(key):
-        return None, [Problem("TrustBundleMissing", f"the trust bundle {where} has no key {key!r}")]
+        return None, [Problem("TrustBundleMissing", f"the trust bundle {source} has no key {key!r}")]
     certs = record.certs(key)
     if not certs:
-        return None, [Problem("TrustBundleEmpty", f"the trust bundle {where} key {key!r} holds no certificate")]
+        return None, [Problem("TrustBundleEmpty", f"the trust bundle {source} key {key!r} holds no certificate")]
     return certs, []
 
 
@@ -138,6 +134,11 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     status = policy.get("status") or {}
     generation = policy["metadata"].get("generation")
     memory = runtime.memory(name)
+    # No verdict from a partial view: what the policy reads is held (named Secrets read now) and
+    # it is judged only once all of it is synced; until then its status is left as it is.
+    if not runtime.inventory.declare(name, Reads.of(spec, operator_namespace())):
+        log.debug("policy %s: waiting for the sources it reads to sync", name)
+        return now + SYNC_RETRY
 
     try:
         requirements = requirements_from_spec(spec.get("requirements") or {})
@@ -151,7 +152,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
             runtime.recorder.post(_policy_ref(policy), "Warning", "InvalidSpec", str(e), [str(generation)], now)
         return now + RESYNC
 
-    bundle, problems = _trust_bundle(runtime, spec.get("requirements") or {})
+    bundle, problems = _trust_bundle(runtime, BundleSource.of(spec.get("requirements")))
     managed = _manage_ca_bundles_issuance(runtime, policy, spec, status, requirements, memory, now, bundle)
     problems += managed.problems
     if bundle is None and managed.trusted and not (spec.get("requirements") or {}).get("trustBundle"):

@@ -1,8 +1,9 @@
 """The operator's process-wide state, kept in kopf's ``memo``: inventory, clients, wake-ups.
 
 Policy loops are asyncio tasks (kopf daemons); the inventory's watches are threads. A change in
-the inventory sets the wake-up event of every policy loop from the watch thread through
-``loop.call_soon_threadsafe``; loops coalesce bursts (a relist of 10,000 Secrets is one pass).
+the inventory sets the wake-up event of the policy loops it concerns (the inventory routes it by
+each policy's declared ``Reads``) from the watch thread through ``loop.call_soon_threadsafe``;
+loops coalesce bursts (a relist of 10,000 Secrets is one pass).
 """
 
 from __future__ import annotations
@@ -81,18 +82,21 @@ class Runtime:
             return self.memories.setdefault(policy, PolicyMemory())
 
     def forget(self, policy: str) -> None:
+        """The policy's loop ended: drop its memory and release what the inventory held for it."""
         self.wakeups.pop(policy, None)
         with self.lock:
             self.memories.pop(policy, None)
+        self.inventory.forget(policy)
 
     def wake(self, policy: str) -> None:
         event = self.wakeups.get(policy)
         if event is not None:
             event.set()
 
-    def wake_all(self) -> None:
-        for event in list(self.wakeups.values()):
-            event.set()
+    def wake_many(self, policies: list[str]) -> None:
+        for policy in policies:
+            self.wake(policy)
 
-    def wake_all_threadsafe(self, *_: object) -> None:
-        self.loop.call_soon_threadsafe(self.wake_all)
+    def wake_threadsafe(self, policies: list[str]) -> None:
+        """From a watch thread: wake these policies' loops."""
+        self.loop.call_soon_threadsafe(self.wake_many, policies)

@@ -1,32 +1,62 @@
-"""The cluster's TLS Secrets, the Pods that mount Secrets, and namespace labels, kept current.
+"""The cluster's TLS Secrets, the Pods that mount Secrets, namespace labels and bundle targets, kept current.
 
-Three cluster-wide list-then-watch loops with server-side filtering where the API allows it
-(``fieldSelector=type=kubernetes.io/tls`` for Secrets), plus one loop per namespace that holds a
-Secret of another type named in some policy. Memory stays proportional to the certificates:
-records hold parsed certificate summaries, never Secret data.
+A fixed, small set of watches, each shared by every policy and filtered by the API server:
+
+- every ``kubernetes.io/tls`` Secret (``fieldSelector``), every Pod, every namespace;
+- per bundle target kind, the objects carrying ``BUNDLE_LABEL`` (every target the operator
+  writes carries it), so that a user's edit to any target is repaired at once;
+- per resource, one metadata-only watch for objects named one by one (Secrets in
+  ``selector.names``, truststore passwords, trust bundle sources), running only while some
+  policy names one (:mod:`certpolicy.inventory.named`).
+
+However many policies, names or namespaces, that is at most 3 + 3 + 2 watch threads. Records
+hold parsed certificate summaries, never Secret data.
+
+What each policy reads is declared in one place (:class:`~certpolicy.inventory.interest.Reads`):
+:meth:`Inventory.declare` holds those sources for it, a change wakes only the policies it
+concerns, and :meth:`Inventory.declare` says whether everything the policy reads is synced.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, ApiException
 
+from certpolicy.inventory.interest import (
+    BUNDLE_SOURCES, BUNDLE_TARGETS, NAMED_SECRETS, NAMESPACES, PODS, TLS_SECRETS, Reads,
+)
+from certpolicy.inventory.named import NamedObjects
 from certpolicy.inventory.records import (
     BundleRecord, NamespaceRecord, PodRecord, SecretRecord, parse_bundle_object, parse_namespace_object,
     parse_pod_object, parse_secret_object,
 )
-from certpolicy.inventory.store import Key, Listener, RecordStore, key_of
-from certpolicy.inventory.watch import ListWatcher
+from certpolicy.inventory.store import Change, Key, RecordStore
+from certpolicy.inventory.watch import ListWatcher, Watched
+from certpolicy.kube.managed import CLUSTER_TRUST_BUNDLE, TARGET_KINDS, cluster_trust_bundles_served
 from certpolicy.kube.rawapi import RawClient
 
 log = logging.getLogger(__name__)
 TLS_TYPE = "kubernetes.io/tls"
+WATCH_TIMEOUT_ENV = "CERTPOLICY_WATCH_TIMEOUT"
+DEFAULT_WATCH_TIMEOUT = 240
+
+TLS_SECRETS_WATCH = Watched(TLS_SECRETS, "/api/v1/secrets", field_selector=f"type={TLS_TYPE}")
+PODS_WATCH = Watched(PODS, "/api/v1/pods")
+NAMESPACES_WATCH = Watched(NAMESPACES, "/api/v1/namespaces")
+#: Objects named one by one: which of them changed, from their metadata only.
+NAMED_WATCHES = {
+    "Secret": Watched("named-secrets", "/api/v1/secrets", metadata_only=True),
+    "ConfigMap": Watched("named-configmaps", "/api/v1/configmaps", metadata_only=True),
+}
+BUNDLE_SOURCE_KINDS = ("ConfigMap", "Secret")
 
 
 @dataclass(frozen=True)
@@ -37,42 +67,55 @@ class Mount:
     sub_path: bool
 
 
+def _parse_named_secret(obj: dict) -> SecretRecord | None:
+    # A named TLS Secret is in the TLS watch already; this store holds the other types.
+    return None if obj.get("type") == TLS_TYPE else parse_secret_object(obj)
+
+
+def default_watch_timeout() -> int:
+    return int(os.environ.get(WATCH_TIMEOUT_ENV) or DEFAULT_WATCH_TIMEOUT)
+
+
 class Inventory:
-    def __init__(self, api_client: ApiClient, *, watch_timeout: int = 240) -> None:
+    def __init__(self, api_client: ApiClient, *, watch_timeout: int | None = None) -> None:
         self.raw = RawClient(api_client)
-        self.watch_timeout = watch_timeout
+        self.watch_timeout = watch_timeout or default_watch_timeout()
         self.secrets: RecordStore[SecretRecord] = RecordStore("Secret", parse_secret_object)
         self.pods: RecordStore[PodRecord] = RecordStore("Pod", parse_pod_object)
         self.namespaces: RecordStore[NamespaceRecord] = RecordStore("Namespace", parse_namespace_object)
-        # Secrets of other types, named explicitly by a policy: one watch per namespace, records kept
-        # only for the tracked names.
-        self._tracked: set[Key] = set()
-        self.named_secrets: RecordStore[SecretRecord] = RecordStore("Secret", self._parse_tracked)
-        # Trust bundle targets the operator wrote (labelled): watched so that an edit by someone
-        # else is repaired at once, merged with their certificates.
-        self.bundle_targets: RecordStore[BundleRecord] = RecordStore("ConfigMap", parse_bundle_object)
-        self._named_watchers: dict[str, ListWatcher] = {}
-        self._bundle_watchers: dict[tuple[str, str, str], ListWatcher] = {}
-        self._bundle_stores: dict[tuple[str, str, str], RecordStore[BundleRecord]] = {}
-        self._bundle_listeners: list[Listener] = []
+        self.watchers = [ListWatcher.of(self.raw, w, s, watch_timeout=self.watch_timeout) for w, s in (
+            (TLS_SECRETS_WATCH, self.secrets), (PODS_WATCH, self.pods), (NAMESPACES_WATCH, self.namespaces))]
+        # Bundle targets, one store and watch per kind, started when a policy first declares one.
+        self.bundle_targets: dict[str, RecordStore[BundleRecord]] = {
+            kind: RecordStore(kind, functools.partial(parse_bundle_object, kind=kind)) for kind in TARGET_KINDS}
+        self._target_watchers: dict[str, ListWatcher] = {}
+        # Objects named one by one: one metadata watch per resource, bodies read for tracked names only.
+        self.named = {kind: NamedObjects(self.raw, w, watch_timeout=self.watch_timeout)
+                      for kind, w in NAMED_WATCHES.items()}
+        self.named_secrets: RecordStore[SecretRecord] = self.named["Secret"].purpose(
+            "secret", RecordStore("Secret", _parse_named_secret))
+        self.bundle_sources: dict[str, RecordStore[BundleRecord]] = {
+            kind: self.named[kind].purpose("bundle", RecordStore(kind, functools.partial(parse_bundle_object,
+                                                                                         kind=kind)))
+            for kind in BUNDLE_SOURCE_KINDS}
+        self._reads: dict[str, Reads] = {}
+        self._wake: Callable[[list[str]], None] | None = None
         self._lock = threading.Lock()
         self._started = False
-        self.watchers = [
-            ListWatcher(self.raw, "/api/v1/secrets", self.secrets, name="secrets",
-                        query={"fieldSelector": f"type={TLS_TYPE}"}, watch_timeout=watch_timeout),
-            ListWatcher(self.raw, "/api/v1/pods", self.pods, name="pods", watch_timeout=watch_timeout),
-            ListWatcher(self.raw, "/api/v1/namespaces", self.namespaces, name="namespaces",
-                        watch_timeout=watch_timeout),
-            ListWatcher(self.raw, "/api/v1/configmaps", self.bundle_targets, name="bundle-targets",
-                        query={"labelSelector": "certpolicy.io/bundle"}, watch_timeout=watch_timeout),
-        ]
+        self._closed = False
+        self._ctb_served: bool | None = None
         self._mounts_cache: tuple[int, dict[Key, list[Mount]]] | None = None
         self._pods_version = 0
         self.pods.listeners.append(self._pods_changed)
+        for source, store in [(TLS_SECRETS, self.secrets), (PODS, self.pods), (NAMESPACES, self.namespaces),
+                              (NAMED_SECRETS, self.named_secrets),
+                              *((BUNDLE_TARGETS, s) for s in self.bundle_targets.values()),
+                              *((BUNDLE_SOURCES, s) for s in self.bundle_sources.values())]:
+            store.listeners.append(functools.partial(self._route, source))
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> "Inventory":
-        """Start the watches (once: later calls are no-ops)."""
+        """Start the shared watches (once: later calls are no-ops)."""
         with self._lock:
             if self._started:
                 return self
@@ -82,12 +125,17 @@ class Inventory:
         return self
 
     def stop(self) -> None:
+        with self._lock:
+            self._closed = True
+        for named in self.named.values():
+            named.stop()
         for w in self.all_watchers():
             w.stop(timeout=2)
 
     def all_watchers(self) -> list[ListWatcher]:
         with self._lock:
-            return self.watchers + list(self._named_watchers.values()) + list(self._bundle_watchers.values())
+            named = [n.watcher for n in self.named.values() if n.watcher is not None]
+            return self.watchers + list(self._target_watchers.values()) + named
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -96,16 +144,13 @@ class Inventory:
                 return False
         return True
 
-    def add_listener(self, listener: Listener) -> None:
-        for store in (self.secrets, self.pods, self.namespaces, self.named_secrets, self.bundle_targets):
-            store.listeners.append(listener)
-        with self._lock:
-            self._bundle_listeners.append(listener)
-            for store in self._bundle_stores.values():
-                store.listeners.append(listener)
-
     def health(self, max_silence: float | None = None) -> tuple[bool, str]:
-        """Whether every watch is alive and has heard from the API server recently."""
+        """Whether every watch is alive and has heard from the API server recently.
+
+        A watch hears from the server at least once per ``watch_timeout`` even on a quiet cluster
+        (the server ends the stream then and the watch reopens it), so silence beyond that means
+        the API server is unreachable or the watch is stuck.
+        """
         max_silence = max_silence or (self.watch_timeout + 90)
         now = time.monotonic()
         for w in self.all_watchers():
@@ -118,56 +163,107 @@ class Inventory:
                 return False, f"watch of {w.name} silent for {silence:.0f}s"
         return True, "ok"
 
-    # ---- named Secrets of other types ----------------------------------------------------------
-    def _parse_tracked(self, obj: dict) -> SecretRecord | None:
-        if key_of(obj) not in self._tracked or obj.get("type") == TLS_TYPE:
-            return None
-        return parse_secret_object(obj)
+    # ---- what each policy reads ------------------------------------------------------------------
+    def wake_with(self, callback: Callable[[list[str]], None]) -> None:
+        """``callback(policies)`` is called (from a watch thread) with the policies a change concerns."""
+        self._wake = callback
 
-    def track(self, keys: Iterable[Key]) -> None:
-        """Make sure every named Secret is watched (those of type kubernetes.io/tls already are)."""
-        new_namespaces = []
+    def declare(self, policy: str, reads: Reads) -> bool:
+        """Hold what ``reads`` needs for ``policy`` (names not yet tracked are read before this
+        returns) and release what its previous declaration held; returns whether every source
+        the policy reads is synced, i.e. whether it may be evaluated now."""
         with self._lock:
-            for key in keys:
-                if key not in self._tracked:
-                    self._tracked.add(key)
-                    if key[0] not in self._named_watchers:
-                        new_namespaces.append(key[0])
-            for ns in new_namespaces:
-                self._named_watchers[ns] = ListWatcher(
-                    self.raw, f"/api/v1/namespaces/{ns}/secrets", self.named_secrets, name=f"secrets-{ns}",
-                    query={"fieldSelector": f"type!={TLS_TYPE}"}, watch_timeout=self.watch_timeout,
-                ).start()
+            old = self._reads.get(policy)
+            self._reads[policy] = reads
+        if old != reads:
+            self._hold(reads)
+            if old is not None:
+                self._release(old)
+        return self.synced_for(reads)
 
-    # ---- trust bundle sources -------------------------------------------------------------------
+    def forget(self, policy: str) -> None:
+        """The policy is gone (or no longer evaluated here): release what it held."""
+        with self._lock:
+            old = self._reads.pop(policy, None)
+        if old is not None:
+            self._release(old)
+
+    def declared(self) -> dict[str, Reads]:
+        with self._lock:
+            return dict(self._reads)
+
+    def _hold(self, reads: Reads) -> None:
+        self.named["Secret"].acquire("secret", reads.tracked_secrets())
+        if reads.bundle_source is not None:
+            src = reads.bundle_source
+            self.named[src.kind].acquire("bundle", [(src.namespace, src.name)])
+        for kind, _name in reads.targets:
+            self._watch_targets(kind)
+
+    def _release(self, reads: Reads) -> None:
+        self.named["Secret"].release("secret", reads.tracked_secrets())
+        if reads.bundle_source is not None:
+            src = reads.bundle_source
+            self.named[src.kind].release("bundle", [(src.namespace, src.name)])
+
+    def _watch_targets(self, kind: str) -> None:
+        if kind not in TARGET_KINDS:
+            return
+        with self._lock:
+            if kind in self._target_watchers:
+                return
+        if kind == CLUSTER_TRUST_BUNDLE:
+            if self._ctb_served is None:
+                try:
+                    self._ctb_served = cluster_trust_bundles_served(self.raw)
+                except ApiException as e:
+                    log.warning("cannot tell whether ClusterTrustBundles are served (HTTP %s)", e.status)
+                    return  # asked again on the next declaration
+            if not self._ctb_served:
+                return  # nothing can be written there either: bundles.py reports NotServed
+        with self._lock:
+            if kind in self._target_watchers or self._closed:
+                return
+            watcher = self._target_watchers[kind] = ListWatcher.of(
+                self.raw, TARGET_KINDS[kind].watched, self.bundle_targets[kind], watch_timeout=self.watch_timeout)
+        watcher.start()
+
+    def synced_for(self, reads: Reads) -> bool:
+        if not all(w.synced.is_set() for w in self.watchers):
+            return False
+        unread = self.named["Secret"].unread(reads.tracked_secrets())
+        if reads.bundle_source is not None:
+            src = reads.bundle_source
+            unread |= self.named[src.kind].unread([(src.namespace, src.name)])
+        return not unread
+
+    def _route(self, source: str, change: Change) -> None:
+        wake = self._wake
+        if wake is None:
+            return
+        with self._lock:
+            reads = list(self._reads.items())
+        if not reads:
+            return
+        hits = [policy for policy, r in reads if r.concerns(source, change, self._namespace_labels, self.secret)]
+        if hits:
+            wake(hits)
+
+    def _namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        rec = self.namespaces.get(("", namespace))
+        return rec.label_map if rec else None
+
+    # ---- lookups ---------------------------------------------------------------------------------
     def bundle(self, kind: str, namespace: str, name: str) -> tuple[BundleRecord | None, bool]:
-        """The named ConfigMap/Secret holding a trust bundle, watched from the first request on.
-
-        Returns (record, synced): record is None when the object does not exist (once synced).
-        """
-        key = (kind, namespace, name)
-        with self._lock:
-            watcher = self._bundle_watchers.get(key)
-            if watcher is None:
-                plural = "configmaps" if kind == "ConfigMap" else "secrets"
-                store: RecordStore[BundleRecord] = RecordStore(kind, parse_bundle_object)
-                store.listeners.extend(self._bundle_listeners)
-                watcher = ListWatcher(
-                    self.raw, f"/api/v1/namespaces/{namespace}/{plural}", store, name=f"{plural}-{namespace}-{name}",
-                    query={"fieldSelector": f"metadata.name={name}"}, watch_timeout=self.watch_timeout,
-                )
-                self._bundle_watchers[key] = watcher
-                self._bundle_stores[key] = store
-                watcher.start()
-            store = self._bundle_stores[key]
-        synced = watcher.synced.wait(5)
-        return store.get((namespace, name)), synced
+        """The declared trust bundle source: (record, read); record is None when it does not exist."""
+        key = (namespace, name)
+        return self.bundle_sources[kind].get(key), not self.named[kind].unread([key])
 
     def secret(self, key: Key) -> SecretRecord | None:
         return self.secrets.get(key) or self.named_secrets.get(key)
 
     # ---- mounts ----------------------------------------------------------------------------------
-    def _pods_changed(self, kind: str, key: Key) -> None:
+    def _pods_changed(self, change: Change) -> None:
         self._pods_version += 1
 
     def mounts(self, kind: str = "Secret") -> dict[Key, list[Mount]]:
@@ -186,11 +282,3 @@ class Inventory:
             self._mounts_cache = (version, result)
         return result
 
-
-def wake_on_change(callback: Callable[[], None]) -> Listener:
-    """A listener that ignores which object changed and just calls ``callback``."""
-
-    def listener(kind: str, key: Key) -> None:
-        callback()
-
-    return listener

@@ -142,17 +142,23 @@ class BundleRecord:
         return key in dict(self.certificates)
 
 
-def parse_bundle_object(obj: dict[str, Any]) -> BundleRecord:
+def parse_bundle_object(obj: dict[str, Any], kind: str | None = None) -> BundleRecord:
+    """``kind`` comes from the watch (list items carry no ``kind``); a ClusterTrustBundle's PEM is
+    its ``spec.trustBundle``, reported under that key."""
     import base64
     import binascii
 
     from certpolicy.pki.load import load_certificates
 
     meta = obj.get("metadata") or {}
-    kind = obj.get("kind") or ("Secret" if "type" in obj else "ConfigMap")
+    kind = kind or obj.get("kind") or ("Secret" if "type" in obj else "ConfigMap")
     certs, problems = [], []
     raw: dict[str, bytes] = {}
-    if kind == "ConfigMap":
+    if kind == "ClusterTrustBundle":
+        pem = (obj.get("spec") or {}).get("trustBundle")
+        if isinstance(pem, str):
+            raw["trustBundle"] = pem.encode()
+    elif kind == "ConfigMap":
         raw.update({k: v.encode() for k, v in (obj.get("data") or {}).items()})
         for k, v in (obj.get("binaryData") or {}).items():
             try:

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from certpolicy.inventory.interest import label_selectors, named_keys
 from certpolicy.inventory.inventory import Inventory, Mount
 from certpolicy.inventory.records import SecretRecord
 from certpolicy.inventory.store import Key
-from certpolicy.kube.selectors import LabelSelector
 
 
 @dataclass(frozen=True)
@@ -24,23 +24,17 @@ class Selection:
     mounts: Mapping[Key, list[Mount]]
 
 
-def named_keys(selector_spec: Mapping[str, Any]) -> list[Key]:
-    return [(n["namespace"], n["name"]) for n in selector_spec.get("names") or ()]
-
-
 def select(inventory: Inventory, selector_spec: Mapping[str, Any]) -> Selection:
-    ns_sel = LabelSelector.from_spec(selector_spec.get("namespaceSelector"))
-    secret_sel = LabelSelector.from_spec(selector_spec.get("secretSelector"))
+    """The selection from what the inventory holds; named Secrets are held once the policy's
+    ``Reads`` are declared (:meth:`Inventory.declare`), which the caller does first."""
+    by_label = label_selectors(selector_spec)
     mounted_only = bool(selector_spec.get("mountedOnly"))
     names = named_keys(selector_spec)
-    if any(k[0] and k[1] for k in names):
-        inventory.track(names)
 
-    ns_labels = {k[1]: rec.label_map for k, rec in inventory.namespaces.snapshot().items()}
     chosen: dict[Key, SecretRecord] = {}
-    if not (selector_spec.get("names") and selector_spec.get("namespaceSelector") is None
-            and selector_spec.get("secretSelector") is None):
-        # A policy that only lists names selects nothing by label.
+    if by_label is not None:
+        ns_sel, secret_sel = by_label
+        ns_labels = {k[1]: rec.label_map for k, rec in inventory.namespaces.snapshot().items()}
         for key, rec in inventory.secrets.snapshot().items():
             if not ns_sel.empty and not ns_sel.matches(ns_labels.get(rec.namespace)):
                 continue

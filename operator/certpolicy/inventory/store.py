@@ -15,7 +15,23 @@ from typing import Generic, TypeVar
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 R = TypeVar("R")
-Listener = Callable[[str, Key], None]  # (kind, key)
+
+
+@dataclass(frozen=True)
+class Change(Generic[R]):
+    """One object's record changed: ``old``/``new`` are None when it appeared/disappeared.
+
+    Both sides are given so that a listener can tell whether the object concerned someone before
+    *or* after (a label removed takes a Secret out of a selection: its policy must still hear it).
+    """
+
+    kind: str
+    key: Key
+    old: R | None
+    new: R | None
+
+
+Listener = Callable[[Change], None]
 
 
 def key_of(obj: dict) -> Key:
@@ -34,10 +50,11 @@ class RecordStore(Generic[R]):
     _versions: dict[Key, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _notify(self, keys: Iterable[Key]) -> None:
-        for key in keys:
+    def _notify(self, changes: Iterable[tuple[Key, R | None, R | None]]) -> None:
+        for key, old, new in changes:
+            change = Change(self.kind, key, old, new)
             for listener in list(self.listeners):
-                listener(self.kind, key)
+                listener(change)
 
     def replace(self, items: Iterable[dict]) -> None:
         """The full state after a (re)list; ``items`` may be a lazy iterator of pages."""
@@ -63,7 +80,8 @@ class RecordStore(Generic[R]):
         with self._lock:
             self._records = parsed
             self._versions = versions
-        self._notify(changed + removed)
+        self._notify([(k, old_records.get(k), parsed[k]) for k in changed]
+                     + [(k, old_records[k], None) for k in removed])
 
     def upsert(self, obj: dict) -> None:
         key = key_of(obj)
@@ -74,22 +92,24 @@ class RecordStore(Generic[R]):
         rec = self.parse(obj)
         with self._lock:
             if rec is None:
-                existed = self._records.pop(key, None) is not None
+                old = self._records.pop(key, None)
                 self._versions.pop(key, None)
             else:
+                old = self._records.get(key)
                 self._records[key] = rec
                 self._versions[key] = rv
-                existed = True
-        if existed:
-            self._notify([key])
+        if old is not None or rec is not None:
+            self._notify([(key, old, rec)])
 
     def delete(self, obj: dict) -> None:
-        key = key_of(obj)
+        self.remove(key_of(obj))
+
+    def remove(self, key: Key) -> None:
         with self._lock:
-            existed = self._records.pop(key, None) is not None
+            old = self._records.pop(key, None)
             self._versions.pop(key, None)
-        if existed:
-            self._notify([key])
+        if old is not None:
+            self._notify([(key, old, None)])
 
     def get(self, key: Key) -> R | None:
         with self._lock:

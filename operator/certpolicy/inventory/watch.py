@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubernetes.client import ApiException
@@ -32,11 +33,40 @@ class Gone(Exception):
     """The watch's resourceVersion is too old: relist."""
 
 
+#: Ask for ``PartialObjectMetadata`` instead of whole objects: names, versions and labels only.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+
+
+@dataclass(frozen=True)
+class Watched:
+    """How one resource is watched: one cluster-wide list-then-watch, filtered by the API server.
+
+    ``metadata_only`` asks for names, versions and labels without bodies, for resources whose
+    bodies the operator must not hold in bulk (every Secret of the cluster).
+    """
+
+    name: str
+    path: str  # the cluster-wide collection, e.g. /api/v1/configmaps
+    label_selector: str | None = None
+    field_selector: str | None = None
+    metadata_only: bool = False
+
+    def query(self) -> dict[str, str]:
+        q = {}
+        if self.label_selector:
+            q["labelSelector"] = self.label_selector
+        if self.field_selector:
+            q["fieldSelector"] = self.field_selector
+        return q
+
+
 class ListWatcher:
     def __init__(self, raw: RawClient, path: str, store: Store, *, name: str,
                  query: Mapping[str, Any] | None = None, page_size: int = 500,
-                 watch_timeout: int = 240, backoff_max: float = 10.0) -> None:
+                 watch_timeout: int = 240, backoff_max: float = 10.0, metadata_only: bool = False) -> None:
         self.raw = raw
+        self.metadata_only = metadata_only
         self.path = path
         self.store = store
         self.name = name
@@ -53,6 +83,11 @@ class ListWatcher:
         self._stop = threading.Event()
         self._response = None
         self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
+
+    @classmethod
+    def of(cls, raw: RawClient, watched: Watched, store: Store, *, watch_timeout: int = 240) -> ListWatcher:
+        return cls(raw, watched.path, store, name=watched.name, query=watched.query(), watch_timeout=watch_timeout,
+                   metadata_only=watched.metadata_only)
 
     def start(self) -> "ListWatcher":
         self._thread.start()
@@ -80,7 +115,7 @@ class ListWatcher:
             query = dict(self.query, limit=self.page_size)
             if cont:
                 query["continue"] = cont
-            page = self.raw.get(self.path, query)
+            page = self.raw.get(self.path, query, accept=METADATA_ONLY if self.metadata_only else "application/json")
             self.last_activity = time.monotonic()
             cont = (page.get("metadata") or {}).get("continue")
             if not cont:
@@ -99,9 +134,12 @@ class ListWatcher:
 
         def opened(resp) -> None:
             self._response = resp
+            self.last_activity = time.monotonic()  # the API server answered: alive, even if nothing changes
 
+        accept = METADATA_ONLY_WATCH if self.metadata_only else "application/json"
         try:
-            for event in self.raw.watch(self.path, query, timeout=(10, self.watch_timeout + 30), on_open=opened):
+            for event in self.raw.watch(self.path, query, timeout=(10, self.watch_timeout + 30), on_open=opened,
+                                        accept=accept):
                 if self._stop.is_set():
                     return
                 self.last_activity = time.monotonic()
@@ -121,6 +159,10 @@ class ListWatcher:
                     self.store.upsert(obj)
                 elif etype == "DELETED":
                     self.store.delete(obj)
+            if not self._stop.is_set():
+                # The server ended the stream at timeoutSeconds, as asked: proof of life on a quiet
+                # cluster, where no event or bookmark may come for the whole period.
+                self.last_activity = time.monotonic()
         finally:
             self._response = None
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from kubernetes.client import ApiException
 
+from certpolicy.inventory.watch import Watched
 from certpolicy.kube.rawapi import RawClient
 
 MANAGED_BY = "certpolicy.io/managed-by"
@@ -42,7 +43,7 @@ CTB_GROUP_VERSION = "certificates.k8s.io/v1beta1"
 
 
 @dataclass(frozen=True)
-class _Kind:
+class TargetKind:
     """Where the objects of one kind the operator writes live in the API."""
 
     api_version: str
@@ -50,20 +51,29 @@ class _Kind:
     namespaced: bool = True
 
     def path(self, namespace: str, name: str = "") -> str:
-        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
         scope = f"/namespaces/{namespace}" if self.namespaced else ""
-        return f"{base}{scope}/{self.plural}" + (f"/{name}" if name else "")
+        return f"{self._base}{scope}/{self.plural}" + (f"/{name}" if name else "")
+
+    @property
+    def _base(self) -> str:
+        return "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+
+    @property
+    def watched(self) -> Watched:
+        """How targets of this kind are watched: one cluster-wide watch of the objects carrying
+        ``BUNDLE_LABEL`` (every target gets it), so a user's edit is repaired at once."""
+        return Watched(f"bundle-{self.plural}", f"{self._base}/{self.plural}", label_selector=BUNDLE_LABEL)
 
 
-_KINDS = {
-    "Secret": _Kind("v1", "secrets"),
-    "ConfigMap": _Kind("v1", "configmaps"),
-    CLUSTER_TRUST_BUNDLE: _Kind(CTB_GROUP_VERSION, "clustertrustbundles", namespaced=False),
+TARGET_KINDS = {
+    "Secret": TargetKind("v1", "secrets"),
+    "ConfigMap": TargetKind("v1", "configmaps"),
+    CLUSTER_TRUST_BUNDLE: TargetKind(CTB_GROUP_VERSION, "clustertrustbundles", namespaced=False),
 }
 
 
 def _path(kind: str, namespace: str, name: str = "") -> str:
-    return _KINDS[kind].path(namespace, name)
+    return TARGET_KINDS[kind].path(namespace, name)
 
 
 def cluster_trust_bundles_served(raw: RawClient) -> bool:
@@ -142,11 +152,11 @@ def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, poli
             return WriteResult(current or {}, False)
         if current is None:
             meta = {"name": name, "labels": {BUNDLE_LABEL: "true"}, "annotations": {BUNDLE_POLICIES: policy}}
-            if _KINDS[kind].namespaced:
+            if TARGET_KINDS[kind].namespaced:
                 meta["namespace"] = namespace
             if kind == "Secret":
                 meta["labels"][MANAGED_BY] = policy
-            body = {"apiVersion": _KINDS[kind].api_version, "kind": kind, "metadata": meta, **content}
+            body = {"apiVersion": TARGET_KINDS[kind].api_version, "kind": kind, "metadata": meta, **content}
             if kind == "Secret":
                 body["type"] = "Opaque"
             try:

@@ -42,9 +42,10 @@ class RawClient:
         self.api_client = api_client
 
     def _call(self, method: str, path: str, query: Mapping[str, Any] | None, body: Any = None,
-              content_type: str = "application/json", timeout: float | tuple[float, float] | None = 60):
+              content_type: str = "application/json", timeout: float | tuple[float, float] | None = 60,
+              accept: str = "application/json"):
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         _method, url, headers, body, post = self.api_client.param_serialize(
@@ -57,8 +58,9 @@ class RawClient:
             raise ApiException(status=resp.status, reason=resp.reason, body=error_status(resp.read()))
         return resp
 
-    def get(self, path: str, query: Mapping[str, Any] | None = None, timeout: float = 60) -> dict:
-        return json.loads(self._call("GET", path, query, timeout=timeout).read())
+    def get(self, path: str, query: Mapping[str, Any] | None = None, timeout: float = 60,
+            accept: str = "application/json") -> dict:
+        return json.loads(self._call("GET", path, query, timeout=timeout, accept=accept).read())
 
     def patch(self, path: str, body: Any, content_type: str = "application/merge-patch+json",
               query: Mapping[str, Any] | None = None) -> dict:
@@ -73,9 +75,10 @@ class RawClient:
     def delete(self, path: str, query: Mapping[str, Any] | None = None) -> dict:
         return json.loads(self._call("DELETE", path, query).read())
 
-    def watch(self, path: str, query: Mapping[str, Any], timeout: tuple[float, float], on_open=None) -> Iterator[dict]:
+    def watch(self, path: str, query: Mapping[str, Any], timeout: tuple[float, float], on_open=None,
+              accept: str = "application/json") -> Iterator[dict]:
         """Yield watch events (``{"type": ..., "object": ...}``) until the server ends the stream."""
-        resp = self._call("GET", path, dict(query, watch="true"), timeout=timeout)
+        resp = self._call("GET", path, dict(query, watch="true"), timeout=timeout, accept=accept)
         raw = resp.response
         if on_open:
             on_open(raw)

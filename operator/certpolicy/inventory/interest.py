@@ -1,0 +1,174 @@
+"""What one policy reads from the inventory, declared in one place.
+
+A :class:`Reads` is derived from a policy's spec and says everything the policy depends on:
+the Secrets it selects by label or names one by one, the trust bundle it chains to, the bundle
+targets it writes, its CA Secrets and truststore passwords. The inventory uses that one
+declaration three ways:
+
+- to hold the sources: objects named one by one are tracked (reference-counted) while some
+  policy declares them, and released when none does;
+- to route changes: a change wakes only the policies whose ``Reads`` it concerns, judged on the
+  object's record before *and* after the change (a label removed still wakes the policy that
+  selected it);
+- to gate evaluation: a policy is evaluated only once every source it reads is synced.
+
+A new wake-up source is one field here, one branch in :meth:`Reads.concerns`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from certpolicy.inventory.records import NamespaceRecord, PodRecord, SecretRecord
+from certpolicy.inventory.store import Change, Key
+from certpolicy.kube.selectors import LabelSelector
+
+# Where a change comes from (one per kind of source the inventory holds).
+TLS_SECRETS = "secrets"  # every kubernetes.io/tls Secret, cluster-wide
+NAMED_SECRETS = "named-secrets"  # Secrets of other types, named one by one
+PODS = "pods"
+NAMESPACES = "namespaces"
+BUNDLE_TARGETS = "bundle-targets"  # objects carrying BUNDLE_LABEL, every target kind
+BUNDLE_SOURCES = "bundle-sources"  # requirements.trustBundle objects, named one by one
+
+SourceRef = tuple[str, str, str]  # (kind, namespace, name)
+
+
+@dataclass(frozen=True)
+class BundleSource:
+    """``spec.requirements.trustBundle``: the object and key holding the CAs leaves must chain to."""
+
+    kind: str  # ConfigMap | Secret
+    namespace: str
+    name: str
+    key: str
+
+    @classmethod
+    def of(cls, requirements: Mapping[str, Any] | None) -> BundleSource | None:
+        ref = (requirements or {}).get("trustBundle")
+        if not ref:
+            return None
+        kind = "ConfigMap" if ref.get("configMap") else "Secret"
+        src = ref.get("configMap") or ref.get("secret") or {}
+        return cls(kind, src.get("namespace", ""), src.get("name", ""), src.get("key", "ca.crt"))
+
+    @property
+    def ref(self) -> SourceRef:
+        return (self.kind, self.namespace, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+def label_selectors(selector: Mapping[str, Any]) -> tuple[LabelSelector, LabelSelector] | None:
+    """(namespaceSelector, secretSelector) of a policy that selects TLS Secrets by label; None for
+    a policy that only lists names (it selects nothing by label)."""
+    if selector.get("names") and selector.get("namespaceSelector") is None and selector.get("secretSelector") is None:
+        return None
+    return (LabelSelector.from_spec(selector.get("namespaceSelector")),
+            LabelSelector.from_spec(selector.get("secretSelector")))
+
+
+def named_keys(selector: Mapping[str, Any]) -> tuple[Key, ...]:
+    return tuple((n["namespace"], n["name"]) for n in selector.get("names") or () if n.get("namespace") and n.get("name"))
+
+
+def _target_ref(entry: Mapping[str, Any]) -> tuple[str, str]:
+    for field_name, kind in (("clusterTrustBundle", "ClusterTrustBundle"), ("configMap", "ConfigMap"),
+                             ("secret", "Secret")):
+        if entry.get(field_name):
+            return kind, entry[field_name].get("name", "")
+    return "", ""
+
+
+@dataclass(frozen=True)
+class Reads:
+    operator_namespace: str
+    by_label: tuple[LabelSelector, LabelSelector] | None = None
+    mounted_only: bool = False
+    names: frozenset[Key] = frozenset()  # spec.selector.names: Secrets of any type
+    issued: frozenset[Key] = frozenset()  # spec.issuance leaves (TLS Secrets the operator writes)
+    bundle_source: BundleSource | None = None
+    targets: frozenset[tuple[str, str]] = frozenset()  # (kind, name) of each trustBundles entry, any namespace
+    passwords: frozenset[str] = frozenset()  # Secrets in the operator namespace holding truststore passwords
+    ca_secret: str | None = None  # spec.ca.secretName; its rotation siblings share it as a prefix
+
+    @classmethod
+    def of(cls, spec: Mapping[str, Any], operator_namespace: str) -> Reads:
+        selector = spec.get("selector") or {}
+        entries = spec.get("trustBundles") or ()
+        passwords = set()
+        for entry in entries:
+            ref = ((entry.get("formats") or {}).get("pkcs12") or {}).get("passwordSecretRef") or {}
+            if ref.get("name"):
+                passwords.add(str(ref["name"]))
+        return cls(
+            operator_namespace=operator_namespace,
+            by_label=label_selectors(selector),
+            mounted_only=bool(selector.get("mountedOnly")),
+            names=frozenset(named_keys(selector)),
+            issued=frozenset((i.get("namespace", ""), i.get("secretName", "")) for i in spec.get("issuance") or ()),
+            bundle_source=BundleSource.of(spec.get("requirements")),
+            targets=frozenset(_target_ref(e) for e in entries),
+            passwords=frozenset(passwords),
+            ca_secret=((spec.get("ca") or {}).get("secretName") or None),
+        )
+
+    # ---- what the inventory holds for this policy ---------------------------------------------
+    @cached_property
+    def _tracked_secrets(self) -> frozenset[Key]:
+        return self.names | frozenset((self.operator_namespace, p) for p in self.passwords)
+
+    def tracked_secrets(self) -> frozenset[Key]:
+        """Secrets held one by one for this policy (of any type: a TLS one is also in the TLS watch)."""
+        return self._tracked_secrets
+
+    def tracked_sources(self) -> frozenset[SourceRef]:
+        return frozenset({self.bundle_source.ref}) if self.bundle_source else frozenset()
+
+    # ---- which changes wake it ------------------------------------------------------------------
+    @cached_property
+    def exact_secrets(self) -> frozenset[Key]:
+        """Secrets whose every change concerns this policy, whatever their labels."""
+        return self.tracked_secrets() | self.issued
+
+    def _selects(self, rec: SecretRecord | None, ns_labels: Callable[[str], Mapping[str, str] | None]) -> bool:
+        if rec is None or self.by_label is None:
+            return False
+        ns_sel, secret_sel = self.by_label
+        if not ns_sel.empty and not ns_sel.matches(ns_labels(rec.namespace)):
+            return False
+        return secret_sel.matches(rec.label_map)
+
+    def _own_secret(self, key: Key) -> bool:
+        if key in self.exact_secrets:
+            return True
+        return bool(key[0] == self.operator_namespace and self.ca_secret and key[1].startswith(self.ca_secret))
+
+    def concerns(self, source: str, change: Change, ns_labels: Callable[[str], Mapping[str, str] | None],
+                 secret: Callable[[Key], SecretRecord | None]) -> bool:
+        """Whether ``change`` (from ``source``) can alter what this policy concludes or writes."""
+        if source in (TLS_SECRETS, NAMED_SECRETS):
+            return self._own_secret(change.key) or any(self._selects(r, ns_labels) for r in (change.old, change.new))
+        if source == PODS:
+            # Mounts feed mountedOnly and the subPath report: a Pod matters through the Secrets it references.
+            refs = set()
+            for pod in (change.old, change.new):
+                if isinstance(pod, PodRecord):
+                    refs |= {(pod.namespace, r.name) for r in pod.references if r.kind == "Secret"}
+            return any(k in self.names or self._selects(secret(k), ns_labels) for k in refs)
+        if source == NAMESPACES:
+            if self.targets:
+                return True  # bundle targets follow namespaces (created, relabelled, terminating)
+            if self.by_label is None or self.by_label[0].empty:
+                return False
+            return any(isinstance(r, NamespaceRecord) and self.by_label[0].matches(r.label_map)
+                       for r in (change.old, change.new))
+        if source == BUNDLE_TARGETS:
+            return (change.kind, change.key[1]) in self.targets
+        if source == BUNDLE_SOURCES:
+            return self.bundle_source is not None and (change.kind, *change.key) == self.bundle_source.ref
+        return True  # an unknown source: waking too often is safe, missing a change is not

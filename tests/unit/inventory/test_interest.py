@@ -1,0 +1,115 @@
+"""Which changes wake which policy: one declaration per policy, judged before and after a change."""
+
+from __future__ import annotations
+
+import pytest
+
+from certpolicy.inventory.interest import (
+    BUNDLE_SOURCES, BUNDLE_TARGETS, NAMED_SECRETS, NAMESPACES, PODS, TLS_SECRETS, BundleSource, Reads,
+)
+from certpolicy.inventory.records import NamespaceRecord, PodRecord, Reference, SecretRecord
+from certpolicy.inventory.store import Change
+from certpolicy.pki.secretdata import material_from_secret
+
+OPNS = "certpolicy-system"
+NS_LABELS = {"team-a": {"team": "a"}, "team-b": {"team": "b"}}
+
+
+def secret(ns: str, name: str, **labels: str) -> SecretRecord:
+    return SecretRecord(ns, name, "uid", "1", "kubernetes.io/tls", tuple(sorted(labels.items())),
+                        material_from_secret("kubernetes.io/tls", {}))
+
+
+def concerns(reads: Reads, source: str, change: Change, secrets: dict | None = None) -> bool:
+    return reads.concerns(source, change, NS_LABELS.get, (secrets or {}).get)
+
+
+def by_team(team: str, **spec) -> Reads:
+    return Reads.of({"selector": {"namespaceSelector": {"matchLabels": {"team": team}}}, **spec}, OPNS)
+
+
+def test_a_secret_wakes_only_the_policy_whose_namespace_it_is_in():
+    a, b = by_team("a"), by_team("b")
+    change = Change("Secret", ("team-a", "web"), None, secret("team-a", "web"))
+    assert concerns(a, TLS_SECRETS, change)
+    assert not concerns(b, TLS_SECRETS, change)
+
+
+def test_a_label_removed_still_wakes_the_policy_that_selected_it():
+    reads = Reads.of({"selector": {"secretSelector": {"matchLabels": {"app": "hl7"}}}}, OPNS)
+    before, after = secret("team-a", "x", app="hl7"), secret("team-a", "x")
+    assert concerns(reads, TLS_SECRETS, Change("Secret", ("team-a", "x"), before, after))
+    assert not concerns(reads, TLS_SECRETS, Change("Secret", ("team-a", "y"), after, after))
+
+
+def test_named_secrets_wake_their_policy_only_and_a_names_only_policy_selects_nothing_by_label():
+    reads = Reads.of({"selector": {"names": [{"namespace": "ks", "name": "a"}]}}, OPNS)
+    assert reads.by_label is None
+    assert reads.tracked_secrets() == {("ks", "a")}
+    assert concerns(reads, NAMED_SECRETS, Change("Secret", ("ks", "a"), None, None))
+    assert not concerns(reads, TLS_SECRETS, Change("Secret", ("ks", "b"), None, secret("ks", "b")))
+
+
+def test_ca_secrets_passwords_and_issued_leaves_belong_to_their_policy():
+    reads = Reads.of({
+        "ca": {"secretName": "hl7-ca"},
+        "issuance": [{"namespace": "apps", "secretName": "leaf"}],
+        "trustBundles": [{"configMap": {"name": "ca"},
+                          "formats": {"pkcs12": {"key": "t.p12", "passwordSecretRef": {"name": "pw", "key": "p"}}}}],
+        "selector": {"names": [{"namespace": "x", "name": "y"}]},
+    }, OPNS)
+    for key in [(OPNS, "hl7-ca"), (OPNS, "hl7-ca-next-abc123"), (OPNS, "pw"), ("apps", "leaf")]:
+        assert concerns(reads, TLS_SECRETS, Change("Secret", key, None, None)), key
+    assert not concerns(reads, TLS_SECRETS, Change("Secret", (OPNS, "other-ca"), None, None))
+    assert (OPNS, "pw") in reads.tracked_secrets()
+
+
+def test_pods_wake_policies_through_the_secrets_they_mount():
+    reads = by_team("a")
+    web = secret("team-a", "web")
+    pod = PodRecord("team-a", "p", frozenset({Reference("Secret", "web", "volume", sub_path=True)}))
+    other = PodRecord("team-a", "q", frozenset({Reference("Secret", "unknown", "volume")}))
+    secrets = {("team-a", "web"): web}
+    assert concerns(reads, PODS, Change("Pod", ("team-a", "p"), None, pod), secrets)
+    assert concerns(reads, PODS, Change("Pod", ("team-a", "p"), pod, None), secrets)  # deleted: mount gone
+    assert not concerns(reads, PODS, Change("Pod", ("team-a", "q"), None, other), secrets)
+    assert not concerns(by_team("b"), PODS, Change("Pod", ("team-a", "p"), None, pod), secrets)
+
+
+def test_namespace_relabelled_into_or_out_of_a_selector_wakes_it():
+    reads = by_team("a")
+    old, new = NamespaceRecord("n", (("team", "a"),)), NamespaceRecord("n", (("team", "c"),))
+    assert concerns(reads, NAMESPACES, Change("Namespace", ("", "n"), old, new))
+    assert not concerns(by_team("b"), NAMESPACES, Change("Namespace", ("", "n"), old, new))
+    targets = Reads.of({"selector": {"names": [{"namespace": "x", "name": "y"}]},
+                        "trustBundles": [{"configMap": {"name": "ca"}, "namespaceSelector": {}}]}, OPNS)
+    assert concerns(targets, NAMESPACES, Change("Namespace", ("", "n"), None, new))
+
+
+@pytest.mark.parametrize("entry, kind, namespace", [
+    ({"configMap": {"name": "app-ca"}}, "ConfigMap", "ns1"),
+    ({"secret": {"name": "app-ca"}}, "Secret", "ns1"),
+    ({"clusterTrustBundle": {"name": "app-ca"}}, "ClusterTrustBundle", ""),
+])
+def test_every_bundle_target_kind_wakes_the_policy_that_writes_it(entry, kind, namespace):
+    reads = Reads.of({"trustBundles": [entry]}, OPNS)
+    assert concerns(reads, BUNDLE_TARGETS, Change(kind, (namespace, "app-ca"), None, None))
+    assert not concerns(reads, BUNDLE_TARGETS, Change(kind, (namespace, "other"), None, None))
+    other_kind = "ConfigMap" if kind != "ConfigMap" else "Secret"
+    assert not concerns(reads, BUNDLE_TARGETS, Change(other_kind, (namespace, "app-ca"), None, None))
+
+
+def test_trust_bundle_source_is_parsed_once_and_matched_by_kind():
+    spec = {"requirements": {"trustBundle": {"secret": {"namespace": "pki", "name": "roots"}}}}
+    reads = Reads.of(spec, OPNS)
+    assert reads.bundle_source == BundleSource("Secret", "pki", "roots", "ca.crt")
+    assert reads.tracked_sources() == {("Secret", "pki", "roots")}
+    assert concerns(reads, BUNDLE_SOURCES, Change("Secret", ("pki", "roots"), None, None))
+    assert not concerns(reads, BUNDLE_SOURCES, Change("ConfigMap", ("pki", "roots"), None, None))
+    assert BundleSource.of({}) is None
+
+
+def test_reads_compare_equal_when_the_spec_reads_the_same():
+    spec = {"selector": {"names": [{"namespace": "a", "name": "b"}]}}
+    assert Reads.of(spec, OPNS) == Reads.of(dict(spec), OPNS)
+    assert Reads.of(spec, OPNS) != Reads.of({"selector": {"names": [{"namespace": "a", "name": "c"}]}}, OPNS)
