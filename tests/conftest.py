@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 import urllib.request
 import uuid
 
@@ -102,6 +103,29 @@ def unique_name() -> str:
 
 
 AUDIT_SUMMARY: list[str] = []
+
+
+def _go_tool(name: str):
+    """A Go tool (helm, promtool) from the cache, built on first use; a build's cost is reported."""
+    from certpolicy.localcluster.binaries import GO_TOOLS, ensure_tool
+
+    cached = (GO_TOOLS[name].cache / name).exists()
+    start = time.monotonic()
+    path = ensure_tool(name)
+    if not cached:
+        AUDIT_SUMMARY.append(f"{name} {GO_TOOLS[name].version}: built from the Go module proxy in "
+                             f"{time.monotonic() - start:.0f} s (then cached in {path.parent})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def helm():
+    return _go_tool("helm")
+
+
+@pytest.fixture(scope="session")
+def promtool():
+    return _go_tool("promtool")
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from certpolicy.policy.report import PolicyReport
@@ -39,33 +40,43 @@ class PolicyCollector(Collector):
         self._lock = threading.Lock()
         self._reports: dict[str, PolicyReport] = {}
         self._rotation_steps: dict[str, int] = {}
+        self._rotations_finished: dict[str, dict[str, float]] = {}  # policy -> outcome -> finishedAt
         self.inventory = None  # set by the operator: for watch and inventory gauges
 
     def update(self, policy: str, report: PolicyReport) -> None:
         with self._lock:
             self._reports[policy] = report
 
-    def set_rotation_step(self, policy: str, step: int) -> None:
+    def set_rotation_step(self, policy: str, step: int, history: Sequence = ()) -> None:
+        """The current step, and from the policy's (bounded) rotation history the time the latest
+        rotation of each outcome finished: the dashboard's rotation history."""
+        latest: dict[str, float] = {}
+        for entry in history:
+            at = entry.finished_at.timestamp()
+            latest[entry.outcome] = max(at, latest.get(entry.outcome, at))
         with self._lock:
             self._rotation_steps[policy] = step
+            self._rotations_finished[policy] = latest
 
     def forget(self, policy: str) -> None:
         with self._lock:
             self._reports.pop(policy, None)
             self._rotation_steps.pop(policy, None)
+            self._rotations_finished.pop(policy, None)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:
             reports = dict(self._reports)
             steps = dict(self._rotation_steps)
+            finished = {p: dict(by_outcome) for p, by_outcome in self._rotations_finished.items()}
         not_after = GaugeMetricFamily(
             "certpolicy_certificate_not_after_timestamp_seconds",
             "notAfter of each certificate in a selected Secret and its trust bundle (Unix seconds).",
             labels=["namespace", "secret", "policy", "role", "subject_cn"],
         )
         findings = GaugeMetricFamily(
-            "certpolicy_findings", "Selected Secrets with a finding of this reason.",
-            labels=["policy", "reason", "severity"],
+            "certpolicy_findings", "Selected Secrets with a finding of this reason, by namespace.",
+            labels=["policy", "namespace", "reason", "severity"],
         )
         compliant = GaugeMetricFamily("certpolicy_policy_compliant", "1 when every selected Secret complies.",
                                       labels=["policy"])
@@ -75,12 +86,16 @@ class PolicyCollector(Collector):
                                       labels=["policy"])
         rotation = GaugeMetricFamily("certpolicy_rotation_step",
                                      "Current CA rotation step (1-5), 0 when no rotation runs.", labels=["policy"])
+        rotation_finished = GaugeMetricFamily(
+            "certpolicy_rotation_last_finished_timestamp_seconds",
+            "When the latest CA rotation of this outcome (Completed, Aborted, ...) finished (Unix seconds).",
+            labels=["policy", "outcome"])
         for policy, report in sorted(reports.items()):
             compliant.add_metric([policy], 1.0 if report.is_compliant else 0.0)
             selected.add_metric([policy], report.selected)
             violating.add_metric([policy], report.violating)
-            for reason, severity, count in report.findings_by_reason:
-                findings.add_metric([policy, reason, severity], count)
+            for namespace, reason, severity, count in report.findings_by_namespace:
+                findings.add_metric([policy, namespace, reason, severity], count)
             seen: set[tuple] = set()
             for result in report.results:
                 for cert in result.evaluation.certificates:
@@ -90,7 +105,9 @@ class PolicyCollector(Collector):
                     seen.add(labels)
                     not_after.add_metric(list(labels), cert.summary.not_after.timestamp())
             rotation.add_metric([policy], steps.get(policy, 0))
-        yield from (not_after, findings, compliant, selected, violating, rotation)
+            for outcome, at in sorted(finished.get(policy, {}).items()):
+                rotation_finished.add_metric([policy, outcome], at)
+        yield from (not_after, findings, compliant, selected, violating, rotation, rotation_finished)
         inv = self.inventory
         if inv is not None:
             secrets = GaugeMetricFamily("certpolicy_inventory_secrets", "TLS Secrets in the inventory.")
@@ -98,9 +115,24 @@ class PolicyCollector(Collector):
             yield secrets
             relists = GaugeMetricFamily("certpolicy_watch_relists", "Relists after 410 Gone, by watch.",
                                         labels=["watch"])
+            events = CounterMetricFamily("certpolicy_watch_events", "Watch events received, by watch.",
+                                         labels=["watch"])
+            errors = CounterMetricFamily("certpolicy_watch_errors", "Watch or list failures (retried), by watch.",
+                                         labels=["watch"])
+            synced = GaugeMetricFamily("certpolicy_watch_synced", "1 once the watch's initial list is complete.",
+                                       labels=["watch"])
+            silence = GaugeMetricFamily(
+                "certpolicy_watch_silence_seconds",
+                "Seconds since the watch last heard from the API server (a list page, an event or a bookmark).",
+                labels=["watch"])
+            now = time.monotonic()
             for w in inv.all_watchers():
                 relists.add_metric([w.name], w.relists)
-            yield relists
+                events.add_metric([w.name], w.events)
+                errors.add_metric([w.name], w.errors)
+                synced.add_metric([w.name], 1.0 if w.synced.is_set() else 0.0)
+                silence.add_metric([w.name], max(0.0, now - w.last_activity))
+            yield from (relists, events, errors, synced, silence)
 
 
 COLLECTOR = PolicyCollector()

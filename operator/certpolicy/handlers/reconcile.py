@@ -247,7 +247,7 @@ def _manage_ca_bundles_issuance(runtime: Runtime, policy: Mapping[str, Any], spe
         out.next_at = decision.next_wake
         current = decision.state.current
         running = current is not None
-        COLLECTOR.set_rotation_step(name, current.step if current else 0)
+        COLLECTOR.set_rotation_step(name, current.step if current else 0, decision.state.history)
         if any(isinstance(a, PromoteNewCA) for a in decision.actions):
             ca, problems = ensure_ca(runtime.raw, name, spec["ca"], now)  # it holds the new CA now
             out.problems += problems

@@ -8,10 +8,18 @@ published ``v0.X.Y`` gives the genuine upstream binary. kubectl is built in the 
 user would. The build takes minutes once; the result is cached per user, keyed by version.
 
 etcd comes from the OS (Debian's ``etcd-server``) or the assets directory.
+
+The other Go tools the tests use (``helm`` for the chart, ``promtool`` for the alerting rules)
+come the same way: :data:`GO_TOOLS` pins each one's module and version, :func:`ensure_tool` finds
+it in the assets directory, the cache, or builds it with ``go install pkg@version`` (their
+modules have no ``replace`` directives, so no throwaway module is needed). Every build, of any
+tool, holds the same lock: a second process waits instead of building the same thing twice,
+and two builds never compete for the machine's cores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -19,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +57,58 @@ class Binaries:
     kubectl: Path
 
 
-def cache_dir() -> Path:
+@dataclass(frozen=True)
+class GoTool:
+    """A Go command built from the module proxy: ``go install <package>@<version>``."""
+
+    name: str
+    package: str
+    version: str
+    tags: tuple[str, ...] = ()
+    ldflags: tuple[str, ...] = ()
+
+    @property
+    def cache(self) -> Path:
+        return cache_root() / f"{self.name}-{self.version}"
+
+
+GO_TOOLS: dict[str, GoTool] = {
+    "helm": GoTool(
+        "helm", "helm.sh/helm/v3/cmd/helm", "v3.22.0",
+        # What helm's own Makefile sets: the Kubernetes version its client-go (v0.37) speaks,
+        # which `helm template` and `helm lint` assume when no cluster is asked (else 1.20).
+        ldflags=("-X helm.sh/helm/v3/internal/version.version=v3.22.0",
+                 "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+                 *(f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersion{part}={v}"
+                   for pkg in ("chartutil", "lint/rules") for part, v in (("Major", 1), ("Minor", 37)))),
+    ),
+    # remove_all_sd: promtool's service-discovery plugins (cloud SDKs) are not needed to test
+    # rules and are most of its build time.
+    "promtool": GoTool(
+        "promtool", "github.com/prometheus/prometheus/cmd/promtool", "v0.316.0",
+        tags=("remove_all_sd",),
+        ldflags=("-X github.com/prometheus/common/version.Version=0.316.0",),
+    ),
+}
+
+
+def cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "certpolicy" / f"kubernetes-v{KUBERNETES_VERSION}"
+    return Path(base) / "certpolicy"
+
+
+def cache_dir() -> Path:
+    return cache_root() / f"kubernetes-v{KUBERNETES_VERSION}"
+
+
+@contextlib.contextmanager
+def build_lock() -> Iterator[None]:
+    """The lock file ``ensure_binaries`` takes for the Kubernetes build, taken by every tool build too."""
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first one's build
+        yield
 
 
 def _executable(path: Path) -> bool:
@@ -134,6 +192,49 @@ def build_kubernetes(dest: Path, version: str = KUBERNETES_VERSION, log=sys.stde
             proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise BinaryError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+
+
+def build_tool(tool: GoTool, dest: Path, log=sys.stderr) -> None:
+    """``go install`` one tool at its pinned version into ``dest`` (outside any module)."""
+    go = shutil.which("go")
+    if not go:
+        raise BinaryError(f"{tool.name} is not cached and Go is not installed to build it: install Go >= 1.26, "
+                          f"or put a {tool.name} binary in the directory named by ${ASSETS_ENV}")
+    print(f"certpolicy: building {tool.name} {tool.version} from the Go module proxy (first use only)...",
+          file=log, flush=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [go, "install", "-trimpath", "-ldflags", " ".join(("-s -w", *tool.ldflags))]
+    if tool.tags:
+        cmd += ["-tags", ",".join(tool.tags)]
+    cmd.append(f"{tool.package}@{tool.version}")
+    with tempfile.TemporaryDirectory(prefix=f"certpolicy-{tool.name}build-") as work:
+        env = dict(os.environ, CGO_ENABLED="0", GOBIN=str(dest), GOFLAGS="", GO111MODULE="on")
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BinaryError(f"go install {tool.package}@{tool.version} failed (exit {proc.returncode}):\n"
+                              f"{proc.stderr[-4000:]}")
+
+
+def ensure_tool(name: str, log=sys.stderr) -> Path:
+    """The path of a Go tool from :data:`GO_TOOLS`: from ``$CERTPOLICY_ASSETS``, the cache, or
+    built on first use (under :func:`build_lock`, so concurrent callers build it once)."""
+    tool = GO_TOOLS[name]
+    assets_env = os.environ.get(ASSETS_ENV) or os.environ.get("KUBEBUILDER_ASSETS")
+    if assets_env and _executable(Path(assets_env) / name):
+        return Path(assets_env) / name
+    cached = tool.cache / name
+    if _executable(cached):
+        return cached
+    with build_lock():
+        if not _executable(cached):
+            tool.cache.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix="bin-", dir=tool.cache))
+            try:
+                build_tool(tool, staging, log=log)
+                os.replace(staging / name, cached)  # atomic: never a half-written binary
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return cached
 
 
 def ensure_binaries(log=sys.stderr) -> Binaries:

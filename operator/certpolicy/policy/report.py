@@ -54,7 +54,7 @@ class PolicyReport:
     violating: int
     expiring_soon: int
     violations: tuple[dict, ...]
-    findings_by_reason: tuple[tuple[str, str, int], ...]  # (reason, severity, count of Secrets)
+    findings_by_namespace: tuple[tuple[str, str, str, int], ...]  # (namespace, reason, severity, count of Secrets)
     compliant_reason: str
     compliant_message: str
     degraded: tuple[Problem, ...] = ()
@@ -80,10 +80,10 @@ def build_report(results: Sequence[SecretResult], now: dt.datetime, *, degraded:
     violating = [r for r in results if r.violating]
     violating.sort(key=_severity_rank)
     expiring = sum(1 for r in results if any(f.reason in EXPIRY_REASONS for f in r.problems))
-    by_reason: Counter[tuple[str, str]] = Counter()
+    by_reason: Counter[tuple[str, str, str]] = Counter()
     for r in results:
         for reason, sev in {(f.reason, f.severity.name.capitalize()) for f in r.evaluation.findings}:
-            by_reason[(reason, sev)] += 1
+            by_reason[(r.namespace, reason, sev)] += 1
     violations = tuple(
         {
             "namespace": r.namespace,
@@ -116,7 +116,7 @@ def build_report(results: Sequence[SecretResult], now: dt.datetime, *, degraded:
     return PolicyReport(
         selected=len(results), compliant=len(results) - len(violating), violating=len(violating),
         expiring_soon=expiring, violations=violations,
-        findings_by_reason=tuple(sorted((r, s, n) for (r, s), n in by_reason.items())),
+        findings_by_namespace=tuple(sorted((ns, r, s, n) for (ns, r, s), n in by_reason.items())),
         compliant_reason=compliant_reason, compliant_message=compliant_message,
         degraded=tuple(degraded), next_evaluation=next_eval, results=tuple(results),
     )

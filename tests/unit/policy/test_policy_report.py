@@ -67,3 +67,17 @@ def test_compliant_reason_and_message_agree():
     example = report.compliant_message.split("e.g. ", 1)[1]
     x_findings = {f.reason: f.message for f in results[0].evaluation.findings}
     assert example == f"ns/x: {x_findings['MissingClientAuth']}"
+
+
+def test_findings_are_counted_per_namespace_reason_and_severity():
+    """The source of the certpolicy_findings series: one count per (namespace, reason, severity),
+    each Secret counted once per reason however many certificates carry it."""
+    ca = certgen.root("report CA 3", now=NOW - dt.timedelta(days=1))
+    req = requirements_from_spec({"extendedKeyUsages": ["serverAuth", "clientAuth"]})
+    bad = _result("x", certgen.leaf(ca, "x.example.com", eku=["serverAuth"], now=NOW - dt.timedelta(days=1)), ca, req)
+    results = [SecretResult("a", "s1", bad.evaluation), SecretResult("a", "s2", bad.evaluation),
+               SecretResult("b", "s1", bad.evaluation)]
+    counts = {(ns, reason, sev): n for ns, reason, sev, n in build_report(results, NOW).findings_by_namespace}
+    assert counts[("a", "MissingClientAuth", "Critical")] == 2
+    assert counts[("b", "MissingClientAuth", "Critical")] == 1
+    assert {ns for ns, _r, _s in counts} == {"a", "b"}

@@ -1,0 +1,29 @@
+{{/* The chart's name: app.kubernetes.io/name on every object, as in manifests/. */}}
+{{- define "certpolicy.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Object names: the release name when it already contains the chart name, else release-chart. */}}
+{{- define "certpolicy.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "certpolicy.serviceAccountName" -}}
+{{- default (include "certpolicy.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "certpolicy.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "certpolicy.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "certpolicy.labels" -}}
+{{ include "certpolicy.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
