@@ -40,6 +40,7 @@ def hostile_secrets(ca: certgen.Issued) -> HostileSet:
         "truncated-pem": {"tls.crt": _b64(good.pem[: len(good.pem) // 2]), "tls.key": _b64(good.key_pem())},
         "huge": {"tls.crt": _b64(huge), "tls.key": _b64(good.key_pem())},
         "key-mismatch": {"tls.crt": _b64(good.pem), "tls.key": _b64(certgen.key_pem(other_key))},
+        "key-in-crt": {"tls.crt": _b64(good.key_pem() + good.pem), "tls.key": _b64(good.key_pem())},
         "non-utf8": {"tls.crt": _b64(bytes(range(256)) * 4), "tls.key": _b64(bytes(range(255, -1, -1)))},
         "empty": {"tls.crt": "", "tls.key": ""},  # kubernetes.io/tls requires both keys; empty is the worst allowed
         "self-loop": {"tls.crt": _b64(certgen.pem(loop_a) * 3), "tls.key": _b64(loop_a.key_pem())},

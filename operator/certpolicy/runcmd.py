@@ -18,6 +18,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                         help="port of the Prometheus /metrics endpoint (env CERTPOLICY_METRICS_PORT; default 9090; "
                              "0 = any free port, -1 = none). A port in use stops the operator with exit 2.")
+    parser.add_argument("--allow-system-namespaces", action="store_true",
+                        default=os.environ.get("CERTPOLICY_ALLOW_SYSTEM_NAMESPACES", "").lower() in ("1", "true", "yes"),
+                        help="let bundles and issued leaves go to kube-system, kube-public and kube-node-lease "
+                             "(env CERTPOLICY_ALLOW_SYSTEM_NAMESPACES; default: refused)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
@@ -68,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()  # kopf's modules too
     if args.namespace:
         os.environ["CERTPOLICY_NAMESPACE"] = args.namespace
+    if args.allow_system_namespaces:
+        os.environ["CERTPOLICY_ALLOW_SYSTEM_NAMESPACES"] = "true"
     kopf.configure(debug=args.verbose, verbose=args.verbose)
     logging.getLogger("kopf.objects").setLevel(logging.INFO)
     if bound is not None:

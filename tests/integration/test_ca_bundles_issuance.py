@@ -34,11 +34,11 @@ from kubewait import wait_for
 
 from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.namespaces import ensure_namespace
+from certpolicy.kube.ownership import INJECT_CA_FROM, MANAGED_BY, Owner
 from certpolicy.pki.fingerprint import fingerprint
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 RUN_LABEL = "certpolicy-cbi-run"
-MANAGED_BY = "certpolicy.io/managed-by"
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
@@ -160,15 +160,18 @@ def leaf_files(core_v1, ns: str, name: str, tmp_path: Path) -> tuple[Path, Path]
     return crt, key
 
 
-# ---- 0. spec.ca: created when absent, adopted as-is when present ----------------------------------
+# ---- 0. spec.ca: created when absent, adopted when handed over by label ----------------------------
 def test_existing_ca_secret_is_adopted_read_only(operator, policies, core_v1, custom_api, unique_name,
                                                  operator_namespace):
     label = uuid.uuid4().hex[:8]
     ns = new_namespace(core_v1, **{RUN_LABEL: label})
     theirs = certgen.root("Made With OpenSSL CA", key_slot=16)
     body = certgen.tls_secret(theirs)
+    # Handed over explicitly: the label names the policy (an unlabelled CA Secret is refused, see
+    # test_ownership.py).
     adopted = core_v1.create_namespaced_secret(operator_namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name=f"{unique_name}-ca"), type=body["type"], data=body["data"]))
+        metadata=client.V1ObjectMeta(name=f"{unique_name}-ca", labels={MANAGED_BY: unique_name}),
+        type=body["type"], data=body["data"]))
     policies(policy_body(unique_name, label, trustBundles=[bundle_entry("adopted-ca", label)],
                          issuance=[{"secretName": "svc-tls", "namespace": ns, "dnsNames": ["svc.adopt.test"]}]))
     assert ca_fingerprint(custom_api, unique_name) == fp(theirs.cert)
@@ -178,7 +181,7 @@ def test_existing_ca_secret_is_adopted_read_only(operator, policies, core_v1, cu
     leaf.verify_directly_issued_by(theirs.cert)
     after = core_v1.read_namespaced_secret(f"{unique_name}-ca", operator_namespace)
     assert after.metadata.resource_version == adopted.metadata.resource_version
-    assert MANAGED_BY not in (after.metadata.labels or {})
+    assert after.metadata.labels == {MANAGED_BY: unique_name}
 
 
 # ---- 1. namespaces that appear later ----------------------------------------------------------------
@@ -209,7 +212,8 @@ def test_foreign_ca_in_a_target_survives_every_update(operator, policies, core_v
     ns = new_namespace(core_v1, **{RUN_LABEL: label})
     foreign = certgen.root("Partner Root CA", key_slot=11)
     core_v1.create_namespaced_config_map(ns, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="shared-ca", labels={"owner": "partner-team"}),
+        metadata=client.V1ObjectMeta(name="shared-ca", labels={"owner": "partner-team"},
+                                     annotations={INJECT_CA_FROM: unique_name}),  # their opt-in
         data={"ca.crt": certgen.pem(foreign).decode(), "README": "managed by the partner team"}))
 
     policies(policy_body(unique_name, label, trustBundles=[bundle_entry("shared-ca", label)]))
@@ -312,7 +316,7 @@ def test_cluster_trust_bundle_target_on_an_api_server_without_that_api_is_report
         inventory = Inventory(api).start()
         try:
             assert inventory.wait_synced(30)
-            report = bundles.distribute(RawClient(api), inventory, "no-ctb", [
+            report = bundles.distribute(RawClient(api), inventory, Owner("no-ctb", ""), [
                 {"clusterTrustBundle": {"name": "no-ctb"}},
                 {"configMap": {"name": "ca-bundle"}, "namespaceSelector": {"matchLabels": {"ctb-test": "yes"}}},
             ], [ca.cert], set(), None)
@@ -347,15 +351,25 @@ def test_tampered_target_is_repaired_without_losing_their_certificates(
                       "repaired after our CA was deleted")
     assert got == {ours, fp(theirs.cert), fp(theirs2.cert)}
 
-    # (c) Someone re-applies their own manifest: a full replace without our label or annotation.
+    # (c) Someone re-applies their own manifest, a full replace without our labels, that opts in.
     core_v1.replace_namespaced_config_map("app-ca", ns, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="app-ca", namespace=ns),
+        metadata=client.V1ObjectMeta(name="app-ca", namespace=ns, annotations={INJECT_CA_FROM: unique_name}),
         data={"ca.crt": certgen.pem(theirs).decode()}))
     got = wait_bundle(core_v1, ns, "app-ca", {ours, fp(theirs.cert)}, "repaired after a full replace")
     assert got == {ours, fp(theirs.cert)}
     assert core_v1.read_namespaced_config_map("app-ca", ns).metadata.labels.get("certpolicy.io/bundle") == "true"
     st = wait_status(custom_api, unique_name, lambda s: s["bundleTargets"]["verified"] == 1, "target verified")
     assert st["bundleTargets"]["targets"][0]["state"] == "Verified"
+
+    # (d) A replace that neither keeps our labels nor opts in makes the ConfigMap theirs alone: it is
+    # reported (Degraded, NotManaged) and never written again.
+    replaced = core_v1.replace_namespaced_config_map("app-ca", ns, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="app-ca", namespace=ns), data={"ca.crt": certgen.pem(theirs).decode()}))
+    st = wait_status(custom_api, unique_name, lambda s: s["bundleTargets"]["targets"][0]["state"] == "NotManaged",
+                     "the handed-back target reported")
+    assert condition(st, "Degraded")["reason"] == "BundleTargetNotOwned"
+    assert core_v1.read_namespaced_config_map("app-ca", ns).metadata.resource_version == \
+        replaced.metadata.resource_version
 
 
 # ---- 4. PKCS#12 truststores that Java reads ---------------------------------------------------------
@@ -673,10 +687,10 @@ def test_status_lists_each_bundle_target_and_issued_secret(operator, policies, c
         ("ConfigMap", ns_a, "status-ca"), ("ConfigMap", ns_b, "status-ca"),
         ("Secret", ns_a, "ca-secret"), ("Secret", ns_b, "ca-secret")}
     assert targets[("Secret", ns_b, "ca-secret")]["state"] == "NotManaged"
-    assert "not managed" in targets[("Secret", ns_b, "ca-secret")]["message"]
+    assert "was not created for" in targets[("Secret", ns_b, "ca-secret")]["message"]
     assert all(t["state"] == "Verified" for k, t in targets.items() if k != ("Secret", ns_b, "ca-secret"))
     assert st["bundleTargets"]["targets"][0]["state"] == "NotManaged"  # problems first
-    assert condition(st, "Degraded")["reason"] == "BundleTargetFailed"
+    assert condition(st, "Degraded")["reason"] == "BundleTargetNotOwned"
 
     issued = {(e["namespace"], e["name"]): e for e in st["issued"]["secrets"]}
     assert st["issued"]["total"] == 2 and set(issued) == {(ns_a, "one-tls"), (ns_b, "two-tls")}

@@ -19,6 +19,7 @@ from test_rotation import (  # noqa: F401 (rotation_setup is a fixture)
 from certpolicy.handlers import bundles
 from certpolicy.inventory.store import RecordStore
 from certpolicy.inventory.watch import ListWatcher
+from certpolicy.kube.ownership import INJECT_CA_FROM, MANAGED_BY, Owner
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.bundle import read_bundle
 from certpolicy.pki.fingerprint import fingerprint
@@ -134,12 +135,13 @@ def test_bundle_write_conflict_is_merged_on_fresh_data_not_overwritten(api_clien
     409, the operator reads again and merges into their version — their CA survives."""
     raw = RawClient(api_client)
     ours, theirs, earlier = certgen.root("Our CA"), certgen.root("Their CA"), certgen.root("Earlier foreign CA")
-    core_v1.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="trust"), data={"ca.crt": certgen.pem(earlier).decode()}))
+    core_v1.create_namespaced_config_map(namespace, client.V1ConfigMap(  # the user's, opted in
+        metadata=client.V1ObjectMeta(name="trust", annotations={INJECT_CA_FROM: "race-policy"}),
+        data={"ca.crt": certgen.pem(earlier).decode()}))
     calls = []
     real_merge = bundles.merge_into_target
 
-    def racing_merge(raw_, kind, ns, name, policy, update):
+    def racing_merge(raw_, kind, ns, name, policy, update, **kw):
         def update_with_race(current):
             calls.append((current or {}).get("metadata", {}).get("resourceVersion"))
             if len(calls) == 1:  # the competing edit lands after our read, before our write
@@ -147,12 +149,12 @@ def test_bundle_write_conflict_is_merged_on_fresh_data_not_overwritten(api_clien
                 cm.data["ca.crt"] += certgen.pem(theirs).decode()
                 core_v1.replace_namespaced_config_map(name, ns, cm)
             return update(current)
-        return real_merge(raw_, kind, ns, name, policy, update_with_race)
+        return real_merge(raw_, kind, ns, name, policy, update_with_race, **kw)
 
     monkeypatch.setattr(bundles, "merge_into_target", racing_merge)
     inventory = type("NoInventory", (), {"namespaces": None})()
     monkeypatch.setattr(bundles, "target_namespaces", lambda inv, entry: [namespace])
-    report = bundles.distribute(raw, inventory, "race-policy", [{"configMap": {"name": "trust"}}],
+    report = bundles.distribute(raw, inventory, Owner("race-policy", ""), [{"configMap": {"name": "trust"}}],
                                 [ours.cert], set(), None)
     assert len(calls) == 2 and calls[0] != calls[1], "the write should have conflicted once and been redone"
     assert [t.state for t in report.targets] == ["Verified"]
@@ -165,7 +167,8 @@ def test_bad_policies_get_actionable_conditions_and_no_retry_storm(
         operator, policies, api_client, core_v1, custom_api, unique_name, operator_namespace):
     not_a_ca = certgen.leaf(certgen.root("Some Root"), "not-a-ca.example.com")
     core_v1.create_namespaced_secret(operator_namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name=f"{unique_name}-leaf-as-ca"), type="kubernetes.io/tls",
+        metadata=client.V1ObjectMeta(name=f"{unique_name}-leaf-as-ca", labels={MANAGED_BY: f"{unique_name}-ca"}),
+        type="kubernetes.io/tls",
         data=certgen.tls_secret(not_a_ca)["data"]))
     label = uuid.uuid4().hex[:8]
     make_policy(policies, f"{unique_name}-ca", label, {"extendedKeyUsages": ["serverAuth"]},

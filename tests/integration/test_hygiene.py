@@ -42,9 +42,11 @@ def test_hostile_secrets_get_findings_and_no_key_material_leaks(
     core_v1.create_namespaced_secret(ns, client.V1Secret(metadata=client.V1ObjectMeta(name="good"),
                                                          type="kubernetes.io/tls",
                                                          data=certgen.tls_secret(good)["data"]))
-    # The policy's CA is adopted from a Secret made beforehand, so the good leaf chains to it.
+    # The policy's CA is adopted from a Secret made beforehand (handed over by label), so the good
+    # leaf chains to it.
     core_v1.create_namespaced_secret(operator_namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name=f"{unique_name}-ca"), type="kubernetes.io/tls",
+        metadata=client.V1ObjectMeta(name=f"{unique_name}-ca", labels={"certpolicy.io/managed-by": unique_name}),
+        type="kubernetes.io/tls",
         data={"tls.crt": _b64(ca.pem), "tls.key": _b64(ca.key_pem())}))
     policies({
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
@@ -67,6 +69,7 @@ def test_hostile_secrets_get_findings_and_no_key_material_leaks(
     assert set(hostile) - {"der-in-pem-field"} <= set(violating) <= set(hostile), violating
     assert st["summary"]["compliant"] >= 2
     assert "KeyMismatch" in violating["key-mismatch"]
+    assert "KeyMaterialInCertificate" in violating["key-in-crt"]
     wait_for(lambda: {e.involved_object.name for e in core_v1.list_namespaced_event(ns).items
                       if e.type == "Warning"} == set(violating), timeout=30, what="a Warning on each bad Secret")
 

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
 from kubernetes.client import ApiException
 
-from certpolicy.handlers.settings import operator_namespace
+from certpolicy.handlers.settings import allow_system_namespaces, operator_namespace
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.managed import (CLUSTER_TRUST_BUNDLE, CTB_GROUP_VERSION, NotManaged, cluster_trust_bundles_served,
                                      merge_into_target, read)
+from certpolicy.kube.ownership import SYSTEM_NAMESPACES, Owner, TargetConflict, refused_key, refused_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.selectors import LabelSelector
+from certpolicy.kube.status import policy_path
 from certpolicy.pki.bundle import contains, merge, read_bundle
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.pki.truststore import build_truststore, truststore_matches
@@ -41,7 +43,7 @@ class TargetState:
     namespace: str
     name: str
     key: str
-    state: str  # Verified | Pending | Error | NotManaged | NotServed
+    state: str  # Verified | Pending | Error | NotManaged | Refused | Conflict | NotServed
     message: str = ""
     written: bool = False
 
@@ -101,14 +103,18 @@ def entry_namespaces(inventory: Inventory, entry: Mapping[str, Any]) -> list[str
 
 
 def target_namespaces(inventory: Inventory, entry: Mapping[str, Any]) -> list[str]:
-    """Selected namespaces that can take objects (terminating ones are skipped)."""
+    """Selected namespaces that can take objects (terminating ones are skipped). A selector never
+    picks the system namespaces or the operator's own; naming one in ``namespaces`` makes a
+    target that is then refused, with the reason in status."""
     selector = LabelSelector.from_spec(entry.get("namespaceSelector"))
     explicit = set(entry.get("namespaces") or ())
+    never = SYSTEM_NAMESPACES | {operator_namespace()}
     out = []
     for (_, name), rec in inventory.namespaces.snapshot().items():
         if rec.terminating:
             continue
-        if name in explicit or ("namespaceSelector" in entry or not explicit) and selector.matches(rec.label_map):
+        if name in explicit or (("namespaceSelector" in entry or not explicit) and selector.matches(rec.label_map)
+                                and name not in never):
             out.append(name)
     return sorted(out)
 
@@ -126,9 +132,16 @@ def read_truststore_password(raw: RawClient, ref: Mapping[str, str] | None) -> t
     if obj is None or ref["key"] not in (obj.get("data") or {}):
         return None, Problem("TruststorePasswordMissing", f"the truststore password {where} does not exist")
     try:
-        return base64.b64decode(obj["data"][ref["key"]]).rstrip(b"\r\n"), None
+        password = base64.b64decode(obj["data"][ref["key"]]).rstrip(b"\r\n")
     except (binascii.Error, ValueError):
         return None, Problem("TruststorePasswordMissing", f"the truststore password {where} is not valid base64")
+    try:
+        password.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, Problem("TruststorePasswordInvalid", f"the truststore password {where} is not valid UTF-8 "
+                                                          "(PKCS#12 passwords are text); the truststore is not "
+                                                          "written until it is, the PEM bundle is")
+    return password, None
 
 
 def _current_content(kind: str, obj: Mapping[str, Any] | None, key: str) -> tuple[bytes | None, dict, dict]:
@@ -149,13 +162,38 @@ def _current_content(kind: str, obj: Mapping[str, Any] | None, key: str) -> tupl
     return (data[key].encode() if key in data else None), data, binary
 
 
-def distribute(raw: RawClient, inventory: Inventory, policy: str, entries: Sequence[Mapping[str, Any]],
+def policy_alive(raw: RawClient) -> Callable[[str], bool]:
+    """Whether a CertificatePolicy of that name exists (asked once per name per pass): a claim on a
+    shared target by a policy that is gone no longer blocks anyone."""
+    known: dict[str, bool] = {}
+
+    def alive(name: str) -> bool:
+        if name not in known:
+            try:
+                raw.get(policy_path(name))
+                known[name] = True
+            except ApiException as e:
+                known[name] = e.status != 404
+        return known[name]
+
+    return alive
+
+
+def refusal(kind: str, namespace: str, key: str) -> str | None:
+    """Why a target is never written, whoever owns it (None: ownership decides)."""
+    if kind == CLUSTER_TRUST_BUNDLE:
+        return None
+    return refused_key(key) or refused_namespace(namespace, operator_namespace(), allow_system_namespaces())
+
+
+def distribute(raw: RawClient, inventory: Inventory, owner: Owner, entries: Sequence[Mapping[str, Any]],
                trusted: Sequence[x509.Certificate], retired: set[str], primary: str | None,
                only: set[str] | None = None) -> BundleReport:
     """Merge ``trusted`` into every target (removing ``retired``), then read each back and verify."""
     report = BundleReport()
     want = {fingerprint(c) for c in trusted}
     ctb_served: bool | None = None
+    alive = policy_alive(raw)
     for entry in entries:
         ref = TargetRef.of(entry)
         kind, key = ref.kind, ref.key
@@ -182,17 +220,21 @@ def distribute(raw: RawClient, inventory: Inventory, policy: str, entries: Seque
         for ns in entry_namespaces(inventory, entry):
             if only is not None and target_id(kind, ns, ref.name, key) not in only:
                 continue
-            report.targets.append(_write_target(raw, policy, kind, ns, ref.name, key, trusted, retired,
-                                                exclusive, p12, password, primary, want))
+            why = refusal(kind, ns, key)
+            if why:
+                report.targets.append(TargetState(kind, ns, ref.name, key, "Refused", why))
+                continue
+            report.targets.append(_write_target(raw, owner, kind, ns, ref.name, key, trusted, retired,
+                                                exclusive, p12, password, primary, want, alive))
             if report.targets[-1].written:
                 report.writes += 1
     return report
 
 
-def _write_target(raw: RawClient, policy: str, kind: str, ns: str, name: str, key: str,
+def _write_target(raw: RawClient, owner: Owner, kind: str, ns: str, name: str, key: str,
                   trusted: Sequence[x509.Certificate], retired: set[str], exclusive: bool,
                   p12: Mapping[str, Any] | None, password: bytes | None, primary: str | None,
-                  want: set[str]) -> TargetState:
+                  want: set[str], alive: Callable[[str], bool]) -> TargetState:
     def update(current: dict[str, Any] | None) -> dict[str, Any] | None:
         pem, data, binary = _current_content(kind, current, key)
         merged = merge(pem, trusted, retired - want, exclusive=exclusive)
@@ -219,7 +261,7 @@ def _write_target(raw: RawClient, policy: str, kind: str, ns: str, name: str, ke
             except (binascii.Error, ValueError):
                 old_bytes = None
             certs = list(read_bundle(merged.pem).certificates)
-            alias = p12.get("alias") or policy
+            alias = p12.get("alias") or owner.name
             prim = primary if primary in {fingerprint(c) for c in certs} else None
             if not truststore_matches(old_bytes, password, certs, alias, prim):
                 store_map[store_key] = base64.b64encode(build_truststore(certs, alias, password, prim)).decode()
@@ -232,9 +274,11 @@ def _write_target(raw: RawClient, policy: str, kind: str, ns: str, name: str, ke
         return out
 
     try:
-        result = merge_into_target(raw, kind, ns, name, policy, update)
+        result = merge_into_target(raw, kind, ns, name, owner, update, key=key, exclusive=exclusive, alive=alive)
     except NotManaged as e:
         return TargetState(kind, ns, name, key, "NotManaged", str(e))
+    except TargetConflict as e:
+        return TargetState(kind, ns, name, key, "Conflict", str(e))
     except ApiException as e:
         return TargetState(kind, ns, name, key, "Error", f"HTTP {e.status}: {str(e.reason)[:200]}")
     # Read back on its own, from the API, after this target's own write.

@@ -1,9 +1,17 @@
-"""The policy's private CA: created when absent, adopted as-is when present, tracked in a history.
+"""The policy's private CA: created when absent, adopted when handed over, tracked in a history.
 
-The CA key pair lives in a ``kubernetes.io/tls`` Secret in the operator's namespace. A Secret
-made elsewhere (OpenSSL, Vault, step-ca) is adopted read-only: the operator never writes to a
-Secret it did not create. The CAs a policy has ever put in bundles are tracked explicitly in
-``status.ca.history`` — bundles are merged by that record, never by guessing from subjects.
+The CA key pair lives in a ``kubernetes.io/tls`` Secret in the operator's namespace, and belongs
+to exactly one policy: the one it was created for (``certpolicy.io/managed-by`` + UID), or the
+one a Secret made elsewhere (OpenSSL, Vault, step-ca) was handed to by labelling it
+``certpolicy.io/managed-by=<policy>``. A policy that names another policy's CA Secret, or an
+unlabelled one, gets ``Degraded/CANotOwned`` and issues nothing from it.
+
+A policy that had a CA and finds its Secret gone gets ``Degraded/CAMissing`` and a Warning: a
+fresh CA made on the spot would re-issue every leaf before any bundle trusts it (an outage by
+design), so nothing is generated; the CA stays trusted in the bundles from the history.
+
+The CAs a policy has ever put in bundles are tracked explicitly in ``status.ca.history`` —
+bundles are merged by that record, never by guessing from subjects.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from cryptography import x509
 
 from certpolicy.handlers.settings import operator_namespace
 from certpolicy.kube.managed import NotManaged, read, write_managed_secret
+from certpolicy.kube.ownership import MANAGED_BY, ROLE_CA, ROLE_LABEL, Owner, created_for, owner_description
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.issue import KeyPair, create_ca, load_key_pair
 from certpolicy.pki.inspect import summarize
@@ -52,15 +61,22 @@ def _decode(data: Mapping[str, str], key: str) -> bytes | None:
         return None
 
 
-def load_ca_secret(raw: RawClient, name: str, namespace: str | None = None) -> tuple[CAInfo | None, Problem | None]:
-    """Read a CA key pair from a Secret; (None, None) when the Secret does not exist."""
+def load_ca_secret(raw: RawClient, name: str, owner: Owner, namespace: str | None = None
+                   ) -> tuple[CAInfo | None, Problem | None]:
+    """Read ``owner``'s CA key pair from a Secret; (None, None) when the Secret does not exist,
+    (None, CANotOwned) when it belongs to another policy or to nobody."""
     namespace = namespace or operator_namespace()
     obj = read(raw, "Secret", namespace, name)
     if obj is None:
         return None, None
+    where = f"CA Secret {namespace}/{name}"
+    role = ((obj.get("metadata") or {}).get("labels") or {}).get(ROLE_LABEL, ROLE_CA)
+    if not created_for(obj, owner) or role != ROLE_CA:
+        return None, Problem("CANotOwned", f"{where} belongs to {owner_description(obj)}, not to CertificatePolicy "
+                                           f"{owner.name}; a CA Secret serves one policy. To hand a CA made "
+                                           f"elsewhere to this policy, label it {MANAGED_BY}={owner.name}")
     data = obj.get("data") or {}
     cert_pem, key_pem = _decode(data, "tls.crt"), _decode(data, "tls.key")
-    where = f"CA Secret {namespace}/{name}"
     if not cert_pem or not key_pem:
         return None, Problem("CAUnusable", f"{where} needs tls.crt and tls.key (PEM)")
     try:
@@ -73,24 +89,39 @@ def load_ca_secret(raw: RawClient, name: str, namespace: str | None = None) -> t
     return CAInfo(name, kp), None
 
 
-def ensure_ca(raw: RawClient, policy: str, ca_spec: Mapping[str, Any], now: dt.datetime
-              ) -> tuple[CAInfo | None, list[Problem]]:
-    """The policy's CA, created in its Secret first if the Secret does not exist yet."""
+def active_in_history(history: Sequence[Mapping[str, Any]] | None) -> Mapping[str, Any] | None:
+    return next((h for h in history or () if h.get("state") == "active"), None)
+
+
+def ensure_ca(raw: RawClient, owner: Owner, ca_spec: Mapping[str, Any], now: dt.datetime,
+              history: Sequence[Mapping[str, Any]] | None = None) -> tuple[CAInfo | None, list[Problem]]:
+    """The policy's CA, created in its Secret first if the policy never had one.
+
+    When the history records an active CA whose Secret is gone, nothing is generated:
+    ``CAMissing`` (see the module docstring for why an instant replacement is an outage).
+    """
     name = ca_spec["secretName"]
-    ca, problem = load_ca_secret(raw, name)
+    ca, problem = load_ca_secret(raw, name, owner)
     if ca is not None or problem is not None:
         return ca, [problem] if problem else []
-    kp = create_ca(ca_spec.get("commonName") or f"{policy} CA",
+    had = active_in_history(history)
+    if had is not None:
+        return None, [Problem("CAMissing", f"CA Secret {operator_namespace()}/{name} does not exist, but this policy's "
+                                           f"active CA {had['fingerprint'].removeprefix('sha256:')[:12]} (Secret "
+                                           f"{had.get('secretName', name)}) is in its bundles; no new CA "
+                                           "is generated (leaves re-issued at once from a CA no bundle trusts yet "
+                                           "would be an outage). Restore the Secret from a backup, see "
+                                           "docs/rotation.md")]
+    kp = create_ca(ca_spec.get("commonName") or f"{owner.name} CA",
                    validity=parse_duration(ca_spec.get("validity", "87600h")),
                    key_algorithm=ca_spec.get("keyAlgorithm", "ECDSAP256"), organization=["certpolicy"], now=now)
     try:
-        write_managed_secret(raw, operator_namespace(), name, policy,
-                             {"tls.crt": kp.cert_pem, "tls.key": kp.key_pem, "ca.crt": kp.cert_pem},
-                             labels={"certpolicy.io/role": "ca"})
-    except NotManaged as e:  # created by someone else a moment ago: adopt it on the next pass
-        return None, [Problem("CAUnusable", str(e))]
+        write_managed_secret(raw, operator_namespace(), name, owner,
+                             {"tls.crt": kp.cert_pem, "tls.key": kp.key_pem, "ca.crt": kp.cert_pem}, role=ROLE_CA)
+    except NotManaged as e:  # created by someone else a moment ago
+        return None, [Problem("CANotOwned", str(e))]
     # Read back: if another writer won a race, use what is stored, never the copy in memory.
-    ca, problem = load_ca_secret(raw, name)
+    ca, problem = load_ca_secret(raw, name, owner)
     return ca, [problem] if problem else []
 
 

@@ -20,10 +20,12 @@ from cryptography import x509
 from kubernetes.client import ApiException
 
 from certpolicy.handlers.ca import CAInfo
+from certpolicy.handlers.settings import allow_system_namespaces, operator_namespace
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.inventory.records import SecretRecord, parse_secret_object
 from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.managed import NotManaged, b64, write_managed_secret
+from certpolicy.kube.ownership import ROLE_LEAF, Owner, refused_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.chain import verify_chain
 from certpolicy.pki.fingerprint import fingerprint
@@ -108,7 +110,7 @@ def reissue_reason(rec: SecretRecord | None, item: Mapping[str, Any], ca: CAInfo
     return None
 
 
-def issue_all(raw: RawClient, inventory: Inventory, policy: str, items: Sequence[Mapping[str, Any]],
+def issue_all(raw: RawClient, inventory: Inventory, owner: Owner, items: Sequence[Mapping[str, Any]],
               requirements: Requirements, issuer: CAInfo, trusted: Sequence[x509.Certificate],
               limiter: RateLimiter, now: dt.datetime, *, only_for: set[tuple[str, str]] | None = None
               ) -> IssuanceReport:
@@ -119,12 +121,16 @@ def issue_all(raw: RawClient, inventory: Inventory, policy: str, items: Sequence
         rec = inventory.secret(key)
         reason = reissue_reason(rec, item, issuer, now)
         state, message = "Ready", ""
-        if reason and (only_for is None or key in only_for):
+        refused = refused_namespace(key[0], operator_namespace(), allow_system_namespaces())
+        if refused:
+            state, message = "Refused", refused
+            report.problems.append(Problem("IssuanceRefused", f"{key[0]}/{key[1]}: {refused}"))
+        elif reason and (only_for is None or key in only_for):
             if not limiter.allow():
                 state, message = "Pending", f"{reason}: waiting for the issuance rate limit"
                 report.rate_limited = True
             else:
-                state, message, rec = _issue_one(raw, inventory, policy, item, requirements, issuer, trusted, now,
+                state, message, rec = _issue_one(raw, inventory, owner, item, requirements, issuer, trusted, now,
                                                  reason, report)
                 if state in ("Rejected", "NotManaged"):
                     # Nothing was written: the token must not be used up, or an entry that can never
@@ -146,7 +152,7 @@ def issue_all(raw: RawClient, inventory: Inventory, policy: str, items: Sequence
     return report
 
 
-def _issue_one(raw: RawClient, inventory: Inventory, policy: str, item: Mapping[str, Any], requirements: Requirements,
+def _issue_one(raw: RawClient, inventory: Inventory, owner: Owner, item: Mapping[str, Any], requirements: Requirements,
                issuer: CAInfo, trusted: Sequence[x509.Certificate], now: dt.datetime, reason: str,
                report: IssuanceReport) -> tuple[str, str, SecretRecord | None]:
     ns, name = item["namespace"], item["secretName"]
@@ -167,7 +173,7 @@ def _issue_one(raw: RawClient, inventory: Inventory, policy: str, item: Mapping[
         report.problems.append(problem)
         return "Rejected", problem.message, inventory.secret((ns, name))
     try:
-        written = write_managed_secret(raw, ns, name, policy, data,
+        written = write_managed_secret(raw, ns, name, owner, data, role=ROLE_LEAF,
                                        annotations={"certpolicy.io/issued-by": issuer.fingerprint,
                                                     "certpolicy.io/issue-reason": reason})
     except NotManaged as e:

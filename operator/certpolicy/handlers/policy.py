@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 
 from certpolicy import GROUP, PLURAL, VERSION
-from certpolicy.handlers.reconcile import ERROR_RETRY, reconcile_policy
+from certpolicy.handlers.reconcile import ERROR_RETRY, reconcile_policy, report_failure
 from certpolicy.handlers.runtime import Runtime
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.client import new_api_client
@@ -101,8 +101,9 @@ async def evaluate_policy(name: str, memo: kopf.Memo, stopped: kopf.DaemonStoppe
             wake.clear()
             try:
                 next_at = await asyncio.to_thread(reconcile_policy, runtime, name)
-            except Exception:  # noqa: BLE001 - one bad pass must not end the loop; retried
+            except Exception as e:  # noqa: BLE001 - one bad pass must not end the loop; retried
                 log.exception("evaluating policy %s failed; retrying in %ss", name, ERROR_RETRY.total_seconds())
+                await asyncio.to_thread(report_failure, runtime, name, e)
                 next_at = dt.datetime.now(dt.timezone.utc) + ERROR_RETRY
             if next_at is None:
                 return  # the policy is gone

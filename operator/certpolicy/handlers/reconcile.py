@@ -27,6 +27,8 @@ from certpolicy.inventory.interest import BundleSource, Reads
 from certpolicy.inventory.selection import select
 from certpolicy.kube.conditions import COMPLIANT, DEGRADED, READY, Condition, find, merge_conditions, rfc3339
 from certpolicy.kube.events import ObjectRef
+from certpolicy.kube.ownership import Owner
+from certpolicy.kube.rawapi import redact
 from certpolicy.kube.status import patch_status, policy_path, status_changed
 from certpolicy.metrics import COLLECTOR, EVENTS_POSTED, RECONCILE_DURATION, STATUS_WRITES
 from certpolicy.policy.report import PolicyReport, Problem, SecretResult, build_report
@@ -37,6 +39,9 @@ from certpolicy.rotation import PromoteNewCA, RotationSettings, RotationState, S
 log = logging.getLogger("certpolicy.reconcile")
 
 MAX_EVENTS_PER_PASS = 100
+#: Bundle target states that make the policy Degraded, and the reason they are reported under.
+TARGET_FAILURES = {"Error": "BundleTargetFailed", "NotManaged": "BundleTargetNotOwned",
+                   "Refused": "BundleTargetRefused", "Conflict": "BundleTargetConflict"}
 MAX_SUBPATH = 50
 RESYNC = dt.timedelta(minutes=10)
 ERROR_RETRY = dt.timedelta(seconds=30)
@@ -192,6 +197,28 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     return report.next_evaluation
 
 
+def report_failure(runtime: Runtime, name: str, error: BaseException) -> None:
+    """A pass that raised still leaves its trace on the policy: ``Degraded=True/ReconcileFailed``
+    with the error's type and first line (redacted like API errors), so nobody has to read the
+    operator's log to learn why a policy has no status or a stale one. Best effort: if the API is
+    what failed, this fails too and the next attempt reports."""
+    now = dt.datetime.now(dt.timezone.utc)
+    first = (str(error).splitlines() or [""])[0]
+    message = redact(f"the evaluation pass failed ({type(error).__name__}: {first}); it is retried every "
+                     f"{int(ERROR_RETRY.total_seconds())} s")
+    try:
+        policy = runtime.raw.get(policy_path(name))
+        status = policy.get("status") or {}
+        conditions = merge_conditions(status.get("conditions"), [Condition(DEGRADED, True, "ReconcileFailed", message)],
+                                      policy["metadata"].get("generation"), now)
+        if conditions != status.get("conditions"):
+            patch_status(runtime.raw, name, {"conditions": conditions})
+            runtime.recorder.post(_policy_ref(policy), "Warning", "ReconcileFailed", message,
+                                  ["ReconcileFailed", type(error).__name__, first[:100]], now)
+    except Exception:  # noqa: BLE001 - the loop logs the original error; this one adds nothing
+        log.debug("could not report the failure on policy %s", name, exc_info=True)
+
+
 @dataclasses.dataclass
 class Managed:
     """What the CA, bundle and issuance stages produced for this pass."""
@@ -211,10 +238,15 @@ def _manage_ca_bundles_issuance(runtime: Runtime, policy: Mapping[str, Any], spe
     if not spec.get("ca"):
         return out
     name = policy["metadata"]["name"]
+    owner = Owner.of(policy)
     ca_status = dict(status.get("ca") or {})
     history = list(ca_status.get("history") or [])
-    ca, problems = ensure_ca(runtime.raw, name, spec["ca"], now)
+    ca, problems = ensure_ca(runtime.raw, owner, spec["ca"], now, history)
     out.problems += problems
+    for p in problems:
+        if p.reason == "CAMissing":
+            runtime.recorder.post(_policy_ref(policy), "Warning", "CAMissing", p.message,
+                                  [p.reason, p.message], now)
 
     # --- the rotation machine: observe, decide, act ------------------------------------------------
     running = False
@@ -237,7 +269,7 @@ def _manage_ca_bundles_issuance(runtime: Runtime, policy: Mapping[str, Any], spe
                 passwords[i], _ = read_truststore_password(runtime.raw, p12.get("passwordSecretRef"))
         annotations = policy["metadata"].get("annotations") or {}
         obs, pairs = observe(runtime.raw, runtime.inventory, spec, annotations, state, settings, memory.rotation,
-                             now, passwords)
+                             now, passwords, owner)
         decision = decide(state, obs, settings, now)
         outcome = perform(runtime.raw, runtime.inventory, runtime.recorder, policy, spec, requirements, decision,
                           pairs, memory.rotation, now)
@@ -249,7 +281,7 @@ def _manage_ca_bundles_issuance(runtime: Runtime, policy: Mapping[str, Any], spe
         running = current is not None
         COLLECTOR.set_rotation_step(name, current.step if current else 0, decision.state.history)
         if any(isinstance(a, PromoteNewCA) for a in decision.actions):
-            ca, problems = ensure_ca(runtime.raw, name, spec["ca"], now)  # it holds the new CA now
+            ca, problems = ensure_ca(runtime.raw, owner, spec["ca"], now, history)  # it holds the new CA now
             out.problems += problems
         if running and current.new_ca and current.new_ca_secret_name in pairs:
             new_pair = pairs[current.new_ca_secret_name]
@@ -274,12 +306,12 @@ def _manage_ca_bundles_issuance(runtime: Runtime, policy: Mapping[str, Any], spe
         return out  # bundles and leaves move only through the rotation's own actions meanwhile
 
     if spec.get("trustBundles") and out.trusted:
-        bundles = distribute(runtime.raw, runtime.inventory, name, spec["trustBundles"], out.trusted, retired,
+        bundles = distribute(runtime.raw, runtime.inventory, owner, spec["trustBundles"], out.trusted, retired,
                              issuer.fingerprint if issuer else None)
         out.problems += bundles.problems
         for t in bundles.targets:
-            if t.state in ("Error", "NotManaged"):
-                out.problems.append(Problem("BundleTargetFailed", f"{t.kind} {t.namespace}/{t.name}: {t.message}"))
+            if t.state in TARGET_FAILURES:
+                out.problems.append(Problem(TARGET_FAILURES[t.state], f"{t.kind} {t.namespace}/{t.name}: {t.message}"))
         out.status["bundleTargets"] = bundles.status()
     if spec.get("issuance") and issuer is not None:
         limit = int((spec.get("issuanceLimits") or {}).get("perMinute", 60))
@@ -287,7 +319,7 @@ def _manage_ca_bundles_issuance(runtime: Runtime, policy: Mapping[str, Any], spe
             memory.limiter = RateLimiter(limit)
         # Judge a new leaf against the bundle its peers use: the explicit trust bundle when the
         # policy names one (a leaf from a CA it lacks would be untrusted), else the policy's CAs.
-        issued = issue_all(runtime.raw, runtime.inventory, name, spec["issuance"], requirements, issuer,
+        issued = issue_all(runtime.raw, runtime.inventory, owner, spec["issuance"], requirements, issuer,
                            list(explicit_bundle) if explicit_bundle else out.trusted, memory.limiter, now)
         out.problems += issued.problems
         out.status["issued"] = issued.status()

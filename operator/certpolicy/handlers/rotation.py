@@ -32,7 +32,8 @@ from certpolicy.handlers.settings import operator_namespace
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.inventory.selection import select
 from certpolicy.kube.events import EventRecorder, ObjectRef
-from certpolicy.kube.managed import MANAGED_BY, NotManaged, b64, read, write_managed_secret
+from certpolicy.kube.managed import NotManaged, b64, read, write_managed_secret
+from certpolicy.kube.ownership import ROLE_CA, Owner
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.bundle import read_bundle
 from certpolicy.pki.chain import verify_chain
@@ -90,11 +91,11 @@ def _read_target(raw: RawClient, entry: Mapping[str, Any], ns: str, password: by
 
 def observe(raw: RawClient, inventory: Inventory, spec: Mapping[str, Any], annotations: Mapping[str, str],
             state: RotationState, settings: RotationSettings, memory: RotationMemory, now: dt.datetime,
-            passwords: Mapping[int, bytes | None]) -> tuple[Observation, dict[str, CAPair]]:
+            passwords: Mapping[int, bytes | None], owner: Owner) -> tuple[Observation, dict[str, CAPair]]:
     pairs: dict[str, CAPair] = {}
     cas: dict[str, CAInfo | None] = {}
     for name in secrets_to_observe(state, settings):
-        pair, _problem = load_ca_secret(raw, name)
+        pair, _problem = load_ca_secret(raw, name, owner)
         if pair is not None:
             pairs[name] = pair
             cas[name] = CAInfo(pair.fingerprint, pair.key_pair.cert.not_valid_after_utc)
@@ -173,6 +174,7 @@ def perform(raw: RawClient, inventory: Inventory, recorder: EventRecorder, polic
             memory: RotationMemory, now: dt.datetime) -> RotationOutcome:
     """Carry out the decision's actions in order; stop at the first failure (observed again next pass)."""
     name = policy["metadata"]["name"]
+    owner = Owner.of(policy)
     out = RotationOutcome(decision)
     memory.probe_results = []  # the machine has seen them; new ones come from this decision's RunProbes
     ns = operator_namespace()
@@ -180,7 +182,7 @@ def perform(raw: RawClient, inventory: Inventory, recorder: EventRecorder, polic
     def pair_for(ref: CARef) -> CAPair | None:
         pair = pairs.get(ref.secret_name)
         if pair is None or pair.fingerprint != ref.fingerprint:
-            pair, _ = load_ca_secret(raw, ref.secret_name)
+            pair, _ = load_ca_secret(raw, ref.secret_name, owner)
             if pair is not None:
                 pairs[ref.secret_name] = pair
         return pair if pair is not None and pair.fingerprint == ref.fingerprint else None
@@ -201,9 +203,9 @@ def perform(raw: RawClient, inventory: Inventory, recorder: EventRecorder, polic
                     try:
                         raw.post(f"/api/v1/namespaces/{ns}/secrets", {
                             "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                            "metadata": {"name": action.secret_name, "labels": {MANAGED_BY: name,
-                                                                                "certpolicy.io/role": "ca"},
-                                         "annotations": {"certpolicy.io/rotation": action.rotation_id}},
+                            "metadata": {"name": action.secret_name, "labels": owner.labels(ROLE_CA),
+                                         "annotations": {**owner.annotations(),
+                                                         "certpolicy.io/rotation": action.rotation_id}},
                             "data": {"tls.crt": b64(kp.cert_pem), "tls.key": b64(kp.key_pem),
                                      "ca.crt": b64(kp.cert_pem)}})
                         out.writes += 1
@@ -220,7 +222,7 @@ def perform(raw: RawClient, inventory: Inventory, recorder: EventRecorder, polic
                 wanted = set(action.targets)
                 entries = [e for e in spec.get("trustBundles") or ()
                            if any(t[0] in wanted for t in target_ids(inventory, [e]))]
-                report = distribute(raw, inventory, name, entries, certs, set(action.remove), None,
+                report = distribute(raw, inventory, owner, entries, certs, set(action.remove), None,
                                     only=wanted)
                 out.writes += report.writes
                 out.problems += report.problems
@@ -230,23 +232,21 @@ def perform(raw: RawClient, inventory: Inventory, recorder: EventRecorder, polic
                     raise RuntimeError(f"Secret {action.ca.secret_name} no longer holds CA {short(action.ca.fingerprint)}")
                 memory.probe_results = [canary_handshake(p, pair, now) for p in action.probes]
             elif isinstance(action, PromoteNewCA):
-                _promote(raw, name, action, pair_for)
+                _promote(raw, owner, action, pair_for)
                 out.writes += 1
             elif isinstance(action, ReissueLeaf):
                 pair = pair_for(action.ca)
                 if pair is None:
                     raise RuntimeError(f"Secret {action.ca.secret_name} no longer holds CA {short(action.ca.fingerprint)}")
                 leaf_ns, leaf_name = action.leaf.split("/", 1)
-                report = issue_all(raw, inventory, name, spec.get("issuance") or (), requirements, pair,
+                report = issue_all(raw, inventory, owner, spec.get("issuance") or (), requirements, pair,
                                    [pair.key_pair.cert, *[p.key_pair.cert for p in pairs.values()]],
                                    RateLimiter(10**6), now, only_for={(leaf_ns, leaf_name)})
                 out.writes += report.issued
                 out.problems += report.problems
             elif isinstance(action, DeleteCASecret):
-                pair, _ = load_ca_secret(raw, action.secret_name)
-                obj = read(raw, "Secret", ns, action.secret_name)
-                managed = ((obj or {}).get("metadata", {}).get("labels") or {}).get(MANAGED_BY) == name
-                if pair is not None and pair.fingerprint == action.fingerprint and managed:
+                pair, _ = load_ca_secret(raw, action.secret_name, owner)  # None unless it is this policy's
+                if pair is not None and pair.fingerprint == action.fingerprint:
                     raw.delete(f"/api/v1/namespaces/{ns}/secrets/{action.secret_name}")
                     out.writes += 1
         except (ApiException, NotManaged, RuntimeError) as e:
@@ -258,9 +258,9 @@ def perform(raw: RawClient, inventory: Inventory, recorder: EventRecorder, polic
     return out
 
 
-def _promote(raw: RawClient, policy: str, action: PromoteNewCA, pair_for) -> None:
+def _promote(raw: RawClient, owner: Owner, action: PromoteNewCA, pair_for) -> None:
     ns = operator_namespace()
-    current, _ = load_ca_secret(raw, action.ca_secret_name)
+    current, _ = load_ca_secret(raw, action.ca_secret_name, owner)
     if current is not None and current.fingerprint == action.new.fingerprint:
         return
     new = pair_for(action.new)
@@ -270,12 +270,12 @@ def _promote(raw: RawClient, policy: str, action: PromoteNewCA, pair_for) -> Non
         # Keep the old CA's key pair (create-only) until step 5 ends.
         if read(raw, "Secret", ns, action.retired_secret_name) is None:
             try:
-                write_managed_secret(raw, ns, action.retired_secret_name, policy,
+                write_managed_secret(raw, ns, action.retired_secret_name, owner,
                                      {"tls.crt": current.key_pair.cert_pem, "tls.key": current.key_pair.key_pem,
-                                      "ca.crt": current.key_pair.cert_pem}, labels={"certpolicy.io/role": "ca"})
+                                      "ca.crt": current.key_pair.cert_pem}, role=ROLE_CA)
             except ApiException as e:
                 if e.status != 409:
                     raise
-    write_managed_secret(raw, ns, action.ca_secret_name, policy,
+    write_managed_secret(raw, ns, action.ca_secret_name, owner,
                          {"tls.crt": new.key_pair.cert_pem, "tls.key": new.key_pair.key_pem,
-                          "ca.crt": new.key_pair.cert_pem}, labels={"certpolicy.io/role": "ca"})
+                          "ca.crt": new.key_pair.cert_pem}, role=ROLE_CA)

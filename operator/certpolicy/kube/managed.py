@@ -1,9 +1,10 @@
-"""Writes to Secrets and ConfigMaps: only objects the operator manages, never a blind overwrite.
+"""Writes to Secrets, ConfigMaps and ClusterTrustBundles: only objects this policy owns, never a blind overwrite.
 
-A Secret is managed when it carries ``certpolicy.io/managed-by: <policy>``; the operator creates
-it that way and refuses to write to any Secret without the label (a user's Secret of the same
-name is reported, not replaced). ConfigMap bundle targets are declared in a policy and merged,
-never replaced; they get the ``certpolicy.io/bundle`` label so the operator can watch them.
+Who owns what is decided in :mod:`certpolicy.kube.ownership`: an object is written only when it
+was created for the very policy (name and UID) in the same role, or, for a bundle target, when
+its owner opted in with ``certpolicy.io/inject-ca-from``. Anything else raises
+:class:`NotManaged` and is reported, never replaced. Bundle targets are merged, never replaced;
+they get the ``certpolicy.io/bundle`` label so the operator can watch them.
 
 Updates carry the ``resourceVersion`` that was read: a concurrent change by someone else gives
 409 Conflict, and the caller re-reads and re-merges instead of overwriting what it did not see.
@@ -19,16 +20,17 @@ from typing import Any
 from kubernetes.client import ApiException
 
 from certpolicy.inventory.watch import Watched
+from certpolicy.kube.ownership import (CLAIMS, MANAGED_BY, NotManaged, Owner, ROLE_BUNDLE, TargetConflict,
+                                      check_bundle_target, check_managed, conflicting_claims, encode_claims,
+                                      read_claims, with_claim)
 from certpolicy.kube.rawapi import RawClient
 
-MANAGED_BY = "certpolicy.io/managed-by"
+__all__ = ["BUNDLE_LABEL", "BUNDLE_POLICIES", "MANAGED_BY", "NotManaged", "Owner", "TargetConflict", "WriteResult",
+           "b64", "cluster_trust_bundles_served", "merge_into_target", "read", "write_managed_secret"]
+
 BUNDLE_LABEL = "certpolicy.io/bundle"
 BUNDLE_POLICIES = "certpolicy.io/bundle-policies"
 MAX_CONFLICT_RETRIES = 5
-
-
-class NotManaged(Exception):
-    """The object exists and is not ours: the operator will not write to it."""
 
 
 @dataclass(frozen=True)
@@ -100,76 +102,93 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def write_managed_secret(raw: RawClient, namespace: str, name: str, policy: str, data: Mapping[str, bytes],
-                         *, secret_type: str = "kubernetes.io/tls", labels: Mapping[str, str] | None = None,
-                         annotations: Mapping[str, str] | None = None, expected_version: str | None = None
-                         ) -> WriteResult:
-    """Create the Secret, or update it if it is ours and its data differs.
+def write_managed_secret(raw: RawClient, namespace: str, name: str, owner: Owner, data: Mapping[str, bytes],
+                         *, role: str, secret_type: str = "kubernetes.io/tls",
+                         labels: Mapping[str, str] | None = None, annotations: Mapping[str, str] | None = None,
+                         expected_version: str | None = None) -> WriteResult:
+    """Create the Secret, or update it if it was created for ``owner`` in ``role`` and its data differs.
 
     ``expected_version`` guards a read-decide-write cycle: if the Secret changed since the caller
     read it, the write fails with 409 and the caller decides again on fresh data.
     """
     encoded = {k: b64(v) for k, v in data.items()}
-    meta_labels = {MANAGED_BY: policy, **(labels or {})}
+    meta_labels = {**owner.labels(role), **(labels or {})}
+    meta_annotations = {**owner.annotations(), **(annotations or {})}
     existing = read(raw, "Secret", namespace, name)
     if existing is None:
         body = {"apiVersion": "v1", "kind": "Secret", "type": secret_type,
                 "metadata": {"name": name, "namespace": namespace, "labels": meta_labels,
-                             "annotations": dict(annotations or {})},
+                             "annotations": meta_annotations},
                 "data": encoded}
         return WriteResult(raw.post(_path("Secret", namespace), body), True)
-    labels_now = (existing.get("metadata") or {}).get("labels") or {}
-    if labels_now.get(MANAGED_BY) != policy:
-        raise NotManaged(f"Secret {namespace}/{name} exists and is not managed by CertificatePolicy {policy} "
-                         f"(no {MANAGED_BY}={policy} label); it was left untouched")
+    check_managed(existing, owner, role, f"Secret {namespace}/{name}")
     if expected_version is not None and existing["metadata"]["resourceVersion"] != expected_version:
         raise ApiException(status=409, reason="Conflict: the Secret changed since it was read")
-    if existing.get("data") == encoded and all(labels_now.get(k) == v for k, v in meta_labels.items()):
+    meta = existing.setdefault("metadata", {})
+    labels_now, annotations_now = meta.get("labels") or {}, meta.get("annotations") or {}
+    if (existing.get("data") == encoded and all(labels_now.get(k) == v for k, v in meta_labels.items())
+            and all(annotations_now.get(k) == v for k, v in owner.annotations().items())):
         return WriteResult(existing, False)
     existing["data"] = encoded
-    existing.setdefault("metadata", {}).setdefault("labels", {}).update(meta_labels)
-    if annotations:
-        existing["metadata"].setdefault("annotations", {}).update(annotations)
+    meta.setdefault("labels", {}).update(meta_labels)
+    meta.setdefault("annotations", {}).update(meta_annotations)
     return WriteResult(raw.put(_path("Secret", namespace, name), existing), True)
 
 
-def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, policy: str,
-                      update: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> WriteResult:
+def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, owner: Owner,
+                      update: Callable[[dict[str, Any] | None], dict[str, Any] | None], *, key: str,
+                      exclusive: bool = False, alive: Callable[[str], bool] = lambda _name: True) -> WriteResult:
     """Read-modify-write of a bundle target with optimistic concurrency.
 
     ``update(current)`` returns the full new content as ``{"data": {...}, "binaryData": {...}}``
     (``{"spec": {...}}`` for a ClusterTrustBundle), or None when nothing must change; it is called
     again on fresh data after a 409 conflict, so a concurrent edit is merged, not overwritten.
+
+    An existing object is written only when it is this policy's bundle or opted in for it
+    (NotManaged otherwise); a claim on ``key`` by another live policy (``alive(name)``) that cannot
+    coexist with this one raises TargetConflict before anything is written.
     """
+    where = f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
     for _attempt in range(MAX_CONFLICT_RETRIES):
         current = read(raw, kind, namespace, name)
-        if current is not None and kind == "Secret":
-            if ((current.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) is None:
-                raise NotManaged(f"Secret {namespace}/{name} exists and is not managed by the operator; "
-                                 "bundle targets of kind Secret are only written when the operator created them")
+        claims = read_claims(current)
+        if current is not None:
+            check_bundle_target(current, owner, where)
+            others = conflicting_claims(claims, key, owner, exclusive, alive)
+            if others:
+                mode = "exclusive" if exclusive else "shared"
+                raise TargetConflict(f"{where} key {key!r} is claimed by CertificatePolicy {', '.join(others)}; "
+                                     f"this policy's {mode} claim cannot coexist with it, so nothing was written "
+                                     "(make both non-exclusive, or point one at another key)")
+        new_claims = encode_claims(with_claim(claims, key, owner, exclusive, alive))
         content = update(current)
-        if content is None:
+        annotations_now = ((current or {}).get("metadata") or {}).get("annotations") or {}
+        if content is None and annotations_now.get(CLAIMS) == new_claims:
             return WriteResult(current or {}, False)
         if current is None:
-            meta = {"name": name, "labels": {BUNDLE_LABEL: "true"}, "annotations": {BUNDLE_POLICIES: policy}}
+            if content is None:
+                return WriteResult({}, False)
+            meta = {"name": name, "labels": {BUNDLE_LABEL: "true", **owner.labels(ROLE_BUNDLE)},
+                    "annotations": {BUNDLE_POLICIES: owner.name, CLAIMS: new_claims, **owner.annotations()}}
             if TARGET_KINDS[kind].namespaced:
                 meta["namespace"] = namespace
-            if kind == "Secret":
-                meta["labels"][MANAGED_BY] = policy
             body = {"apiVersion": TARGET_KINDS[kind].api_version, "kind": kind, "metadata": meta, **content}
             if kind == "Secret":
                 body["type"] = "Opaque"
             try:
                 return WriteResult(raw.post(_path(kind, namespace), body), True)
             except ApiException as e:
-                if e.status == 409:  # created by someone else in between: merge into theirs
+                if e.status == 409:  # created by someone else in between: decide again on theirs
                     continue
                 raise
         meta = current.setdefault("metadata", {})
         meta.setdefault("labels", {})[BUNDLE_LABEL] = "true"
-        owners = set(filter(None, (meta.setdefault("annotations", {}).get(BUNDLE_POLICIES) or "").split(",")))
-        meta["annotations"][BUNDLE_POLICIES] = ",".join(sorted(owners | {policy}))
-        current.update(content)  # the top-level fields update() returned, each replaced whole
+        annotations = meta.setdefault("annotations", {})
+        owners = set(filter(None, (annotations.get(BUNDLE_POLICIES) or "").split(",")))
+        annotations[BUNDLE_POLICIES] = ",".join(sorted(owners | {owner.name}))
+        annotations[CLAIMS] = new_claims
+        if content is not None:
+            current.update(content)  # the top-level fields update() returned, each replaced whole
         try:
             return WriteResult(raw.put(_path(kind, namespace, name), current), True)
         except ApiException as e:

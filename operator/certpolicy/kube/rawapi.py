@@ -21,6 +21,12 @@ MAX_ERROR_MESSAGE = 500
 _SECRETISH = re.compile(r"-----BEGIN [^-]*-----.*?(?:-----END [^-]*-----|$)|[A-Za-z0-9+/=]{48,}", re.S)
 
 
+def redact(text: str) -> str:
+    """``text`` with PEM blocks and long base64 runs cut out, and at most MAX_ERROR_MESSAGE long:
+    what may go from an error into a log line, an event or a status condition."""
+    return _SECRETISH.sub("<redacted>", text)[:MAX_ERROR_MESSAGE]
+
+
 def error_status(data: bytes) -> str:
     """The parts of an error response that may travel on in an exception (and so into logs,
     events and status): the Status's code, reason and message, with anything that looks like
@@ -32,7 +38,7 @@ def error_status(data: bytes) -> str:
         status = None
     if not isinstance(status, dict) or status.get("kind") != "Status":
         return json.dumps({"kind": "Status", "message": "(a non-Status error body, not shown)"})
-    message = _SECRETISH.sub("<redacted>", str(status.get("message") or ""))[:MAX_ERROR_MESSAGE]
+    message = redact(str(status.get("message") or ""))
     return json.dumps({"kind": "Status", "code": status.get("code"), "reason": status.get("reason"),
                        "message": message})
 

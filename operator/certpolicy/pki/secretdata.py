@@ -239,6 +239,15 @@ def _decode(name: str, value: Any, problems: list[LoadProblem]) -> bytes | None:
         return None
 
 
+def _key_in_certificate_field(problems: list[LoadProblem], raw: bytes, source: str) -> None:
+    """A private key in a field meant for certificates is readable by everyone who may read
+    certificates (a ConfigMap copy, a ``ca.crt`` mounted everywhere, a log of "the cert"). Only the
+    marker is looked at: nothing about the key enters the message."""
+    if b"PRIVATE KEY-----" in raw:
+        problems.append(LoadProblem("KeyMaterialInCertificate", "a private key PEM block sits in this certificate "
+                                    "field, where anyone allowed to read certificates can read the key", source))
+
+
 def _note(problems: list[LoadProblem], load: CertificateLoad, source: str) -> None:
     if load.problems:
         problems.extend(p.with_source(source) for p in load.problems)
@@ -267,6 +276,7 @@ def _build_tls(secret_type: str, data: dict[str, Any], digest: str, password: by
         raw = _decode("tls.crt", data["tls.crt"], problems)
         certs, fps = (), ()
         if raw is not None:
+            _key_in_certificate_field(problems, raw, "tls.crt")
             load = load_certificates(raw)
             _note(problems, load, "tls.crt")
             certs, fps = load.certificates, load.fingerprints
@@ -276,6 +286,7 @@ def _build_tls(secret_type: str, data: dict[str, Any], digest: str, password: by
     if data.get("ca.crt"):
         ca_raw = _decode("ca.crt", data["ca.crt"], problems)
         if ca_raw is not None and ca_raw.strip():
+            _key_in_certificate_field(problems, ca_raw, "ca.crt")
             ca_load = load_certificates(ca_raw)
             _note(problems, ca_load, "ca.crt")
             ca, ca_source = ca_load.certificates, "ca.crt"
@@ -358,6 +369,9 @@ def _build_opaque(secret_type: str, items: list[tuple[str, Any]], digest: str, p
             first_failure, failed_name = load, name
     if not certs and first_failure is not None:
         _note(problems, first_failure, failed_name)
+
+    for name in roles["ca"] + roles["chain"] + [n for n in roles["cert"] if n.lower() == "tls.crt"]:
+        _key_in_certificate_field(problems, decoded[name], name)
 
     if certs and cert_source and cert_source.lower() not in ("fullchain.pem", "fullchain.crt"):
         for name in roles["chain"]:

@@ -155,6 +155,7 @@ _TABLE: tuple[ReasonInfo, ...] = (
     ReasonInfo("EncryptedKey", W, "key", "The private key is encrypted, so it could not be matched with the certificate; most consumers of kubernetes.io/tls Secrets cannot use an encrypted key.", "Store the key unencrypted in the Secret (the Secret is the protection), or check it with --password."),
     ReasonInfo("UnsupportedKey", W, "key", "The private key is in a format or algorithm that could not be checked (e.g. OpenSSH format, X25519).", "Store the key as PEM PKCS#8, PKCS#1 or SEC1."),
     ReasonInfo("MalformedKey", C, "key", "The private key data cannot be parsed, or holds no private key.", "Write a valid PEM private key."),
+    ReasonInfo("KeyMaterialInCertificate", C, "key", "A private key PEM block sits in a certificate field (tls.crt, ca.crt, a chain or CA key): everyone allowed to read certificates can read the key.", "Move the key to tls.key (or out of the Secret) and treat it as exposed: re-issue the certificate with a new key."),
     ReasonInfo("MissingPrivateKey", C, "key", "The policy requires a private key next to the certificate and there is none.", "Add the key (tls.key) to the Secret, or set requirePrivateKey: false."),
     ReasonInfo("KeystoreUnreadable", W, "input", "A PKCS#12 keystore could not be opened: wrong or missing password, or damaged.", "Provide the password (a 'password' data key, or --password), or fix the keystore."),
     # --- input ---

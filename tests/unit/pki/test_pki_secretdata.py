@@ -264,3 +264,43 @@ def test_fingerprints_of_leaf_and_chain(ec_pki):
     s = ec_pki.secret()
     m = material_from_secret(s["type"], s["data"])
     assert m.fingerprints == (fingerprint(ec_pki.leaf.cert), fingerprint(ec_pki.intermediate.cert))
+
+
+# ---- a private key where certificates belong ---------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["pkcs8", "pkcs1", "openssh"])
+def test_private_key_block_in_tls_crt_is_key_material_in_certificate(fmt):
+    leaf = certgen.leaf(certgen.root("KeyInCert Root", key_kind="rsa2048"), "kic.example.com", key_kind="rsa2048")
+    data = {"tls.crt": b64(leaf.key_pem(fmt) + leaf.pem), "tls.key": b64(leaf.key_pem())}
+    m = material_from_secret("kubernetes.io/tls", data)
+    [problem] = [p for p in m.problems if p.reason == "KeyMaterialInCertificate"]
+    assert problem.source == "tls.crt"
+    assert "PRIVATE KEY" not in str(problem)  # names the marker in words, never echoes the block
+    assert m.leaf == leaf.cert  # the certificate itself is still read and checked
+
+
+def test_private_key_block_in_ca_crt_is_flagged_and_tls_key_is_not():
+    root = certgen.root("KeyInCA Root")
+    leaf = certgen.leaf(root, "kic.example.com")
+    clean = material_from_secret("kubernetes.io/tls", certgen.tls_secret(leaf)["data"])
+    assert "KeyMaterialInCertificate" not in reasons(clean)
+    data = {"tls.crt": b64(leaf.pem), "tls.key": b64(leaf.key_pem()), "ca.crt": b64(root.key_pem() + root.pem)}
+    m = material_from_secret("kubernetes.io/tls", data)
+    assert [p.source for p in m.problems if p.reason == "KeyMaterialInCertificate"] == ["ca.crt"]
+
+
+def test_opaque_combined_pem_is_accepted_but_a_key_in_ca_crt_is_not():
+    root = certgen.root("Opaque KIC Root")
+    leaf = certgen.leaf(root, "kic.example.com")
+    combined = material_from_secret("Opaque", {"tls.pem": b64(leaf.key_pem() + leaf.pem)})
+    assert "KeyMaterialInCertificate" not in reasons(combined)  # HAProxy-style combined file: by design
+    m = material_from_secret("Opaque", {"tls.pem": b64(leaf.pem), "tls.key": b64(leaf.key_pem()),
+                                         "ca.crt": b64(root.key_pem() + root.pem)})
+    assert "KeyMaterialInCertificate" in reasons(m)
+
+
+def test_key_material_in_certificate_is_a_critical_finding():
+    from certpolicy.policy.findings import REASONS, Severity
+
+    assert REASONS["KeyMaterialInCertificate"].severity is Severity.CRITICAL
