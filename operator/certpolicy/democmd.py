@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         if args.keep:
             print(f"\nThe cluster and the operator keep running (Ctrl-C here stops and deletes them). "
                   f"In another terminal:\n\n    export KUBECONFIG={kubeconfig}\n    export PATH={kubectl_bin.parent}:$PATH"
-                  f"\n    kubectl get certpol\n    curl -s localhost:{metrics_port}/metrics | grep certpolicy_\n"
+                  f"\n    export METRICS_PORT={metrics_port}\n    kubectl get certpol\n"
                   f"\noperator log: {log_path}", flush=True)
             try:
                 operator.wait()

@@ -115,4 +115,4 @@ def test_printer_columns(crd, cluster, policies):
     body = policy({"selector": {"namespaceSelector": {"matchLabels": {"selects": "nothing"}}}})
     policies(body)
     header = cluster.kubectl("get", "certpol", body["metadata"]["name"]).stdout.splitlines()[0].split()
-    assert header == ["NAME", "COMPLIANT", "VIOLATIONS", "SELECTED", "ROTATION", "AGE"]
+    assert header == ["NAME", "COMPLIANT", "VIOLATIONS", "SELECTED", "ROTATION", "DEGRADED", "AGE"]

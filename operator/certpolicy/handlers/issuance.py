@@ -24,8 +24,8 @@ from certpolicy.handlers.settings import allow_system_namespaces, operator_names
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.inventory.records import SecretRecord, parse_secret_object
 from certpolicy.kube.conditions import rfc3339
-from certpolicy.kube.managed import NotManaged, b64, write_managed_secret
-from certpolicy.kube.ownership import ROLE_LEAF, Owner, refused_namespace
+from certpolicy.kube.managed import NotManaged, b64, sync_managed_secret_metadata, write_managed_secret
+from certpolicy.kube.ownership import MANAGED_BY, ROLE_LEAF, Owner, refused_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.chain import verify_chain
 from certpolicy.pki.fingerprint import fingerprint
@@ -89,6 +89,40 @@ def _wanted_names(item: Mapping[str, Any]) -> tuple[set[str], set[str], set[str]
     return dns, ips, usages
 
 
+RESERVED_PREFIX = "certpolicy.io/"
+
+
+def secret_template(item: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """The entry's ``secretTemplate`` labels and annotations, without the operator's reserved keys
+    (the CRD refuses them; this keeps an old object from overriding ``managed-by``)."""
+    template = item.get("secretTemplate") or {}
+    labels = {str(k): str(v) for k, v in (template.get("labels") or {}).items() if not str(k).startswith(RESERVED_PREFIX)}
+    annotations = {str(k): str(v) for k, v in (template.get("annotations") or {}).items()
+                   if not str(k).startswith(RESERVED_PREFIX)}
+    return labels, annotations
+
+
+def _sync_labels(raw: RawClient, inventory: Inventory, owner: Owner, rec: SecretRecord,
+                 item: Mapping[str, Any], report: IssuanceReport) -> SecretRecord:
+    """Bring a valid issued Secret's labels in line with ``secretTemplate`` (no re-issue needed)."""
+    labels, annotations = secret_template(item)
+    current = rec.label_map
+    if current.get(MANAGED_BY) != owner.name or all(current.get(k) == v for k, v in labels.items()):
+        return rec
+    try:
+        written = sync_managed_secret_metadata(raw, rec.namespace, rec.name, owner, labels, annotations,
+                                               rec.resource_version)
+    except NotManaged:
+        return rec
+    except ApiException as e:
+        if e.status != 409:
+            report.problems.append(Problem("IssuanceFailed",
+                                           f"labelling {rec.namespace}/{rec.name} failed: HTTP {e.status}"))
+        return rec
+    inventory.secrets.upsert(written.obj)
+    return parse_secret_object(written.obj)
+
+
 def reissue_reason(rec: SecretRecord | None, item: Mapping[str, Any], ca: CAInfo, now: dt.datetime) -> str | None:
     """Why this Secret needs a new certificate now, or None."""
     if rec is None:
@@ -138,6 +172,8 @@ def issue_all(raw: RawClient, inventory: Inventory, owner: Owner, items: Sequenc
                     limiter.refund()
         elif reason:
             state, message = "Pending", reason
+        elif rec is not None and item.get("secretTemplate"):
+            rec = _sync_labels(raw, inventory, owner, rec, item, report)
         entry = {"namespace": key[0], "name": key[1], "state": state}
         if message:
             entry["message"] = message[:300]
@@ -172,9 +208,10 @@ def _issue_one(raw: RawClient, inventory: Inventory, owner: Owner, item: Mapping
                                               "nothing was written")
         report.problems.append(problem)
         return "Rejected", problem.message, inventory.secret((ns, name))
+    labels, annotations = secret_template(item)
     try:
-        written = write_managed_secret(raw, ns, name, owner, data, role=ROLE_LEAF,
-                                       annotations={"certpolicy.io/issued-by": issuer.fingerprint,
+        written = write_managed_secret(raw, ns, name, owner, data, role=ROLE_LEAF, labels=labels,
+                                       annotations={**annotations, "certpolicy.io/issued-by": issuer.fingerprint,
                                                     "certpolicy.io/issue-reason": reason})
     except NotManaged as e:
         report.problems.append(Problem("SecretNotManaged", str(e)))

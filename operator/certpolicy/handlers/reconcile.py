@@ -29,7 +29,7 @@ from certpolicy.kube.conditions import COMPLIANT, DEGRADED, READY, Condition, fi
 from certpolicy.kube.events import ObjectRef
 from certpolicy.kube.ownership import Owner
 from certpolicy.kube.rawapi import redact
-from certpolicy.kube.status import patch_status, policy_path, status_changed
+from certpolicy.kube.status import describe_change, patch_status, policy_path, status_changed
 from certpolicy.metrics import COLLECTOR, EVENTS_POSTED, RECONCILE_DURATION, STATUS_WRITES
 from certpolicy.policy.report import PolicyReport, Problem, SecretResult, build_report
 from certpolicy.pki.inspect import summarize
@@ -182,6 +182,9 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         report = dataclasses.replace(report, next_evaluation=managed.next_at)
     _post_policy_transition(runtime, policy, status, new_status, report, now)
 
+    change = describe_change(status, new_status)
+    if change:
+        log.info("policy %s: %s", name, change)
     wrote = False
     if (status_changed(status, new_status) or memory.last_status_write is None
             or time.monotonic() - memory.last_status_write > RESYNC.total_seconds()):

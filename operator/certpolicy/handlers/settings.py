@@ -25,6 +25,24 @@ def allow_system_namespaces() -> bool:
     return os.environ.get(ALLOW_SYSTEM_NAMESPACES_ENV, "").lower() in ("1", "true", "yes")
 
 
+class QuietEventHandlerSuccess(logging.Filter):
+    """Drops kopf's "Handler 'policy_changed' succeeded." line.
+
+    That handler only wakes the policy's evaluation loop; it runs on every watch event of every
+    policy (our own status writes included), so the line repeated ~100 times without saying which
+    policy or what changed. The evaluation itself logs one line per change instead
+    (``certpolicy.reconcile``: "policy X: ..."). kopf has no setting for its success lines.
+    """
+
+    MESSAGE = "Handler 'policy_changed' succeeded."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.MESSAGE
+
+
+_QUIET = QuietEventHandlerSuccess()
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_) -> None:
     # kopf's progress and diff-base live in annotations on our own CertificatePolicy objects only;
@@ -41,6 +59,8 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 8
+    if _QUIET not in logging.getLogger("kopf.objects").filters:
+        logging.getLogger("kopf.objects").addFilter(_QUIET)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 

@@ -20,13 +20,14 @@ from typing import Any
 from kubernetes.client import ApiException
 
 from certpolicy.inventory.watch import Watched
-from certpolicy.kube.ownership import (CLAIMS, MANAGED_BY, NotManaged, Owner, ROLE_BUNDLE, TargetConflict,
+from certpolicy.kube.ownership import (CLAIMS, MANAGED_BY, NotManaged, Owner, ROLE_BUNDLE, ROLE_LEAF, TargetConflict,
                                       check_bundle_target, check_managed, conflicting_claims, encode_claims,
                                       read_claims, with_claim)
 from certpolicy.kube.rawapi import RawClient
 
 __all__ = ["BUNDLE_LABEL", "BUNDLE_POLICIES", "MANAGED_BY", "NotManaged", "Owner", "TargetConflict", "WriteResult",
-           "b64", "cluster_trust_bundles_served", "merge_into_target", "read", "write_managed_secret"]
+           "b64", "cluster_trust_bundles_served", "merge_into_target", "read", "sync_managed_secret_metadata",
+           "write_managed_secret"]
 
 BUNDLE_LABEL = "certpolicy.io/bundle"
 BUNDLE_POLICIES = "certpolicy.io/bundle-policies"
@@ -133,6 +134,26 @@ def write_managed_secret(raw: RawClient, namespace: str, name: str, owner: Owner
     meta.setdefault("labels", {}).update(meta_labels)
     meta.setdefault("annotations", {}).update(meta_annotations)
     return WriteResult(raw.put(_path("Secret", namespace, name), existing), True)
+
+
+def sync_managed_secret_metadata(raw: RawClient, namespace: str, name: str, owner: Owner, labels: Mapping[str, str],
+                                 annotations: Mapping[str, str], resource_version: str) -> WriteResult:
+    """Add ``labels`` and ``annotations`` to a leaf Secret issued for ``owner``, without touching its data.
+
+    Guarded like every write here: refused for a Secret that is not ours, and a merge patch with the
+    ``resourceVersion`` that was read (409 if it changed meanwhile; the next pass decides again).
+    """
+    existing = read(raw, "Secret", namespace, name)
+    if existing is None:
+        raise NotManaged(f"Secret {namespace}/{name} does not exist")
+    check_managed(existing, owner, ROLE_LEAF, f"Secret {namespace}/{name}")
+    meta = existing["metadata"]
+    if all((meta.get("labels") or {}).get(k) == v for k, v in labels.items()) and \
+            all((meta.get("annotations") or {}).get(k) == v for k, v in annotations.items()):
+        return WriteResult(existing, False)
+    body = {"metadata": {"resourceVersion": resource_version, "labels": dict(labels),
+                         "annotations": dict(annotations)}}
+    return WriteResult(raw.patch(_path("Secret", namespace, name), body), True)
 
 
 def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, owner: Owner,

@@ -39,3 +39,24 @@ def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> boo
 def patch_status(raw: RawClient, name: str, status: Mapping[str, Any]) -> dict:
     """Merge-patch the given top-level status fields (each one replaced as a whole)."""
     return raw.patch(policy_path(name, "status"), {"status": dict(status)})
+
+
+def describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """One line saying what an evaluation changed in the policy's verdict (None: nothing did).
+
+    Compares what an operator on call reads: each condition's status and reason, and the counts.
+    Timestamps and messages alone do not count, so a re-sync that changes nothing logs nothing.
+    """
+    parts = []
+    old_conds = {c.get("type"): c for c in old.get("conditions") or ()}
+    for c in new.get("conditions") or ():
+        before = old_conds.get(c["type"]) or {}
+        if (before.get("status"), before.get("reason")) != (c["status"], c["reason"]):
+            was = f" (was {before.get('status')}/{before.get('reason')})" if before else ""
+            parts.append(f"{c['type']}={c['status']}/{c['reason']}{was}")
+    old_sum, new_sum = old.get("summary") or {}, new.get("summary") or {}
+    counts = [f"{k} {new_sum[k]}" if k not in old_sum else f"{k} {old_sum[k]}->{new_sum[k]}"
+              for k in ("selected", "violating", "expiringSoon") if k in new_sum and old_sum.get(k) != new_sum[k]]
+    if counts:
+        parts.append(", ".join(counts))
+    return "; ".join(parts) or None

@@ -1,0 +1,211 @@
+"""A newcomer's path, on the cluster `make demo` builds: the demo, every example in the documented
+order (each reaching the state examples/README.md promises), then every shell block of README.md,
+docs/*.md and examples/README.md marked runnable.
+
+Doc blocks are marked with an HTML comment on the line before the fence: ``<!-- runnable -->``
+(run here with ``bash -e -o pipefail`` from the repository root, KUBECONFIG, kubectl and the
+venv's commands on PATH, METRICS_PORT set) or ``<!-- not runnable: why -->``. A shell block with
+neither fails the test, so every command a reader may copy either runs here or says why not.
+
+The demo's cluster is a second control plane for this module: the examples' policies select
+``env=uat`` namespaces cluster-wide and must not meet other tests' objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kopf.testing import KopfRunner
+from kubewait import wait_for
+from paths import EXAMPLES, REPO
+
+from certpolicy import metrics
+from certpolicy.localcluster import LocalCluster
+from certpolicy.localcluster.cluster import free_port
+
+DOC_FILES = [REPO / "examples" / "README.md", REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+FENCE = re.compile(r"^\s*```(sh|bash|shell|console)\s*$")
+MARK = re.compile(r"^\s*<!-- (runnable|not runnable: .+) -->\s*$")
+
+
+@pytest.fixture(scope="module")
+def demo_cluster(cluster) -> Iterator[LocalCluster]:  # after the session's, so KUBECONFIG is restored in order
+    with LocalCluster() as c:
+        yield c
+
+
+def certpolicy(*args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "certpolicy.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_demo_failure_points_at_a_log_that_still_exists(demo_cluster):
+    proc = certpolicy("demo", f"--kubeconfig={demo_cluster.kubeconfig}", "--timeout=0")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "demo failed: timed out" in proc.stderr
+    (log,) = re.findall(r"full operator log \(kept\): (\S+)", proc.stderr)
+    assert Path(log).is_file()
+    Path(log).unlink()
+    Path(log).parent.rmdir()
+
+
+def test_demo_succeeds_on_its_cluster(demo_cluster):
+    proc = certpolicy("demo", f"--kubeconfig={demo_cluster.kubeconfig}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "MissingClientAuth" in proc.stdout and "DNSNameNotAllowed" in proc.stdout
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name}: {record.getMessage()}")
+
+
+LOG = Lines()
+
+
+@pytest.fixture(scope="module")
+def demo_operator(demo_cluster) -> Iterator[int]:
+    """The operator in-process against the demo's cluster; yields its metrics port. Its INFO log
+    lines (kopf's and ours) go to ``LOG``."""
+    levels = {}
+    for name in ("kopf.objects", "certpolicy.reconcile"):
+        levels[name] = logging.getLogger(name).level
+        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).addHandler(LOG)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KUBECONFIG", str(demo_cluster.kubeconfig))
+        mp.setenv(metrics.PORT_ENV, "0")
+        args = ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+                "-m", "certpolicy.handlers"]
+        with KopfRunner(args, timeout=60) as runner:
+            wait_for(lambda: metrics._server, timeout=60, what="the operator's metrics endpoint")
+            yield metrics._server[1]
+        assert runner.exception is None, runner.exception
+    for name in ("kopf.objects", "certpolicy.reconcile"):
+        logging.getLogger(name).removeHandler(LOG)
+        logging.getLogger(name).setLevel(levels[name])
+
+
+def policy(c: LocalCluster, name: str) -> dict:
+    return yaml.safe_load(c.kubectl("get", "certpol", name, "-o", "yaml").stdout)
+
+
+def condition(obj: dict, type_: str) -> dict:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or () if c["type"] == type_), {})
+
+
+def settled(c: LocalCluster, name: str) -> dict | None:
+    obj = policy(c, name)
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") != obj["metadata"]["generation"] or not condition(obj, "Compliant"):
+        return None
+    return obj
+
+
+def state(c: LocalCluster, name: str, check, what: str) -> dict:
+    """Wait until the policy's status satisfies ``check``; fail with the last status seen."""
+    return wait_for(lambda: (lambda o: o if o and check(o) else None)(settled(c, name)), timeout=90,
+                    what=f"{name}: {what}")
+
+
+def documented_order() -> list[str]:
+    text = (EXAMPLES / "README.md").read_text()
+    return re.findall(r"^\| \d+ \| \[([\w.-]+\.yaml)\]", text, re.M)
+
+
+def test_examples_reach_their_documented_state_in_order(demo_cluster, demo_operator):
+    files = documented_order()
+    assert sorted(files) == sorted(p.name for p in EXAMPLES.glob("*.yaml")), "examples/README.md lists every example"
+    c = demo_cluster
+    for f in files:
+        out = c.kubectl("apply", "-f", str(EXAMPLES / f))
+        assert out.returncode == 0, out.stderr
+
+    hl7 = state(c, "hl7-mtls", lambda o: o["status"]["summary"]["violating"] == 2, "2 of 3 violating")
+    assert condition(hl7, "Ready")["status"] == "True" and hl7["status"]["summary"]["selected"] == 3
+    assert {r for v in hl7["status"]["violations"] for r in v["reasons"]} == {"MissingClientAuth", "DNSNameNotAllowed"}
+
+    uat = state(c, "uat-sans", lambda o: condition(o, "Compliant")["reason"] == "DNSNameNotAllowed", "DNSNameNotAllowed")
+    assert [v["name"] for v in uat["status"]["violations"]] == ["adt-tls"]
+    prod = state(c, "prod-sans", lambda o: condition(o, "Compliant")["status"] == "True", "compliant")
+    assert condition(prod, "Compliant")["reason"] == "NothingSelected"
+
+    trust = state(c, "hl7-uat-trust", lambda o: (o["status"].get("bundleTargets") or {}).get("verified", 0) >= 1,
+                  "bundle targets verified")
+    assert condition(trust, "Degraded")["status"] == "False", condition(trust, "Degraded")
+    assert condition(trust, "Compliant")["reason"] == "UnknownRoot"
+    cm = yaml.safe_load(c.kubectl("get", "cm", "hl7-ca", "-n", "integration", "-o", "yaml").stdout)
+    assert "truststore.p12" in cm["binaryData"] and "BEGIN CERTIFICATE" in cm["data"]["ca.crt"]
+
+    rot = state(c, "hl7-rotation", lambda o: (o["status"].get("issued") or {}).get("ready") == 1
+                and o["status"]["summary"]["selected"] == 1 and condition(o, "Compliant")["status"] == "True",
+                "issued its leaf and selects it")
+    assert condition(rot, "Degraded")["status"] == "False", condition(rot, "Degraded")
+    assert condition(rot, "Rotating")["reason"] == "Idle"
+    leaf = yaml.safe_load(c.kubectl("get", "secret", "hl7-engine-tls", "-n", "integration", "-o", "yaml").stdout)
+    assert leaf["metadata"]["labels"]["app"] == "hl7-engine"  # secretTemplate: the policy selects its own leaf
+    assert leaf["metadata"]["labels"]["certpolicy.io/managed-by"] == "hl7-rotation"
+
+    # The log says what each evaluation changed, one line per change; kopf's per-event
+    # "Handler 'policy_changed' succeeded." (no policy name, ~100 lines) is gone.
+    assert any(line.startswith("certpolicy.reconcile: policy hl7-rotation: ") and "Compliant=True" in line
+               for line in LOG.lines), LOG.lines[-20:]
+    assert not [line for line in LOG.lines if "policy_changed' succeeded" in line]
+
+
+def test_paused_rotation_reads_paused_in_kubectl_get(demo_cluster, demo_operator):
+    c = demo_cluster
+    c.kubectl("patch", "certpol", "hl7-rotation", "--type", "merge", "-p", '{"spec":{"rotation":{"paused":true}}}')
+    c.kubectl("annotate", "certpol", "hl7-rotation", "certpolicy.io/rotate=paused-1", "--overwrite")
+
+    def column() -> str:
+        header, row = c.kubectl("get", "certpol", "hl7-rotation").stdout.splitlines()[:2]
+        return dict(zip(header.split(), row.split()))["ROTATION"]
+
+    wait_for(lambda: column() == "Paused", timeout=60, what="ROTATION column Paused")
+    c.kubectl("patch", "certpol", "hl7-rotation", "--type", "merge", "-p", '{"spec":{"rotation":{"paused":false}}}')
+
+
+def doc_blocks() -> Iterator[tuple[str, int, str | None, str]]:
+    """(file, line, mark, code) for every shell block of the docs."""
+    for path in DOC_FILES:
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if not FENCE.match(line):
+                continue
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == "```")
+            mark = MARK.match(lines[i - 1]) if i else None
+            yield str(path.relative_to(REPO)), i + 1, mark.group(1) if mark else None, "\n".join(lines[i + 1:end])
+
+
+def test_every_shell_block_in_the_docs_is_marked():
+    unmarked = [f"{f}:{line}" for f, line, mark, _ in doc_blocks() if mark is None]
+    assert unmarked == [], f"mark these with <!-- runnable --> or <!-- not runnable: why -->: {unmarked}"
+    assert sum(1 for *_, mark, _ in doc_blocks() if mark == "runnable") >= 4
+
+
+def test_runnable_doc_commands_work_on_the_demo_cluster(demo_cluster, demo_operator):
+    env = dict(os.environ, KUBECONFIG=str(demo_cluster.kubeconfig), METRICS_PORT=str(demo_operator),
+               PATH=os.pathsep.join([str(demo_cluster.binaries.kubectl.parent), str(Path(sys.executable).parent),
+                                     os.environ.get("PATH", "")]))
+    failures = []
+    for f, line, mark, code in doc_blocks():
+        if mark != "runnable":
+            continue
+        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", code], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=240)
+        if proc.returncode != 0:
+            failures.append(f"{f}:{line} exited {proc.returncode}:\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
+    assert not failures, "\n\n".join(failures)
