@@ -12,5 +12,7 @@ def test_kustomization_applies_cleanly(cluster, crd, operator_namespace):
                 "namespace/certpolicy-system", "serviceaccount/certpolicy-operator",
                 "clusterrole.rbac.authorization.k8s.io/certpolicy-operator",
                 "clusterrolebinding.rbac.authorization.k8s.io/certpolicy-operator",
-                "service/certpolicy-operator-metrics", "deployment.apps/certpolicy-operator"):
+                "service/certpolicy-operator-metrics", "deployment.apps/certpolicy-operator",
+                "validatingadmissionpolicy.admissionregistration.k8s.io/certpolicy-operator-managed-writes-only",
+                "validatingadmissionpolicybinding.admissionregistration.k8s.io/certpolicy-operator-managed-writes-only"):
         assert obj in out, out

@@ -27,3 +27,18 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
+
+{{/*
+The object of one kind from a multi-document file under files/ (a link into manifests/), as JSON:
+  {{- $role := include "certpolicy.fromManifest" (list . "files/rbac.yaml" "ClusterRole") | fromJson }}
+*/}}
+{{- define "certpolicy.fromManifest" -}}
+{{- $root := index . 0 -}}{{- $file := index . 1 -}}{{- $kind := index . 2 -}}
+{{- $found := dict -}}
+{{- range $doc := regexSplit "(?m)^---\\s*$" ($root.Files.Get $file) -1 -}}
+{{- $obj := fromYaml $doc -}}
+{{- if eq (get $obj "kind") $kind -}}{{- $found = $obj -}}{{- end -}}
+{{- end -}}
+{{- if not $found.spec | and (not $found.rules) -}}{{- fail (printf "%s has no %s" $file $kind) -}}{{- end -}}
+{{- toJson $found -}}
+{{- end -}}
