@@ -30,3 +30,18 @@ def wait_for(probe: Callable[[], T], *, timeout: float = 30.0, interval: float =
             detail = f"last exception: {last_exc!r}" if last_exc else f"last value: {last!r}"
             raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}; {detail}")
         time.sleep(interval)
+
+
+def wait_until_refused(call: Callable[[], object], marker: str, *, timeout: float = 30.0) -> None:
+    """Until ``call`` (a server-side dry run: nothing is written) is refused with 403 and ``marker``
+    in the error: an admission policy is enforced a moment after it is created."""
+    from kubernetes.client import ApiException
+
+    def refused() -> bool:
+        try:
+            call()
+        except ApiException as e:
+            return e.status == 403 and marker in (e.body or "")
+        return False
+
+    wait_for(refused, timeout=timeout, interval=0.2, what=f"refused by {marker}")

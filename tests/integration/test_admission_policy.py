@@ -16,7 +16,7 @@ import uuid
 import kubernetes
 import pytest
 from kubernetes.client import ApiException
-from kubewait import wait_for
+from kubewait import wait_for, wait_until_refused
 
 from paths import REPO
 
@@ -64,15 +64,8 @@ def objects(namespace, core_v1, operator_core):
     core_v1.create_namespaced_config_map(namespace, {"metadata": {"name": "opted-in", "annotations": {OPT_IN: "p1"}},
                                                      "data": {"k": "v"}})
 
-    def in_force():
-        try:
-            operator_core.patch_namespaced_secret("user-tls", namespace, {"data": {"tls.crt": b64("probe")}},
-                                                  dry_run="All")
-        except ApiException as e:
-            return e.status == 403 and POLICY in e.body
-        return False
-
-    wait_for(in_force, timeout=30, interval=0.2, what="the admission policy in force")
+    wait_until_refused(lambda: operator_core.patch_namespaced_secret(
+        "user-tls", namespace, {"data": {"tls.crt": b64("probe")}}, dry_run="All"), POLICY)
     return namespace
 
 

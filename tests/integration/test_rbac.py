@@ -1,4 +1,5 @@
-"""Least privilege, proven: the operator runs with a ServiceAccount token bound only by manifests/rbac.yaml.
+"""Least privilege, proven: the operator runs with a ServiceAccount token bound only by manifests/rbac.yaml
+and held by manifests/admissionpolicy.yaml.
 
 The bare API server's built-in view/edit roles are empty, so every permission the operator uses
 must come from our ClusterRole; any forbidden call would leave a scenario unfinished and show up
@@ -10,8 +11,9 @@ from __future__ import annotations
 import uuid
 
 import certgen
+import kubernetes
 from kubernetes import client
-from kubewait import wait_for
+from kubewait import wait_for, wait_until_refused
 from operator_process import OperatorProcess
 
 from paths import REPO
@@ -22,7 +24,9 @@ GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 def test_reconcile_issuance_and_rotation_with_manifest_rbac_only(
         cluster, crd, core_v1, custom_api, policies, unique_name, tmp_path):
-    for f in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
+    # the admission policy too: everything the operator does below passes it (test_admission_policy.py
+    # shows what it refuses)
+    for f in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "admissionpolicy.yaml"):
         cluster.kubectl("apply", "-f", str(REPO / "manifests" / f))
     token = core_v1.create_namespaced_service_account_token(
         "certpolicy-operator", "certpolicy-system",
@@ -46,6 +50,10 @@ def test_reconcile_issuance_and_rotation_with_manifest_rbac_only(
         "containers": [{"name": "c", "image": "busybox", "volumeMounts": [
             {"name": "tls", "mountPath": "/tls/tls.crt", "subPath": "tls.crt"}]}],
         "volumes": [{"name": "tls", "secret": {"secretName": "user-tls"}}]}})
+
+    as_operator = client.CoreV1Api(kubernetes.config.new_client_from_config(config_file=str(kubeconfig)))
+    wait_until_refused(lambda: as_operator.patch_namespaced_secret(
+        "user-tls", ns, {"metadata": {"labels": {"x": "y"}}}, dry_run="All"), "certpolicy-operator-managed-writes-only")
 
     op = OperatorProcess(cluster, tmp_path / "operator.log", kubeconfig=kubeconfig)
     op.start()
