@@ -3,15 +3,51 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 from certpolicy.localcluster.cluster import free_port
 
 
 #: Every operator process's log file (DEBUG): read by the session's hygiene audit.
 LOG_FILES: list = []
+
+
+@dataclass(frozen=True)
+class ProcessFigures:
+    """What a process holds: threads, established TCP connections, resident memory."""
+
+    threads: int
+    connections: int
+    rss_mib: float
+
+    def __str__(self) -> str:
+        return f"{self.threads} threads, {self.connections} TCP connections, {self.rss_mib:.0f} MiB RSS"
+
+
+def process_figures(pid: int) -> ProcessFigures:
+    status = Path(f"/proc/{pid}/status").read_text()
+    threads = int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
+    rss = int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1)) / 1024
+    sockets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            sockets.add(target[len("socket:["):-1])
+    established = 0
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and fields[9] in sockets:  # 01: ESTABLISHED; 9: inode
+                established += 1
+    return ProcessFigures(threads, established, rss)
 
 
 class OperatorProcess:
@@ -29,6 +65,9 @@ class OperatorProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run", "--verbose",
                                       f"--liveness=http://127.0.0.1:{free_port()}/healthz"], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
+
+    def figures(self) -> ProcessFigures:
+        return process_figures(self.proc.pid)
 
     def kill(self):
         if self.proc and self.proc.poll() is None:

@@ -78,7 +78,8 @@ class PolicyCollector(Collector):
             "certpolicy_findings", "Selected Secrets with a finding of this reason, by namespace.",
             labels=["policy", "namespace", "reason", "severity"],
         )
-        compliant = GaugeMetricFamily("certpolicy_policy_compliant", "1 when every selected Secret complies.",
+        compliant = GaugeMetricFamily("certpolicy_policy_compliant",
+                                      "1 when Compliant is True: Secrets were selected and every one complies.",
                                       labels=["policy"])
         selected = GaugeMetricFamily("certpolicy_policy_selected_secrets", "Secrets selected by the policy.",
                                      labels=["policy"])
@@ -91,7 +92,7 @@ class PolicyCollector(Collector):
             "When the latest CA rotation of this outcome (Completed, Aborted, ...) finished (Unix seconds).",
             labels=["policy", "outcome"])
         for policy, report in sorted(reports.items()):
-            compliant.add_metric([policy], 1.0 if report.is_compliant else 0.0)
+            compliant.add_metric([policy], 1.0 if report.is_compliant is True else 0.0)
             selected.add_metric([policy], report.selected)
             violating.add_metric([policy], report.violating)
             for namespace, reason, severity, count in report.findings_by_namespace:

@@ -96,6 +96,7 @@ def policy_changed(name: str, memo: kopf.Memo, **_: Any) -> None:
 async def evaluate_policy(name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
     runtime: Runtime = memo.runtime
     wake = runtime.wakeup(name)
+    runtime.inventory.revive(name)
     try:
         while not stopped:
             wake.clear()

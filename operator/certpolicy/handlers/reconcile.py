@@ -367,5 +367,7 @@ def _post_policy_transition(runtime: Runtime, policy: Mapping[str, Any], old_sta
     key = [new["status"], new["reason"], str(old.get("lastTransitionTime"))]
     if new["status"] == "True":
         runtime.recorder.post(_policy_ref(policy), "Normal", "PolicyCompliant", new["message"], key, now)
+    elif new["status"] == "Unknown":
+        runtime.recorder.post(_policy_ref(policy), "Warning", new["reason"], new["message"], key, now)
     else:
         runtime.recorder.post(_policy_ref(policy), "Warning", "PolicyViolated", new["message"], key, now)

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 TLS_TYPE = "kubernetes.io/tls"
 WATCH_TIMEOUT_ENV = "CERTPOLICY_WATCH_TIMEOUT"
 DEFAULT_WATCH_TIMEOUT = 240
+MAX_GONE = 1000
 
 TLS_SECRETS_WATCH = Watched(TLS_SECRETS, "/api/v1/secrets", field_selector=f"type={TLS_TYPE}")
 PODS_WATCH = Watched(PODS, "/api/v1/pods")
@@ -99,6 +100,10 @@ class Inventory:
                                                                                          kind=kind)))
             for kind in BUNDLE_SOURCE_KINDS}
         self._reads: dict[str, Reads] = {}
+        # Policies whose loop ended, most recent last: a pass still running then must not hold
+        # anything again. A late pass comes seconds after; the most recent MAX_GONE are enough.
+        self._gone: dict[str, None] = {}
+        self._declaring = threading.Lock()  # one declaration at a time: holds and releases never interleave
         self._wake: Callable[[list[str]], None] | None = None
         self._lock = threading.Lock()
         self._started = False
@@ -172,21 +177,33 @@ class Inventory:
         """Hold what ``reads`` needs for ``policy`` (names not yet tracked are read before this
         returns) and release what its previous declaration held; returns whether every source
         the policy reads is synced, i.e. whether it may be evaluated now."""
-        with self._lock:
-            old = self._reads.get(policy)
-            self._reads[policy] = reads
-        if old != reads:
-            self._hold(reads)
-            if old is not None:
-                self._release(old)
+        with self._declaring:
+            with self._lock:
+                if policy in self._gone:
+                    return False  # a pass still running when its loop was stopped
+                old = self._reads.get(policy)
+                self._reads[policy] = reads
+            if old != reads:
+                self._hold(reads)
+                if old is not None:
+                    self._release(old)
         return self.synced_for(reads)
 
     def forget(self, policy: str) -> None:
-        """The policy is gone (or no longer evaluated here): release what it held."""
+        """The policy's loop ended (deleted, or the operator stops): release what it held."""
+        with self._declaring:
+            with self._lock:
+                self._gone[policy] = None
+                while len(self._gone) > MAX_GONE:
+                    del self._gone[next(iter(self._gone))]
+                old = self._reads.pop(policy, None)
+            if old is not None:
+                self._release(old)
+
+    def revive(self, policy: str) -> None:
+        """A loop starts for ``policy`` (again, if it was re-created under the same name)."""
         with self._lock:
-            old = self._reads.pop(policy, None)
-        if old is not None:
-            self._release(old)
+            self._gone.pop(policy, None)
 
     def declared(self) -> dict[str, Reads]:
         with self._lock:

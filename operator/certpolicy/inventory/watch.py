@@ -135,6 +135,8 @@ class ListWatcher:
         def opened(resp) -> None:
             self._response = resp
             self.last_activity = time.monotonic()  # the API server answered: alive, even if nothing changes
+            if self._stop.is_set():  # stopped while this request was on its way: stop() saw no response
+                (getattr(resp, "shutdown", None) or resp.close)()
 
         accept = METADATA_ONLY_WATCH if self.metadata_only else "application/json"
         try:
@@ -175,6 +177,8 @@ class ListWatcher:
                     self._list()
                     need_list = False
                     backoff = 0.2
+                if self._stop.is_set():
+                    return
                 self._watch()  # returns when the server closes the stream: re-watch from the last version
                 backoff = 0.2
             except Gone:

@@ -62,7 +62,12 @@ class PolicyReport:
     results: tuple[SecretResult, ...] = field(default=(), repr=False)
 
     @property
-    def is_compliant(self) -> bool:
+    def is_compliant(self) -> bool | None:
+        """True/False when Secrets were judged; None (condition status Unknown) when the selection
+        is empty: nothing judged is not "compliant", so ``kubectl wait --for=condition=Compliant``
+        never passes on a selector that matches nothing (a typo, a namespace not labelled yet)."""
+        if self.selected == 0:
+            return None
         return self.violating == 0
 
     def summary(self) -> dict[str, int]:
@@ -109,7 +114,9 @@ def build_report(results: Sequence[SecretResult], now: dt.datetime, *, degraded:
     elif results:
         compliant_reason, compliant_message = "AllCompliant", f"All {len(results)} selected Secrets comply."
     else:
-        compliant_reason, compliant_message = "NothingSelected", "The selector matches no Secret."
+        compliant_reason, compliant_message = "NothingSelected", (
+            "The selector matches no Secret, so compliance is unknown: check spec.selector (names, "
+            "namespaceSelector, secretSelector, mountedOnly) and the labels of the Secrets and namespaces.")
     horizon = now + resync
     upcoming = [r.evaluation.valid_until for r in results if r.evaluation.valid_until is not None]
     next_eval = min([horizon, *[u for u in upcoming if u > now]])

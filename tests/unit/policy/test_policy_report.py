@@ -45,7 +45,7 @@ def test_violations_are_bounded_and_empty_selection_is_explained():
     report = build_report(many, NOW)
     assert report.violating == MAX_VIOLATIONS + 25 and len(report.violations) == MAX_VIOLATIONS
     empty = build_report([], NOW, degraded=[Problem("TrustBundleMissing", "gone")])
-    assert empty.is_compliant and empty.compliant_reason == "NothingSelected"
+    assert empty.is_compliant is None and empty.compliant_reason == "NothingSelected"  # condition Unknown
     assert empty.degraded[0].reason == "TrustBundleMissing"
 
 
