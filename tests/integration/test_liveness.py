@@ -29,12 +29,15 @@ def health(port: int) -> int:
         return 0
 
 
+def operator_args(port: int) -> list[str]:
+    return ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{port}/healthz",
+            "-m", "certpolicy.handlers"]
+
+
 def test_healthz_fails_while_watches_are_silent_and_recovers(cluster, crd, operator_namespace, monkeypatch):
     monkeypatch.setenv("CERTPOLICY_WATCH_SILENCE_LIMIT", "3")
     port = free_port()
-    args = ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{port}/healthz",
-            "-m", "certpolicy.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
+    with KopfRunner(operator_args(port), timeout=60) as runner:
         wait_for(lambda: health(port) == 200, timeout=30, what="healthy operator")
         cluster.stop_apiserver()
         try:
@@ -53,9 +56,7 @@ def test_healthz_stays_healthy_through_a_long_quiet_period(cluster, crd, operato
     monkeypatch.setenv("CERTPOLICY_WATCH_TIMEOUT", "2")
     monkeypatch.setenv("CERTPOLICY_WATCH_SILENCE_LIMIT", "5")
     port = free_port()
-    args = ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{port}/healthz",
-            "-m", "certpolicy.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
+    with KopfRunner(operator_args(port), timeout=60) as runner:
         wait_for(lambda: health(port) == 200, timeout=30, what="healthy operator")
         checks, failures = 0, []
         deadline = time.monotonic() + 15
