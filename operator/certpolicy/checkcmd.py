@@ -34,6 +34,7 @@ from typing import Any, NoReturn, TextIO
 from cryptography import x509
 
 from certpolicy.pki.load import load_certificates
+from certpolicy.policy.bundleref import CONFIG_MAP, SECRET, BundleRef, BundleRefError
 from certpolicy.pki.secretdata import SecretMaterial, classify_data_key, material_from_bytes, material_from_manifest, material_from_pkcs12
 from certpolicy.policy.evaluate import Evaluation, evaluate
 from certpolicy.policy.findings import Severity
@@ -486,19 +487,20 @@ def _secret_targets(args: argparse.Namespace, opts: Options, policy_doc: Mapping
     return targets
 
 
-def _cluster_bundle(reader: ClusterReader, ref: Mapping[str, Any]) -> list[x509.Certificate]:
-    for kind in ("configMap", "secret"):
-        src = ref.get(kind)
-        if isinstance(src, Mapping):
-            ns, name, key = src.get("namespace"), src.get("name"), src.get("key") or "ca.crt"
-            if not ns or not name:
-                raise UsageError(f"trustBundle.{kind} needs namespace and name")
-            raw = reader.config_map_value(ns, name, key) if kind == "configMap" else reader.secret_value(ns, name, key)
-            loaded = load_certificates(raw)
-            if not loaded.certificates:
-                raise UsageError(f"trust bundle {kind} {ns}/{name} key {key}: no certificate in it")
-            return list(loaded.certificates)
-    raise UsageError("trustBundle must name a configMap or a secret")
+def _cluster_bundle(reader: ClusterReader, spec: Mapping[str, Any]) -> list[x509.Certificate]:
+    try:
+        ref = BundleRef.parse(spec)
+    except BundleRefError as e:
+        raise UsageError(f"trustBundle {e}") from None
+    if ref.kind not in (CONFIG_MAP, SECRET):
+        raise UsageError("trustBundle must name a configMap or a secret")
+    if not ref.namespace:
+        raise UsageError(f"trustBundle.{ref.field} needs namespace and name")
+    read = reader.config_map_value if ref.kind == CONFIG_MAP else reader.secret_value
+    loaded = load_certificates(read(ref.namespace, ref.name, ref.key))
+    if not loaded.certificates:
+        raise UsageError(f"trust bundle {ref.field} {ref.namespace}/{ref.name} key {ref.key}: no certificate in it")
+    return list(loaded.certificates)
 
 
 # --- output --------------------------------------------------------------------------------------

@@ -319,7 +319,7 @@ def test_cluster_trust_bundle_target_on_an_api_server_without_that_api_is_report
             report = bundles.distribute(RawClient(api), inventory, Owner("no-ctb", ""), [
                 {"clusterTrustBundle": {"name": "no-ctb"}},
                 {"configMap": {"name": "ca-bundle"}, "namespaceSelector": {"matchLabels": {"ctb-test": "yes"}}},
-            ], [ca.cert], set(), None)
+            ], trusted=[ca.cert], retired=set(), primary=None)
         finally:
             inventory.stop()
         states = {(t.kind, t.state) for t in report.targets}

@@ -155,7 +155,7 @@ def test_bundle_write_conflict_is_merged_on_fresh_data_not_overwritten(api_clien
     inventory = type("NoInventory", (), {"namespaces": None})()
     monkeypatch.setattr(bundles, "target_namespaces", lambda inv, entry: [namespace])
     report = bundles.distribute(raw, inventory, Owner("race-policy", ""), [{"configMap": {"name": "trust"}}],
-                                [ours.cert], set(), None)
+                                trusted=[ours.cert], retired=set(), primary=None)
     assert len(calls) == 2 and calls[0] != calls[1], "the write should have conflicted once and been redone"
     assert [t.state for t in report.targets] == ["Verified"]
     final = read_bundle(core_v1.read_namespaced_config_map("trust", namespace).data["ca.crt"]).fingerprint_set

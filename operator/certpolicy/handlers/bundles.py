@@ -20,21 +20,25 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
+from certpolicy.handlers.context import PassContext
+from certpolicy.handlers.problems import Problem
 from certpolicy.handlers.settings import allow_system_namespaces, operator_namespace
 from certpolicy.inventory.inventory import Inventory
-from certpolicy.kube.managed import (CLUSTER_TRUST_BUNDLE, CTB_GROUP_VERSION, NotManaged, cluster_trust_bundles_served,
-                                     merge_into_target, read)
+from certpolicy.kube.managed import NotManaged, kind_served, merge_into_target, read
 from certpolicy.kube.ownership import SYSTEM_NAMESPACES, Owner, TargetConflict, refused_key, refused_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.selectors import LabelSelector
 from certpolicy.kube.status import policy_path
+from certpolicy.kube.targets import TargetKind, target_kind
 from certpolicy.pki.bundle import contains, merge, read_bundle
 from certpolicy.pki.fingerprint import fingerprint
-from certpolicy.pki.truststore import build_truststore, truststore_matches
-from certpolicy.policy.report import Problem
+from certpolicy.pki.truststore import Password, TruststoreEntry, build_truststore, read_truststore, truststore_matches
+from certpolicy.policy.bundleref import BundleRef
 
 MAX_LISTED_TARGETS = 100
-CTB_KEY = "trustBundle"  # the PEM of a ClusterTrustBundle is spec.trustBundle
+#: Bundle target states that make the policy Degraded, and the reason they are reported under.
+TARGET_FAILURES = {"Error": "BundleTargetFailed", "NotManaged": "BundleTargetNotOwned",
+                   "Refused": "BundleTargetRefused", "Conflict": "BundleTargetConflict"}
 
 
 @dataclass(frozen=True)
@@ -73,31 +77,77 @@ class BundleReport:
         }
 
 
+# ---- truststore encodings -------------------------------------------------------------------------
+
 @dataclass(frozen=True)
-class TargetRef:
-    """What one ``spec.trustBundles`` entry writes: kind, object name and the key of the PEM."""
+class StoreFormat:
+    """One truststore encoding a target can carry next to its PEM (``formats.<name>`` of an entry).
+    A new encoding (JKS) is one more entry in :data:`STORE_FORMATS`."""
 
-    kind: str  # ConfigMap | Secret | ClusterTrustBundle
-    name: str
+    build: Callable[[Sequence[x509.Certificate], str, Password, str | None], bytes]
+    matches: Callable[[bytes | None, Password, Sequence[x509.Certificate], str, str | None], bool]
+    read: Callable[[bytes, Password], frozenset[TruststoreEntry] | None]
+
+
+STORE_FORMATS: dict[str, StoreFormat] = {
+    "pkcs12": StoreFormat(build_truststore, truststore_matches, read_truststore),
+}
+
+
+@dataclass(frozen=True)
+class Store:
+    """One truststore of an entry: its encoding, key, alias and password (None: unreadable)."""
+
+    format: StoreFormat
     key: str
+    alias: str | None
+    password: bytes | None
 
-    @classmethod
-    def of(cls, entry: Mapping[str, Any]) -> TargetRef:
-        if entry.get("clusterTrustBundle"):
-            return cls(CLUSTER_TRUST_BUNDLE, entry["clusterTrustBundle"]["name"], CTB_KEY)
-        kind = "ConfigMap" if entry.get("configMap") else "Secret"
-        ref = entry.get("configMap") or entry.get("secret")
-        return cls(kind, ref["name"], ref.get("key", "ca.crt"))
+
+@dataclass(frozen=True)
+class TargetEntry:
+    """One ``spec.trustBundles`` entry, parsed once per pass, its truststore passwords read."""
+
+    spec: Mapping[str, Any]
+    ref: BundleRef
+    kind: TargetKind
+    stores: tuple[Store, ...]
+    problems: tuple[Problem, ...] = ()
 
     @property
-    def cluster_scoped(self) -> bool:
-        return self.kind == CLUSTER_TRUST_BUNDLE
+    def exclusive(self) -> bool:
+        return bool(self.spec.get("exclusive"))
+
+    @classmethod
+    def read(cls, raw: RawClient, entry: Mapping[str, Any]) -> TargetEntry:
+        ref = BundleRef.parse(entry)
+        kind = target_kind(ref.kind)
+        stores, problems = [], []
+        for name, fmt in (entry.get("formats") or {}).items():
+            if name not in STORE_FORMATS or not fmt or not kind.holds_stores:
+                continue
+            # The password Secret is in the policy's Reads: a password created after the policy,
+            # or changed, wakes it and re-encodes the truststore at once.
+            password, problem = read_truststore_password(raw, fmt.get("passwordSecretRef"))
+            if problem:
+                problems.append(problem)
+            stores.append(Store(STORE_FORMATS[name], fmt["key"], fmt.get("alias"), password))
+        return cls(entry, ref, kind, tuple(stores), tuple(problems))
+
+    def namespaces(self, inventory: Inventory) -> list[str]:
+        """Where this entry's targets live: the selected namespaces, or ``[""]`` for a
+        cluster-scoped kind (one object for the whole cluster)."""
+        if not self.kind.namespaced:
+            return [""]
+        return target_namespaces(inventory, self.spec)
+
+    def target_id(self, namespace: str) -> str:
+        return target_id(self.ref.kind, namespace, self.ref.name, self.ref.key)
 
 
 def entry_namespaces(inventory: Inventory, entry: Mapping[str, Any]) -> list[str]:
-    """Where an entry's targets live: the selected namespaces, or ``[""]`` for a cluster-scoped
-    ClusterTrustBundle (one object for the whole cluster)."""
-    if TargetRef.of(entry).cluster_scoped:
+    """Where an entry's targets live (see :meth:`TargetEntry.namespaces`)."""
+    if not target_kind(BundleRef.parse(entry).kind).namespaced:
         return [""]
     return target_namespaces(inventory, entry)
 
@@ -124,6 +174,16 @@ def target_id(kind: str, namespace: str, name: str, key: str) -> str:
     return f"{namespace}/{kind}/{name}/{key}"
 
 
+def target_ids(inventory: Inventory, entries: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any], str]]:
+    """Every bundle target as (id ``namespace/kind/name/key``, entry, namespace)."""
+    out = []
+    for entry in entries:
+        ref = BundleRef.parse(entry)
+        for ns in entry_namespaces(inventory, entry):
+            out.append((target_id(ref.kind, ns, ref.name, ref.key), entry, ns))
+    return out
+
+
 def read_truststore_password(raw: RawClient, ref: Mapping[str, str] | None) -> tuple[bytes | None, Problem | None]:
     if not ref:
         return b"", None
@@ -144,23 +204,26 @@ def read_truststore_password(raw: RawClient, ref: Mapping[str, str] | None) -> t
     return password, None
 
 
-def _current_content(kind: str, obj: Mapping[str, Any] | None, key: str) -> tuple[bytes | None, dict, dict]:
-    """(PEM bytes at ``key``, data map, binaryData map) of a target as read from the API."""
+def target_fingerprints(raw: RawClient, entry: TargetEntry, namespace: str) -> frozenset[str] | None:
+    """The CAs one target holds, read back from the API on its own: the fingerprints in its PEM
+    that every truststore of the target holds too. None when it cannot be read."""
+    try:
+        obj = read(raw, entry.kind.kind, namespace, entry.ref.name)
+    except ApiException:
+        return None
+    pem = entry.kind.read_pem(obj, entry.ref.key)
+    fps = frozenset(read_bundle(pem).fingerprint_set) if pem is not None else frozenset()
     if obj is None:
-        return None, {}, {}
-    if kind == CLUSTER_TRUST_BUNDLE:
-        pem = (obj.get("spec") or {}).get(CTB_KEY)
-        return (pem.encode() if isinstance(pem, str) else None), {}, {}
-    data = dict(obj.get("data") or {})
-    binary = dict(obj.get("binaryData") or {})
-    if kind == "Secret":
-        try:
-            pem = base64.b64decode(data[key]) if key in data else None
-        except (binascii.Error, ValueError):
-            pem = b""
-        return pem, data, binary
-    return (data[key].encode() if key in data else None), data, binary
+        return fps
+    for store in entry.stores:
+        data = entry.kind.read_store(obj, store.key)
+        held = store.format.read(data, store.password) if data else None
+        # A CA counts only when every format of the target holds it.
+        fps = fps & frozenset(e.fingerprint for e in held) if held is not None else frozenset()
+    return fps
 
+
+# ---- writing ---------------------------------------------------------------------------------------
 
 def policy_alive(raw: RawClient) -> Callable[[str], bool]:
     """Whether a CertificatePolicy of that name exists (asked once per name per pass): a claim on a
@@ -179,118 +242,114 @@ def policy_alive(raw: RawClient) -> Callable[[str], bool]:
     return alive
 
 
-def refusal(kind: str, namespace: str, key: str) -> str | None:
+def refusal(kind: TargetKind, namespace: str, key: str) -> str | None:
     """Why a target is never written, whoever owns it (None: ownership decides)."""
-    if kind == CLUSTER_TRUST_BUNDLE:
+    if not kind.namespaced:
         return None
     return refused_key(key) or refused_namespace(namespace, operator_namespace(), allow_system_namespaces())
 
 
-def distribute(raw: RawClient, inventory: Inventory, owner: Owner, entries: Sequence[Mapping[str, Any]],
+@dataclass(frozen=True)
+class _BundleWrite:
+    """What every target of one distribution gets: the same CAs, the same retired ones."""
+
+    owner: Owner
+    trusted: Sequence[x509.Certificate]
+    retired: set[str]
+    primary: str | None  # the active CA's fingerprint: the bare alias in truststores
+    alive: Callable[[str], bool]  # whether another policy claiming a shared key still exists
+
+    @property
+    def want(self) -> set[str]:
+        return {fingerprint(c) for c in self.trusted}
+
+
+def distribute(raw: RawClient, inventory: Inventory, owner: Owner, entries: Sequence[Mapping[str, Any]], *,
                trusted: Sequence[x509.Certificate], retired: set[str], primary: str | None,
                only: set[str] | None = None) -> BundleReport:
     """Merge ``trusted`` into every target (removing ``retired``), then read each back and verify."""
     report = BundleReport()
-    want = {fingerprint(c) for c in trusted}
-    ctb_served: bool | None = None
-    alive = policy_alive(raw)
-    for entry in entries:
-        ref = TargetRef.of(entry)
-        kind, key = ref.kind, ref.key
-        exclusive = bool(entry.get("exclusive"))
-        p12 = (entry.get("formats") or {}).get("pkcs12")
-        if ref.cluster_scoped:
-            if ctb_served is None:
-                ctb_served = cluster_trust_bundles_served(raw)
-            if not ctb_served:
-                message = (f"the API server does not serve {CTB_GROUP_VERSION} ClusterTrustBundles (beta: enable the "
-                           "ClusterTrustBundle feature gate and that runtime-config), so "
-                           f"ClusterTrustBundle {ref.name} cannot be written")
-                report.targets.append(TargetState(kind, "", ref.name, key, "NotServed", message))
-                report.problems.append(Problem("ClusterTrustBundleNotServed", message))
+    job = _BundleWrite(owner, trusted, retired, primary, policy_alive(raw))
+    served: dict[str, bool] = {}
+    for spec in entries:
+        entry = TargetEntry.read(raw, spec)
+        ref, kind = entry.ref, entry.kind
+        if ref.kind not in served:
+            served[ref.kind] = kind_served(raw, ref.kind)
+        if not served[ref.kind]:
+            message = (f"the API server does not serve {kind.api_version} {kind.plural}"
+                       f"{f' ({kind.served_note})' if kind.served_note else ''}, so {ref.kind} {ref.name} "
+                       "cannot be written")
+            report.targets.append(TargetState(ref.kind, "", ref.name, ref.key, "NotServed", message))
+            report.problems.append(Problem(f"{ref.kind}NotServed", message))
+            continue
+        report.problems += entry.problems
+        for ns in entry.namespaces(inventory):
+            if only is not None and entry.target_id(ns) not in only:
                 continue
-        password: bytes | None = b""
-        if p12:
-            # The password Secret is in the policy's Reads: a password created after the policy,
-            # or changed, wakes it and re-encodes the truststore at once.
-            password, problem = read_truststore_password(raw, p12.get("passwordSecretRef"))
-            if problem:
-                report.problems.append(problem)
-                p12 = None
-        for ns in entry_namespaces(inventory, entry):
-            if only is not None and target_id(kind, ns, ref.name, key) not in only:
-                continue
-            why = refusal(kind, ns, key)
+            why = refusal(kind, ns, ref.key)
             if why:
-                report.targets.append(TargetState(kind, ns, ref.name, key, "Refused", why))
+                report.targets.append(TargetState(ref.kind, ns, ref.name, ref.key, "Refused", why))
                 continue
-            report.targets.append(_write_target(raw, owner, kind, ns, ref.name, key, trusted, retired,
-                                                exclusive, p12, password, primary, want, alive))
+            report.targets.append(_write_target(raw, job, entry, ns))
             if report.targets[-1].written:
                 report.writes += 1
     return report
 
 
-def _write_target(raw: RawClient, owner: Owner, kind: str, ns: str, name: str, key: str,
-                  trusted: Sequence[x509.Certificate], retired: set[str], exclusive: bool,
-                  p12: Mapping[str, Any] | None, password: bytes | None, primary: str | None,
-                  want: set[str], alive: Callable[[str], bool]) -> TargetState:
+def _write_target(raw: RawClient, job: _BundleWrite, entry: TargetEntry, ns: str) -> TargetState:
+    kind, name, key = entry.kind, entry.ref.name, entry.ref.key
+    want = job.want
+
     def update(current: dict[str, Any] | None) -> dict[str, Any] | None:
-        pem, data, binary = _current_content(kind, current, key)
-        merged = merge(pem, trusted, retired - want, exclusive=exclusive)
+        pem = kind.read_pem(current, key)
+        merged = merge(pem, job.trusted, job.retired - want, exclusive=entry.exclusive)
         changed = merged.changed or pem is None
-        new_data = dict(data)
-        new_binary = dict(binary)
-        pem_text = merged.pem
-        if kind == CLUSTER_TRUST_BUNDLE:
-            if not changed:
-                return None
-            return {"spec": {**((current or {}).get("spec") or {}), CTB_KEY: pem_text}}
-        if kind == "Secret":
-            new_data[key] = base64.b64encode(pem_text.encode()).decode()
-        else:
-            new_data[key] = pem_text
-        if merged.changed is False and pem is not None and kind == "ConfigMap" and data.get(key) != pem_text:
-            new_data[key] = data[key]  # same set, other formatting: leave the bytes alone (no churn)
-        if p12:
-            store_key = p12["key"]
-            store_map = new_data if kind == "Secret" else new_binary
-            old = store_map.get(store_key)
-            try:
-                old_bytes = base64.b64decode(old) if old else None
-            except (binascii.Error, ValueError):
-                old_bytes = None
-            certs = list(read_bundle(merged.pem).certificates)
-            alias = p12.get("alias") or owner.name
-            prim = primary if primary in {fingerprint(c) for c in certs} else None
-            if not truststore_matches(old_bytes, password, certs, alias, prim):
-                store_map[store_key] = base64.b64encode(build_truststore(certs, alias, password, prim)).decode()
+        # Same set in other formatting: keep the stored bytes (no churn that restarts pods).
+        new_pem = merged.pem.encode() if changed or pem is None else pem
+        stores: dict[str, bytes] = {}
+        certs = list(read_bundle(merged.pem).certificates)
+        for store in entry.stores:
+            if store.password is None:
+                continue  # its password is unreadable: reported, the truststore is left as it is
+            alias = store.alias or job.owner.name
+            prim = job.primary if job.primary in {fingerprint(c) for c in certs} else None
+            if not store.format.matches(kind.read_store(current, store.key), store.password, certs, alias, prim):
+                stores[store.key] = store.format.build(certs, alias, store.password, prim)
                 changed = True
         if not changed:
             return None
-        out: dict[str, Any] = {"data": new_data}
-        if kind == "ConfigMap" and new_binary:
-            out["binaryData"] = new_binary
-        return out
+        return kind.render(current, key, new_pem, stores)
 
     try:
-        result = merge_into_target(raw, kind, ns, name, owner, update, key=key, exclusive=exclusive, alive=alive)
+        result = merge_into_target(raw, kind.kind, ns, name, job.owner, update, key=key, exclusive=entry.exclusive,
+                                   alive=job.alive)
     except NotManaged as e:
-        return TargetState(kind, ns, name, key, "NotManaged", str(e))
+        return TargetState(kind.kind, ns, name, key, "NotManaged", str(e))
     except TargetConflict as e:
-        return TargetState(kind, ns, name, key, "Conflict", str(e))
+        return TargetState(kind.kind, ns, name, key, "Conflict", str(e))
     except ApiException as e:
-        return TargetState(kind, ns, name, key, "Error", f"HTTP {e.status}: {str(e.reason)[:200]}")
+        return TargetState(kind.kind, ns, name, key, "Error", f"HTTP {e.status}: {str(e.reason)[:200]}")
     # Read back on its own, from the API, after this target's own write.
     try:
-        back = read(raw, kind, ns, name)
+        back = read(raw, kind.kind, ns, name)
     except ApiException as e:
-        return TargetState(kind, ns, name, key, "Error", f"read-back failed: HTTP {e.status}", result.written)
-    pem, _, _ = _current_content(kind, back, key)
-    check = contains(pem, want, absent=retired - want)
+        return TargetState(kind.kind, ns, name, key, "Error", f"read-back failed: HTTP {e.status}", result.written)
+    check = contains(kind.read_pem(back, key), want, absent=job.retired - want)
     if check.ok:
-        return TargetState(kind, ns, name, key, "Verified", written=result.written)
+        return TargetState(kind.kind, ns, name, key, "Verified", written=result.written)
     missing = ", ".join(sorted(fp.removeprefix("sha256:")[:12] for fp in check.missing))
-    return TargetState(kind, ns, name, key, "Pending", f"missing {missing}" if missing else "retired CA still present",
-                       result.written)
+    return TargetState(kind.kind, ns, name, key, "Pending",
+                       f"missing {missing}" if missing else "retired CA still present", result.written)
 
+
+def bundles_stage(ctx: PassContext, *, trusted: Sequence[x509.Certificate], retired: set[str],
+                  primary: str | None) -> None:
+    """The bundles stage: the policy's CAs merged into every ``spec.trustBundles`` target, each verified."""
+    report = distribute(ctx.raw, ctx.inventory, ctx.policy, ctx.spec["trustBundles"], trusted=trusted,
+                        retired=retired, primary=primary)
+    ctx.out.problems += report.problems
+    for t in report.targets:
+        if t.state in TARGET_FAILURES:
+            ctx.out.problems.append(Problem(TARGET_FAILURES[t.state], f"{t.kind} {t.namespace}/{t.name}: {t.message}"))
+    ctx.out.status["bundleTargets"] = report.status()

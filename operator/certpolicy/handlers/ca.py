@@ -25,16 +25,17 @@ from typing import Any
 
 from cryptography import x509
 
+from certpolicy.handlers.context import PassContext
+from certpolicy.handlers.problems import Problem
 from certpolicy.handlers.settings import operator_namespace
+from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.managed import NotManaged, read, write_managed_secret
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_CA, ROLE_LABEL, Owner, created_for, owner_description
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.issue import KeyPair, create_ca, load_key_pair
 from certpolicy.pki.inspect import summarize
 from certpolicy.pki.load import load_certificates
-from certpolicy.policy.report import Problem
 from certpolicy.policy.spec import parse_duration
-from certpolicy.kube.conditions import rfc3339
 
 # History states: "active" issues leaves; "next" is trusted ahead of a rotation; "previous" is
 # still trusted (leaves may chain to it); "retired" was removed from every bundle.
@@ -42,7 +43,9 @@ TRUSTED_STATES = ("active", "next", "previous")
 
 
 @dataclass(frozen=True)
-class CAInfo:
+class CASecret:
+    """A CA key pair as read from its Secret in the operator's namespace."""
+
     secret_name: str
     key_pair: KeyPair
 
@@ -62,7 +65,7 @@ def _decode(data: Mapping[str, str], key: str) -> bytes | None:
 
 
 def load_ca_secret(raw: RawClient, name: str, owner: Owner, namespace: str | None = None
-                   ) -> tuple[CAInfo | None, Problem | None]:
+                   ) -> tuple[CASecret | None, Problem | None]:
     """Read ``owner``'s CA key pair from a Secret; (None, None) when the Secret does not exist,
     (None, CANotOwned) when it belongs to another policy or to nobody."""
     namespace = namespace or operator_namespace()
@@ -86,46 +89,72 @@ def load_ca_secret(raw: RawClient, name: str, owner: Owner, namespace: str | Non
                                            f"{str(e).splitlines()[0][:200] if str(e) else ''}")
     if not summarize(kp.cert).is_ca:
         return None, Problem("CAUnusable", f"{where} holds a certificate that is not a CA (basicConstraints CA:FALSE)")
-    return CAInfo(name, kp), None
+    return CASecret(name, kp), None
 
 
 def active_in_history(history: Sequence[Mapping[str, Any]] | None) -> Mapping[str, Any] | None:
     return next((h for h in history or () if h.get("state") == "active"), None)
 
 
-def ensure_ca(raw: RawClient, owner: Owner, ca_spec: Mapping[str, Any], now: dt.datetime,
-              history: Sequence[Mapping[str, Any]] | None = None) -> tuple[CAInfo | None, list[Problem]]:
-    """The policy's CA, created in its Secret first if the policy never had one.
+def ensure_ca(ctx: PassContext) -> CASecret | None:
+    """The CA stage: the policy's CA, created in its Secret first if the policy never had one.
+    None (with a problem) when the Secret holds no usable CA of this policy's.
 
     When the history records an active CA whose Secret is gone, nothing is generated:
-    ``CAMissing`` (see the module docstring for why an instant replacement is an outage).
+    ``CAMissing`` and a Warning (see the module docstring for why an instant replacement is an outage).
     """
+    ca_spec = ctx.spec["ca"]
     name = ca_spec["secretName"]
-    ca, problem = load_ca_secret(raw, name, owner)
+    ca, problem = load_ca_secret(ctx.raw, name, ctx.policy, ctx.namespace)
     if ca is not None or problem is not None:
-        return ca, [problem] if problem else []
-    had = active_in_history(history)
+        ctx.out.problems += [problem] if problem else []
+        return ca
+    had = active_in_history((ctx.status.get("ca") or {}).get("history"))
     if had is not None:
-        return None, [Problem("CAMissing", f"CA Secret {operator_namespace()}/{name} does not exist, but this policy's "
-                                           f"active CA {had['fingerprint'].removeprefix('sha256:')[:12]} (Secret "
-                                           f"{had.get('secretName', name)}) is in its bundles; no new CA "
-                                           "is generated (leaves re-issued at once from a CA no bundle trusts yet "
-                                           "would be an outage). Restore the Secret from a backup, see "
-                                           "docs/rotation.md")]
-    kp = create_ca(ca_spec.get("commonName") or f"{owner.name} CA",
+        missing = Problem("CAMissing", f"CA Secret {ctx.namespace}/{name} does not exist, but this policy's "
+                                       f"active CA {had['fingerprint'].removeprefix('sha256:')[:12]} (Secret "
+                                       f"{had.get('secretName', name)}) is in its bundles; no new CA "
+                                       "is generated (leaves re-issued at once from a CA no bundle trusts yet "
+                                       "would be an outage). Restore the Secret from a backup, see "
+                                       "docs/rotation.md")
+        ctx.out.problems.append(missing)
+        ctx.policy_event("Warning", missing.reason, missing.message, [missing.reason, missing.message])
+        return None
+    kp = create_ca(ca_spec.get("commonName") or f"{ctx.name} CA",
                    validity=parse_duration(ca_spec.get("validity", "87600h")),
-                   key_algorithm=ca_spec.get("keyAlgorithm", "ECDSAP256"), organization=["certpolicy"], now=now)
+                   key_algorithm=ca_spec.get("keyAlgorithm", "ECDSAP256"), organization=["certpolicy"], now=ctx.now)
     try:
-        write_managed_secret(raw, operator_namespace(), name, owner,
+        write_managed_secret(ctx.raw, ctx.namespace, name, ctx.policy,
                              {"tls.crt": kp.cert_pem, "tls.key": kp.key_pem, "ca.crt": kp.cert_pem}, role=ROLE_CA)
     except NotManaged as e:  # created by someone else a moment ago
-        return None, [Problem("CANotOwned", str(e))]
+        ctx.out.problems.append(Problem("CANotOwned", str(e)))
+        return None
     # Read back: if another writer won a race, use what is stored, never the copy in memory.
-    ca, problem = load_ca_secret(raw, name, owner)
-    return ca, [problem] if problem else []
+    ca, problem = load_ca_secret(ctx.raw, name, ctx.policy, ctx.namespace)
+    ctx.out.problems += [problem] if problem else []
+    return ca
 
 
-def record_history(history: Sequence[Mapping[str, Any]] | None, ca: CAInfo, now: dt.datetime,
+def ca_status_stage(ctx: PassContext, *, ca: CASecret | None, next_ca: CASecret | None,
+                    retired: frozenset[str]) -> tuple[list[x509.Certificate], set[str]]:
+    """Record the CAs in ``status.ca`` (active, next, retired); returns the certificates every bundle
+    must trust and every fingerprint that must leave the bundles."""
+    ca_status = dict(ctx.status.get("ca") or {})
+    history = list(ca_status.get("history") or [])
+    if ca is not None:
+        history = record_history(history, ca, ctx.now)
+        s = summarize(ca.key_pair.cert)
+        ca_status.update({"secretName": ca.secret_name, "fingerprint": ca.fingerprint,
+                          "notAfter": rfc3339(s.not_after), "subject": s.subject})
+    if next_ca is not None and (ca is None or next_ca.fingerprint != ca.fingerprint):
+        history = record_history(history, next_ca, ctx.now, state="next")
+    history = retire(history, set(retired), ctx.now)
+    ca_status["history"] = history
+    ctx.out.status["ca"] = ca_status
+    return trusted_certificates(history), set(retired) | retired_fingerprints(history)
+
+
+def record_history(history: Sequence[Mapping[str, Any]] | None, ca: CASecret, now: dt.datetime,
                    state: str = "active") -> list[dict[str, Any]]:
     """Add ``ca`` to the history in ``state``; a different CA that was active becomes previous."""
     out = [dict(h) for h in history or ()]
@@ -149,7 +178,7 @@ def record_history(history: Sequence[Mapping[str, Any]] | None, ca: CAInfo, now:
 
 def trusted_certificates(history: Sequence[Mapping[str, Any]]) -> list[x509.Certificate]:
     """The CA certificates every bundle target must hold, from the recorded history."""
-    certs = []
+    certs: list[x509.Certificate] = []
     for h in history:
         if h.get("state") in TRUSTED_STATES and h.get("certificate"):
             certs.extend(load_certificates(h["certificate"].encode()).certificates)

@@ -19,14 +19,14 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
-from certpolicy.handlers.ca import CAInfo
-from certpolicy.handlers.settings import allow_system_namespaces, operator_namespace
-from certpolicy.inventory.inventory import Inventory
+from certpolicy.handlers.ca import CASecret
+from certpolicy.handlers.context import PassContext
+from certpolicy.handlers.problems import Problem
 from certpolicy.inventory.records import SecretRecord, parse_secret_object
 from certpolicy.kube.conditions import rfc3339
+from certpolicy.handlers.settings import allow_system_namespaces
 from certpolicy.kube.managed import NotManaged, b64, sync_managed_secret_metadata, write_managed_secret
-from certpolicy.kube.ownership import MANAGED_BY, ROLE_LEAF, Owner, refused_namespace
-from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.ownership import MANAGED_BY, ROLE_LEAF, refused_namespace
 from certpolicy.pki.chain import verify_chain
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.pki.inspect import summarize
@@ -34,8 +34,7 @@ from certpolicy.pki.issue import issue_leaf
 from certpolicy.pki.secretdata import KeyStatus, material_from_secret
 from certpolicy.policy.evaluate import evaluate
 from certpolicy.policy.findings import Severity
-from certpolicy.policy.report import Problem
-from certpolicy.policy.spec import Requirements, parse_duration
+from certpolicy.policy.spec import parse_duration
 
 MAX_LISTED = 100
 
@@ -102,15 +101,14 @@ def secret_template(item: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, 
     return labels, annotations
 
 
-def _sync_labels(raw: RawClient, inventory: Inventory, owner: Owner, rec: SecretRecord,
-                 item: Mapping[str, Any], report: IssuanceReport) -> SecretRecord:
+def _sync_labels(ctx: PassContext, rec: SecretRecord, item: Mapping[str, Any], report: IssuanceReport) -> SecretRecord:
     """Bring a valid issued Secret's labels in line with ``secretTemplate`` (no re-issue needed)."""
     labels, annotations = secret_template(item)
     current = rec.label_map
-    if current.get(MANAGED_BY) != owner.name or all(current.get(k) == v for k, v in labels.items()):
+    if current.get(MANAGED_BY) != ctx.name or all(current.get(k) == v for k, v in labels.items()):
         return rec
     try:
-        written = sync_managed_secret_metadata(raw, rec.namespace, rec.name, owner, labels, annotations,
+        written = sync_managed_secret_metadata(ctx.raw, rec.namespace, rec.name, ctx.policy, labels, annotations,
                                                rec.resource_version)
     except NotManaged:
         return rec
@@ -119,11 +117,11 @@ def _sync_labels(raw: RawClient, inventory: Inventory, owner: Owner, rec: Secret
             report.problems.append(Problem("IssuanceFailed",
                                            f"labelling {rec.namespace}/{rec.name} failed: HTTP {e.status}"))
         return rec
-    inventory.secrets.upsert(written.obj)
+    ctx.inventory.secrets.upsert(written.obj)
     return parse_secret_object(written.obj)
 
 
-def reissue_reason(rec: SecretRecord | None, item: Mapping[str, Any], ca: CAInfo, now: dt.datetime) -> str | None:
+def reissue_reason(rec: SecretRecord | None, item: Mapping[str, Any], ca: CASecret, now: dt.datetime) -> str | None:
     """Why this Secret needs a new certificate now, or None."""
     if rec is None:
         return "Missing"
@@ -144,18 +142,33 @@ def reissue_reason(rec: SecretRecord | None, item: Mapping[str, Any], ca: CAInfo
     return None
 
 
-def issue_all(raw: RawClient, inventory: Inventory, owner: Owner, items: Sequence[Mapping[str, Any]],
-              requirements: Requirements, issuer: CAInfo, trusted: Sequence[x509.Certificate],
-              limiter: RateLimiter, now: dt.datetime, *, only_for: set[tuple[str, str]] | None = None
-              ) -> IssuanceReport:
+def issuance_stage(ctx: PassContext, *, issuer: CASecret, trusted: Sequence[x509.Certificate]) -> None:
+    """The issuance stage: issue or renew every ``spec.issuance`` entry that needs it, within the
+    policy's rate limit; ``trusted`` is the bundle its peers use, against which a new leaf is judged."""
+    memory = ctx.memory
+    limit = int((ctx.spec.get("issuanceLimits") or {}).get("perMinute", 60))
+    if memory.limiter is None or memory.limiter.per_minute != limit:
+        memory.limiter = RateLimiter(limit)
+    issued = issue_all(ctx, items=ctx.spec["issuance"], issuer=issuer, trusted=trusted, limiter=memory.limiter)
+    ctx.out.problems += issued.problems
+    ctx.out.status["issued"] = issued.status()
+    ctx.out.wake_by(issued.next_renewal)
+    if issued.rate_limited:
+        ctx.out.wake_by(ctx.now + dt.timedelta(seconds=memory.limiter.next_token_in() + 0.1))
+
+
+def issue_all(ctx: PassContext, *, items: Sequence[Mapping[str, Any]], issuer: CASecret,
+              trusted: Sequence[x509.Certificate], limiter: RateLimiter,
+              only_for: set[tuple[str, str]] | None = None) -> IssuanceReport:
     """Issue or renew each entry that needs it (within the rate limit); report every entry's state."""
     report = IssuanceReport()
+    now = ctx.now
     for item in items:
         key = (item["namespace"], item["secretName"])
-        rec = inventory.secret(key)
+        rec = ctx.inventory.secret(key)
         reason = reissue_reason(rec, item, issuer, now)
         state, message = "Ready", ""
-        refused = refused_namespace(key[0], operator_namespace(), allow_system_namespaces())
+        refused = refused_namespace(key[0], ctx.namespace, allow_system_namespaces())
         if refused:
             state, message = "Refused", refused
             report.problems.append(Problem("IssuanceRefused", f"{key[0]}/{key[1]}: {refused}"))
@@ -164,8 +177,8 @@ def issue_all(raw: RawClient, inventory: Inventory, owner: Owner, items: Sequenc
                 state, message = "Pending", f"{reason}: waiting for the issuance rate limit"
                 report.rate_limited = True
             else:
-                state, message, rec = _issue_one(raw, inventory, owner, item, requirements, issuer, trusted, now,
-                                                 reason, report)
+                state, message, rec = _issue_one(ctx, item, issuer=issuer, trusted=trusted, reason=reason,
+                                                 report=report)
                 if state in ("Rejected", "NotManaged"):
                     # Nothing was written: the token must not be used up, or an entry that can never
                     # be written would starve the valid entries behind it (perMinute: 1 -> none ever).
@@ -173,7 +186,7 @@ def issue_all(raw: RawClient, inventory: Inventory, owner: Owner, items: Sequenc
         elif reason:
             state, message = "Pending", reason
         elif rec is not None and item.get("secretTemplate"):
-            rec = _sync_labels(raw, inventory, owner, rec, item, report)
+            rec = _sync_labels(ctx, rec, item, report)
         entry = {"namespace": key[0], "name": key[1], "state": state}
         if message:
             entry["message"] = message[:300]
@@ -188,9 +201,9 @@ def issue_all(raw: RawClient, inventory: Inventory, owner: Owner, items: Sequenc
     return report
 
 
-def _issue_one(raw: RawClient, inventory: Inventory, owner: Owner, item: Mapping[str, Any], requirements: Requirements,
-               issuer: CAInfo, trusted: Sequence[x509.Certificate], now: dt.datetime, reason: str,
-               report: IssuanceReport) -> tuple[str, str, SecretRecord | None]:
+def _issue_one(ctx: PassContext, item: Mapping[str, Any], *, issuer: CASecret, trusted: Sequence[x509.Certificate],
+               reason: str, report: IssuanceReport) -> tuple[str, str, SecretRecord | None]:
+    raw, inventory, now = ctx.raw, ctx.inventory, ctx.now
     ns, name = item["namespace"], item["secretName"]
     kp = issue_leaf(
         issuer.key_pair, common_name=item.get("commonName"), dns_names=item.get("dnsNames") or (),
@@ -201,7 +214,7 @@ def _issue_one(raw: RawClient, inventory: Inventory, owner: Owner, item: Mapping
     data = {"tls.crt": kp.cert_pem, "tls.key": kp.key_pem, "ca.crt": issuer.key_pair.cert_pem}
     # Judge it exactly as the reconciler will judge the stored Secret, before anything is written.
     material = material_from_secret("kubernetes.io/tls", {k: b64(v) for k, v in data.items()})
-    verdict = evaluate(requirements, material, list(trusted), now)
+    verdict = evaluate(ctx.requirements, material, list(trusted), now)
     if not verdict.compliant:
         reasons = ", ".join(sorted({f.reason for f in verdict.findings if f.severity >= Severity.WARNING}))
         problem = Problem("IssuanceRejected", f"the certificate for {ns}/{name} would violate the policy ({reasons}); "
@@ -210,7 +223,7 @@ def _issue_one(raw: RawClient, inventory: Inventory, owner: Owner, item: Mapping
         return "Rejected", problem.message, inventory.secret((ns, name))
     labels, annotations = secret_template(item)
     try:
-        written = write_managed_secret(raw, ns, name, owner, data, role=ROLE_LEAF, labels=labels,
+        written = write_managed_secret(raw, ns, name, ctx.policy, data, role=ROLE_LEAF, labels=labels,
                                        annotations={**annotations, "certpolicy.io/issued-by": issuer.fingerprint,
                                                     "certpolicy.io/issue-reason": reason})
     except NotManaged as e:

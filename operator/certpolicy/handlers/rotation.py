@@ -9,121 +9,129 @@ merges that add what is present already, re-issues only of leaves still on the o
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import logging
 import socket
 import ssl
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from kubernetes.client import ApiException
 
-from certpolicy.handlers.bundles import TargetRef, _current_content, distribute, entry_namespaces, target_id
-from certpolicy.handlers.ca import CAInfo as CAPair
-from certpolicy.handlers.ca import load_ca_secret
+from certpolicy.handlers.bundles import TargetEntry, distribute, target_fingerprints, target_ids
+from certpolicy.handlers.ca import CASecret, ensure_ca, load_ca_secret
+from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.issuance import RateLimiter, issue_all
-from certpolicy.handlers.rotation_memory import RotationMemory
-from certpolicy.handlers.settings import operator_namespace
-from certpolicy.inventory.inventory import Inventory
+from certpolicy.handlers.problems import Problem
+from certpolicy.inventory.records import SecretRecord
 from certpolicy.inventory.selection import select
-from certpolicy.kube.events import EventRecorder, ObjectRef
 from certpolicy.kube.managed import NotManaged, b64, read, write_managed_secret
-from certpolicy.kube.ownership import ROLE_CA, Owner
-from certpolicy.kube.rawapi import RawClient
-from certpolicy.pki.bundle import read_bundle
+from certpolicy.kube.ownership import ROLE_CA
+from certpolicy.metrics import COLLECTOR
 from certpolicy.pki.chain import verify_chain
 from certpolicy.pki.fingerprint import short
 from certpolicy.pki.issue import create_ca, issue_leaf
-from certpolicy.pki.truststore import read_truststore
-from certpolicy.policy.report import Problem
-from certpolicy.policy.spec import Requirements, parse_duration
+from certpolicy.policy.spec import PolicySpecError, parse_duration
 from certpolicy.rotation import (
     CAInfo, CARef, Decision, DeleteCASecret, EmitEvent, GenerateNewCA, Leaf, Observation, Probe, ProbeResult,
-    PromoteNewCA, ReissueLeaf, RotationSettings, RotationState, RunProbes, UpdateBundles, secrets_to_observe,
+    PromoteNewCA, ReissueLeaf, RotationSettings, RotationState, RunProbes, StateError, UpdateBundles, decide,
+    secrets_to_observe,
 )
 from certpolicy.rotation.triggers import FORCE_ANNOTATION, ROTATE_ANNOTATION
 
 log = logging.getLogger("certpolicy.rotation")
 
 
-@dataclass
-class RotationOutcome:
-    decision: Decision | None
-    problems: list[Problem] = field(default_factory=list)
-    new_ca: CAPair | None = None  # the rotation's new CA while it is trusted but not yet active
-    writes: int = 0
+class CAUnavailable(Exception):
+    """A CA the decision refers to is no longer in its Secret: the action waits for the next pass,
+    where the machine observes what the Secret holds now."""
+
+    def __init__(self, ref: CARef) -> None:
+        super().__init__(f"Secret {ref.secret_name} no longer holds CA {short(ref.fingerprint)}")
+
+
+@dataclass(frozen=True)
+class RotationStage:
+    """What the rest of the pass needs from the rotation stage."""
+
+    ca: CASecret | None  # the policy's CA after this pass's actions (after a promotion: the new one)
+    next_ca: CASecret | None = None  # the rotation's new CA while it is trusted but not yet active
+    retired: frozenset[str] = frozenset()
+    running: bool = False  # bundles and leaves move only through the rotation's own actions
+
+
+def rotation_stage(ctx: PassContext, *, ca: CASecret | None) -> RotationStage | None:
+    """Observe, decide, act. None when the rotation settings are invalid (the pass stops there)."""
+    if ca is None:
+        return RotationStage(None)
+    try:
+        state = RotationState.from_dict(ctx.status.get("rotation"))
+    except StateError as e:
+        state = RotationState()
+        ctx.out.problems.append(Problem("RotationStateUnreadable", f"status.rotation was reset: {e}"))
+    try:
+        settings = RotationSettings.from_spec(ctx.spec)
+    except PolicySpecError as e:
+        ctx.out.problems.append(Problem("RotationSettingsInvalid", str(e)))
+        return None
+    obs, pairs = observe(ctx, state=state, settings=settings)
+    decision = decide(state, obs, settings, ctx.now)
+    perform(ctx, decision, pairs=pairs)
+    ctx.out.status["rotation"] = decision.state.to_dict()
+    ctx.out.conditions.append(decision.condition)
+    ctx.out.wake_by(decision.next_wake)
+    current = decision.state.current
+    COLLECTOR.set_rotation_step(ctx.name, current.step if current else 0, decision.state.history)
+    if any(isinstance(a, PromoteNewCA) for a in decision.actions):
+        ca = ensure_ca(ctx)  # it holds the new CA now
+    next_ca = None
+    if current is not None and current.new_ca and current.new_ca_secret_name in pairs:
+        next_ca = pairs[current.new_ca_secret_name]
+    return RotationStage(ca, next_ca, frozenset(decision.state.retired_fingerprints()), current is not None)
 
 
 # ---- observation ------------------------------------------------------------------------------------
 
-def target_ids(inventory: Inventory, entries: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any], str]]:
-    """Every bundle target as (id ``namespace/kind/name/key``, entry, namespace)."""
-    out = []
-    for entry in entries:
-        ref = TargetRef.of(entry)
-        for ns in entry_namespaces(inventory, entry):
-            out.append((target_id(ref.kind, ns, ref.name, ref.key), entry, ns))
-    return out
-
-
-def _read_target(raw: RawClient, entry: Mapping[str, Any], ns: str, password: bytes | None) -> frozenset[str] | None:
-    ref = TargetRef.of(entry)
-    kind = ref.kind
-    try:
-        obj = read(raw, kind, ns, ref.name)
-    except ApiException:
-        return None
-    pem, data, binary = _current_content(kind, obj, ref.key)
-    fps = frozenset(read_bundle(pem).fingerprint_set) if pem is not None else frozenset()
-    p12 = (entry.get("formats") or {}).get("pkcs12")
-    if p12 and obj is not None:
-        store = (data if kind == "Secret" else binary).get(p12["key"])
-        entries = read_truststore(base64.b64decode(store), password) if store else None
-        # A CA counts only when every format of the target holds it.
-        fps = fps & frozenset(e.fingerprint for e in entries) if entries is not None else frozenset()
-    return fps
-
-
-def observe(raw: RawClient, inventory: Inventory, spec: Mapping[str, Any], annotations: Mapping[str, str],
-            state: RotationState, settings: RotationSettings, memory: RotationMemory, now: dt.datetime,
-            passwords: Mapping[int, bytes | None], owner: Owner) -> tuple[Observation, dict[str, CAPair]]:
-    pairs: dict[str, CAPair] = {}
+def observe(ctx: PassContext, *, state: RotationState, settings: RotationSettings
+            ) -> tuple[Observation, dict[str, CASecret]]:
+    """A fresh read of everything the machine decides on: CA Secrets, each bundle target read back
+    on its own (its truststore passwords read here), the leaves in scope."""
+    pairs: dict[str, CASecret] = {}
     cas: dict[str, CAInfo | None] = {}
     for name in secrets_to_observe(state, settings):
-        pair, _problem = load_ca_secret(raw, name, owner)
+        pair, _problem = load_ca_secret(ctx.raw, name, ctx.policy)
         if pair is not None:
             pairs[name] = pair
             cas[name] = CAInfo(pair.fingerprint, pair.key_pair.cert.not_valid_after_utc)
         else:
             cas[name] = None
     targets = {}
-    for i, entry in enumerate(spec.get("trustBundles") or ()):
-        for tid, e, ns in target_ids(inventory, [entry]):
-            targets[tid] = _read_target(raw, e, ns, passwords.get(i, b""))
+    for spec in ctx.spec.get("trustBundles") or ():
+        entry = TargetEntry.read(ctx.raw, spec)
+        for ns in entry.namespaces(ctx.inventory):
+            targets[entry.target_id(ns)] = target_fingerprints(ctx.raw, entry, ns)
     anchors = [p.key_pair.cert for p in pairs.values()]
     leaves = []
-    managed = {(i["namespace"], i["secretName"]) for i in spec.get("issuance") or ()}
+    managed = {(i["namespace"], i["secretName"]) for i in ctx.spec.get("issuance") or ()}
     seen = set()
-    for rec in select(inventory, spec.get("selector") or {}).secrets:
+    for rec in select(ctx.inventory, ctx.spec.get("selector") or {}).secrets:
         seen.add((rec.namespace, rec.name))
-        leaves.append(_leaf(rec, anchors, now, (rec.namespace, rec.name) in managed))
+        leaves.append(_leaf(rec, anchors, ctx.now, (rec.namespace, rec.name) in managed))
     for key in managed - seen:
-        rec = inventory.secret(key)
-        if rec is not None:
-            leaves.append(_leaf(rec, anchors, now, True))
+        found = ctx.inventory.secret(key)
+        if found is not None:
+            leaves.append(_leaf(found, anchors, ctx.now, True))
     obs = Observation(
-        ca_secrets=cas, targets=targets, leaves=tuple(leaves), probe_results=tuple(memory.probe_results),
-        rotate_request=annotations.get(ROTATE_ANNOTATION), force=annotations.get(FORCE_ANNOTATION),
+        ca_secrets=cas, targets=targets, leaves=tuple(leaves), probe_results=tuple(ctx.memory.rotation.probe_results),
+        rotate_request=ctx.annotations.get(ROTATE_ANNOTATION), force=ctx.annotations.get(FORCE_ANNOTATION),
     )
     return obs, pairs
 
 
-def _leaf(rec, anchors: Sequence[x509.Certificate], now: dt.datetime, managed: bool) -> Leaf:
+def _leaf(rec: SecretRecord, anchors: Sequence[x509.Certificate], now: dt.datetime, managed: bool) -> Leaf:
     issuer = None
     if rec.material.leaf is not None and anchors:
         result = verify_chain(rec.material.leaf, rec.material.intermediates, anchors, now)
@@ -133,7 +141,7 @@ def _leaf(rec, anchors: Sequence[x509.Certificate], now: dt.datetime, managed: b
 
 # ---- actions ----------------------------------------------------------------------------------------
 
-def canary_handshake(probe: Probe, ca: CAPair, now: dt.datetime) -> ProbeResult:
+def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime) -> ProbeResult:
     """Present a short-lived client certificate signed by ``ca``; accepted only if the peer says so.
 
     With TLS 1.3 a server rejects a client certificate *after* the client's handshake completes,
@@ -169,113 +177,96 @@ def canary_handshake(probe: Probe, ca: CAPair, now: dt.datetime) -> ProbeResult:
         return ProbeResult(probe.id, ca.fingerprint, False, now, f"connection failed: {type(e).__name__}")
 
 
-def perform(raw: RawClient, inventory: Inventory, recorder: EventRecorder, policy: Mapping[str, Any],
-            spec: Mapping[str, Any], requirements: Requirements, decision: Decision, pairs: dict[str, CAPair],
-            memory: RotationMemory, now: dt.datetime) -> RotationOutcome:
+def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret]) -> None:
     """Carry out the decision's actions in order; stop at the first failure (observed again next pass)."""
-    name = policy["metadata"]["name"]
-    owner = Owner.of(policy)
-    out = RotationOutcome(decision)
+    name, ns, now = ctx.name, ctx.namespace, ctx.now
+    memory = ctx.memory.rotation
     memory.probe_results = []  # the machine has seen them; new ones come from this decision's RunProbes
-    ns = operator_namespace()
 
-    def pair_for(ref: CARef) -> CAPair | None:
+    def pair_for(ref: CARef) -> CASecret:
         pair = pairs.get(ref.secret_name)
         if pair is None or pair.fingerprint != ref.fingerprint:
-            pair, _ = load_ca_secret(raw, ref.secret_name, owner)
+            pair, _ = load_ca_secret(ctx.raw, ref.secret_name, ctx.policy)
             if pair is not None:
                 pairs[ref.secret_name] = pair
-        return pair if pair is not None and pair.fingerprint == ref.fingerprint else None
+        if pair is None or pair.fingerprint != ref.fingerprint:
+            raise CAUnavailable(ref)
+        return pair
 
     for action in decision.actions:
         try:
             if isinstance(action, EmitEvent):
-                recorder.post(ObjectRef(kind="CertificatePolicy", name=name, uid=policy["metadata"].get("uid", ""),
-                                        api_version="certpolicy.io/v1alpha1"),
-                              action.type, action.reason, action.message, [action.reason, action.message], now)
+                ctx.policy_event(action.type, action.reason, action.message, [action.reason, action.message])
             elif isinstance(action, GenerateNewCA):
-                if read(raw, "Secret", ns, action.secret_name) is None:  # create-only
-                    ca_spec = spec["ca"]
-                    kp = create_ca(ca_spec.get("commonName") or f"{name} CA",
-                                   validity=parse_duration(ca_spec.get("validity", "87600h")),
-                                   key_algorithm=ca_spec.get("keyAlgorithm", "ECDSAP256"),
-                                   organization=["certpolicy"], now=now)
-                    try:
-                        raw.post(f"/api/v1/namespaces/{ns}/secrets", {
-                            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                            "metadata": {"name": action.secret_name, "labels": owner.labels(ROLE_CA),
-                                         "annotations": {**owner.annotations(),
-                                                         "certpolicy.io/rotation": action.rotation_id}},
-                            "data": {"tls.crt": b64(kp.cert_pem), "tls.key": b64(kp.key_pem),
-                                     "ca.crt": b64(kp.cert_pem)}})
-                        out.writes += 1
-                    except ApiException as e:
-                        if e.status != 409:  # 409: it is there already, keep the first one
-                            raise
+                _generate(ctx, action)
             elif isinstance(action, UpdateBundles):
-                certs = []
-                for ref in action.add:
-                    pair = pair_for(ref)
-                    if pair is None:
-                        raise RuntimeError(f"Secret {ref.secret_name} no longer holds CA {short(ref.fingerprint)}")
-                    certs.append(pair.key_pair.cert)
+                certs = [pair_for(ref).key_pair.cert for ref in action.add]
                 wanted = set(action.targets)
-                entries = [e for e in spec.get("trustBundles") or ()
-                           if any(t[0] in wanted for t in target_ids(inventory, [e]))]
-                report = distribute(raw, inventory, owner, entries, certs, set(action.remove), None,
-                                    only=wanted)
-                out.writes += report.writes
-                out.problems += report.problems
+                entries = [e for e in ctx.spec.get("trustBundles") or ()
+                           if any(t[0] in wanted for t in target_ids(ctx.inventory, [e]))]
+                bundles = distribute(ctx.raw, ctx.inventory, ctx.policy, entries, trusted=certs,
+                                     retired=set(action.remove), primary=None, only=wanted)
+                ctx.out.problems += bundles.problems
             elif isinstance(action, RunProbes):
                 pair = pair_for(action.ca)
-                if pair is None:
-                    raise RuntimeError(f"Secret {action.ca.secret_name} no longer holds CA {short(action.ca.fingerprint)}")
                 memory.probe_results = [canary_handshake(p, pair, now) for p in action.probes]
             elif isinstance(action, PromoteNewCA):
-                _promote(raw, owner, action, pair_for)
-                out.writes += 1
+                _promote(ctx, action, pair_for)
             elif isinstance(action, ReissueLeaf):
                 pair = pair_for(action.ca)
-                if pair is None:
-                    raise RuntimeError(f"Secret {action.ca.secret_name} no longer holds CA {short(action.ca.fingerprint)}")
                 leaf_ns, leaf_name = action.leaf.split("/", 1)
-                report = issue_all(raw, inventory, owner, spec.get("issuance") or (), requirements, pair,
-                                   [pair.key_pair.cert, *[p.key_pair.cert for p in pairs.values()]],
-                                   RateLimiter(10**6), now, only_for={(leaf_ns, leaf_name)})
-                out.writes += report.issued
-                out.problems += report.problems
+                issued = issue_all(ctx, items=ctx.spec.get("issuance") or (), issuer=pair,
+                                   trusted=[pair.key_pair.cert, *[p.key_pair.cert for p in pairs.values()]],
+                                   limiter=RateLimiter(10**6), only_for={(leaf_ns, leaf_name)})
+                ctx.out.problems += issued.problems
             elif isinstance(action, DeleteCASecret):
-                pair, _ = load_ca_secret(raw, action.secret_name, owner)  # None unless it is this policy's
-                if pair is not None and pair.fingerprint == action.fingerprint:
-                    raw.delete(f"/api/v1/namespaces/{ns}/secrets/{action.secret_name}")
-                    out.writes += 1
-        except (ApiException, NotManaged, RuntimeError) as e:
+                stored, _ = load_ca_secret(ctx.raw, action.secret_name, ctx.policy)  # None unless it is ours
+                if stored is not None and stored.fingerprint == action.fingerprint:
+                    ctx.raw.delete(f"/api/v1/namespaces/{ns}/secrets/{action.secret_name}")
+        except (ApiException, NotManaged, CAUnavailable) as e:
             detail = f"HTTP {e.status}" if isinstance(e, ApiException) else str(e)
-            out.problems.append(Problem("RotationActionFailed", f"{action.kind} failed: {detail[:300]}; "
-                                                                "it is retried on the next pass"))
+            ctx.out.problems.append(Problem("RotationActionFailed", f"{action.kind} failed: {detail[:300]}; "
+                                                                    "it is retried on the next pass"))
             log.warning("policy %s: rotation action %s failed: %s", name, action.kind, detail[:300])
             break
-    return out
 
 
-def _promote(raw: RawClient, owner: Owner, action: PromoteNewCA, pair_for) -> None:
-    ns = operator_namespace()
-    current, _ = load_ca_secret(raw, action.ca_secret_name, owner)
+def _generate(ctx: PassContext, action: GenerateNewCA) -> None:
+    ns = ctx.namespace
+    if read(ctx.raw, "Secret", ns, action.secret_name) is not None:  # create-only
+        return
+    ca_spec = ctx.spec["ca"]
+    kp = create_ca(ca_spec.get("commonName") or f"{ctx.name} CA",
+                   validity=parse_duration(ca_spec.get("validity", "87600h")),
+                   key_algorithm=ca_spec.get("keyAlgorithm", "ECDSAP256"),
+                   organization=["certpolicy"], now=ctx.now)
+    try:
+        ctx.raw.post(f"/api/v1/namespaces/{ns}/secrets", {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": action.secret_name, "labels": ctx.policy.labels(ROLE_CA),
+                         "annotations": {**ctx.policy.annotations(), "certpolicy.io/rotation": action.rotation_id}},
+            "data": {"tls.crt": b64(kp.cert_pem), "tls.key": b64(kp.key_pem), "ca.crt": b64(kp.cert_pem)}})
+    except ApiException as e:
+        if e.status != 409:  # 409: it is there already, keep the first one
+            raise
+
+
+def _promote(ctx: PassContext, action: PromoteNewCA, pair_for: Callable[[CARef], CASecret]) -> None:
+    ns = ctx.namespace
+    current, _ = load_ca_secret(ctx.raw, action.ca_secret_name, ctx.policy)
     if current is not None and current.fingerprint == action.new.fingerprint:
         return
     new = pair_for(action.new)
-    if new is None:
-        raise RuntimeError(f"Secret {action.new.secret_name} no longer holds CA {short(action.new.fingerprint)}")
     if current is not None and current.fingerprint == action.old_fingerprint:
         # Keep the old CA's key pair (create-only) until step 5 ends.
-        if read(raw, "Secret", ns, action.retired_secret_name) is None:
+        if read(ctx.raw, "Secret", ns, action.retired_secret_name) is None:
             try:
-                write_managed_secret(raw, ns, action.retired_secret_name, owner,
+                write_managed_secret(ctx.raw, ns, action.retired_secret_name, ctx.policy,
                                      {"tls.crt": current.key_pair.cert_pem, "tls.key": current.key_pair.key_pem,
                                       "ca.crt": current.key_pair.cert_pem}, role=ROLE_CA)
             except ApiException as e:
                 if e.status != 409:
                     raise
-    write_managed_secret(raw, ns, action.ca_secret_name, owner,
+    write_managed_secret(ctx.raw, ns, action.ca_secret_name, ctx.policy,
                          {"tls.crt": new.key_pair.cert_pem, "tls.key": new.key_pair.key_pem,
                           "ca.crt": new.key_pair.cert_pem}, role=ROLE_CA)

@@ -25,6 +25,7 @@ from typing import Any
 from certpolicy.inventory.records import NamespaceRecord, PodRecord, SecretRecord
 from certpolicy.inventory.store import Change, Key
 from certpolicy.kube.selectors import LabelSelector
+from certpolicy.policy.bundleref import BundleRef, BundleRefError
 
 # Where a change comes from (one per kind of source the inventory holds).
 TLS_SECRETS = "secrets"  # every kubernetes.io/tls Secret, cluster-wide
@@ -37,30 +38,21 @@ BUNDLE_SOURCES = "bundle-sources"  # requirements.trustBundle objects, named one
 SourceRef = tuple[str, str, str]  # (kind, namespace, name)
 
 
-@dataclass(frozen=True)
-class BundleSource:
-    """``spec.requirements.trustBundle``: the object and key holding the CAs leaves must chain to."""
+def bundle_source(requirements: Mapping[str, Any] | None) -> BundleRef | None:
+    """``spec.requirements.trustBundle``: the object and key holding the CAs leaves must chain to
+    (None when there is none or it names no object with its namespace: the pass reports that)."""
+    spec = (requirements or {}).get("trustBundle")
+    if not spec:
+        return None
+    try:
+        ref = BundleRef.parse(spec)
+    except BundleRefError:
+        return None
+    return ref if ref.kind in ("ConfigMap", "Secret") and ref.namespace else None
 
-    kind: str  # ConfigMap | Secret
-    namespace: str
-    name: str
-    key: str
 
-    @classmethod
-    def of(cls, requirements: Mapping[str, Any] | None) -> BundleSource | None:
-        ref = (requirements or {}).get("trustBundle")
-        if not ref:
-            return None
-        kind = "ConfigMap" if ref.get("configMap") else "Secret"
-        src = ref.get("configMap") or ref.get("secret") or {}
-        return cls(kind, src.get("namespace", ""), src.get("name", ""), src.get("key", "ca.crt"))
-
-    @property
-    def ref(self) -> SourceRef:
-        return (self.kind, self.namespace, self.name)
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
+def source_ref(ref: BundleRef) -> SourceRef:
+    return (ref.kind, ref.namespace, ref.name)
 
 
 def label_selectors(selector: Mapping[str, Any]) -> tuple[LabelSelector, LabelSelector] | None:
@@ -77,11 +69,11 @@ def named_keys(selector: Mapping[str, Any]) -> tuple[Key, ...]:
 
 
 def _target_ref(entry: Mapping[str, Any]) -> tuple[str, str]:
-    for field_name, kind in (("clusterTrustBundle", "ClusterTrustBundle"), ("configMap", "ConfigMap"),
-                             ("secret", "Secret")):
-        if entry.get(field_name):
-            return kind, entry[field_name].get("name", "")
-    return "", ""
+    try:
+        ref = BundleRef.parse(entry)
+    except BundleRefError:
+        return "", ""
+    return ref.kind, ref.name
 
 
 @dataclass(frozen=True)
@@ -91,7 +83,7 @@ class Reads:
     mounted_only: bool = False
     names: frozenset[Key] = frozenset()  # spec.selector.names: Secrets of any type
     issued: frozenset[Key] = frozenset()  # spec.issuance leaves (TLS Secrets the operator writes)
-    bundle_source: BundleSource | None = None
+    bundle_source: BundleRef | None = None
     targets: frozenset[tuple[str, str]] = frozenset()  # (kind, name) of each trustBundles entry, any namespace
     passwords: frozenset[str] = frozenset()  # Secrets in the operator namespace holding truststore passwords
     ca_secret: str | None = None  # spec.ca.secretName; its rotation siblings share it as a prefix
@@ -111,7 +103,7 @@ class Reads:
             mounted_only=bool(selector.get("mountedOnly")),
             names=frozenset(named_keys(selector)),
             issued=frozenset((i.get("namespace", ""), i.get("secretName", "")) for i in spec.get("issuance") or ()),
-            bundle_source=BundleSource.of(spec.get("requirements")),
+            bundle_source=bundle_source(spec.get("requirements")),
             targets=frozenset(_target_ref(e) for e in entries),
             passwords=frozenset(passwords),
             ca_secret=((spec.get("ca") or {}).get("secretName") or None),
@@ -127,7 +119,7 @@ class Reads:
         return self._tracked_secrets
 
     def tracked_sources(self) -> frozenset[SourceRef]:
-        return frozenset({self.bundle_source.ref}) if self.bundle_source else frozenset()
+        return frozenset({source_ref(self.bundle_source)}) if self.bundle_source else frozenset()
 
     # ---- which changes wake it ------------------------------------------------------------------
     @cached_property
@@ -170,5 +162,5 @@ class Reads:
         if source == BUNDLE_TARGETS:
             return (change.kind, change.key[1]) in self.targets
         if source == BUNDLE_SOURCES:
-            return self.bundle_source is not None and (change.kind, *change.key) == self.bundle_source.ref
+            return self.bundle_source is not None and (change.kind, *change.key) == source_ref(self.bundle_source)
         return True  # an unknown source: waking too often is safe, missing a change is not

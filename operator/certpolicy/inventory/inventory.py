@@ -40,8 +40,9 @@ from certpolicy.inventory.records import (
 )
 from certpolicy.inventory.store import Change, Key, RecordStore
 from certpolicy.inventory.watch import ListWatcher, Watched
-from certpolicy.kube.managed import CLUSTER_TRUST_BUNDLE, TARGET_KINDS, cluster_trust_bundles_served
+from certpolicy.kube.managed import kind_served
 from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.targets import TARGET_KINDS
 
 log = logging.getLogger(__name__)
 TLS_TYPE = "kubernetes.io/tls"
@@ -108,7 +109,7 @@ class Inventory:
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
-        self._ctb_served: bool | None = None
+        self._served: dict[str, bool] = {}  # per target kind: whether the API server serves it
         self._mounts_cache: tuple[int, dict[Key, list[Mount]]] | None = None
         self._pods_version = 0
         self.pods.listeners.append(self._pods_changed)
@@ -229,15 +230,14 @@ class Inventory:
         with self._lock:
             if kind in self._target_watchers:
                 return
-        if kind == CLUSTER_TRUST_BUNDLE:
-            if self._ctb_served is None:
-                try:
-                    self._ctb_served = cluster_trust_bundles_served(self.raw)
-                except ApiException as e:
-                    log.warning("cannot tell whether ClusterTrustBundles are served (HTTP %s)", e.status)
-                    return  # asked again on the next declaration
-            if not self._ctb_served:
-                return  # nothing can be written there either: bundles.py reports NotServed
+        if kind not in self._served:
+            try:
+                self._served[kind] = kind_served(self.raw, kind)
+            except ApiException as e:
+                log.warning("cannot tell whether %s objects are served (HTTP %s)", kind, e.status)
+                return  # asked again on the next declaration
+        if not self._served[kind]:
+            return  # nothing can be written there either: bundles.py reports NotServed
         with self._lock:
             if kind in self._target_watchers or self._closed:
                 return

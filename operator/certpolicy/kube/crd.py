@@ -7,8 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from certpolicy import CRD_NAME, GROUP, PLURAL, VERSION
+
 CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
-CRD_NAME = "certificatepolicies.certpolicy.io"
 
 
 def crd_manifest() -> dict:
@@ -44,7 +45,7 @@ def install_crd(kubeconfig: str | Path | None = None, timeout: float = 60.0) -> 
     custom = kubernetes.client.CustomObjectsApi(client)
     while True:
         try:
-            custom.list_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", limit=1)
+            custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1)
             return
         except kubernetes.client.ApiException as e:
             if e.status != 404 or time.monotonic() > deadline:

@@ -19,18 +19,16 @@ from typing import Any
 
 from kubernetes.client import ApiException
 
-from certpolicy.inventory.watch import Watched
-from certpolicy.kube.ownership import (CLAIMS, MANAGED_BY, NotManaged, Owner, ROLE_BUNDLE, ROLE_LEAF, TargetConflict,
+from certpolicy.kube.ownership import (BUNDLE_LABEL, BUNDLE_POLICIES, CLAIMS, MANAGED_BY, NotManaged, Owner, ROLE_BUNDLE, ROLE_LEAF, TargetConflict,
                                       check_bundle_target, check_managed, conflicting_claims, encode_claims,
                                       read_claims, with_claim)
 from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.targets import TARGET_KINDS
 
 __all__ = ["BUNDLE_LABEL", "BUNDLE_POLICIES", "MANAGED_BY", "NotManaged", "Owner", "TargetConflict", "WriteResult",
-           "b64", "cluster_trust_bundles_served", "merge_into_target", "read", "sync_managed_secret_metadata",
+           "b64", "kind_served", "merge_into_target", "read", "sync_managed_secret_metadata",
            "write_managed_secret"]
 
-BUNDLE_LABEL = "certpolicy.io/bundle"
-BUNDLE_POLICIES = "certpolicy.io/bundle-policies"
 MAX_CONFLICT_RETRIES = 5
 
 
@@ -40,54 +38,23 @@ class WriteResult:
     written: bool  # False: nothing changed, no write
 
 
-#: ClusterTrustBundles (KEP-3257): cluster-scoped, the PEM bundle in ``spec.trustBundle``.
-CLUSTER_TRUST_BUNDLE = "ClusterTrustBundle"
-CTB_GROUP_VERSION = "certificates.k8s.io/v1beta1"
-
-
-@dataclass(frozen=True)
-class TargetKind:
-    """Where the objects of one kind the operator writes live in the API."""
-
-    api_version: str
-    plural: str
-    namespaced: bool = True
-
-    def path(self, namespace: str, name: str = "") -> str:
-        scope = f"/namespaces/{namespace}" if self.namespaced else ""
-        return f"{self._base}{scope}/{self.plural}" + (f"/{name}" if name else "")
-
-    @property
-    def _base(self) -> str:
-        return "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-
-    @property
-    def watched(self) -> Watched:
-        """How targets of this kind are watched: one cluster-wide watch of the objects carrying
-        ``BUNDLE_LABEL`` (every target gets it), so a user's edit is repaired at once."""
-        return Watched(f"bundle-{self.plural}", f"{self._base}/{self.plural}", label_selector=BUNDLE_LABEL)
-
-
-TARGET_KINDS = {
-    "Secret": TargetKind("v1", "secrets"),
-    "ConfigMap": TargetKind("v1", "configmaps"),
-    CLUSTER_TRUST_BUNDLE: TargetKind(CTB_GROUP_VERSION, "clustertrustbundles", namespaced=False),
-}
-
-
 def _path(kind: str, namespace: str, name: str = "") -> str:
     return TARGET_KINDS[kind].path(namespace, name)
 
 
-def cluster_trust_bundles_served(raw: RawClient) -> bool:
-    """Whether the API server serves ClusterTrustBundles (beta, off by default until enabled)."""
+def kind_served(raw: RawClient, kind: str) -> bool:
+    """Whether the API server serves this kind (core kinds always; a beta kind such as
+    ClusterTrustBundle only where its API is enabled)."""
+    target = TARGET_KINDS[kind]
+    if target.api_version == "v1":
+        return True
     try:
-        resources = raw.get(f"/apis/{CTB_GROUP_VERSION}").get("resources") or ()
+        resources = raw.get(f"/apis/{target.api_version}").get("resources") or ()
     except ApiException as e:
         if e.status == 404:
             return False
         raise
-    return any(r.get("name") == "clustertrustbundles" for r in resources)
+    return any(r.get("name") == target.plural for r in resources)
 
 
 def read(raw: RawClient, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -191,11 +158,11 @@ def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, owne
                 return WriteResult({}, False)
             meta = {"name": name, "labels": {BUNDLE_LABEL: "true", **owner.labels(ROLE_BUNDLE)},
                     "annotations": {BUNDLE_POLICIES: owner.name, CLAIMS: new_claims, **owner.annotations()}}
-            if TARGET_KINDS[kind].namespaced:
+            target = TARGET_KINDS[kind]
+            if target.namespaced:
                 meta["namespace"] = namespace
-            body = {"apiVersion": TARGET_KINDS[kind].api_version, "kind": kind, "metadata": meta, **content}
-            if kind == "Secret":
-                body["type"] = "Opaque"
+            body = {"apiVersion": target.api_version, "kind": kind, "metadata": meta, **target.create_fields,
+                    **content}
             try:
                 return WriteResult(raw.post(_path(kind, namespace), body), True)
             except ApiException as e:

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 MANAGED_BY = "certpolicy.io/managed-by"
+BUNDLE_LABEL = "certpolicy.io/bundle"  # on every bundle target: the inventory watches them by it
+BUNDLE_POLICIES = "certpolicy.io/bundle-policies"  # annotation: the policies whose CAs a target holds
 OWNER_UID = "certpolicy.io/managed-by-uid"
 ROLE_LABEL = "certpolicy.io/role"
 INJECT_CA_FROM = "certpolicy.io/inject-ca-from"

@@ -40,14 +40,6 @@ class SecretResult:
 
 
 @dataclass(frozen=True)
-class Problem:
-    """Operator-side trouble, reported as Degraded (not as a certificate finding)."""
-
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
 class PolicyReport:
     selected: int
     compliant: int
@@ -57,7 +49,6 @@ class PolicyReport:
     findings_by_namespace: tuple[tuple[str, str, str, int], ...]  # (namespace, reason, severity, count of Secrets)
     compliant_reason: str
     compliant_message: str
-    degraded: tuple[Problem, ...] = ()
     next_evaluation: dt.datetime | None = None
     results: tuple[SecretResult, ...] = field(default=(), repr=False)
 
@@ -80,7 +71,7 @@ def _severity_rank(result: SecretResult) -> tuple:
     return (-(int(worst) if worst is not None else -1), -len(result.problems), result.namespace, result.name)
 
 
-def build_report(results: Sequence[SecretResult], now: dt.datetime, *, degraded: Sequence[Problem] = (),
+def build_report(results: Sequence[SecretResult], now: dt.datetime, *,
                  resync: dt.timedelta = dt.timedelta(minutes=10)) -> PolicyReport:
     violating = [r for r in results if r.violating]
     violating.sort(key=_severity_rank)
@@ -125,5 +116,5 @@ def build_report(results: Sequence[SecretResult], now: dt.datetime, *, degraded:
         expiring_soon=expiring, violations=violations,
         findings_by_namespace=tuple(sorted((ns, r, s, n) for (ns, r, s), n in by_reason.items())),
         compliant_reason=compliant_reason, compliant_message=compliant_message,
-        degraded=tuple(degraded), next_evaluation=next_eval, results=tuple(results),
+        next_evaluation=next_eval, results=tuple(results),
     )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from certpolicy.inventory.interest import (
-    BUNDLE_SOURCES, BUNDLE_TARGETS, NAMED_SECRETS, NAMESPACES, PODS, TLS_SECRETS, BundleSource, Reads,
+    BUNDLE_SOURCES, BUNDLE_TARGETS, NAMED_SECRETS, NAMESPACES, PODS, TLS_SECRETS, Reads, bundle_source,
 )
 from certpolicy.inventory.records import NamespaceRecord, PodRecord, Reference, SecretRecord
 from certpolicy.inventory.store import Change
 from certpolicy.pki.secretdata import material_from_secret
+from certpolicy.policy.bundleref import BundleRef
 
 OPNS = "certpolicy-system"
 NS_LABELS = {"team-a": {"team": "a"}, "team-b": {"team": "b"}}
@@ -102,11 +103,11 @@ def test_every_bundle_target_kind_wakes_the_policy_that_writes_it(entry, kind, n
 def test_trust_bundle_source_is_parsed_once_and_matched_by_kind():
     spec = {"requirements": {"trustBundle": {"secret": {"namespace": "pki", "name": "roots"}}}}
     reads = Reads.of(spec, OPNS)
-    assert reads.bundle_source == BundleSource("Secret", "pki", "roots", "ca.crt")
+    assert reads.bundle_source == BundleRef("Secret", "roots", "ca.crt", "pki")
     assert reads.tracked_sources() == {("Secret", "pki", "roots")}
     assert concerns(reads, BUNDLE_SOURCES, Change("Secret", ("pki", "roots"), None, None))
     assert not concerns(reads, BUNDLE_SOURCES, Change("ConfigMap", ("pki", "roots"), None, None))
-    assert BundleSource.of({}) is None
+    assert bundle_source({}) is None
 
 
 def test_reads_compare_equal_when_the_spec_reads_the_same():

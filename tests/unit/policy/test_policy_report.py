@@ -8,7 +8,7 @@ import certgen
 
 from certpolicy.pki.secretdata import material_from_secret
 from certpolicy.policy.evaluate import evaluate
-from certpolicy.policy.report import MAX_VIOLATIONS, Problem, SecretResult, build_report
+from certpolicy.policy.report import MAX_VIOLATIONS, SecretResult, build_report
 from certpolicy.policy.spec import requirements_from_spec
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
@@ -44,9 +44,8 @@ def test_violations_are_bounded_and_empty_selection_is_explained():
     many = [SecretResult("ns", f"s{i:03d}", one.evaluation) for i in range(MAX_VIOLATIONS + 25)]
     report = build_report(many, NOW)
     assert report.violating == MAX_VIOLATIONS + 25 and len(report.violations) == MAX_VIOLATIONS
-    empty = build_report([], NOW, degraded=[Problem("TrustBundleMissing", "gone")])
+    empty = build_report([], NOW)
     assert empty.is_compliant is None and empty.compliant_reason == "NothingSelected"  # condition Unknown
-    assert empty.degraded[0].reason == "TrustBundleMissing"
 
 
 def test_compliant_reason_and_message_agree():

@@ -1,0 +1,46 @@
+"""Each bundle target kind reads and renders its own storage: what goes in comes back out, and
+whatever else the object holds is kept."""
+
+import base64
+
+import pytest
+
+from certpolicy.kube.ownership import BUNDLE_LABEL
+from certpolicy.kube.targets import TARGET_KINDS, target_kind
+
+PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize("kind", sorted(TARGET_KINDS))
+def test_render_then_read_gives_back_the_pem_and_keeps_other_content(kind):
+    target = target_kind(kind)
+    other = {"spec": {"signerName": None}} if kind == "ClusterTrustBundle" else {"data": {"other": "keep"}}
+    stores = {"truststore.p12": b"\x30\x82store"} if target.holds_stores else {}
+    content = target.render(other, "ca.crt", PEM, stores)
+    obj = {**other, **content}
+    assert target.read_pem(obj, "ca.crt") == PEM
+    if target.holds_stores:
+        assert target.read_store(obj, "truststore.p12") == b"\x30\x82store"
+        assert obj["data"]["other"] == "keep"
+    else:
+        assert "signerName" in obj["spec"]
+
+
+def test_absent_object_or_key_reads_as_none_and_undecodable_secret_data_as_empty():
+    for kind in TARGET_KINDS.values():
+        assert kind.read_pem(None, "ca.crt") is None
+        assert kind.read_store(None, "x") is None
+    assert target_kind("ConfigMap").read_pem({"data": {}}, "ca.crt") is None
+    assert target_kind("Secret").read_pem({"data": {"ca.crt": "%%%"}}, "ca.crt") == b""
+    assert target_kind("Secret").read_pem({"data": {"ca.crt": base64.b64encode(PEM).decode()}}, "ca.crt") == PEM
+
+
+def test_paths_scope_and_watches():
+    assert target_kind("ConfigMap").path("ns", "x") == "/api/v1/namespaces/ns/configmaps/x"
+    assert target_kind("Secret").path("ns") == "/api/v1/namespaces/ns/secrets"
+    ctb = target_kind("ClusterTrustBundle")
+    assert ctb.path("", "x") == "/apis/certificates.k8s.io/v1beta1/clustertrustbundles/x" and not ctb.namespaced
+    watches = {k: t.watched for k, t in TARGET_KINDS.items()}
+    assert {w.path for w in watches.values()} == {"/api/v1/configmaps", "/api/v1/secrets",
+                                                  "/apis/certificates.k8s.io/v1beta1/clustertrustbundles"}
+    assert all(w.label_selector == BUNDLE_LABEL and not w.metadata_only for w in watches.values())
