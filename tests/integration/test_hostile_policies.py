@@ -63,7 +63,7 @@ def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator, 
     def broken(*_a, **_kw):
         raise RuntimeError("simulated bug in one stage")
 
-    monkeypatch.setattr(reconcile, "_trust_bundle", broken)
+    monkeypatch.setattr(reconcile, "trust_bundle_stage", broken)
     policies(body(unique_name))
     st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("reason") == "ReconcileFailed" else None)(
         status(custom_api, unique_name)), timeout=30, what="ReconcileFailed on a policy whose pass raises")
