@@ -167,10 +167,6 @@ class LocalCluster:
         if proc:
             proc.stop()
 
-    def restart_apiserver(self, timeout: float = 60.0) -> None:
-        self.stop_apiserver()
-        self.start_apiserver(timeout)
-
     def compact_etcd(self) -> int:
         """Advance etcd's revision and compact its history up to it; returns that revision.
 

@@ -70,11 +70,6 @@ def curve_display_name(name: str) -> str:
     return _CURVE_NAMES.get(name.lower(), name)
 
 
-def eku_name(oid: x509.ObjectIdentifier) -> str:
-    """RFC 5280 name of an EKU, or its dotted OID when it has none."""
-    return _EKU_NAMES.get(oid) or oid.dotted_string
-
-
 @dataclass(frozen=True, eq=False)
 class CertSummary:
     """A certificate's public facts, JSON-friendly. Times are aware UTC.

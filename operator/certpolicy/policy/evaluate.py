@@ -26,6 +26,7 @@ lookup.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import threading
 from bisect import bisect_right
@@ -43,12 +44,13 @@ from certpolicy.pki.lru import LRU
 from certpolicy.pki.publicroots import PublicRoots, default_public_roots
 from certpolicy.pki.secretdata import KeyStatus, SecretMaterial, retain_materials
 from certpolicy.policy.findings import REASONS, CertRef, Finding, Role, Severity, finding
-from certpolicy.policy.naming import check_names
+from certpolicy.policy.sans import check_names
 from certpolicy.policy.spec import Requirements
 from certpolicy.policy.strength import check_strength
 from certpolicy.policy.usage import check_ca_eku, check_leaf_eku, public_ca_client_auth
 from certpolicy.policy.validity import change_instants, check_expiry
 
+log = logging.getLogger(__name__)
 TrustBundle = Sequence[x509.Certificate] | TrustAnchors
 FILE_MATERIAL = ("file", "pkcs12")  # SecretMaterial.secret_type of what `certpolicy check` read from files
 
@@ -165,7 +167,8 @@ class _Run:
         try:
             step()
             return True
-        except Exception as e:  # a bug must cost one finding, not the whole evaluation
+        except Exception as e:  # a bug must cost one finding, not the whole evaluation, and never be silent
+            log.exception("internal error in the %s check (reported as a CheckFailed finding)", what)
             self.findings.append(finding("CheckFailed", f"internal error in the {what} check ({type(e).__name__})"))
             return False
 

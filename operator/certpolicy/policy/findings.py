@@ -2,8 +2,8 @@
 
 Reasons are stable CamelCase identifiers: they appear in the policy's status, in events, in
 metrics labels and in scripts that parse ``certpolicy check --output json``. Add reasons; never
-rename one. :data:`REASONS` is the single source of truth — ``docs/findings.md`` is written from
-it, and a test fails when the two drift apart.
+rename one. :data:`REASONS` is the single source of truth — ``docs/findings.md`` lists every reason
+with its severity, and a test fails when the two drift apart.
 """
 
 from __future__ import annotations
@@ -186,12 +186,3 @@ MISSING_EKU_REASON: dict[str, str] = {
     "timeStamping": "MissingTimeStamping",
     "ocspSigning": "MissingOCSPSigning",
 }
-
-
-def reasons_markdown() -> str:
-    """The reasons table as Markdown (what ``docs/findings.md`` embeds)."""
-    lines = ["| Reason | Severity | Category | Meaning | What to do |", "| --- | --- | --- | --- | --- |"]
-    for r in _TABLE:
-        sev = r.severity.label + (f" ({r.note})" if r.note else "")
-        lines.append(f"| `{r.reason}` | {sev} | {r.category} | {r.meaning} | {r.action} |")
-    return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 from certpolicy.pki.inspect import EKU_BY_NAME
-from certpolicy.policy.names import pattern_allows, validate_pattern
+from certpolicy.policy.dnsnames import pattern_allows, validate_pattern
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -97,7 +97,7 @@ def test_cache_is_bounded(ec_pki, now):
     assert len(ev._cache) == 2
 
 
-def test_internal_errors_become_findings(ec_pki, now, monkeypatch):
+def test_internal_errors_become_findings_and_are_logged(ec_pki, now, monkeypatch, caplog):
     import certpolicy.policy.evaluate as mod
 
     def boom(*a, **k):
@@ -107,6 +107,8 @@ def test_internal_errors_become_findings(ec_pki, now, monkeypatch):
     ev = evaluate(REQ, material(ec_pki.leaf, [ec_pki.intermediate]), ec_pki.bundle, now, public_roots=PublicRoots.of([]))
     (f,) = [f for f in ev.findings if f.reason == "CheckFailed"]
     assert "SAN" in f.message and "RuntimeError" in f.message and f.severity is Severity.WARNING
+    logged = [r for r in caplog.records if r.name == "certpolicy.policy.evaluate" and "EKU and SAN" in r.getMessage()]
+    assert logged and logged[0].exc_info and "bug" in str(logged[0].exc_info[1]), "a bug must never be silent"
 
 
 def test_compliant_ignores_info(ec_pki, now):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from certpolicy.pki.inspect import CertSummary
 from certpolicy.policy.findings import CertRef, Finding, Role, finding
-from certpolicy.policy.names import is_valid_dns_san, normalize_dns, pattern_allows, san_covers
+from certpolicy.policy.dnsnames import is_valid_dns_san, normalize_dns, pattern_allows, san_covers
 from certpolicy.policy.spec import Requirements
 
 

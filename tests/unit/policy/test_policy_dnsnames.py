@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from certpolicy.policy.names import is_valid_dns_san, pattern_allows, san_covers, validate_pattern
+from certpolicy.policy.dnsnames import is_valid_dns_san, pattern_allows, san_covers, validate_pattern
 
 
 @pytest.mark.parametrize(
