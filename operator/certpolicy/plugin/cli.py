@@ -1,0 +1,61 @@
+"""``kubectl-certpolicy``: the kubectl plugin's entry point (``kubectl certpolicy VERB``).
+
+Each verb lives in its own module with ``configure_parser(parser)`` and ``run(args, raw) -> int``.
+Exit codes: 0 done; 3 the question could not be answered (no kubeconfig, forbidden, unknown CA
+or policy, bad usage). Verbs that judge certificates use ``certpolicy check``'s codes (0 OK,
+1 warnings, 2 critical, 3 unknown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from certpolicy.checkcmd import EXIT_UNKNOWN
+
+VERBS: dict[str, tuple[str, str]] = {
+    "status": ("certpolicy.plugin.status", "the policies, worst first"),
+    "blast-radius": ("certpolicy.plugin.blast", "everything that depends on a CA or bundle"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # usage errors exit 3 (UNKNOWN), as in `certpolicy check`
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_UNKNOWN)
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    common.add_argument("--context", metavar="NAME", help="kubeconfig context")
+    common.add_argument("-o", "--output", choices=("table", "json"), default="table", help="table (default) or JSON")
+    top = _Parser(prog="kubectl certpolicy", description="Read-only questions about the cluster's certificates "
+                                                         "and CertificatePolicies.")
+    sub = top.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
+    for verb, (module, help_text) in VERBS.items():
+        sp = sub.add_parser(verb, help=help_text, description=help_text, parents=[common])
+        sp.set_defaults(_module=module)
+        importlib.import_module(module).configure_parser(sp)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from certpolicy.plugin.blast import TargetError
+    from certpolicy.plugin.reads import ReadError, connect
+
+    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args, connect(args.kubeconfig, args.context)) or 0)
+    except (ReadError, TargetError) as e:
+        print(f"kubectl certpolicy {args.verb}: {e}", file=sys.stderr)
+        return EXIT_UNKNOWN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""What the plugin reads from the cluster: bounded, paginated lists of plain JSON objects.
+
+Read-only by construction: this module only GETs. Each list is paged (``limit``) and capped at
+:data:`MAX_ITEMS` objects per kind; a capped list is reported, never silently cut.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PAGE = 500
+MAX_ITEMS = 50_000
+
+#: kind -> collection path; cluster-wide lists.
+PATHS = {
+    "CertificatePolicy": "/apis/certpolicy.io/v1alpha1/certificatepolicies",
+    "Secret": "/api/v1/secrets",
+    "ConfigMap": "/api/v1/configmaps",
+    "Pod": "/api/v1/pods",
+    "ClusterTrustBundle": "/apis/certificates.k8s.io/v1beta1/clustertrustbundles",
+    "ValidatingWebhookConfiguration": "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+    "MutatingWebhookConfiguration": "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+    "APIService": "/apis/apiregistration.k8s.io/v1/apiservices",
+    "CustomResourceDefinition": "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+}
+
+
+class ReadError(Exception):
+    """The cluster could not be read (no kubeconfig, forbidden, unreachable): exit 3."""
+
+
+@dataclass
+class Objects:
+    """Lists by kind, as the API returns them; ``capped`` names kinds cut at MAX_ITEMS and
+    ``unavailable`` kinds the cluster does not serve or the user may not list."""
+
+    items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    capped: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return self.items.get(kind, [])
+
+
+def connect(kubeconfig: str | None, context: str | None):
+    """A RawClient for the kubeconfig (or in-cluster config)."""
+    try:
+        from kubernetes import client, config
+    except ImportError as e:  # pragma: no cover - a dependency
+        raise ReadError("the kubernetes Python client is needed") from e
+    from certpolicy.kube.rawapi import RawClient
+
+    try:
+        if kubeconfig or context or os.environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser().exists():
+            api = config.new_client_from_config(config_file=kubeconfig, context=context)
+        else:
+            config.load_incluster_config()
+            api = client.ApiClient()
+    except Exception as e:
+        raise ReadError(f"cannot load a kubeconfig ({type(e).__name__}: {e})") from None
+    return RawClient(api)
+
+
+def list_kind(raw, kind: str, out: Objects, *, required: bool = False) -> None:
+    from kubernetes.client import ApiException
+
+    items: list[dict[str, Any]] = []
+    cont = None
+    try:
+        while True:
+            query: dict[str, Any] = {"limit": PAGE}
+            if cont:
+                query["continue"] = cont
+            page = raw.get(PATHS[kind], query)
+            items.extend(page.get("items") or ())
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                break
+            if len(items) >= MAX_ITEMS:
+                out.capped.append(kind)
+                break
+    except ApiException as e:
+        reason = f"HTTP {e.status} {e.reason or ''}".strip()
+        if required:
+            raise ReadError(f"cannot list {kind}: {reason}") from None
+        out.unavailable[kind] = reason
+        return
+    except OSError as e:
+        raise ReadError(f"cannot reach the API server ({type(e).__name__}: {e})") from None
+    for obj in items:
+        obj.setdefault("kind", kind)
+    out.items[kind] = items[:MAX_ITEMS]
+
+
+def read(raw, kinds: Mapping[str, bool]) -> Objects:
+    """List each kind (``kinds``: kind -> required)."""
+    out = Objects()
+    for kind, required in kinds.items():
+        list_kind(raw, kind, out, required=required)
+    return out

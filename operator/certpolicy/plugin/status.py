@@ -1,0 +1,92 @@
+"""``kubectl certpolicy status``: every CertificatePolicy, worst first, from its status.
+
+The verdict is the operator's (the policy's status): nothing is re-evaluated here. Worst first
+means: Critical violations, then Warning violations, then Degraded, then not Ready (or never
+evaluated), then healthy; within a rank, more violating Secrets first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from certpolicy.plugin.output import dump, table
+
+RANKS = ("Critical", "Warning", "Degraded", "NotReady", "OK")
+
+
+def _conditions(policy: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {c.get("type"): c for c in ((policy.get("status") or {}).get("conditions") or ()) if isinstance(c, Mapping)}
+
+
+def row(policy: Mapping[str, Any]) -> dict[str, Any]:
+    """One policy's line: what ``kubectl get certpol`` shows plus why it ranks where it does."""
+    status = policy.get("status") or {}
+    conds = _conditions(policy)
+    summary = status.get("summary") or {}
+    violations = status.get("violations") or []
+    worst = violations[0] if violations else None
+    compliant = (conds.get("Compliant") or {}).get("status", "Unknown")
+    degraded = conds.get("Degraded") or {}
+    ready = (conds.get("Ready") or {}).get("status", "Unknown")
+    if compliant == "False" and worst is not None:
+        rank = "Critical" if worst.get("severity") == "Critical" else "Warning"
+    elif degraded.get("status") == "True":
+        rank = "Degraded"
+    elif ready != "True":
+        rank = "NotReady"
+    else:
+        rank = "OK"
+    rotating = conds.get("Rotating") or {}
+    return {
+        "name": policy["metadata"]["name"],
+        "rank": rank,
+        "compliant": compliant,
+        "ready": ready,
+        "degraded": degraded.get("reason") if degraded.get("status") == "True" else None,
+        "degradedMessage": degraded.get("message") if degraded.get("status") == "True" else None,
+        "selected": summary.get("selected", 0),
+        "violating": summary.get("violating", 0),
+        "expiringSoon": summary.get("expiringSoon", 0),
+        "rotation": rotating.get("reason"),
+        "ca": (status.get("ca") or {}).get("fingerprint"),
+        "worst": ({"namespace": worst.get("namespace"), "name": worst.get("name"), "severity": worst.get("severity"),
+                   "reasons": worst.get("reasons") or [], "message": worst.get("message")} if worst else None),
+        "lastEvaluationTime": status.get("lastEvaluationTime"),
+    }
+
+
+def rows(policies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = [row(p) for p in policies]
+    out.sort(key=lambda r: (RANKS.index(r["rank"]), -int(r["violating"] or 0), r["name"]))
+    return out
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Every CertificatePolicy, worst first (from the operator's status)."
+
+
+def run(args: argparse.Namespace, raw) -> int:
+    from certpolicy.plugin.reads import read
+
+    objects = read(raw, {"CertificatePolicy": True})
+    result = rows(objects.of("CertificatePolicy"))
+    if args.output == "json":
+        dump({"policies": result}, sys.stdout)
+    elif not result:
+        print("No CertificatePolicies.")
+    else:
+        table(["name", "state", "compliant", "violating", "selected", "expiring", "rotation", "worst"],
+              [[r["name"], r["rank"] if r["rank"] != "Degraded" else f"Degraded/{r['degraded']}", r["compliant"],
+                r["violating"], r["selected"], r["expiringSoon"], r["rotation"] or "-",
+                _worst(r)] for r in result], sys.stdout)
+    return 0
+
+
+def _worst(r: Mapping[str, Any]) -> str:
+    w = r["worst"]
+    if not w:
+        return "-"
+    return f"{w['namespace']}/{w['name']} {','.join(w['reasons'])}"

@@ -1,0 +1,162 @@
+"""``kubectl certpolicy`` on the local control plane: each verb, table and JSON, through kubectl itself.
+
+The operator runs in-process; the plugin runs as its console script (``kubectl-certpolicy``), as
+a user would run it, against the same API server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import certgen
+import pytest
+from kubewait import wait_for
+
+from certpolicy.kube.namespaces import ensure_namespace
+
+GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
+PLUGIN = Path(sys.executable).parent / "kubectl-certpolicy"
+
+
+def plugin(cluster, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(PLUGIN), *args, "--kubeconfig", str(cluster.kubeconfig)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def status_of(custom_api, name):
+    return custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}
+
+
+def condition(st, kind):
+    return next((c for c in st.get("conditions") or () if c["type"] == kind), {})
+
+
+@pytest.fixture
+def world(operator, policies, core_v1, custom_api, unique_name):
+    """Three policies: one with a Critical violation, one Degraded (its trust bundle is missing),
+    one healthy that runs a CA, issues a leaf into a Pod's volume and fills a bundle a Pod mounts."""
+    label = uuid.uuid4().hex[:8]
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    ensure_namespace(core_v1, ns, labels={"plugin": label})
+    user_ca = certgen.root("plugin user CA")
+    bad = certgen.leaf(user_ca, "legacy.plugin.test", eku=["serverAuth"])
+    core_v1.create_namespaced_secret(ns, {"metadata": {"name": "legacy-tls", "labels": {"app": "legacy"}},
+                                          "type": "kubernetes.io/tls", "data": certgen.tls_secret(bad)["data"]})
+    names = {"bad": f"{unique_name}-bad", "degraded": f"{unique_name}-degraded", "good": f"{unique_name}-good"}
+    policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": names["bad"]},
+              "spec": {"selector": {"namespaceSelector": {"matchLabels": {"plugin": label}},
+                                    "secretSelector": {"matchLabels": {"app": "legacy"}}},
+                       "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"]}}})
+    policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": names["degraded"]},
+              "spec": {"selector": {"namespaceSelector": {"matchLabels": {"plugin": label}},
+                                    "secretSelector": {"matchLabels": {"app": "none"}}},
+                       "requirements": {"trustBundle": {"configMap": {"namespace": ns, "name": "absent"}}}}})
+    policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": names["good"]},
+              "spec": {"selector": {"names": [{"namespace": ns, "name": "api-tls"}]},
+                       "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"]},
+                       "ca": {"secretName": f"{unique_name}-ca"},
+                       "trustBundles": [{"configMap": {"name": "plugin-ca"}, "namespaces": [ns]}],
+                       "issuance": [{"secretName": "api-tls", "namespace": ns, "dnsNames": ["api.plugin.test"]}]}})
+    for pod, volume in (("api", {"name": "tls", "secret": {"secretName": "api-tls"}}),
+                        ("client", {"name": "ca", "configMap": {"name": "plugin-ca"}}),
+                        ("unrelated", {"name": "tls", "secret": {"secretName": "legacy-tls"}})):
+        core_v1.create_namespaced_pod(ns, {"metadata": {"name": pod}, "spec": {
+            "containers": [{"name": "c", "image": "busybox", "volumeMounts": [{"name": volume["name"], "mountPath": "/m"}]}],
+            "volumes": [volume]}})
+
+    def settled():
+        bad_st, deg_st, good_st = (status_of(custom_api, names[k]) for k in ("bad", "degraded", "good"))
+        return (condition(bad_st, "Compliant").get("status") == "False"
+                and condition(deg_st, "Degraded").get("status") == "True"
+                and (good_st.get("issued") or {}).get("ready") == 1
+                and (good_st.get("bundleTargets") or {}).get("verified") == 1
+                and condition(good_st, "Compliant").get("status") == "True")
+
+    wait_for(settled, timeout=60, what="three policies settled")
+    return ns, names, status_of(custom_api, names["good"])["ca"]["fingerprint"]
+
+
+def test_status_worst_first(cluster, world):
+    ns, names, _fp = world
+    doc = json.loads(plugin(cluster, "status", "-o", "json").stdout)
+    mine = [p for p in doc["policies"] if p["name"] in names.values()]
+    assert [p["name"] for p in mine] == [names["bad"], names["degraded"], names["good"]]
+    bad, degraded, good = mine
+    assert bad["rank"] == "Critical" and bad["worst"]["name"] == "legacy-tls"
+    assert bad["worst"]["reasons"] == ["MissingClientAuth"] and bad["worst"]["namespace"] == ns
+    assert degraded["rank"] == "Degraded" and degraded["degraded"] == "TrustBundleMissing"
+    assert good["rank"] == "OK" and good["selected"] == 1 and good["ca"].startswith("sha256:")
+
+    # through kubectl's plugin discovery, as a user types it (kubectl takes no flags before a plugin's name)
+    env = dict(os.environ, PATH=f"{PLUGIN.parent}{os.pathsep}{os.environ['PATH']}", KUBECONFIG=str(cluster.kubeconfig))
+    proc = subprocess.run([str(cluster.binaries.kubectl), "certpolicy", "status"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout
+    lines = table.splitlines()
+    assert lines[0].split()[:4] == ["NAME", "STATE", "COMPLIANT", "VIOLATING"]
+    order = [line.split()[0] for line in lines[1:] if line.split()[0] in names.values()]
+    assert order == [names["bad"], names["degraded"], names["good"]]
+    assert f"{ns}/legacy-tls MissingClientAuth" in table and "Degraded/TrustBundleMissing" in table
+
+
+def test_blast_radius_of_a_policys_ca(cluster, world, admission_api, core_v1):
+    ns, names, fp = world
+    ca_pem = base64.b64encode(core_v1.read_namespaced_config_map("plugin-ca", ns).data["ca.crt"].encode()).decode()
+    hook = f"plugin-{uuid.uuid4().hex[:6]}"
+    admission_api.create_validating_webhook_configuration({
+        "metadata": {"name": hook},
+        "webhooks": [{"name": "never.plugin.test", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                      "failurePolicy": "Ignore",
+                      "rules": [{"apiGroups": ["plugin.test"], "apiVersions": ["v1"], "operations": ["CREATE"],
+                                 "resources": ["nothing"]}],
+                      "clientConfig": {"url": "https://127.0.0.1:1/never", "caBundle": ca_pem}}]})
+    try:
+        doc = json.loads(plugin(cluster, "blast-radius", fp, "-o", "json").stdout)
+        got = {(d["kind"], d["namespace"], d["name"]) for d in doc["dependents"]}
+        assert ("Secret", ns, "api-tls") in got  # issued by it
+        assert ("ConfigMap", ns, "plugin-ca") in got  # bundle target
+        assert ("Pod", ns, "api") in got and ("Pod", ns, "client") in got
+        assert ("ValidatingWebhookConfiguration", "", hook) in got
+        assert ("CertificatePolicy", "", names["good"]) in got
+        assert ("Secret", "certpolicy-system", f"{names['good'].removesuffix('-good')}-ca") in got  # the CA's own Secret
+        assert not {n for k, s, n in got if n in ("legacy-tls", "unrelated")}  # another CA's
+        assert doc["cas"][0]["fingerprint"] == fp
+        via = {(d["kind"], d["name"]): d["via"] for d in doc["dependents"]}
+        assert via[("Secret", "api-tls")].startswith("its certificate chains to the CA")
+        assert via[("Pod", "client")] == "mounts ConfigMap plugin-ca"
+        assert via[("ValidatingWebhookConfiguration", hook)] == "webhook never.plugin.test caBundle"
+
+        # the same CA named by its bundle, or by a prefix of its fingerprint: the same answer
+        by_bundle = json.loads(plugin(cluster, "blast-radius", f"configmap/{ns}/plugin-ca", "-o", "json").stdout)
+        by_prefix = json.loads(plugin(cluster, "blast-radius", fp[:20], "-o", "json").stdout)
+        assert by_bundle["dependents"] == by_prefix["dependents"] == doc["dependents"]
+
+        table = plugin(cluster, "blast-radius", f"policy/{names['good']}")
+        assert table.returncode == 0, table.stderr
+        assert table.stdout.startswith(f"CA {fp}")
+        assert "objects depend on it: " in table.stdout and "mounts Secret api-tls" in table.stdout
+    finally:
+        admission_api.delete_validating_webhook_configuration(hook)
+
+
+def test_blast_radius_of_an_unknown_ca_exits_3(cluster, crd):
+    proc = plugin(cluster, "blast-radius", "sha256:00000000deadbeef")
+    assert proc.returncode == 3 and "no certificate with fingerprint" in proc.stderr
+    proc = plugin(cluster, "blast-radius", "configmap/nowhere")
+    assert proc.returncode == 3 and "expected configmap/NAMESPACE/NAME" in proc.stderr
+    proc = plugin(cluster, "status", "--bogus")
+    assert proc.returncode == 3
+
+
+@pytest.fixture(scope="session")
+def admission_api(api_client):
+    import kubernetes
+
+    return kubernetes.client.AdmissionregistrationV1Api(api_client)
