@@ -462,3 +462,35 @@ def _resign(cert: x509.Certificate, signer: PrivateKey, hash_name: str, *, v1: b
         sig = signer.sign(tbs, ec.ECDSA(h))  # type: ignore[union-attr,call-arg,arg-type]
     der = _tlv(0x30, tbs + sig_alg + _tlv(0x03, b"\x00" + sig))
     return x509.load_der_x509_certificate(der)
+
+
+def many_cas(n: int, prefix: str = "foreign") -> tuple[PrivateKey, list[x509.Certificate]]:
+    """``n`` distinct small self-signed CAs sharing one P-256 key (distinct subjects and serials, so
+    distinct fingerprints): 1,700 of them fit in a ConfigMap (~770 KB of PEM) and take ~1 s."""
+    k = key("p256", slot=40)
+    now = utcnow()
+    out = []
+    for i in range(n):
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{prefix} {i}")])
+        out.append(x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                   .public_key(k.public_key()).serial_number(i + 1)
+                   .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(k, hashes.SHA256()))
+    return k, out
+
+
+def leaf_signed_by(ca: x509.Certificate, ca_key: PrivateKey, dns_name: str) -> tuple[x509.Certificate, PrivateKey]:
+    """A serverAuth+clientAuth leaf for ``dns_name`` issued by a bare CA certificate and its key
+    (e.g. one of :func:`many_cas`)."""
+    now = utcnow()
+    k = new_key()
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
+            .issuer_name(ca.subject).public_key(k.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return cert, k

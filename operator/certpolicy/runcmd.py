@@ -22,6 +22,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("CERTPOLICY_ALLOW_SYSTEM_NAMESPACES", "").lower() in ("1", "true", "yes"),
                         help="let bundles and issued leaves go to kube-system, kube-public and kube-node-lease "
                              "(env CERTPOLICY_ALLOW_SYSTEM_NAMESPACES; default: refused)")
+    parser.add_argument("--probe-allow", default=None, metavar="PATTERNS",
+                        help="comma-separated host patterns (name, *.suffix) and CIDRs that rotation probes may "
+                             "connect to (env CERTPOLICY_PROBE_ALLOW; default: *.svc,*.svc.<cluster domain>)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
@@ -72,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()  # kopf's modules too
     if args.namespace:
         os.environ["CERTPOLICY_NAMESPACE"] = args.namespace
+    if args.probe_allow is not None:
+        os.environ["CERTPOLICY_PROBE_ALLOW"] = args.probe_allow
     if args.allow_system_namespaces:
         os.environ["CERTPOLICY_ALLOW_SYSTEM_NAMESPACES"] = "true"
     kopf.configure(debug=args.verbose, verbose=args.verbose)

@@ -64,10 +64,27 @@ def rejection(custom_api, spec: dict) -> str:
          "formats apply to ConfigMap and Secret targets"),
         ({"ca": {"secretName": "ca"}, "trustBundles": [{"clusterTrustBundle": {"name": "example.com:signer:a"}}]},
          "spec.trustBundles[0].clusterTrustBundle.name"),
+        # Issue 18: a hostile or careless author.
+        ({"ca": {"secretName": "ca", "validity": "1h"}}, "rotateBefore must be shorter than validity"),
+        ({"ca": {"secretName": "ca", "validity": "100h", "rotateBefore": "99h30m"}},
+         "rotateBefore must be shorter than validity"),
+        ({"ca": {"secretName": "ca"}, "issuance": [{"secretName": "s", "namespace": "n", "dnsNames": ["a.example.com"],
+                                                    "validity": "24h", "renewBefore": "24h"}]},
+         "renewBefore must be shorter than validity"),
+        ({"rotation": {"probes": [{"host": "a.b.svc", "port": 443, "timeout": "240s"}]}}, "at most 30s"),
+        ({"ca": {"secretName": "ca"}, "trustBundles": [{"secret": {"name": "other-ca", "key": "tls.key"}}]},
+         "never a bundle target"),
+        ({"ca": {"secretName": "ca"}, "trustBundles": [{"configMap": {"name": "x", "key": "server.key"}}]},
+         "never a bundle target"),
+        ({"requirements": {"allowedDNSNames": [f"n{i}.example.com" for i in range(513)]}}, "must have at most 512 items"),
+        ({"requirements": {"requiredDNSNames": [f"n{i}.example.com" for i in range(513)]}}, "must have at most 512 items"),
     ],
     ids=["unknown-eku", "malformed-duration", "critical-longer-than-warning", "bad-selector-operator",
          "selector-without-values", "bad-cidr", "tiny-rsa", "two-bundle-sources", "issuance-without-ca",
-         "issuance-without-names", "enforce-reserved", "two-target-kinds", "ctb-with-formats", "ctb-signer-name"],
+         "issuance-without-names", "enforce-reserved", "two-target-kinds", "ctb-with-formats", "ctb-signer-name",
+         "ca-validity-1h-default-rotate-before", "rotate-before-near-validity", "renew-before-equals-validity",
+         "probe-timeout-240s", "bundle-into-tls-key", "bundle-into-key-file", "allowed-names-6000",
+         "required-names-20000"],
 )
 def test_invalid_specs_are_rejected_with_a_clear_message(crd, custom_api, spec, expected):
     assert expected in rejection(custom_api, spec)

@@ -9,6 +9,7 @@ import base64
 import uuid
 
 from kubernetes import client
+from figures import record as figure
 from kubewait import wait_for
 
 from certpolicy.kube.namespaces import ensure_namespace
@@ -74,3 +75,84 @@ def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator, 
         "requireSAN": True}}})
     wait_for(lambda: condition(status(custom_api, unique_name), "Degraded").get("status") == "False", timeout=45,
              what="recovered once the stage works again")
+
+
+# ---- probes: off the evaluation workers ----------------------------------------------------------
+def test_probes_to_a_port_that_never_answers_delay_no_other_policy(operator, policies, custom_api, core_v1,
+                                                                    unique_name, monkeypatch):
+    """Reported: 6 policies probing a port that accepts TCP and never answers (timeout 240 s) filled
+    every worker; an unrelated policy's update took 234 s instead of 0.2 s."""
+    import socket
+    import time
+
+    monkeypatch.setenv("CERTPOLICY_PROBE_ALLOW", "127.0.0.1/32")
+    silent = socket.create_server(("127.0.0.1", 0), backlog=64)  # accepts TCP (backlog), never answers
+    port = silent.getsockname()[1]
+    ns = new_namespace(core_v1)
+    try:
+        names = [f"{unique_name}-{i}" for i in range(6)]
+        for name in names:
+            obj = body(name, ca={"secretName": f"{name}-ca"},
+                       trustBundles=[{"configMap": {"name": f"{name}-bundle"}, "namespaces": [ns]}],
+                       rotation={"propagationDelay": "0s",
+                                 "probes": [{"host": "127.0.0.1", "port": port, "timeout": "30s"}]})
+            obj["metadata"]["annotations"] = {"certpolicy.io/rotate": "silent"}
+            policies(obj)
+
+        def probing(name):
+            rot = status(custom_api, name).get("rotation") or {}
+            return "waiting for probes" in (rot.get("message") or "")
+
+        wait_for(lambda: all(probing(n) for n in names), timeout=60, what="6 rotations waiting on silent probes")
+        other = f"{unique_name}-other"
+        policies(body(other))
+        wait_for(lambda: status(custom_api, other).get("observedGeneration") == 1, timeout=30, what="other evaluated")
+        started = time.monotonic()
+        gen = custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, other, {"spec": {"requirements": {
+            "extendedKeyUsages": ["serverAuth", "clientAuth"]}}})["metadata"]["generation"]
+        wait_for(lambda: status(custom_api, other).get("observedGeneration") == gen, timeout=60,
+                 what="the unrelated policy's update reconciled")
+        took = time.monotonic() - started
+        figure(f"6 policies probing a silent port (timeout 30 s): an unrelated policy's update reconciled in "
+              f"{took:.2f} s")
+        assert took < 10, took
+        assert all(probing(n) for n in names)  # still gated: a silent peer is never an acceptance
+    finally:
+        silent.close()
+
+
+# ---- bundles: never a certificate dropped ----------------------------------------------------------
+def test_1700_foreign_cas_are_all_kept_and_a_leaf_of_ca_1500_verifies(operator, policies, custom_api, core_v1,
+                                                                      unique_name):
+    """Reported: a merge into a ConfigMap of 1,700 foreign CAs deleted 700 of them (the loader read
+    1,000), and a leaf signed by CA #1500 of a 1,700-CA source bundle was IncompleteChain."""
+    import certgen
+    from cryptography.hazmat.primitives import serialization
+
+    from certpolicy.kube.ownership import INJECT_CA_FROM
+    from certpolicy.pki.bundle import read_bundle
+    from certpolicy.pki.fingerprint import fingerprint
+
+    key, cas = certgen.many_cas(1700)
+    foreign = {fingerprint(c) for c in cas}
+    ns = new_namespace(core_v1, **{"hostile-policy": unique_name})
+    core_v1.create_namespaced_config_map(ns, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="big-bundle", annotations={INJECT_CA_FROM: unique_name}),
+        data={"ca.crt": certgen.pem(*cas).decode()}))
+    leaf, leaf_key = certgen.leaf_signed_by(cas[1499], key, "app.big.example.com")
+    core_v1.create_namespaced_secret(ns, client.V1Secret(metadata=client.V1ObjectMeta(name="app-tls"),
+                                                         type="kubernetes.io/tls", data={
+        "tls.crt": base64.b64encode(leaf.public_bytes(serialization.Encoding.PEM)).decode(),
+        "tls.key": base64.b64encode(certgen.key_pem(leaf_key)).decode()}))
+    policies(body(unique_name, ca={"secretName": f"{unique_name}-ca"},
+                  requirements={"trustBundle": {"configMap": {"namespace": ns, "name": "big-bundle"}}},
+                  trustBundles=[{"configMap": {"name": "big-bundle"}, "namespaces": [ns]}]))
+    st = wait_for(lambda: (lambda s: s if (s.get("bundleTargets") or {}).get("verified") == 1
+                           and (s.get("summary") or {}).get("selected") == 1 else None)(
+        status(custom_api, unique_name)), timeout=60, what="the big target verified and the leaf evaluated")
+    ours = st["ca"]["fingerprint"]
+    after = read_bundle(core_v1.read_namespaced_config_map("big-bundle", ns).data["ca.crt"])
+    assert not after.truncated and after.fingerprint_set == foreign | {ours}
+    assert st["summary"]["compliant"] == 1, st.get("violations")
+    figure(f"1,700 foreign CAs in a target: {len(foreign - after.fingerprint_set)} deleted, own CA added; "
+           f"a leaf of CA #1500 of a 1,700-CA source bundle: compliant")

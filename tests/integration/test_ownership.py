@@ -14,6 +14,7 @@ import certgen
 import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
+from figures import record as figure
 from kubewait import wait_for
 
 from certpolicy.kube.namespaces import ensure_namespace
@@ -206,5 +207,5 @@ def test_two_exclusive_policies_on_one_target_do_not_fight(operator, policies, c
     writes = [ev for ev in raw.watch(path, {"fieldSelector": "metadata.name=shared", "timeoutSeconds": 30,
                                             "resourceVersion": listing["metadata"]["resourceVersion"]},
                                      timeout=(10, 45)) if ev["type"] in ("MODIFIED", "ADDED", "DELETED")]
-    print(f"two exclusive policies on one key: {len(writes)} writes in {time.monotonic() - started:.0f} s")
+    figure(f"two exclusive policies on one key: {len(writes)} writes in {time.monotonic() - started:.0f} s")
     assert writes == []

@@ -32,13 +32,15 @@ from certpolicy.kube.status import policy_path
 from certpolicy.kube.targets import TargetKind, target_kind
 from certpolicy.pki.bundle import contains, merge, read_bundle
 from certpolicy.pki.fingerprint import fingerprint
+from certpolicy.pki.load import MAX_CERTIFICATES, MAX_INPUT_BYTES
 from certpolicy.pki.truststore import Password, TruststoreEntry, build_truststore, read_truststore, truststore_matches
 from certpolicy.policy.bundleref import BundleRef
 
 MAX_LISTED_TARGETS = 100
 #: Bundle target states that make the policy Degraded, and the reason they are reported under.
 TARGET_FAILURES = {"Error": "BundleTargetFailed", "NotManaged": "BundleTargetNotOwned",
-                   "Refused": "BundleTargetRefused", "Conflict": "BundleTargetConflict"}
+                   "Refused": "BundleTargetRefused", "Conflict": "BundleTargetConflict",
+                   "TooLarge": "BundleTooLarge"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class TargetState:
     namespace: str
     name: str
     key: str
-    state: str  # Verified | Pending | Error | NotManaged | Refused | Conflict | NotServed
+    state: str  # Verified | Pending | Error | NotManaged | Refused | Conflict | TooLarge | NotServed
     message: str = ""
     written: bool = False
 
@@ -225,6 +227,10 @@ def target_fingerprints(raw: RawClient, entry: TargetEntry, namespace: str) -> f
 
 # ---- writing ---------------------------------------------------------------------------------------
 
+class BundleTooLarge(Exception):
+    """A target's bundle was not read in full; writing a merge of the part that was would drop the rest."""
+
+
 def policy_alive(raw: RawClient) -> Callable[[str], bool]:
     """Whether a CertificatePolicy of that name exists (asked once per name per pass): a claim on a
     shared target by a policy that is gone no longer blocks anyone."""
@@ -304,6 +310,10 @@ def _write_target(raw: RawClient, job: _BundleWrite, entry: TargetEntry, ns: str
     def update(current: dict[str, Any] | None) -> dict[str, Any] | None:
         pem = kind.read_pem(current, key)
         merged = merge(pem, job.trusted, job.retired - want, exclusive=entry.exclusive)
+        if merged.truncated and not entry.exclusive:
+            raise BundleTooLarge(f"key {key!r} holds more certificates (or bytes) than the operator reads "
+                                 f"({MAX_CERTIFICATES:,} certificates, {MAX_INPUT_BYTES // 2**20} MiB); it is not "
+                                 "written, since a merge would drop the certificates that were not read")
         changed = merged.changed or pem is None
         # Same set in other formatting: keep the stored bytes (no churn that restarts pods).
         new_pem = merged.pem.encode() if changed or pem is None else pem
@@ -328,6 +338,8 @@ def _write_target(raw: RawClient, job: _BundleWrite, entry: TargetEntry, ns: str
         return TargetState(kind.kind, ns, name, key, "NotManaged", str(e))
     except TargetConflict as e:
         return TargetState(kind.kind, ns, name, key, "Conflict", str(e))
+    except BundleTooLarge as e:
+        return TargetState(kind.kind, ns, name, key, "TooLarge", str(e))
     except ApiException as e:
         return TargetState(kind.kind, ns, name, key, "Error", f"HTTP {e.status}: {str(e.reason)[:200]}")
     # Read back on its own, from the API, after this target's own write.

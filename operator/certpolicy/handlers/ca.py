@@ -185,15 +185,23 @@ def trusted_certificates(history: Sequence[Mapping[str, Any]]) -> list[x509.Cert
     return certs
 
 
+#: Retired CAs kept in ``status.ca.history`` (the most recent ones; trusted CAs are always kept),
+#: so the status stays small however many rotations a policy goes through.
+MAX_RETIRED_HISTORY = 10
+
+
 def retire(history: Sequence[Mapping[str, Any]], fingerprints: set[str], now: dt.datetime) -> list[dict[str, Any]]:
-    """Mark these CAs retired: removed from every bundle, never trusted again by this policy."""
+    """Mark these CAs retired: removed from every bundle, never trusted again by this policy. Only
+    the MAX_RETIRED_HISTORY most recently retired entries are kept."""
     out = []
     for h in history:
         h = dict(h)
         if h["fingerprint"] in fingerprints and h.get("state") != "retired":
             h["state"], h["since"] = "retired", rfc3339(now)
         out.append(h)
-    return out
+    retired = sorted((h for h in out if h.get("state") == "retired"), key=lambda h: str(h.get("since")), reverse=True)
+    dropped = {id(h) for h in retired[MAX_RETIRED_HISTORY:]}
+    return [h for h in out if id(h) not in dropped]
 
 
 def retired_fingerprints(history: Sequence[Mapping[str, Any]]) -> set[str]:

@@ -10,7 +10,7 @@ or the time of the pass reads them here.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,7 @@ class PassContext:
     now: dt.datetime
     namespace: str  # the operator's: CA Secrets and truststore passwords live there
     out: StageOutput = field(default_factory=StageOutput)  # what the stages found, for the status
+    wake: Callable[[], None] | None = None  # runs this policy's next pass soon (from any thread)
 
     @property
     def name(self) -> str:

@@ -81,7 +81,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     ctx = PassContext(raw=runtime.raw, inventory=runtime.inventory, recorder=runtime.recorder, policy=owner,
                       generation=generation, spec=spec, status=status, annotations=policy["metadata"].get("annotations") or {},
                       requirements=requirements, memory=runtime.memory(name), now=now,
-                      namespace=operator_namespace())
+                      namespace=operator_namespace(), wake=lambda: runtime.wake_threadsafe([name]))
     # The stages, in order: what the chains must lead to, then the policy's own CA, its rotation,
     # its bundles and leaves, then the evaluation of every selected Secret.
     bundle = trust_bundle_stage(ctx)

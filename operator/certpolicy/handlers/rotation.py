@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import socket
-import ssl
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from kubernetes.client import ApiException
@@ -25,6 +21,7 @@ from certpolicy.handlers.bundles import TargetEntry, distribute, target_fingerpr
 from certpolicy.handlers.ca import CASecret, ensure_ca, load_ca_secret
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.issuance import RateLimiter, issue_all
+from certpolicy.handlers.probes import submit_probes
 from certpolicy.handlers.problems import Problem
 from certpolicy.inventory.records import SecretRecord
 from certpolicy.inventory.selection import select
@@ -33,10 +30,10 @@ from certpolicy.kube.ownership import ROLE_CA
 from certpolicy.metrics import COLLECTOR
 from certpolicy.pki.chain import verify_chain
 from certpolicy.pki.fingerprint import short
-from certpolicy.pki.issue import create_ca, issue_leaf
+from certpolicy.pki.issue import create_ca
 from certpolicy.policy.spec import PolicySpecError, parse_duration
 from certpolicy.rotation import (
-    CAInfo, CARef, Decision, DeleteCASecret, EmitEvent, GenerateNewCA, Leaf, Observation, Probe, ProbeResult,
+    CAInfo, CARef, Decision, DeleteCASecret, EmitEvent, GenerateNewCA, Leaf, Observation,
     PromoteNewCA, ReissueLeaf, RotationSettings, RotationState, RunProbes, StateError, UpdateBundles, decide,
     secrets_to_observe,
 )
@@ -125,7 +122,7 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
         if found is not None:
             leaves.append(_leaf(found, anchors, ctx.now, True))
     obs = Observation(
-        ca_secrets=cas, targets=targets, leaves=tuple(leaves), probe_results=tuple(ctx.memory.rotation.probe_results),
+        ca_secrets=cas, targets=targets, leaves=tuple(leaves), probe_results=ctx.memory.rotation.drain(),
         rotate_request=ctx.annotations.get(ROTATE_ANNOTATION), force=ctx.annotations.get(FORCE_ANNOTATION),
     )
     return obs, pairs
@@ -141,47 +138,10 @@ def _leaf(rec: SecretRecord, anchors: Sequence[x509.Certificate], now: dt.dateti
 
 # ---- actions ----------------------------------------------------------------------------------------
 
-def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime) -> ProbeResult:
-    """Present a short-lived client certificate signed by ``ca``; accepted only if the peer says so.
-
-    With TLS 1.3 a server rejects a client certificate *after* the client's handshake completes,
-    so the canary also reads briefly: an alert means rejected, a timeout or data means accepted,
-    and a connection closed without a word is counted as rejected (the gate must be sure).
-    """
-    canary = issue_leaf(ca.key_pair, common_name="certpolicy-rotation-canary", usages=["clientAuth"],
-                        validity=dt.timedelta(minutes=10), now=now)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # the gate tests the peer's trust in our CA, not ours in the peer
-    with tempfile.TemporaryDirectory(prefix="certpolicy-canary-") as d:
-        cert_file, key_file = Path(d, "c.pem"), Path(d, "k.pem")
-        cert_file.write_bytes(canary.cert_pem)
-        key_file.touch(mode=0o600)
-        key_file.write_bytes(canary.key_pem)
-        ctx.load_cert_chain(str(cert_file), str(key_file))
-    timeout = probe.timeout.total_seconds()
-    try:
-        with socket.create_connection((probe.host, probe.port), timeout=timeout) as sock, \
-                ctx.wrap_socket(sock, server_hostname=probe.server_name or probe.host) as tls:
-            tls.settimeout(min(1.0, timeout))
-            try:
-                data = tls.recv(1)
-            except (TimeoutError, socket.timeout):
-                return ProbeResult(probe.id, ca.fingerprint, True, now, "handshake accepted")
-            if data:
-                return ProbeResult(probe.id, ca.fingerprint, True, now, "handshake accepted")
-            return ProbeResult(probe.id, ca.fingerprint, False, now, "connection closed after the handshake")
-    except ssl.SSLError as e:
-        return ProbeResult(probe.id, ca.fingerprint, False, now, f"TLS rejected: {e.reason or type(e).__name__}")
-    except OSError as e:
-        return ProbeResult(probe.id, ca.fingerprint, False, now, f"connection failed: {type(e).__name__}")
-
-
 def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret]) -> None:
     """Carry out the decision's actions in order; stop at the first failure (observed again next pass)."""
     name, ns, now = ctx.name, ctx.namespace, ctx.now
     memory = ctx.memory.rotation
-    memory.probe_results = []  # the machine has seen them; new ones come from this decision's RunProbes
 
     def pair_for(ref: CARef) -> CASecret:
         pair = pairs.get(ref.secret_name)
@@ -209,7 +169,7 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
                 ctx.out.problems += bundles.problems
             elif isinstance(action, RunProbes):
                 pair = pair_for(action.ca)
-                memory.probe_results = [canary_handshake(p, pair, now) for p in action.probes]
+                submit_probes(action.probes, pair, memory, ctx.wake)
             elif isinstance(action, PromoteNewCA):
                 _promote(ctx, action, pair_for)
             elif isinstance(action, ReissueLeaf):

@@ -35,6 +35,8 @@ from certpolicy.pki.inspect import certificate_fingerprint, summarize
 from certpolicy.pki.load import load_certificates
 
 PemInput = bytes | str | None
+#: Loader problems after which the rest of the input was not read.
+TRUNCATING = frozenset({"TooManyCertificates", "InputTooLarge"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class Bundle:
     certificates: tuple[x509.Certificate, ...]
     fingerprints: tuple[str, ...]  # parallel to ``certificates``
     problems: tuple[str, ...] = ()
+    #: True when the loader stopped early (too many certificates, or too many bytes): what was not
+    #: read is unknown, so a merge written from it would drop certificates. Writers refuse.
+    truncated: bool = False
 
     @property
     def fingerprint_set(self) -> frozenset[str]:
@@ -70,6 +75,8 @@ class BundleMerge:
     kept_foreign: tuple[str, ...]
     foreign_leaves: tuple[str, ...]
     problems: tuple[str, ...]
+    #: the existing content was not read in full: the driver must not write ``pem``
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,8 @@ def read_bundle(data: PemInput) -> Bundle:
             continue
         seen[fp] = cert
     ordered = sorted(seen.values(), key=_sort_key)
-    return Bundle(tuple(ordered), tuple(certificate_fingerprint(c) for c in ordered), tuple(problems))
+    truncated = any(p.reason in TRUNCATING for p in loaded.problems)
+    return Bundle(tuple(ordered), tuple(certificate_fingerprint(c) for c in ordered), tuple(problems), truncated)
 
 
 def encode_bundle(certificates: Iterable[x509.Certificate]) -> str:
@@ -182,6 +190,7 @@ def merge(
         kept_foreign=kept_foreign,
         foreign_leaves=foreign_leaves,
         problems=tuple(problems),
+        truncated=current.truncated,
     )
 
 

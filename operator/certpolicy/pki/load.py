@@ -48,8 +48,11 @@ warnings.filterwarnings("ignore", message="PKCS#12 bundle could not be parsed as
 #: Bytes of one input that are looked at. The API server caps a Secret at 1 MiB; files may be
 #: CA bundles (certifi's is ~300 KB), so leave room without letting a stray disk image through.
 MAX_INPUT_BYTES = 4 * 1024 * 1024
-#: Certificates parsed from one input (a system trust store holds ~150-300).
-MAX_CERTIFICATES = 1000
+#: Certificates parsed from one input. A system trust store holds ~150-300 and a ConfigMap (1 MiB)
+#: at most ~2,300 small EC certificates, so this is never reached by a real bundle; above it the
+#: loader reports TooManyCertificates and bundle writers refuse to write (see pki.bundle), so a
+#: certificate is never dropped silently.
+MAX_CERTIFICATES = 10_000
 #: Problems recorded for one input; the rest are counted, not listed.
 MAX_PROBLEMS = 20
 

@@ -9,6 +9,20 @@ compared in their ASCII (A-label) form, which is how certificates carry them.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+#: Items of a list (allowed patterns, ranges, the SANs a leaf has) quoted in one message. Every bad
+#: name gets a message of its own, so quoting whole lists would make the messages quadratic in size
+#: (6,000 patterns x 6,000 names took 1.18 GiB).
+MAX_QUOTED = 5
+
+
+def quoted(items: Sequence[object], empty: str = "none") -> str:
+    """At most MAX_QUOTED items, then how many more: a message stays small however long the list."""
+    if not items:
+        return empty
+    head = ", ".join(str(i) for i in items[:MAX_QUOTED])
+    return head + (f" (+{len(items) - MAX_QUOTED} more)" if len(items) > MAX_QUOTED else "")
 
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 

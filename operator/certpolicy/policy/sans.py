@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from certpolicy.pki.inspect import CertSummary
 from certpolicy.policy.findings import CertRef, Finding, Role, finding
-from certpolicy.policy.dnsnames import is_valid_dns_san, normalize_dns, pattern_allows, san_covers
+from certpolicy.policy.dnsnames import is_valid_dns_san, normalize_dns, pattern_allows, quoted, san_covers
 from certpolicy.policy.spec import Requirements
 
 
@@ -43,7 +43,7 @@ def check_names(req: Requirements, leaf: CertSummary) -> list[Finding]:
         elif not is_valid_dns_san(san):
             add("InvalidDNSName", lambda n, san=san: f"leaf '{n}' has DNS SAN '{san}', which is not a valid host name or one-label wildcard; clients will not match it")
         if req.allowed_dns_names and not any(pattern_allows(p, san) for p in req.allowed_dns_names):
-            patterns = ", ".join(req.allowed_dns_names)
+            patterns = quoted(req.allowed_dns_names)
             add("DNSNameNotAllowed", lambda n, san=san: f"leaf '{n}' has DNS name '{san}', not allowed by allowedDNSNames [{patterns}]")
 
     ips = []
@@ -53,18 +53,18 @@ def check_names(req: Requirements, leaf: CertSummary) -> list[Finding]:
         except ValueError:
             continue
     if req.allowed_ip_ranges:
-        ranges = ", ".join(str(r) for r in req.allowed_ip_ranges)
+        ranges = quoted(req.allowed_ip_ranges)
         for ip in ips:
             if not _in_ranges(ip, req.allowed_ip_ranges):
                 add("IPAddressNotAllowed", lambda n, ip=ip: f"leaf '{n}' has IP address {ip}, outside allowedIPRanges [{ranges}]")
 
     for required in req.required_dns_names:
         if not any(san_covers(san, required) for san in dns):
-            have = ", ".join(dns) or "no DNS names"
+            have = quoted(dns, "no DNS names")
             add("MissingRequiredDNSName", lambda n, r=required: f"leaf '{n}' does not cover required DNS name '{r}' (has: {have})")
     for want in req.required_ip_addresses:
         if not any(_same_ip(want, ip) for ip in ips):
-            have_ips = ", ".join(str(i) for i in ips) or "no IP addresses"
+            have_ips = quoted(ips, "no IP addresses")
             add("MissingRequiredIPAddress", lambda n, w=want: f"leaf '{n}' lacks required IP address {w} (has: {have_ips})")
     return out
 

@@ -22,7 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 from certpolicy.pki.inspect import EKU_BY_NAME
-from certpolicy.policy.dnsnames import pattern_allows, validate_pattern
+from certpolicy.policy.dnsnames import pattern_allows, quoted, validate_pattern
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -31,9 +31,13 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class PolicySpecError(ValueError):
     """A policy that cannot be applied as written. ``problems`` lists each issue on its own."""
 
+    #: problems spelled out in the message (a condition message must stay small); the rest are counted
+    MAX_LISTED = 10
+
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)
-        super().__init__("; ".join(self.problems))
+        more = len(self.problems) - self.MAX_LISTED
+        super().__init__("; ".join(self.problems[: self.MAX_LISTED]) + (f"; and {more} more" if more > 0 else ""))
 
 
 # --- durations -----------------------------------------------------------------------------------
@@ -251,7 +255,7 @@ def requirements_from_spec(spec: Mapping[str, Any] | None) -> Requirements:
     if allowed:
         for name in required:
             if not any(pattern_allows(p, name) for p in allowed):
-                problems.append(f"requiredDNSNames '{name}' is not allowed by allowedDNSNames {list(allowed)}: no certificate could satisfy this policy")
+                problems.append(f"requiredDNSNames '{name}' is not allowed by allowedDNSNames [{quoted(allowed)}]: no certificate could satisfy this policy")
     ranges = _ranges(spec.get("allowedIPRanges"), problems)
     ips = _addresses(spec.get("requiredIPAddresses"), problems)
     if ranges:

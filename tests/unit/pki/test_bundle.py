@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+import certgen
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certpolicy.pki.bundle import contains, encode_bundle, merge, read_bundle
@@ -141,3 +143,34 @@ def test_messages_carry_no_certificate_bodies(cas: dict[str, KeyPair], leaf: Key
     m = merge(pem(leaf) + b"-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n", [], [], False)
     for p in m.problems:
         assert "BEGIN" not in p and "MII" not in p
+
+
+# ---- large bundles: never a certificate dropped silently ------------------------------------------
+
+
+def test_merge_into_1700_foreign_cas_keeps_them_all():
+    _k, foreign = certgen.many_cas(1700)
+    ours = certgen.root("Our CA")
+    merged = merge(certgen.pem(*foreign), [ours.cert], [])
+    assert not merged.truncated and len(merged.fingerprints) == 1701 and merged.removed == ()
+
+
+def test_a_bundle_the_loader_did_not_read_in_full_is_marked_truncated(monkeypatch):
+    from certpolicy.pki import load
+
+    monkeypatch.setattr(load, "MAX_CERTIFICATES", 100)
+    _k, foreign = certgen.many_cas(150)
+    merged = merge(certgen.pem(*foreign), [certgen.root("Our CA").cert], [])
+    assert merged.truncated  # the driver refuses to write this (it would drop 50 certificates)
+    assert read_bundle(certgen.pem(*foreign)).truncated
+
+
+def test_a_leaf_signed_by_ca_1500_of_1700_verifies():
+    from certpolicy.pki.chain import verify_chain
+
+    k, cas = certgen.many_cas(1700)
+    anchors = read_bundle(certgen.pem(*cas)).certificates
+    assert len(anchors) == 1700
+    leaf, _ = certgen.leaf_signed_by(cas[1499], k, "big.example.com")
+    result = verify_chain(leaf, (), anchors, certgen.utcnow())
+    assert result.trusted, result

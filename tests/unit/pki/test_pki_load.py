@@ -196,11 +196,20 @@ def test_many_unterminated_begin_lines_stay_linear():
     assert len(loaded.problems) <= 25  # capped, with a "... and N more"
 
 
-def test_too_many_certificates(ec_pki):
-    data = ec_pki.leaf.pem * (MAX_CERTIFICATES + 5)
-    loaded = load_certificates(data)
-    assert len(loaded.certificates) == MAX_CERTIFICATES
+def test_too_many_certificates(ec_pki, monkeypatch):
+    from certpolicy.pki import load
+
+    assert MAX_CERTIFICATES >= 10_000  # far above real bundles (a 1 MiB ConfigMap holds ~2,300)
+    monkeypatch.setattr(load, "MAX_CERTIFICATES", 50)
+    loaded = load_certificates(ec_pki.leaf.pem * 55)
+    assert len(loaded.certificates) == 50
     assert "TooManyCertificates" in reasons(loaded)
+
+
+def test_a_bundle_of_1700_cas_is_read_in_full():
+    _key, cas = certgen.many_cas(1700)
+    loaded = load_certificates(b"".join(certgen.pem(c) for c in cas))
+    assert len(loaded.certificates) == 1700 and loaded.problems == ()
 
 
 def test_problem_is_a_string_with_a_reason():

@@ -90,3 +90,18 @@ def test_no_allow_list_means_unconstrained(ec_pki, run, now):
 def test_dns_patterns_do_not_constrain_ip_sans(ec_pki, run, now):
     leaf = leaf_of(ec_pki, dns_names=["a.uat.example.com"], ip_addresses=["10.0.0.1"])
     assert run(leaf, [ec_pki.intermediate], req=UAT, bundle=ec_pki.bundle, now=now).findings == ()
+
+
+def test_messages_stay_small_however_long_the_lists(ec_pki, run, pick, now):
+    """Each bad name is a finding of its own; quoting the whole allowed list in each one made the
+    messages quadratic (6,000 patterns x 6,000 names: 1.18 GiB). Now a message quotes at most 5."""
+    n = 300
+    req = requirements_from_spec({"allowedDNSNames": [f"*.zone{i}.example.com" for i in range(n)],
+                                  "requiredDNSNames": [f"need{i}.zone{i}.example.com" for i in range(n)]})
+    leaf = leaf_of(ec_pki, dns_names=[f"bad{i}.other.example.com" for i in range(n)])
+    ev = run(leaf, [ec_pki.intermediate], req=req, bundle=ec_pki.bundle, now=now)
+    not_allowed, missing = pick(ev, "DNSNameNotAllowed"), pick(ev, "MissingRequiredDNSName")
+    assert len(not_allowed) == n and len(missing) == n
+    longest = max(len(f.message) for f in (*not_allowed, *missing))
+    assert longest < 400, longest
+    assert f"(+{n - 5} more)" in not_allowed[0].message and "*.zone0.example.com" in not_allowed[0].message

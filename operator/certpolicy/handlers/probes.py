@@ -1,0 +1,180 @@
+"""Rotation probes: a canary mTLS handshake per endpoint, run off the evaluation workers, to allowed hosts only.
+
+A probe connects to a host a policy author chose, presents a client certificate signed by the new
+CA and reports the outcome in the policy's status. Unchecked, that is a port scanner and a way to
+hold the operator's workers: six policies probing a port that accepts TCP and never answers kept
+every evaluation worker busy for minutes. So:
+
+* probes run on a pool of their own (:data:`PROBE_WORKERS` threads): an evaluation pass only
+  submits them and returns; each result is handed to the rotation at the policy's next pass, which
+  the finished probe triggers. The schema caps a probe's timeout at 30 s.
+* a probe goes only to hosts on the operator's allow-list (``--probe-allow``, env
+  ``CERTPOLICY_PROBE_ALLOW``: host patterns and CIDRs). The default is the cluster's service
+  names, ``*.svc`` and ``*.svc.<cluster domain>`` (``CERTPOLICY_CLUSTER_DOMAIN``, default
+  ``cluster.local``); anything else is ``ProbeNotAllowed`` and never connected to.
+* a server that completes the handshake without ever asking for a client certificate proves
+  nothing about its trust in the new CA: ``ProbeNoClientAuth``, never a success.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from certpolicy.handlers.ca import CASecret
+from certpolicy.handlers.rotation_memory import RotationMemory
+from certpolicy.pki.issue import issue_leaf
+from certpolicy.rotation import Probe, ProbeResult
+
+log = logging.getLogger("certpolicy.rotation")
+
+PROBE_ALLOW_ENV = "CERTPOLICY_PROBE_ALLOW"
+CLUSTER_DOMAIN_ENV = "CERTPOLICY_CLUSTER_DOMAIN"
+PROBE_WORKERS = 16
+#: after the handshake, how long the canary listens for a TLS 1.3 post-handshake rejection
+READ_AFTER_HANDSHAKE = 1.0
+_CERTIFICATE_REQUEST = 13  # TLS HandshakeType certificate_request (RFC 5246 / RFC 8446)
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Host patterns (``name``, ``*.suffix`` = any name under the suffix) and CIDRs."""
+
+    patterns: tuple[str, ...]
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> AllowList:
+        patterns, networks = [], []
+        for item in (i.strip().lower().rstrip(".") for i in text.split(",")):
+            if not item:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                patterns.append(item)
+        return cls(tuple(patterns), tuple(networks))
+
+    @classmethod
+    def from_env(cls) -> AllowList:
+        domain = os.environ.get(CLUSTER_DOMAIN_ENV, "cluster.local").strip(".")
+        return cls.parse(os.environ.get(PROBE_ALLOW_ENV) or f"*.svc,*.svc.{domain}")
+
+    def allows(self, host: str) -> bool:
+        host = host.strip().lower().rstrip(".")
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            ip = None
+        if ip is not None:
+            return any(ip.version == n.version and ip in n for n in self.networks)
+        for p in self.patterns:
+            if p.startswith("*."):
+                if host.endswith(p[1:]) and len(host) > len(p) - 1:
+                    return True
+            elif host == p:
+                return True
+        return False
+
+    def describe(self) -> str:
+        return ", ".join([*self.patterns, *(str(n) for n in self.networks)]) or "nothing"
+
+
+def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime) -> ProbeResult:
+    """Present a short-lived client certificate signed by ``ca``; accepted only if the peer asked
+    for a client certificate and then did not reject ours.
+
+    With TLS 1.3 a server rejects a client certificate *after* the client's handshake completes,
+    so the canary also reads briefly: an alert means rejected, a timeout or data means accepted,
+    and a connection closed without a word is counted as rejected (the gate must be sure).
+    """
+    allow = AllowList.from_env()
+    if not allow.allows(probe.host):
+        return ProbeResult(probe.id, ca.fingerprint, False, now,
+                           f"ProbeNotAllowed: {probe.host} is not on the operator's probe allow-list "
+                           f"({allow.describe()}; set with --probe-allow); not connected")
+    canary = issue_leaf(ca.key_pair, common_name="certpolicy-rotation-canary", usages=["clientAuth"],
+                        validity=dt.timedelta(minutes=10), now=now)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the gate tests the peer's trust in our CA, not ours in the peer
+    with tempfile.TemporaryDirectory(prefix="certpolicy-canary-") as d:
+        cert_file, key_file = Path(d, "c.pem"), Path(d, "k.pem")
+        cert_file.write_bytes(canary.cert_pem)
+        key_file.touch(mode=0o600)
+        key_file.write_bytes(canary.key_pem)
+        ctx.load_cert_chain(str(cert_file), str(key_file))
+    asked: list[bool] = []
+
+    def watch_handshake(_conn, direction, _version, _content_type, msg_type, _data) -> None:
+        if direction == "read" and msg_type == _CERTIFICATE_REQUEST:
+            asked.append(True)
+
+    # The one way the ssl module tells whether the server sent a CertificateRequest.
+    ctx._msg_callback = watch_handshake  # type: ignore[attr-defined]  # noqa: SLF001
+    timeout = probe.timeout.total_seconds()
+
+    def result(accepted: bool, message: str) -> ProbeResult:
+        return ProbeResult(probe.id, ca.fingerprint, accepted, now, message)
+
+    try:
+        with socket.create_connection((probe.host, probe.port), timeout=timeout) as sock, \
+                ctx.wrap_socket(sock, server_hostname=probe.server_name or probe.host) as tls:
+            tls.settimeout(min(READ_AFTER_HANDSHAKE, timeout))
+            try:
+                data = tls.recv(1)
+            except (TimeoutError, socket.timeout):
+                data = None
+            if not asked:
+                return result(False, "ProbeNoClientAuth: the server never asked for a client certificate, so "
+                                     "it says nothing about trusting the new CA (is this the mTLS port?)")
+            if data is None or data:
+                return result(True, "handshake accepted")
+            return result(False, "connection closed after the handshake")
+    except ssl.SSLError as e:
+        return result(False, f"TLS rejected: {e.reason or type(e).__name__}")
+    except OSError as e:
+        return result(False, f"connection failed: {type(e).__name__}")
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=PROBE_WORKERS, thread_name_prefix="certpolicy-probe")
+        return _pool
+
+
+def submit_probes(probes: Sequence[Probe], ca: CASecret, memory: RotationMemory,
+                  done: Callable[[], None] | None) -> None:
+    """Run the canary handshakes on the probe pool; each result goes to ``memory`` and ``done()``
+    wakes the policy, whose next pass hands the results to the rotation machine."""
+    for probe in probes:
+        if not memory.start(probe.id):
+            continue  # still in flight from an earlier request
+
+        def run(probe: Probe = probe) -> None:
+            try:
+                res = canary_handshake(probe, ca, dt.datetime.now(dt.timezone.utc))
+            except Exception as e:  # noqa: BLE001 - a probe failure is a refusal, never a crash
+                log.warning("probe %s failed: %s", probe.id, type(e).__name__)
+                res = ProbeResult(probe.id, ca.fingerprint, False, dt.datetime.now(dt.timezone.utc),
+                                  f"probe failed: {type(e).__name__}")
+            memory.finish(res)
+            if done is not None:
+                done()
+
+        _executor().submit(run)

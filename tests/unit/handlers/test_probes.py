@@ -1,0 +1,141 @@
+"""Rotation probes: the allow-list, and what a handshake proves (real loopback TLS servers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import tempfile
+import threading
+from pathlib import Path
+
+import certgen
+import pytest
+
+from certpolicy.handlers.ca import CASecret
+from certpolicy.handlers.probes import AllowList, canary_handshake
+from certpolicy.pki.issue import create_ca
+from certpolicy.rotation import Probe
+
+
+def test_default_allow_list_is_the_cluster_service_names(monkeypatch):
+    monkeypatch.delenv("CERTPOLICY_PROBE_ALLOW", raising=False)
+    monkeypatch.setenv("CERTPOLICY_CLUSTER_DOMAIN", "corp.local")
+    allow = AllowList.from_env()
+    assert allow.allows("partner.hl7.svc") and allow.allows("partner.hl7.svc.corp.local")
+    for host in ("partner.example.com", "10.0.0.1", "169.254.169.254", "svc", "localhost", "evil.svc.example.com"):
+        assert not allow.allows(host), host
+
+
+def test_patterns_and_cidrs():
+    allow = AllowList.parse("*.partner.example.com, gw.example.org, 10.1.0.0/16, fd00::/8")
+    assert allow.allows("a.partner.example.com") and allow.allows("a.b.partner.example.com")
+    assert not allow.allows("partner.example.com")
+    assert allow.allows("GW.example.org.") and not allow.allows("x.gw.example.org")
+    assert allow.allows("10.1.2.3") and not allow.allows("10.2.0.1")
+    assert allow.allows("fd00::1") and not allow.allows("::1")
+
+
+@pytest.fixture(scope="module")
+def ca() -> CASecret:
+    return CASecret("ca", create_ca("probe test CA", validity=dt.timedelta(days=1)))
+
+
+class Server:
+    """A loopback TLS server; ``require`` None: no client certificate asked, else the CA it trusts."""
+
+    def __init__(self, require: bytes | None, handshake: bool = True):
+        leaf = certgen.leaf(certgen.root("server CA"), "localhost", dns_names=["localhost"])
+        self.dir = tempfile.TemporaryDirectory()
+        Path(self.dir.name, "c.pem").write_bytes(leaf.pem)
+        Path(self.dir.name, "k.pem").write_bytes(leaf.key_pem())
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(Path(self.dir.name, "c.pem")), str(Path(self.dir.name, "k.pem")))
+        if require is not None:
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(cadata=require.decode())
+        self.handshake = handshake
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.handshake:
+                threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.settimeout(3)
+                tls.recv(1)
+        except (ssl.SSLError, OSError):
+            pass
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+        self.dir.cleanup()
+
+
+@pytest.fixture
+def loopback_allowed(monkeypatch):
+    monkeypatch.setenv("CERTPOLICY_PROBE_ALLOW", "127.0.0.1/32")
+
+
+def probe(port: int, timeout: float = 3) -> Probe:
+    return Probe("127.0.0.1", port, timeout=dt.timedelta(seconds=timeout))
+
+
+def test_a_server_that_trusts_the_ca_accepts(ca, loopback_allowed):
+    server = Server(require=ca.key_pair.cert_pem)
+    try:
+        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.timezone.utc))
+        assert res.accepted, res.message
+    finally:
+        server.close()
+
+
+def test_a_server_that_never_asks_for_a_client_certificate_is_no_success(ca, loopback_allowed):
+    server = Server(require=None)
+    try:
+        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.timezone.utc))
+        assert not res.accepted and res.message.startswith("ProbeNoClientAuth"), res.message
+    finally:
+        server.close()
+
+
+def test_a_server_that_trusts_another_ca_rejects(ca, loopback_allowed):
+    server = Server(require=certgen.root("someone else").pem)
+    try:
+        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.timezone.utc))
+        assert not res.accepted and "ProbeNoClientAuth" not in res.message, res.message
+    finally:
+        server.close()
+
+
+def test_a_host_off_the_allow_list_is_never_connected_to(ca, monkeypatch):
+    monkeypatch.delenv("CERTPOLICY_PROBE_ALLOW", raising=False)
+    server = Server(require=ca.key_pair.cert_pem)
+    try:
+        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.timezone.utc))
+        assert not res.accepted and res.message.startswith("ProbeNotAllowed"), res.message
+        assert server.conns == []
+    finally:
+        server.close()
+
+
+def test_a_port_that_never_answers_is_bounded_by_the_timeout(ca, loopback_allowed):
+    server = Server(require=None, handshake=False)  # accepts TCP, never says a word
+    try:
+        res = canary_handshake(probe(server.port, timeout=1), ca, dt.datetime.now(dt.timezone.utc))
+        assert not res.accepted and "connection failed" in res.message, res.message
+    finally:
+        server.close()
