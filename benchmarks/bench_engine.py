@@ -49,13 +49,9 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.x509.verification import PolicyBuilder, Store  # noqa: E402
 
-from certpolicy.pki import chain as pki_chain  # noqa: E402
-from certpolicy.pki import inspect as pki_inspect  # noqa: E402
-from certpolicy.pki import load as pki_load  # noqa: E402
-from certpolicy.pki import secretdata  # noqa: E402
+from certpolicy.pki import cache  # noqa: E402
 from certpolicy.pki.publicroots import default_public_roots  # noqa: E402
 from certpolicy.pki.secretdata import material_from_secret  # noqa: E402
-from certpolicy.policy import evaluate as policy_evaluate  # noqa: E402
 from certpolicy.policy.evaluate import Evaluator, evaluate  # noqa: E402
 from certpolicy.policy.spec import requirements_from_spec  # noqa: E402
 
@@ -107,11 +103,7 @@ def floor_round(secrets, store: Store, now: dt.datetime) -> float:
 
 def clear_engine_caches() -> None:
     """Forget every parsed certificate, summary, material, verifier and per-certificate check."""
-    pki_load.clear_caches()
-    pki_inspect.clear_cache()
-    secretdata.clear_cache()
-    pki_chain.clear_caches()
-    policy_evaluate.clear_caches()
+    cache.clear_all()
 
 
 def engine_round(secrets, bundle, now: dt.datetime, check: bool = False) -> float:

@@ -25,9 +25,7 @@ sys.path[:0] = [str(REPO / "operator"), str(REPO / "tests")]
 import certgen  # noqa: E402
 from hostile import hostile_secrets  # noqa: E402
 
-from certpolicy.pki import chain as pki_chain  # noqa: E402
-from certpolicy.pki import inspect as pki_inspect  # noqa: E402
-from certpolicy.pki import load as pki_load  # noqa: E402
+from certpolicy.pki import cache  # noqa: E402
 from certpolicy.pki import secretdata  # noqa: E402
 from certpolicy.pki.chain import TrustAnchors  # noqa: E402
 from certpolicy.policy import evaluate as policy_evaluate  # noqa: E402
@@ -35,11 +33,7 @@ from certpolicy.policy.spec import requirements_from_spec  # noqa: E402
 
 
 def cold() -> None:
-    pki_load.clear_caches()
-    pki_inspect.clear_cache()
-    secretdata.clear_cache()
-    pki_chain.clear_caches()
-    policy_evaluate.clear_caches()
+    cache.clear_all()
 
 
 def main() -> int:

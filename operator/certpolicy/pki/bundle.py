@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from certpolicy.pki.fingerprint import short
-from certpolicy.pki.inspect import certificate_fingerprint, summarize
+from certpolicy.pki.fingerprint import certificate_fingerprint, short
+from certpolicy.pki.inspect import summarize
 from certpolicy.pki.load import load_certificates
 
 PemInput = bytes | str | None

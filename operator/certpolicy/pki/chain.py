@@ -50,8 +50,9 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from certpolicy.pki.inspect import certificate_fingerprint, issuer_of, signed_by, subject_of, summarize
-from certpolicy.pki.lru import LRU
+from certpolicy.pki.fingerprint import certificate_fingerprint
+from certpolicy.pki.inspect import issuer_of, signed_by, subject_of, summarize
+from certpolicy.pki.cache import FifoCache
 
 UNTRUSTED = "UntrustedChain"
 INCOMPLETE = "IncompleteChain"
@@ -155,7 +156,7 @@ class TrustAnchors:
         return TrustAnchors.of(c for c in self.certificates if summarize(c).fingerprint != fp)
 
 
-_ANCHORS: LRU[tuple[x509.Certificate, ...], TrustAnchors] = LRU(1024)
+_ANCHORS: FifoCache[tuple[x509.Certificate, ...], TrustAnchors] = FifoCache(1024, name="trust-anchors")
 
 
 @dataclass(frozen=True)
@@ -233,12 +234,7 @@ def verify_chain(
     return ChainResult(True, path[-1], tuple(path), None, "", chain)
 
 
-_VERIFIERS: dict[tuple[str, dt.datetime, int], ClientVerifier] = {}
-
-
-def clear_caches() -> None:
-    _VERIFIERS.clear()
-    _ANCHORS.clear()
+_VERIFIERS: FifoCache[tuple[str, dt.datetime, int], ClientVerifier] = FifoCache(64, name="verifiers")
 
 
 def _verifier(ta: TrustAnchors, now: dt.datetime, max_depth: int) -> ClientVerifier:
@@ -255,9 +251,7 @@ def _verifier(ta: TrustAnchors, now: dt.datetime, max_depth: int) -> ClientVerif
             .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
             .build_client_verifier()
         )
-        if len(_VERIFIERS) >= 64:
-            _VERIFIERS.clear()
-        _VERIFIERS[key] = v
+        _VERIFIERS.put(key, v)
     return v
 
 

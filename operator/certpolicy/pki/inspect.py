@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, PublicKeyAlgorithmOID
 
-from certpolicy.pki.fingerprint import fingerprint
-from certpolicy.pki.load import known_fingerprint, remember_fingerprint
-from certpolicy.pki.lru import LRU
+from certpolicy.pki.cache import FifoCache
+from certpolicy.pki.fingerprint import certificate_fingerprint
+from certpolicy.pki.keys import curve_display_name
 
 #: EKU names as RFC 5280 spells them; the keys of ``spec.requirements.extendedKeyUsages``.
 EKU_BY_NAME: dict[str, x509.ObjectIdentifier] = {
@@ -45,15 +45,6 @@ _EKU_NAMES: dict[x509.ObjectIdentifier, str] = {
     ExtendedKeyUsageOID.CERTIFICATE_TRANSPARENCY: "certificateTransparency",
 }
 
-_CURVE_NAMES = {
-    "secp256r1": "P-256",
-    "prime256v1": "P-256",
-    "secp384r1": "P-384",
-    "secp521r1": "P-521",
-    "secp224r1": "P-224",
-    "secp192r1": "P-192",
-}
-
 _KEY_USAGE_FIELDS = (
     ("digital_signature", "digitalSignature"),
     ("content_commitment", "contentCommitment"),
@@ -63,11 +54,6 @@ _KEY_USAGE_FIELDS = (
     ("key_cert_sign", "keyCertSign"),
     ("crl_sign", "cRLSign"),
 )
-
-
-def curve_display_name(name: str) -> str:
-    """``secp256r1`` → ``P-256``; curves without a NIST name keep cryptography's name."""
-    return _CURVE_NAMES.get(name.lower(), name)
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,7 +167,8 @@ def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_SUMMARIES: LRU[str, CertSummary] = LRU(65536)
+_SUMMARIES: FifoCache[str, CertSummary] = FifoCache(
+    65536, name="summaries", keep=lambda fp, _summary, live: fp in live.fingerprints)
 _DER = Encoding.DER
 
 
@@ -196,26 +183,6 @@ def summarize(cert: x509.Certificate, fingerprint: str | None = None, *, public_
         s = _summarize(cert, fp, public_key)
         _SUMMARIES.put(fp, s)
     return s
-
-
-def clear_cache() -> None:
-    _SUMMARIES.clear()
-
-
-def retain_summaries(fingerprints: set[str]) -> int:
-    """Forget the summaries of certificates not in ``fingerprints``."""
-    return _SUMMARIES.retain(lambda fp, _: fp in fingerprints)
-
-
-def certificate_fingerprint(cert: x509.Certificate) -> str:
-    """:func:`certpolicy.pki.fingerprint.fingerprint`, remembered per certificate: the loader
-    records it when it hashes the DER, and any other certificate is fingerprinted once (re-encoding
-    a certificate to DER costs more than hashing it)."""
-    fp = known_fingerprint(cert)
-    if fp is None:
-        fp = fingerprint(cert)
-        remember_fingerprint(cert, fp)
-    return fp
 
 
 def _summarize(cert: x509.Certificate, fp: str, public_key: Any = None) -> CertSummary:

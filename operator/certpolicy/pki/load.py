@@ -35,9 +35,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
-from certpolicy.pki.fingerprint import PREFIX
-from certpolicy.pki.fingerprint import fingerprint as _fingerprint
-from certpolicy.pki.lru import LRU
+from certpolicy.pki.cache import FifoCache
+from certpolicy.pki.fingerprint import PREFIX, certificate_fingerprint, remember_fingerprint
+from certpolicy.pki.keys import describe_key
 
 # A zero or negative serial is a fact about someone's certificate (several public roots have one),
 # not a programming error here; the engine reads such certificates and must not spam the log.
@@ -153,17 +153,8 @@ class Pkcs12Load:
 
 # --- the parse cache -----------------------------------------------------------------------------
 
-_PARSED: LRU[bytes, tuple[x509.Certificate, str]] = LRU(65536)
-_FINGERPRINTS: LRU[x509.Certificate, str] = LRU(65536)
-
-
-def known_fingerprint(cert: x509.Certificate) -> str | None:
-    """The fingerprint of a certificate this module loaded, without re-encoding it (cheap)."""
-    return _FINGERPRINTS.get(cert)
-
-
-def remember_fingerprint(cert: x509.Certificate, fp: str) -> None:
-    _FINGERPRINTS.put(cert, fp)
+_PARSED: FifoCache[bytes, tuple[x509.Certificate, str]] = FifoCache(
+    65536, name="parsed-certificates", keep=lambda _digest, hit, live: hit[1] in live.fingerprints)
 
 
 def parse_der(der: bytes) -> tuple[x509.Certificate, str]:
@@ -175,23 +166,13 @@ def parse_der(der: bytes) -> tuple[x509.Certificate, str]:
         cert = x509.load_der_x509_certificate(der)
         hit = (cert, PREFIX + digest.hex())
         _PARSED.put(digest, hit)
-        _FINGERPRINTS.put(cert, hit[1])
+        remember_fingerprint(cert, hit[1])
     return hit
 
 
 def parse_der_certificate(der: bytes) -> x509.Certificate:
     """Parse one DER certificate through the cache. Raises ValueError when it is not one."""
     return parse_der(der)[0]
-
-
-def clear_caches() -> None:
-    _PARSED.clear()
-    _FINGERPRINTS.clear()
-
-
-def retain_fingerprints(fingerprints: set[str]) -> int:
-    """Forget parsed certificates whose fingerprint is not in ``fingerprints``."""
-    return _PARSED.retain(lambda _, v: v[1] in fingerprints) + _FINGERPRINTS.retain(lambda _, fp: fp in fingerprints)
 
 
 # --- PEM scanning --------------------------------------------------------------------------------
@@ -310,7 +291,7 @@ class _Collector:
                 self.full = True
             return False
         if fp is None:
-            fp = known_fingerprint(cert) or _fingerprint(cert)
+            fp = certificate_fingerprint(cert)
         self.certs.append(cert)
         self.fps.append(fp)
         return True
@@ -487,23 +468,6 @@ def _load_double_encoded(raw: bytes, out: _Collector) -> None:
 
 
 # --- private keys --------------------------------------------------------------------------------
-
-
-def describe_key(key: Any) -> str:
-    """A public description of a key's type ("RSA 2048", "EC P-256", "Ed25519"): never its value."""
-    from certpolicy.pki.inspect import curve_display_name
-
-    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
-        return f"RSA {key.key_size}"
-    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
-        return f"EC {curve_display_name(key.curve.name)}"
-    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
-        return "Ed25519"
-    if isinstance(key, (ed448.Ed448PrivateKey, ed448.Ed448PublicKey)):
-        return "Ed448"
-    if isinstance(key, (dsa.DSAPrivateKey, dsa.DSAPublicKey)):
-        return f"DSA {key.key_size}"
-    return type(key).__name__.removeprefix("_")
 
 
 _SIGNING_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey, dsa.DSAPrivateKey)

@@ -26,7 +26,8 @@ from pathlib import Path
 from cryptography import x509
 
 from certpolicy.pki.chain import TrustAnchors, verify_chain
-from certpolicy.pki.inspect import certificate_fingerprint, issuer_of, subject_of
+from certpolicy.pki.fingerprint import certificate_fingerprint
+from certpolicy.pki.inspect import issuer_of, subject_of
 from certpolicy.pki.load import load_certificates
 
 #: Where distributions keep their CA bundle (the first readable one is used, with certifi).

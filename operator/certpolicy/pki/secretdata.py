@@ -30,18 +30,19 @@ from typing import Any
 
 from cryptography import x509
 
-from certpolicy.pki.inspect import certificate_fingerprint, summarize
+from certpolicy.pki.cache import FifoCache
+from certpolicy.pki.fingerprint import certificate_fingerprint
+from certpolicy.pki.inspect import summarize
+from certpolicy.pki.keys import describe_key
 from certpolicy.pki.load import (
     MAX_INPUT_BYTES,
     CertificateLoad,
     KeyLoad,
     LoadProblem,
-    describe_key,
     load_certificates,
     load_pkcs12,
     load_private_key,
 )
-from certpolicy.pki.lru import LRU
 
 TLS_TYPE = "kubernetes.io/tls"
 OPAQUE_TYPE = "Opaque"
@@ -98,7 +99,8 @@ class SecretMaterial:
 
 # --- entry points --------------------------------------------------------------------------------
 
-_MATERIALS: LRU[str, SecretMaterial] = LRU(32768)
+_MATERIALS: FifoCache[str, SecretMaterial] = FifoCache(
+    32768, name="materials", keep=lambda digest, _material, live: digest in live.digests)
 
 
 def material_from_secret(secret_type: str | None, data: Mapping[str, Any] | None, *, password: bytes | None = None) -> SecretMaterial:
@@ -166,7 +168,10 @@ def material_from_bytes(
         ca_load = load_certificates(ca_data)
         _note(problems, ca_load, ca_source)
         ca = ca_load.certificates
-    return _assemble("file", certs.certificates, cert_source, key_bytes, ksrc, password, ca, ca_source if ca_data else None, problems, digest, certs.fingerprints)
+    built = _MaterialBuilder("file", digest, problems, certs.certificates, cert_source, certs.fingerprints, ca,
+                             ca_source if ca_data else None)
+    built.use_key(key_bytes, ksrc, password)
+    return built.build()
 
 
 def material_from_pkcs12(data: bytes, password: bytes | None = None, *, source: str = "keystore.p12") -> SecretMaterial:
@@ -180,17 +185,9 @@ def material_from_pkcs12(data: bytes, password: bytes | None = None, *, source: 
     if not certs:
         problems.append(LoadProblem("NoCertificate", "keystore holds no readable certificate", source))
         return _empty("pkcs12", digest, problems, KeyStatus.MISSING)
-    status, detail, leaf = _key_check(KeyLoad(key=p12.key) if p12.key is not None else None, certs, source)
-    return _finish_material("pkcs12", certs, leaf, source, status, detail, source if p12.key is not None else None, (), None, problems, digest)
-
-
-def clear_cache() -> None:
-    _MATERIALS.clear()
-
-
-def retain_materials(digests: set[str]) -> int:
-    """Forget the materials of Secret contents not in ``digests``."""
-    return _MATERIALS.retain(lambda digest, _: digest in digests)
+    built = _MaterialBuilder("pkcs12", digest, problems, certs, source)
+    built.use_keystore_key(p12.key, source)
+    return built.build()
 
 
 # --- assembly ------------------------------------------------------------------------------------
@@ -290,7 +287,9 @@ def _build_tls(secret_type: str, data: dict[str, Any], digest: str, password: by
             ca_load = load_certificates(ca_raw)
             _note(problems, ca_load, "ca.crt")
             ca, ca_source = ca_load.certificates, "ca.crt"
-    return _assemble(secret_type, certs, "tls.crt", key_raw, "tls.key", password, ca, ca_source, problems, digest, fps)
+    built = _MaterialBuilder(secret_type, digest, problems, certs, "tls.crt", fps, ca, ca_source)
+    built.use_key(key_raw, "tls.key", password)
+    return built.build()
 
 
 # Opaque key-name heuristics. Order matters: the first certificate source that yields a
@@ -400,7 +399,9 @@ def _build_opaque(secret_type: str, items: list[tuple[str, Any]], digest: str, p
     if not certs and not any(p.reason in ("NoCertificate", "MalformedCertificate") for p in problems):
         looked = ", ".join(sorted(decoded)) or "no data keys at all"
         problems.append(LoadProblem("NoCertificate", f"no certificate under any data key (has: {looked})"))
-    return _assemble(secret_type, certs, cert_source or "", key_raw, key_source or "", password, ca, ca_source, problems, digest)
+    built = _MaterialBuilder(secret_type, digest, problems, certs, cert_source or "", (), ca, ca_source)
+    built.use_key(key_raw, key_source or "", password)
+    return built.build()
 
 
 def _from_opaque_keystore(
@@ -422,44 +423,9 @@ def _from_opaque_keystore(
         problems.append(LoadProblem("NoCertificate", "the only certificates are in a keystore that could not be opened", source))
         return _empty(secret_type, digest, problems)
     certs = ((p12.certificate,) if p12.certificate is not None else ()) + p12.additional_certificates
-    status, detail, leaf = _key_check(KeyLoad(key=p12.key) if p12.key is not None else None, certs, source)
-    return _finish_material(secret_type, certs, leaf, source, status, detail, source if p12.key else None, ca, ca_source, problems, digest)
-
-
-def _assemble(
-    secret_type: str,
-    certs: tuple[x509.Certificate, ...],
-    cert_source: str,
-    key_raw: bytes | None,
-    key_source: str,
-    password: bytes | None,
-    ca: tuple[x509.Certificate, ...],
-    ca_source: str | None,
-    problems: list[LoadProblem],
-    digest: str,
-    fps: tuple[str, ...] = (),
-) -> SecretMaterial:
-    key_load: KeyLoad | None = None
-    status, detail = KeyStatus.MISSING, ""
-    if key_raw is not None and key_raw.strip():
-        key_load = load_private_key(key_raw, password)
-        if not key_load.ok:
-            status = {
-                "EncryptedKey": KeyStatus.ENCRYPTED,
-                "UnsupportedKey": KeyStatus.UNSUPPORTED,
-            }.get(key_load.problem or "", KeyStatus.MALFORMED)
-            detail = f"{key_source}: {key_load.detail}"
-            key_load = None
-    elif key_raw is not None:
-        detail = f"{key_source} is empty"
-    if not certs:
-        return SecretMaterial(secret_type, None, (), ca, status, detail, tuple(problems), digest, None, key_source if key_raw is not None else None, ca_source)
-    leaf: x509.Certificate | None
-    if key_load is not None:
-        status, detail, leaf = _key_check(key_load, certs, key_source, fps)
-    else:
-        leaf = None
-    return _finish_material(secret_type, certs, leaf, cert_source, status, detail, key_source if key_raw is not None else None, ca, ca_source, problems, digest, fps)
+    built = _MaterialBuilder(secret_type, digest, problems, certs, source, (), ca, ca_source)
+    built.use_keystore_key(p12.key, source)
+    return built.build()
 
 
 def _key_check(key_load: KeyLoad | None, certs: Sequence[x509.Certificate], key_source: str, fps: Sequence[str] = ()) -> tuple[KeyStatus, str, x509.Certificate | None]:
@@ -494,47 +460,84 @@ def _default_leaf(certs: Sequence[x509.Certificate]) -> x509.Certificate:
     return certs[0]
 
 
-def _finish_material(
-    secret_type: str,
-    certs: tuple[x509.Certificate, ...],
-    leaf: x509.Certificate | None,
-    cert_source: str,
-    status: KeyStatus,
-    detail: str,
-    key_source: str | None,
-    ca: tuple[x509.Certificate, ...],
-    ca_source: str | None,
-    problems: list[LoadProblem],
-    digest: str,
-    fps: tuple[str, ...] = (),
-) -> SecretMaterial:
-    if len(fps) != len(certs):
-        fps = tuple(certificate_fingerprint(c) for c in certs)
-    if leaf is None:
-        leaf = _default_leaf(certs)
-    if certs and certs[0] is not leaf:
-        problems.append(
-            LoadProblem(
-                "LeafNotFirst",
-                f"the leaf '{summarize(leaf).display_name}' is not the first certificate; most TLS servers send the first one as their own",
-                cert_source,
+_KEY_PROBLEM_STATUS = {"EncryptedKey": KeyStatus.ENCRYPTED, "UnsupportedKey": KeyStatus.UNSUPPORTED}
+
+
+@dataclass(slots=True)
+class _MaterialBuilder:
+    """What one Secret's (or file's) data yielded so far, gathered by the readers above and turned
+    into a :class:`SecretMaterial` by :meth:`build`. Holds a private key only between
+    :meth:`use_key` and :meth:`build`; the material never does."""
+
+    secret_type: str
+    digest: str
+    problems: list[LoadProblem]
+    certs: tuple[x509.Certificate, ...] = ()
+    cert_source: str = ""
+    fps: tuple[str, ...] = ()  # of ``certs`` when the loader knew them
+    ca: tuple[x509.Certificate, ...] = ()
+    ca_source: str | None = None
+    key_source: str | None = None  # where a key was found (even an unusable one)
+    status: KeyStatus = KeyStatus.MISSING
+    detail: str = ""
+    _key: KeyLoad | None = None
+
+    def use_key(self, raw: bytes | None, source: str, password: bytes | None) -> None:
+        """The private key (PEM or DER) found at ``source``; nothing when ``raw`` is None."""
+        if raw is None:
+            return
+        self.key_source = source
+        if not raw.strip():
+            self.detail = f"{source} is empty"
+            return
+        load = load_private_key(raw, password)
+        if load.ok:
+            self._key = load
+        else:
+            self.status = _KEY_PROBLEM_STATUS.get(load.problem or "", KeyStatus.MALFORMED)
+            self.detail = f"{source}: {load.detail}"
+
+    def use_keystore_key(self, key: Any, source: str) -> None:
+        """The private key a keystore held (None: a truststore)."""
+        if key is not None:
+            self.key_source, self._key = source, KeyLoad(key=key)
+
+    def build(self) -> SecretMaterial:
+        certs, problems = self.certs, self.problems
+        if not certs:
+            return SecretMaterial(self.secret_type, None, (), self.ca, self.status, self.detail, tuple(problems),
+                                  self.digest, None, self.key_source, self.ca_source)
+        status, detail, leaf = self.status, self.detail, None
+        if self._key is not None:
+            status, detail, leaf = _key_check(self._key, certs, self.key_source or "", self.fps)
+            self._key = None
+        fps = self.fps if len(self.fps) == len(certs) else tuple(certificate_fingerprint(c) for c in certs)
+        if leaf is None:
+            leaf = _default_leaf(certs)
+        if certs[0] is not leaf:
+            problems.append(
+                LoadProblem(
+                    "LeafNotFirst",
+                    f"the leaf '{summarize(leaf).display_name}' is not the first certificate; most TLS servers send the first one as their own",
+                    self.cert_source,
+                )
             )
+        leaf_fp = fps[next(i for i, c in enumerate(certs) if c is leaf)]
+        seen: set[str] = set()
+        leaf_seen = False
+        inters: list[x509.Certificate] = []
+        inter_fps: list[str] = []
+        for c, fp in zip(certs, fps):
+            if fp == leaf_fp and not leaf_seen:
+                leaf_seen = True
+                continue
+            if fp in seen or fp == leaf_fp:
+                problems.append(LoadProblem("DuplicateCertificate", f"'{summarize(c).display_name}' appears more than once", self.cert_source))
+                continue
+            seen.add(fp)
+            inters.append(c)
+            inter_fps.append(fp)
+        return SecretMaterial(
+            self.secret_type, leaf, tuple(inters), self.ca, status, detail, tuple(problems), self.digest,
+            self.cert_source or None, self.key_source, self.ca_source, (leaf_fp, *inter_fps),
         )
-    leaf_fp = fps[next(i for i, c in enumerate(certs) if c is leaf)]
-    seen: set[str] = set()
-    leaf_seen = False
-    inters: list[x509.Certificate] = []
-    inter_fps: list[str] = []
-    for c, fp in zip(certs, fps):
-        if fp == leaf_fp and not leaf_seen:
-            leaf_seen = True
-            continue
-        if fp in seen or fp == leaf_fp:
-            problems.append(LoadProblem("DuplicateCertificate", f"'{summarize(c).display_name}' appears more than once", cert_source))
-            continue
-        seen.add(fp)
-        inters.append(c)
-        inter_fps.append(fp)
-    return SecretMaterial(
-        secret_type, leaf, tuple(inters), ca, status, detail, tuple(problems), digest, cert_source or None, key_source, ca_source, (leaf_fp, *inter_fps)
-    )

@@ -38,8 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certpolicy.pki.bundle import encode_bundle, read_bundle
-from certpolicy.pki.fingerprint import short
-from certpolicy.pki.inspect import certificate_fingerprint
+from certpolicy.pki.fingerprint import certificate_fingerprint, short
 
 SUFFIX_LENGTH = 12
 

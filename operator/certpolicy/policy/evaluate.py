@@ -38,11 +38,12 @@ from typing import Any, NamedTuple
 from cryptography import x509
 
 from certpolicy.pki.chain import ChainResult, TrustAnchors, as_utc, verify_chain
-from certpolicy.pki import load as pki_load
-from certpolicy.pki.inspect import CertSummary, certificate_fingerprint, retain_summaries, summarize
-from certpolicy.pki.lru import LRU
+from certpolicy.pki import cache
+from certpolicy.pki.cache import FifoCache
+from certpolicy.pki.fingerprint import certificate_fingerprint
+from certpolicy.pki.inspect import CertSummary, summarize
 from certpolicy.pki.publicroots import PublicRoots, default_public_roots
-from certpolicy.pki.secretdata import KeyStatus, SecretMaterial, retain_materials
+from certpolicy.pki.secretdata import KeyStatus, SecretMaterial
 from certpolicy.policy.findings import REASONS, CertRef, Finding, Role, Severity, finding
 from certpolicy.policy.sans import check_names
 from certpolicy.policy.spec import Requirements
@@ -346,7 +347,8 @@ class _CertChecks(NamedTuple):
     strength: tuple[Finding, ...]
 
 
-_CHECKS: LRU[tuple[Requirements, str, Role, bool], _CertChecks] = LRU(65536)
+_CHECKS: FifoCache[tuple[Requirements, str, Role, bool], _CertChecks] = FifoCache(
+    65536, name="checks", keep=lambda key, _checks, live: key[1] in live.fingerprints)
 
 
 def _checks_of(req: Requirements, e: CertificateEntry) -> _CertChecks:
@@ -362,11 +364,6 @@ def _checks_of(req: Requirements, e: CertificateEntry) -> _CertChecks:
         )
         _CHECKS.put(key, c)
     return c
-
-
-def clear_caches() -> None:
-    """Forget the per-certificate check results (for benchmarks and tests)."""
-    _CHECKS.clear()
 
 
 def retain_caches(materials: Iterable[SecretMaterial], evaluators: Iterable[Evaluator] = (),
@@ -387,10 +384,7 @@ def retain_caches(materials: Iterable[SecretMaterial], evaluators: Iterable[Eval
         fps.update(m.fingerprints)
         fps.update(certificate_fingerprint(c) for c in m.ca_certificates)
     fps.update(certificate_fingerprint(c) for c in anchors)
-    dropped = pki_load.retain_fingerprints(fps)
-    dropped += retain_summaries(fps)
-    dropped += retain_materials(digests)
-    dropped += _CHECKS.retain(lambda key, _: key[1] in fps)
+    dropped = cache.sweep(cache.Live(frozenset(fps), frozenset(digests)))
     for evaluator in evaluators:
         dropped += evaluator.retain(digests)
     return dropped
@@ -409,7 +403,7 @@ class Evaluator:
 
     def __init__(self, *, max_entries: int = 65536, public_roots: PublicRoots | None = None,
                  workers: int | None = None) -> None:
-        self._cache: LRU[tuple[Requirements, str, str], Evaluation] = LRU(max_entries)
+        self._cache: FifoCache[tuple[Requirements, str, str], Evaluation] = FifoCache(max_entries)
         self._bundles: dict[int, tuple[object, str]] = {}
         self.public_roots = public_roots
         self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)

@@ -8,8 +8,9 @@ import certgen
 import pytest
 from cryptography import x509
 
-from certpolicy.pki.fingerprint import fingerprint
-from certpolicy.pki.inspect import CertSummary, certificate_fingerprint, curve_display_name, summarize
+from certpolicy.pki.fingerprint import certificate_fingerprint, fingerprint
+from certpolicy.pki.inspect import CertSummary, summarize
+from certpolicy.pki.keys import curve_display_name
 
 
 def test_leaf_summary(ec_pki):

@@ -10,12 +10,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from certpolicy.pki.fingerprint import fingerprint
+from certpolicy.pki.fingerprint import fingerprint, known_fingerprint
 from certpolicy.pki.load import (
     MAX_CERTIFICATES,
     MAX_INPUT_BYTES,
     LoadProblem,
-    known_fingerprint,
     load_certificates,
     load_pkcs12,
     load_private_key,
