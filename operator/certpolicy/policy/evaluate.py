@@ -394,8 +394,8 @@ class Evaluator:
     """A cache in front of :func:`evaluate`, keyed by (requirements, material digest, bundle digest).
 
     A cached Evaluation is returned while ``now`` lies in ``[valid_from, valid_until)``: nothing that
-    the key does not capture can change it before then. Bounded (least recently used entries go
-    first); safe to share between threads (at worst two threads evaluate the same key once each).
+    the key does not capture can change it before then. Bounded (the oldest entries go first,
+    see :mod:`certpolicy.pki.cache`); safe to share between threads (at worst two threads evaluate the same key once each).
     """
 
     #: Below this many Secrets a batch is evaluated inline: handing work to threads costs more.
