@@ -494,3 +494,61 @@ def leaf_signed_by(ca: x509.Certificate, ca_key: PrivateKey, dns_name: str) -> t
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
     return cert, k
+
+
+# --- Java keystores, written by the JDK's own keytool ------------------------------------------
+
+
+def _keytool(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["keytool", *args], check=True, capture_output=True, timeout=120)
+
+
+@functools.lru_cache(maxsize=64)
+def java_keystore(issued: Issued, password: str, cas: tuple[Issued, ...] = (), storetype: str = "JKS",
+                  alias: str = "leaf") -> bytes:
+    """A JKS or JCEKS keystore holding ``issued``'s key and chain, converted by ``keytool`` from
+    PKCS#12 (so the bytes are what the JDK writes). keytool needs a password of 6+ characters."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "in.p12", Path(d) / "out"
+        src.write_bytes(pkcs12_bytes(issued, password.encode(), list(cas), friendly_name=alias.encode()))
+        _keytool("-importkeystore", "-noprompt", "-srckeystore", str(src), "-srcstoretype", "PKCS12",
+                 "-srcstorepass", password, "-destkeystore", str(dst), "-deststoretype", storetype,
+                 "-deststorepass", password, "-destkeypass", password)
+        return dst.read_bytes()
+
+
+@functools.lru_cache(maxsize=64)
+def java_truststore(certs: tuple[x509.Certificate, ...], password: str, storetype: str = "JKS") -> bytes:
+    """A truststore of trustedCertEntries written by ``keytool -importcert`` (aliases ca0, ca1, ...)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        dst = Path(d) / "ts"
+        for i, cert in enumerate(certs):
+            f = Path(d) / f"c{i}.der"
+            f.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+            _keytool("-importcert", "-noprompt", "-alias", f"ca{i}", "-file", str(f), "-keystore", str(dst),
+                     "-storetype", storetype, "-storepass", password)
+        return dst.read_bytes()
+
+
+def keytool_list(store: bytes, password: str | None, storetype: str = "JKS") -> str:
+    """``keytool -list -v`` of a store, as text (raises CalledProcessError when Java refuses it)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "store"
+        f.write_bytes(store)
+        args = ["keytool", "-list", "-v", "-keystore", str(f), "-storetype", storetype]
+        if password is not None:
+            args += ["-storepass", password]
+        done = subprocess.run(args, check=True, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        return done.stdout

@@ -9,9 +9,14 @@ Input shapes handled:
 
 * ``kubernetes.io/tls``: ``tls.crt`` (leaf first, then intermediates), ``tls.key``, optional ``ca.crt``.
 * ``Opaque`` (and custom types): certificates under common names — ``tls.crt``, ``fullchain.pem``,
-  ``cert.pem``, ``*.crt``/``*.pem``/``*.cer``/``*.der``, a separate ``chain.pem``; CA files such as
-  ``ca.crt``/``ca.pem``; keys under ``tls.key``/``*.key``/``privkey.pem`` or inside the certificate
-  PEM; PKCS#12 keystores ``*.p12``/``*.pfx`` opened with a ``password``-like data key, if any.
+  ``cert.pem``, ``*.crt``/``*.pem``/``*.cer``/``*.der`` (PEM or DER), a separate ``chain.pem``; CA
+  files such as ``ca.crt``/``ca.pem``; keys under ``tls.key``/``*.key``/``privkey.pem`` or inside
+  the certificate PEM; keystores — PKCS#12 ``*.p12``/``*.pfx``, JKS/JCEKS ``*.jks``/``*.jceks``/
+  ``*.ks``, or a key named ``keystore`` — recognised by content (:mod:`certpolicy.pki.stores`) and
+  opened with the password passed in (a Secret reference resolved by the operator), else a
+  sibling data key (``keystore.jks.password``, ``keystore-password``, ``password``, ...), else
+  none. Trust stores (``truststore.jks``, ``cacerts``, ...) are not part of a Secret's own
+  material: they are checked as stores of their own (:mod:`certpolicy.policy.truststores`).
 * Other built-in types (docker config, service-account token, basic-auth, ...) are a
   ``WrongSecretType`` problem, not parsed.
 
@@ -43,6 +48,7 @@ from certpolicy.pki.load import (
     load_pkcs12,
     load_private_key,
 )
+from certpolicy.pki.stores import is_password_key, is_truststore_key, read_store, sibling_password
 
 TLS_TYPE = "kubernetes.io/tls"
 OPAQUE_TYPE = "Opaque"
@@ -314,19 +320,19 @@ _CA_STEMS = frozenset(
     {"ca", "cacert", "ca-cert", "ca_cert", "ca-bundle", "ca_bundle", "cabundle", "ca-certificates", "root", "root-ca", "rootca", "root_ca", "trust", "truststore", "trust-bundle", "trusted-ca"}
 )
 _KEY_STEMS = frozenset({"privkey", "key", "private", "private-key", "privatekey", "private_key", "tls-key", "server-key", "client-key"})
-_PASSWORD_NAMES = frozenset({"password", "keystore-password", "keystore.password", "keystorepassword", "keystore_password", "p12-password", "pkcs12-password", "pfx-password", "storepass"})
+_KEYSTORE_EXTS = ("p12", "pfx", "jks", "jceks", "ks", "keystore", "bcfks")
 
 
 def classify_data_key(name: str, value: bytes | None = None) -> str | None:
     """What a data key (or file name) holds, by name and, for ambiguous ``.pem``, by content:
-    ``cert``, ``chain``, ``ca``, ``key``, ``keystore``, ``password``, or None (not ours)."""
+    ``cert``, ``chain``, ``ca``, ``key``, ``keystore``, ``truststore``, ``password``, or None (not ours)."""
     lower = name.lower()
     stem, _, ext = lower.rpartition(".")
     if not stem:
         stem, ext = ext, ""
-    if ext in ("p12", "pfx"):
-        return "keystore"
-    if lower in _PASSWORD_NAMES:
+    if ext in _KEYSTORE_EXTS or lower in ("keystore", "truststore", "cacerts"):
+        return "truststore" if is_truststore_key(lower) else "keystore"
+    if is_password_key(lower):
         return "password"
     if ext == "key" or stem in _KEY_STEMS:
         return "key"
@@ -347,13 +353,14 @@ def _build_opaque(secret_type: str, items: list[tuple[str, Any]], digest: str, p
         raw = _decode(name, value, problems)
         if raw is not None:
             decoded[name] = raw
-    roles: dict[str, list[str]] = {"cert": [], "ca": [], "chain": [], "key": [], "keystore": [], "password": []}
+    roles: dict[str, list[str]] = {"cert": [], "ca": [], "chain": [], "key": [], "keystore": [], "truststore": [], "password": []}
     for name, raw in decoded.items():
         role = classify_data_key(name, raw)
         if role:
             roles[role].append(name)
     roles["cert"].sort(key=lambda n: (_CERT_PRIORITY.get(n.lower(), 9), n))
     roles["key"].sort(key=lambda n: (n.lower() != "tls.key", n))
+    roles["keystore"].sort(key=lambda n: ("keystore" not in n.lower(), n))
 
     certs: tuple[x509.Certificate, ...] = ()
     cert_source: str | None = None
@@ -415,16 +422,20 @@ def _from_opaque_keystore(
     digest: str,
 ) -> SecretMaterial:
     source = roles["keystore"][0]
-    if password is None and roles["password"]:
-        password = decoded[roles["password"][0]].strip()
-    p12 = load_pkcs12(decoded[source], password)
-    if p12.problem and p12.certificate is None and not p12.additional_certificates:
-        problems.append(LoadProblem("KeystoreUnreadable", p12.detail, source))
+    if password is None:
+        _, password = sibling_password(source, decoded)
+    store = read_store(decoded[source], password, source=source)
+    if not store.certificates:
+        problems.extend(store.problems)
         problems.append(LoadProblem("NoCertificate", "the only certificates are in a keystore that could not be opened", source))
         return _empty(secret_type, digest, problems)
-    certs = ((p12.certificate,) if p12.certificate is not None else ()) + p12.additional_certificates
+    problems.extend(p for p in store.problems if p.reason != "NoCertificate")
+    certs = store.key_chain or store.certificates  # a Java keystore serves its key entry's chain
     built = _MaterialBuilder(secret_type, digest, problems, certs, source, (), ca, ca_source)
-    built.use_keystore_key(p12.key, source)
+    if store.key is not None:
+        built.use_keystore_key(store.key, source)
+    elif store.key_problem:
+        built.key_source, built.status, built.detail = source, KeyStatus.ENCRYPTED, store.key_problem
     return built.build()
 
 

@@ -1,4 +1,4 @@
-"""PKCS#12 truststores for Java consumers, written next to a PEM bundle.
+"""PKCS#12 and JKS truststores for Java consumers, written next to a PEM bundle.
 
 Encoding only: the *set* of certificates comes from :mod:`certpolicy.pki.bundle` (the merged PEM
 bundle of a target), so the PEM and the PKCS#12 form of a target always hold the same CAs.
@@ -23,6 +23,11 @@ reads that with an explicitly empty password (``keytool -storepass ""``,
 ``-Djavax.net.ssl.trustStorePassword=``); with no password at all Java still loads the
 certificates but warns that integrity was not verified. Any other password fails the MAC check.
 
+JKS (:func:`build_jks_truststore`, for consumers older than Java 9 or configured with
+``-Djavax.net.ssl.trustStoreType=JKS``) takes the same entries and aliases; it holds no salt,
+so the same content always gives the same bytes. Its integrity check is keyed by the password
+(absent: the empty password, which Java reads with or without ``-storepass ''``).
+
 PKCS#12 output is salted, so two encodings of the same content differ byte for byte. The operator
 must therefore never compare truststore bytes: :func:`truststore_matches` decodes the stored file
 and compares (alias, fingerprint) pairs, so an unchanged target is not rewritten.
@@ -39,6 +44,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certpolicy.pki.bundle import encode_bundle, read_bundle
 from certpolicy.pki.fingerprint import certificate_fingerprint, short
+from certpolicy.pki.javakeystore import build_jks_truststore as _build_jks
+from certpolicy.pki.javakeystore import load_java_keystore
 
 SUFFIX_LENGTH = 12
 
@@ -132,13 +139,36 @@ def truststore_matches(
     certificates: Iterable[x509.Certificate],
     alias: str,
     primary_fingerprint: str | None = None,
+    *,
+    jks: bool = False,
 ) -> bool:
-    """Whether a stored truststore already holds exactly these certificates under these aliases,
-    and opens with this password — i.e. whether the operator can skip rewriting it."""
+    """Whether a stored truststore (PKCS#12, or JKS with ``jks``) already holds exactly these
+    certificates under these aliases, and opens with this password — i.e. whether the operator
+    can skip rewriting it."""
     if not data:
         return False
-    stored = read_truststore(data, password)
+    stored = read_jks_truststore(data, password) if jks else read_truststore(data, password)
     if stored is None:
         return False
     wanted = frozenset(e for e, _ in entries(certificates, alias, primary_fingerprint))
     return stored == wanted
+
+
+def build_jks_truststore(
+    certificates: Iterable[x509.Certificate],
+    alias: str,
+    password: Password = None,
+    primary_fingerprint: str | None = None,
+) -> bytes:
+    """A JKS truststore of the same entries as :func:`build_truststore` (deterministic bytes)."""
+    return _build_jks(((e.alias, c) for e, c in entries(certificates, alias, primary_fingerprint)), _password(password))
+
+
+def read_jks_truststore(data: bytes, password: Password = None) -> frozenset[TruststoreEntry] | None:
+    """The (alias, fingerprint) entries of a stored JKS truststore, or None when it does not open
+    with ``password`` (or holds a private key). Never raises."""
+    ks = load_java_keystore(data, _password(password))
+    if ks.format != "JKS" or ks.problem or not ks.verified or any(e.kind != "trustedCert" for e in ks.entries):
+        return None
+    return frozenset(TruststoreEntry(e.alias.lower(), certificate_fingerprint(e.certificates[0])) for e in ks.entries)
+

@@ -169,6 +169,7 @@ FIELDS = (
     "allowedSignatureHashes",
     "requirePrivateKey",
     "trustBundle",  # resolved by the operator, not here
+    "trustedBy",  # the peers' trust stores: parsed by store_selection_from_spec, resolved by the operator
 )
 
 
@@ -268,6 +269,8 @@ def requirements_from_spec(spec: Mapping[str, Any] | None) -> Requirements:
     curves = _curves(spec.get("allowedECCurves"), problems)
     hashes = _hashes(spec.get("allowedSignatureHashes"), problems)
     require_key = _bool("requirePrivateKey", spec.get("requirePrivateKey"), False, problems)
+    if spec.get("trustedBy") is not None:
+        store_selection_from_spec(spec.get("trustedBy"), "requirements.trustedBy", problems)
     if problems:
         raise PolicySpecError(problems)
     return Requirements(
@@ -435,3 +438,79 @@ def _hashes(value: Any, problems: list[str]) -> tuple[str, ...]:
     if isinstance(value, list) and not value:
         problems.append("allowedSignatureHashes is empty: every certificate would be rejected; omit it for the default [sha256, sha384, sha512]")
     return _dedupe(out)
+
+
+# --- trust stores selected by label ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreSelection:
+    """ConfigMaps and Secrets holding trust stores, selected by label (``spec.trustStores`` and
+    ``spec.requirements.trustedBy`` share this shape). Selectors stay in their spec form; the
+    operator turns them into server-side label selectors."""
+
+    selector: tuple[tuple[str, Any], ...]  # the labelSelector mapping, as sorted items
+    namespace_selector: tuple[tuple[str, Any], ...] = ()
+    keys: tuple[str, ...] = ()  # data keys (glob patterns); empty: the trust store key patterns
+    password_secret: str | None = None  # a Secret in each store's namespace holding the password
+    password_key: str = "password"
+
+    def selector_spec(self) -> dict[str, Any]:
+        return _thawed(self.selector) if self.selector else {}
+
+    def namespace_selector_spec(self) -> dict[str, Any]:
+        return _thawed(self.namespace_selector) if self.namespace_selector else {}
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    if isinstance(value, tuple) and all(isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str) for i in value):
+        return {k: _thawed(v) for k, v in value}
+    if isinstance(value, tuple):
+        return [_thawed(v) for v in value]
+    return value
+
+
+def store_selection_from_spec(value: Any, where: str, problems: list[str] | None = None) -> StoreSelection | None:
+    """Validate ``trustedBy`` / ``trustStores``. With ``problems`` given, problems are appended
+    there; otherwise :class:`PolicySpecError` is raised. None when ``value`` is None."""
+    own = problems is None
+    problems = [] if problems is None else problems
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        problems.append(f"{where} must be a mapping like {{selector: {{matchLabels: {{...}}}}}}, got {type(value).__name__}")
+        if own:
+            raise PolicySpecError(problems)
+        return None
+    known = ("selector", "namespaceSelector", "keys", "passwordSecretRef")
+    for k in value:
+        if k not in known:
+            problems.append(f"unknown field spec.{where}.{k} (known: {', '.join(known)})")
+    selector = value.get("selector")
+    if not isinstance(selector, Mapping) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        problems.append(f"{where}.selector must select by label (matchLabels or matchExpressions): "
+                        "trust stores are found by a server-side label selector, never by listing every object")
+    ns_sel = value.get("namespaceSelector")
+    if ns_sel is not None and not isinstance(ns_sel, Mapping):
+        problems.append(f"{where}.namespaceSelector must be a label selector mapping")
+    keys = _strings(f"{where}.keys", value.get("keys"), problems)
+    ref = value.get("passwordSecretRef")
+    pw_name, pw_key = None, "password"
+    if ref is not None:
+        if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str) or not ref.get("name"):
+            problems.append(f"{where}.passwordSecretRef must name a Secret: {{name: ..., key: password}}")
+        else:
+            pw_name, pw_key = ref["name"], str(ref.get("key") or "password")
+    if own and problems:
+        raise PolicySpecError(problems)
+    if problems:
+        return None
+    return StoreSelection(_frozen(selector), _frozen(ns_sel or {}), _dedupe(keys), pw_name, pw_key)

@@ -95,3 +95,41 @@ def test_load_private_key_never_raises(data, password):
 def test_load_pkcs12_never_raises(data, password):
     loaded = load_pkcs12(data, password)
     assert loaded.problem is not None or loaded.certificate is not None or loaded.additional_certificates
+
+
+# --- Java keystores and the store reader ---------------------------------------------------------
+
+from certpolicy.pki.javakeystore import JavaKeystoreLoad, build_jks_truststore, load_java_keystore  # noqa: E402
+from certpolicy.pki.secretdata import SecretMaterial, material_from_secret  # noqa: E402
+from certpolicy.pki.stores import StoreRead, read_store  # noqa: E402
+
+JKS_KS = certgen.java_keystore(_PKI.leaf, "changeit", (_PKI.intermediate,), "JKS")
+JCEKS_KS = certgen.java_keystore(_PKI.leaf, "changeit", (), "JCEKS")
+JKS_TS = build_jks_truststore([("root", _PKI.root.cert), ("inter", _PKI.intermediate.cert)], "changeit")
+java_stores = st.one_of(mutated(JKS_KS), mutated(JCEKS_KS), mutated(JKS_TS),
+                        st.binary(max_size=64).map(lambda b: b"\xfe\xed\xfe\xed" + b),
+                        st.binary(max_size=64).map(lambda b: b"\xce\xce\xce\xce" + b))
+passwords = st.one_of(st.none(), st.just(b"changeit"), st.binary(max_size=6), st.just(b"\xff\xfe"))
+
+
+@given(java_stores, passwords)
+def test_load_java_keystore_never_raises(data, password):
+    loaded = load_java_keystore(data, password)
+    assert isinstance(loaded, JavaKeystoreLoad)
+    assert loaded.problem is not None or loaded.entries or loaded.format
+    if password and len(password) > 3:
+        assert password.decode("latin-1") not in loaded.detail
+
+
+@given(st.one_of(java_stores, anything), passwords)
+def test_read_store_never_raises(data, password):
+    assert isinstance(read_store(data, password, source="store"), StoreRead)
+
+
+@given(st.one_of(java_stores, mutated(P12)), st.sampled_from(["keystore.jks", "keystore", "store.p12", "truststore.jks"]),
+       st.one_of(st.none(), st.just(b"changeit"), st.binary(max_size=6)))
+def test_opaque_secret_with_a_store_never_raises(data, name, password):
+    secret = {name: data} if password is None else {name: data, "password": password}
+    m = material_from_secret("Opaque", secret)
+    assert isinstance(m, SecretMaterial)
+    assert m.leaf is not None or m.problems
