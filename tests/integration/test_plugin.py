@@ -160,3 +160,52 @@ def admission_api(api_client):
     import kubernetes
 
     return kubernetes.client.AdmissionregistrationV1Api(api_client)
+
+
+def test_why_a_secret_and_a_pod(cluster, world):
+    ns, names, fp = world
+    doc = json.loads(plugin(cluster, "why", f"{ns}/api-tls", "-o", "json").stdout)
+    (secret,) = doc["secrets"]
+    assert [p["name"] for p in secret["policies"]] == [names["good"]] and secret["policies"][0]["compliant"]
+    assert secret["anchor"] == fp and [c["role"] for c in secret["chain"]] == ["leaf", "root"]
+    assert secret["firstBreaks"]["at"] == min(c["notAfter"] for c in secret["chain"])
+    assert {"kind": "ConfigMap", "namespace": ns, "name": "plugin-ca", "via": "trust bundle in key ca.crt"} in secret["bundles"]
+
+    pod = json.loads(plugin(cluster, "why", f"pod/{ns}/unrelated", "-o", "json").stdout)
+    (legacy,) = pod["secrets"]
+    assert legacy["name"] == "legacy-tls"
+    verdicts = {p["name"]: p for p in legacy["policies"]}
+    assert not verdicts[names["bad"]]["compliant"]
+    assert [f["reason"] for f in verdicts[names["bad"]]["findings"] if f["severity"] == "Critical"] == ["MissingClientAuth"]
+
+    table = plugin(cluster, "why", f"{ns}/api-tls")
+    assert table.returncode == 0 and "first breaks" in table.stdout and f"policy {names['good']}: compliant" in table.stdout
+    missing = plugin(cluster, "why", f"pod/{ns}/nope")
+    assert missing.returncode == 3 and "not found" in missing.stderr
+
+
+def test_check_cluster_is_a_what_if_with_check_exit_codes(cluster, world, custom_api, tmp_path):
+    ns, _names, _fp = world
+    name = f"what-if-{uuid.uuid4().hex[:6]}"
+
+    def check(requirements, *extra):
+        path = tmp_path / f"{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(json.dumps({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy",
+                                    "metadata": {"name": name}, "spec": {
+                                        "selector": {"names": [{"namespace": ns, "name": "legacy-tls"}]},
+                                        "requirements": requirements}}))
+        return plugin(cluster, "check", "--cluster", "--policy", str(path), *extra)
+
+    assert check({"extendedKeyUsages": ["serverAuth"]}).returncode == 0
+    critical = check({"extendedKeyUsages": ["serverAuth", "clientAuth"]}, "-o", "json")
+    assert critical.returncode == 2
+    (result,) = json.loads(critical.stdout)["results"]
+    assert result["target"] == f"secret {ns}/legacy-tls"
+    assert "MissingClientAuth" in [f["reason"] for f in result["findings"]]
+    soon = check({"extendedKeyUsages": ["serverAuth"]}, "--at", "+70d")  # the leaf lives 90 days
+    assert soon.returncode == 1 and "ExpiringSoon" in soon.stdout
+    assert check({"extendedKeyUsages": ["serverAuth"]}, "--at", "+3650d").returncode == 2
+    bad = check({"extendedKeyUsages": ["serverAuth"], "minimumRSABits": "lots"})
+    assert bad.returncode == 3 and "invalid policy" in bad.stderr
+    names = [p["metadata"]["name"] for p in custom_api.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]]
+    assert name not in names  # a what-if: nothing was applied

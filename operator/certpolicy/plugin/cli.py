@@ -18,7 +18,9 @@ from certpolicy.checkcmd import EXIT_UNKNOWN
 
 VERBS: dict[str, tuple[str, str]] = {
     "status": ("certpolicy.plugin.status", "the policies, worst first"),
+    "why": ("certpolicy.plugin.why", "why a Secret or Pod is judged as it is, and when it first breaks"),
     "blast-radius": ("certpolicy.plugin.blast", "everything that depends on a CA or bundle"),
+    "check": ("certpolicy.plugin.whatif", "what a new or changed policy would say about the live cluster"),
 }
 
 

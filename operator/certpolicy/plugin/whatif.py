@@ -1,0 +1,114 @@
+"""``kubectl certpolicy check --cluster --policy FILE [--at +90d]``: a new or changed policy, over the live cluster.
+
+A what-if for GitOps pre-merge gates: the Secrets the policy *would* select — chosen by the
+operator's own inventory and selection code, so ``names``, ``namespaceSelector``,
+``secretSelector`` and ``mountedOnly`` mean exactly what they mean to the operator — judged by
+the operator's evaluation at ``--at``, and reported like ``certpolicy check`` (same table, same
+JSON results, same exit codes: 0 compliant, 1 warnings, 2 critical, 3 unknown). Read-only: it
+lists and watches, never writes.
+
+The trust bundle the chains must lead to: ``--trust-bundle FILE``; else the policy's
+``requirements.trustBundle``, read from the cluster; else, for a policy with ``spec.ca``, the CAs
+the live policy of that name trusts (its status), which a new policy does not have yet — its
+Secrets are then reported as not chaining to it, as the operator would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from certpolicy.checkcmd import (EXIT_UNKNOWN, Target, UsageError, _iso, _now, _read_bundle, _read_policy, _use_color,
+                                 exit_code, write_table)
+from certpolicy.plugin.live import policy_bundle
+from certpolicy.policy.evaluate import evaluate
+from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
+
+WHAT_IF = "kubectl-certpolicy-what-if"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("What a new or changed CertificatePolicy would say about the live cluster, without "
+                          "applying it. Exit 0 compliant, 1 warnings, 2 critical, 3 could not check.")
+    parser.add_argument("--cluster", action="store_true", required=True,
+                        help="judge the Secrets the policy would select in the cluster (required: this verb reads the cluster)")
+    parser.add_argument("--policy", metavar="FILE", required=True, help="CertificatePolicy YAML")
+    parser.add_argument("--policy-name", metavar="NAME", help="which policy, when FILE holds several")
+    parser.add_argument("--at", metavar="TIME", help="judge at this time: RFC 3339 or an offset ('+90d', '+720h')")
+    parser.add_argument("--trust-bundle", metavar="FILE", help="CA bundle the chains must lead to (default: the policy's)")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+
+
+def _days_as_hours(at: str | None) -> str | None:
+    """``+90d`` -> ``+2160h``: days are the natural unit of a what-if, and not a Go duration unit."""
+    m = re.fullmatch(r"\s*([+-])(\d+)d\s*", at or "")
+    return f"{m[1]}{int(m[2]) * 24}h" if m else at
+
+
+def _live_policy(raw, name: str) -> Mapping[str, Any] | None:
+    from kubernetes.client import ApiException
+
+    from certpolicy import GROUP, PLURAL, VERSION
+
+    try:
+        return raw.get(f"/apis/{GROUP}/{VERSION}/{PLURAL}/{name}")
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def _select(api_client, name: str, spec: Mapping[str, Any]):
+    """The operator's selection of this spec, from an inventory of the live cluster."""
+    from certpolicy.plugin.live import LiveInventory
+
+    with LiveInventory(api_client) as live:
+        return live.select(f"{WHAT_IF}/{name}", spec)
+
+
+def run(args: argparse.Namespace, raw) -> int:
+    try:
+        doc = _read_policy(args.policy, args.policy_name)
+        spec = doc.get("spec") if isinstance(doc.get("spec"), Mapping) else None
+        if spec is None or not isinstance(spec.get("selector"), Mapping):
+            raise UsageError(f"policy {args.policy}: --cluster needs a whole CertificatePolicy (spec.selector)")
+        name = str((doc.get("metadata") or {}).get("name") or "unnamed")
+        requirements = requirements_from_spec(spec.get("requirements") or {})
+        now = _now(_days_as_hours(args.at))
+        notes: list[str] = []
+        if args.trust_bundle:
+            bundle = _read_bundle(args.trust_bundle)
+        else:
+            bundle, note = policy_bundle(spec, _live_policy(raw, name) if spec.get("ca") else None,
+                                         args.kubeconfig, args.context)
+            notes += [note] if note else []
+        selection = _select(raw.api_client, name, spec)
+    except UsageError as e:
+        print(f"kubectl certpolicy check: {e}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except PolicySpecError as e:
+        print("kubectl certpolicy check: invalid policy:", file=sys.stderr)
+        for p in e.problems:
+            print(f"  - {p}", file=sys.stderr)
+        return EXIT_UNKNOWN
+
+    targets = [Target(f"secret {rec.namespace}/{rec.name}", "secret", rec.material,
+                      evaluate(requirements, rec.material, bundle, now)) for rec in selection.secrets]
+    targets += [Target(f"secret {ns}/{n}", "secret", error="named in spec.selector.names but does not exist")
+                for ns, n in selection.missing]
+    code = exit_code(targets)
+    if not targets:
+        notes.append(f"policy {name} selects no Secret in this cluster")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.output == "json":
+        json.dump({"exitCode": code, "evaluatedAt": _iso(now), "policy": name, "selected": len(selection.secrets),
+                   "results": [t.to_dict() for t in targets]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        write_table(targets, sys.stdout, color=_use_color(args.color, sys.stdout))
+    return code
