@@ -77,7 +77,10 @@ def test_unmanaged_secret_cannot_be_overwritten_claimed_or_deleted(objects, core
     # claiming it by adding the label is refused too: the old object decides
     denied(lambda: operator_core.patch_namespaced_secret("user-tls", ns, {
         "metadata": {"labels": {MANAGED_BY: "p1"}}, "data": {"tls.crt": b64("attacker")}}))
-    denied(lambda: operator_core.delete_namespaced_secret("user-tls", ns))
+    # Deleting is not even granted outside the operator's namespace (manifests/rbac.yaml: a Role there).
+    with pytest.raises(ApiException) as err:
+        operator_core.delete_namespaced_secret("user-tls", ns)
+    assert err.value.status == 403 and "cannot delete resource" in err.value.body, err.value.body
     denied(lambda: operator_core.create_namespaced_secret(ns, {"metadata": {"name": "new-unlabelled"},
                                                                 "data": {"x": b64("y")}}))
     secret = core_v1.read_namespaced_secret("user-tls", ns)
@@ -92,9 +95,21 @@ def test_managed_secret_is_writable_but_not_handed_over(objects, core_v1, operat
                                                 "data": {"x": b64("y")}})
     denied(lambda: operator_core.patch_namespaced_secret("ours", ns, {"metadata": {"labels": {MANAGED_BY: "p2"}}}))
     denied(lambda: operator_core.patch_namespaced_secret("ours", ns, {"metadata": {"labels": {MANAGED_BY: None}}}))
-    operator_core.delete_namespaced_secret("issued", ns)
-    wait_for(lambda: "issued" not in [s.metadata.name for s in core_v1.list_namespaced_secret(ns).items],
+    # Delete: RBAC grants it in the operator's namespace only (CA Secrets); the admission policy
+    # then lets through only managed ones.
+    with pytest.raises(ApiException) as err:
+        operator_core.delete_namespaced_secret("issued", ns)
+    assert err.value.status == 403 and "cannot delete resource" in err.value.body, err.value.body
+    home = "certpolicy-system"
+    spare, theirs = f"spare-{uuid.uuid4().hex[:8]}", f"theirs-{uuid.uuid4().hex[:8]}"
+    core_v1.create_namespaced_secret(home, {"metadata": {"name": spare, "labels": {MANAGED_BY: "p1"}},
+                                            "data": {"x": b64("y")}})
+    core_v1.create_namespaced_secret(home, {"metadata": {"name": theirs}, "data": {"x": b64("y")}})
+    denied(lambda: operator_core.delete_namespaced_secret(theirs, home))
+    operator_core.delete_namespaced_secret(spare, home)
+    wait_for(lambda: spare not in [s.metadata.name for s in core_v1.list_namespaced_secret(home).items],
              timeout=10, what="managed Secret deleted")
+    core_v1.delete_namespaced_secret(theirs, home)
 
 
 def test_configmaps_only_when_managed_or_opted_in(objects, core_v1, operator_core):

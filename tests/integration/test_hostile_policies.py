@@ -156,3 +156,115 @@ def test_1700_foreign_cas_are_all_kept_and_a_leaf_of_ca_1500_verifies(operator, 
     assert st["summary"]["compliant"] == 1, st.get("violations")
     figure(f"1,700 foreign CAs in a target: {len(foreign - after.fingerprint_set)} deleted, own CA added; "
            f"a leaf of CA #1500 of a 1,700-CA source bundle: compliant")
+
+
+# ---- deleting a policy ---------------------------------------------------------------------------------
+def _policy_gone(custom_api, name: str) -> bool:
+    from kubernetes.client import ApiException
+
+    try:
+        custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        return False
+    except ApiException as e:
+        return e.status == 404
+
+
+def _bundle(core_v1, ns: str, name: str) -> set[str]:
+    from certpolicy.pki.bundle import read_bundle
+
+    return set(read_bundle(core_v1.read_namespaced_config_map(name, ns).data["ca.crt"]).fingerprints)
+
+
+def _lifecycle_policy(name: str, ns: str, **spec) -> dict:
+    return body(name, ca={"secretName": f"{name}-ca"},
+                trustBundles=[{"configMap": {"name": "app-ca"}, "namespaces": [ns]}],
+                issuance=[{"secretName": "app-tls", "namespace": ns, "dnsNames": ["app.lifecycle.test"]}],
+                rotation={"propagationDelay": "0s"}, **spec)
+
+
+def test_deleting_a_policy_by_default_breaks_no_workload(operator, policies, custom_api, core_v1, unique_name,
+                                                        operator_namespace):
+    from certpolicy.pki.fingerprint import fingerprint
+    from certpolicy.pki.load import load_certificates
+
+    ns = new_namespace(core_v1)
+    policies(_lifecycle_policy(unique_name, ns))
+    st = wait_for(lambda: (lambda s: s if (s.get("issued") or {}).get("ready") == 1
+                           and (s.get("bundleTargets") or {}).get("verified") == 1 else None)(
+        status(custom_api, unique_name)), timeout=30, what="CA, bundle and leaf")
+    ours = st["ca"]["fingerprint"]
+    custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name)
+    wait_for(lambda: _policy_gone(custom_api, unique_name), timeout=10, what="deleted at once (no finalizer)")
+    # The leaf still chains to a CA the bundle holds; the CA Secret (and key) is kept.
+    leaf = load_certificates(base64.b64decode(core_v1.read_namespaced_secret("app-tls", ns).data["tls.crt"]))
+    ca = core_v1.read_namespaced_secret(f"{unique_name}-ca", operator_namespace)
+    ca_cert = load_certificates(base64.b64decode(ca.data["tls.crt"])).certificates[0]
+    leaf.certificates[0].verify_directly_issued_by(ca_cert)
+    assert fingerprint(ca_cert) == ours and ours in _bundle(core_v1, ns, "app-ca")
+
+
+def test_deletion_policy_delete_removes_the_ca_from_bundles_and_every_ca_key(
+        operator, policies, custom_api, core_v1, unique_name, operator_namespace):
+    import certgen
+
+    from certpolicy.kube.ownership import MANAGED_BY, ROLE_LABEL
+
+    ns = new_namespace(core_v1)
+    partner = certgen.root("Partner CA kept after deletion")
+    policies(_lifecycle_policy(unique_name, ns, deletionPolicy="Delete"))
+    wait_for(lambda: (status(custom_api, unique_name).get("bundleTargets") or {}).get("verified") == 1, timeout=30,
+             what="the bundle written")
+    core_v1.patch_namespaced_config_map("app-ca", ns, {"data": {"ca.crt": core_v1.read_namespaced_config_map(
+        "app-ca", ns).data["ca.crt"] + certgen.pem(partner).decode()}})
+    # One rotation, so there is a retired CA key too.
+    custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
+                                           {"metadata": {"annotations": {"certpolicy.io/rotate": "before-delete"}}})
+    st = wait_for(lambda: (lambda s: s if ((s.get("rotation") or {}).get("history") or [{}])[0].get("outcome")
+                           == "Completed" else None)(status(custom_api, unique_name)), timeout=60,
+                  what="a completed rotation")
+    ours = {h["fingerprint"] for h in st["ca"]["history"]}
+    selector = f"{MANAGED_BY}={unique_name},{ROLE_LABEL}=ca"
+    keys = [s.metadata.name for s in core_v1.list_namespaced_secret(operator_namespace, label_selector=selector).items]
+    assert len(keys) >= 2, keys  # the active CA and the retired one
+    custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name)
+    wait_for(lambda: _policy_gone(custom_api, unique_name), timeout=60, what="the finalizer done")
+    assert not core_v1.list_namespaced_secret(operator_namespace, label_selector=selector).items
+    from certpolicy.pki.fingerprint import fingerprint
+
+    assert _bundle(core_v1, ns, "app-ca") == {fingerprint(partner.cert)}
+    assert not ours & _bundle(core_v1, ns, "app-ca")
+
+
+def test_an_expired_retired_ca_key_is_deleted(operator, policies, custom_api, core_v1, unique_name,
+                                              operator_namespace, monkeypatch):
+    import datetime as dt
+
+    import certgen
+
+    from certpolicy.kube.ownership import MANAGED_BY, OWNER_UID, ROLE_LABEL
+
+    obj = policies(body(unique_name, ca={"secretName": f"{unique_name}-ca"}))
+    wait_for(lambda: (status(custom_api, unique_name).get("ca") or {}).get("fingerprint"), timeout=30, what="CA")
+    owner = {"labels": {MANAGED_BY: unique_name, ROLE_LABEL: "ca"},
+             "annotations": {OWNER_UID: obj["metadata"]["uid"]}}
+    expired = certgen.root("long retired CA", not_before=certgen.utcnow() - dt.timedelta(days=30),
+                           valid_for=dt.timedelta(days=29))
+    valid = certgen.root("recently retired CA")
+    for name, ca in ((f"{unique_name}-ca-retired-old", expired), (f"{unique_name}-ca-retired-new", valid)):
+        core_v1.create_namespaced_secret(operator_namespace, client.V1Secret(
+            metadata=client.V1ObjectMeta(name=name, **owner), type="kubernetes.io/tls",
+            data=certgen.tls_secret(ca)["data"]))
+    # The sweep runs at most every 10 minutes per policy (its first pass swept before these Secrets
+    # existed): make every pass sweep, and touch the policy so that one runs.
+    from certpolicy.handlers import deletion
+
+    monkeypatch.setattr(deletion, "CA_SWEEP_INTERVAL", dt.timedelta(0))
+    custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {"spec": {"requirements": {
+        "requireSAN": True}}})
+
+    def names():
+        return {s.metadata.name for s in core_v1.list_namespaced_secret(
+            operator_namespace, label_selector=f"{MANAGED_BY}={unique_name}").items}
+
+    wait_for(lambda: f"{unique_name}-ca-retired-old" not in names(), timeout=30, what="the expired key deleted")
+    assert {f"{unique_name}-ca", f"{unique_name}-ca-retired-new"} <= names()

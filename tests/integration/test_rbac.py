@@ -99,3 +99,67 @@ def test_reconcile_issuance_and_rotation_with_manifest_rbac_only(
         op.stop()
     log = (tmp_path / "operator.log").read_text(errors="replace")
     assert "403" not in log and "forbidden" not in log.lower(), log[-3000:]
+
+
+def test_what_the_service_account_may_do_to_an_unrelated_secret(cluster, crd, core_v1, tmp_path):
+    """Impersonating the operator's ServiceAccount (manifests' RBAC and admission policy applied):
+    what it may do to someone else's Secret in another namespace. Reported before: it could read,
+    change and delete any Secret, kube-system's included."""
+    import json
+
+    from figures import record
+
+    for f in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "admissionpolicy.yaml"):
+        cluster.kubectl("apply", "-f", str(REPO / "manifests" / f))
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    ensure_namespace(core_v1, ns)
+    core_v1.create_namespaced_secret(ns, {"metadata": {"name": "unrelated"}, "type": "Opaque",
+                                          "stringData": {"password": "not the operator's"}})
+    sa = "system:serviceaccount:certpolicy-system:certpolicy-operator"
+
+    def can(*args: str) -> bool:
+        proc = cluster.kubectl("auth", "can-i", *args, f"--as={sa}", check=False)
+        return proc.stdout.strip() == "yes"
+
+    # SelfSubjectRulesReview (kubectl auth can-i --list) in the unrelated namespace.
+    listing = cluster.kubectl("auth", "can-i", "--list", "-n", ns, f"--as={sa}", "-o", "json", check=False)
+    if listing.returncode == 0 and listing.stdout.strip().startswith("{"):
+        rules = json.loads(listing.stdout)["resourceRules"]
+        verbs = {v for r in rules if "secrets" in r.get("resources", ()) or "*" in r.get("resources", ())
+                 for v in r["verbs"]}
+    else:  # older kubectl: the table form
+        table = cluster.kubectl("auth", "can-i", "--list", "-n", ns, f"--as={sa}").stdout
+        row = next(line for line in table.splitlines() if line.split() and line.split()[0] == "secrets")
+        verbs = set(row[row.rindex("[") + 1:row.rindex("]")].split())
+    assert verbs == {"get", "list", "watch", "create", "update", "patch"}, verbs
+    assert not can("delete", "secret/unrelated", "-n", ns)
+    assert not can("delete", "secrets", "-n", "kube-system")
+    assert not can("deletecollection", "secrets", "-n", ns)
+    assert can("delete", "secrets", "-n", "certpolicy-system")  # its CA Secrets, and only there
+    for verb, resource in (("*", "*"), ("escalate", "clusterroles"), ("bind", "clusterroles"),
+                           ("impersonate", "serviceaccounts"), ("create", "pods"), ("delete", "configmaps"),
+                           ("delete", "certificatepolicies.certpolicy.io")):
+        assert not can(verb, resource, "-n", ns), (verb, resource)
+
+    # With its own token: delete is refused by RBAC, an overwrite by the admission policy.
+    token = core_v1.create_namespaced_service_account_token(
+        "certpolicy-operator", "certpolicy-system",
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)),
+    ).status.token
+    as_operator = client.CoreV1Api(kubernetes.config.new_client_from_config(
+        config_file=str(cluster.token_kubeconfig(token, tmp_path / "sa.kubeconfig"))))
+    before = core_v1.read_namespaced_secret("unrelated", ns)
+    refused = []
+    for attempt in (lambda: as_operator.delete_namespaced_secret("unrelated", ns, dry_run="All"),
+                    lambda: as_operator.patch_namespaced_secret("unrelated", ns, {"data": {"password": "eA=="}},
+                                                                dry_run="All")):
+        try:
+            wait_until_refused(attempt, "")
+            refused.append(True)
+        except AssertionError:
+            refused.append(False)
+    assert refused == [True, True]
+    after = core_v1.read_namespaced_secret("unrelated", ns)
+    assert after.metadata.resource_version == before.metadata.resource_version
+    record(f"operator ServiceAccount on an unrelated Secret in another namespace: {' '.join(sorted(verbs))} "
+           "(RBAC); delete refused (403, no delete outside certpolicy-system); overwrite refused (403, admission policy)")

@@ -308,6 +308,8 @@ def _write_target(raw: RawClient, job: _BundleWrite, entry: TargetEntry, ns: str
     want = job.want
 
     def update(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None and not job.trusted:
+            return None  # only removing (a deleted policy's CAs): never create a target for that
         pem = kind.read_pem(current, key)
         merged = merge(pem, job.trusted, job.retired - want, exclusive=entry.exclusive)
         if merged.truncated and not entry.exclusive:

@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 
 from certpolicy import GROUP, PLURAL, VERSION
+from certpolicy.handlers.deletion import DELETE, delete_everything, deletion_policy
 from certpolicy.handlers.reconcile import ERROR_RETRY, reconcile_policy, report_failure
 from certpolicy.handlers.runtime import Runtime
 from certpolicy.inventory.inventory import Inventory
@@ -90,6 +91,18 @@ def policy_changed(name: str, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
         runtime.wake(name)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=lambda spec, **_: deletion_policy(spec) == DELETE)
+async def delete_policy(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """``deletionPolicy: Delete`` only (kopf sets the finalizer on those policies alone): remove the
+    policy's CAs from every bundle, then its CA Secrets; retried until done. ``Retain`` policies
+    have no finalizer and leave everything in place (see handlers/deletion.py)."""
+    runtime: Runtime = memo.runtime
+    failures = await asyncio.to_thread(delete_everything, runtime.raw, runtime.inventory, dict(body))
+    if failures:
+        raise kopf.TemporaryError(f"{len(failures)} bundle targets still hold this policy's CAs: "
+                                  f"{'; '.join(failures[:3])}", delay=30)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)

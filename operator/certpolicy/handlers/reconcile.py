@@ -20,6 +20,7 @@ from kubernetes.client import ApiException
 from certpolicy.handlers.bundles import bundles_stage
 from certpolicy.handlers.ca import ca_status_stage, ensure_ca
 from certpolicy.handlers.context import PassContext, policy_object_ref
+from certpolicy.handlers.deletion import expired_ca_keys_stage
 from certpolicy.handlers.issuance import issuance_stage
 from certpolicy.handlers.problems import Problem, degraded_condition
 from certpolicy.handlers.rotation import rotation_stage
@@ -56,6 +57,8 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         if e.status == 404:
             return None
         raise
+    if policy["metadata"].get("deletionTimestamp"):
+        return None  # being deleted (deletionPolicy: Delete): the delete handler owns it now
     spec = policy.get("spec") or {}
     status = policy.get("status") or {}
     generation = policy["metadata"].get("generation")
@@ -192,6 +195,8 @@ def own_ca_stages(ctx: PassContext, *, explicit_bundle: tuple[x509.Certificate, 
     if rotation.running:
         return trusted  # bundles and leaves move only through the rotation's own actions meanwhile
     issuer = rotation.ca
+    if issuer is not None:
+        expired_ca_keys_stage(ctx, keep={issuer.fingerprint})
     if ctx.spec.get("trustBundles") and trusted:
         bundles_stage(ctx, trusted=trusted, retired=retired, primary=issuer.fingerprint if issuer else None)
     if ctx.spec.get("issuance") and issuer is not None:

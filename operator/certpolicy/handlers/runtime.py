@@ -36,6 +36,7 @@ class PolicyMemory:
     subpath_reported: set[tuple[str, str, str]] = field(default_factory=set)
     last_status_write: float | None = None  # monotonic; None: not yet in this process
     limiter: Any = None  # issuance RateLimiter, per policy
+    last_ca_sweep: float | None = None  # monotonic: last look for expired CA Secrets to delete
     rotation: RotationMemory = field(default_factory=RotationMemory)
 
 
