@@ -239,6 +239,7 @@ class MTLSServer:
         (d / "c.pem").write_bytes(self.server_cert.pem)
         (d / "k.pem").write_bytes(self.server_cert.key_pem())
         self.ctx = self._context(trusted_pem)
+        self.trusted_pem = trusted_pem
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
@@ -256,6 +257,14 @@ class MTLSServer:
 
     def trust(self, trusted_pem: bytes) -> None:
         self.ctx = self._context(trusted_pem)
+        self.trusted_pem = trusted_pem
+
+    def serve(self, cert_pem: bytes, key_pem: bytes) -> None:
+        """Present another certificate from the next handshake on (a server reloading its leaf)."""
+        d = Path(self.dir.name)
+        (d / "c.pem").write_bytes(cert_pem)
+        (d / "k.pem").write_bytes(key_pem)
+        self.ctx = self._context(self.trusted_pem)
 
     def _serve(self):
         self.sock.settimeout(0.2)
@@ -359,6 +368,17 @@ def test_probe_gate_passes_once_the_peer_trusts_the_new_ca(
         assert rot["probes"][0]["accepted"] is False and rot["step"] == 2
         # The partner installs the distributed bundle (old + new): the next probe round passes.
         server.trust(core_v1.read_namespaced_config_map("rot-ca", namespaces[0]).data["ca.crt"].encode())
+
+        # Step 4 holds while the endpoint still *serves* a certificate from another CA, and says so.
+        rot = wait_for(lambda: (r := _rotation(custom_api, unique_name)).get("probesServingOldCA") and r,
+                       timeout=60, what="step 4 names the endpoint serving a leaf from another CA")
+        assert rot["step"] == 4 and f"127.0.0.1:{server.port}" in rot["probesServingOldCA"]
+        assert "do not serve a leaf from the new CA" in rot["message"]
+        # The server reloads its own leaf, re-issued by the operator from the new CA.
+        import base64
+
+        leaf = core_v1.read_namespaced_secret("leaf-0", namespaces[0]).data
+        server.serve(base64.b64decode(leaf["tls.crt"]), base64.b64decode(leaf["tls.key"]))
 
         def completed():
             r = _rotation(custom_api, unique_name)

@@ -206,23 +206,30 @@ def read_truststore_password(raw: RawClient, ref: Mapping[str, str] | None) -> t
     return password, None
 
 
-def target_fingerprints(raw: RawClient, entry: TargetEntry, namespace: str) -> frozenset[str] | None:
+def target_fingerprints(raw: RawClient, entry: TargetEntry, namespace: str,
+                        default_alias: str = "") -> tuple[frozenset[str] | None, str | None]:
     """The CAs one target holds, read back from the API on its own: the fingerprints in its PEM
-    that every truststore of the target holds too. None when it cannot be read."""
+    that every truststore of the target holds too (None when it cannot be read); and the CA its
+    first truststore names with the bare alias (``alias``, else ``default_alias``: the policy's
+    name), None without a truststore or when no entry has that alias."""
     try:
         obj = read(raw, entry.kind.kind, namespace, entry.ref.name)
     except ApiException:
-        return None
+        return None, None
     pem = entry.kind.read_pem(obj, entry.ref.key)
     fps = frozenset(read_bundle(pem).fingerprint_set) if pem is not None else frozenset()
     if obj is None:
-        return fps
-    for store in entry.stores:
+        return fps, None
+    primary = None
+    for i, store in enumerate(entry.stores):
         data = entry.kind.read_store(obj, store.key)
         held = store.format.read(data, store.password) if data else None
         # A CA counts only when every format of the target holds it.
         fps = fps & frozenset(e.fingerprint for e in held) if held is not None else frozenset()
-    return fps
+        if i == 0 and held:
+            bare = (store.alias or default_alias).strip().lower()
+            primary = next((e.fingerprint for e in held if e.alias == bare), None)
+    return fps, primary
 
 
 # ---- writing ---------------------------------------------------------------------------------------

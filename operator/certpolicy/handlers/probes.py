@@ -14,6 +14,8 @@ every evaluation worker busy for minutes. So:
   ``cluster.local``); anything else is ``ProbeNotAllowed`` and never connected to.
 * a server that completes the handshake without ever asking for a client certificate proves
   nothing about its trust in the new CA: ``ProbeNoClientAuth``, never a success.
+* in step 4 the same handshake also reads the certificate the endpoint *serves* and reports the
+  CA it chains to (``ProbeResult.served_ca``): the evidence that the server took its new leaf.
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from certpolicy.handlers.ca import CASecret
 from certpolicy.handlers.rotation_memory import RotationMemory
+from certpolicy.pki.chain import verify_chain
+from certpolicy.pki.fingerprint import short
 from certpolicy.pki.issue import issue_leaf
 from certpolicy.rotation import Probe, ProbeResult
 
@@ -93,9 +99,39 @@ class AllowList:
         return ", ".join([*self.patterns, *(str(n) for n in self.networks)]) or "nothing"
 
 
-def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime) -> ProbeResult:
+def served_by(chain: Sequence[bytes], cas: Sequence[CASecret], now: dt.datetime) -> str | None:
+    """The fingerprint of the CA in ``cas`` that a served chain (DER, leaf first) leads to."""
+    if not chain or not cas:
+        return None
+    try:
+        certs = [x509.load_der_x509_certificate(der) for der in chain]
+    except ValueError:
+        return None
+    result = verify_chain(certs[0], certs[1:], [c.key_pair.cert for c in cas], now)
+    return result.anchor_fingerprint if result.trusted else None
+
+
+def _peer_chain(tls: ssl.SSLSocket) -> list[bytes]:
+    """The certificates the server sent, leaf first. ``get_unverified_chain`` is public from
+    Python 3.13; on 3.11/3.12 the same method exists on the underlying ``_ssl`` object. Without
+    it, only the leaf is known (enough for leaves issued directly by the CA, as ours are)."""
+    getter = getattr(tls, "get_unverified_chain", None) or getattr(getattr(tls, "_sslobj", None),
+                                                                   "get_unverified_chain", None)
+    if getter is not None:
+        try:
+            return [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
+                    for c in getter() or ()]
+        except (AttributeError, ValueError, ssl.SSLError):
+            pass
+    leaf = tls.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime,
+                     verify_served: Sequence[CASecret] = ()) -> ProbeResult:
     """Present a short-lived client certificate signed by ``ca``; accepted only if the peer asked
-    for a client certificate and then did not reject ours.
+    for a client certificate and then did not reject ours. With ``verify_served``, also report
+    which of those CAs the endpoint's own certificate chains to.
 
     With TLS 1.3 a server rejects a client certificate *after* the client's handshake completes,
     so the canary also reads briefly: an alert means rejected, a timeout or data means accepted,
@@ -127,12 +163,18 @@ def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime) -> ProbeResul
     ctx._msg_callback = watch_handshake  # type: ignore[attr-defined]  # noqa: SLF001
     timeout = probe.timeout.total_seconds()
 
+    served: list[str | None] = [None]
+
     def result(accepted: bool, message: str) -> ProbeResult:
-        return ProbeResult(probe.id, ca.fingerprint, accepted, now, message)
+        if verify_served:
+            message += f"; serves a leaf from CA {short(served[0])}" if served[0] else "; serves a leaf from another CA"
+        return ProbeResult(probe.id, ca.fingerprint, accepted, now, message, served[0])
 
     try:
         with socket.create_connection((probe.host, probe.port), timeout=timeout) as sock, \
                 ctx.wrap_socket(sock, server_hostname=probe.server_name or probe.host) as tls:
+            if verify_served:
+                served[0] = served_by(_peer_chain(tls), verify_served, now)
             tls.settimeout(min(READ_AFTER_HANDSHAKE, timeout))
             try:
                 data = tls.recv(1)
@@ -159,7 +201,7 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def submit_probes(probes: Sequence[Probe], ca: CASecret, memory: RotationMemory,
-                  done: Callable[[], None] | None) -> None:
+                  done: Callable[[], None] | None, verify_served: Sequence[CASecret] = ()) -> None:
     """Run the canary handshakes on the probe pool; each result goes to ``memory`` and ``done()``
     wakes the policy, whose next pass hands the results to the rotation machine."""
     for probe in probes:
@@ -168,7 +210,7 @@ def submit_probes(probes: Sequence[Probe], ca: CASecret, memory: RotationMemory,
 
         def run(probe: Probe = probe) -> None:
             try:
-                res = canary_handshake(probe, ca, dt.datetime.now(dt.timezone.utc))
+                res = canary_handshake(probe, ca, dt.datetime.now(dt.timezone.utc), verify_served)
             except Exception as e:  # noqa: BLE001 - a probe failure is a refusal, never a crash
                 log.warning("probe %s failed: %s", probe.id, type(e).__name__)
                 res = ProbeResult(probe.id, ca.fingerprint, False, dt.datetime.now(dt.timezone.utc),

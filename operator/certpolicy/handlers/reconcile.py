@@ -17,7 +17,7 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
-from certpolicy.handlers.bundles import bundles_stage
+from certpolicy.handlers.bundles import bundles_stage, entry_namespaces
 from certpolicy.handlers.ca import ca_status_stage, ensure_ca
 from certpolicy.handlers.context import PassContext, policy_object_ref
 from certpolicy.handlers.deletion import expired_ca_keys_stage
@@ -29,6 +29,7 @@ from certpolicy.handlers.settings import operator_namespace
 from certpolicy.inventory.interest import Reads, bundle_source
 from certpolicy.inventory.records import SecretRecord
 from certpolicy.inventory.selection import Selection, select
+from certpolicy.policy.bundleref import BundleRef
 from certpolicy.kube.conditions import COMPLIANT, DEGRADED, READY, Condition, find, merge_conditions, rfc3339
 from certpolicy.kube.events import ObjectRef
 from certpolicy.kube.ownership import Owner
@@ -243,20 +244,30 @@ def _post_secret_events(ctx: PassContext, results: list[SecretResult],
 
 
 def _subpath_mounts(ctx: PassContext, selection: Selection) -> list[dict[str, str]]:
+    """Pods that mount a selected Secret, or one of the policy's ConfigMap/Secret bundle targets,
+    through subPath: a copy made when the container started, never updated (a rotation waits for
+    such Pods to restart)."""
+    found = [(ns, secret, m.pod, "Secret", "a renewed certificate")
+             for (ns, secret), mounts in sorted(selection.mounts.items()) for m in mounts if m.sub_path]
+    for entry in ctx.spec.get("trustBundles") or ():
+        ref = BundleRef.parse(entry)
+        if ref.kind not in ("ConfigMap", "Secret"):
+            continue
+        index = ctx.inventory.mounts(ref.kind)
+        for ns in entry_namespaces(ctx.inventory, entry):
+            found += [(ns, ref.name, m.pod, ref.kind, "an updated trust bundle")
+                      for m in index.get((ns, ref.name), ()) if m.sub_path]
     entries = []
-    for (ns, secret), mounts in sorted(selection.mounts.items()):
-        for m in mounts:
-            if not m.sub_path:
-                continue
-            entries.append({"namespace": ns, "pod": m.pod, "secret": secret})
-            key = (ns, m.pod, secret)
-            if key not in ctx.memory.subpath_reported:
-                ctx.memory.subpath_reported.add(key)
-                ctx.recorder.post(
-                    ObjectRef(kind="Pod", name=m.pod, namespace=ns), "Warning", "SubPathMount",
-                    f"CertificatePolicy {ctx.name}: Secret {secret} is mounted with subPath; "
-                    "the Pod will never see a renewed certificate until it is restarted",
-                    [ctx.name, secret], ctx.now)
+    for ns, obj_name, pod, kind, what in sorted(dict.fromkeys(found)):
+        entries.append({"namespace": ns, "pod": pod, "secret": obj_name})
+        key = (ns, pod, obj_name)
+        if key not in ctx.memory.subpath_reported:
+            ctx.memory.subpath_reported.add(key)
+            ctx.recorder.post(
+                ObjectRef(kind="Pod", name=pod, namespace=ns), "Warning", "SubPathMount",
+                f"CertificatePolicy {ctx.name}: {kind} {obj_name} is mounted with subPath; "
+                f"the Pod will never see {what} until it is restarted",
+                [ctx.name, obj_name], ctx.now)
     return entries[:MAX_SUBPATH]
 
 

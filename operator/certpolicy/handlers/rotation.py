@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -23,6 +23,7 @@ from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.issuance import RateLimiter, issue_all
 from certpolicy.handlers.probes import submit_probes
 from certpolicy.handlers.problems import Problem
+from certpolicy.inventory.inventory import Inventory
 from certpolicy.inventory.records import SecretRecord
 from certpolicy.inventory.selection import select
 from certpolicy.kube.managed import NotManaged, b64, read, write_managed_secret
@@ -33,9 +34,9 @@ from certpolicy.pki.fingerprint import short
 from certpolicy.pki.issue import create_ca
 from certpolicy.policy.spec import PolicySpecError, parse_duration
 from certpolicy.rotation import (
-    CAInfo, CARef, Decision, DeleteCASecret, EmitEvent, GenerateNewCA, Leaf, Observation,
-    PromoteNewCA, ReissueLeaf, RotationSettings, RotationState, RunProbes, StateError, UpdateBundles, decide,
-    secrets_to_observe,
+    CAInfo, CARef, Decision, DeleteCASecret, EmitEvent, GenerateNewCA, Leaf, Observation, PodUse,
+    PromoteNewCA, ReissueLeaf, RestartWorkload, RotationSettings, RotationState, RunProbes, StateError,
+    UpdateBundles, decide, secrets_to_observe,
 )
 from certpolicy.rotation.triggers import FORCE_ANNOTATION, ROTATE_ANNOTATION
 
@@ -105,11 +106,16 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
             cas[name] = CAInfo(pair.fingerprint, pair.key_pair.cert.not_valid_after_utc)
         else:
             cas[name] = None
-    targets = {}
+    targets, primaries = {}, {}
+    by_object: dict[tuple[str, str, str], list[str]] = {}
     for spec in ctx.spec.get("trustBundles") or ():
         entry = TargetEntry.read(ctx.raw, spec)
         for ns in entry.namespaces(ctx.inventory):
-            targets[entry.target_id(ns)] = target_fingerprints(ctx.raw, entry, ns)
+            tid = entry.target_id(ns)
+            targets[tid], primary = target_fingerprints(ctx.raw, entry, ns, ctx.name)
+            if entry.stores:
+                primaries[tid] = primary
+            by_object.setdefault((entry.ref.kind, ns, entry.ref.name), []).append(tid)
     anchors = [p.key_pair.cert for p in pairs.values()]
     leaves = []
     managed = {(i["namespace"], i["secretName"]) for i in ctx.spec.get("issuance") or ()}
@@ -124,8 +130,28 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
     obs = Observation(
         ca_secrets=cas, targets=targets, leaves=tuple(leaves), probe_results=ctx.memory.rotation.drain(),
         rotate_request=ctx.annotations.get(ROTATE_ANNOTATION), force=ctx.annotations.get(FORCE_ANNOTATION),
+        pods=start_only_pods(ctx.inventory, {leaf.id for leaf in leaves}, by_object), primaries=primaries,
     )
     return obs, pairs
+
+
+def start_only_pods(inventory: Inventory, leaf_ids: set[str],
+                    bundles: Mapping[tuple[str, str, str], Sequence[str]]) -> tuple[PodUse, ...]:
+    """Pods that read one of these leaves, or one of these bundle targets (``(kind, namespace,
+    name)`` -> target ids), only when they start: through ``subPath``/``env``/``envFrom``, or any
+    way for a bundle when the Pod carries the ``certpolicy.io/trust-loaded-at-start`` annotation."""
+    out = []
+    for pod in inventory.pods.snapshot().values():
+        static_leaves, static_bundles = set(), set()
+        for ref in pod.references:
+            if ref.kind == "Secret" and ref.read_at_start_only and f"{pod.namespace}/{ref.name}" in leaf_ids:
+                static_leaves.add(f"{pod.namespace}/{ref.name}")
+            if ref.read_at_start_only or pod.trust_at_start:
+                static_bundles.update(bundles.get((ref.kind, pod.namespace, ref.name), ()))
+        if static_leaves or static_bundles:
+            out.append(PodUse(f"{pod.namespace}/{pod.name}", pod.started_at, pod.owner,
+                              frozenset(static_leaves), frozenset(static_bundles)))
+    return tuple(sorted(out, key=lambda p: p.id))
 
 
 def _leaf(rec: SecretRecord, anchors: Sequence[x509.Certificate], now: dt.datetime, managed: bool) -> Leaf:
@@ -165,11 +191,12 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
                 entries = [e for e in ctx.spec.get("trustBundles") or ()
                            if any(t[0] in wanted for t in target_ids(ctx.inventory, [e]))]
                 bundles = distribute(ctx.raw, ctx.inventory, ctx.policy, entries, trusted=certs,
-                                     retired=set(action.remove), primary=None, only=wanted)
+                                     retired=set(action.remove), primary=action.primary, only=wanted)
                 ctx.out.problems += bundles.problems
             elif isinstance(action, RunProbes):
                 pair = pair_for(action.ca)
-                submit_probes(action.probes, pair, memory, ctx.wake)
+                submit_probes(action.probes, pair, memory, ctx.wake,
+                              verify_served=[pair_for(r) for r in action.verify_served])
             elif isinstance(action, PromoteNewCA):
                 _promote(ctx, action, pair_for)
             elif isinstance(action, ReissueLeaf):
@@ -179,6 +206,8 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
                                    trusted=[pair.key_pair.cert, *[p.key_pair.cert for p in pairs.values()]],
                                    limiter=RateLimiter(10**6), only_for={(leaf_ns, leaf_name)})
                 ctx.out.problems += issued.problems
+            elif isinstance(action, RestartWorkload):
+                restart_workload(ctx, action)
             elif isinstance(action, DeleteCASecret):
                 stored, _ = load_ca_secret(ctx.raw, action.secret_name, ctx.policy)  # None unless it is ours
                 if stored is not None and stored.fingerprint == action.fingerprint:
@@ -189,6 +218,38 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
                                                                     "it is retried on the next pass"))
             log.warning("policy %s: rotation action %s failed: %s", name, action.kind, detail[:300])
             break
+
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+_RESTART_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
+
+
+def restart_workload(ctx: PassContext, action: RestartWorkload) -> bool:
+    """``kubectl rollout restart``: stamp the pod template with ``kubectl.kubernetes.io/restartedAt``.
+
+    Skipped (False) when the stamp already says a restart began after ``action.not_before`` (a
+    decision repeated after a crash), or when the owner is gone (404: nothing left to restart).
+    The stamp is whole seconds like kubectl's, so the skip test is strict: a stamp in the same
+    second as ``not_before`` restarts again rather than risk a Pod that started too early.
+    """
+    kind, ns, name = action.owner.split("/", 2)
+    path = f"/apis/apps/v1/namespaces/{ns}/{_RESTART_PLURALS[kind]}/{name}"
+    try:
+        obj = ctx.raw.get(path)
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    stamp = (((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
+    try:
+        previous = dt.datetime.fromisoformat(str(stamp.get(RESTARTED_AT, "")).replace("Z", "+00:00"))
+    except ValueError:
+        previous = None
+    if previous is not None and previous.tzinfo is not None and previous > action.not_before:
+        return False
+    value = ctx.now.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    ctx.raw.patch(path, {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: value}}}}})
+    return True
 
 
 def _generate(ctx: PassContext, action: GenerateNewCA) -> None:

@@ -146,12 +146,15 @@ class Reads:
         if source in (TLS_SECRETS, NAMED_SECRETS):
             return self._own_secret(change.key) or any(self._selects(r, ns_labels) for r in (change.old, change.new))
         if source == PODS:
-            # Mounts feed mountedOnly and the subPath report: a Pod matters through the Secrets it references.
+            # Mounts feed mountedOnly, the subPath report and a rotation's wait for Pods that read a
+            # leaf or bundle only at start: a Pod matters through the Secrets and targets it references.
             refs = set()
             for pod in (change.old, change.new):
                 if isinstance(pod, PodRecord):
                     refs |= {(pod.namespace, r.name) for r in pod.references if r.kind == "Secret"}
-            return any(k in self.names or self._selects(secret(k), ns_labels) for k in refs)
+                    if any((r.kind, r.name) in self.targets for r in pod.references):
+                        return True
+            return any(k in self.names or k in self.issued or self._selects(secret(k), ns_labels) for k in refs)
         if source == NAMESPACES:
             if self.targets:
                 return True  # bundle targets follow namespaces (created, relabelled, terminating)

@@ -8,6 +8,7 @@ through ``subPath`` (such mounts never receive updates).
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,12 +53,52 @@ class Reference:
     via: str  # "volume" | "projected" | "env" | "envFrom"
     sub_path: bool = False
 
+    @property
+    def read_at_start_only(self) -> bool:
+        """True when a running container never sees an update of the object: a ``subPath`` mount
+        is copied when the container starts, ``env``/``envFrom`` are resolved then."""
+        return self.sub_path or self.via in ("env", "envFrom")
+
+
+#: Pod (or pod template) annotation: "true" says the Pod reads its trust bundles only when it
+#: starts (e.g. a Java truststore loaded by the JVM), however they are mounted.
+TRUST_AT_START_ANNOTATION = "certpolicy.io/trust-loaded-at-start"
+_RESTARTABLE = ("Deployment", "StatefulSet", "DaemonSet")
+
 
 @dataclass(frozen=True)
 class PodRecord:
     namespace: str
     name: str
     references: frozenset[Reference]
+    #: ``status.startTime``; None while the Pod has not started (it will read what is current).
+    started_at: dt.datetime | None = None
+    #: What ``kubectl rollout restart`` would act on: ``Deployment|StatefulSet|DaemonSet/ns/name``.
+    owner: str | None = None
+    trust_at_start: bool = False
+
+
+def _time(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
+
+
+def _owner(meta: dict[str, Any]) -> str | None:
+    """The restartable owner of a Pod: its controller, or for a ReplicaSet the Deployment whose
+    name it carries (``<deployment>-<pod-template-hash>``, as the Deployment controller names it)."""
+    ns = meta.get("namespace", "")
+    for ref in meta.get("ownerReferences") or ():
+        if not ref.get("controller"):
+            continue
+        kind, name = ref.get("kind"), ref.get("name", "")
+        if kind in _RESTARTABLE:
+            return f"{kind}/{ns}/{name}"
+        template_hash = (meta.get("labels") or {}).get("pod-template-hash")
+        if kind == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
+            return f"Deployment/{ns}/{name[: -len(template_hash) - 1]}"
+    return None
 
 
 def _volume_refs(volume: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -104,7 +145,10 @@ def parse_pod_object(obj: dict[str, Any]) -> PodRecord | None:
     refs = {r for r in refs if r.name}
     if not refs:
         return None  # Pods that reference nothing are not worth remembering
-    return PodRecord(meta.get("namespace", ""), meta.get("name", ""), frozenset(refs))
+    annotations = meta.get("annotations") or {}
+    return PodRecord(meta.get("namespace", ""), meta.get("name", ""), frozenset(refs),
+                     _time((obj.get("status") or {}).get("startTime")), _owner(meta),
+                     str(annotations.get(TRUST_AT_START_ANNOTATION, "")).lower() == "true")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ the driver checks that the Secret still holds that fingerprint before using it.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,6 +55,9 @@ class UpdateBundles:
     targets: tuple[str, ...]
     add: tuple[CARef, ...]
     remove: tuple[str, ...]
+    #: The CA a PKCS#12 form names with its bare alias: always the *active* (issuing) CA, so the
+    #: incoming CA keeps its own alias until it is promoted at step 3.
+    primary: str | None = None
     kind: Literal["UpdateBundles"] = "UpdateBundles"
 
 
@@ -67,6 +71,9 @@ class RunProbes:
 
     probes: tuple[Probe, ...]
     ca: CARef
+    #: When set (step 4), also report which of these CAs the endpoint's *served* certificate
+    #: chains to (``ProbeResult.served_ca``).
+    verify_served: tuple[CARef, ...] = ()
     kind: Literal["RunProbes"] = "RunProbes"
 
 
@@ -112,6 +119,26 @@ class DeleteCASecret:
 
 
 @dataclass(frozen=True)
+class RestartWorkload:
+    """Rollout-restart ``owner`` (``Deployment|StatefulSet|DaemonSet/namespace/name``) the way
+    ``kubectl rollout restart`` does: set the pod template annotation
+    ``kubectl.kubernetes.io/restartedAt`` to now. Only asked for with
+    ``spec.rotation.restartWorkloads``.
+
+    Idempotent: the driver does nothing when that annotation already says a restart happened
+    after ``not_before`` (the instant the Pods must have started after), so a decision repeated
+    after a crash restarts nobody twice. ``step`` is 2 (Pods read a bundle only at start) or 4
+    (they read a leaf only at start): a Pod that reads both needs one restart after each.
+    """
+
+    owner: str
+    rotation_id: str
+    step: int
+    not_before: dt.datetime
+    kind: Literal["RestartWorkload"] = "RestartWorkload"
+
+
+@dataclass(frozen=True)
 class EmitEvent:
     """A Kubernetes Event on the CertificatePolicy. Messages name CAs by short fingerprint only."""
 
@@ -121,4 +148,5 @@ class EmitEvent:
     kind: Literal["EmitEvent"] = "EmitEvent"
 
 
-Action = GenerateNewCA | UpdateBundles | RunProbes | PromoteNewCA | ReissueLeaf | DeleteCASecret | EmitEvent
+Action = (GenerateNewCA | UpdateBundles | RunProbes | PromoteNewCA | ReissueLeaf | DeleteCASecret | RestartWorkload
+          | EmitEvent)

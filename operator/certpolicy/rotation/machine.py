@@ -13,11 +13,21 @@ drop the status write, or the tail of the actions, at any point. Hence:
 * the new CA is generated create-only into a Secret named after the rotation id, so a repeated
   decision finds the first CA instead of making a second one.
 
-The invariant — every in-scope leaf chains to a CA present in every bundle target — holds because
-nothing that creates leaves on the new CA (promotion, re-issue) is asked for unless the same
-observation shows every target holding old *and* new, and nothing that removes a CA from a target
-is asked for unless the same observation shows no leaf chaining to it (tests/unit/rotation
-simulate this with crashes injected everywhere).
+Two invariants are kept. On API objects: every in-scope leaf chains to a CA present in every
+bundle target — nothing that creates leaves on the new CA (promotion, re-issue) is asked for unless
+the same observation shows every target holding old *and* new, and nothing that removes a CA from a
+target is asked for unless the same observation shows no leaf chaining to it. At the workload
+level, which is what an outage is made of: every leaf a workload *presents* is trusted by the
+bundle each of its peers *has loaded*. Workloads load files with a lag, and some only at start,
+so the machine also waits for evidence that they hold what the API holds:
+
+* step 2 → 3: ``propagationDelay`` after every target was verified, and every Pod that loads a
+  bundle only at start (subPath, env, opt-in annotation) started after that;
+* step 4 → 5: ``leafPropagationDelay`` after the *last* leaf moved to the new CA (instant kept in
+  status), every Pod that takes a leaf only at start started after that, and every probe endpoint
+  *serves* a leaf from the new CA. Step 4 is never left in the decision that entered it.
+
+tests/unit/rotation simulate both with crashes injected everywhere and workloads that lag.
 
 The machine never reads the clock: ``now`` is an input, ``next_wake`` an output.
 """
@@ -40,10 +50,11 @@ from certpolicy.rotation.actions import (
     GenerateNewCA,
     PromoteNewCA,
     ReissueLeaf,
+    RestartWorkload,
     RunProbes,
     UpdateBundles,
 )
-from certpolicy.rotation.model import Leaf, Observation, RotationSettings
+from certpolicy.rotation.model import Leaf, Observation, PodUse, RotationSettings
 from certpolicy.rotation.state import (
     ABORTED,
     ADD_NEW_CA,
@@ -52,6 +63,7 @@ from certpolicy.rotation.state import (
     ISSUE_FROM_NEW_CA,
     MAX_HISTORY,
     MAX_NAMED_LEAVES,
+    MAX_RESTARTS,
     REMOVE_OLD_CA,
     TRIGGER_REQUEST,
     VERIFY_BUNDLES,
@@ -165,6 +177,11 @@ class _Facts:
     new_problem: str | None
     #: spec.ca.secretName holds neither CA: holds everything.
     active_problem: str | None
+
+    @property
+    def primary(self) -> str:
+        """The CA a truststore's bare alias must name: the one that issues (new once promoted)."""
+        return self.new if self.promoted and self.new else self.old
 
 
 def decide(
@@ -344,7 +361,11 @@ def _run(ctx: _Ctx, state: RotationState) -> tuple[RotationState, Condition]:
             rot = _verify_bundles(ctx, rot, facts)
         if rot.step == ISSUE_FROM_NEW_CA:
             rot = _issue_from_new_ca(ctx, rot, facts)
-        if rot.step == AWAIT_LEAVES:
+        if rot.step == AWAIT_LEAVES and step < AWAIT_LEAVES:
+            # Never leave step 4 in the decision that entered it: the leaves were just observed,
+            # and their propagation is measured from a later look (a fresh decision, at once).
+            ctx.wake(ctx.now)
+        elif rot.step == AWAIT_LEAVES:
             rot = _await_leaves(ctx, rot, facts)
         if rot.step == REMOVE_OLD_CA:
             rot, finished = _remove_old_ca(ctx, rot, facts)
@@ -390,18 +411,23 @@ def _abort_request(ctx: _Ctx, rot: Rotation) -> Rotation:
 
 
 def _enter(ctx: _Ctx, rot: Rotation, step: int, detail: str, quiet: bool = False) -> Rotation:
-    rot = replace(rot.entered(step, ctx.now), stalled_since=None)
+    rot = replace(rot.entered(step, ctx.now), stalled_since=None, waiting_pods=(), waiting_pods_count=0,
+                  waiting_digest=None, probes_serving_old=())
     if not quiet:
         ctx.event("Normal", f"Rotation{step_name(step)}", f"rotation {rot.id}: step {step}/5 {step_name(step)}: {detail}")
     return rot
 
 
-def _bad_targets(obs: Observation, need: Iterable[str | None], forbid: Iterable[str | None] = ()) -> tuple[str, ...]:
-    """Targets that, read back on their own, lack a needed CA or hold a forbidden one."""
+def _bad_targets(obs: Observation, need: Iterable[str | None], forbid: Iterable[str | None] = (),
+                 primary: str | None = None) -> tuple[str, ...]:
+    """Targets that, read back on their own, lack a needed CA, hold a forbidden one, or (with a
+    PKCS#12 form) name another CA than ``primary`` with the bare alias."""
     needed = frozenset(f for f in need if f)
     forbidden = frozenset(f for f in forbid if f)
     return tuple(sorted(
-        t for t, fps in obs.targets.items() if fps is None or not needed <= fps or fps & forbidden
+        t for t, fps in obs.targets.items()
+        if fps is None or not needed <= fps or fps & forbidden
+        or (primary is not None and t in obs.primaries and obs.primaries[t] != primary)
     ))
 
 
@@ -412,11 +438,12 @@ def _names(ids: Iterable[str]) -> str:
 
 
 def _repair_both(ctx: _Ctx, rot: Rotation, facts: _Facts) -> tuple[str, ...]:
-    """Steps 2-4 need old and new in every target; rewrite any target that lost one."""
+    """Steps 2-4 need old and new in every target, the bare truststore alias on the issuing CA;
+    rewrite any target that is not so."""
     assert facts.new_ref is not None
-    bad = _bad_targets(ctx.obs, (facts.old, facts.new))
+    bad = _bad_targets(ctx.obs, (facts.old, facts.new), (), facts.primary)
     if bad:
-        ctx.act(UpdateBundles(bad, (facts.old_ref, facts.new_ref), ()))
+        ctx.act(UpdateBundles(bad, (facts.old_ref, facts.new_ref), (), facts.primary))
     return bad
 
 
@@ -429,9 +456,9 @@ def _add_new_ca(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
             ctx.act(GenerateNewCA(rot.new_ca_secret_name, rot.id))
             return replace(rot, message=f"Generating the new CA in Secret {rot.new_ca_secret_name}.")
         return replace(rot, message=f"Waiting for a CA in Secret {rot.new_ca_secret_name}.")
-    bad = _bad_targets(ctx.obs, (facts.old, facts.new))
+    bad = _bad_targets(ctx.obs, (facts.old, facts.new), (), facts.primary)
     if bad:
-        ctx.act(UpdateBundles(bad, (facts.old_ref, facts.new_ref), ()))
+        ctx.act(UpdateBundles(bad, (facts.old_ref, facts.new_ref), (), facts.primary))
     rot = _enter(ctx, rot, VERIFY_BUNDLES,
                  f"new CA {short(facts.new)} added next to {short(facts.old)} in {len(ctx.obs.targets)} bundle "
                  "targets; verifying each one")
@@ -454,10 +481,18 @@ def _verify_bundles(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
     verified_at = rot.bundles_verified_at or now
     gate = verified_at + settings.propagation_delay
     rot = replace(rot, bundles_verified_at=verified_at)
+    # Pods that read a bundle only when they start hold what was there then, whatever the delay.
+    stale = [p for p in ctx.obs.pods if p.bundles and p.started_before(verified_at)]
+    rot, waiting = _stale_pods(ctx, rot, stale, "load a trust bundle only at start and started before it held the new CA",
+                               verified_at)
+    if waiting and _forced(ctx, rot, f"issuing from the new CA although {waiting}"):
+        waiting = None
     if now < gate:
         ctx.wake(gate)
         return replace(rot, message=f"All {total} bundle targets verified; propagation delay until "
-                                    f"{gate:%Y-%m-%dT%H:%M:%SZ}.")
+                                    f"{gate:%Y-%m-%dT%H:%M:%SZ}." + (f" Waiting: {waiting}." if waiting else ""))
+    if waiting:
+        return _wait_or_stall(ctx, rot, VERIFY_BUNDLES, f"All {total} bundle targets verified, but {waiting}")
     records = _probe_records(ctx, rot, facts.new, gate)
     accepted = {r.probe for r in records if r.accepted}
     missing = [p for p in settings.probes if p.id not in accepted]
@@ -488,7 +523,7 @@ def _probe_records(ctx: _Ctx, rot: Rotation, new: str, gate: dt.datetime) -> tup
     for res in ctx.obs.probe_results:
         if res.probe in wanted and res.ca_fingerprint == new and res.at >= gate:
             if res.probe not in latest or res.at >= latest[res.probe].at:
-                latest[res.probe] = ProbeRecord(res.probe, res.accepted, res.at, res.message[:200])
+                latest[res.probe] = ProbeRecord(res.probe, res.accepted, res.at, res.message[:200], res.served_ca)
     return tuple(latest[k] for k in sorted(latest))
 
 
@@ -498,8 +533,10 @@ def _probe_records(ctx: _Ctx, rot: Rotation, new: str, gate: dt.datetime) -> tup
 def _issue_from_new_ca(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
     assert facts.new is not None and facts.new_ref is not None
     bad = _repair_both(ctx, rot, facts)
+    rot = _note_leaf_moves(ctx, rot, facts)
     if bad:
-        return replace(rot, message=f"Bundle targets lost a CA; rewriting {_names(bad)} before issuing more.")
+        return replace(rot, message=f"Bundle targets lack a CA or name another CA with the bare truststore "
+                                    f"alias; rewriting {_names(bad)} before issuing more.")
     if not facts.promoted:
         ctx.act(PromoteNewCA(ctx.settings.ca_secret_name, facts.new_ref, facts.old, rot.retired_ca_secret_name))
     rot = _reissue(ctx, rot, facts)
@@ -507,7 +544,7 @@ def _issue_from_new_ca(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
     if facts.promoted and not on_old:
         return _enter(ctx, rot, AWAIT_LEAVES,
                       f"new CA {short(facts.new)} is the issuing CA and every managed leaf is re-issued; "
-                      "waiting for the leaves the operator does not issue")
+                      "waiting until every workload uses a leaf from it")
     managed = [leaf for leaf in ctx.obs.leaves if leaf.managed]
     done = sum(1 for leaf in managed if leaf.issuer == facts.new)
     promo = "" if facts.promoted else f"promoting the new CA into Secret {ctx.settings.ca_secret_name}; "
@@ -560,36 +597,156 @@ def _leaves_on(leaves: Iterable[Leaf], fp: str | None) -> list[Leaf]:
 def _await_leaves(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
     assert facts.new is not None
     bad = _repair_both(ctx, rot, facts)
+    rot = _note_leaf_moves(ctx, rot, facts)
     if bad:
-        return replace(rot, message=f"Bundle targets lost a CA; rewriting {_names(bad)}.")
+        return replace(rot, message=f"Bundle targets lack a CA or name another CA with the bare truststore alias; "
+                                    f"rewriting {_names(bad)}.")
     if not facts.promoted:
         return _repromote(ctx, rot, facts)
     rot = _reissue(ctx, rot, facts)
     on_old = _leaves_on(ctx.obs.leaves, facts.old)
     rot = _name_old_leaves(ctx, rot, on_old)
-    if not on_old:
-        return _enter(ctx, rot, REMOVE_OLD_CA,
-                      f"every leaf chains to the new CA {short(facts.new)}; removing the old CA {short(facts.old)} "
-                      "from every bundle target")
     if ctx.obs.force and ctx.obs.force.strip() == rot.id:
         ctx.event("Warning", "RotationForced",
                   f"rotation {rot.id}: {FORCE_ANNOTATION}={rot.id} set; removing the old CA although "
-                  f"{len(on_old)} leaves still chain to it and will stop being trusted: {_names(x.id for x in on_old)}")
+                  f"{len(on_old)} leaves still chain to it and will stop being trusted: {_names(x.id for x in on_old)}"
+                  if on_old else f"rotation {rot.id}: {FORCE_ANNOTATION}={rot.id} set; removing the old CA without "
+                                 "waiting for evidence that every workload uses its new leaf")
         rot = replace(rot, forced=True)
         return _enter(ctx, rot, REMOVE_OLD_CA, "forced past AwaitLeaves")
-    started = rot.step_started_at[AWAIT_LEAVES - 1] or ctx.now
+    if on_old:
+        rot = replace(rot, waiting_pods=(), waiting_pods_count=0, probes_serving_old=())
+        return _wait_or_stall(ctx, rot, AWAIT_LEAVES,
+                              f"{len(on_old)} leaves still chain to the old CA {short(facts.old)}: "
+                              f"{_names(x.id for x in on_old)}",
+                              "Replace them with certificates from the new CA")
+    rot, waiting = _workload_evidence(ctx, rot, facts)
+    if waiting is None:
+        return _enter(ctx, rot, REMOVE_OLD_CA,
+                      f"every leaf chains to the new CA {short(facts.new)} and the workloads use them; removing the "
+                      f"old CA {short(facts.old)} from every bundle target")
+    return _wait_or_stall(ctx, rot, AWAIT_LEAVES, waiting)
+
+
+def _note_leaf_moves(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
+    """Record when the set of leaves on the new CA last changed. Observed, so never earlier than
+    the change itself: a lost status write only makes the recorded instant later (safe)."""
+    on_new = [leaf.id for leaf in _leaves_on(ctx.obs.leaves, facts.new)]
+    digest = hashlib.sha256("\n".join(on_new).encode()).hexdigest()[:16] if on_new else None
+    if digest != rot.leaves_on_new_digest:
+        return replace(rot, leaves_on_new_digest=digest, leaves_moved_at=ctx.now)
+    return rot
+
+
+def _workload_evidence(ctx: _Ctx, rot: Rotation, facts: _Facts) -> tuple[Rotation, str | None]:
+    """Step 4's evidence that workloads *use* the new leaves (every leaf chains to the new CA in
+    the API already). Returns the rotation and what is still awaited, None when nothing is."""
+    assert facts.new_ref is not None
+    now, settings = ctx.now, ctx.settings
+    moved = rot.leaves_moved_at or rot.step_started_at[ISSUE_FROM_NEW_CA - 1] or now
+    in_scope = {leaf.id for leaf in ctx.obs.leaves}
+    stale = [p for p in ctx.obs.pods if p.leaves & in_scope and p.started_before(moved)]
+    rot, pods = _stale_pods(ctx, rot, stale, "take a leaf only at start (subPath, env) and started before it was re-issued",
+                            moved)
+    gate = moved + settings.leaf_delay
+    waiting = [pods] if pods else []
+    if now < gate:
+        ctx.wake(gate)
+        waiting.append(f"leaf propagation delay until {gate:%Y-%m-%dT%H:%M:%SZ} (the last leaf moved at "
+                       f"{moved:%Y-%m-%dT%H:%M:%SZ})")
+    if waiting or not settings.probes:
+        return replace(rot, probes_serving_old=()), "; ".join(waiting) or None
+    records = _probe_records(ctx, rot, facts.new, gate)
+    serving = {r.probe for r in records if r.served_ca == facts.new}
+    missing = [p for p in settings.probes if p.id not in serving]
+    rot = replace(rot, probes=records, probes_serving_old=tuple(p.id for p in missing))
+    if not missing:
+        return replace(rot, probes_requested_at=None), None
+    asked = rot.probes_requested_at
+    if asked is None or asked < gate or now >= asked + PROBE_RETRY:
+        ctx.act(RunProbes(tuple(missing), facts.new_ref, (facts.old_ref, facts.new_ref)))
+        asked = now
+    ctx.wake(asked + PROBE_RETRY)
+    by_id = {r.probe: r for r in records}
+
+    def served(pid: str) -> str:
+        r = by_id.get(pid)
+        if r is None:
+            return "no result yet"
+        if r.served_ca == facts.old:
+            return f"serves a leaf from the old CA {short(facts.old)}"
+        return f"serves a leaf from no CA of this rotation ({r.message or 'unreadable'})"
+
+    return (replace(rot, probes_requested_at=asked),
+            "probe endpoints do not serve a leaf from the new CA yet: "
+            + ", ".join(f"{p.id} ({served(p.id)})" for p in missing))
+
+
+def _stale_pods(ctx: _Ctx, rot: Rotation, stale: list[PodUse], why: str,
+                since: dt.datetime) -> tuple[Rotation, str | None]:
+    """Name the Pods that must (re)start before the rotation goes on — in status, and in an
+    event when the list changes — and, with spec.rotation.restartWorkloads, rollout-restart
+    their owners: at most perMinute per minute, never the same owner twice in one rotation."""
+    ids = sorted(p.id for p in stale)
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids else None
+    if digest is not None and digest != rot.waiting_digest:
+        ctx.event("Warning", "RotationWaitingForPods",
+                  f"rotation {rot.id}: {len(ids)} Pods {why}; they must be restarted"
+                  + (" (the operator restarts their owners: spec.rotation.restartWorkloads)"
+                     if ctx.settings.restart_workloads else " (or set spec.rotation.restartWorkloads)")
+                  + f": {_names(ids)}")
+    rot = replace(rot, waiting_pods=tuple(ids[:MAX_NAMED_LEAVES]), waiting_pods_count=len(ids), waiting_digest=digest)
+    if not ids:
+        return rot, None
+    if ctx.settings.restart_workloads:
+        rot = _restart_owners(ctx, rot, stale, since)
+    return rot, f"{len(ids)} Pods {why}: {_names(ids)}"
+
+
+def _restart_owners(ctx: _Ctx, rot: Rotation, stale: list[PodUse], since: dt.datetime) -> Rotation:
+    """Entries of ``rot.restarted`` are ``<step>:<owner>``: once for what a Pod reads at start of
+    the bundle (step 2), once for the leaf (step 4), never twice for the same."""
+    now, done, step = ctx.now, set(rot.restarted), rot.step
+    todo = sorted({p.owner for p in stale if p.owner and f"{step}:{p.owner}" not in done})
+    room = MAX_RESTARTS - len(rot.restarted)
+    todo = todo[: max(0, room)]
+    start, count = rot.restart_window_start, rot.restart_window_count
+    if todo and (start is None or now >= start + RATE_WINDOW):
+        start, count = now, 0
+    batch = todo[: max(0, ctx.settings.reissue_per_minute - count)]
+    for owner in batch:
+        ctx.act(RestartWorkload(owner, rot.id, step, since))
+        ctx.event("Normal", "RotationRestartedWorkload",
+                  f"rotation {rot.id}: rollout restart of {owner}: its Pods read a leaf or trust bundle only at start")
+    if len(batch) < len(todo) and start is not None:
+        ctx.wake(start + RATE_WINDOW)
+    return replace(rot, restarted=(*rot.restarted, *(f"{step}:{o}" for o in batch)), restart_window_start=start,
+                   restart_window_count=count + len(batch))
+
+
+def _forced(ctx: _Ctx, rot: Rotation, what: str) -> bool:
+    if not (ctx.obs.force and ctx.obs.force.strip() == rot.id):
+        return False
+    if not rot.forced:
+        ctx.event("Warning", "RotationForced", f"rotation {rot.id}: {FORCE_ANNOTATION}={rot.id} set; {what}")
+    return True
+
+
+def _wait_or_stall(ctx: _Ctx, rot: Rotation, step: int, text: str,
+                   remedy: str = "Restart (or make reload) the workloads named") -> Rotation:
+    """Wait for ``text`` to clear until the step has lasted leafTimeout, then report Stalled."""
+    started = rot.step_started_at[step - 1] or ctx.now
     deadline = started + ctx.settings.leaf_timeout
-    text = f"{len(on_old)} leaves still chain to the old CA {short(facts.old)}: {_names(x.id for x in on_old)}"
     if ctx.now >= deadline:
         if rot.stalled_since is None:
             ctx.event("Warning", "RotationStalled",
-                      f"rotation {rot.id}: waited {format_duration(ctx.settings.leaf_timeout)} for leaves; {text}. Replace them with "
-                      f"certificates from the new CA, or set {FORCE_ANNOTATION}={rot.id} to remove the old CA anyway")
+                      f"rotation {rot.id}: waited {format_duration(ctx.settings.leaf_timeout)} at step {step}/5 "
+                      f"{step_name(step)}: {text}. {remedy}, or set {FORCE_ANNOTATION}={rot.id} to go on anyway")
             rot = replace(rot, stalled_since=ctx.now)
-        return replace(rot, message=f"Stalled: {text}. Replace them, or set the annotation "
-                                    f"{FORCE_ANNOTATION}={rot.id} to remove the old CA anyway.")
+        return replace(rot, message=f"Stalled: {text}. {remedy}, or set the annotation "
+                                    f"{FORCE_ANNOTATION}={rot.id} to go on anyway.")
     ctx.wake(deadline)
-    return replace(rot, message=f"Waiting until {deadline:%Y-%m-%dT%H:%M:%SZ}: {text}.")
+    return replace(rot, message=f"Waiting (Stalled from {deadline:%Y-%m-%dT%H:%M:%SZ}): {text}.")
 
 
 def _name_old_leaves(ctx: _Ctx, rot: Rotation, on_old: list[Leaf]) -> Rotation:
@@ -617,10 +774,10 @@ def _remove_old_ca(ctx: _Ctx, rot: Rotation, facts: _Facts) -> tuple[Rotation, H
         rot = _name_old_leaves(ctx, rot, on_old)
         return replace(rot, message=f"Not removing the old CA: {len(on_old)} leaves chain to it again: "
                                     f"{_names(x.id for x in on_old)}."), None
-    bad = _bad_targets(ctx.obs, (facts.new,), (facts.old,))
+    bad = _bad_targets(ctx.obs, (facts.new,), (facts.old,), facts.new)
     total = len(ctx.obs.targets)
     if bad:
-        ctx.act(UpdateBundles(bad, (facts.new_ref,), (facts.old,)))
+        ctx.act(UpdateBundles(bad, (facts.new_ref,), (facts.old,), facts.new))
         return replace(rot, message=f"{total - len(bad)}/{total} bundle targets hold only the new CA; removing "
                                     f"the old CA from {_names(bad)}."), None
     cleanup = rot.new_ca_secret_name if rot.new_ca_generated else None
@@ -642,10 +799,10 @@ def _roll_back(ctx: _Ctx, rot: Rotation, facts: _Facts) -> tuple[Rotation, Histo
         why = (f"Secret {ctx.settings.ca_secret_name} already holds the new CA" if facts.promoted
                else f"{len(on_new)} leaves chain to the new CA: {_names(x.id for x in on_new)}")
         return replace(rot, message=f"Cannot roll back yet: {why}. Replace them or clear spec.rotation.abort."), None
-    bad = _bad_targets(ctx.obs, (facts.old,), (facts.new,))
+    bad = _bad_targets(ctx.obs, (facts.old,), (facts.new,), facts.old)
     total = len(ctx.obs.targets)
     if bad:
-        ctx.act(UpdateBundles(bad, (facts.old_ref,), (facts.new,) if facts.new else ()))
+        ctx.act(UpdateBundles(bad, (facts.old_ref,), (facts.new,) if facts.new else (), facts.old))
         return replace(rot, message=f"Rolling back: {total - len(bad)}/{total} bundle targets hold only the old CA; "
                                     f"rewriting {_names(bad)}."), None
     cleanup = rot.new_ca_secret_name if rot.new_ca_generated and facts.new else None

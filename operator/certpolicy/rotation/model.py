@@ -62,6 +62,16 @@ class RotationSettings:
     abort: bool = False
     supplied_ca_secret_name: str | None = None
     reissue_per_minute: int = DEFAULT_PER_MINUTE
+    #: ``spec.rotation.leafPropagationDelay``; None means "the same as propagation_delay".
+    leaf_propagation_delay: dt.timedelta | None = None
+    #: ``spec.rotation.restartWorkloads``: rollout-restart the owners of Pods that load a leaf or
+    #: a bundle only at start, instead of only naming them.
+    restart_workloads: bool = False
+
+    @property
+    def leaf_delay(self) -> dt.timedelta:
+        """How long after the last leaf moved to the new CA workloads are assumed to hold it."""
+        return self.propagation_delay if self.leaf_propagation_delay is None else self.leaf_propagation_delay
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> RotationSettings:
@@ -101,6 +111,9 @@ class RotationSettings:
             abort=bool(rotation.get("abort", False)),
             supplied_ca_secret_name=rotation.get("newCASecretName") or None,
             reissue_per_minute=int(limits.get("perMinute") or DEFAULT_PER_MINUTE),
+            leaf_propagation_delay=(duration(rotation, "leafPropagationDelay", "0s", "spec.rotation.leafPropagationDelay")
+                                    if rotation.get("leafPropagationDelay") else None),
+            restart_workloads=bool(rotation.get("restartWorkloads", False)),
         )
         if problems:
             raise PolicySpecError(problems)
@@ -143,13 +156,44 @@ class Leaf:
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """The outcome of one canary handshake the driver ran because of a :class:`RunProbes` action."""
+    """The outcome of one canary handshake the driver ran because of a :class:`RunProbes` action.
+
+    ``served_ca`` is the fingerprint of the CA (among :attr:`RunProbes.verify_served`) that the
+    endpoint's own certificate chains to, None when it chains to none of them or was not checked.
+    """
 
     probe: str  # Probe.id
     ca_fingerprint: str  # the CA that signed the canary client certificate
     accepted: bool
     at: dt.datetime
     message: str = ""
+    served_ca: str | None = None
+
+
+@dataclass(frozen=True)
+class PodUse:
+    """A Pod that reads some of the rotation's objects only when it starts.
+
+    ``leaves`` are leaf ids (``namespace/name``) it takes through ``subPath``, ``env`` or
+    ``envFrom`` (never updated in a running container); ``bundles`` are bundle target ids it
+    loads only at start (the same ways, or any way when the Pod carries the
+    ``certpolicy.io/trust-loaded-at-start`` annotation, e.g. a Java truststore). ``started_at``
+    is when its containers last started (None: not started yet, so it will load what is current).
+    ``owner`` names what a rollout restart acts on (``Deployment/ns/name``), None for a bare Pod.
+    """
+
+    id: str  # "namespace/name"
+    started_at: dt.datetime | None
+    owner: str | None = None
+    leaves: frozenset[str] = frozenset()
+    bundles: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "leaves", frozenset(self.leaves))
+        object.__setattr__(self, "bundles", frozenset(self.bundles))
+
+    def started_before(self, instant: dt.datetime | None) -> bool:
+        return instant is not None and self.started_at is not None and self.started_at < instant
 
 
 @dataclass(frozen=True)
@@ -166,6 +210,8 @@ class Observation:
     * ``probe_results`` — results of probes the driver ran since the last decision.
     * ``rotate_request`` — the value of the ``certpolicy.io/rotate`` annotation.
     * ``force`` — the value of the ``certpolicy.io/rotation-force`` annotation.
+    * ``pods`` — Pods that load a leaf or bundle target of this policy only at start.
+    * ``primaries`` — for each target with a PKCS#12 form: the CA under the bare alias.
     """
 
     ca_secrets: Mapping[str, CAInfo | None] = field(default_factory=dict)
@@ -174,6 +220,8 @@ class Observation:
     probe_results: tuple[ProbeResult, ...] = ()
     rotate_request: str | None = None
     force: str | None = None
+    pods: tuple[PodUse, ...] = ()
+    primaries: Mapping[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ca_secrets", _frozen(self.ca_secrets))
@@ -184,6 +232,8 @@ class Observation:
         )
         object.__setattr__(self, "leaves", tuple(self.leaves))
         object.__setattr__(self, "probe_results", tuple(self.probe_results))
+        object.__setattr__(self, "pods", tuple(self.pods))
+        object.__setattr__(self, "primaries", _frozen(self.primaries))
 
     def ca(self, secret_name: str | None) -> CAInfo | None:
         return self.ca_secrets.get(secret_name) if secret_name else None

@@ -35,6 +35,8 @@ TRIGGERS = (TRIGGER_REQUEST, TRIGGER_EXPIRY, TRIGGER_SUPPLIED)
 MAX_HISTORY = 10
 #: Unmanaged leaves named in status and events; the rest are counted.
 MAX_NAMED_LEAVES = 20
+#: Workload owners one rotation restarts at most (the list in status proves "never twice").
+MAX_RESTARTS = 500
 
 
 class StateError(ValueError):
@@ -55,6 +57,7 @@ class ProbeRecord:
     accepted: bool
     at: dt.datetime
     message: str = ""
+    served_ca: str | None = None  # the CA the endpoint's own certificate chains to (step 4)
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,20 @@ class Rotation:
     abort_refused: bool = False
     forced: bool = False
     message: str = ""
+    #: When the set of leaves on the new CA last changed, as first observed (never earlier than
+    #: the real change): step 4's leaf propagation delay counts from here.
+    leaves_moved_at: dt.datetime | None = None
+    leaves_on_new_digest: str | None = None
+    #: Pods that load a leaf or bundle only at start and started too early (first few named).
+    waiting_pods: tuple[str, ...] = ()
+    waiting_pods_count: int = 0
+    waiting_digest: str | None = None
+    #: ``<step>:<owner>`` rollout-restarted by this rotation (spec.rotation.restartWorkloads).
+    restarted: tuple[str, ...] = ()
+    restart_window_start: dt.datetime | None = None
+    restart_window_count: int = 0
+    #: Probe endpoints whose served certificate does not chain to the new CA yet (step 4).
+    probes_serving_old: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not ADD_NEW_CA <= self.step <= REMOVE_OLD_CA:
@@ -199,7 +216,8 @@ _STEP_KEYS = tuple(_key(s) for s in STEPS)
 _ROTATION_KEYS = (
     "id", "trigger", "step", "phase", "oldCA", "newCA", "newCASecretName", "newCAGenerated",
     "retiredCASecretName", "startedAt", "stepStartedAt", "bundlesVerifiedAt", "probesRequestedAt",
-    "probes", "targets", "leaves", "reissue", "stalledSince", "abortRefused", "forced", "message",
+    "probes", "targets", "leaves", "reissue", "workloads", "probesServingOldCA", "stalledSince", "abortRefused",
+    "forced", "message",
 )
 
 
@@ -256,7 +274,8 @@ def _rotation_to_dict(r: Rotation) -> dict[str, Any]:
         "bundlesVerifiedAt": time_text(r.bundles_verified_at),
         "probesRequestedAt": time_text(r.probes_requested_at),
         "probes": [
-            {"probe": p.probe, "accepted": p.accepted, "at": time_text(p.at), "message": p.message}
+            {"probe": p.probe, "accepted": p.accepted, "at": time_text(p.at), "message": p.message,
+             "servedCA": p.served_ca}
             for p in r.probes
         ],
         "targets": {"verified": r.targets_verified, "total": r.targets_total},
@@ -268,6 +287,8 @@ def _rotation_to_dict(r: Rotation) -> dict[str, Any]:
             "onOldCA": list(r.leaves_on_old),
             "onOldCACount": r.leaves_on_old_count,
             "onOldCADigest": r.leaves_on_old_digest,
+            "onNewCADigest": r.leaves_on_new_digest,
+            "lastMovedAt": time_text(r.leaves_moved_at),
         },
         "reissue": {
             "windowStart": time_text(r.reissue_window_start),
@@ -275,6 +296,15 @@ def _rotation_to_dict(r: Rotation) -> dict[str, Any]:
             "requested": r.reissue_requested,
             "pending": [{"leaf": p.leaf, "at": time_text(p.at)} for p in r.pending],
         },
+        "workloads": {
+            "waiting": list(r.waiting_pods),
+            "waitingCount": r.waiting_pods_count,
+            "waitingDigest": r.waiting_digest,
+            "restarted": list(r.restarted),
+            "restartWindowStart": time_text(r.restart_window_start),
+            "restartWindowCount": r.restart_window_count,
+        },
+        "probesServingOldCA": list(r.probes_serving_old),
         "stalledSince": time_text(r.stalled_since),
         "abortRefused": r.abort_refused,
         "forced": r.forced,
@@ -285,6 +315,7 @@ def _rotation_to_dict(r: Rotation) -> dict[str, Any]:
 def _rotation_from_dict(d: Mapping[str, Any]) -> Rotation:
     starts = _obj(d, "stepStartedAt")
     targets, leaves, reissue = _obj(d, "targets"), _obj(d, "leaves"), _obj(d, "reissue")
+    workloads = _obj(d, "workloads")
     trigger = str(d.get("trigger") or TRIGGER_REQUEST)
     if trigger not in TRIGGERS:
         raise StateError(f"unknown rotation trigger {trigger!r}")
@@ -309,7 +340,8 @@ def _rotation_from_dict(d: Mapping[str, Any]) -> Rotation:
         bundles_verified_at=_time(d.get("bundlesVerifiedAt")),
         probes_requested_at=_time(d.get("probesRequestedAt")),
         probes=tuple(
-            ProbeRecord(str(p["probe"]), bool(p["accepted"]), _time(p["at"]) or started, str(p.get("message") or ""))
+            ProbeRecord(str(p["probe"]), bool(p["accepted"]), _time(p["at"]) or started, str(p.get("message") or ""),
+                        p.get("servedCA") or None)
             for p in _list(d, "probes")
         ),
         targets_verified=int(targets.get("verified") or 0),
@@ -331,6 +363,15 @@ def _rotation_from_dict(d: Mapping[str, Any]) -> Rotation:
         abort_refused=bool(d.get("abortRefused")),
         forced=bool(d.get("forced")),
         message=str(d.get("message") or ""),
+        leaves_moved_at=_time(leaves.get("lastMovedAt")),
+        leaves_on_new_digest=leaves.get("onNewCADigest") or None,
+        waiting_pods=tuple(str(x) for x in workloads.get("waiting") or ()),
+        waiting_pods_count=int(workloads.get("waitingCount") or 0),
+        waiting_digest=workloads.get("waitingDigest") or None,
+        restarted=tuple(str(x) for x in workloads.get("restarted") or ()),
+        restart_window_start=_time(workloads.get("restartWindowStart")),
+        restart_window_count=int(workloads.get("restartWindowCount") or 0),
+        probes_serving_old=tuple(str(x) for x in _list(d, "probesServingOldCA")),
     )
 
 
@@ -370,7 +411,7 @@ def _history_from_dict(d: Any) -> HistoryEntry:
 
 __all__ = [
     "ABORTED", "ADD_NEW_CA", "AWAIT_LEAVES", "COMPLETED", "HistoryEntry", "ISSUE_FROM_NEW_CA",
-    "MAX_HISTORY", "MAX_NAMED_LEAVES", "PendingReissue", "ProbeRecord", "REMOVE_OLD_CA",
+    "MAX_HISTORY", "MAX_NAMED_LEAVES", "MAX_RESTARTS", "PendingReissue", "ProbeRecord", "REMOVE_OLD_CA",
     "ROLLING_BACK", "Rotation", "RotationState", "STEPS", "StateError", "TRIGGERS",
     "TRIGGER_EXPIRY", "TRIGGER_REQUEST", "TRIGGER_SUPPLIED", "VERIFY_BUNDLES", "step_name",
     "time_text",

@@ -6,6 +6,14 @@ issued, each Secret written) rather than once per decision, because an outage li
 writes, not between two decisions. It also models the concurrency a real cluster has: an external
 issuer (cert-manager with a CA Issuer over ``spec.ca.secretName``) and the operator's own routine
 renewals keep re-issuing leaves from whatever CA that Secret holds at the moment.
+
+Workloads (:class:`Workload`) model what the API-level invariant cannot see: each one presents a
+leaf and trusts a bundle target, loading each with its own lag after the API object changed (the
+kubelet's sync plus the program's reload), or only when it (re)starts (subPath, env, a Java
+truststore). The world keeps the history of every leaf and target, so
+:meth:`World.workload_violations` can check the workload-level invariant at every instant a
+workload's view changes: every leaf a workload presents is trusted by the bundle each of its peers
+has loaded.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from dataclasses import dataclass, field, replace
 
 from certpolicy.rotation import (
     CAInfo,
+    PodUse,
+    RestartWorkload,
     DeleteCASecret,
     EmitEvent,
     GenerateNewCA,
@@ -41,8 +51,26 @@ CA_SECRET = "hl7-ca"
 SUPPLIED_SECRET = "user-ca"
 
 
+T_MIN = T0 - dt.timedelta(days=3650)
+
+
 class InvariantViolation(AssertionError):
     pass
+
+
+@dataclass
+class Workload:
+    """A process presenting ``leaf`` and trusting ``target``; its peers are all other workloads."""
+
+    leaf: str
+    target: str
+    leaf_lag: dt.timedelta = dt.timedelta(0)
+    bundle_lag: dt.timedelta = dt.timedelta(0)
+    leaf_at_start: bool = False  # subPath / env: the leaf is read only when the Pod starts
+    bundle_at_start: bool = False  # subPath / env / a truststore read at start
+    owner: str | None = None
+    restart_every: dt.timedelta | None = None  # restarts that happen anyway (people, deploys, crashes)
+    starts: list[dt.datetime] = field(default_factory=lambda: [T_MIN])
 
 
 @dataclass
@@ -74,11 +102,19 @@ class World:
     probe_runs: int = 0
     reissues: int = 0
     check_invariant: bool = True
+    workloads: dict[str, Workload] = field(default_factory=dict)
+    leaf_history: dict[str, list[tuple[dt.datetime, str]]] = field(default_factory=dict)
+    target_history: dict[str, list[tuple[dt.datetime, frozenset[str]]]] = field(default_factory=dict)
+    #: (owner, rotation id, step) the driver restarted; a repeat is a no-op, as in the real driver
+    restarted: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    restart_requests: int = 0
+    restarted_at: dict[str, dt.datetime] = field(default_factory=dict)  # the restartedAt annotation
 
     # --- the invariant -----------------------------------------------------------------------
 
     def assert_invariant(self, what: str) -> None:
         self.mutations += 1
+        self.record()
         if not self.check_invariant:
             return
         for leaf_id, leaf in self.leaves.items():
@@ -88,6 +124,77 @@ class World:
                         f"after {what}: leaf {leaf_id} chains to {leaf.issuer[-4:]} which target {t} lacks "
                         f"(holds {sorted(f[-4:] for f in fps)})"
                     )
+
+    # --- the workload-level invariant -----------------------------------------------------------
+
+    def record(self) -> None:
+        """Append every leaf and target that changed to its history, at the current instant."""
+        for k, leaf in self.leaves.items():
+            h = self.leaf_history.setdefault(k, [])
+            if not h or h[-1][1] != leaf.issuer:
+                h.append((T_MIN if not h else self.now, leaf.issuer))
+        for t, fps in self.targets.items():
+            h2 = self.target_history.setdefault(t, [])
+            if not h2 or h2[-1][1] != frozenset(fps):
+                h2.append((T_MIN if not h2 else self.now, frozenset(fps)))
+
+    @staticmethod
+    def _at(history: list, t: dt.datetime):
+        value = history[0][1]
+        for when, v in history:
+            if when > t:
+                break
+            value = v
+        return value
+
+    def _last_start(self, w: Workload, t: dt.datetime) -> dt.datetime:
+        return max(s for s in w.starts if s <= t)
+
+    def presented(self, name: str, t: dt.datetime) -> str:
+        """The issuer of the leaf workload ``name`` presents at ``t``."""
+        w = self.workloads[name]
+        seen = self._last_start(w, t) if w.leaf_at_start else t - w.leaf_lag
+        return self._at(self.leaf_history[w.leaf], seen)
+
+    def loaded(self, name: str, t: dt.datetime) -> frozenset[str]:
+        """The CAs in the bundle workload ``name`` has loaded at ``t``."""
+        w = self.workloads[name]
+        seen = self._last_start(w, t) if w.bundle_at_start else t - w.bundle_lag
+        return self._at(self.target_history[w.target], seen)
+
+    def instants(self) -> list[dt.datetime]:
+        """Every instant at which some workload's view can change (views are step functions, so
+        checking these checks every instant)."""
+        out = {T0}
+        for w in self.workloads.values():
+            out.update(w.starts)
+            for when, _ in self.leaf_history.get(w.leaf, ()):
+                out.add(when if w.leaf_at_start else when + w.leaf_lag)
+            for when, _ in self.target_history.get(w.target, ()):
+                out.add(when if w.bundle_at_start else when + w.bundle_lag)
+        return sorted(t for t in out if T0 <= t <= self.now)
+
+    def workload_violations(self) -> list[str]:
+        """Every (instant, workload, peer) where the peer's loaded bundle lacks the CA of the leaf
+        the workload presents."""
+        self.record()
+        out = []
+        for t in self.instants():
+            for a in self.workloads:
+                issuer = self.presented(a, t)
+                for b in self.workloads:
+                    if a != b and issuer not in self.loaded(b, t):
+                        out.append(f"{t:%H:%M:%S.%f}: {a} presents a leaf from {issuer[-4:]}, which {b} does not "
+                                   f"trust (loaded {sorted(f[-4:] for f in self.loaded(b, t))})")
+        return out
+
+    def restart(self, name: str, at: dt.datetime) -> None:
+        self.workloads[name].starts.append(at)
+
+    def served_by(self, probe: str) -> str | None:
+        """The CA of the certificate a probed server presents: its own leaf, renewed from the
+        issuing CA like everything else (modelled as: the issuing CA)."""
+        return self.ca_secrets.get(CA_SECRET)
 
     # --- observation -------------------------------------------------------------------------
 
@@ -105,6 +212,11 @@ class World:
             probe_results=results,
             rotate_request=self.annotation,
             force=self.force,
+            pods=tuple(
+                PodUse(k, w.starts[-1], w.owner, frozenset({w.leaf} if w.leaf_at_start else ()),
+                       frozenset({w.target} if w.bundle_at_start else ()))
+                for k, w in sorted(self.workloads.items()) if w.leaf_at_start or w.bundle_at_start
+            ),
         )
 
     # --- the driver's side of the actions -----------------------------------------------------
@@ -151,9 +263,12 @@ class World:
             self.probe_runs += 1
             ca = self._ca(action.ca.secret_name, action.ca.fingerprint)
             trusted = self.probe_target is None or ca in self.targets.get(self.probe_target, set())
+            verify = {r.fingerprint for r in action.verify_served}
             for p in action.probes:
                 ok = trusted and self.rng.random() >= self.probes.get(p.id, 0.0)
-                self.pending_results.append(ProbeResult(p.id, ca, ok, self.now, "" if ok else "handshake refused"))
+                served = self.served_by(p.id) if verify else None
+                self.pending_results.append(ProbeResult(p.id, ca, ok, self.now, "" if ok else "handshake refused",
+                                                        served if served in verify else None))
         elif isinstance(action, PromoteNewCA):
             new = self._ca(action.new.secret_name, action.new.fingerprint)
             if self.ca_secrets.get(action.ca_secret_name) == new:
@@ -178,6 +293,16 @@ class World:
             leaf.issuer = self._ca(action.ca.secret_name, action.ca.fingerprint)
             self.reissues += 1
             self.assert_invariant(f"ReissueLeaf({action.leaf})")
+        elif isinstance(action, RestartWorkload):
+            self.restart_requests += 1
+            key = (action.owner, action.rotation_id, action.step)
+            last = self.restarted_at.get(action.owner)
+            if last is None or last <= action.not_before:  # the driver reads restartedAt first
+                self.restarted[key] = self.restarted.get(key, 0) + 1
+                self.restarted_at[action.owner] = self.now
+                for k, w in self.workloads.items():
+                    if w.owner == action.owner:
+                        self.restart(k, self.now)
         elif isinstance(action, DeleteCASecret):
             assert action.secret_name not in (CA_SECRET, SUPPLIED_SECRET), "deleting a Secret it must keep"
             if self.ca_secrets.get(action.secret_name) == action.fingerprint:
@@ -189,8 +314,15 @@ class World:
     # --- the rest of the cluster ---------------------------------------------------------------
 
     def advance(self, to: dt.datetime) -> None:
-        """Move the clock; leaves with a renewal schedule are renewed from ``spec.ca.secretName``."""
+        """Move the clock; leaves with a renewal schedule are renewed from ``spec.ca.secretName``,
+        workloads with a restart schedule restart."""
         while True:
+            for k, w in sorted(self.workloads.items()):
+                if w.restart_every is not None:
+                    nxt = max(w.starts[-1], T0) + w.restart_every
+                    while nxt <= to:
+                        self.restart(k, nxt)
+                        nxt += w.restart_every
             due = [
                 (leaf.next_renewal, k) for k, leaf in self.leaves.items()
                 if leaf.next_renewal is not None and leaf.next_renewal <= to

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from rotation_world import CA_SECRET, OLD, SUPPLIED, SUPPLIED_SECRET, T0, Driver, LeafModel, World
+from rotation_world import CA_SECRET, OLD, SUPPLIED, SUPPLIED_SECRET, T0, Driver, LeafModel, Workload, World
 
 from certpolicy.rotation import (
     DeleteCASecret,
+    PodUse,
+    RestartWorkload,
     EmitEvent,
     GenerateNewCA,
     Observation,
@@ -329,6 +331,8 @@ def test_stalled_after_leaf_timeout_names_the_leaves_then_force_moves_on() -> No
     driver = make(unmanaged=2, unmanaged_every=None, leaf_timeout=dt.timedelta(hours=2),
                   propagation_delay=dt.timedelta(0))
     d = run_until(driver, lambda d: d.state.current is not None and d.state.current.step == 4)
+    assert d.next_wake == driver.world.now  # step 4 is judged in a fresh decision, at once
+    d = driver.step()
     assert d.condition.reason == "AwaitLeaves"
     named = [e for e in driver.world.events if e.reason == "RotationLeavesOnOldCA"]
     assert len(named) == 1 and "apps/app-0" in named[0].message and "apps/app-1" in named[0].message
@@ -524,3 +528,175 @@ def test_unreadable_target_is_rewritten_not_counted() -> None:
     d2 = decide(d.state, replace(obs, targets=targets), driver.settings, driver.world.now)
     assert d2.state.current.step == 2 and d2.state.current.targets_verified == 2
     assert [a.targets for a in d2.actions if isinstance(a, UpdateBundles)] == [(TARGETS[0],)]
+
+
+# --- AwaitLeaves: evidence that workloads use the new leaves --------------------------------------
+
+
+def _at_step(driver: Driver, step: int) -> Decision:
+    return run_until(driver, lambda d: d.state.current is not None and d.state.current.step == step)
+
+
+def _step_4_judged(driver: Driver) -> Decision:
+    d = _at_step(driver, 4)
+    assert d.next_wake == driver.world.now  # never judged in the decision that entered it
+    return driver.step()
+
+
+def test_step_4_waits_the_leaf_propagation_delay_from_the_last_leaf_move_recorded_in_status() -> None:
+    driver = make(unmanaged=0, propagation_delay=dt.timedelta(seconds=30),
+                  leaf_propagation_delay=dt.timedelta(minutes=5))
+    d = _step_4_judged(driver)
+    moved = d.state.current.leaves_moved_at
+    assert moved is not None and d.state.to_dict()["leaves"]["lastMovedAt"] is not None
+    assert d.state.current.step == 4 and "leaf propagation delay until" in d.condition.message
+    assert d.next_wake <= moved + dt.timedelta(minutes=5)
+    assert f"until {moved + dt.timedelta(minutes=5):%Y-%m-%dT%H:%M:%SZ}" in d.condition.message
+    # A restarted operator reads the instant back from status and waits for the same moment.
+    driver.world.advance(moved + dt.timedelta(minutes=4))
+    driver.persisted = dict(driver.persisted)
+    assert driver.step().state.current.step == 4
+    driver.world.advance(moved + dt.timedelta(minutes=5))
+    d = driver.step()
+    assert d.state.current is None or d.state.current.step == 5
+
+
+def test_leaf_propagation_delay_defaults_to_the_propagation_delay() -> None:
+    driver = make(unmanaged=0, propagation_delay=dt.timedelta(minutes=3))
+    d = _step_4_judged(driver)
+    assert f"until {d.state.current.leaves_moved_at + dt.timedelta(minutes=3):%Y-%m-%dT%H:%M:%SZ}" in d.condition.message
+
+
+def test_a_leaf_moving_late_restarts_the_delay() -> None:
+    driver = make(unmanaged=1, unmanaged_every=None, propagation_delay=dt.timedelta(0),
+                  leaf_propagation_delay=dt.timedelta(minutes=2))
+    d = _step_4_judged(driver)
+    assert "apps/app-0" in d.condition.message
+    driver.world.advance(driver.world.now + dt.timedelta(minutes=30))
+    driver.world.leaves["apps/app-0"].issuer = driver.world.ca_secrets[CA_SECRET]
+    d = driver.step()
+    assert d.state.current.leaves_moved_at == driver.world.now
+    assert d.state.current.step == 4
+    assert f"until {driver.world.now + dt.timedelta(minutes=2):%Y-%m-%dT%H:%M:%SZ}" in d.condition.message
+
+
+def _pod_world(restart: bool, **settings: object) -> Driver:
+    driver = make(unmanaged=0, propagation_delay=dt.timedelta(0), restart_workloads=restart, **settings)
+    driver.world.workloads = {
+        "integration/env-app": Workload("integration/managed-0", TARGETS[0], leaf_at_start=True,
+                                        owner="Deployment/integration/env-app"),
+        "integration/bare": Workload("integration/managed-1", TARGETS[0], leaf_at_start=True),
+    }
+    driver.world.record()
+    return driver
+
+
+def test_pods_reading_a_leaf_only_at_start_are_named_then_stall_after_leaf_timeout() -> None:
+    driver = _pod_world(False, leaf_timeout=dt.timedelta(hours=1))
+    d = _step_4_judged(driver)
+    cur = d.state.current
+    assert cur.step == 4 and cur.waiting_pods == ("integration/bare", "integration/env-app")
+    assert d.state.to_dict()["workloads"]["waiting"] == ["integration/bare", "integration/env-app"]
+    named = [e for e in d.events if e.reason == "RotationWaitingForPods"]
+    assert len(named) == 1 and "integration/env-app" in named[0].message and "restartWorkloads" in named[0].message
+    assert not [a for a in d.actions if isinstance(a, RestartWorkload)]
+    assert not [e for e in driver.step().events if e.reason == "RotationWaitingForPods"]  # on change only
+    driver.world.advance(cur.step_started_at[3] + dt.timedelta(hours=1))
+    d = driver.step()
+    assert d.condition.reason == "Stalled" and "integration/bare" in d.condition.message
+    # Someone restarts both Pods: the rotation goes on.
+    for name in driver.world.workloads:
+        driver.world.restart(name, driver.world.now)
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED and driver.world.workload_violations() == []
+
+
+def test_restart_workloads_restarts_each_owner_once_paced_and_with_an_event() -> None:
+    driver = _pod_world(True, reissue_per_minute=1)
+    driver.world.workloads["integration/env-app-2"] = Workload(
+        "integration/managed-0", TARGETS[0], leaf_at_start=True, owner="StatefulSet/integration/db")
+    d = _step_4_judged(driver)
+    restarts = [a for a in d.actions if isinstance(a, RestartWorkload)]
+    assert [(a.owner, a.step) for a in restarts] == [("Deployment/integration/env-app", 4)]  # 1 per minute
+    assert restarts[0].not_before == d.state.current.leaves_moved_at
+    assert [e.reason for e in d.events].count("RotationRestartedWorkload") == 1
+    assert d.state.current.restarted == ("4:Deployment/integration/env-app",)
+    d = driver.step()  # same minute: nothing more
+    assert not [a for a in d.actions if isinstance(a, RestartWorkload)]
+    driver.world.advance(driver.world.now + dt.timedelta(minutes=1))
+    d = driver.step()
+    assert [a.owner for a in d.actions if isinstance(a, RestartWorkload)] == ["StatefulSet/integration/db"]
+    # The bare Pod has no owner to restart: it stays named.
+    assert driver.step().state.current.waiting_pods == ("integration/bare",)
+    for _ in range(5):
+        d = driver.step()
+        assert not [a for a in d.actions if isinstance(a, RestartWorkload)]  # never twice
+    driver.world.restart("integration/bare", driver.world.now)
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED and driver.world.workload_violations() == []
+
+
+def test_pods_reading_the_bundle_only_at_start_hold_step_2() -> None:
+    driver = make(unmanaged=0, propagation_delay=dt.timedelta(0))
+    driver.world.workloads = {"apps/java": Workload("integration/managed-0", TARGETS[1], bundle_at_start=True,
+                                                    owner="Deployment/apps/java")}
+    driver.world.record()
+    d = run_until(driver, lambda d: any(e.reason == "RotationWaitingForPods" for e in d.events))
+    assert d.state.current.step == 2 and "apps/java" in d.condition.message
+    assert not [a for a in d.actions if isinstance(a, (ReissueLeaf, PromoteNewCA, RestartWorkload))]
+    assert driver.step().state.current.step == 2
+    driver.set(restart_workloads=True)
+    d = driver.step()
+    assert [(a.owner, a.step) for a in d.actions if isinstance(a, RestartWorkload)] == [("Deployment/apps/java", 2)]
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED and driver.world.workload_violations() == []
+
+
+def test_a_pod_not_started_yet_loads_what_is_current_and_holds_nothing() -> None:
+    pod = PodUse("apps/pending", None, None, frozenset({"a/b"}))
+    assert not pod.started_before(T0)
+
+
+def test_probe_endpoints_must_serve_a_leaf_from_the_new_ca() -> None:
+    driver = make(unmanaged=0, probes=(PROBE,), propagation_delay=dt.timedelta(0))
+    serving = {"ca": OLD}
+    driver.world.served_by = lambda probe: serving["ca"]  # type: ignore[method-assign]
+    d = _step_4_judged(driver)
+    runs = [a for a in d.actions if isinstance(a, RunProbes)]
+    assert runs and {r.fingerprint for r in runs[0].verify_served} == {OLD, driver.world.generated[0]}
+    d = driver.step()
+    assert d.state.current.step == 4 and d.state.current.probes_serving_old == (PROBE.id,)
+    assert "serves a leaf from the old CA" in d.condition.message
+    assert d.state.to_dict()["probesServingOldCA"] == [PROBE.id]
+    serving["ca"] = driver.world.generated[0]
+    driver.world.advance(driver.world.now + dt.timedelta(seconds=30))
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED
+
+
+def test_truststore_bare_alias_names_the_issuing_ca_at_every_step() -> None:
+    """Observation.primaries: a target whose bare PKCS#12 alias names another CA than the issuing
+    one is rewritten, with the issuing CA as ``primary`` (old until promotion, new after)."""
+    driver = make(unmanaged=0, propagation_delay=dt.timedelta(0))
+    primaries = {TARGETS[0]: OLD}
+    real_observe = driver.world.observe
+
+    def observe(state, settings, extra=()):
+        return replace(real_observe(state, settings, extra), primaries=dict(primaries))
+
+    driver.world.observe = observe  # type: ignore[method-assign]
+    seen = []
+    for _ in range(100):
+        d = driver.step()
+        for a in d.actions:
+            if isinstance(a, UpdateBundles):
+                issuing = driver.world.ca_secrets[CA_SECRET]
+                assert a.primary == issuing, (a, issuing)
+                if TARGETS[0] in a.targets:
+                    primaries[TARGETS[0]] = a.primary
+                seen.append(a.primary)
+        if d.state.current is None:
+            break
+        driver.world.advance(d.next_wake or driver.world.now + dt.timedelta(minutes=1))
+    new = driver.world.generated[0]
+    assert OLD in seen and new in seen and primaries[TARGETS[0]] == new

@@ -48,8 +48,8 @@ def rotations(draw: st.DrawFn) -> Rotation:
         rolling_back_since=draw(opt_times),
         bundles_verified_at=draw(opt_times),
         probes_requested_at=draw(opt_times),
-        probes=tuple(draw(st.lists(st.builds(ProbeRecord, names, st.booleans(), times, st.text(max_size=10)),
-                                   max_size=3))),
+        probes=tuple(draw(st.lists(st.builds(ProbeRecord, names, st.booleans(), times, st.text(max_size=10),
+                                             st.none() | fps), max_size=3))),
         targets_verified=draw(st.integers(0, 50)),
         targets_total=draw(st.integers(0, 50)),
         leaves_managed=draw(st.integers(0, 9)),
@@ -63,6 +63,15 @@ def rotations(draw: st.DrawFn) -> Rotation:
         abort_refused=draw(st.booleans()),
         forced=draw(st.booleans()),
         message=draw(st.text(max_size=30)),
+        leaves_moved_at=draw(opt_times),
+        leaves_on_new_digest=draw(st.none() | names),
+        waiting_pods=tuple(draw(st.lists(names, max_size=3))),
+        waiting_pods_count=draw(st.integers(0, 9)),
+        waiting_digest=draw(st.none() | names),
+        restarted=tuple(draw(st.lists(names, max_size=3))),
+        restart_window_start=draw(opt_times),
+        restart_window_count=draw(st.integers(0, 9)),
+        probes_serving_old=tuple(draw(st.lists(names, max_size=3))),
     )
 
 
@@ -167,6 +176,11 @@ def test_settings_from_spec_apply_crd_defaults_and_parse_durations() -> None:
     assert s.probes == (Probe("p.example.com", 18032, None, dt.timedelta(seconds=2)),)
     assert s.propagation_delay == dt.timedelta(seconds=90) and s.leaf_timeout == dt.timedelta(minutes=90)
     assert s.paused and s.supplied_ca_secret_name == "user-ca" and s.reissue_per_minute == 5
+    assert s.leaf_delay == dt.timedelta(seconds=90) and not s.restart_workloads  # defaults to propagationDelay
+    s = RotationSettings.from_spec({"ca": {"secretName": "hl7-ca"},
+                                    "rotation": {"leafPropagationDelay": "5m", "restartWorkloads": True}})
+    assert s.leaf_delay == dt.timedelta(minutes=5) and s.propagation_delay == dt.timedelta(minutes=2)
+    assert s.restart_workloads
     with pytest.raises(PolicySpecError) as e:
         RotationSettings.from_spec({"rotation": {"propagationDelay": "2 minutes", "probes": [{"host": "x"}]}})
     assert len(e.value.problems) == 3
