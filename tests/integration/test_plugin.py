@@ -209,3 +209,44 @@ def test_check_cluster_is_a_what_if_with_check_exit_codes(cluster, world, custom
     assert bad.returncode == 3 and "invalid policy" in bad.stderr
     names = [p["metadata"]["name"] for p in custom_api.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]]
     assert name not in names  # a what-if: nothing was applied
+
+
+def test_rotate_plan_names_what_would_stall(cluster, world, core_v1, custom_api, unique_name):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    ns, names, fp = world
+    clean = plugin(cluster, "rotate", names["good"], "--plan", "-o", "json")
+    assert clean.returncode == 0, clean.stderr
+    plan = json.loads(clean.stdout)
+    assert plan["ca"]["fingerprint"] == fp and not plan["wouldStall"]
+    assert plan["managedLeaves"] == [{"namespace": ns, "name": "api-tls"}]
+    assert [(t["kind"], t["namespace"], t["name"]) for t in plan["targets"]] == [("ConfigMap", ns, "plugin-ca")]
+    assert plan["expectedSeconds"] == 120 + 60  # propagationDelay 2m (default) + one re-issue minute
+
+    # a leaf someone else issued from the policy's CA (as a cert-manager CA Issuer would), now selected
+    ca_secret = core_v1.read_namespaced_secret(f"{unique_name}-ca", "certpolicy-system")
+    ca = certgen.Issued(x509.load_pem_x509_certificate(base64.b64decode(ca_secret.data["tls.crt"])),
+                        serialization.load_pem_private_key(base64.b64decode(ca_secret.data["tls.key"]), None))
+    core_v1.create_namespaced_secret(ns, {"metadata": {"name": "outbound-tls"}, "type": "kubernetes.io/tls",
+                                          "data": certgen.tls_secret(certgen.leaf(ca, "out.plugin.test"))["data"]})
+    custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, names["good"], {"spec": {"selector": {"names": [
+        {"namespace": ns, "name": "api-tls"}, {"namespace": ns, "name": "outbound-tls"}]}}})
+    core_v1.create_namespaced_pod(ns, {"metadata": {"name": "subpath"}, "spec": {"containers": [{
+        "name": "c", "image": "busybox", "volumeMounts": [{"name": "ca", "mountPath": "/etc/ca.crt", "subPath": "ca.crt"}]}],
+        "volumes": [{"name": "ca", "configMap": {"name": "plugin-ca"}}]}})
+
+    def stalled():
+        proc = plugin(cluster, "rotate", names["good"], "--plan", "-o", "json")
+        doc = json.loads(proc.stdout)
+        return (proc, doc) if doc["unmanagedLeaves"] and doc["subPathPods"] else None
+
+    proc, plan = wait_for(stalled, timeout=30, what="the plan sees the unmanaged leaf and the subPath Pod")
+    assert proc.returncode == 1 and plan["wouldStall"]
+    assert plan["unmanagedLeaves"] == [{"namespace": ns, "name": "outbound-tls"}]
+    assert plan["subPathPods"] == [{"namespace": ns, "pod": "subpath", "kind": "ConfigMap", "name": "plugin-ca",
+                                    "role": "bundle target"}]
+    assert plan["worstCaseSeconds"] == plan["expectedSeconds"] + 24 * 3600
+    table = plugin(cluster, "rotate", names["good"], "--plan")
+    assert table.returncode == 1 and "WOULD STALL" in table.stdout and "outbound-tls" in table.stdout
+    assert plugin(cluster, "rotate", names["bad"], "--plan").returncode == 3  # no CA: nothing to rotate

@@ -46,9 +46,9 @@ def parse_secret_object(obj: dict[str, Any]) -> SecretRecord:
 
 @dataclass(frozen=True)
 class Reference:
-    """A Pod's reference to a Secret or ConfigMap."""
+    """A Pod's reference to a Secret, ConfigMap or (projected, by name) ClusterTrustBundle."""
 
-    kind: str  # "Secret" | "ConfigMap"
+    kind: str  # "Secret" | "ConfigMap" | "ClusterTrustBundle"
     name: str
     via: str  # "volume" | "projected" | "env" | "envFrom"
     sub_path: bool = False
@@ -112,6 +112,8 @@ def _volume_refs(volume: dict[str, Any]) -> list[tuple[str, str, str]]:
             refs.append(("Secret", src["secret"].get("name", ""), "projected"))
         if src.get("configMap"):
             refs.append(("ConfigMap", src["configMap"].get("name", ""), "projected"))
+        if src.get("clusterTrustBundle"):  # by name (a signerName/labelSelector projection names none)
+            refs.append(("ClusterTrustBundle", src["clusterTrustBundle"].get("name", ""), "projected"))
     return refs
 
 

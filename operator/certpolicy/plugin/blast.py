@@ -36,6 +36,7 @@ from typing import Any
 
 from cryptography import x509
 
+from certpolicy.inventory.records import parse_pod_object
 from certpolicy.pki.bundle import read_bundle
 from certpolicy.pki.fingerprint import PREFIX, short
 from certpolicy.pki.inspect import certificate_fingerprint, summarize
@@ -54,6 +55,7 @@ ORDER = ("CertificatePolicy", "Secret", "ConfigMap", "ClusterTrustBundle", "Vali
          "MutatingWebhookConfiguration", "APIService", "CustomResourceDefinition", "Pod")
 KEY_LIKE = re.compile(r"(^|[._-])(key|password|token)$|ssh-privatekey|\.dockerconfigjson|\.dockercfg")
 MIN_PREFIX = 8
+CHAINS = "its certificate chains to the CA"  # how a Secret issued under the CA depends on it
 _REQUIREMENTS = requirements_from_spec({})  # only the chain is looked at
 
 
@@ -228,7 +230,7 @@ def radius(cas: Sequence[x509.Certificate], objects: Objects, now: dt.datetime) 
         if material is not None and material.leaf is not None:
             ev = evaluate(_REQUIREMENTS, material, list(cas), now)
             if ev.anchor_fingerprint in fps:
-                add("Secret", ns, name, f"its certificate chains to the CA ({material.certificate_source})",
+                add("Secret", ns, name, f"{CHAINS} ({material.certificate_source})",
                     ev.anchor_fingerprint)
             for entry in ev.certificates:
                 if entry.summary.fingerprint in fps and entry.source in ("secret", "ca.crt"):
@@ -272,34 +274,18 @@ def radius(cas: Sequence[x509.Certificate], objects: Objects, now: dt.datetime) 
     return sorted(out.values(), key=lambda d: (ORDER.index(d.kind), d.namespace, d.name, d.ca))
 
 
+_HOW = {"volume": "mounts", "projected": "mounts (projected)", "env": "reads (env)", "envFrom": "reads (envFrom)"}
+
+
 def pod_references(pod: Mapping[str, Any]) -> Iterator[tuple[str, str, str, str]]:
-    """(kind, namespace, name, how) of each Secret, ConfigMap and ClusterTrustBundle a Pod uses."""
-    ns = (pod.get("metadata") or {}).get("namespace", "")
-    spec = pod.get("spec") or {}
-    for vol in spec.get("volumes") or ():
-        if (vol.get("secret") or {}).get("secretName"):
-            yield "Secret", ns, vol["secret"]["secretName"], "mounts"
-        if (vol.get("configMap") or {}).get("name"):
-            yield "ConfigMap", ns, vol["configMap"]["name"], "mounts"
-        for src in (vol.get("projected") or {}).get("sources") or ():
-            if (src.get("secret") or {}).get("name"):
-                yield "Secret", ns, src["secret"]["name"], "mounts (projected)"
-            if (src.get("configMap") or {}).get("name"):
-                yield "ConfigMap", ns, src["configMap"]["name"], "mounts (projected)"
-            if (src.get("clusterTrustBundle") or {}).get("name"):
-                yield "ClusterTrustBundle", "", src["clusterTrustBundle"]["name"], "mounts (projected)"
-    for container in [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]:
-        for env in container.get("env") or ():
-            value_from = env.get("valueFrom") or {}
-            if (value_from.get("secretKeyRef") or {}).get("name"):
-                yield "Secret", ns, value_from["secretKeyRef"]["name"], "reads (env)"
-            if (value_from.get("configMapKeyRef") or {}).get("name"):
-                yield "ConfigMap", ns, value_from["configMapKeyRef"]["name"], "reads (env)"
-        for env_from in container.get("envFrom") or ():
-            if (env_from.get("secretRef") or {}).get("name"):
-                yield "Secret", ns, env_from["secretRef"]["name"], "reads (envFrom)"
-            if (env_from.get("configMapRef") or {}).get("name"):
-                yield "ConfigMap", ns, env_from["configMapRef"]["name"], "reads (envFrom)"
+    """(kind, namespace, name, how) of each Secret, ConfigMap and ClusterTrustBundle a Pod uses,
+    as the operator's inventory reads them (:func:`parse_pod_object`)."""
+    record = parse_pod_object(dict(pod))
+    if record is None:
+        return
+    for ref in sorted(record.references, key=lambda r: (r.kind, r.name, r.via)):
+        namespace = "" if ref.kind == "ClusterTrustBundle" else record.namespace
+        yield ref.kind, namespace, ref.name, _HOW.get(ref.via, ref.via) + (" with subPath" if ref.sub_path else "")
 
 
 # --- the verb ------------------------------------------------------------------------------------

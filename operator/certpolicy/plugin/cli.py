@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "status": ("certpolicy.plugin.status", "the policies, worst first"),
     "why": ("certpolicy.plugin.why", "why a Secret or Pod is judged as it is, and when it first breaks"),
     "blast-radius": ("certpolicy.plugin.blast", "everything that depends on a CA or bundle"),
+    "rotate": ("certpolicy.plugin.plan", "--plan: what a CA rotation would do, what would stall it, how long"),
     "check": ("certpolicy.plugin.whatif", "what a new or changed policy would say about the live cluster"),
 }
 

@@ -15,14 +15,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from certpolicy.checkcmd import UsageError
-from certpolicy.plugin.blast import KINDS, TargetError, pod_references, radius
+from certpolicy.plugin.blast import CHAINS, KINDS, TargetError, pod_references, radius
 from certpolicy.plugin.output import dump, table
 from certpolicy.plugin.reads import read
 from certpolicy.policy.evaluate import evaluate
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 
 WHY = "kubectl-certpolicy-why"
-CHAINS = "its certificate chains"  # a peer issued by the same CA, not a bundle its peers load
 BUNDLE_KINDS = ("ConfigMap", "Secret", "ClusterTrustBundle", "ValidatingWebhookConfiguration",
                 "MutatingWebhookConfiguration", "APIService", "CustomResourceDefinition")
 
@@ -96,7 +95,7 @@ def explain(secret_key: tuple[str, str], objects, selections: Mapping[str, Any],
         out["firstBreaks"] = {"at": _iso(first.summary.not_after), "role": str(first.role), "subject": first.summary.subject}
     out["bundles"] = ([{"kind": d.kind, "namespace": d.namespace, "name": d.name, "via": d.via}
                        for d in radius([anchor_cert], objects, now)
-                       if d.kind in BUNDLE_KINDS and (d.namespace, d.name) != secret_key and not d.via.startswith(CHAINS)]
+                       if d.kind in BUNDLE_KINDS and (d.namespace, d.name) != secret_key and not d.via.startswith(CHAINS)]  # a peer, not a bundle
                       if anchor_cert is not None else [])
     return out
 
