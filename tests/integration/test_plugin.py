@@ -222,7 +222,8 @@ def test_rotate_plan_names_what_would_stall(cluster, world, core_v1, custom_api,
     assert plan["ca"]["fingerprint"] == fp and not plan["wouldStall"]
     assert plan["managedLeaves"] == [{"namespace": ns, "name": "api-tls"}]
     assert [(t["kind"], t["namespace"], t["name"]) for t in plan["targets"]] == [("ConfigMap", ns, "plugin-ca")]
-    assert plan["expectedSeconds"] == 120 + 60  # propagationDelay 2m (default) + one re-issue minute
+    # propagationDelay 2m (default) + one re-issue minute + leafPropagationDelay (default: propagationDelay)
+    assert plan["expectedSeconds"] == 120 + 60 + 120
 
     # a leaf someone else issued from the policy's CA (as a cert-manager CA Issuer would), now selected
     ca_secret = core_v1.read_namespaced_secret(f"{unique_name}-ca", "certpolicy-system")
@@ -239,14 +240,14 @@ def test_rotate_plan_names_what_would_stall(cluster, world, core_v1, custom_api,
     def stalled():
         proc = plugin(cluster, "rotate", names["good"], "--plan", "-o", "json")
         doc = json.loads(proc.stdout)
-        return (proc, doc) if doc["unmanagedLeaves"] and doc["subPathPods"] else None
+        return (proc, doc) if doc["unmanagedLeaves"] and doc["podsToRestart"] else None
 
     proc, plan = wait_for(stalled, timeout=30, what="the plan sees the unmanaged leaf and the subPath Pod")
-    assert proc.returncode == 1 and plan["wouldStall"]
+    assert proc.returncode == 1 and plan["wouldStall"] and plan["wouldBreak"]
     assert plan["unmanagedLeaves"] == [{"namespace": ns, "name": "outbound-tls"}]
-    assert plan["subPathPods"] == [{"namespace": ns, "pod": "subpath", "kind": "ConfigMap", "name": "plugin-ca",
-                                    "role": "bundle target"}]
-    assert plan["worstCaseSeconds"] == plan["expectedSeconds"] + 24 * 3600
+    assert plan["podsToRestart"] == [{"namespace": ns, "pod": "subpath", "kind": "ConfigMap", "name": "plugin-ca",
+                                      "role": "bundle target", "how": "subPath"}]
+    assert plan["worstCaseSeconds"] == 120 + 60 + 24 * 3600  # step 4 until leafTimeout
     table = plugin(cluster, "rotate", names["good"], "--plan")
     assert table.returncode == 1 and "WOULD STALL" in table.stdout and "outbound-tls" in table.stdout
     assert plugin(cluster, "rotate", names["bad"], "--plan").returncode == 3  # no CA: nothing to rotate

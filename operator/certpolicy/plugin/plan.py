@@ -10,12 +10,16 @@ annotation, docs/rotation.md). From the live policy and cluster it lists:
 * the **unmanaged leaves** — Secrets the policy selects whose certificate chains to the current
   CA but that the operator does not issue: step 4 waits for their owners to re-issue them, and
   turns ``Stalled`` after ``rotation.leafTimeout``;
-* the **subPath Pods** — Pods mounting a bundle target or a leaf through ``subPath``, which never
-  see an update: they keep the old CA or leaf until restarted;
-* the expected duration with the configured delays (``propagationDelay``, probes, re-issue rate),
-  and the worst case when something stalls.
+* the **Pods to restart** — Pods using a bundle target or a leaf through ``subPath``, ``env`` or
+  ``envFrom``, which never see an update: step 4 waits for those using a leaf to restart (the
+  operator restarts their owners only with ``rotation.restartWorkloads``); those holding a
+  bundle stop trusting the new leaves;
+* the expected duration with the configured delays (``propagationDelay``, probes, re-issue rate,
+  ``leafPropagationDelay``), and the worst case (``leafTimeout``) when something would stall.
 
-Exit status: 0 nothing would stall, 1 something would (unmanaged leaves or subPath Pods), 3 the
+Exit status: 0 nothing needs attention; 1 it would stall (unmanaged leaves, or Pods using a leaf
+that must restart, without ``restartWorkloads``) or break Pods (a Pod holding a copy of a bundle
+target keeps only the old CA and stops trusting the new leaves); 3 the
 plan cannot be made (no such policy, no CA yet, invalid settings).
 """
 
@@ -34,7 +38,7 @@ from certpolicy.plugin.reads import read
 from certpolicy.policy.spec import PolicySpecError
 
 PLAN = "kubectl-certpolicy-plan"
-EXIT_WOULD_STALL = 1
+EXIT_ATTENTION = 1
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -84,16 +88,19 @@ def make_plan(policy: Mapping[str, Any], selection, secret_mounts: Mapping, conf
     ca_secret = (operator_namespace, settings.ca_secret_name)
     unmanaged = sorted((chaining & selected) - set(managed) - {ca_secret})
 
-    subpath = []
-    watched = [("ConfigMap" if t["kind"] == "ConfigMap" else "Secret", t.get("namespace", ""), t["name"], "bundle target")
-               for t in targets if t["kind"] in ("ConfigMap", "Secret")]
-    watched += [("Secret", ns, n, "managed leaf") for ns, n in managed]
-    watched += [("Secret", ns, n, "unmanaged leaf") for ns, n in unmanaged]
-    for kind, ns, n, role in watched:
+    # Pods that never see an update of what they use: subPath mounts, env and envFrom
+    restart = []
+    used = [(t["kind"], t.get("namespace", ""), t["name"], "bundle target")
+            for t in targets if t["kind"] in ("ConfigMap", "Secret")]
+    used += [("Secret", ns, n, "managed leaf") for ns, n in managed]
+    used += [("Secret", ns, n, "unmanaged leaf") for ns, n in unmanaged]
+    for kind, ns, n, role in used:
         for m in (configmap_mounts if kind == "ConfigMap" else secret_mounts).get((ns, n), ()):
-            if m.sub_path:
-                subpath.append({"namespace": m.namespace, "pod": m.pod, "kind": kind, "name": n, "role": role})
+            how = "subPath" if m.sub_path else m.via if m.via in ("env", "envFrom") else None
+            if how:
+                restart.append({"namespace": m.namespace, "pod": m.pod, "kind": kind, "name": n, "role": role, "how": how})
 
+    leaf_pods = [p for p in restart if p["role"] != "bundle target"]
     reissue = math.ceil(len(managed) / settings.reissue_per_minute) * 60 if managed else 0
     probes = max((_seconds(p.timeout) for p in settings.probes), default=0)
     steps = [
@@ -103,29 +110,38 @@ def make_plan(policy: Mapping[str, Any], selection, secret_mounts: Mapping, conf
                  + (f" and {len(settings.probes)} probe handshakes" if settings.probes else "")},
         {"step": 3, "phase": "IssueFromNewCA", "seconds": reissue,
          "what": f"promote the new CA, re-issue {len(managed)} managed leaves ({settings.reissue_per_minute}/min)"},
-        {"step": 4, "phase": "AwaitLeaves", "seconds": 0 if not unmanaged else _seconds(settings.leaf_timeout),
-         "what": ("no unmanaged leaf to wait for" if not unmanaged else
-                  f"wait for {len(unmanaged)} unmanaged leaves to be re-issued by their owners; Stalled after "
-                  f"leafTimeout {_human(_seconds(settings.leaf_timeout))}")},
+        {"step": 4, "phase": "AwaitLeaves", "seconds": _seconds(settings.leaf_delay),
+         "what": f"wait leafPropagationDelay {_human(_seconds(settings.leaf_delay))} after the last leaf moved"
+                 + (f"; {len(unmanaged)} unmanaged leaves must be re-issued by their owners (Stalled after "
+                    f"leafTimeout {_human(_seconds(settings.leaf_timeout))})" if unmanaged else "")
+                 + (f"; {len(leaf_pods)} Pods using a leaf must restart"
+                    + (" (restartWorkloads does it)" if settings.restart_workloads else "") if leaf_pods else "")},
         {"step": 5, "phase": "RemoveOldCA", "seconds": 0, "what": f"remove the old CA from {len(targets)} targets"},
     ]
-    expected = sum(s["seconds"] for s in steps if s["step"] != 4)
+    expected = sum(s["seconds"] for s in steps)
+    stalls = bool(unmanaged) or (bool(leaf_pods) and not settings.restart_workloads)
+    # a Pod holding a copy of a bundle target keeps the old CA only: it stops trusting the new
+    # leaves from step 3 on, unless restarted after step 2
+    breaks = any(p["role"] == "bundle target" for p in restart)
     running = (status.get("rotation") or {}).get("step")
     return {
         "policy": name, "ca": {"fingerprint": ca_fp, "secretName": settings.ca_secret_name},
         "running": {"step": running, "phase": (status.get("rotation") or {}).get("phase")} if running else None,
         "settings": {"propagationDelay": _human(_seconds(settings.propagation_delay)),
+                     "leafPropagationDelay": _human(_seconds(settings.leaf_delay)),
                      "leafTimeout": _human(_seconds(settings.leaf_timeout)),
+                     "restartWorkloads": settings.restart_workloads,
                      "issuancePerMinute": settings.reissue_per_minute, "probes": len(settings.probes),
                      "paused": settings.paused},
         "targets": targets,
         "managedLeaves": [{"namespace": ns, "name": n} for ns, n in managed],
         "unmanagedLeaves": [{"namespace": ns, "name": n} for ns, n in unmanaged],
-        "subPathPods": subpath,
+        "podsToRestart": restart,
         "steps": steps,
         "expectedSeconds": expected,
-        "worstCaseSeconds": expected + (steps[3]["seconds"] if unmanaged else 0),
-        "wouldStall": bool(unmanaged or subpath),
+        "worstCaseSeconds": expected - steps[3]["seconds"] + _seconds(settings.leaf_timeout) if stalls else expected,
+        "wouldStall": stalls,
+        "wouldBreak": breaks,
     }
 
 
@@ -150,7 +166,7 @@ def run(args: argparse.Namespace, raw) -> int:
         dump(doc, sys.stdout)
     else:
         write(doc, sys.stdout)
-    return EXIT_WOULD_STALL if doc["wouldStall"] else 0
+    return EXIT_ATTENTION if doc["wouldStall"] or doc["wouldBreak"] else 0
 
 
 def write(doc: Mapping[str, Any], out) -> None:
@@ -159,12 +175,13 @@ def write(doc: Mapping[str, Any], out) -> None:
     if doc["running"]:
         out.write(f"note: a rotation is already at step {doc['running']['step']} ({doc['running']['phase']})\n")
     s = doc["settings"]
-    out.write(f"settings: propagationDelay {s['propagationDelay']}, leafTimeout {s['leafTimeout']}, "
-              f"{s['issuancePerMinute']} leaves/min, {s['probes']} probes" + (", PAUSED" if s["paused"] else "") + "\n\n")
+    out.write(f"settings: propagationDelay {s['propagationDelay']}, leafPropagationDelay {s['leafPropagationDelay']}, "
+              f"leafTimeout {s['leafTimeout']}, {s['issuancePerMinute']} leaves/min, {s['probes']} probes"
+              + (", restartWorkloads" if s["restartWorkloads"] else "") + (", PAUSED" if s["paused"] else "") + "\n\n")
     table(["step", "phase", "takes", "what"], [[st["step"], st["phase"], _human(st["seconds"]), st["what"]]
                                                for st in doc["steps"]], out)
     out.write(f"\nexpected: {_human(doc['expectedSeconds'])}"
-              + (f"; worst case {_human(doc['worstCaseSeconds'])} (step 4 until leafTimeout)" if doc["unmanagedLeaves"] else "")
+              + (f"; worst case {_human(doc['worstCaseSeconds'])} (step 4 until leafTimeout)" if doc["wouldStall"] else "")
               + "\n")
     for title, rows, headers in (
         ("bundle targets", [[t["kind"], t.get("namespace") or "-", t["name"], t.get("state", "")] for t in doc["targets"]],
@@ -173,11 +190,13 @@ def write(doc: Mapping[str, Any], out) -> None:
          ["namespace", "name"]),
         ("unmanaged leaves on this CA (step 4 waits for their owners)",
          [[m["namespace"], m["name"]] for m in doc["unmanagedLeaves"]], ["namespace", "name"]),
-        ("Pods mounting through subPath (never see the update: restart them)",
-         [[p["namespace"], p["pod"], f"{p['kind']} {p['name']}", p["role"]] for p in doc["subPathPods"]],
-         ["namespace", "pod", "mounts", "as"]),
+        ("Pods that never see an update (subPath, env, envFrom): restart them (a leaf's: step 4 waits; "
+         "a bundle's: they stop trusting the new leaves from step 3)",
+         [[p["namespace"], p["pod"], f"{p['kind']} {p['name']}", p["role"], p["how"]] for p in doc["podsToRestart"]],
+         ["namespace", "pod", "uses", "as", "through"]),
     ):
         out.write(f"\n{title}: {len(rows) or 'none'}\n")
         if rows:
             table(headers, rows, out)
-    out.write("\n" + ("WOULD STALL: see above.\n" if doc["wouldStall"] else "Nothing would stall it.\n"))
+    verdict = [w for w, on in (("WOULD STALL", doc["wouldStall"]), ("WOULD BREAK Pods", doc["wouldBreak"])) if on]
+    out.write("\n" + (" and ".join(verdict) + ": see above.\n" if verdict else "Nothing would stall or break it.\n"))
