@@ -53,17 +53,20 @@ def process_figures(pid: int) -> ProcessFigures:
 class OperatorProcess:
     """The operator as a real process, so it can be killed with SIGKILL mid-step."""
 
-    def __init__(self, cluster, log_path, kubeconfig=None):
+    def __init__(self, cluster, log_path, kubeconfig=None, args=(), env=None):
         self.cluster, self.log_path, self.proc = cluster, log_path, None
         self.kubeconfig = kubeconfig or cluster.kubeconfig
+        self.args, self.env = list(args), dict(env or {})
+        self.liveness = ""  # chosen at each start
 
     def start(self):
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), CERTPOLICY_METRICS_PORT="-1")
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), CERTPOLICY_METRICS_PORT="-1", **self.env)
+        self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
         self.log = open(self.log_path, "ab")  # noqa: SIM115
         if self.log_path not in LOG_FILES:
             LOG_FILES.append(self.log_path)
         self.proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run", "--verbose",
-                                      f"--liveness=http://127.0.0.1:{free_port()}/healthz"], env=env,
+                                      f"--liveness={self.liveness}", *self.args], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
     def figures(self) -> ProcessFigures:

@@ -7,6 +7,14 @@ import gc
 import logging
 import os
 import sys
+import threading
+
+from certpolicy.kube.lease import DEFAULT_LEASE_NAME
+
+#: Exit status after the leader lost its Lease: the Pod restarts and comes back as a standby.
+EXIT_LEADERSHIP_LOST = 3
+#: After losing the Lease, kopf gets this long to stop before the process exits regardless.
+LOST_EXIT_GRACE = 20.0
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +33,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probe-allow", default=None, metavar="PATTERNS",
                         help="comma-separated host patterns (name, *.suffix) and CIDRs that rotation probes may "
                              "connect to (env CERTPOLICY_PROBE_ALLOW; default: *.svc,*.svc.<cluster domain>)")
+    env = os.environ.get
+    parser.add_argument("--identity", default=None, metavar="NAME",
+                        help="this replica's name: the Lease's holderIdentity, the user agent's suffix, events' "
+                             "reportingInstance (env POD_NAME; default: the host name). Unique per replica.")
+    parser.add_argument("--leader-elect", action=argparse.BooleanOptionalAction,
+                        default=env("CERTPOLICY_LEADER_ELECT", "true").lower() in ("1", "true", "yes"),
+                        help="hold a coordination.k8s.io Lease in the operator's namespace before writing anything; "
+                             "a replica without it is a warm standby (env CERTPOLICY_LEADER_ELECT; default on)")
+    parser.add_argument("--lease-name", default=env("CERTPOLICY_LEASE_NAME", DEFAULT_LEASE_NAME),
+                        help="the Lease's name (env CERTPOLICY_LEASE_NAME; default %(default)s)")
+    parser.add_argument("--lease-duration", type=float, default=float(env("CERTPOLICY_LEASE_DURATION", "15")),
+                        metavar="SECONDS", help="how long a standby waits after the Lease's last renewal before "
+                                                "taking over (env CERTPOLICY_LEASE_DURATION; default %(default)g)")
+    parser.add_argument("--renew-deadline", type=float, default=float(env("CERTPOLICY_RENEW_DEADLINE", "10")),
+                        metavar="SECONDS", help="how long the leader may fail to renew before it stops writing and "
+                                                "exits (env CERTPOLICY_RENEW_DEADLINE; default %(default)g)")
+    parser.add_argument("--retry-period", type=float, default=float(env("CERTPOLICY_RETRY_PERIOD", "2")),
+                        metavar="SECONDS", help="interval between renewals and acquisition attempts "
+                                                "(env CERTPOLICY_RETRY_PERIOD; default %(default)g)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
@@ -59,10 +86,19 @@ def run(args: argparse.Namespace) -> int:
     if bound is not None:
         os.environ[metrics.PORT_ENV] = str(bound)  # what kopf's start-up handler finds already served
 
+    if args.identity:
+        os.environ["POD_NAME"] = args.identity  # read by kube.client.instance_identity
+    if args.namespace:
+        os.environ["CERTPOLICY_NAMESPACE"] = args.namespace
+    if args.probe_allow is not None:
+        os.environ["CERTPOLICY_PROBE_ALLOW"] = args.probe_allow
+    if args.allow_system_namespaces:
+        os.environ["CERTPOLICY_ALLOW_SYSTEM_NAMESPACES"] = "true"
+
     # The inventory's initial LIST starts before kopf is even imported: the API server encodes
     # pages on another core while this process loads kopf (~0.6 s). start_runtime adopts it.
     from certpolicy.inventory.inventory import Inventory
-    from certpolicy.kube.client import new_api_client
+    from certpolicy.kube.client import instance_identity, new_api_client
 
     tune_gc()
     api_client = new_api_client()
@@ -71,19 +107,59 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     import certpolicy.handlers  # noqa: F401  (registers handlers)
+    from certpolicy.handlers.settings import operator_namespace
 
     gc.freeze()  # kopf's modules too
-    if args.namespace:
-        os.environ["CERTPOLICY_NAMESPACE"] = args.namespace
-    if args.probe_allow is not None:
-        os.environ["CERTPOLICY_PROBE_ALLOW"] = args.probe_allow
-    if args.allow_system_namespaces:
-        os.environ["CERTPOLICY_ALLOW_SYSTEM_NAMESPACES"] = "true"
-    kopf.configure(debug=args.verbose, verbose=args.verbose)
+    kopf.configure(debug=args.verbose, verbose=args.verbose)  # logging, for the standby's lines too
     logging.getLogger("kopf.objects").setLevel(logging.INFO)
+    log = logging.getLogger("certpolicy.operator")
     if bound is not None:
-        logging.getLogger("certpolicy.operator").info("metrics on http://%s:%d/metrics", metrics.configured_addr(), bound)
-    # standalone: one replica, no kopf peering (peering is not leader election; see docs/operations.md)
-    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness,
+        log.info("metrics on http://%s:%d/metrics", metrics.configured_addr(), bound)
+
+    elector = None
+    if args.leader_elect:
+        from certpolicy.kube.lease import LeaderElector, LeaseConfig
+        from certpolicy.kube.rawapi import RawClient
+        from certpolicy.kube.writegate import WRITE_GATE
+        from certpolicy.standby import StandbyHealth
+
+        config = LeaseConfig(namespace=operator_namespace(), identity=instance_identity(), name=args.lease_name,
+                             lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
+                             retry_period=args.retry_period)
+        try:
+            elector = LeaderElector(RawClient(api_client, gated=False), config, WRITE_GATE)
+        except ValueError as e:
+            print(f"certpolicy run: {e}", file=sys.stderr)
+            return 2
+        health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}").start()
+        log.info("standby: inventory warming, waiting for Lease %s/%s as %s", config.namespace, config.name,
+                 config.identity)
+        elector.start()
+        try:
+            elector.wait_leading()
+        finally:
+            health.stop()  # kopf serves the same address from now on
+    stop_flag = threading.Event()
+    if elector is not None:
+        elector.on_lost = lambda: _stop_after_loss(stop_flag)
+
+    # standalone: kopf's peering is not leader election (and would write KopfPeering objects);
+    # the Lease above decides which replica runs kopf at all (docs/operations.md, "High availability").
+    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, stop_flag=stop_flag,
              memo=kopf.Memo(api_client=api_client, inventory=inventory))
+    if elector is not None:
+        if elector.lost.is_set():
+            log.error("exiting after losing the leader Lease (status %d): the Pod restarts as a standby",
+                      EXIT_LEADERSHIP_LOST)
+            return EXIT_LEADERSHIP_LOST
+        elector.stop(release=True)
     return 0
+
+
+def _stop_after_loss(stop_flag: threading.Event) -> None:
+    """The Lease is lost (the write gate is already closed): stop kopf, and exit regardless if it
+    has not stopped within LOST_EXIT_GRACE (a pass blocked on a dead connection)."""
+    stop_flag.set()
+    timer = threading.Timer(LOST_EXIT_GRACE, os._exit, args=(EXIT_LEADERSHIP_LOST,))
+    timer.daemon = True
+    timer.start()

@@ -55,7 +55,7 @@ def test_lint_with_defaults_and_every_option(helm):
 
 
 @pytest.mark.parametrize("bad, complaint", [
-    (["--set", "replicaCount=2"], "replicaCount"),
+    (["--set", "replicaCount=0"], "replicaCount"),
     (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
     (["--set", "serviceMonitor.interval=often"], "interval"),
     (["--set", "metrics.port=0"], "port"),
@@ -112,7 +112,8 @@ def test_server_side_dry_run_of_the_rendered_chart(cluster, helm, operator_names
         assert f"{name} serverside-applied (server dry run)" in out, (kind, name, out)
     assert {d["kind"] for d in docs} >= {"CustomResourceDefinition", "ServiceAccount", "ClusterRole",
                                          "ClusterRoleBinding", "Service", "Deployment", "ConfigMap",
-                                         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+                                         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+                                         "PodDisruptionBudget", "Role", "RoleBinding"}
 
 
 def test_another_release_in_another_namespace(cluster, helm, namespace):
@@ -123,6 +124,8 @@ def test_another_release_in_another_namespace(cluster, helm, namespace):
     assert ("ClusterRole", "", "cp-certpolicy-operator") in names
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-certpolicy-operator", "namespace": namespace}]
+    leases = next(d for d in docs if d["kind"] == "RoleBinding")  # the Lease lives in the release's namespace
+    assert leases["metadata"]["namespace"] == namespace and leases["subjects"] == binding["subjects"]
     vap = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicy")
     assert vap["spec"]["matchConditions"][0]["expression"] == \
         f'request.userInfo.username == "system:serviceaccount:{namespace}:cp-certpolicy-operator"'

@@ -31,13 +31,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{/*
 The object of one kind from a multi-document file under files/ (a link into manifests/), as JSON:
   {{- $role := include "certpolicy.fromManifest" (list . "files/rbac.yaml" "ClusterRole") | fromJson }}
+An optional fourth item names the object, when the file holds several of that kind.
 */}}
 {{- define "certpolicy.fromManifest" -}}
 {{- $root := index . 0 -}}{{- $file := index . 1 -}}{{- $kind := index . 2 -}}
+{{- $name := "" -}}{{- if gt (len .) 3 -}}{{- $name = index . 3 -}}{{- end -}}
 {{- $found := dict -}}
 {{- range $doc := regexSplit "(?m)^---\\s*$" ($root.Files.Get $file) -1 -}}
 {{- $obj := fromYaml $doc -}}
-{{- if eq (get $obj "kind") $kind -}}{{- $found = $obj -}}{{- end -}}
+{{- if and (eq (get $obj "kind") $kind) (or (not $name) (eq (get (get $obj "metadata" | default dict) "name") $name)) -}}{{- $found = $obj -}}{{- end -}}
 {{- end -}}
 {{- if not $found.spec | and (not $found.rules) -}}{{- fail (printf "%s has no %s" $file $kind) -}}{{- end -}}
 {{- toJson $found -}}

@@ -26,6 +26,7 @@ from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.client import new_api_client
 from certpolicy.kube.events import EventRecorder
 from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.writegate import NotLeader
 from certpolicy.metrics import COLLECTOR, MetricsUnavailable, configured_addr, configured_port, serve
 from certpolicy.policy.evaluate import Evaluator
 
@@ -115,6 +116,12 @@ async def evaluate_policy(name: str, memo: kopf.Memo, stopped: kopf.DaemonStoppe
             wake.clear()
             try:
                 next_at = await asyncio.to_thread(reconcile_policy, runtime, name)
+            except NotLeader:
+                # The leader Lease is lost and this process is stopping (runcmd): nothing to report,
+                # since every write would be refused too. Wait for kopf to stop this daemon.
+                log.info("policy %s: not the leader any more; this loop writes nothing until it stops", name)
+                await stopped.wait()
+                return
             except Exception as e:  # noqa: BLE001 - one bad pass must not end the loop; retried
                 log.exception("evaluating policy %s failed; retrying in %ss", name, ERROR_RETRY.total_seconds())
                 await asyncio.to_thread(report_failure, runtime, name, e)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import logging
 import os
 
+import aiohttp
 import kopf
+
+from certpolicy.kube.client import user_agent
+from certpolicy.kube.writegate import WRITE_GATE
 
 OPERATOR_NAMESPACE_ENV = "CERTPOLICY_NAMESPACE"
 DEFAULT_OPERATOR_NAMESPACE = "certpolicy-system"
@@ -65,11 +69,30 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
+async def _write_gate(request: aiohttp.ClientRequest, handler):
+    """kopf's writes (the finalizer on CertificatePolicies) ask the same write gate as ours."""
+    WRITE_GATE.check(request.method, request.url.path)
+    return await handler(request)
+
+
 @kopf.on.login()
-def login(**kwargs) -> kopf.ConnectionInfo | None:
+async def login(**kwargs) -> kopf.AiohttpSession | None:
     """In-cluster service account first, then the kubeconfig — kopf's own loaders, not the client's.
 
     (kopf's default piggy-backing on the kubernetes client fails noisily with client v37's
     configuration API before falling back; choosing the loaders explicitly avoids that.)
+
+    kopf then talks through a session of ours, built as kopf builds its own (TLS context and
+    Authorization header from the same ConnectionInfo) plus two things kopf has no setting for:
+    this replica's user agent and the write gate on every request (see ``kube.writegate``).
     """
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    if info is None:
+        return None
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
+        headers={**info.as_http_headers(), "User-Agent": user_agent()},
+        proxy=info.proxy_url, trust_env=info.trust_env, middlewares=(_write_gate,),
+    )
+    return kopf.AiohttpSession(aiohttp_session=session, server=info.server, default_namespace=info.default_namespace,
+                               priority=info.priority, expiration=info.expiration)

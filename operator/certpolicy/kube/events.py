@@ -12,14 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client import ApiException
 
+from certpolicy.kube.client import instance_identity
 from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.rawapi import RawClient
 
@@ -59,7 +58,7 @@ class EventRecorder:
         # Events about cluster-scoped objects (our CertificatePolicies) live in "default",
         # where kubectl describe looks for them.
         self.default_namespace = default_namespace
-        self.instance = os.environ.get("POD_NAME") or socket.gethostname()
+        self.instance = instance_identity()
         self.posted = 0
         self.duplicates = 0
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from kubernetes.client import ApiClient, ApiException
 
+from certpolicy.kube.writegate import WRITE_GATE
 
 MAX_ERROR_MESSAGE = 500
 # PEM blocks and long base64 runs: what Secret data looks like if an error message echoes it.
@@ -44,12 +45,18 @@ def error_status(data: bytes) -> str:
 
 
 class RawClient:
-    def __init__(self, api_client: ApiClient) -> None:
+    """``gated``: writes ask the process's write gate first (see ``kube.writegate``); only the
+    Lease elector's own client is ungated."""
+
+    def __init__(self, api_client: ApiClient, *, gated: bool = True) -> None:
         self.api_client = api_client
+        self.gated = gated
 
     def _call(self, method: str, path: str, query: Mapping[str, Any] | None, body: Any = None,
               content_type: str = "application/json", timeout: float | tuple[float, float] | None = 60,
               accept: str = "application/json"):
+        if self.gated:
+            WRITE_GATE.check(method, path)
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         headers = {"Accept": accept}
         if body is not None:
@@ -72,11 +79,11 @@ class RawClient:
               query: Mapping[str, Any] | None = None) -> dict:
         return json.loads(self._call("PATCH", path, query, body=body, content_type=content_type).read())
 
-    def post(self, path: str, body: Any, query: Mapping[str, Any] | None = None) -> dict:
-        return json.loads(self._call("POST", path, query, body=body).read())
+    def post(self, path: str, body: Any, query: Mapping[str, Any] | None = None, timeout: float = 60) -> dict:
+        return json.loads(self._call("POST", path, query, body=body, timeout=timeout).read())
 
-    def put(self, path: str, body: Any, query: Mapping[str, Any] | None = None) -> dict:
-        return json.loads(self._call("PUT", path, query, body=body).read())
+    def put(self, path: str, body: Any, query: Mapping[str, Any] | None = None, timeout: float = 60) -> dict:
+        return json.loads(self._call("PUT", path, query, body=body, timeout=timeout).read())
 
     def delete(self, path: str, query: Mapping[str, Any] | None = None) -> dict:
         return json.loads(self._call("DELETE", path, query).read())

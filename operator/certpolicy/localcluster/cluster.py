@@ -108,6 +108,7 @@ class LocalCluster:
     api_port: int = 0
     etcd_port: int = 0
     cluster_trust_bundles: bool = True  # serve the beta ClusterTrustBundle API (off on real clusters by default)
+    audit_policy: str | None = None  # an audit.k8s.io/v1 Policy (YAML): the API server logs to audit_log
     _procs: dict[str, _Proc] = field(default_factory=dict)
     _own_workdir: bool = False
     _ca: KeyPair | None = None
@@ -129,6 +130,12 @@ class LocalCluster:
     def kubeconfig(self) -> Path:
         assert self.workdir is not None
         return self.workdir / "kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines), when ``audit_policy`` is set."""
+        assert self.workdir is not None
+        return self.workdir / "audit.log"
 
     @property
     def ca_file(self) -> Path:
@@ -258,6 +265,11 @@ class LocalCluster:
             # bundle targets of that kind are tested against the real API.
             argv += ["--feature-gates=ClusterTrustBundle=true",
                      "--runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true"]
+        if self.audit_policy:
+            policy = self.workdir / "audit-policy.yaml"
+            policy.write_text(self.audit_policy)
+            argv += [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}", "--audit-log-format=json",
+                     "--audit-log-mode=blocking"]
         proc = self._procs["kube-apiserver"] = _Proc("kube-apiserver", argv, self.workdir / "kube-apiserver.log")
         proc.start()
         self._write_kubeconfig()

@@ -33,7 +33,25 @@ def test_deployment_security_context():
     c = pod["containers"][0]
     assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                     "capabilities": {"drop": ["ALL"]}}
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # the Lease holder's identity
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert anti["topologyKey"] == "kubernetes.io/hostname"
+    assert anti["labelSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+
+
+def test_disruption_budget_and_lease_role_are_installed():
+    kust = yaml.safe_load((REPO / "manifests" / "kustomization.yaml").read_text())
+    assert "poddisruptionbudget.yaml" in kust["resources"]
+    pdb = yaml.safe_load((REPO / "manifests" / "poddisruptionbudget.yaml").read_text())
+    dep = yaml.safe_load((REPO / "manifests" / "deployment.yaml").read_text())
+    assert pdb["spec"]["minAvailable"] == 1 and pdb["spec"]["selector"] == dep["spec"]["selector"]
+    role = next(d for d in yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text()) if d["kind"] == "Role")
+    assert role["metadata"]["namespace"] == dep["metadata"]["namespace"]
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "update"]}]
 
 
 def test_crd_is_the_one_in_the_kustomization():
