@@ -48,7 +48,8 @@ def test_disruption_budget_and_lease_role_are_installed():
     pdb = yaml.safe_load((REPO / "manifests" / "poddisruptionbudget.yaml").read_text())
     dep = yaml.safe_load((REPO / "manifests" / "deployment.yaml").read_text())
     assert pdb["spec"]["minAvailable"] == 1 and pdb["spec"]["selector"] == dep["spec"]["selector"]
-    role = next(d for d in yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text()) if d["kind"] == "Role")
+    role = next(d for d in yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text())
+                if d["kind"] == "Role" and d["metadata"]["name"] == "certpolicy-operator-leader-election")
     assert role["metadata"]["namespace"] == dep["metadata"]["namespace"]
     assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
                               "verbs": ["get", "create", "update"]}]
