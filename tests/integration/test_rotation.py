@@ -90,6 +90,7 @@ def test_full_rotation_keeps_every_leaf_trusted_by_every_bundle(
 
 # ---- crash and resume ------------------------------------------------------------------------------
 import threading  # noqa: E402
+import time  # noqa: E402
 
 
 class CASecretCounter:
@@ -389,3 +390,63 @@ def test_probe_gate_passes_once_the_peer_trusts_the_new_ca(
         assert server.accepted >= 1
     finally:
         server.close()
+
+
+# ---- CA identity and the truststore's bare alias ----------------------------------------------------
+import re  # noqa: E402
+
+
+def _keytool_aliases(store: bytes) -> dict[str, str]:
+    """alias -> sha256:<hex>, as Java's ``keytool -list -v`` reads the PKCS#12 truststore."""
+    listing = certgen.keytool_list(store, "", "PKCS12")
+    found = re.findall(r"^Alias name: (\S+)\n(?:.*\n)*?\s*SHA256: ([0-9A-F:]+)", listing, flags=re.M)
+    return {alias: "sha256:" + fp.replace(":", "").lower() for alias, fp in found}
+
+
+def test_each_ca_has_its_own_subject_and_the_bare_alias_names_the_issuing_ca_at_every_step(
+        operator, custom_api, core_v1, policies, unique_name, rotation_setup):
+    import base64
+
+    body, namespaces, _ = rotation_setup
+    body["spec"]["trustBundles"][0]["formats"] = {"pkcs12": {"key": "truststore.p12", "alias": "rot"}}
+    # Steps 2 and 4 last a few seconds each, so every step is sampled.
+    body["spec"]["rotation"] = {"propagationDelay": "4s", "leafPropagationDelay": "4s"}
+    policies(body)
+    st = wait_for(lambda: settled(custom_api, unique_name), timeout=30, what="CA, bundles and leaves in place")
+    old_ca, old_subject = st["ca"]["fingerprint"], st["ca"]["subject"]
+    generation = re.compile(rf"CN={re.escape(unique_name)} CA \d{{4}}-\d{{2}}-\d{{2}} [0-9a-f]{{6}}")
+    assert generation.search(old_subject), old_subject
+
+    def store() -> dict[str, str]:
+        cm = core_v1.read_namespaced_config_map("rot-ca", namespaces[0])
+        return _keytool_aliases(base64.b64decode(cm.binary_data["truststore.p12"]))
+
+    assert store() == {"rot": old_ca}
+    custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
+                                           {"metadata": {"annotations": {"certpolicy.io/rotate": "alias"}}})
+    seen: dict[int, dict[str, str]] = {}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        before = _rotation(custom_api, unique_name)
+        aliases = store()
+        after = _rotation(custom_api, unique_name)
+        step = before.get("step")
+        if not before.get("id") and (before.get("history") or [{}])[0].get("id") == "alias":
+            seen[6] = aliases  # completed
+            break
+        if step is not None and step == after.get("step") and before.get("newCA"):
+            new_ca = before["newCA"]
+            if step <= 2:  # the incoming CA has its own alias; the bare one stays on the issuing CA
+                assert aliases["rot"] == old_ca, (step, aliases)
+            if step >= 4:  # promoted at step 3: the bare alias follows
+                assert aliases["rot"] == new_ca, (step, aliases)
+            seen.setdefault(step, aliases)
+        time.sleep(0.2)  # sampling interval, not synchronisation: each sample is checked on its own
+    assert 6 in seen, "rotation did not complete"
+    new_ca = get(custom_api, unique_name)["status"]["ca"]["fingerprint"]
+    assert 2 in seen and 4 in seen, sorted(seen)
+    assert seen[2] == {"rot": old_ca, f"rot-{new_ca[7:19]}": new_ca}
+    assert seen[4] == {"rot": new_ca, f"rot-{old_ca[7:19]}": old_ca}
+    assert seen[6] == {"rot": new_ca}
+    new_subject = get(custom_api, unique_name)["status"]["ca"]["subject"]
+    assert generation.search(new_subject) and new_subject != old_subject

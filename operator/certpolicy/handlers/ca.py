@@ -32,7 +32,7 @@ from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.managed import NotManaged, read, write_managed_secret
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_CA, ROLE_LABEL, Owner, created_for, owner_description
 from certpolicy.kube.rawapi import RawClient
-from certpolicy.pki.issue import KeyPair, create_ca, load_key_pair
+from certpolicy.pki.issue import KeyPair, ca_common_name, create_ca, load_key_pair
 from certpolicy.pki.inspect import summarize
 from certpolicy.pki.load import load_certificates
 from certpolicy.policy.spec import parse_duration
@@ -96,6 +96,15 @@ def active_in_history(history: Sequence[Mapping[str, Any]] | None) -> Mapping[st
     return next((h for h in history or () if h.get("state") == "active"), None)
 
 
+def generate_ca(ctx: PassContext) -> KeyPair:
+    """A new CA key pair for the policy (its first CA, or a rotation's new one), its subject naming
+    the generation: ``CN=<commonName or "<policy> CA"> <date> <short id>,O=certpolicy``."""
+    ca_spec = ctx.spec["ca"]
+    return create_ca(ca_common_name(ca_spec.get("commonName") or f"{ctx.name} CA", ctx.now),
+                     validity=parse_duration(ca_spec.get("validity", "87600h")),
+                     key_algorithm=ca_spec.get("keyAlgorithm", "ECDSAP256"), organization=["certpolicy"], now=ctx.now)
+
+
 def ensure_ca(ctx: PassContext) -> CASecret | None:
     """The CA stage: the policy's CA, created in its Secret first if the policy never had one.
     None (with a problem) when the Secret holds no usable CA of this policy's.
@@ -120,9 +129,7 @@ def ensure_ca(ctx: PassContext) -> CASecret | None:
         ctx.out.problems.append(missing)
         ctx.policy_event("Warning", missing.reason, missing.message, [missing.reason, missing.message])
         return None
-    kp = create_ca(ca_spec.get("commonName") or f"{ctx.name} CA",
-                   validity=parse_duration(ca_spec.get("validity", "87600h")),
-                   key_algorithm=ca_spec.get("keyAlgorithm", "ECDSAP256"), organization=["certpolicy"], now=ctx.now)
+    kp = generate_ca(ctx)
     try:
         write_managed_secret(ctx.raw, ctx.namespace, name, ctx.policy,
                              {"tls.crt": kp.cert_pem, "tls.key": kp.key_pem, "ca.crt": kp.cert_pem}, role=ROLE_CA)

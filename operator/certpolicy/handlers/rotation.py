@@ -18,7 +18,7 @@ from cryptography import x509
 from kubernetes.client import ApiException
 
 from certpolicy.handlers.bundles import TargetEntry, distribute, target_fingerprints, target_ids
-from certpolicy.handlers.ca import CASecret, ensure_ca, load_ca_secret
+from certpolicy.handlers.ca import CASecret, ensure_ca, generate_ca, load_ca_secret
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.issuance import RateLimiter, issue_all
 from certpolicy.handlers.probes import submit_probes
@@ -31,8 +31,7 @@ from certpolicy.kube.ownership import ROLE_CA
 from certpolicy.metrics import COLLECTOR
 from certpolicy.pki.chain import verify_chain
 from certpolicy.pki.fingerprint import short
-from certpolicy.pki.issue import create_ca
-from certpolicy.policy.spec import PolicySpecError, parse_duration
+from certpolicy.policy.spec import PolicySpecError
 from certpolicy.rotation import (
     CAInfo, CARef, Decision, DeleteCASecret, EmitEvent, GenerateNewCA, Leaf, Observation, PodUse,
     PromoteNewCA, ReissueLeaf, RestartWorkload, RotationSettings, RotationState, RunProbes, StateError,
@@ -256,11 +255,7 @@ def _generate(ctx: PassContext, action: GenerateNewCA) -> None:
     ns = ctx.namespace
     if read(ctx.raw, "Secret", ns, action.secret_name) is not None:  # create-only
         return
-    ca_spec = ctx.spec["ca"]
-    kp = create_ca(ca_spec.get("commonName") or f"{ctx.name} CA",
-                   validity=parse_duration(ca_spec.get("validity", "87600h")),
-                   key_algorithm=ca_spec.get("keyAlgorithm", "ECDSAP256"),
-                   organization=["certpolicy"], now=ctx.now)
+    kp = generate_ca(ctx)
     try:
         ctx.raw.post(f"/api/v1/namespaces/{ns}/secrets", {
             "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",

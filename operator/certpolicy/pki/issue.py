@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -92,6 +93,20 @@ def _now(now: dt.datetime | None) -> dt.datetime:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return now
+
+
+#: RFC 5280's upper bound for a CommonName.
+MAX_CN = 64
+
+
+def ca_common_name(base: str, now: dt.datetime, generation: str | None = None) -> str:
+    """A CA's CN naming its generation: ``<base> <YYYY-MM-DD> <6 hex>``, e.g. ``hl7 CA 2026-11-30
+    a1b2c3``. Every CA a policy generates gets a distinct subject, so an OpenSSL or Java error
+    during an incident ("unable to get local issuer certificate", "PKIX path building failed")
+    says *which* CA, not only "the policy's CA". ``base`` is shortened to keep within 64 chars."""
+    gen = generation or secrets.token_hex(3)
+    suffix = f" {now:%Y-%m-%d} {gen}"
+    return base[: MAX_CN - len(suffix)].rstrip() + suffix
 
 
 def create_ca(

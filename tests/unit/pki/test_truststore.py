@@ -144,3 +144,34 @@ def test_truststore_holds_no_private_key(old: KeyPair) -> None:
 
     p12 = pkcs12.load_pkcs12(build_truststore([old.cert], "ca", "pw"), b"pw")
     assert p12.key is None and p12.cert is None and len(p12.additional_certs) == 1
+
+
+def test_generated_ca_subjects_name_their_generation_and_differ() -> None:
+    import datetime as dt
+    import re
+
+    from certpolicy.pki.issue import MAX_CN, ca_common_name, create_ca
+
+    now = dt.datetime(2026, 11, 30, 12, tzinfo=dt.timezone.utc)
+    names = {ca_common_name("hl7-uat CA", now) for _ in range(50)}
+    assert len(names) == 50 and all(re.fullmatch(r"hl7-uat CA 2026-11-30 [0-9a-f]{6}", n) for n in names)
+    assert ca_common_name("x" * 80, now, "a1b2c3") == "x" * (MAX_CN - 18) + " 2026-11-30 a1b2c3"
+    ca = create_ca(ca_common_name("hl7-uat CA", now, "a1b2c3"), organization=["certpolicy"], now=now)
+    assert ca.cert.subject.rfc4514_string() == "CN=hl7-uat CA 2026-11-30 a1b2c3,O=certpolicy"
+
+
+def test_the_bare_alias_names_the_primary_whatever_the_fingerprint_order() -> None:
+    """During a rotation the caller names the issuing CA as primary: the incoming CA keeps an alias
+    of its own (``<alias>-<fingerprint prefix>``) even when it sorts first."""
+    import datetime as dt
+
+    from certpolicy.pki.fingerprint import fingerprint, short
+    from certpolicy.pki.issue import create_ca
+    from certpolicy.pki.truststore import build_truststore, read_truststore
+
+    now = dt.datetime(2026, 11, 30, 12, tzinfo=dt.timezone.utc)
+    a, b = (create_ca(f"ca {i}", now=now).cert for i in range(2))
+    for issuing, incoming in ((a, b), (b, a)):
+        store = read_truststore(build_truststore([incoming, issuing], "HL7", None, fingerprint(issuing)))
+        assert {(e.alias, e.fingerprint) for e in store} == {
+            ("hl7", fingerprint(issuing)), (f"hl7-{short(fingerprint(incoming))}", fingerprint(incoming))}
