@@ -9,6 +9,7 @@ certificate contents beyond the subject CN.
 from __future__ import annotations
 
 import os
+import platform
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,12 @@ from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from certpolicy import __version__
 from certpolicy.policy.report import PolicyReport
+
+#: Per-object finding series per policy: one per (violating Secret or store, reason). Bounded so
+#: that a policy gone wrong on a huge cluster cannot flood Prometheus; the rest are counted.
+MAX_FINDING_SERIES = 2000
 
 RECONCILE_DURATION = Histogram(
     "certpolicy_reconcile_duration_seconds",
@@ -109,6 +115,11 @@ class PolicyCollector(Collector):
             for outcome, at in sorted(finished.get(policy, {}).items()):
                 rotation_finished.add_metric([policy, outcome], at)
         yield from (not_after, findings, compliant, selected, violating, rotation, rotation_finished)
+        yield from self._object_findings(reports)
+        build = GaugeMetricFamily("certpolicy_build_info", "The operator's version (always 1).",
+                                  labels=["version", "python_version"])
+        build.add_metric([__version__, platform.python_version()], 1.0)
+        yield build
         inv = self.inventory
         if inv is not None:
             secrets = GaugeMetricFamily("certpolicy_inventory_secrets", "TLS Secrets in the inventory.")
@@ -127,13 +138,52 @@ class PolicyCollector(Collector):
                 "Seconds since the watch last heard from the API server (a list page, an event or a bookmark).",
                 labels=["watch"])
             now = time.monotonic()
+            up = GaugeMetricFamily(
+                "certpolicy_watch_up",
+                "1 while the watch's thread runs, its initial list is done and it heard from the API server "
+                "within the liveness window.", labels=["watch"])
+            parse_errors = CounterMetricFamily(
+                "certpolicy_watch_parse_errors",
+                "Objects from the watch whose certificates or stores could not be fully read (each is a finding).",
+                labels=["watch"])
+            window = inv.watch_timeout + 90
             for w in inv.all_watchers():
+                alive = w._thread.is_alive() and w.synced.is_set() and now - w.last_activity <= window  # noqa: SLF001
+                up.add_metric([w.name], 1.0 if alive else 0.0)
+                parse_errors.add_metric([w.name], getattr(w.store, "parse_errors", 0))
                 relists.add_metric([w.name], w.relists)
                 events.add_metric([w.name], w.events)
                 errors.add_metric([w.name], w.errors)
                 synced.add_metric([w.name], 1.0 if w.synced.is_set() else 0.0)
                 silence.add_metric([w.name], max(0.0, now - w.last_activity))
-            yield from (relists, events, errors, synced, silence)
+            yield from (relists, events, errors, synced, silence, up, parse_errors)
+
+    @staticmethod
+    def _object_findings(reports: dict[str, PolicyReport]) -> Iterator[GaugeMetricFamily]:
+        """``certpolicy_secret_findings``: 1 per violating object and reason, for alert routing by
+        the object's namespace. Labels are ``secret_namespace``/``secret_name`` (not ``namespace``,
+        which Prometheus sets to the scrape target's own namespace)."""
+        series = GaugeMetricFamily(
+            "certpolicy_secret_findings",
+            "1 for each Warning or Critical finding reason on a selected Secret, trust store or caBundle holder.",
+            labels=["secret_namespace", "secret_name", "kind", "policy", "reason", "severity"])
+        dropped = GaugeMetricFamily("certpolicy_secret_findings_dropped",
+                                    f"Finding series not exported for the policy (beyond {MAX_FINDING_SERIES}).",
+                                    labels=["policy"])
+        for policy, report in sorted(reports.items()):
+            n = over = 0
+            for result in report.results:
+                if not result.violating:
+                    continue
+                for f in {(f.reason, f.severity.label): None for f in result.problems}:
+                    if n >= MAX_FINDING_SERIES:
+                        over += 1
+                        continue
+                    n += 1
+                    series.add_metric([result.namespace, result.name, result.kind, policy, f[0], f[1]], 1.0)
+            dropped.add_metric([policy], over)
+        yield series
+        yield dropped
 
 
 COLLECTOR = PolicyCollector()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,10 @@ from certpolicy.kube.targets import TargetKind, target_kind
 from certpolicy.pki.bundle import contains, merge, read_bundle
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.pki.load import MAX_CERTIFICATES, MAX_INPUT_BYTES
-from certpolicy.pki.truststore import Password, TruststoreEntry, build_truststore, read_truststore, truststore_matches
+from certpolicy.pki.truststore import (
+    Password, TruststoreEntry, build_jks_truststore, build_truststore, read_jks_truststore, read_truststore,
+    truststore_matches,
+)
 from certpolicy.policy.bundleref import BundleRef
 
 MAX_LISTED_TARGETS = 100
@@ -93,6 +97,7 @@ class StoreFormat:
 
 STORE_FORMATS: dict[str, StoreFormat] = {
     "pkcs12": StoreFormat(build_truststore, truststore_matches, read_truststore),
+    "jks": StoreFormat(build_jks_truststore, functools.partial(truststore_matches, jks=True), read_jks_truststore),
 }
 
 

@@ -26,6 +26,7 @@ from certpolicy.handlers.problems import Problem, degraded_condition
 from certpolicy.handlers.rotation import rotation_stage
 from certpolicy.handlers.runtime import Runtime
 from certpolicy.handlers.settings import operator_namespace
+from certpolicy.handlers.stores import leaf_anchors, trust_stores_stage
 from certpolicy.inventory.interest import Reads, bundle_source
 from certpolicy.inventory.records import SecretRecord
 from certpolicy.inventory.selection import Selection, select
@@ -101,7 +102,10 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     evaluations = runtime.evaluator.evaluate_many(requirements, [rec.material for rec in secrets], bundle, now)
     results = [SecretResult(rec.namespace, rec.name, ev) for rec, ev in zip(secrets, evaluations)]
     records = {(rec.namespace, rec.name): rec for rec in secrets}
-    report = build_report(results, now, resync=RESYNC)
+    # Trust stores and caBundles, each judged on its own; trustedBy stores must anchor every leaf.
+    stores = trust_stores_stage(ctx, leaves=leaf_anchors(results, {k: r.material for k, r in records.items()}, bundle))
+    report = build_report(results + stores, now, resync=RESYNC)
+    _post_store_events(ctx, stores)
 
     _post_secret_events(ctx, results, records)
     subpath = _subpath_mounts(ctx, selection)
@@ -241,6 +245,38 @@ def _post_secret_events(ctx: PassContext, results: list[SecretResult],
         memory.signatures[rec.uid] = sig
     for uid in [u for u in memory.signatures if u not in seen]:
         del memory.signatures[uid]
+
+
+def _post_store_events(ctx: PassContext, stores: list[SecretResult]) -> None:
+    """An event on a trust store or caBundle holder when its problems change (like a Secret's)."""
+    memory = ctx.memory
+    seen = set()
+    for result in stores[:MAX_EVENTS_PER_PASS]:
+        key = f"store:{result.kind}/{result.namespace}/{result.name}"
+        seen.add(key)
+        sig = result.signature
+        previous = memory.signatures.get(key)
+        if previous == sig or (not sig and not previous):
+            memory.signatures[key] = sig
+            continue
+        obj = ObjectRef(kind=result.kind, name=result.name, namespace=result.namespace,
+                        api_version=_API_VERSIONS.get(result.kind, "v1"))
+        if sig:
+            detail = "; ".join(f.message for f in result.problems[:3])
+            if ctx.recorder.post(obj, "Warning", result.problems[0].reason, f"CertificatePolicy {ctx.name}: {detail}",
+                                 [ctx.name, "store", *sig], ctx.now):
+                EVENTS_POSTED.labels("Warning").inc()
+        memory.signatures[key] = sig
+    for key in [k for k in memory.signatures if k.startswith("store:") and k not in seen]:
+        del memory.signatures[key]
+
+
+_API_VERSIONS = {
+    "ValidatingWebhookConfiguration": "admissionregistration.k8s.io/v1",
+    "MutatingWebhookConfiguration": "admissionregistration.k8s.io/v1",
+    "APIService": "apiregistration.k8s.io/v1",
+    "CustomResourceDefinition": "apiextensions.k8s.io/v1",
+}
 
 
 def _subpath_mounts(ctx: PassContext, selection: Selection) -> list[dict[str, str]]:

@@ -38,6 +38,9 @@ class PolicyMemory:
     limiter: Any = None  # issuance RateLimiter, per policy
     last_ca_sweep: float | None = None  # monotonic: last look for expired CA Secrets to delete
     rotation: RotationMemory = field(default_factory=RotationMemory)
+    #: Stores re-read with a passwordSecretRef, by (kind, namespace, name, key, password Secret, key):
+    #: ((store resourceVersion, password resourceVersion), the parsed entry). Certificates only.
+    store_reads: dict[tuple, tuple] = field(default_factory=dict)
 
 
 @dataclass

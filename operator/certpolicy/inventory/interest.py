@@ -24,6 +24,7 @@ from typing import Any
 
 from certpolicy.inventory.records import NamespaceRecord, PodRecord, SecretRecord
 from certpolicy.inventory.store import Change, Key
+from certpolicy.inventory.labelled import CABUNDLE_KINDS, LABELLED, LEAF_SECRETS, STORE_KINDS, WatchKey, watch_key
 from certpolicy.kube.selectors import LabelSelector
 from certpolicy.policy.bundleref import BundleRef, BundleRefError
 
@@ -68,6 +69,29 @@ def named_keys(selector: Mapping[str, Any]) -> tuple[Key, ...]:
     return tuple((n["namespace"], n["name"]) for n in selector.get("names") or () if n.get("namespace") and n.get("name"))
 
 
+def _query(selector: Mapping[str, Any] | None) -> str:
+    try:
+        return LabelSelector.from_spec(selector).to_query()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""  # the CRD schema rejects such a selector; nothing to watch
+
+
+def labelled_watches(spec: Mapping[str, Any]) -> frozenset[WatchKey]:
+    """The label-selected watches a policy needs. A selector that selects everything is never
+    watched: it would list the body of every Secret (or ConfigMap) in the cluster."""
+    keys: set[WatchKey] = set()
+    selector = spec.get("selector") or {}
+    if q := _query(selector.get("secretSelector")):
+        keys.add(watch_key(LEAF_SECRETS, q))
+    for stores in (spec.get("trustStores"), (spec.get("requirements") or {}).get("trustedBy")):
+        if isinstance(stores, Mapping) and (q := _query(stores.get("selector"))):
+            keys.update(watch_key(k, q) for k in STORE_KINDS)
+    cab = spec.get("caBundles")
+    if isinstance(cab, Mapping) and (q := _query(cab.get("selector"))):
+        keys.update(watch_key(k, q) for k in CABUNDLE_KINDS)
+    return frozenset(keys)
+
+
 def _target_ref(entry: Mapping[str, Any]) -> tuple[str, str]:
     try:
         ref = BundleRef.parse(entry)
@@ -87,6 +111,9 @@ class Reads:
     targets: frozenset[tuple[str, str]] = frozenset()  # (kind, name) of each trustBundles entry, any namespace
     passwords: frozenset[str] = frozenset()  # Secrets in the operator namespace holding truststore passwords
     ca_secret: str | None = None  # spec.ca.secretName; its rotation siblings share it as a prefix
+    #: Label-selected watches: Secrets of any type (secretSelector), trust stores (spec.trustStores,
+    #: requirements.trustedBy), caBundle holders (spec.caBundles). Never with an empty selector.
+    labelled: frozenset[WatchKey] = frozenset()
 
     @classmethod
     def of(cls, spec: Mapping[str, Any], operator_namespace: str) -> Reads:
@@ -94,9 +121,10 @@ class Reads:
         entries = spec.get("trustBundles") or ()
         passwords = set()
         for entry in entries:
-            ref = ((entry.get("formats") or {}).get("pkcs12") or {}).get("passwordSecretRef") or {}
-            if ref.get("name"):
-                passwords.add(str(ref["name"]))
+            for fmt in (entry.get("formats") or {}).values():
+                ref = (fmt or {}).get("passwordSecretRef") or {}
+                if ref.get("name"):
+                    passwords.add(str(ref["name"]))
         return cls(
             operator_namespace=operator_namespace,
             by_label=label_selectors(selector),
@@ -107,6 +135,7 @@ class Reads:
             targets=frozenset(_target_ref(e) for e in entries),
             passwords=frozenset(passwords),
             ca_secret=((spec.get("ca") or {}).get("secretName") or None),
+            labelled=labelled_watches(spec),
         )
 
     # ---- what the inventory holds for this policy ---------------------------------------------
@@ -156,7 +185,7 @@ class Reads:
                         return True
             return any(k in self.names or k in self.issued or self._selects(secret(k), ns_labels) for k in refs)
         if source == NAMESPACES:
-            if self.targets:
+            if self.targets or self.labelled:
                 return True  # bundle targets follow namespaces (created, relabelled, terminating)
             if self.by_label is None or self.by_label[0].empty:
                 return False
@@ -164,6 +193,8 @@ class Reads:
                        for r in (change.old, change.new))
         if source == BUNDLE_TARGETS:
             return (change.kind, change.key[1]) in self.targets
+        if source.startswith(LABELLED + ":"):
+            return source[len(LABELLED) + 1:] in {str(k) for k in self.labelled}
         if source == BUNDLE_SOURCES:
             return self.bundle_source is not None and (change.kind, *change.key) == source_ref(self.bundle_source)
         return True  # an unknown source: waking too often is safe, missing a change is not

@@ -33,6 +33,8 @@ from kubernetes.client import ApiClient, ApiException
 from certpolicy.inventory.interest import (
     BUNDLE_SOURCES, BUNDLE_TARGETS, NAMED_SECRETS, NAMESPACES, PODS, TLS_SECRETS, Reads,
 )
+from certpolicy.inventory.labelled import KINDS as LABELLED_KINDS
+from certpolicy.inventory.labelled import LABELLED, LabelledWatches, WatchKey
 from certpolicy.inventory.named import NamedObjects
 from certpolicy.inventory.records import (
     BundleRecord, NamespaceRecord, PodRecord, SecretRecord, parse_bundle_object, parse_namespace_object,
@@ -100,6 +102,9 @@ class Inventory:
             kind: self.named[kind].purpose("bundle", RecordStore(kind, functools.partial(parse_bundle_object,
                                                                                          kind=kind)))
             for kind in BUNDLE_SOURCE_KINDS}
+        # Label-selected watches (Secrets of any type, trust stores, caBundles), shared and counted.
+        self.labelled = LabelledWatches(self.raw, LABELLED_KINDS, watch_timeout=self.watch_timeout,
+                                        on_change=lambda key, change: self._route(f"{LABELLED}:{key}", change))
         self._reads: dict[str, Reads] = {}
         # Policies whose loop ended, most recent last: a pass still running then must not hold
         # anything again. A late pass comes seconds after; the most recent MAX_GONE are enough.
@@ -135,13 +140,15 @@ class Inventory:
             self._closed = True
         for named in self.named.values():
             named.stop()
+        self.labelled.stop()
         for w in self.all_watchers():
             w.stop(timeout=2)
 
     def all_watchers(self) -> list[ListWatcher]:
         with self._lock:
             named = [n.watcher for n in self.named.values() if n.watcher is not None]
-            return self.watchers + list(self._target_watchers.values()) + named
+            targets = list(self._target_watchers.values())
+        return self.watchers + targets + named + self.labelled.watchers()
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -217,8 +224,10 @@ class Inventory:
             self.named[src.kind].acquire("bundle", [(src.namespace, src.name)])
         for kind, _name in reads.targets:
             self._watch_targets(kind)
+        self.labelled.acquire(reads.labelled)
 
     def _release(self, reads: Reads) -> None:
+        self.labelled.release(reads.labelled)
         self.named["Secret"].release("secret", reads.tracked_secrets())
         if reads.bundle_source is not None:
             src = reads.bundle_source
@@ -246,7 +255,7 @@ class Inventory:
         watcher.start()
 
     def synced_for(self, reads: Reads) -> bool:
-        if not all(w.synced.is_set() for w in self.watchers):
+        if not all(w.synced.is_set() for w in self.watchers) or not self.labelled.synced(reads.labelled):
             return False
         unread = self.named["Secret"].unread(reads.tracked_secrets())
         if reads.bundle_source is not None:
@@ -266,6 +275,9 @@ class Inventory:
         if hits:
             wake(hits)
 
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        return self._namespace_labels(namespace)
+
     def _namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         rec = self.namespaces.get(("", namespace))
         return rec.label_map if rec else None
@@ -275,6 +287,10 @@ class Inventory:
         """The declared trust bundle source: (record, read); record is None when it does not exist."""
         key = (namespace, name)
         return self.bundle_sources[kind].get(key), not self.named[kind].unread([key])
+
+    def labelled_records(self, key: WatchKey) -> dict:
+        """What the labelled watch ``key`` holds (declared by some policy), by (namespace, name)."""
+        return self.labelled.records(key)
 
     def secret(self, key: Key) -> SecretRecord | None:
         return self.secrets.get(key) or self.named_secrets.get(key)

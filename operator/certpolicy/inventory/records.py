@@ -29,6 +29,14 @@ class SecretRecord:
     def label_map(self) -> dict[str, str]:
         return dict(self.labels)
 
+    @property
+    def unreadable(self) -> bool:
+        return any(p.reason in _UNREADABLE for p in self.material.problems)
+
+
+_UNREADABLE = frozenset({"MalformedCertificate", "MalformedSecretData", "KeystoreUnreadable", "KeystorePartlyRead",
+                         "DoubleEncoded", "InputTooLarge"})
+
 
 def parse_secret_object(obj: dict[str, Any]) -> SecretRecord:
     meta = obj.get("metadata") or {}
@@ -226,3 +234,159 @@ def parse_bundle_object(obj: dict[str, Any], kind: str | None = None) -> BundleR
             problems.append((k, tuple(loaded.problems)))
     return BundleRecord(meta.get("namespace", ""), meta.get("name", ""), kind, meta.get("resourceVersion", ""),
                         tuple(certs), tuple(problems))
+
+
+# --- label-selected Secrets of any type, trust stores, caBundles ---------------------------------
+
+
+def parse_labelled_secret(obj: dict[str, Any]) -> SecretRecord | None:
+    """A Secret of any type selected by label is a certificate Secret only if some data key
+    holds a certificate or keystore by the key patterns; a database password that happens to
+    carry the same labels is not selected (and its data is not kept)."""
+    from certpolicy.pki.secretdata import NON_TLS_TYPES, classify_data_key
+
+    if obj.get("type") in NON_TLS_TYPES:
+        return None
+    if not any(classify_data_key(k) in ("cert", "chain", "keystore") for k in (obj.get("data") or {})):
+        return None
+    return parse_secret_object(obj)
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    """One data key holding certificates: what it holds and what could not be read."""
+
+    key: str
+    format: str
+    certificates: tuple
+    problems: tuple  # LoadProblems (messages never hold the password)
+    needs_password: bool = False  # a password-protected store read without one
+
+
+@dataclass(frozen=True)
+class StoreRecord:
+    """A ConfigMap or Secret selected as holding trust stores: each store-like data key, read."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    labels: tuple[tuple[str, str], ...]
+    entries: tuple[StoreEntry, ...]
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    @property
+    def unreadable(self) -> bool:
+        return any(p.reason in _UNREADABLE for e in self.entries for p in e.problems)
+
+
+def _decoded(obj: dict[str, Any], kind: str) -> tuple[dict[str, bytes], list[str]]:
+    import base64
+    import binascii
+
+    raw: dict[str, bytes] = {}
+    bad: list[str] = []
+    if kind == "ConfigMap":
+        raw.update({k: v.encode() for k, v in (obj.get("data") or {}).items() if isinstance(v, str)})
+        encoded = obj.get("binaryData") or {}
+    else:
+        encoded = obj.get("data") or {}
+    for k, v in encoded.items():
+        try:
+            raw[k] = base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            bad.append(k)
+    return raw, bad
+
+
+def parse_store_object(obj: dict[str, Any], kind: str) -> StoreRecord:
+    """Every data key that may hold certificates (by the key patterns), read by content with its
+    sibling password if there is one. Which keys count as trust stores is the policy's choice."""
+    from certpolicy.pki.load import LoadProblem
+    from certpolicy.pki.secretdata import classify_data_key
+    from certpolicy.pki.stores import JCEKS, JKS, PKCS12, read_store, sibling_password
+
+    meta = obj.get("metadata") or {}
+    raw, bad = _decoded(obj, kind)
+    entries = [StoreEntry(k, "", (), (LoadProblem("MalformedSecretData", "value is not valid base64", k),)) for k in bad]
+    for k in sorted(raw):
+        if classify_data_key(k) in (None, "key", "password"):
+            continue
+        _, password = sibling_password(k, raw)
+        store = read_store(raw[k], password, source=k)
+        needs = password is None and store.format in (PKCS12, JKS, JCEKS) and (store.unreadable or store.unverified)
+        entries.append(StoreEntry(k, store.format, store.certificates, store.problems, needs))
+    return StoreRecord(kind, meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""),
+                       meta.get("resourceVersion", ""), tuple(sorted((meta.get("labels") or {}).items())),
+                       tuple(entries))
+
+
+#: Annotations naming the Secret that serves a webhook or APIService (``namespace/name``).
+SERVING_SECRET_ANNOTATIONS = ("certpolicy.io/serving-secret", "cert-manager.io/inject-ca-from-secret")
+
+
+@dataclass(frozen=True)
+class CABundleRecord:
+    """The caBundles of one webhook configuration, APIService or CRD (conversion webhook)."""
+
+    kind: str
+    name: str
+    uid: str
+    resource_version: str
+    labels: tuple[tuple[str, str], ...]
+    serving_secret: tuple[str, str] | None  # (namespace, name) from an annotation
+    bundles: tuple[tuple[str, tuple, tuple], ...]  # (where, certificates, problems)
+
+    @property
+    def namespace(self) -> str:
+        return ""
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+def parse_cabundle_object(obj: dict[str, Any], kind: str) -> CABundleRecord:
+    import base64
+    import binascii
+
+    from certpolicy.pki.load import LoadProblem, load_certificates
+
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    found: list[tuple[str, Any]] = []
+    if kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        for i, hook in enumerate(obj.get("webhooks") or ()):
+            found.append((f"webhooks[{i}] ({hook.get('name', '')})", (hook.get("clientConfig") or {}).get("caBundle")))
+    elif kind == "APIService":
+        found.append(("spec.caBundle", spec.get("caBundle")))
+    else:  # CustomResourceDefinition
+        webhook = (spec.get("conversion") or {}).get("webhook") or {}
+        if (spec.get("conversion") or {}).get("strategy") == "Webhook":
+            found.append(("spec.conversion.webhook.clientConfig.caBundle", (webhook.get("clientConfig") or {}).get("caBundle")))
+    bundles = []
+    for where, value in found:
+        if not value:
+            bundles.append((where, (), (LoadProblem("NoCertificate", "caBundle is empty: the API server verifies the "
+                                                    "webhook against its own roots only", where),)))
+            continue
+        try:
+            pem = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            bundles.append((where, (), (LoadProblem("MalformedSecretData", "caBundle is not valid base64", where),)))
+            continue
+        loaded = load_certificates(pem)
+        bundles.append((where, loaded.certificates, tuple(p.with_source(where) for p in loaded.problems)))
+    annotations = meta.get("annotations") or {}
+    serving = None
+    for a in SERVING_SECRET_ANNOTATIONS:
+        ns, _, name = (annotations.get(a) or "").partition("/")
+        if ns and name:
+            serving = (ns, name)
+            break
+    return CABundleRecord(kind, meta.get("name", ""), meta.get("uid", ""), meta.get("resourceVersion", ""),
+                          tuple(sorted((meta.get("labels") or {}).items())), serving, tuple(bundles))

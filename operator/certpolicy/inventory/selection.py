@@ -1,7 +1,8 @@
 """Which Secrets a policy governs, decided in memory from the inventory.
 
 A Secret is selected when its namespace matches ``namespaceSelector`` and its labels match
-``secretSelector`` (TLS Secrets only), or when it is listed in ``names`` (any type); with
+``secretSelector`` (TLS Secrets, and Secrets of any other type that hold a certificate or keystore
+by the key patterns, read through a server-side label-selected watch), or when it is listed in ``names`` (any type); with
 ``mountedOnly`` only Secrets some Pod references remain.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from certpolicy.inventory.interest import label_selectors, named_keys
 from certpolicy.inventory.inventory import Inventory, Mount
+from certpolicy.inventory.labelled import LEAF_SECRETS, watch_key
 from certpolicy.inventory.records import SecretRecord
 from certpolicy.inventory.store import Key
 
@@ -41,6 +43,11 @@ def select(inventory: Inventory, selector_spec: Mapping[str, Any]) -> Selection:
             if not secret_sel.matches(rec.label_map):
                 continue
             chosen[key] = rec
+        if not secret_sel.empty:
+            # Secrets of other types carrying the labels, held by a label-selected watch.
+            for key, rec in inventory.labelled_records(watch_key(LEAF_SECRETS, secret_sel.to_query())).items():
+                if ns_sel.empty or ns_sel.matches(ns_labels.get(rec.namespace)):
+                    chosen[key] = rec
     missing = []
     for key in names:
         rec = inventory.secret(key)

@@ -8,11 +8,13 @@ snapshots.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 R = TypeVar("R")
 
@@ -49,6 +51,19 @@ class RecordStore(Generic[R]):
     _records: dict[Key, R] = field(default_factory=dict)
     _versions: dict[Key, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Objects whose content could not be fully read (the record says so) or not parsed at all.
+    parse_errors: int = 0
+
+    def _parse(self, obj: dict) -> R | None:
+        try:
+            rec = self.parse(obj)
+        except Exception:  # noqa: BLE001 - one bad object must not stop the watch; counted and skipped
+            self.parse_errors += 1
+            log.warning("could not parse %s %s/%s; skipped", self.kind, *key_of(obj))
+            return None
+        if getattr(rec, "unreadable", False):
+            self.parse_errors += 1
+        return rec
 
     def _notify(self, changes: Iterable[tuple[Key, R | None, R | None]]) -> None:
         for key, old, new in changes:
@@ -70,7 +85,7 @@ class RecordStore(Generic[R]):
             if old_versions.get(key) == rv and key in old_records:
                 parsed[key] = old_records[key]  # unchanged across a relist: no re-parse
             else:
-                rec = self.parse(obj)
+                rec = self._parse(obj)
                 if rec is None:
                     continue
                 parsed[key] = rec
@@ -89,7 +104,7 @@ class RecordStore(Generic[R]):
         with self._lock:
             if self._versions.get(key) == rv and key in self._records:
                 return
-        rec = self.parse(obj)
+        rec = self._parse(obj)
         with self._lock:
             if rec is None:
                 old = self._records.pop(key, None)

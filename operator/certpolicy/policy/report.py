@@ -23,6 +23,10 @@ class SecretResult:
     namespace: str
     name: str
     evaluation: Evaluation
+    #: What was judged: a selected Secret, or a trust store / caBundle holder judged on its own
+    #: (ConfigMap, Secret, ValidatingWebhookConfiguration, ...), named by this kind in the status.
+    kind: str = "Secret"
+    store: bool = False  # a trust store or caBundle (its violation entry then names its kind)
 
     @property
     def violating(self) -> bool:
@@ -82,6 +86,7 @@ def build_report(results: Sequence[SecretResult], now: dt.datetime, *,
             by_reason[(r.namespace, reason, sev)] += 1
     violations = tuple(
         {
+            **({"kind": r.kind} if r.store else {}),
             "namespace": r.namespace,
             "name": r.name,
             "severity": r.evaluation.worst_severity.name.capitalize(),

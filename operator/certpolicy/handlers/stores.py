@@ -1,0 +1,200 @@
+"""The trust-store stage of a pass: label-selected trust stores and caBundles, each judged on its own.
+
+Glue only: the inventory holds the label-selected ConfigMaps, Secrets and caBundle holders
+(:mod:`certpolicy.inventory.labelled`); :mod:`certpolicy.policy.truststores` judges them. Each
+store becomes one result in the policy's report, of its own kind (``ConfigMap``, ``Secret``,
+``ValidatingWebhookConfiguration``, ...), so a ``TruststoreMissingAnchor`` makes the policy
+non-compliant and names the store in ``status.violations``.
+
+Passwords: a store's sibling data key was tried when the inventory read it. A store that needs a
+password it did not find is read again here with ``passwordSecretRef`` (a Secret in the store's
+namespace): one GET of the store and one of the password Secret, remembered by resourceVersion,
+so an unchanged store is not read twice. The password never leaves this function.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from cryptography import x509
+from kubernetes.client import ApiException
+
+from certpolicy.handlers.context import PassContext
+from certpolicy.inventory.labelled import CABUNDLE_KINDS, STORE_KINDS, watch_key
+from certpolicy.inventory.records import CABundleRecord, StoreEntry, StoreRecord
+from certpolicy.kube.selectors import LabelSelector
+from certpolicy.pki.load import LoadProblem
+from certpolicy.pki.stores import is_truststore_key, read_store
+from certpolicy.policy.evaluate import Evaluation
+from certpolicy.policy.report import SecretResult
+from certpolicy.policy.spec import StoreSelection, store_selection_from_spec
+from certpolicy.policy.truststores import LeafAnchor, check_store, missing_anchors
+
+log = logging.getLogger("certpolicy.stores")
+MAX_STORES = 500  # stores judged per policy and pass: the rest are counted in a problem
+MAX_PASSWORD_READS = 50  # stores re-read with a passwordSecretRef per pass
+
+
+def _selected_stores(ctx: PassContext, sel: StoreSelection) -> list[StoreRecord]:
+    query = LabelSelector.from_spec(sel.selector_spec()).to_query()
+    ns_sel = LabelSelector.from_spec(sel.namespace_selector_spec())
+    out: dict[tuple[str, str, str], StoreRecord] = {}
+    for kind in STORE_KINDS:
+        for (ns, name), rec in ctx.inventory.labelled_records(watch_key(kind, query)).items():
+            if ns_sel.empty or ns_sel.matches(ctx.inventory.namespace_labels(ns)):
+                out[(rec.kind, ns, name)] = rec
+    return [out[k] for k in sorted(out)]
+
+
+def _wanted(entry: StoreEntry, sel: StoreSelection) -> bool:
+    if sel.keys:
+        return any(fnmatch.fnmatchcase(entry.key, p) for p in sel.keys)
+    return is_truststore_key(entry.key)
+
+
+def _with_password(ctx: PassContext, rec: StoreRecord, entry: StoreEntry, sel: StoreSelection,
+                   budget: list[int]) -> StoreEntry:
+    """Re-read a store that needs a password, with ``passwordSecretRef``; else the entry as it was."""
+    if not entry.needs_password or not sel.password_secret or budget[0] <= 0:
+        return entry
+    cache_key = (rec.kind, rec.namespace, rec.name, entry.key, sel.password_secret, sel.password_key)
+    memo = ctx.memory.store_reads
+    try:
+        pw_obj = ctx.raw.get(f"/api/v1/namespaces/{rec.namespace}/secrets/{sel.password_secret}")
+    except ApiException as e:
+        why = "does not exist" if e.status == 404 else f"could not be read (HTTP {e.status})"
+        return StoreEntry(entry.key, entry.format, (), (LoadProblem(
+            "KeystoreUnreadable", f"the password Secret {rec.namespace}/{sel.password_secret} {why}", entry.key),))
+    versions = (rec.resource_version, (pw_obj.get("metadata") or {}).get("resourceVersion"))
+    hit = memo.get(cache_key)
+    if hit is not None and hit[0] == versions:
+        return hit[1]
+    budget[0] -= 1
+    try:
+        password = base64.b64decode((pw_obj.get("data") or {}).get(sel.password_key) or "", validate=True).strip()
+    except (binascii.Error, ValueError):
+        password = None
+    if not password:
+        result = StoreEntry(entry.key, entry.format, (), (LoadProblem(
+            "KeystoreUnreadable", f"the password Secret {rec.namespace}/{sel.password_secret} has no usable key "
+                                  f"{sel.password_key!r}", entry.key),))
+    else:
+        plural = "configmaps" if rec.kind == "ConfigMap" else "secrets"
+        obj = ctx.raw.get(f"/api/v1/namespaces/{rec.namespace}/{plural}/{rec.name}")
+        field = "binaryData" if rec.kind == "ConfigMap" else "data"
+        value = (obj.get(field) or {}).get(entry.key)
+        raw = (obj.get("data") or {}).get(entry.key, "").encode() if value is None else base64.b64decode(value)
+        store = read_store(raw, password, source=entry.key)
+        result = StoreEntry(entry.key, store.format, store.certificates, store.problems, False)
+        del raw, password
+    if len(memo) > 4 * MAX_STORES:
+        memo.clear()
+    memo[cache_key] = (versions, result)
+    return result
+
+
+def _result(kind: str, namespace: str, name: str, findings: Sequence, valid_until, now) -> SecretResult:
+    ev = Evaluation(findings=tuple(sorted(findings, key=lambda f: f.sort_key())), anchor_fingerprint=None,
+                    certificates=(), valid_until=valid_until, evaluated_at=now)
+    return SecretResult(namespace, name, ev, kind=kind, store=True)
+
+
+def _earliest(*ts):
+    ts = [t for t in ts if t is not None]
+    return min(ts) if ts else None
+
+
+def trust_stores_stage(ctx: PassContext, *, leaves: Iterable[LeafAnchor]) -> list[SecretResult]:
+    """Every store selected by ``spec.trustStores`` or ``requirements.trustedBy`` (checked on its
+    own; ``trustedBy`` stores must also anchor each of ``leaves``) and every caBundle selected by
+    ``spec.caBundles``, as report results."""
+    leaves = list(leaves)
+    results: list[SecretResult] = []
+    seen: set[tuple[str, str, str]] = set()
+    budget = [MAX_PASSWORD_READS]
+    selections: list[tuple[StoreSelection, bool]] = []
+    for value, anchored in ((ctx.spec.get("trustStores"), False),
+                            ((ctx.spec.get("requirements") or {}).get("trustedBy"), True)):
+        try:
+            sel = store_selection_from_spec(value, "trustedBy" if anchored else "trustStores")
+        except ValueError:
+            sel = None  # reported by requirements_from_spec / rejected by the CRD schema
+        if sel is not None:
+            selections.append((sel, anchored))
+    for sel, anchored in selections:
+        for rec in _selected_stores(ctx, sel):
+            if len(results) >= MAX_STORES:
+                break
+            key = (rec.kind, rec.namespace, rec.name)
+            entries = [_with_password(ctx, rec, e, sel, budget) for e in rec.entries if _wanted(e, sel)]
+            if not entries:
+                continue
+            findings, until = [], None
+            for e in entries:
+                what = f"{rec.kind} {rec.namespace}/{rec.name} key {e.key}"
+                check = check_store(ctx.requirements, e.certificates, e.problems, ctx.now, what=what)
+                findings.extend(check.findings)
+                until = _earliest(until, check.valid_until)
+                if anchored and e.certificates:
+                    findings.extend(missing_anchors(e.certificates, leaves, what=what))
+            if key in seen:
+                # selected by both: keep the anchored verdict, which includes the plain one
+                results = [r for r in results if (r.kind, r.namespace, r.name) != key]
+            seen.add(key)
+            results.append(_result(rec.kind, rec.namespace, rec.name, _dedupe(findings), until, ctx.now))
+    results.extend(_ca_bundles(ctx))
+    return results
+
+
+def _dedupe(findings: list) -> list:
+    return list(dict.fromkeys(findings))
+
+
+def _ca_bundles(ctx: PassContext) -> list[SecretResult]:
+    cab = ctx.spec.get("caBundles")
+    if not isinstance(cab, Mapping) or not cab.get("selector"):
+        return []
+    query = LabelSelector.from_spec(cab["selector"]).to_query()
+    if not query:
+        return []
+    out = []
+    for kind in CABUNDLE_KINDS:
+        for _key, rec in sorted(ctx.inventory.labelled_records(watch_key(kind, query)).items()):
+            out.append(_ca_bundle_result(ctx, rec))
+    return out[:MAX_STORES]
+
+
+def _ca_bundle_result(ctx: PassContext, rec: CABundleRecord) -> SecretResult:
+    served = None
+    if rec.serving_secret is not None:
+        secret = ctx.inventory.secret(rec.serving_secret)
+        if secret is not None:
+            served = LeafAnchor.of("/".join(rec.serving_secret), secret.material)
+    findings, until = [], None
+    for where, certs, problems in rec.bundles:
+        what = f"the caBundle at {where} of {rec.kind} {rec.name}"
+        check = check_store(ctx.requirements, certs, problems, ctx.now, what=what)
+        findings.extend(check.findings)
+        until = _earliest(until, check.valid_until)
+        if served is not None and certs:
+            findings.extend(missing_anchors(certs, [served], what=what))
+    return _result(rec.kind, "", rec.name, _dedupe(findings), until, ctx.now)
+
+
+def leaf_anchors(results: Sequence[SecretResult], materials: Mapping[tuple[str, str], Any],
+                 bundle: Sequence[x509.Certificate] | None) -> list[LeafAnchor]:
+    """What the peers' stores must anchor: each selected Secret's leaf."""
+    out = []
+    for r in results:
+        m = materials.get((r.namespace, r.name))
+        if m is None:
+            continue
+        a = LeafAnchor.of(f"{r.namespace}/{r.name}", m, r.evaluation.chain_path, bundle or ())
+        if a is not None:
+            out.append(a)
+    return out
