@@ -427,7 +427,9 @@ def _from_opaque_keystore(
     store = read_store(decoded[source], password, source=source)
     if not store.certificates:
         problems.extend(store.problems)
-        problems.append(LoadProblem("NoCertificate", "the only certificates are in a keystore that could not be opened", source))
+        why = next((p.message for p in store.problems), "")
+        problems.append(LoadProblem("NoCertificate", "the only certificates are in a keystore that could not be opened"
+                                    + (f" ({why})" if why else ""), source))
         return _empty(secret_type, digest, problems)
     problems.extend(p for p in store.problems if p.reason != "NoCertificate")
     certs = store.key_chain or store.certificates  # a Java keystore serves its key entry's chain
