@@ -139,3 +139,58 @@ def check_invariant(recorder: Recorder, targets: int, now: dt.datetime | None = 
             if result is None or not result.trusted:
                 violations.append(f"rv {rv}: leaf {ns}/{name} does not chain to a CA in every bundle target")
     return checked, violations
+
+
+class MTLSPair:
+    """Two mTLS workloads (``mtls_workload.py`` processes) that handshake with each other every
+    100 ms, each re-reading its leaf and bundle from the API with its own lag, out of phase.
+
+    ``workloads`` is a list of (namespace, leaf Secret, lag, period, phase); the bundle is the
+    ConfigMap ``configmap`` in the same namespace. The lag plus the period is the longest a
+    workload holds stale content: keep it below the rotation's delays.
+    """
+
+    def __init__(self, workdir, configmap: str, workloads: list[tuple[str, str, float, float, float]]):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        from certpolicy.localcluster.cluster import free_port
+
+        here = Path(__file__).parent
+        ports = [free_port() for _ in workloads]
+        self.status_files = [Path(workdir) / f"mtls-{i}.json" for i in range(len(workloads))]
+        self.procs = []
+        for i, (ns, secret, lag, period, phase) in enumerate(workloads):
+            self.procs.append(subprocess.Popen(
+                [sys.executable, str(here / "mtls_workload.py"), "--namespace", ns, "--secret", secret,
+                 "--configmap", configmap, "--listen", str(ports[i]), "--peer", str(ports[(i + 1) % len(ports)]),
+                 "--lag", str(lag), "--period", str(period), "--phase", str(phase),
+                 "--status", str(self.status_files[i])],
+                stdout=subprocess.DEVNULL, stderr=open(Path(workdir) / f"mtls-{i}.log", "ab")))  # noqa: SIM115
+
+    def counts(self) -> list[dict]:
+        import json
+
+        out = []
+        for f in self.status_files:
+            try:
+                out.append(json.loads(f.read_text()))
+            except (OSError, ValueError):
+                out.append({"ok": 0, "fail": 0, "errors": [], "loads": 0})
+        return out
+
+    def totals(self) -> tuple[int, int]:
+        c = self.counts()
+        return sum(x["ok"] for x in c), sum(x["fail"] for x in c)
+
+    def stop(self) -> list[dict]:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except Exception:  # noqa: BLE001
+                p.kill()
+        return self.counts()
