@@ -142,18 +142,15 @@ class TargetEntry:
         return cls(entry, ref, kind, tuple(stores), tuple(problems))
 
     def namespaces(self, inventory: Inventory) -> list[str]:
-        """Where this entry's targets live: the selected namespaces, or ``[""]`` for a
-        cluster-scoped kind (one object for the whole cluster)."""
-        if not self.kind.namespaced:
-            return [""]
-        return target_namespaces(inventory, self.spec)
+        return entry_namespaces(inventory, self.spec)
 
     def target_id(self, namespace: str) -> str:
         return target_id(self.ref.kind, namespace, self.ref.name, self.ref.key)
 
 
 def entry_namespaces(inventory: Inventory, entry: Mapping[str, Any]) -> list[str]:
-    """Where an entry's targets live (see :meth:`TargetEntry.namespaces`)."""
+    """Where an entry's targets live: the selected namespaces, or ``[""]`` for a cluster-scoped
+    kind (one object for the whole cluster)."""
     if not target_kind(BundleRef.parse(entry).kind).namespaced:
         return [""]
     return target_namespaces(inventory, entry)

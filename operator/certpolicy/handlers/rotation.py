@@ -165,7 +165,7 @@ def _leaf(rec: SecretRecord, anchors: Sequence[x509.Certificate], now: dt.dateti
 
 def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret]) -> None:
     """Carry out the decision's actions in order; stop at the first failure (observed again next pass)."""
-    name, ns, now = ctx.name, ctx.namespace, ctx.now
+    name, ns = ctx.name, ctx.namespace
     memory = ctx.memory.rotation
 
     def pair_for(ref: CARef) -> CASecret:
