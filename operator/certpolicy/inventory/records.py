@@ -197,34 +197,21 @@ class BundleRecord:
 
 
 def parse_bundle_object(obj: dict[str, Any], kind: str | None = None) -> BundleRecord:
-    """``kind`` comes from the watch (list items carry no ``kind``); a ClusterTrustBundle's PEM is
-    its ``spec.trustBundle``, reported under that key."""
-    import base64
-    import binascii
-
+    """``kind`` comes from the watch (list items carry no ``kind``); how each kind stores its
+    bundle is the kind's (:mod:`certpolicy.kube.targets`): a ClusterTrustBundle's PEM is its
+    ``spec.trustBundle``, reported under that key."""
+    from certpolicy.kube.targets import target_kind
     from certpolicy.pki.load import load_certificates
 
     meta = obj.get("metadata") or {}
     kind = kind or obj.get("kind") or ("Secret" if "type" in obj else "ConfigMap")
     certs, problems = [], []
     raw: dict[str, bytes] = {}
-    if kind == "ClusterTrustBundle":
-        pem = (obj.get("spec") or {}).get("trustBundle")
-        if isinstance(pem, str):
-            raw["trustBundle"] = pem.encode()
-    elif kind == "ConfigMap":
-        raw.update({k: v.encode() for k, v in (obj.get("data") or {}).items()})
-        for k, v in (obj.get("binaryData") or {}).items():
-            try:
-                raw[k] = base64.b64decode(v)
-            except (binascii.Error, ValueError):
-                problems.append((k, ("not valid base64",)))
-    else:
-        for k, v in (obj.get("data") or {}).items():
-            try:
-                raw[k] = base64.b64decode(v)
-            except (binascii.Error, ValueError):
-                problems.append((k, ("not valid base64",)))
+    for k, value in target_kind(kind).contents(obj).items():
+        if value is None:
+            problems.append((k, ("not valid base64",)))
+        else:
+            raw[k] = value
     for k, data in sorted(raw.items()):
         if k.endswith((".p12", ".pfx", ".jks")):
             continue  # encoded truststores: verified by their writer, not read as PEM here

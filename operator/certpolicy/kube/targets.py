@@ -36,6 +36,13 @@ def _b64decode(value: str | None) -> bytes | None:
         return b""  # present but unreadable: merged as an empty bundle, then rewritten
 
 
+def _b64_or_none(value: Any) -> bytes | None:
+    try:
+        return base64.b64decode(value)
+    except (binascii.Error, ValueError, TypeError):
+        return None
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -83,6 +90,11 @@ class TargetKind(ApiKind):
         """The truststore file stored at ``key``; None when absent or unreadable."""
         return None
 
+    def contents(self, obj: Obj) -> dict[str, bytes | None]:
+        """Every key the object holds and its bytes (None: present but not decodable), for the
+        inventory's view of a bundle object."""
+        raise NotImplementedError
+
     def render(self, current: Obj | None, key: str, pem: bytes, stores: Mapping[str, bytes]) -> dict[str, Any]:
         """The top-level fields to write (each replaces the object's field as a whole): the current
         content with ``pem`` at ``key`` and each truststore at its key, everything else kept."""
@@ -99,6 +111,11 @@ class ConfigMapTarget(TargetKind):
 
     def read_store(self, obj: Obj | None, key: str) -> bytes | None:
         return _b64decode(((obj or {}).get("binaryData") or {}).get(key)) or None
+
+    def contents(self, obj: Obj) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
+        out.update({k: _b64_or_none(v) for k, v in (obj.get("binaryData") or {}).items()})
+        return out
 
     def render(self, current: Obj | None, key: str, pem: bytes, stores: Mapping[str, bytes]) -> dict[str, Any]:
         data = dict((current or {}).get("data") or {})
@@ -121,6 +138,9 @@ class SecretTarget(TargetKind):
     def read_store(self, obj: Obj | None, key: str) -> bytes | None:
         return _b64decode(((obj or {}).get("data") or {}).get(key)) or None
 
+    def contents(self, obj: Obj) -> dict[str, bytes | None]:
+        return {k: _b64_or_none(v) for k, v in (obj.get("data") or {}).items()}
+
     def render(self, current: Obj | None, key: str, pem: bytes, stores: Mapping[str, bytes]) -> dict[str, Any]:
         data = dict((current or {}).get("data") or {})
         data[key] = _b64(pem)
@@ -138,6 +158,10 @@ class ClusterTrustBundleTarget(TargetKind):
 
     def render(self, current: Obj | None, key: str, pem: bytes, stores: Mapping[str, bytes]) -> dict[str, Any]:
         return {"spec": {**((current or {}).get("spec") or {}), CTB_KEY: pem.decode()}}
+
+    def contents(self, obj: Obj) -> dict[str, bytes | None]:
+        pem = self.read_pem(obj, CTB_KEY)
+        return {CTB_KEY: pem} if pem is not None else {}
 
 
 TARGET_KINDS: dict[str, TargetKind] = {

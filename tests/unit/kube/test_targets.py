@@ -44,3 +44,12 @@ def test_paths_scope_and_watches():
     assert {w.path for w in watches.values()} == {"/api/v1/configmaps", "/api/v1/secrets",
                                                   "/apis/certificates.k8s.io/v1beta1/clustertrustbundles"}
     assert all(w.label_selector == BUNDLE_LABEL and not w.metadata_only for w in watches.values())
+
+
+def test_contents_lists_every_key_and_marks_undecodable_values():
+    assert target_kind("ConfigMap").contents({"data": {"ca.crt": "pem"}, "binaryData": {"t.p12": "AAE=", "bad": "A"}}) == {
+        "ca.crt": b"pem", "t.p12": b"\x00\x01", "bad": None}
+    assert target_kind("Secret").contents({"data": {"ca.crt": base64.b64encode(PEM).decode(), "bad": "A"}}) == {
+        "ca.crt": PEM, "bad": None}
+    assert target_kind("ClusterTrustBundle").contents({"spec": {"trustBundle": PEM.decode()}}) == {"trustBundle": PEM}
+    assert target_kind("ClusterTrustBundle").contents({"spec": {}}) == {}
