@@ -1,0 +1,138 @@
+"""Pods that read a leaf or a trust bundle only when they start, on a real API server.
+
+There is no kubelet here: Pods stay Pending, so the test plays the kubelet's part by writing
+``status.startTime`` (the operator judges Pods by it) and the Deployment controller's part by
+replacing a Pod once its Deployment's template was stamped. What is checked is what the operator
+reads and writes: the subPath report outside rotations, the rotation waiting at step 2 for a Pod
+that loads its truststore at start (annotation), the rollout restart of the Deployment owning a
+Pod that takes its leaf through ``env`` (``kubectl.kubernetes.io/restartedAt``, once), and the
+rotation completing once the replacement Pods started.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from kubernetes import client
+from kubewait import wait_for
+
+GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def _started(core_v1, ns: str, name: str, at: dt.datetime) -> None:
+    """What the kubelet reports once a Pod runs (second precision, as it does)."""
+    core_v1.patch_namespaced_pod_status(name, ns, {"status": {
+        "startTime": at.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")}})
+
+
+def _pod(core_v1, ns: str, name: str, *, env_secret: str | None = None, bundle: str | None = None,
+         sub_path: bool = False, trust_at_start: bool = False, replica_set: str | None = None,
+         started: dt.datetime | None = None) -> None:
+    container: dict = {"name": "app", "image": "example.invalid/app:1"}
+    volumes = []
+    if env_secret:
+        container["env"] = [{"name": "TLS_CRT", "valueFrom": {"secretKeyRef": {"name": env_secret, "key": "tls.crt"}}}]
+    if bundle:
+        volumes.append({"name": "trust", "configMap": {"name": bundle}})
+        mount = {"name": "trust", "mountPath": "/trust/ca.crt" if sub_path else "/trust"}
+        if sub_path:
+            mount["subPath"] = "ca.crt"
+        container["volumeMounts"] = [mount]
+    meta: dict = {"name": name, "labels": {"app": name.split("-")[0]}}
+    if trust_at_start:
+        meta["annotations"] = {"certpolicy.io/trust-loaded-at-start": "true"}
+    if replica_set:
+        meta["labels"]["pod-template-hash"] = replica_set.rsplit("-", 1)[1]
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replica_set,
+                                    "uid": str(uuid.uuid4()), "controller": True}]
+    core_v1.create_namespaced_pod(ns, {"metadata": meta, "spec": {"containers": [container], "volumes": volumes}})
+    if started is not None:
+        _started(core_v1, ns, name, started)
+
+
+def _events(core_v1, name: str, reason: str) -> list[str]:
+    return [e.message for e in core_v1.list_event_for_all_namespaces(
+        field_selector=f"involvedObject.name={name},reason={reason}").items]
+
+
+def test_pods_reading_at_start_are_reported_waited_for_and_restarted_once(
+        operator, custom_api, core_v1, api_client, policies, namespace, unique_name):
+    ns = namespace
+    apps = client.AppsV1Api(api_client)
+    policies({
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
+        "spec": {
+            "selector": {"names": [{"namespace": ns, "name": "web-tls"}]},
+            "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"]},
+            "ca": {"secretName": f"{unique_name}-ca"},
+            "trustBundles": [{"configMap": {"name": "rot-ca"}, "namespaces": [ns]}],
+            "issuance": [{"secretName": "web-tls", "namespace": ns, "dnsNames": ["web.pods.test"]}],
+            "rotation": {"propagationDelay": "0s", "restartWorkloads": True},
+        },
+    })
+
+    def status() -> dict:
+        return custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name).get("status") or {}
+
+    def rotation() -> dict:
+        return status().get("rotation") or {}
+
+    wait_for(lambda: (status().get("issued") or {}).get("ready") == 1, timeout=60, what="leaf issued")
+    hour_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+
+    # Outside rotations: a bundle target mounted through subPath is reported, with an event on the Pod.
+    _pod(core_v1, ns, "legacy-0", bundle="rot-ca", sub_path=True, started=hour_ago)
+    st = wait_for(lambda: (s := status()).get("subPathMounts") and s, timeout=30, what="subPath bundle reported")
+    assert st["subPathMounts"] == [{"namespace": ns, "pod": "legacy-0", "secret": "rot-ca"}]
+    assert any("ConfigMap rot-ca is mounted with subPath" in m for m in _events(core_v1, "legacy-0", "SubPathMount"))
+    core_v1.delete_namespaced_pod("legacy-0", ns)
+    wait_for(lambda: not status().get("subPathMounts"), timeout=30, what="report cleared")
+
+    # A Java-like Pod (no owner) loads the bundle at start; a Deployment's Pod takes its leaf through env.
+    apps.create_namespaced_deployment(ns, {
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1"}]}}}})
+    _pod(core_v1, ns, "java-0", bundle="rot-ca", trust_at_start=True, started=hour_ago)
+    _pod(core_v1, ns, "web-5d4f8-aaaaa", env_secret="web-tls", replica_set="web-5d4f8", started=hour_ago)
+    custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
+                                           {"metadata": {"annotations": {"certpolicy.io/rotate": "pods"}}})
+
+    # Step 2 holds: java-0 read the bundle before it held the new CA, and it has no owner to restart.
+    rot = wait_for(lambda: (r := rotation()).get("step") == 2 and (r.get("workloads") or {}).get("waiting") and r,
+                   timeout=60, what="step 2 waits for the Pod that loads its truststore at start")
+    assert rot["workloads"]["waiting"] == [f"{ns}/java-0"] and "java-0" in rot["message"]
+    assert any(f"{ns}/java-0" in m for m in _events(core_v1, unique_name, "RotationWaitingForPods"))
+    assert RESTARTED_AT not in (apps.read_namespaced_deployment("web", ns).spec.template.metadata.annotations or {})
+    # Someone restarts it: the new Pod started after the bundle held the new CA.
+    core_v1.delete_namespaced_pod("java-0", ns)
+    _pod(core_v1, ns, "java-1", bundle="rot-ca", trust_at_start=True,
+         started=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1))
+
+    # Step 4: web's Pod took the old leaf through env; its Deployment is rollout-restarted, once.
+    def stamped():
+        annotations = apps.read_namespaced_deployment("web", ns).spec.template.metadata.annotations or {}
+        return annotations.get(RESTARTED_AT)
+
+    stamp = wait_for(stamped, timeout=60, what="the Deployment's pod template stamped like kubectl rollout restart")
+    # The status is written after the pass's actions: wait for the pass that stamped it.
+    rot = wait_for(lambda: (r := rotation()).get("step") == 4 and (r.get("workloads") or {}).get("restarted") and r,
+                   timeout=30, what="step 4 records the restart")
+    assert rot["workloads"]["restarted"] == [f"4:Deployment/{ns}/web"], rot
+    assert f"{ns}/web-5d4f8-aaaaa" in rot["workloads"]["waiting"]
+    assert any(f"Deployment/{ns}/web" in m for m in _events(core_v1, unique_name, "RotationRestartedWorkload"))
+    # The Deployment controller's part: a new Pod replaces the old one.
+    core_v1.delete_namespaced_pod("web-5d4f8-aaaaa", ns)
+    _pod(core_v1, ns, "web-7c9b2-bbbbb", env_secret="web-tls", replica_set="web-7c9b2",
+         started=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1))
+
+    def completed():
+        r = rotation()
+        hist = r.get("history") or []
+        return not r.get("id") and hist and hist[0]["id"] == "pods" and hist[0]["outcome"] == "Completed"
+
+    wait_for(completed, timeout=90, what="rotation completed once the Pods restarted")
+    assert stamped() == stamp  # restarted once, never again
