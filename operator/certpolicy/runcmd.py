@@ -139,20 +139,28 @@ def run(args: argparse.Namespace) -> int:
             elector.wait_leading()
         finally:
             health.stop()  # kopf serves the same address from now on
-    stop_flag = threading.Event()
+    stop_flag = None
     if elector is not None:
+        stop_flag = threading.Event()
         elector.on_lost = lambda: _stop_after_loss(stop_flag)
+
+        @kopf.on.cleanup()
+        def hand_over(**_) -> None:
+            """kopf has stopped its handlers: close the gate and release the Lease (when still
+            held), so the standby takes over at its next read; a pass still running in a thread
+            can no longer write. Then set the stop flag, which kopf waits on in a thread of its own:
+            left unset, that thread would hold up the process's exit."""
+            elector.stop(release=True)
+            stop_flag.set()
 
     # standalone: kopf's peering is not leader election (and would write KopfPeering objects);
     # the Lease above decides which replica runs kopf at all (docs/operations.md, "High availability").
     kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, stop_flag=stop_flag,
              memo=kopf.Memo(api_client=api_client, inventory=inventory))
-    if elector is not None:
-        if elector.lost.is_set():
-            log.error("exiting after losing the leader Lease (status %d): the Pod restarts as a standby",
-                      EXIT_LEADERSHIP_LOST)
-            return EXIT_LEADERSHIP_LOST
-        elector.stop(release=True)
+    if elector is not None and elector.lost.is_set():
+        log.error("exiting after losing the leader Lease (status %d): the Pod restarts as a standby",
+                  EXIT_LEADERSHIP_LOST)
+        return EXIT_LEADERSHIP_LOST
     return 0
 
 
