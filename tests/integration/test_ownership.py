@@ -122,10 +122,13 @@ def test_an_applications_configmap_is_written_only_when_it_opts_in(operator, pol
     assert condition(st, "Degraded")["reason"] == "BundleTargetNotOwned"
     assert f"{INJECT_CA_FROM}={unique_name}" in condition(st, "Degraded")["message"]
     assert_untouched(core_v1, app, "config_map")
-    # The application's owner opts in (to a key of its own): now the CA is merged, config.yaml kept.
+    # The policy moves to a key of its own, then the application's owner opts in (what is opted in
+    # is the policy as it is: the spec change is observed first): the CA is merged, config.yaml kept.
+    gen = custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {"spec": {"trustBundles": [
+        {"configMap": {"name": "app-config", "key": "ca.crt"}, "namespaces": [ns]}]}})["metadata"]["generation"]
+    wait_for(lambda: status(custom_api, unique_name).get("observedGeneration") == gen, timeout=30,
+             what="the new key observed")
     core_v1.patch_namespaced_config_map("app-config", ns, {"metadata": {"annotations": {INJECT_CA_FROM: unique_name}}})
-    custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {"spec": {"trustBundles": [
-        {"configMap": {"name": "app-config", "key": "ca.crt"}, "namespaces": [ns]}]}})
     cm = wait_for(lambda: (lambda c: c if "ca.crt" in (c.data or {}) else None)(
         core_v1.read_namespaced_config_map("app-config", ns)), timeout=30, what="the opted-in ConfigMap written")
     assert cm.data["config.yaml"] == "listen: 8443\n"
