@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -32,6 +32,8 @@ RECONCILE_DURATION = Histogram(
 )
 EVENTS_POSTED = Counter("certpolicy_events_posted_total", "Kubernetes Events posted by the operator.", ["type"])
 STATUS_WRITES = Counter("certpolicy_status_writes_total", "CertificatePolicy status patches.")
+LEADER = Gauge("certpolicy_leader", "1 while this replica holds the leader Lease (or runs without leader "
+                                    "election) and may write; 0 for a standby.")
 
 
 def _cn(subject: str) -> str:

@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     tune_gc()
     api_client = new_api_client()
     inventory = Inventory(api_client).start()
+    metrics.COLLECTOR.inventory = inventory  # a standby's watches are scraped too
 
     import kopf
 
@@ -134,15 +135,17 @@ def run(args: argparse.Namespace) -> int:
         health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}").start()
         log.info("standby: inventory warming, waiting for Lease %s/%s as %s", config.namespace, config.name,
                  config.identity)
+        metrics.LEADER.set(0)
         elector.start()
         try:
             elector.wait_leading()
         finally:
             health.stop()  # kopf serves the same address from now on
+    metrics.LEADER.set(1)
     stop_flag = None
     if elector is not None:
         stop_flag = threading.Event()
-        elector.on_lost = lambda: _stop_after_loss(stop_flag)
+        elector.on_lost = lambda: (metrics.LEADER.set(0), _stop_after_loss(stop_flag))
 
         @kopf.on.cleanup()
         def hand_over(**_) -> None:

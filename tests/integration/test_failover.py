@@ -39,6 +39,7 @@ from certpolicy.kube.crd import install_crd
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.localcluster import LocalCluster
+from certpolicy.localcluster.cluster import free_port
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 OPERATOR_NS = "certpolicy-system"
@@ -110,8 +111,10 @@ def ha():
 class Replicas:
     def __init__(self, cluster, tmp_path, lease: str, timing: list[str]):
         self.cluster, self.lease = cluster, lease
+        self.metrics = {name: free_port() for name in ("replica-a", "replica-b")}
         self.procs = {name: OperatorProcess(cluster, tmp_path / f"{name}.log",
-                                            args=["--identity", name, "--lease-name", lease, *timing])
+                                            args=["--identity", name, "--lease-name", lease, *timing,
+                                                  "--metrics-port", str(self.metrics[name])])
                       for name in ("replica-a", "replica-b")}
 
     def __getitem__(self, name: str) -> OperatorProcess:
@@ -126,6 +129,13 @@ class Replicas:
 
 def lease_spec(raw: RawClient, name: str) -> dict:
     return raw.get(f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NS}/leases/{name}")["spec"]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The replica's /metrics, as {series: value} (no labels parsed: the series line as is)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # noqa: S310 - loopback
+        lines = resp.read().decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line and not line.startswith("#")}
 
 
 def health(op: OperatorProcess) -> dict | None:
@@ -193,7 +203,18 @@ def start_pair(ha_cluster, api, tmp_path, timing: list[str]) -> tuple[Replicas, 
     replicas["replica-b"].start()
     standby = wait_for(lambda: health(replicas["replica-b"]), timeout=60, what="replica-b's standby /healthz")
     assert standby["role"] == "standby" and standby["watches"] == "ok", standby
+    leader, warm = scrape(replicas.metrics["replica-a"]), scrape(replicas.metrics["replica-b"])
+    assert leader["certpolicy_leader"] == 1 and warm["certpolicy_leader"] == 0
     return replicas, raw
+
+
+def wait_standby_warm(replicas: Replicas) -> float:
+    """The standby's inventory holds the TLS Secrets the leader's does (the policy's CA and leaves
+    among them), though it wrote none of them."""
+    def same():
+        a, b = (scrape(replicas.metrics[r])["certpolicy_inventory_secrets"] for r in ("replica-a", "replica-b"))
+        return a == b >= 3 and b
+    return wait_for(same, timeout=30, what="the standby's inventory holds what the leader's does")
 
 
 def assert_one_writer(writes: list[Write], old: str, new: str, new_acquired: dt.datetime) -> tuple[int, int]:
@@ -232,6 +253,7 @@ def test_leader_killed_during_rotation_standby_takes_over_within_the_lease(ha, t
     try:
         _, namespaces = setup_policy(api, name, propagation="8s")
         old_ca = wait_for(lambda: settled(api, name), timeout=90, what="CA, bundles and leaves in place")["ca"]["fingerprint"]
+        wait_standby_warm(replicas)
         rotate(api, name, "kill")
         wait_for(lambda: (status(api, name).get("rotation") or {}).get("step", 0) >= 2, timeout=60, interval=0.05,
                  what="rotation in step 2")
@@ -326,6 +348,7 @@ def test_leader_stopped_cleanly_hands_over_at_the_next_read(ha, tmp_path):
     try:
         _, namespaces = setup_policy(api, name, propagation="8s")
         old_ca = wait_for(lambda: settled(api, name), timeout=90, what="CA, bundles and leaves in place")["ca"]["fingerprint"]
+        wait_standby_warm(replicas)
         rotate(api, name, "term")
         wait_for(lambda: (status(api, name).get("rotation") or {}).get("step", 0) >= 2, timeout=60, interval=0.05,
                  what="rotation in step 2")
