@@ -10,7 +10,8 @@ Two replicas run; the one holding the Lease is the leader and the only one that 
   its takeovers after a crash take 15-19 s): the change is dated to the previous successful read
   (the last one that still saw the old record), but never earlier than one retry period before
   the read that saw it. That date is never after the renewal, so a takeover comes at most 15 s
-  after the leader's last renewal, and never less than 13 s after it: the leader's write gate
+  after the leader's last renewal (plus the latency of the candidate's own requests), and never
+  less than 13 s after it: the leader's write gate
   closed at renewal + 10 s, so at least 3 s pass with no writer at all. The candidate's next try
   is scheduled at the expiry itself (no jitter: two replicas do not stampede).
 - ``renewDeadline`` (10 s): how long the leader keeps trying to renew before it gives up. Its
