@@ -130,7 +130,8 @@ def test_an_applications_configmap_is_written_only_when_it_opts_in(operator, pol
              what="the new key observed")
     core_v1.patch_namespaced_config_map("app-config", ns, {"metadata": {"annotations": {INJECT_CA_FROM: unique_name}}})
     cm = wait_for(lambda: (lambda c: c if "ca.crt" in (c.data or {}) else None)(
-        core_v1.read_namespaced_config_map("app-config", ns)), timeout=30, what="the opted-in ConfigMap written")
+        core_v1.read_namespaced_config_map("app-config", ns)), timeout=60,
+        what="the opted-in ConfigMap written (a target that is not ours is looked at again every 30 s)")
     assert cm.data["config.yaml"] == "listen: 8443\n"
 
 

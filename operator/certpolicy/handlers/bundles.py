@@ -12,6 +12,7 @@ own: one store updated and another forgotten is exactly the outage this guards a
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import binascii
 import functools
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +42,7 @@ from certpolicy.pki.truststore import (
 from certpolicy.policy.bundleref import BundleRef
 
 MAX_LISTED_TARGETS = 100
+NOT_MANAGED_RECHECK = dt.timedelta(seconds=30)  # how soon a target that is not ours is looked at again
 #: Bundle target states that make the policy Degraded, and the reason they are reported under.
 TARGET_FAILURES = {"Error": "BundleTargetFailed", "NotManaged": "BundleTargetNotOwned",
                    "Refused": "BundleTargetRefused", "Conflict": "BundleTargetConflict",
@@ -375,4 +377,8 @@ def bundles_stage(ctx: PassContext, *, trusted: Sequence[x509.Certificate], reti
     for t in report.targets:
         if t.state in TARGET_FAILURES:
             ctx.out.problems.append(Problem(TARGET_FAILURES[t.state], f"{t.kind} {t.namespace}/{t.name}: {t.message}"))
+        if t.state == "NotManaged":
+            # An object someone else owns is not watched (it carries no bundle label), so its
+            # owner opting in later is noticed by looking again: one read per target, no write.
+            ctx.out.wake_by(ctx.now + NOT_MANAGED_RECHECK)
     ctx.out.status["bundleTargets"] = report.status()
