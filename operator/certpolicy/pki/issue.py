@@ -14,6 +14,7 @@ certificate that was issued a moment ago.
 """
 
 from __future__ import annotations
+from typing import TypeAlias
 
 import datetime as dt
 import ipaddress
@@ -29,7 +30,7 @@ from cryptography.x509.oid import NameOID
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.pki.inspect import EKU_BY_NAME
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 KEY_ALGORITHMS = ("ECDSAP256", "ECDSAP384", "RSA2048", "RSA3072", "RSA4096")
 
@@ -75,7 +76,7 @@ def generate_key(algorithm: str = "ECDSAP256") -> PrivateKey:
     raise ValueError(f"unknown key algorithm {algorithm!r}; expected one of {', '.join(KEY_ALGORITHMS)}")
 
 
-def _signature_hash(key: PrivateKey) -> hashes.HashAlgorithm:
+def _signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256:
         return hashes.SHA384()
     return hashes.SHA256()

@@ -118,10 +118,10 @@ class _Reader:
         return out
 
     def u2(self) -> int:
-        return struct.unpack(">H", self.take(2))[0]
+        return int(struct.unpack(">H", self.take(2))[0])
 
     def u4(self) -> int:
-        return struct.unpack(">I", self.take(4))[0]
+        return int(struct.unpack(">I", self.take(4))[0])
 
     def utf(self) -> str:
         # Java's modified UTF-8; aliases and certificate types are ASCII in practice.

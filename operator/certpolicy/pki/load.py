@@ -26,7 +26,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias, TypeGuard
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -56,7 +56,7 @@ MAX_CERTIFICATES = 10_000
 #: Problems recorded for one input; the rest are counted, not listed.
 MAX_PROBLEMS = 20
 
-PrivateKey = (
+PrivateKey: TypeAlias = (
     rsa.RSAPrivateKey
     | ec.EllipticCurvePrivateKey
     | ed25519.Ed25519PrivateKey
@@ -474,7 +474,7 @@ _SIGNING_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519P
 _SIGNING_TYPES: dict[type, bool] = {}
 
 
-def _can_sign(key: Any) -> bool:
+def _can_sign(key: Any) -> TypeGuard[PrivateKey]:
     """isinstance() against cryptography's key ABCs is slow; the answer per concrete type is not."""
     t = type(key)
     ok = _SIGNING_TYPES.get(t)

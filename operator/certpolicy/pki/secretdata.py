@@ -141,7 +141,7 @@ def material_from_manifest(secret: Any, *, password: bytes | None = None) -> Sec
         for k, v in (secret.get("stringData") or {}).items():
             data[k] = v.encode() if isinstance(v, str) else v
     else:
-        stype, data = getattr(secret, "type", None), getattr(secret, "data", None)
+        stype, data = getattr(secret, "type", None), dict(getattr(secret, "data", None) or {})
     return material_from_secret(stype, data, password=password)
 
 

@@ -214,7 +214,7 @@ class _Run:
 
         chain = self.chain
         trusted = chain is not None and chain.trusted
-        if trusted:
+        if chain is not None and trusted:
             path, path_fps = chain.certificates, chain.path
             last = len(path) - 1
             for i in range(1, len(path)):

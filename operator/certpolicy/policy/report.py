@@ -7,6 +7,7 @@ a cluster. Status stays small at any scale: counts plus the ``MAX_VIOLATIONS`` w
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ class PolicyReport:
     compliant: int
     violating: int
     expiring_soon: int
-    violations: tuple[dict, ...]
+    violations: tuple[dict[str, Any], ...]
     findings_by_namespace: tuple[tuple[str, str, str, int], ...]  # (namespace, reason, severity, count of Secrets)
     compliant_reason: str
     compliant_message: str
@@ -70,7 +71,7 @@ class PolicyReport:
                 "expiringSoon": self.expiring_soon}
 
 
-def _severity_rank(result: SecretResult) -> tuple:
+def _severity_rank(result: SecretResult) -> tuple[int, int, str, str]:
     worst = result.evaluation.worst_severity
     return (-(int(worst) if worst is not None else -1), -len(result.problems), result.namespace, result.name)
 
@@ -89,7 +90,7 @@ def build_report(results: Sequence[SecretResult], now: dt.datetime, *,
             **({"kind": r.kind} if r.store else {}),
             "namespace": r.namespace,
             "name": r.name,
-            "severity": r.evaluation.worst_severity.name.capitalize(),
+            "severity": (r.evaluation.worst_severity or Severity.INFO).name.capitalize(),
             "reasons": list(r.signature),
             "message": r.problems[0].message[:512],
         }

@@ -8,7 +8,6 @@ as names; an IP written into a DNS SAN matches nothing and is reported as such.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 
 from certpolicy.pki.inspect import CertSummary
 from certpolicy.policy.findings import CertRef, Finding, Role, finding
@@ -23,28 +22,31 @@ def check_names(req: Requirements, leaf: CertSummary) -> list[Finding]:
 
     # The leaf's name and reference are built only if a finding needs them: turning a subject
     # into a string costs more than all the matching below.
-    def add(reason: str, text: Callable[[str], str]) -> None:
-        out.append(finding(reason, text(leaf.display_name), CertRef.of(Role.LEAF, leaf)))
+    def add(reason: str, message: str) -> None:
+        out.append(finding(reason, message, CertRef.of(Role.LEAF, leaf)))
+
+    def name() -> str:  # only rendered when there is a finding to report
+        return leaf.display_name
 
     if not leaf.has_san:
         if req.require_san:
             cn = f"only CN={leaf.common_name}" if leaf.common_name else "and no CN either"
-            add("NoSubjectAltName", lambda n: f"leaf '{n}' has no subjectAltName ({cn}); clients match SANs, not the CN")
+            add("NoSubjectAltName", f"leaf '{name()}' has no subjectAltName ({cn}); clients match SANs, not the CN")
         for required in req.required_dns_names:
-            add("MissingRequiredDNSName", lambda n, r=required: f"leaf '{n}' does not cover required DNS name '{r}' (it has no SANs)")
+            add("MissingRequiredDNSName", f"leaf '{name()}' does not cover required DNS name '{required}' (it has no SANs)")
         for ip in req.required_ip_addresses:
-            add("MissingRequiredIPAddress", lambda n, ip=ip: f"leaf '{n}' lacks required IP address {ip} (it has no SANs)")
+            add("MissingRequiredIPAddress", f"leaf '{name()}' lacks required IP address {ip} (it has no SANs)")
         return out
 
     dns = [normalize_dns(n) for n in leaf.dns_names]
     for san in dns:
         if _is_ip_literal(san):
-            add("InvalidDNSName", lambda n, san=san: f"leaf '{n}' has IP address '{san}' as a DNS SAN; clients match IP addresses only against IP SANs")
+            add("InvalidDNSName", f"leaf '{name()}' has IP address '{san}' as a DNS SAN; clients match IP addresses only against IP SANs")
         elif not is_valid_dns_san(san):
-            add("InvalidDNSName", lambda n, san=san: f"leaf '{n}' has DNS SAN '{san}', which is not a valid host name or one-label wildcard; clients will not match it")
+            add("InvalidDNSName", f"leaf '{name()}' has DNS SAN '{san}', which is not a valid host name or one-label wildcard; clients will not match it")
         if req.allowed_dns_names and not any(pattern_allows(p, san) for p in req.allowed_dns_names):
             patterns = quoted(req.allowed_dns_names)
-            add("DNSNameNotAllowed", lambda n, san=san: f"leaf '{n}' has DNS name '{san}', not allowed by allowedDNSNames [{patterns}]")
+            add("DNSNameNotAllowed", f"leaf '{name()}' has DNS name '{san}', not allowed by allowedDNSNames [{patterns}]")
 
     ips = []
     for text in leaf.ip_addresses:
@@ -56,16 +58,16 @@ def check_names(req: Requirements, leaf: CertSummary) -> list[Finding]:
         ranges = quoted(req.allowed_ip_ranges)
         for ip in ips:
             if not _in_ranges(ip, req.allowed_ip_ranges):
-                add("IPAddressNotAllowed", lambda n, ip=ip: f"leaf '{n}' has IP address {ip}, outside allowedIPRanges [{ranges}]")
+                add("IPAddressNotAllowed", f"leaf '{name()}' has IP address {ip}, outside allowedIPRanges [{ranges}]")
 
     for required in req.required_dns_names:
         if not any(san_covers(san, required) for san in dns):
             have = quoted(dns, "no DNS names")
-            add("MissingRequiredDNSName", lambda n, r=required: f"leaf '{n}' does not cover required DNS name '{r}' (has: {have})")
+            add("MissingRequiredDNSName", f"leaf '{name()}' does not cover required DNS name '{required}' (has: {have})")
     for want in req.required_ip_addresses:
         if not any(_same_ip(want, ip) for ip in ips):
             have_ips = quoted(ips, "no IP addresses")
-            add("MissingRequiredIPAddress", lambda n, w=want: f"leaf '{n}' lacks required IP address {w} (has: {have_ips})")
+            add("MissingRequiredIPAddress", f"leaf '{name()}' lacks required IP address {want} (has: {have_ips})")
     return out
 
 
