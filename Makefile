@@ -1,11 +1,12 @@
 # The two commands: `make demo` runs the operator's main job on a local control plane it starts
 # itself; `make test` runs the whole test suite. Both install what they need on first use.
+# `make e2e` (root) adds a real node, builds the image and runs tests/e2e against it (opt-in).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test unit integration bench deps system-deps binaries clean
+.PHONY: demo test unit integration e2e bench deps system-deps node-deps binaries node-binaries clean
 
 demo: deps binaries
 	$(BIN)/certpolicy demo $(if $(KEEP),--keep)
@@ -19,6 +20,11 @@ unit: deps
 integration: deps binaries
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
+# The e2e suite on a local node: containerd + kubelet + kube-proxy + controller-manager +
+# scheduler, the operator image built from the Dockerfile and installed from manifests/.
+e2e: deps binaries node-deps node-binaries
+	CERTPOLICY_TEST_BACKEND=node $(BIN)/pytest tests/e2e -s $(PYTEST_ARGS)
+
 bench: deps binaries
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
@@ -30,6 +36,13 @@ system-deps:
 # kube-apiserver and kubectl: built once from the Go module proxy, then cached (~/.cache/certpolicy).
 binaries: deps
 	@$(BIN)/certpolicy local-cluster --build-only >/dev/null
+
+node-deps:
+	@scripts/install-system-deps.sh --node
+
+# kubelet, kube-controller-manager, kube-scheduler, kube-proxy: same module, same cache.
+node-binaries: deps
+	@$(BIN)/certpolicy local-cluster --build-only --node >/dev/null
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -2,15 +2,28 @@
 # Installs what the tests and the demo need from the OS, when it is missing:
 #   etcd (Debian's etcd-server) and Go (to build kube-apiserver/kubectl once, cached per user).
 # Set CERTPOLICY_ASSETS to a directory with etcd, kube-apiserver and kubectl to skip all of this.
+# With --node, also what a local node and the image builds need (make e2e): containerd, runc,
+# the CNI plugins, iptables, debootstrap, buildah, gcc.
 set -euo pipefail
 
-if [[ -n "${CERTPOLICY_ASSETS:-}" && -x "${CERTPOLICY_ASSETS}/etcd" && -x "${CERTPOLICY_ASSETS}/kube-apiserver" ]]; then
+node=0
+[[ "${1:-}" == "--node" ]] && node=1
+
+if ((node == 0)) && [[ -n "${CERTPOLICY_ASSETS:-}" && -x "${CERTPOLICY_ASSETS}/etcd" && -x "${CERTPOLICY_ASSETS}/kube-apiserver" ]]; then
   exit 0
 fi
 
 need=()
 command -v etcd >/dev/null 2>&1 || [[ -x /usr/bin/etcd ]] || need+=(etcd-server)
 command -v go >/dev/null 2>&1 || need+=(golang-go)
+if ((node)); then
+  for pair in containerd:containerd runc:runc iptables:iptables debootstrap:debootstrap buildah:buildah \
+              gcc:gcc ip:iproute2; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+  done
+  [[ -x /usr/lib/cni/bridge || -x /opt/cni/bin/bridge ]] || need+=(containernetworking-plugins)
+  [[ -f /usr/include/stdio.h ]] || need+=(libc6-dev)
+fi
 
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then

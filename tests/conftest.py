@@ -1,16 +1,14 @@
 """Shared fixtures: one real control plane per session, a fresh namespace per test, the operator in-process.
 
 Integration tests talk to a real kube-apiserver + etcd on loopback (see certpolicy.localcluster);
-nothing about the Kubernetes API is mocked. Set CERTPOLICY_TEST_BACKEND=kind to run the e2e tests
-against a kind cluster through pytest-kind on a machine with Docker.
+nothing about the Kubernetes API is mocked. The e2e tests (tests/e2e) run with
+CERTPOLICY_TEST_BACKEND=node (a local node, root) or =kind (pytest-kind, Docker).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -181,13 +179,6 @@ def operator(cluster, crd, operator_namespace, caplog, monkeypatch, audit):
                 audit.add("metrics", resp.read().decode())
     audit.add("operator log", caplog.text)
     assert runner.exception is None, runner.exception
-
-
-@pytest.fixture(scope="session")
-def docker_available() -> bool:
-    if not shutil.which("docker"):
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
 
 
 @pytest.fixture

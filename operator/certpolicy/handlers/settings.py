@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -86,7 +87,16 @@ async def login(**kwargs) -> kopf.AiohttpSession | None:
     Authorization header from the same ConnectionInfo) plus two things kopf has no setting for:
     this replica's user agent and the write gate on every request (see ``kube.writegate``).
     """
-    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    info = kopf.login_with_service_account(**kwargs)
+    if info is not None:
+        # kopf assumes https://kubernetes.default.svc, which needs cluster DNS; like client-go's
+        # in-cluster config (and certpolicy.kube.client), use the address the kubelet puts in the
+        # environment, so the operator keeps working when DNS does not (or, on a bare node, is absent).
+        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+        if host and port:
+            info = dataclasses.replace(info, server=f"https://{f'[{host}]' if ':' in host else host}:{port}")
+    else:
+        info = kopf.login_with_kubeconfig(**kwargs)
     if info is None:
         return None
     session = aiohttp.ClientSession(

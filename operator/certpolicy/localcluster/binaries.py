@@ -7,6 +7,10 @@ published ``v0.X.Y`` gives the genuine upstream binary. kubectl is built in the 
 (it shares most packages) so the demo and tests can use ``kubectl get/explain/wait`` exactly as a
 user would. The build takes minutes once; the result is cached per user, keyed by version.
 
+The node components (kubelet, kube-controller-manager, kube-scheduler, kube-proxy) come from the
+same module, the same way, into the same cache; they are built only when a node is asked for
+(``certpolicy local-cluster --node``), so the default control plane stays fast.
+
 etcd comes from the OS (Debian's ``etcd-server``) or the assets directory.
 
 The other Go tools the tests use (``helm`` for the chart, ``promtool`` for the alerting rules)
@@ -46,6 +50,10 @@ STAGING_FALLBACK = (
 ).split()
 
 
+CONTROL_PLANE = ("kube-apiserver", "kubectl")
+NODE = ("kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+
+
 class BinaryError(RuntimeError):
     """A binary cannot be found or built; the message says how to provide it."""
 
@@ -55,6 +63,16 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kubectl: Path
+
+
+@dataclass(frozen=True)
+class NodeBinaries:
+    """What a node adds to the control plane (containerd, runc and CNI plugins come from the OS)."""
+
+    kubelet: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kube_proxy: Path
 
 
 @dataclass(frozen=True)
@@ -93,6 +111,7 @@ GO_TOOLS: dict[str, GoTool] = {
 
 
 def cache_root() -> Path:
+    """~/.cache/certpolicy (or under $XDG_CACHE_HOME): every binary and image the project builds."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "certpolicy"
 
@@ -147,13 +166,14 @@ def _staging_modules(version: str, proxy: str) -> list[str]:
     return mods or list(STAGING_FALLBACK)
 
 
-def build_kubernetes(dest: Path, version: str = KUBERNETES_VERSION, log=sys.stderr) -> None:
-    """Build kube-apiserver and kubectl from the Go module proxy into ``dest``."""
+def build_kubernetes(dest: Path, commands: tuple[str, ...] = CONTROL_PLANE, version: str = KUBERNETES_VERSION,
+                     log=sys.stderr) -> None:
+    """Build ``commands`` (names under k8s.io/kubernetes/cmd) from the Go module proxy into ``dest``."""
     go = shutil.which("go")
     if not go:
         raise BinaryError(
-            "kube-apiserver is not cached and Go is not installed to build it: install Go >= 1.26, "
-            f"or point ${ASSETS_ENV} at a directory holding kube-apiserver, kubectl and etcd"
+            f"{', '.join(commands)} not cached and Go is not installed to build them: install Go >= 1.26, "
+            f"or point ${ASSETS_ENV} at a directory holding {', '.join(commands)}"
         )
     proxy = (os.environ.get("GOPROXY") or GO_PROXY_DEFAULT).split(",")[0]
     if proxy in ("direct", "off"):
@@ -180,8 +200,8 @@ def build_kubernetes(dest: Path, version: str = KUBERNETES_VERSION, log=sys.stde
     with tempfile.TemporaryDirectory(prefix="certpolicy-kubebuild-") as work:
         Path(work, "go.mod").write_text(gomod)
         env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod")
-        pkgs = ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl"]
-        print(f"certpolicy: building kube-apiserver and kubectl v{version} from the Go module proxy "
+        pkgs = [f"k8s.io/kubernetes/cmd/{name}" for name in commands]
+        print(f"certpolicy: building {', '.join(commands)} v{version} from the Go module proxy "
               "(first run only, several minutes)...", file=log, flush=True)
         steps = [
             [go, "get", *(f"{p}@v{version}" for p in pkgs)],
@@ -237,29 +257,47 @@ def ensure_tool(name: str, log=sys.stderr) -> Path:
     return cached
 
 
+def _assets_dir() -> Path | None:
+    assets_env = os.environ.get(ASSETS_ENV) or os.environ.get("KUBEBUILDER_ASSETS")
+    return Path(assets_env) if assets_env else None
+
+
+def _cached(commands: tuple[str, ...], log) -> Path:
+    """The Kubernetes cache directory with every one of ``commands`` in it, built once by whoever
+    asks first (under :func:`build_lock`); each build is staged, then each binary moved in
+    atomically, so a binary in the cache is always complete."""
+    cache = cache_dir()
+    with build_lock():
+        missing = tuple(name for name in commands if not _executable(cache / name))
+        if missing:
+            staging = Path(tempfile.mkdtemp(prefix="bin-", dir=cache))
+            try:
+                build_kubernetes(staging, missing, log=log)
+                for name in missing:
+                    os.replace(staging / name, cache / name)  # atomic: never a half-written binary
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return cache
+
+
 def ensure_binaries(log=sys.stderr) -> Binaries:
     """Find or build every binary; safe to call from several processes at once."""
-    assets_env = os.environ.get(ASSETS_ENV) or os.environ.get("KUBEBUILDER_ASSETS")
-    assets = Path(assets_env) if assets_env else None
+    assets = _assets_dir()
     if assets and _executable(assets / "kube-apiserver"):
         kubectl = assets / "kubectl"
         if not _executable(kubectl):
             kubectl = _cached_kubectl_or_path(log)
         return Binaries(etcd=find_etcd(assets), kube_apiserver=assets / "kube-apiserver", kubectl=kubectl)
     etcd = find_etcd(assets)
-    cache = cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first one's build
-        if not (_executable(cache / "kube-apiserver") and _executable(cache / "kubectl")):
-            staging = Path(tempfile.mkdtemp(prefix="bin-", dir=cache))
-            try:
-                build_kubernetes(staging, log=log)
-                for name in ("kube-apiserver", "kubectl"):
-                    os.replace(staging / name, cache / name)  # atomic: never a half-written binary
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+    cache = _cached(CONTROL_PLANE, log)
     return Binaries(etcd=etcd, kube_apiserver=cache / "kube-apiserver", kubectl=cache / "kubectl")
+
+
+def ensure_node_binaries(log=sys.stderr) -> NodeBinaries:
+    """Find (assets directory) or build (cache) kubelet, kube-controller-manager, kube-scheduler, kube-proxy."""
+    assets = _assets_dir()
+    where = assets if assets and all(_executable(assets / name) for name in NODE) else _cached(NODE, log)
+    return NodeBinaries(*(where / name for name in NODE))
 
 
 def _cached_kubectl_or_path(log) -> Path:

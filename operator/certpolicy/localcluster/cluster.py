@@ -1,9 +1,10 @@
 """A real Kubernetes control plane on loopback: etcd + kube-apiserver, like envtest in Go.
 
-Used by the integration tests, ``certpolicy local-cluster`` and ``certpolicy demo``. There is no
-kubelet, scheduler or controller-manager: Pods stay Pending, namespaces never finish deleting,
-and no ``default`` ServiceAccount or ``kube-root-ca.crt`` appears by itself (``ensure_namespace``
-creates the ServiceAccount a Pod needs). RBAC is on, so tests can prove least privilege.
+Used by the integration tests, ``certpolicy local-cluster`` and ``certpolicy demo``. By default
+there is no kubelet, scheduler or controller-manager: Pods stay Pending, namespaces never finish
+deleting, and no ``default`` ServiceAccount or ``kube-root-ca.crt`` appears by itself
+(``ensure_namespace`` creates the ServiceAccount a Pod needs). RBAC is on, so tests can prove
+least privilege. ``LocalCluster(node=True)`` adds one real node (see node.py): Pods run.
 
 The processes are started in their own session with a parent-death signal, so an interrupted or
 crashed test run never leaves an orphaned etcd or API server behind.
@@ -109,6 +110,8 @@ class LocalCluster:
     etcd_port: int = 0
     cluster_trust_bundles: bool = True  # serve the beta ClusterTrustBundle API (off on real clusters by default)
     audit_policy: str | None = None  # an audit.k8s.io/v1 Policy (YAML): the API server logs to audit_log
+    node: bool = False  # add a node (containerd, kubelet, kube-proxy, controller-manager, scheduler)
+    _node: object = None
     _procs: dict[str, _Proc] = field(default_factory=dict)
     _own_workdir: bool = False
     _ca: KeyPair | None = None
@@ -143,6 +146,11 @@ class LocalCluster:
         return self.workdir / "pki" / "ca.crt"
 
     def start(self, timeout: float = 60.0) -> None:
+        if self.node:
+            from certpolicy.localcluster.node import Node, check_host
+
+            check_host()  # before building or starting anything
+            self._node = Node(self)
         self.binaries = self.binaries or ensure_binaries(log=self.log)
         if self.workdir is None:
             # etcd's data on tmpfs when there is one: fsync-heavy writes become memory writes.
@@ -155,12 +163,21 @@ class LocalCluster:
         try:
             self._start_etcd(timeout)
             self.start_apiserver(timeout)
+            if self._node:
+                self._node.start()
         except BaseException:
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - started
 
+    @property
+    def node_handle(self):
+        """The running node (``certpolicy.localcluster.node.Node``), or None without ``node=True``."""
+        return self._node
+
     def stop(self) -> None:
+        if self._node:
+            self._node.stop()
         for name in ("kube-apiserver", "etcd"):
             proc = self._procs.get(name)
             if proc:
@@ -198,10 +215,14 @@ class LocalCluster:
             self._ca, common_name="kube-apiserver",
             dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                        "kubernetes.default.svc.cluster.local"],
-            ip_addresses=["127.0.0.1", SERVICE_IP], usages=["serverAuth"], validity=validity,
+            ip_addresses=["127.0.0.1", SERVICE_IP, *self._node_ips()], usages=["serverAuth"], validity=validity,
         )
         self._admin = issue_leaf(
             self._ca, common_name="certpolicy-admin", organization=["system:masters"],
+            usages=["clientAuth"], validity=validity,
+        )
+        kubelet_client = issue_leaf(  # the API server's identity towards the kubelet (logs, exec)
+            self._ca, common_name="kube-apiserver-kubelet-client", organization=["system:masters"],
             usages=["clientAuth"], validity=validity,
         )
         sa_key = generate_key("RSA2048")
@@ -209,6 +230,8 @@ class LocalCluster:
             "ca.crt": self._ca.cert_pem,
             "apiserver.crt": serving.cert_pem,
             "apiserver.key": serving.key_pem,
+            "kubelet-client.crt": kubelet_client.cert_pem,
+            "kubelet-client.key": kubelet_client.key_pem,
             "sa.key": sa_key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             ),
@@ -239,20 +262,28 @@ class LocalCluster:
         proc.start()
         self._wait_http(proc, f"http://127.0.0.1:{self.etcd_port}/health", timeout, tls=False)
 
+    def _node_ips(self) -> list[str]:
+        from certpolicy.localcluster.node import NODE_IP
+
+        return [NODE_IP] if self.node else []
+
     def start_apiserver(self, timeout: float = 60.0) -> None:
         self.api_port = self.api_port or free_port()
         pki = self.workdir / "pki"
+        # With a node, Pods reach the API server through the `kubernetes` Service (kube-proxy) at
+        # the address advertised here: the host's address on the Pod bridge, so it listens there too.
+        advertise = (self._node_ips() or ["127.0.0.1"])[0]
         argv = [
             str(self.binaries.kube_apiserver),
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={'0.0.0.0' if self.node else '127.0.0.1'}",
+            f"--advertise-address={advertise}",
             f"--secure-port={self.api_port}",
             f"--cert-dir={pki}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
-            "--authorization-mode=RBAC",
+            *([] if self.node else ["--authorization-mode=RBAC"]),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -260,6 +291,11 @@ class LocalCluster:
             "--profiling=false",
             "--v=1",
         ]
+        if self.node:
+            argv += ["--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+                     "--kubelet-preferred-address-types=InternalIP",
+                     f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+                     f"--kubelet-client-key={pki / 'kubelet-client.key'}"]
         if self.cluster_trust_bundles:
             # ClusterTrustBundle is beta and off by default in 1.36; served here so that trust
             # bundle targets of that kind are tested against the real API.
@@ -301,6 +337,10 @@ class LocalCluster:
         raise ClusterError(f"{proc.name} not ready after {timeout:.0f}s ({last}); last log lines:\n{_tail(proc.log)}")
 
     def _write_kubeconfig(self) -> None:
+        self.write_kubeconfig(self.kubeconfig, self._admin)
+
+    def write_kubeconfig(self, path: Path, client: KeyPair) -> Path:
+        """A kubeconfig for this cluster that authenticates with ``client``'s certificate."""
         b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
         config = {
             "apiVersion": "v1",
@@ -308,13 +348,14 @@ class LocalCluster:
             "clusters": [{"name": "local", "cluster": {
                 "server": self.server, "certificate-authority-data": b64(self._ca.cert_pem)}}],
             "users": [{"name": "admin", "user": {
-                "client-certificate-data": b64(self._admin.cert_pem),
-                "client-key-data": b64(self._admin.key_pem)}}],
+                "client-certificate-data": b64(client.cert_pem),
+                "client-key-data": b64(client.key_pem)}}],
             "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
             "current-context": "local",
         }
-        self.kubeconfig.write_text(yaml.safe_dump(config))
-        self.kubeconfig.chmod(0o600)
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
 
     def token_kubeconfig(self, token: str, path: Path) -> Path:
         """A kubeconfig that authenticates with a bearer token, e.g. a ServiceAccount's (RBAC tests)."""

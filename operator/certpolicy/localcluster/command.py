@@ -12,15 +12,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", type=Path, help="working directory (kubeconfig, logs, etcd data); default: a temp dir")
     parser.add_argument("--install-crd", action="store_true", help="install the CertificatePolicy CRD")
     parser.add_argument("--build-only", action="store_true", help="only obtain (build or find) the binaries")
+    parser.add_argument("--node", action="store_true",
+                        help="add one node (containerd, kubelet, kube-proxy, kube-controller-manager, "
+                             "kube-scheduler) so Pods really run; needs root (see docs/operations.md)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from certpolicy.localcluster import LocalCluster, ensure_binaries
+    from certpolicy.localcluster import LocalCluster, ensure_binaries, ensure_node_binaries
 
     if args.build_only:
         print(ensure_binaries())
+        if args.node:
+            print(ensure_node_binaries())
         return 0
-    cluster = LocalCluster(workdir=args.dir)
+    cluster = LocalCluster(workdir=args.dir, node=args.node)
     cluster.start()
     try:
         if args.install_crd:
@@ -28,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
 
             install_crd(cluster.kubeconfig)
         print(f"kube-apiserver {cluster.server} ready in {cluster.startup_seconds:.1f}s", flush=True)
+        if args.node:
+            from certpolicy.localcluster.node import NODE_NAME
+
+            print(f"node {NODE_NAME} Ready (containerd socket {cluster.node_handle.containerd_socket})", flush=True)
         print(f"export KUBECONFIG={cluster.kubeconfig}", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
