@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -246,7 +247,15 @@ def restart_workload(ctx: PassContext, action: RestartWorkload) -> bool:
         previous = None
     if previous is not None and previous.tzinfo is not None and previous > action.not_before:
         return False
-    value = ctx.now.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    # A Pod's startTime has whole seconds, and the rotation waits for Pods that started after
+    # ``not_before``: restarted in that same second, the new Pod would look too early for ever
+    # (an owner is restarted once per step). So restart from the next whole second on (< 1 s).
+    ready = action.not_before.replace(microsecond=0) + dt.timedelta(seconds=1)
+    wait = (ready - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    if 0 < wait <= 1:
+        time.sleep(wait)
+    now = max(ctx.now, dt.datetime.now(dt.timezone.utc))
+    value = now.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     ctx.raw.patch(path, {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: value}}}}})
     return True
 
