@@ -373,9 +373,15 @@ class LocalCluster:
         return path
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-        """Run the cluster's kubectl against it and return the completed process (text mode)."""
+        """Run the cluster's kubectl against it and return the completed process (text mode).
+
+        Discovery is cached in the cluster's own directory: kubectl's default cache is keyed by
+        host:port, and a loopback port reused by a later cluster (one without our CRD) would
+        answer ``kubectl explain`` from a stale cache with "couldn't find resource"."""
+        assert self.binaries is not None and self.workdir is not None
         return subprocess.run(
-            [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}",
+             f"--cache-dir={self.workdir / 'kube-cache'}", *args],
             capture_output=True, text=True, check=check, input=input, timeout=120,
         )
 
