@@ -5,8 +5,16 @@ operator as a real process. Each run requests a rotation and SIGKILLs the operat
 moment (uniformly within an undisturbed rotation's duration, measured first, or just after a
 randomly chosen step begins; in a third of the runs a second time while it resumes), restarts
 it, and waits for the rotation to complete. A recorder watches every bundle ConfigMap and leaf
-Secret for the whole session; the invariant (every leaf chains to a CA present in every bundle
-target) is checked by replaying all recorded versions in etcd order.
+Secret for the whole session; the invariant on API objects (every leaf chains to a CA present in
+every bundle target) is checked by replaying all recorded versions in etcd order.
+
+The workload-level invariant (every leaf a workload presents is trusted by the bundle each of its
+peers has loaded) is measured where it matters: two mTLS workload processes
+(tests/integration/mtls_workload.py) present leaf-0 and leaf-1 and trust their namespace's
+bundle, each re-reading both from the API with its own lag (0.8 s + 0.4 s period, 1.2 s + 0.5 s,
+out of phase), and handshake with each other every 100 ms for the whole session. The policy's
+propagationDelay and leafPropagationDelay are 2 s, longer than either workload's staleness.
+A failed handshake is a violation.
 
 Usage: .venv/bin/python benchmarks/chaos_rotation.py [--runs 50] [--seed 2026]
 """
@@ -26,7 +34,7 @@ from scale import GROUP, PLURAL, VERSION, REPO, bench_cluster
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "integration")]
 
 from operator_process import OperatorProcess  # noqa: E402
-from rotation_support import Recorder, check_invariant  # noqa: E402
+from rotation_support import MTLSPair, Recorder, check_invariant  # noqa: E402
 
 from certpolicy.kube.namespaces import ensure_namespace  # noqa: E402
 from certpolicy.kube.rawapi import RawClient  # noqa: E402
@@ -56,7 +64,7 @@ def main() -> int:
                                   "namespaceSelector": {"matchLabels": {"chaos": "yes"}}}],
                 "issuance": [{"secretName": f"leaf-{i}", "namespace": namespaces[i],
                               "dnsNames": [f"leaf-{i}.chaos.test"]} for i in range(2)],
-                "rotation": {"propagationDelay": "1s"},
+                "rotation": {"propagationDelay": "2s", "leafPropagationDelay": "2s"},
             }})
         op = OperatorProcess(cluster, cluster.workdir / "chaos-operator.log")
         op.start()
@@ -76,6 +84,10 @@ def main() -> int:
 
         wait(lambda: (custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, "chaos").get("status") or {}
                       ).get("issued", {}).get("ready") == 2, 60, "set-up")
+        pair = MTLSPair(cluster.workdir, "chaos-ca", [(namespaces[0], "leaf-0", 0.8, 0.4, 0.0),
+                                                      (namespaces[1], "leaf-1", 1.2, 0.5, 0.2)],
+                        kubeconfig=cluster.kubeconfig)
+        wait(lambda: pair.totals()[0] >= 20, 60, "the mTLS workloads handshaking")
         def request(rid: str) -> None:
             custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, "chaos",
                                                {"metadata": {"annotations": {"certpolicy.io/rotate": rid}}})
@@ -124,8 +136,14 @@ def main() -> int:
                     op.start()
                 steps += run_steps
                 wait(lambda: finished(rid), 120, f"rotation {rid}")
-                print(f"run {run + 1}/{args.runs}: killed at step {', '.join(run_steps)}; completed", flush=True)
+                ok, failed = pair.totals()
+                print(f"run {run + 1}/{args.runs}: killed at step {', '.join(run_steps)}; completed; "
+                      f"handshakes so far {ok} ok, {failed} failed", flush=True)
+            done = pair.totals()[0]
+            wait(lambda: pair.totals()[0] >= done + 20, 30, "handshakes after the last rotation")
+            handshakes = pair.counts()  # before stopping: a peer shutting down is no rotation's doing
         finally:
+            pair.stop()
             op.stop()
             recorder.stop()
         checked, violations = check_invariant(recorder, targets=2)
@@ -133,11 +151,16 @@ def main() -> int:
         result = {"runs": args.runs, "kills": kills, "kills_by_step": by_step,
                   "undisturbed_rotation_s": round(duration, 1),
                   "instants_checked": checked, "violations": len(violations),
+                  "handshakes_ok": sum(c["ok"] for c in handshakes),
+                  "handshakes_failed": sum(c["fail"] for c in handshakes),
                   "seconds": round(time.monotonic() - started), "seed": args.seed, "cpus": os.cpu_count()}
         print(json.dumps(result), flush=True)
         for v in violations[:20]:
             print("VIOLATION", v)
-        return 1 if violations else 0
+        for c in handshakes:
+            for e in c["errors"]:
+                print("FAILED HANDSHAKE", e)
+        return 1 if violations or result["handshakes_failed"] else 0
 
 
 if __name__ == "__main__":

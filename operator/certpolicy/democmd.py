@@ -3,7 +3,9 @@
 Starts a local control plane (or uses ``--kubeconfig``), installs the CRD, starts the operator as
 a real process, creates a UAT namespace with three HL7 certificates — one good, one renewed
 without clientAuth (the 2026 failure), one carrying a production name — applies the example
-policies and prints what ``kubectl get certpol`` and the policy status say.
+policies and prints what ``kubectl get certpol`` and the policy status say. It ends with a CA
+rotation (``examples/ca-rotation.yaml`` in a namespace of its own, delays shortened and said so) showing the five steps as
+they happen and what the trust bundle holds at the end.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
@@ -25,6 +28,10 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO_POLICIES = ("hl7-mtls.yaml", "uat-vs-prod-sans.yaml")
 DEMO_NAMESPACE = "integration"
 OPERATOR_NAMESPACE = "certpolicy-system"
+ROTATION_EXAMPLE = "ca-rotation.yaml"
+ROTATION_NAMESPACE = "rotation-demo"
+#: The demo's rotation delays; the defaults (2 minutes each) are for kubelets and real workloads.
+DEMO_DELAY = "3s"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +94,82 @@ def _policy_status_complete(kubectl, name: str) -> bool:
     status = obj.get("status") or {}
     types = {c["type"] for c in status.get("conditions", [])}
     return status.get("observedGeneration") == obj["metadata"]["generation"] and {"Ready", "Compliant"} <= types
+
+
+def _show_rotation(kubectl, timeout: float) -> str | None:
+    """Apply the rotation example, rotate its CA once and print each step as it happens; returns
+    what went wrong, or None."""
+    from certpolicy.pki.bundle import read_bundle
+    from certpolicy.pki.fingerprint import fingerprint, short
+
+    # examples/ca-rotation.yaml in a namespace of its own (the examples' policies select env=uat
+    # namespaces: nothing here changes what they see), with the delays shortened.
+    policy = next(d for d in yaml.safe_load_all((REPO / "examples" / ROTATION_EXAMPLE).read_text()) if d)
+    name = policy["metadata"]["name"] = "demo-rotation"
+    spec = policy["spec"]
+    spec["selector"]["namespaceSelector"] = {"matchLabels": {"demo": "rotation"}}
+    spec["ca"]["secretName"] = f"{name}-ca"
+    spec["trustBundles"] = [{"configMap": {"name": f"{name}-ca", "key": "ca.crt"},
+                             "namespaceSelector": {"matchLabels": {"demo": "rotation"}}}]
+    for item in spec["issuance"]:
+        item["namespace"] = ROTATION_NAMESPACE
+    spec["rotation"].update(propagationDelay=DEMO_DELAY, leafPropagationDelay=DEMO_DELAY)
+    print(f"\n==> CA rotation: examples/{ROTATION_EXAMPLE} as policy {name} in namespace {ROTATION_NAMESPACE}", flush=True)
+    print(f"    delays shortened for the demo: propagationDelay and leafPropagationDelay {DEMO_DELAY} "
+          "(the defaults are 2m each: kubelet sync plus workload reload)", flush=True)
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all([
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ROTATION_NAMESPACE, "labels": {"demo": "rotation"}}},
+        policy]))
+
+    def status() -> dict:
+        proc = kubectl("get", "certpol", name, "-o", "json", check=False)
+        return (json.loads(proc.stdout).get("status") or {}) if proc.returncode == 0 else {}
+
+    deadline = time.monotonic() + timeout
+    st = status()
+    while not ((st.get("issued") or {}).get("ready") == 1 and (st.get("bundleTargets") or {}).get("verified")):
+        if time.monotonic() > deadline:
+            return f"the CA, bundle and leaf of {name} were not in place after {timeout:.0f}s"
+        time.sleep(0.2)
+        st = status()
+    print(f"    active CA: {st['ca']['subject']} ({short(st['ca']['fingerprint'])})", flush=True)
+    rid = f"demo-{int(time.time())}"
+    print(f"$ kubectl annotate certpol {name} certpolicy.io/rotate={rid}", flush=True)
+    kubectl("annotate", "certpol", name, f"certpolicy.io/rotate={rid}", "--overwrite")
+    # Each step transition is an event on the policy; the status says what the step waits for.
+    started, seen, waiting = time.monotonic(), set(), None
+    while time.monotonic() < deadline + 60:
+        events = json.loads(kubectl("get", "events", "-A", f"--field-selector=involvedObject.name={name}",
+                                    "-o", "json", check=False).stdout or '{"items": []}')["items"]
+        order = ["RotationStarted", "RotationVerifyBundles", "RotationIssueFromNewCA", "RotationAwaitLeaves",
+                 "RotationRemoveOldCA", "RotationCompleted"]  # events of one second sort by step
+        for e in sorted(events, key=lambda e: (e.get("firstTimestamp") or e.get("eventTime") or "",
+                                               order.index(e["reason"]) if e.get("reason") in order else 9)):
+            if e["metadata"]["uid"] in seen or not e.get("reason", "").startswith("Rotation") or rid not in e["message"]:
+                continue
+            seen.add(e["metadata"]["uid"])
+            print(f"    [{time.monotonic() - started:5.1f}s] {e['reason']}: {e['message']}", flush=True)
+        rot = status().get("rotation") or {}
+        history = rot.get("history") or []
+        if not rot.get("id") and history and history[0].get("id") == rid and "RotationCompleted" in {
+                e["reason"] for e in events if e["metadata"]["uid"] in seen}:
+            break
+        if rot.get("id") == rid and rot.get("message") != waiting and "until" in rot.get("message", ""):
+            waiting = rot["message"]  # what a step waits for: the propagation delays
+            print(f"    [{time.monotonic() - started:5.1f}s]   step {rot.get('step')}/5 {rot.get('phase')}: {waiting}",
+                  flush=True)
+        time.sleep(0.2)
+    else:
+        return f"rotation {rid} of {name} did not complete"
+    cm = json.loads(kubectl("get", "configmap", name + "-ca", "-n", ROTATION_NAMESPACE, "-o", "json").stdout)
+    certs = read_bundle((cm.get("data") or {}).get("ca.crt", "")).certificates
+    print(f"\n$ kubectl get configmap {name}-ca -n {ROTATION_NAMESPACE}   # the trust bundle after the rotation")
+    for cert in certs:
+        print(f"    {cert.subject.rfc4514_string()}  {short(fingerprint(cert))}")
+    st = status()
+    print(f"    active CA: {st['ca']['subject']} ({short(st['ca']['fingerprint'])}); the old CA is retired, "
+          "every leaf was re-issued from the new one", flush=True)
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -160,6 +243,9 @@ def run(args: argparse.Namespace) -> int:
                          check=False).stdout
         if events.strip():
             print(f"\n$ kubectl get events -n {DEMO_NAMESPACE} --field-selector=type=Warning\n{events}")
+        problem = _show_rotation(kubectl, args.timeout)
+        if problem:
+            return _failed(problem, log_path)
         if args.keep:
             print(f"\nThe cluster and the operator keep running (Ctrl-C here stops and deletes them). "
                   f"In another terminal:\n\n    export KUBECONFIG={kubeconfig}\n    export PATH={kubectl_bin.parent}:$PATH"

@@ -150,7 +150,9 @@ class MTLSPair:
     workload holds stale content: keep it below the rotation's delays.
     """
 
-    def __init__(self, workdir, configmap: str, workloads: list[tuple[str, str, float, float, float]]):
+    def __init__(self, workdir, configmap: str, workloads: list[tuple[str, str, float, float, float]],
+                 kubeconfig=None):
+        import os
         import subprocess
         import sys
         from pathlib import Path
@@ -167,6 +169,7 @@ class MTLSPair:
                  "--configmap", configmap, "--listen", str(ports[i]), "--peer", str(ports[(i + 1) % len(ports)]),
                  "--lag", str(lag), "--period", str(period), "--phase", str(phase),
                  "--status", str(self.status_files[i])],
+                env=dict(os.environ, **({"KUBECONFIG": str(kubeconfig)} if kubeconfig else {})),
                 stdout=subprocess.DEVNULL, stderr=open(Path(workdir) / f"mtls-{i}.log", "ab")))  # noqa: SIM115
 
     def counts(self) -> list[dict]:

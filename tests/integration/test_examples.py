@@ -61,6 +61,13 @@ def test_demo_succeeds_on_its_cluster(demo_cluster):
     proc = certpolicy("demo", f"--kubeconfig={demo_cluster.kubeconfig}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "MissingClientAuth" in proc.stdout and "DNSNameNotAllowed" in proc.stdout
+    # It ends with a CA rotation, the five steps in order, delays shortened and said so.
+    out = proc.stdout
+    assert "delays shortened for the demo" in out
+    steps = ["RotationStarted", "RotationVerifyBundles", "RotationIssueFromNewCA", "RotationAwaitLeaves",
+             "RotationRemoveOldCA", "RotationCompleted"]
+    assert [out.index(f"] {s}:") for s in steps] == sorted(out.index(f"] {s}:") for s in steps), out
+    assert "the trust bundle after the rotation" in out
 
 
 class Lines(logging.Handler):

@@ -746,7 +746,7 @@ def _wait_or_stall(ctx: _Ctx, rot: Rotation, step: int, text: str,
         return replace(rot, message=f"Stalled: {text}. {remedy}, or set the annotation "
                                     f"{FORCE_ANNOTATION}={rot.id} to go on anyway.")
     ctx.wake(deadline)
-    return replace(rot, message=f"Waiting (Stalled from {deadline:%Y-%m-%dT%H:%M:%SZ}): {text}.")
+    return replace(rot, message=f"Waiting: {text}; reported Stalled from {deadline:%Y-%m-%dT%H:%M:%SZ} if still so.")
 
 
 def _name_old_leaves(ctx: _Ctx, rot: Rotation, on_old: list[Leaf]) -> Rotation:
