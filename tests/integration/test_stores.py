@@ -161,6 +161,49 @@ def test_keystore_and_truststore_matrix(operator, policies, core_v1, custom_api,
     assert_no_password_anywhere(core_v1, custom_api, unique_name, [ns])
 
 
+# --- 1b. a selected Secret's own keystore, its password from spec.selector.passwordSecretRef -------------
+def test_leaf_keystore_password_from_secret_ref(operator, policies, core_v1, custom_api, unique_name):
+    """PKCS#12 and JKS keystores with no sibling password key: unreadable (naming the missing
+    password Secret) until spec.selector.passwordSecretRef's Secret exists, then judged on their
+    leaves (one violating), unreadable again when that Secret holds a wrong password."""
+    label = uuid.uuid4().hex[:8]
+    ns = new_namespace(core_v1, label)
+    app = {"app": f"ks-{label}"}
+    pki = certgen.pki()
+    no_client = certgen.leaf(pki.intermediate, "noclient.example.com", eku=("serverAuth",))
+    chain = (pki.intermediate,)
+    secret(core_v1, ns, "engine-p12", {"keystore.p12": certgen.pkcs12_bytes(pki.leaf, PW.encode(), chain)}, app)
+    secret(core_v1, ns, "engine-jks", {"keystore.jks": certgen.java_keystore(no_client, PW, chain, "JKS")}, app)
+    policy(policies, unique_name, label, {
+        "selector": {"secretSelector": {"matchLabels": app}, "passwordSecretRef": {"name": "ks-pw", "key": "pw"}},
+        "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"], "allowedDNSNames": ["*.example.com"]},
+    })
+
+    def judged(expected: dict[str, set[str]]) -> dict:
+        """Both judged; each Secret's reasons include ``expected[name]`` (absent: no violation)."""
+        def settled():
+            st = status(custom_api, unique_name)
+            found = {n: set(r) for (_, n), r in violations(st).items()}
+            ok = (st.get("summary") or {}).get("selected") == 2 and set(found) == set(expected) and all(
+                expected[n] <= found[n] for n in expected)
+            return st if ok else None
+        try:
+            return wait_for(settled, timeout=60, what=f"violations {expected}")
+        except Exception as e:
+            st = status(custom_api, unique_name)
+            raise AssertionError(f"{e}: summary {st.get('summary')}, violations {st.get('violations')}") from None
+
+    judged({"engine-p12": {"KeystoreUnreadable", "NoCertificate"}, "engine-jks": {"EncryptedKey", "KeystoreUnreadable"}})
+
+    secret(core_v1, ns, "ks-pw", {"pw": PW.encode() + b"\n"}, {})
+    st = judged({"engine-jks": {"MissingClientAuth"}})  # both opened: the PKCS#12 leaf is good, the JKS one lacks clientAuth
+    assert violations(st) == {("Secret", "engine-jks"): ["MissingClientAuth"]}  # its key opened too: no EncryptedKey
+
+    core_v1.patch_namespaced_secret("ks-pw", ns, {"data": {"pw": b64(WRONG.encode())}})
+    judged({"engine-p12": {"KeystoreUnreadable"}, "engine-jks": {"KeystoreUnreadable"}})
+    assert_no_password_anywhere(core_v1, custom_api, unique_name, [ns])
+
+
 # --- 2. trustedBy: one of three peer trust stores lacks the anchor --------------------------------------
 def test_trusted_by_names_the_peer_store_that_lacks_the_anchor(operator, policies, core_v1, custom_api, unique_name):
     label = uuid.uuid4().hex[:8]

@@ -26,7 +26,7 @@ from certpolicy.handlers.problems import Problem, degraded_condition
 from certpolicy.handlers.rotation import rotation_stage
 from certpolicy.handlers.runtime import Runtime
 from certpolicy.handlers.settings import operator_namespace
-from certpolicy.handlers.stores import leaf_anchors, trust_stores_stage
+from certpolicy.handlers.stores import keystores_with_password, leaf_anchors, trust_stores_stage
 from certpolicy.inventory.interest import Reads, bundle_source
 from certpolicy.inventory.records import SecretRecord
 from certpolicy.inventory.selection import Selection, select
@@ -98,7 +98,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         ctx.out.problems.append(Problem("SecretNotFound",
                                         f"the Secret {ns}/{n} named in spec.selector.names does not exist"))
 
-    secrets = list(selection.secrets)
+    secrets = keystores_with_password(ctx, selection.secrets)  # spec.selector.passwordSecretRef
     evaluations = runtime.evaluator.evaluate_many(requirements, [rec.material for rec in secrets], bundle, now)
     results = [SecretResult(rec.namespace, rec.name, ev) for rec, ev in zip(secrets, evaluations)]
     records = {(rec.namespace, rec.name): rec for rec in secrets}

@@ -9,13 +9,17 @@ non-compliant and names the store in ``status.violations``.
 Passwords: a store's sibling data key was tried when the inventory read it. A store that needs a
 password it did not find is read again here with ``passwordSecretRef`` (a Secret in the store's
 namespace): one GET of the store and one of the password Secret, remembered by resourceVersion,
-so an unchanged store is not read twice. The password never leaves this function.
+so an unchanged store is not read twice. The password never leaves these functions. A selected
+Secret's own keystore (``spec.selector.passwordSecretRef``) is read again the same way, by
+:func:`keystores_with_password`, with the same password reader.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import datetime as dt
 import fnmatch
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,18 +30,20 @@ from kubernetes.client import ApiException
 
 from certpolicy.handlers.context import PassContext
 from certpolicy.inventory.labelled import CABUNDLE_KINDS, STORE_KINDS, watch_key
-from certpolicy.inventory.records import CABundleRecord, StoreEntry, StoreRecord
+from certpolicy.inventory.records import CABundleRecord, SecretRecord, StoreEntry, StoreRecord
 from certpolicy.kube.selectors import LabelSelector
 from certpolicy.pki.load import LoadProblem
+from certpolicy.pki.secretdata import KeyStatus, SecretMaterial, material_from_secret
 from certpolicy.pki.stores import is_truststore_key, read_store
 from certpolicy.policy.evaluate import Evaluation
 from certpolicy.policy.report import SecretResult
-from certpolicy.policy.spec import StoreSelection, store_selection_from_spec
+from certpolicy.policy.spec import StoreSelection, password_ref_from_spec, store_selection_from_spec
 from certpolicy.policy.truststores import LeafAnchor, check_store, missing_anchors
 
 log = logging.getLogger("certpolicy.stores")
 MAX_STORES = 500  # stores judged per policy and pass: the rest are counted in a problem
 MAX_PASSWORD_READS = 50  # stores re-read with a passwordSecretRef per pass
+PASSWORD_RECHECK = dt.timedelta(seconds=30)  # a keystore opened with spec.selector.passwordSecretRef is re-read
 
 
 def _selected_stores(ctx: PassContext, sel: StoreSelection) -> list[StoreRecord]:
@@ -57,45 +63,101 @@ def _wanted(entry: StoreEntry, sel: StoreSelection) -> bool:
     return is_truststore_key(entry.key)
 
 
+def _password(ctx: PassContext, namespace: str, secret: str, key: str) -> tuple[bytes | None, str | None, str]:
+    """(password, the password Secret's resourceVersion, why not) from ``passwordSecretRef``:
+    the one place a keystore or trust store password is read from a Secret. ``why`` names the
+    Secret and the reason, never the password."""
+    try:
+        pw_obj = ctx.raw.get(f"/api/v1/namespaces/{namespace}/secrets/{secret}")
+    except ApiException as e:
+        why = "does not exist" if e.status == 404 else f"could not be read (HTTP {e.status})"
+        return None, None, f"the password Secret {namespace}/{secret} {why}"
+    version = (pw_obj.get("metadata") or {}).get("resourceVersion")
+    try:
+        password = base64.b64decode((pw_obj.get("data") or {}).get(key) or "", validate=True).strip()
+    except (binascii.Error, ValueError):
+        password = None
+    if not password:
+        return None, version, f"the password Secret {namespace}/{secret} has no usable key {key!r}"
+    return password, version, ""
+
+
+def _remember(ctx: PassContext, cache_key: tuple, versions: tuple, result: Any) -> Any:
+    memo = ctx.memory.store_reads
+    if len(memo) > 4 * MAX_STORES:
+        memo.clear()
+    memo[cache_key] = (versions, result)
+    return result
+
+
 def _with_password(ctx: PassContext, rec: StoreRecord, entry: StoreEntry, sel: StoreSelection,
                    budget: list[int]) -> StoreEntry:
     """Re-read a store that needs a password, with ``passwordSecretRef``; else the entry as it was."""
     if not entry.needs_password or not sel.password_secret or budget[0] <= 0:
         return entry
     cache_key = (rec.kind, rec.namespace, rec.name, entry.key, sel.password_secret, sel.password_key)
-    memo = ctx.memory.store_reads
-    try:
-        pw_obj = ctx.raw.get(f"/api/v1/namespaces/{rec.namespace}/secrets/{sel.password_secret}")
-    except ApiException as e:
-        why = "does not exist" if e.status == 404 else f"could not be read (HTTP {e.status})"
-        return StoreEntry(entry.key, entry.format, (), (LoadProblem(
-            "KeystoreUnreadable", f"the password Secret {rec.namespace}/{sel.password_secret} {why}", entry.key),))
-    versions = (rec.resource_version, (pw_obj.get("metadata") or {}).get("resourceVersion"))
-    hit = memo.get(cache_key)
+    password, pw_version, why = _password(ctx, rec.namespace, sel.password_secret, sel.password_key)
+    versions = (rec.resource_version, pw_version)
+    if password is None:
+        return StoreEntry(entry.key, entry.format, (), (LoadProblem("KeystoreUnreadable", why, entry.key),))
+    hit = ctx.memory.store_reads.get(cache_key)
     if hit is not None and hit[0] == versions:
         return hit[1]
     budget[0] -= 1
-    try:
-        password = base64.b64decode((pw_obj.get("data") or {}).get(sel.password_key) or "", validate=True).strip()
-    except (binascii.Error, ValueError):
-        password = None
-    if not password:
-        result = StoreEntry(entry.key, entry.format, (), (LoadProblem(
-            "KeystoreUnreadable", f"the password Secret {rec.namespace}/{sel.password_secret} has no usable key "
-                                  f"{sel.password_key!r}", entry.key),))
-    else:
-        plural = "configmaps" if rec.kind == "ConfigMap" else "secrets"
-        obj = ctx.raw.get(f"/api/v1/namespaces/{rec.namespace}/{plural}/{rec.name}")
-        field = "binaryData" if rec.kind == "ConfigMap" else "data"
-        value = (obj.get(field) or {}).get(entry.key)
-        raw = (obj.get("data") or {}).get(entry.key, "").encode() if value is None else base64.b64decode(value)
-        store = read_store(raw, password, source=entry.key)
-        result = StoreEntry(entry.key, store.format, store.certificates, store.problems, False)
-        del raw, password
-    if len(memo) > 4 * MAX_STORES:
-        memo.clear()
-    memo[cache_key] = (versions, result)
-    return result
+    plural = "configmaps" if rec.kind == "ConfigMap" else "secrets"
+    obj = ctx.raw.get(f"/api/v1/namespaces/{rec.namespace}/{plural}/{rec.name}")
+    field = "binaryData" if rec.kind == "ConfigMap" else "data"
+    value = (obj.get(field) or {}).get(entry.key)
+    raw = (obj.get("data") or {}).get(entry.key, "").encode() if value is None else base64.b64decode(value)
+    store = read_store(raw, password, source=entry.key)
+    del raw, password
+    return _remember(ctx, cache_key, versions,
+                     StoreEntry(entry.key, store.format, store.certificates, store.problems, False))
+
+
+def _needs_password(material: SecretMaterial) -> bool:
+    return material.key_status is KeyStatus.ENCRYPTED or any(p.reason == "KeystoreUnreadable" for p in material.problems)
+
+
+def keystores_with_password(ctx: PassContext, secrets: Sequence[SecretRecord]) -> list[SecretRecord]:
+    """The selected Secrets, those whose keystore (or encrypted key) could not be opened with a
+    sibling password read again with ``spec.selector.passwordSecretRef`` (a Secret in each
+    keystore's namespace), at most :data:`MAX_PASSWORD_READS` per pass. Remembered by the two
+    resourceVersions, so an unchanged keystore is not decrypted again on every pass."""
+    problems: list[str] = []
+    name, key = password_ref_from_spec((ctx.spec.get("selector") or {}).get("passwordSecretRef"), "selector", problems)
+    if name is None:
+        return list(secrets)
+    budget = [MAX_PASSWORD_READS]
+    out = [_keystore_with_password(ctx, rec, name, key, budget) if _needs_password(rec.material) else rec
+           for rec in secrets]
+    if any(_needs_password(r.material) for r in secrets):
+        # The password Secret is read, not watched (it may live in any selected namespace): while
+        # a keystore depends on it, look again soon, so creating or changing it is seen.
+        ctx.out.wake_by(ctx.now + PASSWORD_RECHECK)
+    return out
+
+
+def _keystore_with_password(ctx: PassContext, rec: SecretRecord, secret: str, key: str,
+                            budget: list[int]) -> SecretRecord:
+    source = rec.material.certificate_source or rec.material.key_source or ""
+    cache_key = ("SecretKeystore", rec.namespace, rec.name, secret, key)
+    password, pw_version, why = _password(ctx, rec.namespace, secret, key)
+    if password is None:
+        problem = LoadProblem("KeystoreUnreadable", why, source)
+        return dataclasses.replace(rec, material=dataclasses.replace(
+            rec.material, problems=(problem, *rec.material.problems)))
+    versions = (rec.resource_version, pw_version)
+    hit = ctx.memory.store_reads.get(cache_key)
+    if hit is not None and hit[0] == versions:
+        return dataclasses.replace(rec, material=hit[1])
+    if budget[0] <= 0:
+        return rec
+    budget[0] -= 1
+    obj = ctx.raw.get(f"/api/v1/namespaces/{rec.namespace}/secrets/{rec.name}")
+    material = material_from_secret(obj.get("type") or "Opaque", obj.get("data") or {}, password=password)
+    del obj, password
+    return dataclasses.replace(rec, material=_remember(ctx, cache_key, versions, material))
 
 
 def _result(kind: str, namespace: str, name: str, findings: Sequence, valid_until, now) -> SecretResult:

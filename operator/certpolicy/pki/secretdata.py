@@ -27,6 +27,7 @@ already decoded. Nothing here raises on bad content.
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import enum
 import hashlib
 from collections.abc import Mapping, Sequence
@@ -113,7 +114,8 @@ def material_from_secret(secret_type: str | None, data: Mapping[str, Any] | None
     """The material of a Secret given its ``type`` and ``data``. Never raises.
 
     Cached by content digest: a re-delivered, unchanged Secret costs one hash over its data.
-    (Not cached when a ``password`` is passed, so no password is ever part of a cache key.)
+    (Not cached when a ``password`` is passed, so no password is ever part of a cache key; the
+    material's digest then also covers what the password opened.)
     """
     secret_type = secret_type or OPAQUE_TYPE
     if not isinstance(secret_type, str):
@@ -130,7 +132,19 @@ def material_from_secret(secret_type: str | None, data: Mapping[str, Any] | None
         material = _empty(secret_type, digest, [LoadProblem("MalformedSecretData", f"Secret could not be read ({type(e).__name__})")])
     if password is None:
         _MATERIALS.put(digest, material)
-    return material
+        return material
+    return _outcome_digested(material)
+
+
+def _outcome_digested(material: SecretMaterial) -> SecretMaterial:
+    """The material opened with a password, its ``content_digest`` derived from the data's digest
+    and what the password opened (fingerprints, key status, problems): evaluations are cached by
+    that digest, so the same bytes opened with another password must not share one, and no
+    password may be part of it."""
+    h = hashlib.sha256(material.content_digest.encode())
+    for part in (*material.fingerprints, str(material.key_status), *(f"{p.reason}:{p}" for p in material.problems)):
+        h.update(part.encode("utf-8", "replace") + b"\x00")
+    return dataclasses.replace(material, content_digest="sha256:" + h.hexdigest())
 
 
 def material_from_manifest(secret: Any, *, password: bytes | None = None) -> SecretMaterial:

@@ -478,6 +478,18 @@ def _thawed(value: Any) -> Any:
     return value
 
 
+def password_ref_from_spec(ref: Any, where: str, problems: list[str]) -> tuple[str | None, str]:
+    """(Secret name, data key) of a ``passwordSecretRef`` under ``where`` (``spec.selector``,
+    ``trustStores``, ``trustedBy``): a Secret in the keystore's own namespace. (None, "password")
+    when absent; a malformed one is appended to ``problems``."""
+    if ref is None:
+        return None, "password"
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str) or not ref.get("name"):
+        problems.append(f"{where}.passwordSecretRef must name a Secret: {{name: ..., key: password}}")
+        return None, "password"
+    return ref["name"], str(ref.get("key") or "password")
+
+
 def store_selection_from_spec(value: Any, where: str, problems: list[str] | None = None) -> StoreSelection | None:
     """Validate ``trustedBy`` / ``trustStores``. With ``problems`` given, problems are appended
     there; otherwise :class:`PolicySpecError` is raised. None when ``value`` is None."""
@@ -502,13 +514,7 @@ def store_selection_from_spec(value: Any, where: str, problems: list[str] | None
     if ns_sel is not None and not isinstance(ns_sel, Mapping):
         problems.append(f"{where}.namespaceSelector must be a label selector mapping")
     keys = _strings(f"{where}.keys", value.get("keys"), problems)
-    ref = value.get("passwordSecretRef")
-    pw_name, pw_key = None, "password"
-    if ref is not None:
-        if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str) or not ref.get("name"):
-            problems.append(f"{where}.passwordSecretRef must name a Secret: {{name: ..., key: password}}")
-        else:
-            pw_name, pw_key = ref["name"], str(ref.get("key") or "password")
+    pw_name, pw_key = password_ref_from_spec(value.get("passwordSecretRef"), where, problems)
     if own and problems:
         raise PolicySpecError(problems)
     if problems:
