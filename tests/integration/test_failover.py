@@ -271,7 +271,9 @@ def test_leader_killed_during_rotation_standby_takes_over_within_the_lease(ha, t
                        f"new leader {takeover:.1f} s after the kill, "
                        f"{(acquired - last_renewal).total_seconds():.1f} s after the last renewal seen")
         assert spec["leaseTransitions"] == held["leaseTransitions"] + 1
-        assert takeover <= 15.5, f"takeover took {takeover:.1f} s"
+        # The Lease's 15 s after the last renewal (which precedes the kill), plus the standby's own
+        # request latency on a loaded machine; client-go's dating of changes would give 17-19 s.
+        assert takeover <= 16.0, f"takeover took {takeover:.1f} s"
         done = wait_for(lambda: completed(api, name, "kill"), timeout=120, what="rotation completed by replica-b")
     finally:
         replicas.stop()
