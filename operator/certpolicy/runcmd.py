@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 
-from certpolicy.kube.lease import DEFAULT_LEASE_NAME
+from certpolicy.kube.lease import DEFAULT_LEASE_NAME, check_timing
 
 #: Exit status after the leader lost its Lease: the Pod restarts and comes back as a standby.
 EXIT_LEADERSHIP_LOST = 3
@@ -86,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
     if bound is not None:
         os.environ[metrics.PORT_ENV] = str(bound)  # what kopf's start-up handler finds already served
 
+    if args.leader_elect:
+        try:  # before anything starts: a bad setting stops the operator at once
+            check_timing(args.lease_duration, args.renew_deadline, args.retry_period)
+        except ValueError as e:
+            print(f"certpolicy run: {e}", file=sys.stderr)
+            return 2
     if args.identity:
         os.environ["POD_NAME"] = args.identity  # read by kube.client.instance_identity
     if args.namespace:
@@ -98,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     # The inventory's initial LIST starts before kopf is even imported: the API server encodes
     # pages on another core while this process loads kopf (~0.6 s). start_runtime adopts it.
     from certpolicy.inventory.inventory import Inventory
-    from certpolicy.kube.client import instance_identity, new_api_client
+    from certpolicy.kube.client import new_api_client
 
     tune_gc()
     api_client = new_api_client()
@@ -108,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     import certpolicy.handlers  # noqa: F401  (registers handlers)
-    from certpolicy.handlers.settings import operator_namespace
 
     gc.freeze()  # kopf's modules too
     kopf.configure(debug=args.verbose, verbose=args.verbose)  # logging, for the standby's lines too
@@ -117,30 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if bound is not None:
         log.info("metrics on http://%s:%d/metrics", metrics.configured_addr(), bound)
 
-    elector = None
-    if args.leader_elect:
-        from certpolicy.kube.lease import LeaderElector, LeaseConfig
-        from certpolicy.kube.rawapi import RawClient
-        from certpolicy.kube.writegate import WRITE_GATE
-        from certpolicy.standby import StandbyHealth
-
-        config = LeaseConfig(namespace=operator_namespace(), identity=instance_identity(), name=args.lease_name,
-                             lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
-                             retry_period=args.retry_period)
-        try:
-            elector = LeaderElector(RawClient(api_client, gated=False), config, WRITE_GATE)
-        except ValueError as e:
-            print(f"certpolicy run: {e}", file=sys.stderr)
-            return 2
-        health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}").start()
-        log.info("standby: inventory warming, waiting for Lease %s/%s as %s", config.namespace, config.name,
-                 config.identity)
-        metrics.LEADER.set(0)
-        elector.start()
-        try:
-            elector.wait_leading()
-        finally:
-            health.stop()  # kopf serves the same address from now on
+    elector = _standby_until_leader(args, api_client, inventory) if args.leader_elect else None
     metrics.LEADER.set(1)
     stop_flag = None
     if elector is not None:
@@ -165,6 +147,33 @@ def run(args: argparse.Namespace) -> int:
                   EXIT_LEADERSHIP_LOST)
         return EXIT_LEADERSHIP_LOST
     return 0
+
+
+def _standby_until_leader(args: argparse.Namespace, api_client, inventory):
+    """Run as a standby (inventory warm, /healthz served, nothing written) until this replica
+    holds the leader Lease; return its elector, which keeps renewing it."""
+    from certpolicy import metrics
+    from certpolicy.handlers.settings import operator_namespace
+    from certpolicy.kube.client import instance_identity
+    from certpolicy.kube.lease import LeaderElector, LeaseConfig
+    from certpolicy.kube.rawapi import RawClient
+    from certpolicy.kube.writegate import WRITE_GATE
+    from certpolicy.standby import StandbyHealth
+
+    config = LeaseConfig(namespace=operator_namespace(), identity=instance_identity(), name=args.lease_name,
+                         lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
+                         retry_period=args.retry_period)
+    elector = LeaderElector(RawClient(api_client, gated=False), config, WRITE_GATE)
+    health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}").start()
+    logging.getLogger("certpolicy.operator").info("standby: inventory warming, waiting for Lease %s/%s as %s",
+                                                  config.namespace, config.name, config.identity)
+    metrics.LEADER.set(0)
+    elector.start()
+    try:
+        elector.wait_leading()
+    finally:
+        health.stop()  # kopf serves the same address from now on
+    return elector
 
 
 def _stop_after_loss(stop_flag: threading.Event) -> None:

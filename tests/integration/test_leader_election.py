@@ -6,6 +6,9 @@ figures are measured with operator processes in test_failover.py.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -104,3 +107,14 @@ def test_a_new_process_with_the_same_identity_renews_at_once(api_client, elector
     again = electors("replica-a")
     assert again.wait_leading(5)
     assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize("timing, complaint", [
+    (["--lease-duration", "10", "--renew-deadline", "10"], "lease duration (10s) must be greater than the renew deadline"),
+    (["--renew-deadline", "2", "--retry-period", "2"], "renew deadline (2s) must be greater than 1.2 x retry period"),
+])
+def test_certpolicy_run_refuses_inconsistent_timing_at_once(cluster, timing, complaint):
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), CERTPOLICY_METRICS_PORT="-1")
+    proc = subprocess.run([sys.executable, "-m", "certpolicy.cli", "run", *timing], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and complaint in proc.stderr, proc.stderr

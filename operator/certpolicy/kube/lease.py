@@ -50,6 +50,16 @@ DEFAULT_LEASE_NAME = "certpolicy-operator"
 JITTER_FACTOR = 1.2  # client-go's: renewDeadline must exceed it x retryPeriod
 
 
+def check_timing(lease_duration: float, renew_deadline: float, retry_period: float) -> None:
+    """client-go's checks: leaseDuration > renewDeadline > JitterFactor x retryPeriod."""
+    if lease_duration <= renew_deadline:
+        raise ValueError(f"lease duration ({lease_duration:g}s) must be greater than the renew "
+                         f"deadline ({renew_deadline:g}s)")
+    if renew_deadline <= JITTER_FACTOR * retry_period:
+        raise ValueError(f"renew deadline ({renew_deadline:g}s) must be greater than "
+                         f"{JITTER_FACTOR} x retry period ({retry_period:g}s)")
+
+
 @dataclass(frozen=True)
 class LeaseConfig:
     namespace: str
@@ -60,15 +70,9 @@ class LeaseConfig:
     retry_period: float = 2.0
 
     def validate(self) -> None:
-        """client-go's checks: leaseDuration > renewDeadline > JitterFactor x retryPeriod."""
         if not self.identity:
-            raise ValueError("leader election needs an identity (POD_NAME or --leader-identity)")
-        if self.lease_duration <= self.renew_deadline:
-            raise ValueError(f"lease duration ({self.lease_duration:g}s) must be greater than the renew "
-                             f"deadline ({self.renew_deadline:g}s)")
-        if self.renew_deadline <= JITTER_FACTOR * self.retry_period:
-            raise ValueError(f"renew deadline ({self.renew_deadline:g}s) must be greater than "
-                             f"{JITTER_FACTOR} x retry period ({self.retry_period:g}s)")
+            raise ValueError("leader election needs an identity (POD_NAME or --identity)")
+        check_timing(self.lease_duration, self.renew_deadline, self.retry_period)
 
     @property
     def path(self) -> str:
@@ -149,10 +153,7 @@ class LeaderElector:
         self._observed: LeaseRecord | None = None
         self._observed_at = 0.0
         self._last_read: float | None = None  # monotonic start of the last successful read
-        self._resource_version: str | None = None
         self._thread: threading.Thread | None = None
-        self.started_at = clock()
-        self.acquired_after: float | None = None  # seconds from start to leadership
 
     # ---- the loop ------------------------------------------------------------------------------
     def start(self) -> "LeaderElector":
@@ -175,7 +176,6 @@ class LeaderElector:
             began = self.clock()
             if self._try() is Attempt.HELD:
                 self.gate.open_until(began + cfg.renew_deadline)
-                self.acquired_after = self.clock() - self.started_at
                 log.info("became the leader: Lease %s/%s held by %s (transitions %d)", cfg.namespace, cfg.name,
                          cfg.identity, self._observed.transitions if self._observed else 0)
                 self.leading.set()
@@ -259,6 +259,11 @@ class LeaderElector:
         except ApiException as e:
             if e.status == 409:
                 return Attempt.FAILED  # another candidate wrote first: read it again next time
+            if e.status == 404:
+                log.warning("cannot create Lease %s/%s: HTTP 404 (does namespace %s exist? --namespace or "
+                            "CERTPOLICY_NAMESPACE names it)", self.config.namespace, self.config.name,
+                            self.config.namespace)
+                return Attempt.FAILED
             log.warning("writing Lease %s/%s failed: HTTP %s", self.config.namespace, self.config.name, e.status)
             return Attempt.FAILED
         except Exception as e:  # noqa: BLE001 - connection errors: retried at the next period
