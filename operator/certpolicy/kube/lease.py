@@ -187,7 +187,7 @@ class LeaderElector:
             if began >= renewed + cfg.renew_deadline:
                 self._lose(f"no renewal for {began - renewed:.1f}s (renew deadline {cfg.renew_deadline:g}s)")
                 return
-            outcome = self._try()
+            outcome = self._try(deadline=renewed + cfg.renew_deadline)
             if outcome is Attempt.HELD:
                 renewed = began
                 self.gate.open_until(began + cfg.renew_deadline)
@@ -213,7 +213,9 @@ class LeaderElector:
     def _timeout(self) -> float:
         return max(1.0, self.config.renew_deadline / 2)
 
-    def _try(self) -> Attempt:
+    def _try(self, deadline: float | None = None) -> Attempt:
+        """Read the Lease and take or renew it. ``deadline`` (a leader's renew deadline): past it,
+        nothing is sent after the read (e.g. the process was frozen in between)."""
         cfg = self.config
         began = self.clock()
         try:
@@ -236,6 +238,8 @@ class LeaderElector:
         self._last_read = began
         if held_by_other(record, cfg.identity, self._observed_at, now):
             return Attempt.TAKEN
+        if deadline is not None and self.clock() >= deadline:
+            return Attempt.FAILED
         new = claimed(record, cfg.identity, dt.datetime.now(dt.timezone.utc), cfg.lease_duration)
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": cfg.name, "namespace": cfg.namespace,
