@@ -135,7 +135,7 @@ def main() -> int:
                     kills += 1
                     op.start()
                 steps += run_steps
-                wait(lambda: finished(rid), 120, f"rotation {rid}")
+                wait(lambda: finished(rid), 120, f"rotation {rid}")  # noqa: B023 - waited on in this iteration
                 ok, failed = pair.totals()
                 print(f"run {run + 1}/{args.runs}: killed at step {', '.join(run_steps)}; completed; "
                       f"handshakes so far {ok} ok, {failed} failed", flush=True)

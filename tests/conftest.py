@@ -203,9 +203,9 @@ def policies(custom_api, crd, audit):
             if e.status != 404:
                 raise
         for call in (
-            lambda: custom_api.delete_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name),
+            lambda: custom_api.delete_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name),  # noqa: B023 - called in this iteration
             lambda: custom_api.patch_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name,
-                                                           {"metadata": {"finalizers": None}}),
+                                                           {"metadata": {"finalizers": None}}),  # noqa: B023
         ):
             try:
                 call()

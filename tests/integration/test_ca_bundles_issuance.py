@@ -627,7 +627,7 @@ def test_unmanaged_secret_with_the_same_name_is_never_overwritten(
         before = passes_logged(caplog, unique_name)
         custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
                                                {"metadata": {"labels": {"touched": str(i)}}})
-        wait_for(lambda: passes_logged(caplog, unique_name) > before, what="another evaluation pass")
+        wait_for(lambda: passes_logged(caplog, unique_name) > before, what="another evaluation pass")  # noqa: B023
     now = core_v1.read_namespaced_secret("web-tls", ns)
     assert now.metadata.resource_version == user.metadata.resource_version
     assert MANAGED_BY not in (now.metadata.labels or {})

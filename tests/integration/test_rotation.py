@@ -153,7 +153,7 @@ def disrupt_during_each_step(custom_api, core_v1, name: str, team_namespace: str
             return 6 if hist and hist[0]["id"] == rid else None  # 6: already finished, too fast to catch
 
         try:
-            step = wait_for(lambda: at_step(min(target_step, 4)), timeout=60, interval=0.01,
+            step = wait_for(lambda: at_step(min(target_step, 4)), timeout=60, interval=0.01,  # noqa: B023
                             what=f"rotation {rid} at step {target_step}")
             if target_step == 5:  # the owner renews from the new CA; catch the last step
                 put_team_leaf(core_v1, team_namespace, operator_namespace, ca_secret)

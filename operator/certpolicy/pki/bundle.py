@@ -164,7 +164,7 @@ def merge(
         raise ValueError(f"certificate {', '.join(short(fp) for fp in sorted(both))} is both added and removed")
 
     problems = list(current.problems)
-    for fp, cert in to_add.items():
+    for cert in to_add.values():
         if not summarize(cert).is_ca:
             problems.append(f"certificate {_describe(cert)} added to the bundle is not a CA certificate")
 

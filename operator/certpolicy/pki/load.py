@@ -525,7 +525,7 @@ def _load_pem_key(raw: bytes, password: bytes | None) -> KeyLoad:
         if block.label == "OPENSSH PRIVATE KEY":
             return KeyLoad(problem="UnsupportedKey", detail="key is in OpenSSH format; TLS software needs PKCS#8, PKCS#1 or SEC1 PEM")
         encrypted = block.label == "ENCRYPTED PRIVATE KEY" or b"ENCRYPTED" in raw[block.body_start : block.body_end][:200]
-        return _finish(lambda pw: serialization.load_pem_private_key(text, pw, unsafe_skip_rsa_key_validation=True), password, encrypted, block.label)
+        return _finish(lambda pw: serialization.load_pem_private_key(text, pw, unsafe_skip_rsa_key_validation=True), password, encrypted, block.label)  # noqa: B023 - called before the loop moves on
     if other:
         return KeyLoad(problem="NoPrivateKey", detail=f"holds a '{other}' PEM block, not a private key")
     return KeyLoad(problem="MalformedKey", detail="PEM private key block is incomplete (no END line?)")
