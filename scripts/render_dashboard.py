@@ -91,7 +91,7 @@ def fmt(value: float, unit: str | None) -> str:
             return f"{sign}{v:.0f} s"
         return f"{sign}{d}d {h}h" if d else f"{sign}{h}h {rem // 60}m"
     if unit == "dateTimeAsIso":
-        return dt.datetime.fromtimestamp(value / 1000 + SHIFT["seconds"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return dt.datetime.fromtimestamp(value / 1000 + SHIFT["seconds"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     if unit == "ops":
         return f"{value:.2f}/s"
     return f"{value:g}"
@@ -217,7 +217,7 @@ def main() -> int:
         from certpolicy.localcluster.binaries import ensure_tool
 
         promtool = str(ensure_tool("promtool"))
-    SHIFT["seconds"] = dt.datetime.now(dt.timezone.utc).timestamp() - EVAL_AT_SECONDS
+    SHIFT["seconds"] = dt.datetime.now(dt.UTC).timestamp() - EVAL_AT_SECONDS
     dash = json.loads(DASHBOARD.read_text())
     exprs = list(dict.fromkeys(substitute(t["expr"]) for p in dash["panels"] for t in p.get("targets", ())))
     results = evaluate(promtool, exprs, input_series(text))

@@ -16,8 +16,8 @@ import uuid
 import kubernetes
 import pytest
 from kubernetes.client import ApiException
-from kubewait import wait_for, wait_until_refused
 
+from kubewait import wait_for, wait_until_refused
 from paths import REPO
 
 MANAGED_BY, OPT_IN = "certpolicy.io/managed-by", "certpolicy.io/inject-ca-from"

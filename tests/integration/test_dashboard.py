@@ -16,15 +16,15 @@ import subprocess
 import urllib.request
 import uuid
 
-import certgen
 import pytest
 import yaml
-from kubewait import wait_for
 from prometheus_client.parser import text_string_to_metric_families
-from promql import names
 
-from paths import REPO
+import certgen
 from certpolicy.kube.namespaces import ensure_namespace
+from kubewait import wait_for
+from paths import REPO
+from promql import names
 
 DASHBOARD = REPO / "charts" / "certpolicy-operator" / "dashboards" / "certpolicy-operator.json"
 RULES = REPO / "manifests" / "prometheusrule.yaml"

@@ -14,11 +14,11 @@ import sys
 import uuid
 from pathlib import Path
 
-import certgen
 import pytest
-from kubewait import wait_for
 
+import certgen
 from certpolicy.kube.namespaces import ensure_namespace
+from kubewait import wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 PLUGIN = Path(sys.executable).parent / "kubectl-certpolicy"

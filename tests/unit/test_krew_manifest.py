@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import tarfile
 import io
+import tarfile
 
 import yaml
 

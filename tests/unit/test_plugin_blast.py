@@ -5,15 +5,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
-import certgen
 import pytest
 
+import certgen
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.plugin.blast import TargetError, radius, resolve
 from certpolicy.plugin.reads import Objects
 from certpolicy.plugin.status import rows
 
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 
 
 def b64(data: bytes) -> str:

@@ -315,7 +315,7 @@ def run(args: argparse.Namespace, raw) -> int:
     from certpolicy.plugin.reads import read
 
     objects = read(raw, KINDS)
-    doc = report(args.target, objects, dt.datetime.now(dt.timezone.utc))
+    doc = report(args.target, objects, dt.datetime.now(dt.UTC))
     if args.output == "json":
         dump(doc, sys.stdout)
         return 0

@@ -65,8 +65,8 @@ def _human(seconds: float) -> str:
 def make_plan(policy: Mapping[str, Any], selection, secret_mounts: Mapping, configmap_mounts: Mapping, objects,
               operator_namespace: str, now: dt.datetime) -> dict[str, Any]:
     """The plan, from the live policy, its selection, the Pods' mounts and the cluster's objects."""
-    from certpolicy.plugin.live import trusted_by_policy
     from certpolicy.pki.inspect import certificate_fingerprint
+    from certpolicy.plugin.live import trusted_by_policy
     from certpolicy.rotation.model import RotationSettings
 
     name = policy["metadata"]["name"]
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace, raw) -> int:
     except UsageError as e:
         raise TargetError(str(e)) from None
     doc = make_plan(policy, selection, secret_mounts, cm_mounts, objects, operator_namespace(),
-                    dt.datetime.now(dt.timezone.utc))
+                    dt.datetime.now(dt.UTC))
     if args.output == "json":
         dump(doc, sys.stdout)
     else:

@@ -22,8 +22,18 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from certpolicy.checkcmd import (EXIT_UNKNOWN, Target, UsageError, _iso, _now, _read_bundle, _read_policy, _use_color,
-                                 exit_code, write_table)
+from certpolicy.checkcmd import (
+    EXIT_UNKNOWN,
+    Target,
+    UsageError,
+    _iso,
+    _now,
+    _read_bundle,
+    _read_policy,
+    _use_color,
+    exit_code,
+    write_table,
+)
 from certpolicy.plugin.live import policy_bundle
 from certpolicy.policy.evaluate import evaluate
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec

@@ -33,7 +33,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _secrets_of(target: str, objects) -> tuple[str, list[tuple[str, str]]]:
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace, raw) -> int:
 
     objects = read(raw, KINDS)
     what, keys = _secrets_of(args.target, objects)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     try:
         bundles: dict[str, Any] = {}
         selections: dict[str, Any] = {}
