@@ -28,10 +28,10 @@ import sys
 import time
 
 import kubernetes
-from scale import GROUP, PLURAL, VERSION, TLSSecrets, b64, bench_cluster, rss_mib, start_operator, stop_operator
 
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.pki.issue import create_ca
+from scale import GROUP, PLURAL, VERSION, TLSSecrets, b64, bench_cluster, rss_mib, start_operator, stop_operator
 
 
 def operator_peak(bench, expected: int, settle: float, tag: str) -> tuple[float, float]:
@@ -57,10 +57,10 @@ def operator_peak(bench, expected: int, settle: float, tag: str) -> tuple[float,
 def _stale(bench, start_monotonic: float) -> bool:
     """The status was written by an earlier operator run (its evaluation time predates this one)."""
     st = bench.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, "bench-all").get("status") or {}
-    when = st.get("lastEvaluationTime") or st.get("evaluatedAt")
+    when = st.get("lastEvaluationTime")
     if not when:
         return False
-    started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=time.monotonic() - start_monotonic)
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=time.monotonic() - start_monotonic)
     return dt.datetime.fromisoformat(when.replace("Z", "+00:00")) < started
 
 
