@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,16 +70,48 @@ class OperatorProcess:
                                       f"--liveness={self.liveness}", *self.args], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
+    def supervise(self) -> list[int]:
+        """Restart the process whenever it exits, as the kubelet does for the operator's Pod
+        (restartPolicy Always), until :meth:`stop` or :meth:`kill`. Returns the list that collects
+        each exit status, for the test to assert on."""
+        self.exits: list[int] = []
+        self._supervising = threading.Event()
+        self._supervising.set()
+
+        def loop() -> None:
+            while self._supervising.is_set():
+                proc = self.proc
+                if proc is None:
+                    return
+                try:
+                    status = proc.wait(0.2)
+                except subprocess.TimeoutExpired:
+                    continue
+                if not self._supervising.is_set():
+                    return
+                self.exits.append(status)
+                self.log.close()
+                self.start()
+
+        threading.Thread(target=loop, name="operator-supervisor", daemon=True).start()
+        return self.exits
+
+    def _unsupervise(self) -> None:
+        if getattr(self, "_supervising", None) is not None:
+            self._supervising.clear()
+
     def figures(self) -> ProcessFigures:
         return process_figures(self.proc.pid)
 
     def kill(self):
+        self._unsupervise()
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
         self.log.close()
 
     def stop(self):
+        self._unsupervise()
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
