@@ -116,7 +116,11 @@ def test_every_example_is_accepted(crd, custom_api, doc):
 
 
 def test_kubectl_explain_and_short_name(crd, cluster):
-    out = cluster.kubectl("explain", "certpol.spec.requirements").stdout
+    from kubewait import wait_for
+
+    # Discovery publishes a freshly installed (or re-applied) CRD a moment later.
+    out = wait_for(lambda: (p := cluster.kubectl("explain", "certpol.spec.requirements", check=False)).returncode == 0
+                   and p.stdout, timeout=30, what="kubectl explain finds the CRD")
     assert "extendedKeyUsages" in out and "clientAuth" in out
     out = cluster.kubectl("explain", "certificatepolicies.spec.selector.mountedOnly").stdout
     assert "subPath" in out
