@@ -144,11 +144,13 @@ def test_ten_policies_naming_a_thousand_secrets_each_and_200_cycles_stay_flat(
     assert loaded.rss_mib <= base.rss_mib + 64, f"{base} -> {loaded}"
     figures.record("watch bounds, threads/connections after each batch of 10 cycles: "
                    + " ".join(f"{f.threads}/{f.connections}" for f in per_batch))
-    # Flat across the cycles: bounded by the pools, and not one more in the second half than the
-    # first (the old leak was a thread and a connection per cycle: 200 of each).
+    # Flat across the cycles: bounded by the pools, and no more than a few more in the second half
+    # than the first (the old leak was a thread and a connection per cycle: 100 of each in the
+    # second half). Connections get 4, not 2: on a loaded machine (load 10-19) the pool had three
+    # requests in flight at once where it had one before, 17 -> 20, with nothing leaking.
     for f in (released, cycled, *per_batch):
         assert f.threads <= base.threads + THREAD_SLACK and f.connections <= base.connections + CONNECTION_SLACK, f
     half = len(per_batch) // 2
     assert max(f.threads for f in per_batch[half:]) <= max(f.threads for f in per_batch[:half]) + 2, per_batch
-    assert max(f.connections for f in per_batch[half:]) <= max(f.connections for f in per_batch[:half]) + 2, per_batch
+    assert max(f.connections for f in per_batch[half:]) <= max(f.connections for f in per_batch[:half]) + 4, per_batch
     assert cycled.rss_mib <= released.rss_mib + 32, f"{released} -> {cycled}"
