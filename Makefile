@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test unit integration e2e bench deps system-deps node-deps binaries node-binaries clean
+.PHONY: demo test unit integration e2e bench lint deps system-deps node-deps binaries node-binaries clean
 
 demo: deps binaries
 	$(BIN)/certpolicy demo $(if $(KEEP),--keep)
@@ -24,6 +24,11 @@ integration: deps binaries
 # scheduler, the operator image built from the Dockerfile and installed from manifests/.
 e2e: deps binaries node-deps node-binaries
 	CERTPOLICY_TEST_BACKEND=node $(BIN)/pytest tests/e2e -s $(PYTEST_ARGS)
+
+# ruff (lint + import order) and mypy (strict for pki/, policy/, rotation/): pyproject.toml configures both.
+lint: deps
+	$(BIN)/ruff check operator tests benchmarks scripts
+	$(BIN)/mypy
 
 bench: deps binaries
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -203,9 +203,10 @@ def policies(custom_api, crd, audit):
             if e.status != 404:
                 raise
         for call in (
-            lambda: custom_api.delete_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name),  # noqa: B023 - called in this iteration
-            lambda: custom_api.patch_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name,
-                                                           {"metadata": {"finalizers": None}}),  # noqa: B023
+            # B023: each lambda is called within this iteration, while `name` is still this one
+            lambda: custom_api.delete_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name),  # noqa: B023
+            lambda: custom_api.patch_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name,  # noqa: B023
+                                                           {"metadata": {"finalizers": None}}),
         ):
             try:
                 call()

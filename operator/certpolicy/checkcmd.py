@@ -111,7 +111,9 @@ def _exit_3_on_usage_errors(parser: argparse.ArgumentParser) -> None:
         return ns, []
 
     parser.error = error  # type: ignore[method-assign]
-    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+    # typeshed declares parse_known_args as two overloads (with and without a namespace); this one
+    # function serves both, which mypy cannot match against an overloaded attribute.
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign,assignment]
 
 
 # --- targets -------------------------------------------------------------------------------------

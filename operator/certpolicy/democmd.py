@@ -186,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         print("==> starting a local control plane (etcd + kube-apiserver on loopback)", flush=True)
         cluster = LocalCluster()
         cluster.start()
+        assert cluster.binaries is not None  # start() resolved them
         kubeconfig, kubectl_bin = cluster.kubeconfig, cluster.binaries.kubectl
         print(f"    ready in {cluster.startup_seconds:.1f}s; KUBECONFIG={kubeconfig}", flush=True)
 

@@ -13,13 +13,17 @@ import platform
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from certpolicy import __version__
 from certpolicy.policy.report import PolicyReport
+
+if TYPE_CHECKING:
+    from certpolicy.inventory.inventory import Inventory
 
 #: Per-object finding series per policy: one per (violating Secret or store, reason). Bounded so
 #: that a policy gone wrong on a huge cluster cannot flood Prometheus; the rest are counted.
@@ -49,7 +53,7 @@ class PolicyCollector(Collector):
         self._reports: dict[str, PolicyReport] = {}
         self._rotation_steps: dict[str, int] = {}
         self._rotations_finished: dict[str, dict[str, float]] = {}  # policy -> outcome -> finishedAt
-        self.inventory = None  # set by the operator: for watch and inventory gauges
+        self.inventory: Inventory | None = None  # set by the operator: for watch and inventory gauges
 
     def update(self, policy: str, report: PolicyReport) -> None:
         with self._lock:
@@ -72,7 +76,7 @@ class PolicyCollector(Collector):
             self._rotation_steps.pop(policy, None)
             self._rotations_finished.pop(policy, None)
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         with self._lock:
             reports = dict(self._reports)
             steps = dict(self._rotation_steps)

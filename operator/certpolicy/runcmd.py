@@ -127,7 +127,12 @@ def run(args: argparse.Namespace) -> int:
     stop_flag = None
     if elector is not None:
         stop_flag = threading.Event()
-        elector.on_lost = lambda: (metrics.LEADER.set(0), _stop_after_loss(stop_flag))
+
+        def lost() -> None:
+            metrics.LEADER.set(0)
+            _stop_after_loss(stop_flag)
+
+        elector.on_lost = lost
 
         @kopf.on.cleanup()
         def hand_over(**_) -> None:

@@ -142,7 +142,8 @@ def start_only_pods(inventory: Inventory, leaf_ids: set[str],
     way for a bundle when the Pod carries the ``certpolicy.io/trust-loaded-at-start`` annotation."""
     out = []
     for pod in inventory.pods.snapshot().values():
-        static_leaves, static_bundles = set(), set()
+        static_leaves: set[str] = set()
+        static_bundles: set[str] = set()
         for ref in pod.references:
             if ref.kind == "Secret" and ref.read_at_start_only and f"{pod.namespace}/{ref.name}" in leaf_ids:
                 static_leaves.add(f"{pod.namespace}/{ref.name}")

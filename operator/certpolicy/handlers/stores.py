@@ -36,6 +36,7 @@ from certpolicy.pki.load import LoadProblem
 from certpolicy.pki.secretdata import KeyStatus, SecretMaterial, material_from_secret
 from certpolicy.pki.stores import is_truststore_key, read_store
 from certpolicy.policy.evaluate import Evaluation
+from certpolicy.policy.findings import Finding
 from certpolicy.policy.report import SecretResult
 from certpolicy.policy.spec import StoreSelection, password_ref_from_spec, store_selection_from_spec
 from certpolicy.policy.truststores import LeafAnchor, check_store, missing_anchors
@@ -166,9 +167,9 @@ def _result(kind: str, namespace: str, name: str, findings: Sequence, valid_unti
     return SecretResult(namespace, name, ev, kind=kind, store=True)
 
 
-def _earliest(*ts):
-    ts = [t for t in ts if t is not None]
-    return min(ts) if ts else None
+def _earliest(*ts: dt.datetime | None) -> dt.datetime | None:
+    known = [t for t in ts if t is not None]
+    return min(known) if known else None
 
 
 def trust_stores_stage(ctx: PassContext, *, leaves: Iterable[LeafAnchor]) -> list[SecretResult]:
@@ -196,7 +197,8 @@ def trust_stores_stage(ctx: PassContext, *, leaves: Iterable[LeafAnchor]) -> lis
             entries = [_with_password(ctx, rec, e, sel, budget) for e in rec.entries if _wanted(e, sel)]
             if not entries:
                 continue
-            findings, until = [], None
+            findings: list[Finding] = []
+            until: dt.datetime | None = None
             for e in entries:
                 what = f"{rec.kind} {rec.namespace}/{rec.name} key {e.key}"
                 check = check_store(ctx.requirements, e.certificates, e.problems, ctx.now, what=what)
@@ -213,7 +215,7 @@ def trust_stores_stage(ctx: PassContext, *, leaves: Iterable[LeafAnchor]) -> lis
     return results
 
 
-def _dedupe(findings: list) -> list:
+def _dedupe(findings: list[Finding]) -> list[Finding]:
     return list(dict.fromkeys(findings))
 
 
@@ -237,7 +239,8 @@ def _ca_bundle_result(ctx: PassContext, rec: CABundleRecord) -> SecretResult:
         secret = ctx.inventory.secret(rec.serving_secret)
         if secret is not None:
             served = LeafAnchor.of("/".join(rec.serving_secret), secret.material)
-    findings, until = [], None
+    findings: list[Finding] = []
+    until: dt.datetime | None = None
     for where, certs, problems in rec.bundles:
         what = f"the caBundle at {where} of {rec.kind} {rec.name}"
         check = check_store(ctx.requirements, certs, problems, ctx.now, what=what)

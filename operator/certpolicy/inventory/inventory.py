@@ -27,6 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kubernetes.client import ApiClient, ApiException
 
@@ -118,10 +119,12 @@ class Inventory:
         self._mounts_cache: tuple[int, dict[Key, list[Mount]]] | None = None
         self._pods_version = 0
         self.pods.listeners.append(self._pods_changed)
-        for source, store in [(TLS_SECRETS, self.secrets), (PODS, self.pods), (NAMESPACES, self.namespaces),
-                              (NAMED_SECRETS, self.named_secrets),
-                              *((BUNDLE_TARGETS, s) for s in self.bundle_targets.values()),
-                              *((BUNDLE_SOURCES, s) for s in self.bundle_sources.values())]:
+        routed: list[tuple[str, RecordStore[Any]]] = [
+            (TLS_SECRETS, self.secrets), (PODS, self.pods), (NAMESPACES, self.namespaces),
+            (NAMED_SECRETS, self.named_secrets),
+            *((BUNDLE_TARGETS, s) for s in self.bundle_targets.values()),
+            *((BUNDLE_SOURCES, s) for s in self.bundle_sources.values())]
+        for source, store in routed:
             store.listeners.append(functools.partial(self._route, source))
 
     # ---- lifecycle -----------------------------------------------------------------------------

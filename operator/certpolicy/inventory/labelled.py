@@ -14,6 +14,7 @@ the :class:`LabelledKind` the watch is for.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -79,7 +80,7 @@ class LabelledWatches:
                     continue
                 kind = self.kinds[key.kind_name]
                 store = RecordStore(kind.kind, kind.parse)
-                store.listeners.append(lambda change, key=key: self.on_change(key, change))
+                store.listeners.append(functools.partial(self.on_change, key))
                 watched = Watched(f"{kind.name}[{key.label_selector}]", kind.path, label_selector=key.label_selector,
                                   field_selector=kind.field_selector)
                 self._stores[key] = store

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from certpolicy.pki.secretdata import SecretMaterial, material_from_secret
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from certpolicy.pki.load import LoadProblem
 
 
 @dataclass(frozen=True)
@@ -186,10 +191,10 @@ class BundleRecord:
     name: str
     kind: str
     resource_version: str
-    certificates: tuple[tuple[str, tuple], ...]  # (data key, certificates)
-    problems: tuple[tuple[str, tuple[str, ...]], ...]
+    certificates: tuple[tuple[str, tuple[x509.Certificate, ...]], ...]  # (data key, certificates)
+    problems: tuple[tuple[str, tuple[LoadProblem, ...]], ...]  # (data key, what loading it met)
 
-    def certs(self, key: str) -> tuple:
+    def certs(self, key: str) -> tuple[x509.Certificate, ...]:
         return dict(self.certificates).get(key, ())
 
     def has_key(self, key: str) -> bool:
@@ -201,15 +206,16 @@ def parse_bundle_object(obj: dict[str, Any], kind: str | None = None) -> BundleR
     bundle is the kind's (:mod:`certpolicy.kube.targets`): a ClusterTrustBundle's PEM is its
     ``spec.trustBundle``, reported under that key."""
     from certpolicy.kube.targets import target_kind
-    from certpolicy.pki.load import load_certificates
+    from certpolicy.pki.load import LoadProblem, load_certificates
 
     meta = obj.get("metadata") or {}
     kind = kind or obj.get("kind") or ("Secret" if "type" in obj else "ConfigMap")
-    certs, problems = [], []
+    certs: list[tuple[str, tuple[x509.Certificate, ...]]] = []
+    problems: list[tuple[str, tuple[LoadProblem, ...]]] = []
     raw: dict[str, bytes] = {}
     for k, value in target_kind(kind).contents(obj).items():
-        if value is None:
-            problems.append((k, ("not valid base64",)))
+        if value is None:  # the key is the tuple's first item, as for load_certificates' problems
+            problems.append((k, (LoadProblem("MalformedSecretData", "not valid base64"),)))
         else:
             raw[k] = value
     for k, data in sorted(raw.items()):
@@ -326,7 +332,7 @@ class CABundleRecord:
     resource_version: str
     labels: tuple[tuple[str, str], ...]
     serving_secret: tuple[str, str] | None  # (namespace, name) from an annotation
-    bundles: tuple[tuple[str, tuple, tuple], ...]  # (where, certificates, problems)
+    bundles: tuple[tuple[str, tuple[x509.Certificate, ...], tuple[LoadProblem, ...]], ...]  # (where, certificates, problems)
 
     @property
     def namespace(self) -> str:
@@ -355,7 +361,7 @@ def parse_cabundle_object(obj: dict[str, Any], kind: str) -> CABundleRecord:
         webhook = (spec.get("conversion") or {}).get("webhook") or {}
         if (spec.get("conversion") or {}).get("strategy") == "Webhook":
             found.append(("spec.conversion.webhook.clientConfig.caBundle", (webhook.get("clientConfig") or {}).get("caBundle")))
-    bundles = []
+    bundles: list[tuple[str, tuple[x509.Certificate, ...], tuple[LoadProblem, ...]]] = []
     for where, value in found:
         if not value:
             bundles.append((where, (), (LoadProblem("NoCertificate", "caBundle is empty: the API server verifies the "

@@ -48,13 +48,13 @@ def select(inventory: Inventory, selector_spec: Mapping[str, Any]) -> Selection:
             for key, rec in inventory.labelled_records(watch_key(LEAF_SECRETS, secret_sel.to_query())).items():
                 if ns_sel.empty or ns_sel.matches(ns_labels.get(rec.namespace)):
                     chosen[key] = rec
-    missing = []
+    missing: list[Key] = []
     for key in names:
-        rec = inventory.secret(key)
-        if rec is None:
+        named = inventory.secret(key)
+        if named is None:
             missing.append(key)
         else:
-            chosen[key] = rec
+            chosen[key] = named
     mounts = inventory.mounts("Secret")
     if mounted_only:
         chosen = {k: v for k, v in chosen.items() if k in mounts}

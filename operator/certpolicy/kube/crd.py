@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -12,7 +13,7 @@ from certpolicy import CRD_NAME, GROUP, PLURAL, VERSION
 CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
 
 
-def crd_manifest() -> dict:
+def crd_manifest() -> dict[str, Any]:
     return yaml.safe_load((CRD_DIR / f"{CRD_NAME}.yaml").read_text())
 
 
@@ -31,11 +32,14 @@ def install_crd(kubeconfig: str | Path | None = None, timeout: float = 60.0) -> 
     except kubernetes.client.ApiException as e:
         if e.status != 404:
             raise
-        api.create_custom_resource_definition(body, field_manager="certpolicy")
+        # The same conversion the client's validate_call would make from the dict, made explicit.
+        model = kubernetes.client.V1CustomResourceDefinition.model_validate(body)
+        api.create_custom_resource_definition(model, field_manager="certpolicy")
     deadline = time.monotonic() + timeout
     while True:
         crd = api.read_custom_resource_definition(CRD_NAME)
-        conds = {c.type: c.status for c in (crd.status.conditions or [])}
+        # status is absent until the API server has looked at the new CRD: not Established yet.
+        conds = {c.type: c.status for c in ((crd.status.conditions if crd.status else None) or [])}
         if conds.get("Established") == "True" and conds.get("NamesAccepted") == "True":
             break
         if time.monotonic() > deadline:

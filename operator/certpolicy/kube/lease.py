@@ -291,7 +291,6 @@ class LeaderElector:
 
     def _release(self) -> None:
         cfg = self.config
-        began = self.clock()
         try:
             lease = self.raw.get(cfg.path, timeout=self._timeout())
             record = LeaseRecord.from_spec(lease.get("spec"))

@@ -30,12 +30,16 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import yaml
 from cryptography.hazmat.primitives import serialization
 
 from certpolicy.localcluster.binaries import Binaries, ensure_binaries
 from certpolicy.pki.issue import KeyPair, create_ca, generate_key, issue_leaf
+
+if TYPE_CHECKING:
+    from certpolicy.localcluster.node import Node
 
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"
@@ -105,13 +109,13 @@ class LocalCluster:
 
     workdir: Path | None = None
     binaries: Binaries | None = None
-    log: object = sys.stderr
+    log: TextIO = sys.stderr
     api_port: int = 0
     etcd_port: int = 0
     cluster_trust_bundles: bool = True  # serve the beta ClusterTrustBundle API (off on real clusters by default)
     audit_policy: str | None = None  # an audit.k8s.io/v1 Policy (YAML): the API server logs to audit_log
     node: bool = False  # add a node (containerd, kubelet, kube-proxy, controller-manager, scheduler)
-    _node: object = None
+    _node: Node | None = None
     _procs: dict[str, _Proc] = field(default_factory=dict)
     _own_workdir: bool = False
     _ca: KeyPair | None = None
@@ -124,6 +128,31 @@ class LocalCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    # What start() sets, for the steps that run after it (a clear error, not an AttributeError on None).
+    @property
+    def _dir(self) -> Path:
+        if self.workdir is None:
+            raise ClusterError("the cluster has no working directory: start() it first")
+        return self.workdir
+
+    @property
+    def _bins(self) -> Binaries:
+        if self.binaries is None:
+            raise ClusterError("the cluster's binaries are not resolved: start() it first")
+        return self.binaries
+
+    @property
+    def _ca_pair(self) -> KeyPair:
+        if self._ca is None:
+            raise ClusterError("the cluster has no CA yet: start() it first")
+        return self._ca
+
+    @property
+    def _admin_pair(self) -> KeyPair:
+        if self._admin is None:
+            raise ClusterError("the cluster has no admin certificate yet: start() it first")
+        return self._admin
 
     @property
     def server(self) -> str:
@@ -171,7 +200,7 @@ class LocalCluster:
         self.startup_seconds = time.monotonic() - started
 
     @property
-    def node_handle(self):
+    def node_handle(self) -> Node | None:
         """The running node (``certpolicy.localcluster.node.Node``), or None without ``node=True``."""
         return self._node
 
@@ -207,27 +236,27 @@ class LocalCluster:
 
     # ---- pieces ----------------------------------------------------------------------------
     def _write_pki(self) -> None:
-        pki = self.workdir / "pki"
+        pki = self._dir / "pki"
         pki.mkdir(exist_ok=True)
         validity = dt.timedelta(days=30)
-        self._ca = create_ca("certpolicy-local-cluster-ca", validity=validity)
+        self._ca = ca = create_ca("certpolicy-local-cluster-ca", validity=validity)
         serving = issue_leaf(
-            self._ca, common_name="kube-apiserver",
+            ca, common_name="kube-apiserver",
             dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                        "kubernetes.default.svc.cluster.local"],
             ip_addresses=["127.0.0.1", SERVICE_IP, *self._node_ips()], usages=["serverAuth"], validity=validity,
         )
         self._admin = issue_leaf(
-            self._ca, common_name="certpolicy-admin", organization=["system:masters"],
+            ca, common_name="certpolicy-admin", organization=["system:masters"],
             usages=["clientAuth"], validity=validity,
         )
         kubelet_client = issue_leaf(  # the API server's identity towards the kubelet (logs, exec)
-            self._ca, common_name="kube-apiserver-kubelet-client", organization=["system:masters"],
+            ca, common_name="kube-apiserver-kubelet-client", organization=["system:masters"],
             usages=["clientAuth"], validity=validity,
         )
         sa_key = generate_key("RSA2048")
         files = {
-            "ca.crt": self._ca.cert_pem,
+            "ca.crt": ca.cert_pem,
             "apiserver.crt": serving.cert_pem,
             "apiserver.key": serving.key_pem,
             "kubelet-client.crt": kubelet_client.cert_pem,
@@ -248,9 +277,9 @@ class LocalCluster:
         self.etcd_port = self.etcd_port or free_port()
         peer = free_port()
         argv = [
-            str(self.binaries.etcd),
+            str(self._bins.etcd),
             "--name=default",
-            f"--data-dir={self.workdir / 'etcd'}",
+            f"--data-dir={self._dir / 'etcd'}",
             f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
             f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
             f"--listen-peer-urls=http://127.0.0.1:{peer}",
@@ -258,7 +287,7 @@ class LocalCluster:
             f"--initial-cluster=default=http://127.0.0.1:{peer}",
             "--log-level=warn",
         ]
-        proc = self._procs["etcd"] = _Proc("etcd", argv, self.workdir / "etcd.log")
+        proc = self._procs["etcd"] = _Proc("etcd", argv, self._dir / "etcd.log")
         proc.start()
         self._wait_http(proc, f"http://127.0.0.1:{self.etcd_port}/health", timeout, tls=False)
 
@@ -269,12 +298,12 @@ class LocalCluster:
 
     def start_apiserver(self, timeout: float = 60.0) -> None:
         self.api_port = self.api_port or free_port()
-        pki = self.workdir / "pki"
+        pki = self._dir / "pki"
         # With a node, Pods reach the API server through the `kubernetes` Service (kube-proxy) at
         # the address advertised here: the host's address on the Pod bridge, so it listens there too.
         advertise = (self._node_ips() or ["127.0.0.1"])[0]
         argv = [
-            str(self.binaries.kube_apiserver),
+            str(self._bins.kube_apiserver),
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
             f"--bind-address={'0.0.0.0' if self.node else '127.0.0.1'}",
             f"--advertise-address={advertise}",
@@ -302,20 +331,21 @@ class LocalCluster:
             argv += ["--feature-gates=ClusterTrustBundle=true",
                      "--runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true"]
         if self.audit_policy:
-            policy = self.workdir / "audit-policy.yaml"
+            policy = self._dir / "audit-policy.yaml"
             policy.write_text(self.audit_policy)
             argv += [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}", "--audit-log-format=json",
                      "--audit-log-mode=blocking"]
-        proc = self._procs["kube-apiserver"] = _Proc("kube-apiserver", argv, self.workdir / "kube-apiserver.log")
+        proc = self._procs["kube-apiserver"] = _Proc("kube-apiserver", argv, self._dir / "kube-apiserver.log")
         proc.start()
         self._write_kubeconfig()
         self._wait_http(proc, f"{self.server}/readyz", timeout, tls=True)
 
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        certfile = self.workdir / "pki" / "admin.pem"
+        certfile = self._dir / "pki" / "admin.pem"
         if not certfile.exists():
-            certfile.write_bytes(self._admin.cert_pem + self._admin.key_pem)
+            admin = self._admin_pair
+            certfile.write_bytes(admin.cert_pem + admin.key_pem)
             certfile.chmod(0o600)
         ctx.load_cert_chain(str(certfile))
         return ctx
@@ -337,7 +367,7 @@ class LocalCluster:
         raise ClusterError(f"{proc.name} not ready after {timeout:.0f}s ({last}); last log lines:\n{_tail(proc.log)}")
 
     def _write_kubeconfig(self) -> None:
-        self.write_kubeconfig(self.kubeconfig, self._admin)
+        self.write_kubeconfig(self.kubeconfig, self._admin_pair)
 
     def write_kubeconfig(self, path: Path, client: KeyPair) -> Path:
         """A kubeconfig for this cluster that authenticates with ``client``'s certificate."""
@@ -346,7 +376,7 @@ class LocalCluster:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "local", "cluster": {
-                "server": self.server, "certificate-authority-data": b64(self._ca.cert_pem)}}],
+                "server": self.server, "certificate-authority-data": b64(self._ca_pair.cert_pem)}}],
             "users": [{"name": "admin", "user": {
                 "client-certificate-data": b64(client.cert_pem),
                 "client-key-data": b64(client.key_pem)}}],
@@ -363,7 +393,7 @@ class LocalCluster:
             "apiVersion": "v1", "kind": "Config",
             "clusters": [{"name": "local", "cluster": {
                 "server": self.server,
-                "certificate-authority-data": base64.b64encode(self._ca.cert_pem).decode()}}],
+                "certificate-authority-data": base64.b64encode(self._ca_pair.cert_pem).decode()}}],
             "users": [{"name": "token", "user": {"token": token}}],
             "contexts": [{"name": "local", "context": {"cluster": "local", "user": "token"}}],
             "current-context": "local",

@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
         if args.node:
             from certpolicy.localcluster.node import NODE_NAME
 
-            print(f"node {NODE_NAME} Ready (containerd socket {cluster.node_handle.containerd_socket})", flush=True)
+            node = cluster.node_handle
+            assert node is not None  # started with node=True
+            print(f"node {NODE_NAME} Ready (containerd socket {node.containerd_socket})", flush=True)
         print(f"export KUBECONFIG={cluster.kubeconfig}", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -27,11 +27,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import yaml
 
 from certpolicy.localcluster.binaries import NodeBinaries, ensure_node_binaries
-from certpolicy.localcluster.cluster import ClusterError, _Proc, _tail, free_port
+from certpolicy.localcluster.cluster import ClusterError, LocalCluster, _Proc, _tail, free_port
 from certpolicy.localcluster.images import PAUSE_IMAGE
 from certpolicy.pki.issue import issue_leaf
 
@@ -74,16 +75,16 @@ def check_host() -> None:
 class Node:
     """The node's processes and host state; started and stopped by ``LocalCluster(node=True)``."""
 
-    cluster: object  # LocalCluster (not imported: cluster.py imports this module lazily)
+    cluster: LocalCluster  # which imports this module lazily, only for node=True
     binaries: NodeBinaries | None = None
     _procs: dict[str, _Proc] = field(default_factory=dict)
-    _lock: object = None
+    _lock: IO[str] | None = None
     _netns_before: set[str] = field(default_factory=set)
     _ip_forward_before: str | None = None
 
     @property
     def dir(self) -> Path:
-        return self.cluster.workdir / "node"
+        return self.cluster._dir / "node"
 
     @property
     def containerd_socket(self) -> Path:
@@ -94,11 +95,11 @@ class Node:
         check_host()
         self.binaries = self.binaries or ensure_node_binaries(log=self.cluster.log)
         LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = open(LOCK_FILE, "w")  # noqa: SIM115 - held for the node's lifetime
+        self._lock = lock = open(LOCK_FILE, "w")  # noqa: SIM115 - held for the node's lifetime
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._lock.close()
+            lock.close()
             self._lock = None
             raise NodeError(f"another local node runs on this machine (lock {LOCK_FILE} is held)") from None
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -164,6 +165,7 @@ class Node:
         """Client certificates for each component, signed by the cluster CA, with the identities
         the API server's default RBAC bindings (and the Node authorizer) expect."""
         c = self.cluster
+        ca = c._ca_pair
         pki = self.dir / "pki"
         pki.mkdir(exist_ok=True)
         validity = dt.timedelta(days=30)
@@ -174,9 +176,9 @@ class Node:
             "kube-proxy": ("system:kube-proxy", []),
         }
         for name, (cn, orgs) in identities.items():
-            pair = issue_leaf(c._ca, common_name=cn, organization=orgs, usages=["clientAuth"], validity=validity)
+            pair = issue_leaf(ca, common_name=cn, organization=orgs, usages=["clientAuth"], validity=validity)
             c.write_kubeconfig(self.dir / f"{name}.kubeconfig", pair)
-        serving = issue_leaf(c._ca, common_name=NODE_NAME, dns_names=[NODE_NAME, "localhost"],
+        serving = issue_leaf(ca, common_name=NODE_NAME, dns_names=[NODE_NAME, "localhost"],
                              ip_addresses=[NODE_IP, "127.0.0.1"], usages=["serverAuth"], validity=validity)
         for fname, data in (("kubelet.crt", serving.cert_pem), ("kubelet.key", serving.key_pem)):
             (pki / fname).write_bytes(data)
@@ -251,7 +253,9 @@ state = "{d / 'state'}"
 
     def _argv(self, name: str) -> list[str]:
         b, c, d = self.binaries, self.cluster, self.dir
-        pki = c.workdir / "pki"
+        if b is None:
+            raise NodeError("the node's binaries are not resolved: start() it first")
+        pki = c._dir / "pki"
         kubeconfig = f"--kubeconfig={d / f'{name}.kubeconfig'}"
         if name == "kube-controller-manager":
             return [str(b.kube_controller_manager), kubeconfig, "--leader-elect=false", "--secure-port=0",
@@ -261,6 +265,7 @@ state = "{d / 'state'}"
                     "--controllers=*", "--v=1"]
         if name == "kube-scheduler":
             return [str(b.kube_scheduler), kubeconfig, "--leader-elect=false", "--secure-port=0", "--v=1"]
+        config: dict[str, object]
         if name == "kube-proxy":
             config = {
                 "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",

@@ -38,8 +38,8 @@ from cryptography import x509
 
 from certpolicy.inventory.records import parse_pod_object
 from certpolicy.pki.bundle import read_bundle
-from certpolicy.pki.fingerprint import PREFIX, short
-from certpolicy.pki.inspect import certificate_fingerprint, summarize
+from certpolicy.pki.fingerprint import PREFIX, certificate_fingerprint, short
+from certpolicy.pki.inspect import summarize
 from certpolicy.pki.load import load_certificates
 from certpolicy.pki.secretdata import material_from_manifest
 from certpolicy.plugin.output import dump, table

@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)  # the subparsers' type: parents only lend their arguments
     common.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     common.add_argument("--context", metavar="NAME", help="kubeconfig context")
     common.add_argument("-o", "--output", choices=("table", "json"), default="table", help="table (default) or JSON")

@@ -30,7 +30,7 @@ import datetime as dt
 import math
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from certpolicy.plugin.blast import CHAINS, KINDS, TargetError, radius
 from certpolicy.plugin.output import dump, table
@@ -50,6 +50,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "certpolicy.io/rotate annotation)")
 
 
+class _Step(TypedDict):
+    step: int
+    phase: str
+    seconds: int
+    what: str
+
+
 def _seconds(d: dt.timedelta) -> int:
     return int(d.total_seconds())
 
@@ -65,7 +72,7 @@ def _human(seconds: float) -> str:
 def make_plan(policy: Mapping[str, Any], selection, secret_mounts: Mapping, configmap_mounts: Mapping, objects,
               operator_namespace: str, now: dt.datetime) -> dict[str, Any]:
     """The plan, from the live policy, its selection, the Pods' mounts and the cluster's objects."""
-    from certpolicy.pki.inspect import certificate_fingerprint
+    from certpolicy.pki.fingerprint import certificate_fingerprint
     from certpolicy.plugin.live import trusted_by_policy
     from certpolicy.rotation.model import RotationSettings
 
@@ -103,7 +110,7 @@ def make_plan(policy: Mapping[str, Any], selection, secret_mounts: Mapping, conf
     leaf_pods = [p for p in restart if p["role"] != "bundle target"]
     reissue = math.ceil(len(managed) / settings.reissue_per_minute) * 60 if managed else 0
     probes = max((_seconds(p.timeout) for p in settings.probes), default=0)
-    steps = [
+    steps: list[_Step] = [
         {"step": 1, "phase": "AddNewCA", "seconds": 0, "what": f"add the new CA to {len(targets)} bundle targets"},
         {"step": 2, "phase": "VerifyBundles", "seconds": _seconds(settings.propagation_delay) + probes,
          "what": f"read every target back, then wait propagationDelay {_human(_seconds(settings.propagation_delay))}"

@@ -18,7 +18,9 @@ RANKS = ("Critical", "Warning", "Degraded", "NotReady", "OK")
 
 
 def _conditions(policy: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    return {c.get("type"): c for c in ((policy.get("status") or {}).get("conditions") or ()) if isinstance(c, Mapping)}
+    # Looked up by type name: an entry without a string type could never be found, so it is left out.
+    return {c["type"]: c for c in ((policy.get("status") or {}).get("conditions") or ())
+            if isinstance(c, Mapping) and isinstance(c.get("type"), str)}
 
 
 def row(policy: Mapping[str, Any]) -> dict[str, Any]:

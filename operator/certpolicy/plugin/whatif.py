@@ -22,6 +22,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from cryptography import x509
+
 from certpolicy.checkcmd import (
     EXIT_UNKNOWN,
     Target,
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace, raw) -> int:
         requirements = requirements_from_spec(spec.get("requirements") or {})
         now = _now(_days_as_hours(args.at))
         notes: list[str] = []
+        bundle: list[x509.Certificate] | None
         if args.trust_bundle:
             bundle = _read_bundle(args.trust_bundle)
         else:

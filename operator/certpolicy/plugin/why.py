@@ -18,7 +18,7 @@ from certpolicy.checkcmd import UsageError
 from certpolicy.plugin.blast import CHAINS, KINDS, TargetError, pod_references, radius
 from certpolicy.plugin.output import dump, table
 from certpolicy.plugin.reads import read
-from certpolicy.policy.evaluate import evaluate
+from certpolicy.policy.evaluate import CertificateEntry, evaluate
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 
 WHY = "kubectl-certpolicy-why"
@@ -64,7 +64,8 @@ def explain(secret_key: tuple[str, str], objects, selections: Mapping[str, Any],
         return out
     material = material_from_manifest(obj)
     policies = {p["metadata"]["name"]: p for p in objects.of("CertificatePolicy")}
-    anchor_fp, anchor_cert, path = None, None, []
+    anchor_fp, anchor_cert = None, None
+    path: list[CertificateEntry] = []
     for pname, selection in sorted(selections.items()):
         if not any((rec.namespace, rec.name) == secret_key for rec in selection.secrets):
             continue
@@ -101,7 +102,7 @@ def explain(secret_key: tuple[str, str], objects, selections: Mapping[str, Any],
 
 
 def _fp(cert) -> str:
-    from certpolicy.pki.inspect import certificate_fingerprint
+    from certpolicy.pki.fingerprint import certificate_fingerprint
 
     return certificate_fingerprint(cert)
 

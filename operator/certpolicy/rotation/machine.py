@@ -509,10 +509,10 @@ def _verify_bundles(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
         asked = now
     ctx.wake(asked + PROBE_RETRY)
     by_id = {r.probe: r for r in records}
-    waiting = [f"{p.id} ({'refused: ' + by_id[p.id].message if p.id in by_id else 'no result yet'})" for p in missing]
+    pending = [f"{p.id} ({'refused: ' + by_id[p.id].message if p.id in by_id else 'no result yet'})" for p in missing]
     return replace(rot, probes_requested_at=asked,
                    message=f"All {total} bundle targets verified; waiting for probes to accept a canary "
-                           f"signed by the new CA: {', '.join(waiting)}.")
+                           f"signed by the new CA: {', '.join(pending)}.")
 
 
 def _probe_records(ctx: _Ctx, rot: Rotation, new: str, gate: dt.datetime) -> tuple[ProbeRecord, ...]:
@@ -641,7 +641,7 @@ def _note_leaf_moves(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
 def _workload_evidence(ctx: _Ctx, rot: Rotation, facts: _Facts) -> tuple[Rotation, str | None]:
     """Step 4's evidence that workloads *use* the new leaves (every leaf chains to the new CA in
     the API already). Returns the rotation and what is still awaited, None when nothing is."""
-    assert facts.new_ref is not None
+    assert facts.new is not None and facts.new_ref is not None
     now, settings = ctx.now, ctx.settings
     moved = rot.leaves_moved_at or rot.step_started_at[ISSUE_FROM_NEW_CA - 1] or now
     in_scope = {leaf.id for leaf in ctx.obs.leaves}
@@ -820,6 +820,8 @@ def _roll_back(ctx: _Ctx, rot: Rotation, facts: _Facts) -> tuple[Rotation, Histo
 
 def _counters(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
     obs = ctx.obs
+    need: tuple[str | None, ...]
+    forbid: tuple[str | None, ...]
     if rot.rolling_back:
         need, forbid = (facts.old,), (facts.new,)
     elif rot.step == REMOVE_OLD_CA:
