@@ -43,12 +43,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
 sys.path.insert(0, str(REPO / "tests"))
 
-import certgen  # noqa: E402
 import cryptography  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.x509.verification import PolicyBuilder, Store  # noqa: E402
 
+import certgen  # noqa: E402
 from certpolicy.pki import cache  # noqa: E402
 from certpolicy.pki.publicroots import default_public_roots  # noqa: E402
 from certpolicy.pki.secretdata import material_from_secret  # noqa: E402

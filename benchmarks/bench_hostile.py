@@ -23,13 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO / "tests")]
 
 import certgen  # noqa: E402
-from hostile import hostile_secrets  # noqa: E402
-
-from certpolicy.pki import cache  # noqa: E402
-from certpolicy.pki import secretdata  # noqa: E402
+from certpolicy.pki import cache, secretdata  # noqa: E402
 from certpolicy.pki.chain import TrustAnchors  # noqa: E402
 from certpolicy.policy import evaluate as policy_evaluate  # noqa: E402
 from certpolicy.policy.spec import requirements_from_spec  # noqa: E402
+from hostile import hostile_secrets  # noqa: E402
 
 
 def cold() -> None:
@@ -45,7 +43,7 @@ def main() -> int:
     cases = {"(well-formed, for reference)": certgen.tls_secret(shapes.good)["data"], **shapes.data}
     req = requirements_from_spec({"extendedKeyUsages": ["serverAuth", "clientAuth"], "requirePrivateKey": True})
     anchors = TrustAnchors.of([ca.cert])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     results = {}
     print(f"{'shape':32} {'best ms':>9} {'worst ms':>9}  reasons")
     for name, data in cases.items():

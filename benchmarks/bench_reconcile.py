@@ -23,10 +23,10 @@ import sys
 import time
 
 import kubernetes
-from scale import GROUP, PLURAL, VERSION, TLSSecrets, b64, bench_cluster, rss_mib, start_operator, stop_operator
 
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.pki.issue import create_ca, issue_leaf
+from scale import GROUP, PLURAL, VERSION, TLSSecrets, b64, bench_cluster, rss_mib, start_operator, stop_operator
 
 
 def main() -> int:

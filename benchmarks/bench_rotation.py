@@ -20,10 +20,9 @@ import sys
 import threading
 import time
 
-from scale import GROUP, PLURAL, REPO, VERSION, bench_cluster, start_operator, stop_operator
-
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
+from scale import GROUP, PLURAL, REPO, VERSION, bench_cluster, start_operator, stop_operator
 
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 from rotation_support import watch_versions  # noqa: E402

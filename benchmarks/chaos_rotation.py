@@ -29,15 +29,15 @@ import sys
 import time
 import uuid
 
-from scale import GROUP, PLURAL, VERSION, REPO, bench_cluster
+from scale import GROUP, PLURAL, REPO, VERSION, bench_cluster
 
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "integration")]
 
-from operator_process import OperatorProcess  # noqa: E402
 from rotation_support import MTLSPair, Recorder, check_invariant  # noqa: E402
 
 from certpolicy.kube.namespaces import ensure_namespace  # noqa: E402
 from certpolicy.kube.rawapi import RawClient  # noqa: E402
+from operator_process import OperatorProcess  # noqa: E402
 
 
 def main() -> int:

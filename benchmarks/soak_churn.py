@@ -21,10 +21,10 @@ import sys
 import time
 
 import kubernetes
-from scale import GROUP, PLURAL, VERSION, TLSSecrets, bench_cluster, rss_mib, start_operator, stop_operator
 
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.pki.issue import create_ca
+from scale import GROUP, PLURAL, VERSION, TLSSecrets, bench_cluster, rss_mib, start_operator, stop_operator
 
 
 def main() -> int:

@@ -20,7 +20,6 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
 
-
 #: The start of a PEM private key (a message may name the label, e.g. "an ENCRYPTED PRIVATE KEY").
 PEM_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from certpolicy.localcluster.cluster import free_port
 
-
 #: Every operator process's log file (DEBUG): read by the session's hygiene audit.
 LOG_FILES: list = []
 

@@ -34,8 +34,14 @@ from typing import Any, NoReturn, TextIO
 from cryptography import x509
 
 from certpolicy.pki.load import load_certificates
+from certpolicy.pki.secretdata import (
+    SecretMaterial,
+    classify_data_key,
+    material_from_bytes,
+    material_from_manifest,
+    material_from_pkcs12,
+)
 from certpolicy.policy.bundleref import CONFIG_MAP, SECRET, BundleRef, BundleRefError
-from certpolicy.pki.secretdata import SecretMaterial, classify_data_key, material_from_bytes, material_from_manifest, material_from_pkcs12
 from certpolicy.policy.evaluate import Evaluation, evaluate
 from certpolicy.policy.findings import Severity
 from certpolicy.policy.spec import PolicySpecError, Requirements, parse_duration, requirements_from_spec
@@ -194,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
 def _json_error(args: argparse.Namespace, stdout: TextIO, message: str) -> int:
     """With ``-o json`` a script always gets a JSON document, also when nothing could be checked."""
     if getattr(args, "output", None) == "json":
-        json.dump({"exitCode": EXIT_UNKNOWN, "evaluatedAt": _iso(dt.datetime.now(dt.timezone.utc)),
+        json.dump({"exitCode": EXIT_UNKNOWN, "evaluatedAt": _iso(dt.datetime.now(dt.UTC)),
                    "error": message, "results": []}, stdout, indent=2)
         stdout.write("\n")
     return EXIT_UNKNOWN
@@ -323,7 +329,7 @@ def _password(args: argparse.Namespace) -> bytes | None:
 
 
 def _now(at: str | None) -> dt.datetime:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     if not at:
         return now
     text = at.strip()
@@ -336,7 +342,7 @@ def _now(at: str | None) -> dt.datetime:
         t = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise UsageError(f"--at: '{at}' is neither an RFC 3339 time nor an offset like '+720h'") from None
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _read_bundle(path: str) -> list[x509.Certificate]:
@@ -520,7 +526,7 @@ def _use_color(mode: str, stream: TextIO) -> bool:
 
 
 def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write_table(targets: Sequence[Target], out: TextIO, *, color: bool = False) -> None:

@@ -44,7 +44,7 @@ class StandbyHealth:
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name="standby-health", daemon=True)
 
-    def start(self) -> "StandbyHealth":
+    def start(self) -> StandbyHealth:
         self._thread.start()
         return self
 

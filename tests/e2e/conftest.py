@@ -68,8 +68,7 @@ def _ready(pod: dict) -> bool:
 
 
 def _node_backend(tmp_path_factory):
-    from certpolicy.localcluster import LocalCluster
-    from certpolicy.localcluster import images
+    from certpolicy.localcluster import LocalCluster, images
 
     started = time.monotonic()
     archives = [images.pause_archive(), images.base_archive(), images.operator_archive(REPO)]

@@ -99,7 +99,7 @@ class Workload:
         while not self.stop.is_set():
             try:
                 conn, _ = sock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
 

@@ -70,7 +70,7 @@ class Recorder:
     _watchers: list[ListWatcher] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self) -> "Recorder":
+    def start(self) -> Recorder:
         for ns in self.namespaces:
             for plural in ("configmaps", "secrets"):
                 def record(etype, obj, ns=ns, plural=plural):
@@ -122,7 +122,7 @@ def check_invariant(recorder: Recorder, targets: int, now: dt.datetime | None = 
     Returns (instants checked, violations). Instants before every target and leaf first exists
     are skipped (the operator is still creating them).
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     checked, violations = 0, []
     for rv, bundles, leaves in recorder.replay():
         present = [b for b in bundles.values() if b is not None]

@@ -25,17 +25,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import certgen
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from kubernetes import client
-from kubewait import wait_for
 
+import certgen
 from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.ownership import INJECT_CA_FROM, MANAGED_BY, Owner
 from certpolicy.pki.fingerprint import fingerprint
+from kubewait import wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 RUN_LABEL = "certpolicy-cbi-run"
@@ -136,7 +136,7 @@ def secret_leaf(secret: client.V1Secret) -> x509.Certificate:
 
 def next_second(stamp: str) -> None:
     """Status timestamps have one-second resolution: let the clock pass ``stamp``'s second."""
-    wait_for(lambda: rfc3339(dt.datetime.now(dt.timezone.utc)) > stamp, timeout=5, what="the next second")
+    wait_for(lambda: rfc3339(dt.datetime.now(dt.UTC)) > stamp, timeout=5, what="the next second")
 
 
 def passes_logged(caplog, policy: str) -> int:
@@ -600,7 +600,7 @@ def test_rate_limit_caps_issuance_and_a_rejected_entry_does_not_use_it_up(
     assert read_secret(core_v1, ns, "bad-tls") is None
     # The next token is a minute away, and the operator has scheduled a pass for it.
     next_at = dt.datetime.fromisoformat(st["nextEvaluationTime"].replace("Z", "+00:00"))
-    assert dt.timedelta(seconds=30) < next_at - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(seconds=61)
+    assert dt.timedelta(seconds=30) < next_at - dt.datetime.now(dt.UTC) <= dt.timedelta(seconds=61)
 
 
 # ---- 7. a user's Secret with the same name is never overwritten -------------------------------------
@@ -646,14 +646,14 @@ def test_leaf_is_renewed_before_it_expires(operator, policies, core_v1, custom_a
                    "validity": "20s", "renewBefore": "15s"}]))
     first = wait_for(lambda: read_secret(core_v1, ns, "short-tls"), what="the first leaf")
     first_leaf = secret_leaf(first)
-    assert first_leaf.not_valid_after_utc - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(seconds=21)
+    assert first_leaf.not_valid_after_utc - dt.datetime.now(dt.UTC) <= dt.timedelta(seconds=21)
 
     def renewed():
         s = read_secret(core_v1, ns, "short-tls")
         return s if s is not None and fp(secret_leaf(s)) != fp(first_leaf) else None
 
     second = wait_for(renewed, timeout=30, what="the certificate renewed (fingerprint changed)")
-    renewed_at = dt.datetime.now(dt.timezone.utc)
+    renewed_at = dt.datetime.now(dt.UTC)
     second_leaf = secret_leaf(second)
     # Renewed in the renewal window: after notAfter - renewBefore, before the old one expired.
     assert renewed_at < first_leaf.not_valid_after_utc

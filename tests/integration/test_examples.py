@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 import yaml
 from kopf.testing import KopfRunner
-from kubewait import wait_for
-from paths import EXAMPLES, REPO
 
 from certpolicy import metrics
 from certpolicy.localcluster import LocalCluster
 from certpolicy.localcluster.cluster import free_port
+from kubewait import wait_for
+from paths import EXAMPLES, REPO
 
 DOC_FILES = [REPO / "examples" / "README.md", REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^\s*```(sh|bash|shell|console)\s*$")

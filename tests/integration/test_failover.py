@@ -22,24 +22,23 @@ import datetime as dt
 import json
 import re
 import signal
-import time
 import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-import figures
 import kubernetes
 import pytest
-from kubewait import wait_for
-from operator_process import OperatorProcess
 from test_rotation import CASecretCounter
 
+import figures
 from certpolicy.kube.crd import install_crd
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.localcluster import LocalCluster
 from certpolicy.localcluster.cluster import free_port
+from kubewait import wait_for
+from operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 OPERATOR_NS = "certpolicy-system"
@@ -246,7 +245,7 @@ def assert_no_duplicate_events(writes: list[Write], api, policy: str, namespaces
 def test_leader_killed_during_rotation_standby_takes_over_within_the_lease(ha, tmp_path):
     """Default timing (15/10/2 s)."""
     cluster, api = ha
-    began = dt.datetime.now(dt.timezone.utc)
+    began = dt.datetime.now(dt.UTC)
     name = f"ha-kill-{uuid.uuid4().hex[:6]}"
     counter = CASecretCounter(RawClient(api), OPERATOR_NS)
     replicas, raw = start_pair(cluster, api, tmp_path, [])
@@ -259,7 +258,7 @@ def test_leader_killed_during_rotation_standby_takes_over_within_the_lease(ha, t
                  what="rotation in step 2")
         step = status(api, name)["rotation"]["step"]
         held = lease_spec(raw, replicas.lease)
-        killed = dt.datetime.now(dt.timezone.utc)
+        killed = dt.datetime.now(dt.UTC)
         replicas["replica-a"].proc.send_signal(signal.SIGKILL)
         replicas["replica-a"].proc.wait(10)
         spec = wait_for(lambda: (s := lease_spec(raw, replicas.lease))["holderIdentity"] == "replica-b" and s,
@@ -291,7 +290,7 @@ def test_frozen_leader_never_writes_again_and_exits(ha, tmp_path):
     """A partition simulated by SIGSTOP: the frozen leader can neither renew nor write. Shortened
     timing (6/4/1 s) keeps the test short; the default figures come from the test above."""
     cluster, api = ha
-    began = dt.datetime.now(dt.timezone.utc)
+    began = dt.datetime.now(dt.UTC)
     name = f"ha-stop-{uuid.uuid4().hex[:6]}"
     counter = CASecretCounter(RawClient(api), OPERATOR_NS)
     timing = ["--lease-duration", "6", "--renew-deadline", "4", "--retry-period", "1"]
@@ -303,7 +302,7 @@ def test_frozen_leader_never_writes_again_and_exits(ha, tmp_path):
         rotate(api, name, "stop")
         wait_for(lambda: (status(api, name).get("rotation") or {}).get("step", 0) >= 2, timeout=60, interval=0.05,
                  what="rotation in step 2")
-        frozen = dt.datetime.now(dt.timezone.utc)
+        frozen = dt.datetime.now(dt.UTC)
         a.proc.send_signal(signal.SIGSTOP)
         spec = wait_for(lambda: (s := lease_spec(raw, replicas.lease))["holderIdentity"] == "replica-b" and s,
                         timeout=30, interval=0.05, what="replica-b takes the Lease over")
@@ -315,7 +314,7 @@ def test_frozen_leader_never_writes_again_and_exits(ha, tmp_path):
         # generation: every replica's next pass would write the policy's status).
         kubernetes.client.CustomObjectsApi(api).patch_cluster_custom_object(
             GROUP, VERSION, PLURAL, name, {"spec": {"requirements": {"minimumRSABits": 3072}}})
-        resumed = dt.datetime.now(dt.timezone.utc)
+        resumed = dt.datetime.now(dt.UTC)
         a.proc.send_signal(signal.SIGCONT)
         assert a.proc.wait(40) == EXIT_LEADERSHIP_LOST
         done = wait_for(lambda: completed(api, name, "stop"), timeout=120, what="rotation completed by replica-b")
@@ -346,7 +345,7 @@ def test_leader_stopped_cleanly_hands_over_at_the_next_read(ha, tmp_path):
     """A rolling update or a drain: SIGTERM. The leader stops kopf, closes its gate and releases
     the Lease; the standby takes over at its next read, not after the Lease's 15 s."""
     cluster, api = ha
-    began = dt.datetime.now(dt.timezone.utc)
+    began = dt.datetime.now(dt.UTC)
     name = f"ha-term-{uuid.uuid4().hex[:6]}"
     counter = CASecretCounter(RawClient(api), OPERATOR_NS)
     replicas, raw = start_pair(cluster, api, tmp_path, [])
@@ -357,10 +356,10 @@ def test_leader_stopped_cleanly_hands_over_at_the_next_read(ha, tmp_path):
         rotate(api, name, "term")
         wait_for(lambda: (status(api, name).get("rotation") or {}).get("step", 0) >= 2, timeout=60, interval=0.05,
                  what="rotation in step 2")
-        terminated = dt.datetime.now(dt.timezone.utc)
+        terminated = dt.datetime.now(dt.UTC)
         replicas["replica-a"].proc.send_signal(signal.SIGTERM)
         assert replicas["replica-a"].proc.wait(30) == 0
-        stopped = dt.datetime.now(dt.timezone.utc)
+        stopped = dt.datetime.now(dt.UTC)
         spec = wait_for(lambda: (s := lease_spec(raw, replicas.lease))["holderIdentity"] == "replica-b" and s,
                         timeout=20, interval=0.05, what="replica-b takes the released Lease")
         acquired = dt.datetime.fromisoformat(spec["acquireTime"])

@@ -7,23 +7,22 @@ from __future__ import annotations
 
 import uuid
 
-import certgen
 from kubernetes import client
-from kubewait import wait_for
-from operator_process import OperatorProcess
 from rotation_support import Recorder
 from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret, secret_events
-from test_rotation import (  # noqa: F401 (rotation_setup is a fixture)
-    CASecretCounter, assert_each_rotation_sound, disrupt_during_each_step, rotation_setup, settled)
+from test_rotation import CASecretCounter, assert_each_rotation_sound, disrupt_during_each_step, rotation_setup, settled  # noqa: F401 (rotation_setup is a fixture)
 
+import certgen
 from certpolicy.handlers import bundles
 from certpolicy.inventory.store import RecordStore
 from certpolicy.inventory.watch import ListWatcher
 from certpolicy.kube.ownership import INJECT_CA_FROM, MANAGED_BY, Owner
 from certpolicy.kube.rawapi import RawClient
-from certpolicy.runcmd import EXIT_LEADERSHIP_LOST
 from certpolicy.pki.bundle import read_bundle
 from certpolicy.pki.fingerprint import fingerprint
+from certpolicy.runcmd import EXIT_LEADERSHIP_LOST
+from kubewait import wait_for
+from operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 

@@ -9,10 +9,10 @@ import base64
 import uuid
 
 from kubernetes import client
-from figures import record as figure
-from kubewait import wait_for
 
 from certpolicy.kube.namespaces import ensure_namespace
+from figures import record as figure
+from kubewait import wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
@@ -126,9 +126,9 @@ def test_1700_foreign_cas_are_all_kept_and_a_leaf_of_ca_1500_verifies(operator, 
                                                                       unique_name):
     """Reported: a merge into a ConfigMap of 1,700 foreign CAs deleted 700 of them (the loader read
     1,000), and a leaf signed by CA #1500 of a 1,700-CA source bundle was IncompleteChain."""
-    import certgen
     from cryptography.hazmat.primitives import serialization
 
+    import certgen
     from certpolicy.kube.ownership import INJECT_CA_FROM
     from certpolicy.pki.bundle import read_bundle
     from certpolicy.pki.fingerprint import fingerprint
@@ -206,7 +206,6 @@ def test_deleting_a_policy_by_default_breaks_no_workload(operator, policies, cus
 def test_deletion_policy_delete_removes_the_ca_from_bundles_and_every_ca_key(
         operator, policies, custom_api, core_v1, unique_name, operator_namespace):
     import certgen
-
     from certpolicy.kube.ownership import MANAGED_BY, ROLE_LABEL
 
     ns = new_namespace(core_v1)
@@ -240,7 +239,6 @@ def test_an_expired_retired_ca_key_is_deleted(operator, policies, custom_api, co
     import datetime as dt
 
     import certgen
-
     from certpolicy.kube.ownership import MANAGED_BY, OWNER_UID, ROLE_LABEL
 
     obj = policies(body(unique_name, ca={"secretName": f"{unique_name}-ca"}))

@@ -12,13 +12,13 @@ import logging
 import urllib.request
 import uuid
 
-import certgen
 from kubernetes import client
+
+import certgen
+from certpolicy.kube.namespaces import ensure_namespace
 from hostile import hostile_secrets
 from hygiene import key_markers
 from kubewait import wait_for
-
-from certpolicy.kube.namespaces import ensure_namespace
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 

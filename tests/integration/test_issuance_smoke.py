@@ -5,9 +5,8 @@ from __future__ import annotations
 import base64
 import uuid
 
-from kubewait import wait_for
-
 from certpolicy.kube.namespaces import ensure_namespace
+from kubewait import wait_for
 
 
 def test_ca_bundle_and_leaf(operator, policies, core_v1, custom_api, unique_name, operator_namespace):

@@ -13,11 +13,11 @@ import time
 import uuid
 
 import pytest
-from kubewait import wait_for
 
 from certpolicy.kube.lease import LeaderElector, LeaseConfig
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.writegate import WriteGate
+from kubewait import wait_for
 
 SHORT = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.5}
 

@@ -11,11 +11,11 @@ import time
 import urllib.error
 import urllib.request
 
-import figures
 from kopf.testing import KopfRunner
-from kubewait import wait_for
 
+import figures
 from certpolicy.localcluster.cluster import free_port
+from kubewait import wait_for
 
 
 def health(port: int) -> int:

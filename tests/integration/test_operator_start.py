@@ -15,11 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 from kopf.testing import KopfRunner
-from kubewait import wait_for
 from test_liveness import health
 
 from certpolicy import metrics
 from certpolicy.localcluster.cluster import free_port
+from kubewait import wait_for
 
 
 @pytest.fixture

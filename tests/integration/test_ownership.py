@@ -10,16 +10,16 @@ import json
 import time
 import uuid
 
-import certgen
 import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
-from figures import record as figure
-from kubewait import wait_for
 
+import certgen
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.ownership import INJECT_CA_FROM, MANAGED_BY, OWNER_UID
 from certpolicy.kube.rawapi import RawClient
+from figures import record as figure
+from kubewait import wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 LABEL = "certpolicy-owner-test"

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import uuid
 
-import certgen
 import kubernetes
 from kubernetes import client
+
+import certgen
+from certpolicy.kube.namespaces import ensure_namespace
 from kubewait import wait_for, wait_until_refused
 from operator_process import OperatorProcess
-
 from paths import REPO
-from certpolicy.kube.namespaces import ensure_namespace
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 

@@ -10,14 +10,14 @@ import datetime as dt
 import urllib.request
 import uuid
 
-import certgen
 import pytest
 from kubernetes import client
-from kubewait import wait_for
 
+import certgen
 from certpolicy.kube.conditions import rfc3339
-from certpolicy.localcluster.cluster import free_port
 from certpolicy.kube.namespaces import ensure_namespace
+from certpolicy.localcluster.cluster import free_port
+from kubewait import wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
@@ -258,7 +258,7 @@ def test_restart_creates_no_duplicate_events_and_user_objects_are_untouched(
                                    "three violations")
     assert runner.exception is None
     # Status timestamps have one-second resolution: let the clock pass the first evaluation's second.
-    wait_for(lambda: rfc3339(dt.datetime.now(dt.timezone.utc)) > first_status["lastEvaluationTime"],
+    wait_for(lambda: rfc3339(dt.datetime.now(dt.UTC)) > first_status["lastEvaluationTime"],
              timeout=5, what="the next second")
 
     with KopfRunner(args, timeout=60) as runner:

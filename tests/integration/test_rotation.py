@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from kubewait import wait_for
-from operator_process import OperatorProcess
 from rotation_support import Recorder, bundle_fingerprints, check_invariant, watch_versions
 
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
+from kubewait import wait_for
+from operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
@@ -272,7 +272,7 @@ class MTLSServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return

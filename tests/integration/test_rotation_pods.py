@@ -15,6 +15,7 @@ import datetime as dt
 import uuid
 
 from kubernetes import client
+
 from kubewait import wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
@@ -24,7 +25,7 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 def _started(core_v1, ns: str, name: str, at: dt.datetime) -> None:
     """What the kubelet reports once a Pod runs (second precision, as it does)."""
     core_v1.patch_namespaced_pod_status(name, ns, {"status": {
-        "startTime": at.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")}})
+        "startTime": at.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")}})
 
 
 def _pod(core_v1, ns: str, name: str, *, env_secret: str | None = None, bundle: str | None = None,
@@ -80,7 +81,7 @@ def test_pods_reading_at_start_are_reported_waited_for_and_restarted_once(
         return status().get("rotation") or {}
 
     wait_for(lambda: (status().get("issued") or {}).get("ready") == 1, timeout=60, what="leaf issued")
-    hour_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
 
     # Outside rotations: a bundle target mounted through subPath is reported, with an event on the Pod.
     _pod(core_v1, ns, "legacy-0", bundle="rot-ca", sub_path=True, started=hour_ago)
@@ -110,7 +111,7 @@ def test_pods_reading_at_start_are_reported_waited_for_and_restarted_once(
     # Someone restarts it: the new Pod started after the bundle held the new CA.
     core_v1.delete_namespaced_pod("java-0", ns)
     _pod(core_v1, ns, "java-1", bundle="rot-ca", trust_at_start=True,
-         started=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1))
+         started=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
 
     # Step 4: web's Pod took the old leaf through env; its Deployment is rollout-restarted, once.
     def stamped():
@@ -127,7 +128,7 @@ def test_pods_reading_at_start_are_reported_waited_for_and_restarted_once(
     # The Deployment controller's part: a new Pod replaces the old one.
     core_v1.delete_namespaced_pod("web-5d4f8-aaaaa", ns)
     _pod(core_v1, ns, "web-7c9b2-bbbbb", env_secret="web-tls", replica_set="web-7c9b2",
-         started=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1))
+         started=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
 
     def completed():
         r = rotation()

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import uuid
 
-from kubewait import wait_for
-from operator_process import OperatorProcess
 from rotation_support import MTLSPair
 
 from certpolicy.kube.namespaces import ensure_namespace
+from kubewait import wait_for
+from operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 

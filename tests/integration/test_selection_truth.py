@@ -18,17 +18,17 @@ import subprocess
 import threading
 import uuid
 
-import certgen
-import figures
 from kopf.testing import KopfRunner
-from kubewait import wait_for
 from rotation_support import watch_versions
 from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret, wait_status
 
+import certgen
+import figures
 from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.localcluster.cluster import free_port
+from kubewait import wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 POLICIES_PATH = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
@@ -122,7 +122,7 @@ def test_first_pass_and_restart_never_lie_and_kubectl_wait_agrees(
         event_namespaces = [legacy_ns, good_ns, "default"]
         events_before = operator_events(core_v1, event_namespaces, names)
         last = max(s["lastEvaluationTime"] for s in first.values())
-        wait_for(lambda: rfc3339(dt.datetime.now(dt.timezone.utc)) > last, timeout=5, what="the next second")
+        wait_for(lambda: rfc3339(dt.datetime.now(dt.UTC)) > last, timeout=5, what="the next second")
 
         with KopfRunner(args, timeout=60) as runner:
             after = {name: wait_status(custom_api, name, lambda s: s.get("lastEvaluationTime", "") > last,

@@ -13,14 +13,14 @@ import datetime as dt
 import urllib.request
 import uuid
 
-import certgen
 import pytest
 from kubernetes import client
-from kubewait import wait_for
 
+import certgen
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.pki.javakeystore import build_jks_truststore
+from kubewait import wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 PW = "hl7-store-pw-7f3a"  # the stores' password: it must never appear in status, events or metrics

@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 import uuid
 
+from kubernetes import client
+
 import certgen
 import figures
-from kubernetes import client
+from certpolicy.kube.namespaces import ensure_namespace
 from kubewait import wait_for
 from operator_process import OperatorProcess
-
-from certpolicy.kube.namespaces import ensure_namespace
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 POLICIES = 10

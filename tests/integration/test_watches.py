@@ -13,17 +13,24 @@ import threading
 import time
 import uuid
 
-import certgen
-import figures
 import pytest
 from kubernetes import client
-from kubewait import wait_for
 from test_ca_bundles_issuance import (
-    RUN_LABEL, ca_fingerprint, fp, new_namespace, passes_logged, pem_fingerprints, policy_body, wait_status,
+    RUN_LABEL,
+    ca_fingerprint,
+    fp,
+    new_namespace,
+    passes_logged,
+    pem_fingerprints,
+    policy_body,
+    wait_status,
 )
 
+import certgen
+import figures
 from certpolicy.kube.managed import BUNDLE_LABEL, MANAGED_BY
 from certpolicy.kube.rawapi import RawClient
+from kubewait import wait_for
 
 CTB_PATH = "/apis/certificates.k8s.io/v1beta1/clustertrustbundles"
 REPAIR_LIMIT = 1.0  # seconds: issue 13's promise for a user's edit to any target

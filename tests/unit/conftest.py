@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-import certgen
 import pytest
 from hypothesis import HealthCheck, settings
 
+import certgen
 from certpolicy.pki.secretdata import SecretMaterial, material_from_secret
 from certpolicy.policy.spec import Requirements, requirements_from_spec
 

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import certgen
 import pytest
 
+import certgen
 from certpolicy import checkcmd
 from certpolicy.cli import main
 

@@ -12,8 +12,8 @@ own: one store updated and another forgotten is exactly the outage this guards a
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import binascii
+import datetime as dt
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +36,12 @@ from certpolicy.pki.bundle import contains, merge, read_bundle
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.pki.load import MAX_CERTIFICATES, MAX_INPUT_BYTES
 from certpolicy.pki.truststore import (
-    Password, TruststoreEntry, build_jks_truststore, build_truststore, read_jks_truststore, read_truststore,
+    Password,
+    TruststoreEntry,
+    build_jks_truststore,
+    build_truststore,
+    read_jks_truststore,
+    read_truststore,
     truststore_matches,
 )
 from certpolicy.policy.bundleref import BundleRef

@@ -32,8 +32,8 @@ from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.managed import NotManaged, read, write_managed_secret
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_CA, ROLE_LABEL, Owner, created_for, owner_description
 from certpolicy.kube.rawapi import RawClient
-from certpolicy.pki.issue import KeyPair, ca_common_name, create_ca, load_key_pair
 from certpolicy.pki.inspect import summarize
+from certpolicy.pki.issue import KeyPair, ca_common_name, create_ca, load_key_pair
 from certpolicy.pki.load import load_certificates
 from certpolicy.policy.spec import parse_duration
 

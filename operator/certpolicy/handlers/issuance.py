@@ -22,9 +22,9 @@ from kubernetes.client import ApiException
 from certpolicy.handlers.ca import CASecret
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
+from certpolicy.handlers.settings import allow_system_namespaces
 from certpolicy.inventory.records import SecretRecord, parse_secret_object
 from certpolicy.kube.conditions import rfc3339
-from certpolicy.handlers.settings import allow_system_namespaces
 from certpolicy.kube.managed import NotManaged, b64, sync_managed_secret_metadata, write_managed_secret
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_LEAF, refused_namespace
 from certpolicy.pki.chain import verify_chain

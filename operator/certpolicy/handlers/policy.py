@@ -125,10 +125,10 @@ async def evaluate_policy(name: str, memo: kopf.Memo, stopped: kopf.DaemonStoppe
             except Exception as e:  # noqa: BLE001 - one bad pass must not end the loop; retried
                 log.exception("evaluating policy %s failed; retrying in %ss", name, ERROR_RETRY.total_seconds())
                 await asyncio.to_thread(report_failure, runtime, name, e)
-                next_at = dt.datetime.now(dt.timezone.utc) + ERROR_RETRY
+                next_at = dt.datetime.now(dt.UTC) + ERROR_RETRY
             if next_at is None:
                 return  # the policy is gone
-            delay = max(0.0, (next_at - dt.datetime.now(dt.timezone.utc)).total_seconds())
+            delay = max(0.0, (next_at - dt.datetime.now(dt.UTC)).total_seconds())
             waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
             try:
                 await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)

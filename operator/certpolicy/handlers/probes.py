@@ -178,7 +178,7 @@ def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime,
             tls.settimeout(min(READ_AFTER_HANDSHAKE, timeout))
             try:
                 data = tls.recv(1)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 data = None
             if not asked:
                 return result(False, "ProbeNoClientAuth: the server never asked for a client certificate, so "
@@ -210,10 +210,10 @@ def submit_probes(probes: Sequence[Probe], ca: CASecret, memory: RotationMemory,
 
         def run(probe: Probe = probe) -> None:
             try:
-                res = canary_handshake(probe, ca, dt.datetime.now(dt.timezone.utc), verify_served)
+                res = canary_handshake(probe, ca, dt.datetime.now(dt.UTC), verify_served)
             except Exception as e:  # noqa: BLE001 - a probe failure is a refusal, never a crash
                 log.warning("probe %s failed: %s", probe.id, type(e).__name__)
-                res = ProbeResult(probe.id, ca.fingerprint, False, dt.datetime.now(dt.timezone.utc),
+                res = ProbeResult(probe.id, ca.fingerprint, False, dt.datetime.now(dt.UTC),
                                   f"probe failed: {type(e).__name__}")
             memory.finish(res)
             if done is not None:

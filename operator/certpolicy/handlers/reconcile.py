@@ -30,13 +30,13 @@ from certpolicy.handlers.stores import keystores_with_password, leaf_anchors, tr
 from certpolicy.inventory.interest import Reads, bundle_source
 from certpolicy.inventory.records import SecretRecord
 from certpolicy.inventory.selection import Selection, select
-from certpolicy.policy.bundleref import BundleRef
 from certpolicy.kube.conditions import COMPLIANT, DEGRADED, READY, Condition, find, merge_conditions, rfc3339
 from certpolicy.kube.events import ObjectRef
 from certpolicy.kube.ownership import Owner
 from certpolicy.kube.rawapi import redact
 from certpolicy.kube.status import describe_change, patch_status, policy_path, status_changed
 from certpolicy.metrics import COLLECTOR, EVENTS_POSTED, RECONCILE_DURATION, STATUS_WRITES
+from certpolicy.policy.bundleref import BundleRef
 from certpolicy.policy.report import PolicyReport, SecretResult, build_report
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 
@@ -52,7 +52,7 @@ SYNC_RETRY = dt.timedelta(seconds=1)
 def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     """Evaluate the policy and write its status; returns when it must run again (None: deleted)."""
     started = time.monotonic()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     try:
         policy = runtime.raw.get(policy_path(name))
     except ApiException as e:
@@ -141,7 +141,7 @@ def report_failure(runtime: Runtime, name: str, error: BaseException) -> None:
     with the error's type and first line (redacted like API errors), so nobody has to read the
     operator's log to learn why a policy has no status or a stale one. Best effort: if the API is
     what failed, this fails too and the next attempt reports."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     first = (str(error).splitlines() or [""])[0]
     message = redact(f"the evaluation pass failed ({type(error).__name__}: {first}); it is retried every "
                      f"{int(ERROR_RETRY.total_seconds())} s")

@@ -34,9 +34,25 @@ from certpolicy.pki.chain import verify_chain
 from certpolicy.pki.fingerprint import short
 from certpolicy.policy.spec import PolicySpecError
 from certpolicy.rotation import (
-    CAInfo, CARef, Decision, DeleteCASecret, EmitEvent, GenerateNewCA, Leaf, Observation, PodUse,
-    PromoteNewCA, ReissueLeaf, RestartWorkload, RotationSettings, RotationState, RunProbes, StateError,
-    UpdateBundles, decide, secrets_to_observe,
+    CAInfo,
+    CARef,
+    Decision,
+    DeleteCASecret,
+    EmitEvent,
+    GenerateNewCA,
+    Leaf,
+    Observation,
+    PodUse,
+    PromoteNewCA,
+    ReissueLeaf,
+    RestartWorkload,
+    RotationSettings,
+    RotationState,
+    RunProbes,
+    StateError,
+    UpdateBundles,
+    decide,
+    secrets_to_observe,
 )
 from certpolicy.rotation.triggers import FORCE_ANNOTATION, ROTATE_ANNOTATION
 
@@ -252,11 +268,11 @@ def restart_workload(ctx: PassContext, action: RestartWorkload) -> bool:
     # ``not_before``: restarted in that same second, the new Pod would look too early for ever
     # (an owner is restarted once per step). So restart from the next whole second on (< 1 s).
     ready = action.not_before.replace(microsecond=0) + dt.timedelta(seconds=1)
-    wait = (ready - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    wait = (ready - dt.datetime.now(dt.UTC)).total_seconds()
     if 0 < wait <= 1:
         time.sleep(wait)
-    now = max(ctx.now, dt.datetime.now(dt.timezone.utc))
-    value = now.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    now = max(ctx.now, dt.datetime.now(dt.UTC))
+    value = now.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     ctx.raw.patch(path, {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: value}}}}})
     return True
 

@@ -17,12 +17,11 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
+from certpolicy.handlers.rotation_memory import RotationMemory
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.events import EventRecorder
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.policy.evaluate import Evaluator, retain_caches
-from certpolicy.handlers.rotation_memory import RotationMemory
-
 
 log = logging.getLogger("certpolicy.operator")
 SWEEP_INTERVAL = 20.0  # seconds between sweeps of the engine's caches (bounds growth under churn)

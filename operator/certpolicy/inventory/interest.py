@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from certpolicy.inventory.labelled import CABUNDLE_KINDS, LABELLED, LEAF_SECRETS, STORE_KINDS, WatchKey, watch_key
 from certpolicy.inventory.records import NamespaceRecord, PodRecord, SecretRecord
 from certpolicy.inventory.store import Change, Key
-from certpolicy.inventory.labelled import CABUNDLE_KINDS, LABELLED, LEAF_SECRETS, STORE_KINDS, WatchKey, watch_key
 from certpolicy.kube.selectors import LabelSelector
 from certpolicy.policy.bundleref import BundleRef, BundleRefError
 

@@ -32,14 +32,26 @@ from typing import Any
 from kubernetes.client import ApiClient, ApiException
 
 from certpolicy.inventory.interest import (
-    BUNDLE_SOURCES, BUNDLE_TARGETS, NAMED_SECRETS, NAMESPACES, PODS, TLS_SECRETS, Reads,
+    BUNDLE_SOURCES,
+    BUNDLE_TARGETS,
+    NAMED_SECRETS,
+    NAMESPACES,
+    PODS,
+    TLS_SECRETS,
+    Reads,
 )
 from certpolicy.inventory.labelled import KINDS as LABELLED_KINDS
 from certpolicy.inventory.labelled import LABELLED, LabelledWatches, WatchKey
 from certpolicy.inventory.named import NamedObjects
 from certpolicy.inventory.records import (
-    BundleRecord, NamespaceRecord, PodRecord, SecretRecord, parse_bundle_object, parse_namespace_object,
-    parse_pod_object, parse_secret_object,
+    BundleRecord,
+    NamespaceRecord,
+    PodRecord,
+    SecretRecord,
+    parse_bundle_object,
+    parse_namespace_object,
+    parse_pod_object,
+    parse_secret_object,
 )
 from certpolicy.inventory.store import Change, Key, RecordStore
 from certpolicy.inventory.watch import ListWatcher, Watched
@@ -128,7 +140,7 @@ class Inventory:
             store.listeners.append(functools.partial(self._route, source))
 
     # ---- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> "Inventory":
+    def start(self) -> Inventory:
         """Start the shared watches (once: later calls are no-ops)."""
         with self._lock:
             if self._started:

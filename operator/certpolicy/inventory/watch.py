@@ -89,7 +89,7 @@ class ListWatcher:
         return cls(raw, watched.path, store, name=watched.name, query=watched.query(), watch_timeout=watch_timeout,
                    metadata_only=watched.metadata_only)
 
-    def start(self) -> "ListWatcher":
+    def start(self) -> ListWatcher:
         self._thread.start()
         return self
 

@@ -65,10 +65,10 @@ class EventRecorder:
     def post(self, obj: ObjectRef, type_: str, reason: str, message: str, key_parts: Sequence[str],
              now: dt.datetime | None = None) -> bool:
         """Create the event; False when this exact transition was already reported."""
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         namespace = obj.namespace or self.default_namespace
         ts = rfc3339(now)
-        micro = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        micro = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         body = {
             "apiVersion": "v1",
             "kind": "Event",

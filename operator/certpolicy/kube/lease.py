@@ -90,7 +90,7 @@ class LeaseRecord:
     transitions: int = 0
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any] | None) -> "LeaseRecord":
+    def from_spec(cls, spec: dict[str, Any] | None) -> LeaseRecord:
         spec = spec or {}
         return cls(holder=spec.get("holderIdentity") or "", duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
                    acquire_time=spec.get("acquireTime"), renew_time=spec.get("renewTime"),
@@ -108,7 +108,7 @@ class LeaseRecord:
 
 def micro_time(now: dt.datetime) -> str:
     """metav1.MicroTime's wire format."""
-    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def held_by_other(record: LeaseRecord, identity: str, observed_at: float, now: float) -> bool:
@@ -156,7 +156,7 @@ class LeaderElector:
         self._thread: threading.Thread | None = None
 
     # ---- the loop ------------------------------------------------------------------------------
-    def start(self) -> "LeaderElector":
+    def start(self) -> LeaderElector:
         self.gate.require_lease()
         self._thread = threading.Thread(target=self._run, name="lease-elector", daemon=True)
         self._thread.start()
@@ -240,7 +240,7 @@ class LeaderElector:
             return Attempt.TAKEN
         if deadline is not None and self.clock() >= deadline:
             return Attempt.FAILED
-        new = claimed(record, cfg.identity, dt.datetime.now(dt.timezone.utc), cfg.lease_duration)
+        new = claimed(record, cfg.identity, dt.datetime.now(dt.UTC), cfg.lease_duration)
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": cfg.name, "namespace": cfg.namespace,
                              "resourceVersion": lease["metadata"]["resourceVersion"]},
@@ -249,7 +249,7 @@ class LeaderElector:
 
     def _create(self) -> Attempt:
         cfg = self.config
-        new = claimed(None, cfg.identity, dt.datetime.now(dt.timezone.utc), cfg.lease_duration)
+        new = claimed(None, cfg.identity, dt.datetime.now(dt.UTC), cfg.lease_duration)
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": cfg.name, "namespace": cfg.namespace,
                              "labels": {"app.kubernetes.io/name": "certpolicy-operator"}},
@@ -296,7 +296,7 @@ class LeaderElector:
             record = LeaseRecord.from_spec(lease.get("spec"))
             if record.holder != cfg.identity:
                 return
-            stamp = micro_time(dt.datetime.now(dt.timezone.utc))
+            stamp = micro_time(dt.datetime.now(dt.UTC))
             released = replace(record, holder="", duration_seconds=1, acquire_time=stamp, renew_time=stamp)
             self.raw.put(cfg.path, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                                     "metadata": {"name": cfg.name, "namespace": cfg.namespace,

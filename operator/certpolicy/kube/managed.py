@@ -19,9 +19,23 @@ from typing import Any
 
 from kubernetes.client import ApiException
 
-from certpolicy.kube.ownership import (BUNDLE_LABEL, BUNDLE_POLICIES, CLAIMS, MANAGED_BY, NotManaged, Owner, ROLE_BUNDLE, ROLE_LEAF, TargetConflict,
-                                      check_bundle_target, check_managed, conflicting_claims, encode_claims,
-                                      read_claims, with_claim)
+from certpolicy.kube.ownership import (
+    BUNDLE_LABEL,
+    BUNDLE_POLICIES,
+    CLAIMS,
+    MANAGED_BY,
+    ROLE_BUNDLE,
+    ROLE_LEAF,
+    NotManaged,
+    Owner,
+    TargetConflict,
+    check_bundle_target,
+    check_managed,
+    conflicting_claims,
+    encode_claims,
+    read_claims,
+    with_claim,
+)
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.targets import TARGET_KINDS
 

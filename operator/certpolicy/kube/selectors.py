@@ -19,7 +19,7 @@ class LabelSelector:
     match_expressions: tuple[tuple[str, str, frozenset[str]], ...] = ()
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any] | None) -> "LabelSelector":
+    def from_spec(cls, spec: Mapping[str, Any] | None) -> LabelSelector:
         spec = spec or {}
         labels = tuple(sorted((str(k), str(v)) for k, v in (spec.get("matchLabels") or {}).items()))
         exprs = []

@@ -122,7 +122,7 @@ class LocalCluster:
     _admin: KeyPair | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         self.start()
         return self
 

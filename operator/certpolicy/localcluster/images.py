@@ -85,7 +85,7 @@ def write_oci_archive(path: Path, name: str, layer: Path, config: dict) -> Path:
     layer_digest = f"sha256:{digest.hexdigest()}"
     image_config = {
         "architecture": "amd64", "os": "linux",
-        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config": config,
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
     }

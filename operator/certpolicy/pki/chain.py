@@ -50,9 +50,9 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from certpolicy.pki.cache import FifoCache
 from certpolicy.pki.fingerprint import certificate_fingerprint
 from certpolicy.pki.inspect import issuer_of, signed_by, subject_of, summarize
-from certpolicy.pki.cache import FifoCache
 
 UNTRUSTED = "UntrustedChain"
 INCOMPLETE = "IncompleteChain"
@@ -205,7 +205,7 @@ def verify_chain(
     to name). Never raises on certificate content: every failure is a :class:`ChainResult` with a
     reason.
     """
-    if now.tzinfo is not dt.timezone.utc:
+    if now.tzinfo is not dt.UTC:
         now = as_utc(now)
     ta = anchors if isinstance(anchors, TrustAnchors) else TrustAnchors.of(anchors)
     known = len(fingerprints) == 1 + len(intermediates)
@@ -260,8 +260,8 @@ def _verifier(ta: TrustAnchors, now: dt.datetime, max_depth: int) -> ClientVerif
 def as_utc(now: dt.datetime) -> dt.datetime:
     """An aware UTC datetime; a naive one is taken to be UTC already."""
     if now.tzinfo is None:
-        return now.replace(tzinfo=dt.timezone.utc)
-    return now.astimezone(dt.timezone.utc)
+        return now.replace(tzinfo=dt.UTC)
+    return now.astimezone(dt.UTC)
 
 
 # --- diagnosis -----------------------------------------------------------------------------------

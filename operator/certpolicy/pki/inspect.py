@@ -164,7 +164,7 @@ class CertSummary:
 
 
 def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _SUMMARIES: FifoCache[str, CertSummary] = FifoCache(

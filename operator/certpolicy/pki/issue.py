@@ -14,13 +14,13 @@ certificate that was issued a moment ago.
 """
 
 from __future__ import annotations
-from typing import TypeAlias
 
 import datetime as dt
 import ipaddress
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -90,7 +90,7 @@ def _name(common_name: str, organization: Sequence[str] = ()) -> x509.Name:
 
 def _now(now: dt.datetime | None) -> dt.datetime:
     if now is None:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return now

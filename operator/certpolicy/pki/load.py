@@ -30,10 +30,10 @@ from typing import Any, NamedTuple, TypeAlias, TypeGuard
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+from cryptography.utils import CryptographyDeprecationWarning
 
 from certpolicy.pki.cache import FifoCache
 from certpolicy.pki.fingerprint import PREFIX, certificate_fingerprint, remember_fingerprint

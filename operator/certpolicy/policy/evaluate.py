@@ -37,9 +37,9 @@ from typing import Any, NamedTuple
 
 from cryptography import x509
 
-from certpolicy.pki.chain import ChainResult, TrustAnchors, as_utc, verify_chain
 from certpolicy.pki import cache
 from certpolicy.pki.cache import FifoCache
+from certpolicy.pki.chain import ChainResult, TrustAnchors, as_utc, verify_chain
 from certpolicy.pki.fingerprint import certificate_fingerprint
 from certpolicy.pki.inspect import CertSummary, summarize
 from certpolicy.pki.publicroots import PublicRoots, default_public_roots
@@ -420,7 +420,7 @@ class Evaluator:
 
     def evaluate(self, requirements: Requirements, material: SecretMaterial, trust_bundle: TrustBundle | None, now: dt.datetime) -> Evaluation:
         if now.tzinfo is None:
-            now = now.replace(tzinfo=dt.timezone.utc)
+            now = now.replace(tzinfo=dt.UTC)
         key = (requirements, material.content_digest, self._bundle_digest(trust_bundle))
         cached = self._cache.get(key)
         if cached is not None and (cached.valid_from is None or cached.valid_from <= now) and (cached.valid_until is None or now < cached.valid_until):

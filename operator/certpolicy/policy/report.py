@@ -7,10 +7,10 @@ a cluster. Status stays small at any scale: counts plus the ``MAX_VIOLATIONS`` w
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from certpolicy.policy.evaluate import Evaluation
 from certpolicy.policy.findings import Finding, Severity

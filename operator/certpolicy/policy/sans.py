@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 
 from certpolicy.pki.inspect import CertSummary
-from certpolicy.policy.findings import CertRef, Finding, Role, finding
 from certpolicy.policy.dnsnames import is_valid_dns_san, normalize_dns, pattern_allows, quoted, san_covers
+from certpolicy.policy.findings import CertRef, Finding, Role, finding
 from certpolicy.policy.spec import Requirements
 
 

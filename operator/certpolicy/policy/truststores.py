@@ -29,8 +29,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from certpolicy.pki.fingerprint import short
-from certpolicy.pki.fingerprint import certificate_fingerprint
+from certpolicy.pki.fingerprint import certificate_fingerprint, short
 from certpolicy.pki.inspect import signed_by, summarize
 from certpolicy.pki.load import LoadProblem
 from certpolicy.pki.secretdata import SecretMaterial

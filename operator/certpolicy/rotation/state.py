@@ -226,7 +226,7 @@ def time_text(t: dt.datetime | None) -> str | None:
         return None
     if t.tzinfo is None:
         raise ValueError("times must be timezone-aware")
-    return t.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _time(value: Any) -> dt.datetime | None:
@@ -235,7 +235,7 @@ def _time(value: Any) -> dt.datetime | None:
     t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     if t.tzinfo is None:
         raise StateError(f"time {value!r} has no timezone")
-    return t.astimezone(dt.timezone.utc)
+    return t.astimezone(dt.UTC)
 
 
 def _list(data: Mapping[str, Any], key: str) -> list[Any]:

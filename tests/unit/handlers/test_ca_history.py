@@ -8,7 +8,7 @@ from certpolicy.handlers.ca import MAX_RETIRED_HISTORY, retire, trusted_certific
 
 
 def test_only_the_latest_retired_cas_are_kept():
-    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     history = [{"fingerprint": "sha256:active", "state": "active", "since": "2026-01-01T00:00:00Z"}]
     for i in range(50):  # 50 rotations, each retiring the CA before
         history.append({"fingerprint": f"sha256:{i:04d}", "state": "previous", "since": "2026-01-01T00:00:00Z"})

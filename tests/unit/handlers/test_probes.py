@@ -9,9 +9,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-import certgen
 import pytest
 
+import certgen
 from certpolicy.handlers.ca import CASecret
 from certpolicy.handlers.probes import AllowList, canary_handshake
 from certpolicy.pki.issue import create_ca
@@ -97,7 +97,7 @@ def probe(port: int, timeout: float = 3) -> Probe:
 def test_a_server_that_trusts_the_ca_accepts(ca, loopback_allowed):
     server = Server(require=ca.key_pair.cert_pem)
     try:
-        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.timezone.utc))
+        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.UTC))
         assert res.accepted, res.message
     finally:
         server.close()
@@ -106,7 +106,7 @@ def test_a_server_that_trusts_the_ca_accepts(ca, loopback_allowed):
 def test_a_server_that_never_asks_for_a_client_certificate_is_no_success(ca, loopback_allowed):
     server = Server(require=None)
     try:
-        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.timezone.utc))
+        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.UTC))
         assert not res.accepted and res.message.startswith("ProbeNoClientAuth"), res.message
     finally:
         server.close()
@@ -115,7 +115,7 @@ def test_a_server_that_never_asks_for_a_client_certificate_is_no_success(ca, loo
 def test_a_server_that_trusts_another_ca_rejects(ca, loopback_allowed):
     server = Server(require=certgen.root("someone else").pem)
     try:
-        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.timezone.utc))
+        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.UTC))
         assert not res.accepted and "ProbeNoClientAuth" not in res.message, res.message
     finally:
         server.close()
@@ -125,7 +125,7 @@ def test_a_host_off_the_allow_list_is_never_connected_to(ca, monkeypatch):
     monkeypatch.delenv("CERTPOLICY_PROBE_ALLOW", raising=False)
     server = Server(require=ca.key_pair.cert_pem)
     try:
-        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.timezone.utc))
+        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.UTC))
         assert not res.accepted and res.message.startswith("ProbeNotAllowed"), res.message
         assert server.conns == []
     finally:
@@ -135,7 +135,7 @@ def test_a_host_off_the_allow_list_is_never_connected_to(ca, monkeypatch):
 def test_a_port_that_never_answers_is_bounded_by_the_timeout(ca, loopback_allowed):
     server = Server(require=None, handshake=False)  # accepts TCP, never says a word
     try:
-        res = canary_handshake(probe(server.port, timeout=1), ca, dt.datetime.now(dt.timezone.utc))
+        res = canary_handshake(probe(server.port, timeout=1), ca, dt.datetime.now(dt.UTC))
         assert not res.accepted and "connection failed" in res.message, res.message
     finally:
         server.close()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from certpolicy.inventory.interest import (
-    BUNDLE_SOURCES, BUNDLE_TARGETS, NAMED_SECRETS, NAMESPACES, PODS, TLS_SECRETS, Reads, bundle_source,
+    BUNDLE_SOURCES,
+    BUNDLE_TARGETS,
+    NAMED_SECRETS,
+    NAMESPACES,
+    PODS,
+    TLS_SECRETS,
+    Reads,
+    bundle_source,
 )
 from certpolicy.inventory.records import NamespaceRecord, PodRecord, Reference, SecretRecord
 from certpolicy.inventory.store import Change

@@ -4,7 +4,7 @@ import pytest
 
 from certpolicy.kube.conditions import Condition, merge_conditions
 
-T0 = dt.datetime(2026, 11, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 1, 12, 0, 0, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from certpolicy.kube.lease import LeaseConfig, LeaseRecord, claimed, held_by_other, micro_time
 
-NOW = dt.datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=dt.UTC)
 
 
 def test_defaults_are_client_gos_and_validated():

@@ -6,9 +6,26 @@ import pytest
 import yaml
 
 from certpolicy.kube.ownership import (
-    CLAIMS, FORBIDDEN_KEYS, INJECT_CA_FROM, MANAGED_BY, OWNER_UID, ROLE_BUNDLE, ROLE_CA, ROLE_LABEL, ROLE_LEAF,
-    NotManaged, Owner, check_bundle_target, check_managed, conflicting_claims, created_for, encode_claims,
-    read_claims, refused_key, refused_namespace, with_claim,
+    CLAIMS,
+    FORBIDDEN_KEYS,
+    INJECT_CA_FROM,
+    MANAGED_BY,
+    OWNER_UID,
+    ROLE_BUNDLE,
+    ROLE_CA,
+    ROLE_LABEL,
+    ROLE_LEAF,
+    NotManaged,
+    Owner,
+    check_bundle_target,
+    check_managed,
+    conflicting_claims,
+    created_for,
+    encode_claims,
+    read_claims,
+    refused_key,
+    refused_namespace,
+    with_claim,
 )
 from paths import CRD_FILE
 

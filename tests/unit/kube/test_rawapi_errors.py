@@ -6,7 +6,6 @@ import base64
 import json
 
 import certgen
-
 from certpolicy.kube.rawapi import MAX_ERROR_MESSAGE, error_status
 
 

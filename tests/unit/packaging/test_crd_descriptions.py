@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import yaml
+
 from paths import CRD_FILE
 
 

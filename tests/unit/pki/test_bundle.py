@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-import certgen
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+import certgen
 from certpolicy.pki.bundle import contains, encode_bundle, merge, read_bundle
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.pki.issue import KeyPair, create_ca, issue_leaf
 
-NOW = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import struct
 
-import certgen
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+import certgen
 from certpolicy.pki.inspect import certificate_fingerprint
 from certpolicy.pki.javakeystore import build_jks_truststore, keystore_format, load_java_keystore
 from certpolicy.pki.truststore import build_jks_truststore as build_truststore_jks

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import certgen
-
 from certpolicy.pki import cache
 from certpolicy.pki.cache import FifoCache, Live
 from certpolicy.pki.fingerprint import fingerprint

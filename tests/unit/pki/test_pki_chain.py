@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import certgen
 import pytest
 
+import certgen
 from certpolicy.pki.chain import TrustAnchors, as_utc, verify_chain
 from certpolicy.pki.fingerprint import fingerprint
 
@@ -144,7 +144,7 @@ def test_naive_and_other_timezones(ec_pki, now):
     other_tz = now.astimezone(dt.timezone(dt.timedelta(hours=5)))
     for t in (naive, other_tz):
         assert verify_chain(ec_pki.leaf.cert, [ec_pki.intermediate.cert], ec_pki.bundle, t).trusted
-    assert as_utc(naive).tzinfo == dt.timezone.utc
+    assert as_utc(naive).tzinfo == dt.UTC
 
 
 def test_trust_anchors_are_cached_and_digested(ec_pki):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 
-import certgen
 from hypothesis import given
 from hypothesis import strategies as st
 
+import certgen
 from certpolicy.pki.load import CertificateLoad, KeyLoad, load_certificates, load_pkcs12, load_private_key
 
 _PKI = certgen.pki()

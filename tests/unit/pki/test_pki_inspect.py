@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-import certgen
 import pytest
 from cryptography import x509
 
+import certgen
 from certpolicy.pki.fingerprint import certificate_fingerprint, fingerprint
 from certpolicy.pki.inspect import CertSummary, summarize
 from certpolicy.pki.keys import curve_display_name

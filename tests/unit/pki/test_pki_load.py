@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import time
 
-import certgen
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+import certgen
 from certpolicy.pki.fingerprint import fingerprint, known_fingerprint
 from certpolicy.pki.load import (
     MAX_CERTIFICATES,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import certgen
-
 from certpolicy.pki.publicroots import PublicRoots, default_public_roots
 
 

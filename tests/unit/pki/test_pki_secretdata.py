@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-import certgen
 import pytest
 
+import certgen
 from certpolicy.pki.secretdata import (
     KeyStatus,
     SecretMaterial,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import certgen
 import pytest
 
+import certgen
 from certpolicy.pki.inspect import certificate_fingerprint
 from certpolicy.pki.javakeystore import build_jks_truststore
 from certpolicy.pki.secretdata import KeyStatus, classify_data_key, material_from_secret

@@ -20,7 +20,7 @@ from certpolicy.pki.truststore import (
     truststore_matches,
 )
 
-NOW = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 KEYTOOL = shutil.which("keytool")
 needs_keytool = pytest.mark.skipif(KEYTOOL is None, reason="keytool (a JDK) is not on PATH")
 
@@ -152,7 +152,7 @@ def test_generated_ca_subjects_name_their_generation_and_differ() -> None:
 
     from certpolicy.pki.issue import MAX_CN, ca_common_name, create_ca
 
-    now = dt.datetime(2026, 11, 30, 12, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
     names = {ca_common_name("hl7-uat CA", now) for _ in range(50)}
     assert len(names) == 50 and all(re.fullmatch(r"hl7-uat CA 2026-11-30 [0-9a-f]{6}", n) for n in names)
     assert ca_common_name("x" * 80, now, "a1b2c3") == "x" * (MAX_CN - 18) + " 2026-11-30 a1b2c3"
@@ -169,7 +169,7 @@ def test_the_bare_alias_names_the_primary_whatever_the_fingerprint_order() -> No
     from certpolicy.pki.issue import create_ca
     from certpolicy.pki.truststore import build_truststore, read_truststore
 
-    now = dt.datetime(2026, 11, 30, 12, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
     a, b = (create_ca(f"ca {i}", now=now).cert for i in range(2))
     for issuing, incoming in ((a, b), (b, a)):
         store = read_truststore(build_truststore([incoming, issuing], "HL7", None, fingerprint(issuing)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import certgen
-
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.policy.findings import Role, Severity
 

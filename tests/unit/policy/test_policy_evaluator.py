@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-import certgen
 import pytest
 
+import certgen
 from certpolicy.pki.chain import TrustAnchors
 from certpolicy.pki.publicroots import PublicRoots
 from certpolicy.pki.secretdata import material_from_secret

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from certpolicy.policy.findings import MISSING_EKU_REASON, REASONS, CertRef, Finding, Role, Severity, finding
 from certpolicy.pki.inspect import EKU_BY_NAME
+from certpolicy.policy.findings import MISSING_EKU_REASON, REASONS, CertRef, Finding, Role, Severity, finding
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "findings.md"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
-import certgen
 from hypothesis import given
 from hypothesis import strategies as st
 
+import certgen
 from certpolicy.pki.publicroots import PublicRoots
 from certpolicy.pki.secretdata import SecretMaterial, material_from_secret
 from certpolicy.policy.evaluate import Evaluation, Evaluator, evaluate
@@ -69,7 +69,7 @@ def test_material_from_secret_never_raises(secret_type, data):
     secret_data,
     st.sampled_from(REQS),
     st.sampled_from([None, (), (_PKI.root.cert,), (_PKI.root.cert, _OTHER.root.cert), (_PKI.leaf.cert, _PKI.intermediate.cert)]),
-    st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2060, 1, 1), timezones=st.just(dt.timezone.utc)),
+    st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2060, 1, 1), timezones=st.just(dt.UTC)),
 )
 def test_evaluate_never_raises(secret_type, data, req, bundle, now):
     m = material_from_secret(secret_type, data)
@@ -80,7 +80,7 @@ def test_evaluate_never_raises(secret_type, data, req, bundle, now):
     assert list(ev.findings) == sorted(ev.findings, key=lambda f: f.sort_key())
 
 
-@given(secret_data, st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2040, 1, 1), timezones=st.just(dt.timezone.utc)))
+@given(secret_data, st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2040, 1, 1), timezones=st.just(dt.UTC)))
 def test_evaluator_agrees_with_evaluate(data, now):
     m = material_from_secret("kubernetes.io/tls", data)
     ev = Evaluator(public_roots=NO_ROOTS)

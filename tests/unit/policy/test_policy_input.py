@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 
-import certgen
 import pytest
 
+import certgen
 from certpolicy.pki.publicroots import PublicRoots
 from certpolicy.pki.secretdata import material_from_secret
 from certpolicy.policy.evaluate import evaluate

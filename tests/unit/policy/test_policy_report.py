@@ -5,13 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import certgen
-
 from certpolicy.pki.secretdata import material_from_secret
 from certpolicy.policy.evaluate import evaluate
 from certpolicy.policy.report import MAX_VIOLATIONS, SecretResult, build_report
 from certpolicy.policy.spec import requirements_from_spec
 
-NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 
 def _result(name, leaf, ca, req):

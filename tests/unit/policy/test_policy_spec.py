@@ -8,7 +8,13 @@ import ipaddress
 
 import pytest
 
-from certpolicy.policy.spec import PolicySpecError, Requirements, format_duration, parse_duration, requirements_from_spec
+from certpolicy.policy.spec import (
+    PolicySpecError,
+    Requirements,
+    format_duration,
+    parse_duration,
+    requirements_from_spec,
+)
 
 H = dt.timedelta(hours=1)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import certgen
 import pytest
 
+import certgen
 from certpolicy.policy.findings import Role, Severity
 from certpolicy.policy.spec import requirements_from_spec
 

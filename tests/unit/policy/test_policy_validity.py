@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import certgen
 import pytest
 
+import certgen
 from certpolicy.policy.findings import Role, Severity
 
 D = dt.timedelta(days=1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import certgen
 import pytest
 
+import certgen
 from certpolicy.pki.load import LoadProblem
 from certpolicy.pki.secretdata import material_from_secret
 from certpolicy.policy.evaluate import evaluate

@@ -24,16 +24,16 @@ from dataclasses import dataclass, field, replace
 
 from certpolicy.rotation import (
     CAInfo,
-    PodUse,
-    RestartWorkload,
     DeleteCASecret,
     EmitEvent,
     GenerateNewCA,
     Leaf,
     Observation,
-    PromoteNewCA,
+    PodUse,
     ProbeResult,
+    PromoteNewCA,
     ReissueLeaf,
+    RestartWorkload,
     RotationSettings,
     RotationState,
     RunProbes,
@@ -44,7 +44,7 @@ from certpolicy.rotation import (
 from certpolicy.rotation.actions import Action
 from certpolicy.rotation.machine import Decision
 
-T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 OLD = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
 SUPPLIED = "sha256:5555555555555555555555555555555555555555555555555555555555555555"
 CA_SECRET = "hl7-ca"

@@ -11,15 +11,15 @@ from rotation_world import CA_SECRET, OLD, SUPPLIED, SUPPLIED_SECRET, T0, Driver
 
 from certpolicy.rotation import (
     DeleteCASecret,
-    PodUse,
-    RestartWorkload,
     EmitEvent,
     GenerateNewCA,
     Observation,
+    PodUse,
     Probe,
     ProbeResult,
     PromoteNewCA,
     ReissueLeaf,
+    RestartWorkload,
     RotationSettings,
     RotationState,
     RunProbes,

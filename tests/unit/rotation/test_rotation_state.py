@@ -25,7 +25,7 @@ from certpolicy.rotation.state import (
 )
 from certpolicy.rotation.triggers import new_ca_secret_name, request_id, retired_ca_secret_name
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 times = st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2040, 1, 1), timezones=st.just(UTC))
 opt_times = st.none() | times
 fps = st.text("0123456789abcdef", min_size=4, max_size=8).map(lambda s: "sha256:" + s)
