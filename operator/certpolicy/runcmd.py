@@ -9,12 +9,12 @@ import os
 import sys
 import threading
 
-from certpolicy.kube.lease import DEFAULT_LEASE_NAME, check_timing
+from certpolicy.kube.lease import DEFAULT_LEASE_NAME, LeaderElector, check_timing
 
-#: Exit status after the leader lost its Lease: the Pod restarts and comes back as a standby.
-EXIT_LEADERSHIP_LOST = 3
-#: After losing the Lease, kopf gets this long to stop before the process exits regardless.
+#: After losing the Lease, kopf gets this long to stop before the process exits regardless, with
+#: this status (the Pod restarts as a standby).
 LOST_EXIT_GRACE = 20.0
+EXIT_LEADERSHIP_LOST = 3
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +48,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                                                 "taking over (env CERTPOLICY_LEASE_DURATION; default %(default)g)")
     parser.add_argument("--renew-deadline", type=float, default=float(env("CERTPOLICY_RENEW_DEADLINE", "10")),
                         metavar="SECONDS", help="how long the leader may fail to renew before it stops writing and "
-                                                "exits (env CERTPOLICY_RENEW_DEADLINE; default %(default)g)")
+                                                "is a standby again (env CERTPOLICY_RENEW_DEADLINE; default %(default)g)")
     parser.add_argument("--retry-period", type=float, default=float(env("CERTPOLICY_RETRY_PERIOD", "2")),
                         metavar="SECONDS", help="interval between renewals and acquisition attempts "
                                                 "(env CERTPOLICY_RETRY_PERIOD; default %(default)g)")
@@ -122,36 +122,67 @@ def run(args: argparse.Namespace) -> int:
     if bound is not None:
         log.info("metrics on http://%s:%d/metrics", metrics.configured_addr(), bound)
 
-    elector = _standby_until_leader(args, api_client, inventory) if args.leader_elect else None
-    metrics.LEADER.set(1)
-    stop_flag = None
-    if elector is not None:
-        stop_flag = threading.Event()
+    if not args.leader_elect:
+        metrics.LEADER.set(1)
+        # standalone: kopf's peering is not leader election (and would write KopfPeering objects).
+        kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness,
+                 memo=kopf.Memo(api_client=api_client, inventory=inventory))
+        inventory.stop()
+        return 0
 
-        def lost() -> None:
-            metrics.LEADER.set(0)
-            _stop_after_loss(stop_flag)
+    term = _Term()
 
-        elector.on_lost = lost
+    @kopf.on.cleanup()
+    def hand_over(**_) -> None:
+        """kopf has stopped its handlers: close the gate and release the Lease (when still held),
+        so the standby takes over at its next read; a pass still running in a thread can no
+        longer write. Then set the stop flag, which kopf waits on in a thread of its own: left
+        unset, that thread would hold up kopf's return."""
+        if term.elector is not None:
+            term.elector.stop(release=True)
+        term.stop_flag.set()
 
-        @kopf.on.cleanup()
-        def hand_over(**_) -> None:
-            """kopf has stopped its handlers: close the gate and release the Lease (when still
-            held), so the standby takes over at its next read; a pass still running in a thread
-            can no longer write. Then set the stop flag, which kopf waits on in a thread of its own:
-            left unset, that thread would hold up the process's exit."""
-            elector.stop(release=True)
-            stop_flag.set()
-
-    # standalone: kopf's peering is not leader election (and would write KopfPeering objects);
-    # the Lease above decides which replica runs kopf at all (docs/operations.md, "High availability").
-    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, stop_flag=stop_flag,
-             memo=kopf.Memo(api_client=api_client, inventory=inventory))
-    if elector is not None and elector.lost.is_set():
-        log.error("exiting after losing the leader Lease (status %d): the Pod restarts as a standby",
-                  EXIT_LEADERSHIP_LOST)
-        return EXIT_LEADERSHIP_LOST
+    # Standby until the Lease is held, leader until it is lost, standby again: the inventory stays
+    # warm throughout and kopf runs only while this replica leads. A clean stop (SIGTERM to kopf)
+    # ends the loop; SIGTERM to a standby ends the process at once (it holds nothing).
+    while True:
+        term.elector = _standby_until_leader(args, api_client, inventory)
+        term.stop_flag = threading.Event()
+        term.elector.on_lost = term.lost
+        metrics.LEADER.set(1)
+        # standalone: kopf's peering is not leader election (and would write KopfPeering objects);
+        # the Lease decides which replica runs kopf at all (docs/operations.md, "High availability").
+        kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, stop_flag=term.stop_flag,
+                 memo=kopf.Memo(api_client=api_client, inventory=inventory))
+        term.cancel_exit()
+        metrics.LEADER.set(0)
+        if not term.elector.lost.is_set():
+            break
+        log.warning("kopf stopped after the leader Lease was lost: standby again, inventory kept")
+    inventory.stop()
     return 0
+
+
+class _Term:
+    """One leadership term: its elector and kopf's stop flag. On loss (the gate is already closed)
+    kopf is stopped; if it has not stopped within LOST_EXIT_GRACE (a pass blocked on a dead
+    connection), the process exits with EXIT_LEADERSHIP_LOST and its Pod restarts as a standby."""
+
+    def __init__(self) -> None:
+        self.elector: LeaderElector | None = None
+        self.stop_flag = threading.Event()
+        self._timer: threading.Timer | None = None
+
+    def lost(self) -> None:
+        self.stop_flag.set()
+        self._timer = threading.Timer(LOST_EXIT_GRACE, os._exit, args=(EXIT_LEADERSHIP_LOST,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel_exit(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def _standby_until_leader(args: argparse.Namespace, api_client, inventory):
@@ -179,12 +210,3 @@ def _standby_until_leader(args: argparse.Namespace, api_client, inventory):
     finally:
         health.stop()  # kopf serves the same address from now on
     return elector
-
-
-def _stop_after_loss(stop_flag: threading.Event) -> None:
-    """The Lease is lost (the write gate is already closed): stop kopf, and exit regardless if it
-    has not stopped within LOST_EXIT_GRACE (a pass blocked on a dead connection)."""
-    stop_flag.set()
-    timer = threading.Timer(LOST_EXIT_GRACE, os._exit, args=(EXIT_LEADERSHIP_LOST,))
-    timer.daemon = True
-    timer.start()

@@ -10,7 +10,8 @@ own timestamps: nothing here trusts the operator's account of what it did.
   rotation with exactly one new CA.
 - SIGSTOP: the leader is frozen (as a network partition or a paused VM would: it can neither renew
   nor write); the standby takes over; when the old leader runs again it must not write at all,
-  not even once before noticing, and exits with status 3.
+  not even once before noticing, and becomes a standby in the same process.
+- SIGTERM: a clean stop releases the Lease; the standby takes over at its next read.
 
 In both: no write of one replica overlaps in time a write of the other, the standby wrote nothing
 before it held the Lease, and no Event was posted twice.
@@ -42,7 +43,6 @@ from operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 OPERATOR_NS = "certpolicy-system"
-EXIT_LEADERSHIP_LOST = 3
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -286,7 +286,7 @@ def test_leader_killed_during_rotation_standby_takes_over_within_the_lease(ha, t
                    f"none overlapping; {events} Events, none duplicated")
 
 
-def test_frozen_leader_never_writes_again_and_exits(ha, tmp_path):
+def test_frozen_leader_never_writes_again_and_becomes_a_standby(ha, tmp_path):
     """A partition simulated by SIGSTOP: the frozen leader can neither renew nor write. Shortened
     timing (6/4/1 s) keeps the test short; the default figures come from the test above."""
     cluster, api = ha
@@ -316,14 +316,27 @@ def test_frozen_leader_never_writes_again_and_exits(ha, tmp_path):
             GROUP, VERSION, PLURAL, name, {"spec": {"requirements": {"minimumRSABits": 3072}}})
         resumed = dt.datetime.now(dt.UTC)
         a.proc.send_signal(signal.SIGCONT)
-        assert a.proc.wait(40) == EXIT_LEADERSHIP_LOST
+        # It stops kopf and is a standby again, in the same process, its inventory kept.
+        again = wait_for(lambda: (h := health(a)) and h.get("role") == "standby" and h, timeout=40,
+                         what="replica-a a standby again")
+        assert a.proc.poll() is None and again["watches"] == "ok"
+        assert scrape(replicas.metrics["replica-a"])["certpolicy_leader"] == 0
         done = wait_for(lambda: completed(api, name, "stop"), timeout=120, what="rotation completed by replica-b")
+        # ... and leads again, in the same process, when the other replica dies.
+        releading = dt.datetime.now(dt.UTC)
+        replicas["replica-b"].proc.send_signal(signal.SIGKILL)
+        replicas["replica-b"].proc.wait(10)
+        wait_for(lambda: lease_spec(raw, replicas.lease)["holderIdentity"] == "replica-a", timeout=30,
+                 what="replica-a leads again")
+        rotate(api, name, "again")
+        wait_for(lambda: completed(api, name, "again"), timeout=120, what="rotation completed by replica-a")
     finally:
         replicas.stop()
         counter.stop()
     assert done["newCA"] and done["newCA"] != old_ca
     assert len(counter.by_rotation.get("stop", ())) == 1, counter.by_rotation
-    writes = operator_writes(cluster, began)
+    assert len(counter.by_rotation.get("again", ())) == 1, counter.by_rotation
+    writes = [w for w in operator_writes(cluster, began) if w.received < releading]
     late = [w for w in writes if w.replica == "replica-a" and w.received > frozen]
     # Nothing but, at most, a Lease renewal it had prepared before the freeze, which the API server
     # refused (409: it carries the resourceVersion read before the takeover).
@@ -332,12 +345,12 @@ def test_frozen_leader_never_writes_again_and_exits(ha, tmp_path):
     a_n, b_n = assert_one_writer(writes, "replica-a", "replica-b", acquired)
     events = assert_no_duplicate_events(writes, api, name, namespaces)
     log = a.log_path.read_text()
-    assert "lost the leader Lease" in log and "exiting after losing the leader Lease" in log
+    assert "lost the leader Lease" in log and "standby again" in log
     refused = log.count("not the leader")  # writes its loop attempted after the resume, refused by the gate
     figures.record(f"frozen leader (SIGSTOP, lease 6 s / renew 4 s / retry 1 s): new leader "
                    f"{(acquired - frozen).total_seconds():.1f} s after the freeze; resumed after "
                    f"{(resumed - frozen).total_seconds():.1f} s, it wrote nothing ({refused} attempts refused by its "
-                   f"write gate, {len(late)} stale Lease renewals refused with 409) and exited with status 3; "
+                   f"write gate, {len(late)} stale Lease renewals refused with 409) and was a standby again; "
                    f"replica-a {a_n} writes, replica-b {b_n}, none overlapping; {events} Events, none duplicated")
 
 

@@ -47,11 +47,12 @@ async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
     except MetricsUnavailable as e:
         raise kopf.PermanentError(str(e)) from None
     api_client = getattr(memo, "api_client", None) or new_api_client()
-    inventory = getattr(memo, "inventory", None) or Inventory(api_client)
+    given = getattr(memo, "inventory", None)
+    inventory = given or Inventory(api_client)
     runtime = Runtime(
         api_client=api_client, raw=RawClient(api_client), inventory=inventory,
         recorder=EventRecorder(RawClient(api_client)), evaluator=Evaluator(),
-        loop=asyncio.get_running_loop(),
+        loop=asyncio.get_running_loop(), owns_inventory=given is None,
     )
     inventory.wake_with(runtime.wake_threadsafe)
     inventory.start()  # idempotent: a no-op when `certpolicy run` started it already
@@ -70,7 +71,8 @@ async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
 async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
-        await asyncio.to_thread(runtime.inventory.stop)
+        if runtime.owns_inventory:  # one passed in (certpolicy run) outlives kopf: a standby keeps it warm
+            await asyncio.to_thread(runtime.inventory.stop)
         runtime.evaluator.close()
 
 
@@ -117,7 +119,7 @@ async def evaluate_policy(name: str, memo: kopf.Memo, stopped: kopf.DaemonStoppe
             try:
                 next_at = await asyncio.to_thread(reconcile_policy, runtime, name)
             except NotLeader:
-                # The leader Lease is lost and this process is stopping (runcmd): nothing to report,
+                # The leader Lease is lost and kopf is stopping (certpolicy run): nothing to report,
                 # since every write would be refused too. Wait for kopf to stop this daemon.
                 log.info("policy %s: not the leader any more; this loop writes nothing until it stops", name)
                 await stopped.wait()

@@ -51,6 +51,7 @@ class Runtime:
     evaluator: Evaluator
     loop: asyncio.AbstractEventLoop
     metrics_port: int | None = None
+    owns_inventory: bool = True  # False: the caller started it and stops it (certpolicy run)
     wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
     memories: dict[str, PolicyMemory] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -137,8 +137,8 @@ class Attempt(Enum):
 class LeaderElector:
     """Runs in a thread: tries to acquire the Lease every retryPeriod; once leading, renews it and
     keeps the write gate open; when renewal fails for renewDeadline (or another replica holds the
-    Lease) closes the gate at once and calls ``on_lost``. Leadership is not re-gained in the same
-    process: the operator exits and its Pod restarts as a standby (client-go's convention)."""
+    Lease) closes the gate at once and calls ``on_lost``. One elector serves one term: to lead
+    again, the process starts a new one (``certpolicy run`` does, once kopf has stopped)."""
 
     def __init__(self, raw: RawClient, config: LeaseConfig, gate: WriteGate,
                  clock: Callable[[], float] = time.monotonic) -> None:
