@@ -114,10 +114,12 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     import certpolicy.handlers  # noqa: F401  (registers handlers)
+    from certpolicy.handlers.settings import quiet_client_loggers
 
     gc.freeze()  # kopf's modules too
     kopf.configure(debug=args.verbose, verbose=args.verbose)  # logging, for the standby's lines too
     logging.getLogger("kopf.objects").setLevel(logging.INFO)
+    quiet_client_loggers()
     log = logging.getLogger("certpolicy.operator")
     if bound is not None:
         log.info("metrics on http://%s:%d/metrics", metrics.configured_addr(), bound)

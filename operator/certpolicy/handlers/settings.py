@@ -48,6 +48,14 @@ class QuietEventHandlerSuccess(logging.Filter):
 _QUIET = QuietEventHandlerSuccess()
 
 
+def quiet_client_loggers() -> None:
+    """The HTTP client's per-request lines (every Lease renewal, every watch reconnect) only at
+    WARNING: at DEBUG they would flood the log (``certpolicy run`` calls this before its standby
+    phase, kopf's start-up below again)."""
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_) -> None:
     # kopf's progress and diff-base live in annotations on our own CertificatePolicy objects only;
@@ -66,8 +74,7 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.execution.max_workers = 8
     if _QUIET not in logging.getLogger("kopf.objects").filters:
         logging.getLogger("kopf.objects").addFilter(_QUIET)
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    quiet_client_loggers()
 
 
 async def _write_gate(request: aiohttp.ClientRequest, handler):
