@@ -6,9 +6,11 @@ one a Secret made elsewhere (OpenSSL, Vault, step-ca) was handed to by labelling
 ``certpolicy.io/managed-by=<policy>``. A policy that names another policy's CA Secret, or an
 unlabelled one, gets ``Degraded/CANotOwned`` and issues nothing from it.
 
-A policy that had a CA and finds its Secret gone gets ``Degraded/CAMissing`` and a Warning: a
-fresh CA made on the spot would re-issue every leaf before any bundle trusts it (an outage by
-design), so nothing is generated; the CA stays trusted in the bundles from the history.
+A policy that had a CA and finds its Secret gone gets ``Degraded/CAMissing`` and a Warning. A
+fresh CA made and swapped in on the spot would re-issue every leaf before any bundle trusts it (an
+outage by design), so nothing is generated here: the lost CA stays trusted in the bundles from
+its certificate in the history, and the rotation stage replaces it through the five steps, with
+their delays and probes (trigger ``CAMissing``).
 
 The CAs a policy has ever put in bundles are tracked explicitly in ``status.ca.history`` —
 bundles are merged by that record, never by guessing from subjects.
@@ -32,10 +34,14 @@ from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.managed import NotManaged, read, write_managed_secret
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_CA, ROLE_LABEL, Owner, created_for, owner_description
 from certpolicy.kube.rawapi import RawClient
+from certpolicy.pki.fingerprint import fingerprint, short
 from certpolicy.pki.inspect import summarize
 from certpolicy.pki.issue import KeyPair, ca_common_name, create_ca, load_key_pair
 from certpolicy.pki.load import load_certificates
 from certpolicy.policy.spec import parse_duration
+
+#: Problem reason (Degraded) for a CA Secret that is gone while the history records its CA active.
+CA_MISSING = "CAMissing"
 
 # History states: "active" issues leaves; "next" is trusted ahead of a rotation; "previous" is
 # still trusted (leaves may chain to it); "retired" was removed from every bundle.
@@ -110,7 +116,8 @@ def ensure_ca(ctx: PassContext) -> CASecret | None:
     None (with a problem) when the Secret holds no usable CA of this policy's.
 
     When the history records an active CA whose Secret is gone, nothing is generated:
-    ``CAMissing`` and a Warning (see the module docstring for why an instant replacement is an outage).
+    ``CAMissing`` and a Warning, and the rotation stage replaces the CA through the five steps
+    (see the module docstring for why an instant replacement is an outage).
     """
     ca_spec = ctx.spec["ca"]
     name = ca_spec["secretName"]
@@ -120,12 +127,12 @@ def ensure_ca(ctx: PassContext) -> CASecret | None:
         return ca
     had = active_in_history((ctx.status.get("ca") or {}).get("history"))
     if had is not None:
-        missing = Problem("CAMissing", f"CA Secret {ctx.namespace}/{name} does not exist, but this policy's "
-                                       f"active CA {had['fingerprint'].removeprefix('sha256:')[:12]} (Secret "
-                                       f"{had.get('secretName', name)}) is in its bundles; no new CA "
-                                       "is generated (leaves re-issued at once from a CA no bundle trusts yet "
-                                       "would be an outage). Restore the Secret from a backup, see "
-                                       "docs/rotation.md")
+        missing = Problem(CA_MISSING, f"CA Secret {ctx.namespace}/{name} does not exist, but this policy's "
+                                      f"active CA {short(had['fingerprint'])} is in its bundles and its leaves "
+                                      "chain to it. Nothing is issued until a replacement CA has gone through "
+                                      "the five rotation steps (see the Rotating condition); leaves re-issued at "
+                                      "once from a CA no bundle trusts yet would be an outage. Restoring the "
+                                      "Secret from a backup before step 3 keeps the old CA issuing meanwhile")
         ctx.out.problems.append(missing)
         ctx.policy_event("Warning", missing.reason, missing.message, [missing.reason, missing.message])
         return None
@@ -183,13 +190,26 @@ def record_history(history: Sequence[Mapping[str, Any]] | None, ca: CASecret, no
     return out
 
 
+def ca_missing(ctx: PassContext) -> bool:
+    """Whether this pass found the CA Secret gone while the history records its CA as active."""
+    return any(p.reason == CA_MISSING for p in ctx.out.problems)
+
+
+def history_certificates(history: Sequence[Mapping[str, Any]] | None,
+                         states: Sequence[str] = TRUSTED_STATES) -> dict[str, x509.Certificate]:
+    """The certificates the history keeps for CAs in ``states``, by fingerprint: what bundles and
+    rotations use for a CA whose Secret (and key) is gone."""
+    certs: dict[str, x509.Certificate] = {}
+    for h in history or ():
+        if h.get("state") in states and h.get("certificate"):
+            for cert in load_certificates(str(h["certificate"]).encode()).certificates:
+                certs[fingerprint(cert)] = cert
+    return certs
+
+
 def trusted_certificates(history: Sequence[Mapping[str, Any]]) -> list[x509.Certificate]:
     """The CA certificates every bundle target must hold, from the recorded history."""
-    certs: list[x509.Certificate] = []
-    for h in history:
-        if h.get("state") in TRUSTED_STATES and h.get("certificate"):
-            certs.extend(load_certificates(h["certificate"].encode()).certificates)
-    return certs
+    return list(history_certificates(history).values())
 
 
 #: Retired CAs kept in ``status.ca.history`` (the most recent ones; trusted CAs are always kept),

@@ -99,7 +99,7 @@ class AllowList:
         return ", ".join([*self.patterns, *(str(n) for n in self.networks)]) or "nothing"
 
 
-def served_by(chain: Sequence[bytes], cas: Sequence[CASecret], now: dt.datetime) -> str | None:
+def served_by(chain: Sequence[bytes], cas: Sequence[x509.Certificate], now: dt.datetime) -> str | None:
     """The fingerprint of the CA in ``cas`` that a served chain (DER, leaf first) leads to."""
     if not chain or not cas:
         return None
@@ -107,7 +107,7 @@ def served_by(chain: Sequence[bytes], cas: Sequence[CASecret], now: dt.datetime)
         certs = [x509.load_der_x509_certificate(der) for der in chain]
     except ValueError:
         return None
-    result = verify_chain(certs[0], certs[1:], [c.key_pair.cert for c in cas], now)
+    result = verify_chain(certs[0], certs[1:], list(cas), now)
     return result.anchor_fingerprint if result.trusted else None
 
 
@@ -128,7 +128,7 @@ def _peer_chain(tls: ssl.SSLSocket) -> list[bytes]:
 
 
 def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime,
-                     verify_served: Sequence[CASecret] = ()) -> ProbeResult:
+                     verify_served: Sequence[x509.Certificate] = ()) -> ProbeResult:
     """Present a short-lived client certificate signed by ``ca``; accepted only if the peer asked
     for a client certificate and then did not reject ours. With ``verify_served``, also report
     which of those CAs the endpoint's own certificate chains to.
@@ -201,7 +201,7 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def submit_probes(probes: Sequence[Probe], ca: CASecret, memory: RotationMemory,
-                  done: Callable[[], None] | None, verify_served: Sequence[CASecret] = ()) -> None:
+                  done: Callable[[], None] | None, verify_served: Sequence[x509.Certificate] = ()) -> None:
     """Run the canary handshakes on the probe pool; each result goes to ``memory`` and ``done()``
     wakes the policy, whose next pass hands the results to the rotation machine."""
     for probe in probes:

@@ -19,7 +19,16 @@ from cryptography import x509
 from kubernetes.client import ApiException
 
 from certpolicy.handlers.bundles import TargetEntry, distribute, target_fingerprints, target_ids
-from certpolicy.handlers.ca import CASecret, ensure_ca, generate_ca, load_ca_secret
+from certpolicy.handlers.ca import (
+    CA_MISSING,
+    CASecret,
+    active_in_history,
+    ca_missing,
+    ensure_ca,
+    generate_ca,
+    history_certificates,
+    load_ca_secret,
+)
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.issuance import RateLimiter, issue_all
 from certpolicy.handlers.probes import submit_probes
@@ -78,14 +87,17 @@ class RotationStage:
 
 
 def rotation_stage(ctx: PassContext, *, ca: CASecret | None) -> RotationStage | None:
-    """Observe, decide, act. None when the rotation settings are invalid (the pass stops there)."""
-    if ca is None:
-        return RotationStage(None)
+    """Observe, decide, act. None when the rotation settings are invalid (the pass stops there).
+
+    Without a usable CA there is nothing to rotate, except when its Secret is gone (CAMissing):
+    then a rotation replaces it, or the one already running goes on."""
     try:
         state = RotationState.from_dict(ctx.status.get("rotation"))
     except StateError as e:
         state = RotationState()
         ctx.out.problems.append(Problem("RotationStateUnreadable", f"status.rotation was reset: {e}"))
+    if ca is None and not ca_missing(ctx):
+        return RotationStage(None)
     try:
         settings = RotationSettings.from_spec(ctx.spec)
     except PolicySpecError as e:
@@ -101,6 +113,8 @@ def rotation_stage(ctx: PassContext, *, ca: CASecret | None) -> RotationStage | 
     COLLECTOR.set_rotation_step(ctx.name, current.step if current else 0, decision.state.history)
     if any(isinstance(a, PromoteNewCA) for a in decision.actions):
         ca = ensure_ca(ctx)  # it holds the new CA now
+        if ca is not None:  # a lost CA is replaced from this pass on
+            ctx.out.problems = [p for p in ctx.out.problems if p.reason != CA_MISSING]
     next_ca = None
     if current is not None and current.new_ca and current.new_ca_secret_name in pairs:
         next_ca = pairs[current.new_ca_secret_name]
@@ -115,13 +129,20 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
     on its own (its truststore passwords read here), the leaves in scope."""
     pairs: dict[str, CASecret] = {}
     cas: dict[str, CAInfo | None] = {}
+    absent: set[str] = set()
     for name in secrets_to_observe(state, settings):
-        pair, _problem = load_ca_secret(ctx.raw, name, ctx.policy)
+        pair, problem = load_ca_secret(ctx.raw, name, ctx.policy)
         if pair is not None:
             pairs[name] = pair
             cas[name] = CAInfo(pair.fingerprint, pair.key_pair.cert.not_valid_after_utc)
         else:
             cas[name] = None
+            absent |= {name} if problem is None else set()
+    history = (ctx.status.get("ca") or {}).get("history")
+    lost = None
+    if settings.ca_secret_name in absent and (had := active_in_history(history)) is not None:
+        cert = history_certificates(history, ("active",)).get(had["fingerprint"])
+        lost = CAInfo(had["fingerprint"], cert.not_valid_after_utc) if cert is not None else None
     targets, primaries = {}, {}
     by_object: dict[tuple[str, str, str], list[str]] = {}
     for spec in ctx.spec.get("trustBundles") or ():
@@ -132,7 +153,8 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
             if entry.stores:
                 primaries[tid] = primary
             by_object.setdefault((entry.ref.kind, ns, entry.ref.name), []).append(tid)
-    anchors = [p.key_pair.cert for p in pairs.values()]
+    # The history's certificates too: leaves still chain to a CA whose Secret is gone.
+    anchors = [p.key_pair.cert for p in pairs.values()] + list(history_certificates(history).values())
     leaves = []
     managed = {(i["namespace"], i["secretName"]) for i in ctx.spec.get("issuance") or ()}
     seen = set()
@@ -147,6 +169,7 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
         ca_secrets=cas, targets=targets, leaves=tuple(leaves), probe_results=ctx.memory.rotation.drain(),
         rotate_request=ctx.annotations.get(ROTATE_ANNOTATION), force=ctx.annotations.get(FORCE_ANNOTATION),
         pods=start_only_pods(ctx.inventory, {leaf.id for leaf in leaves}, by_object), primaries=primaries,
+        lost_ca=lost,
     )
     return obs, pairs
 
@@ -196,6 +219,17 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
             raise CAUnavailable(ref)
         return pair
 
+    def cert_for(ref: CARef) -> x509.Certificate:
+        """A CA's certificate (what bundles and served-leaf checks need): from its Secret, or,
+        for a CA whose Secret is gone, from the history."""
+        try:
+            return pair_for(ref).key_pair.cert
+        except CAUnavailable:
+            cert = history_certificates((ctx.status.get("ca") or {}).get("history")).get(ref.fingerprint)
+            if cert is None:
+                raise
+            return cert
+
     for action in decision.actions:
         try:
             if isinstance(action, EmitEvent):
@@ -203,7 +237,7 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
             elif isinstance(action, GenerateNewCA):
                 _generate(ctx, action)
             elif isinstance(action, UpdateBundles):
-                certs = [pair_for(ref).key_pair.cert for ref in action.add]
+                certs = [cert_for(ref) for ref in action.add]
                 wanted = set(action.targets)
                 entries = [e for e in ctx.spec.get("trustBundles") or ()
                            if any(t[0] in wanted for t in target_ids(ctx.inventory, [e]))]
@@ -213,7 +247,7 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
             elif isinstance(action, RunProbes):
                 pair = pair_for(action.ca)
                 submit_probes(action.probes, pair, memory, ctx.wake,
-                              verify_served=[pair_for(r) for r in action.verify_served])
+                              verify_served=[cert_for(r) for r in action.verify_served])
             elif isinstance(action, PromoteNewCA):
                 _promote(ctx, action, pair_for)
             elif isinstance(action, ReissueLeaf):

@@ -27,6 +27,10 @@ so the machine also waits for evidence that they hold what the API holds:
   status), every Pod that takes a leaf only at start started after that, and every probe endpoint
   *serves* a leaf from the new CA. Step 4 is never left in the decision that entered it.
 
+A CA whose Secret was deleted (``Observation.lost_ca``) is replaced the same way: its certificate
+stays in the bundles (the driver reads it from ``status.ca.history``), and until the promotion
+the missing Secret is what the rotation expects rather than a reason to hold.
+
 tests/unit/rotation simulate both with crashes injected everywhere and workloads that lag.
 
 The machine never reads the clock: ``now`` is an input, ``next_wake`` an output.
@@ -81,6 +85,7 @@ from certpolicy.rotation.triggers import (
     expiry_due,
     expiry_id,
     new_ca_secret_name,
+    outgoing_ca,
     request_id,
     retired_ca_secret_name,
     usable_supplied_ca,
@@ -225,7 +230,7 @@ def _maybe_start(ctx: _Ctx, state: RotationState) -> tuple[RotationState, str | 
     back, the reason (shown in the condition)."""
     obs, settings, now = ctx.obs, ctx.settings, ctx.now
     _cleanup_finished(ctx, state)
-    active = obs.ca(settings.ca_secret_name)
+    active = outgoing_ca(obs, settings)
     due = expiry_due(active, settings.rotate_before)
     if due is not None and due > now:
         ctx.wake(due)
@@ -283,6 +288,14 @@ def _idle_condition(ctx: _Ctx, state: RotationState, pending: str | None) -> Con
     if pending is not None:
         return Condition(ROTATING, False, PAUSED if ctx.settings.paused else PENDING, pending)
     active = ctx.obs.ca(ctx.settings.ca_secret_name)
+    lost = ctx.obs.lost_ca if active is None else None
+    if lost is not None:
+        ran = state.history[0] if state.history else None
+        after = f" Rotation {ran.id} ended {ran.outcome.lower()}." if ran is not None else ""
+        return Condition(ROTATING, False, ran.outcome if ran is not None else IDLE,
+                         f"No rotation: Secret {ctx.settings.ca_secret_name} with the active CA {short(lost.fingerprint)} "
+                         f"is gone and its replacement rotation already ran.{after} Restore the Secret, or request "
+                         f"a rotation to a new CA with the {ROTATE_ANNOTATION} annotation.")
     if active is None:
         return Condition(ROTATING, False, IDLE,
                          f"No rotation: Secret {ctx.settings.ca_secret_name} holds no CA yet.")
@@ -320,7 +333,10 @@ def _facts(ctx: _Ctx, rot: Rotation) -> _Facts:
             new_problem = (f"Secret {rot.new_ca_secret_name} now holds CA {short(observed_new.fingerprint)} "
                            f"instead of the new CA {short(new)} this rotation put in bundles")
     if active is None:
-        active_problem = f"Secret {settings.ca_secret_name} holds no CA"
+        # The old CA's Secret is gone (CAMissing): its certificate is known, and the rotation is
+        # what replaces it; anything else missing from spec.ca.secretName holds the rotation.
+        if obs.lost_ca is None or obs.lost_ca.fingerprint != rot.old_ca:
+            active_problem = f"Secret {settings.ca_secret_name} holds no CA"
     elif active.fingerprint not in (rot.old_ca, new):
         active_problem = (f"Secret {settings.ca_secret_name} holds CA {short(active.fingerprint)}, neither the old "
                           f"CA {short(rot.old_ca)} nor the new one")

@@ -212,6 +212,9 @@ class Observation:
     * ``force`` — the value of the ``certpolicy.io/rotation-force`` annotation.
     * ``pods`` — Pods that load a leaf or bundle target of this policy only at start.
     * ``primaries`` — for each target with a PKCS#12 form: the CA under the bare alias.
+    * ``lost_ca`` — the CA ``status.ca.history`` records as active when the Secret
+      ``spec.ca.secretName`` no longer exists: its certificate is known (bundles keep trusting
+      it), its key is gone, so only a rotation to a new CA lets the policy issue again.
     """
 
     ca_secrets: Mapping[str, CAInfo | None] = field(default_factory=dict)
@@ -222,6 +225,7 @@ class Observation:
     force: str | None = None
     pods: tuple[PodUse, ...] = ()
     primaries: Mapping[str, str | None] = field(default_factory=dict)
+    lost_ca: CAInfo | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ca_secrets", _frozen(self.ca_secrets))

@@ -29,7 +29,9 @@ OUTCOMES = (COMPLETED, ABORTED)
 TRIGGER_REQUEST = "Request"
 TRIGGER_EXPIRY = "Expiry"
 TRIGGER_SUPPLIED = "SuppliedCA"
-TRIGGERS = (TRIGGER_REQUEST, TRIGGER_EXPIRY, TRIGGER_SUPPLIED)
+#: The active CA's Secret is gone (its certificate is known from status.ca.history, its key is lost).
+TRIGGER_CA_MISSING = "CAMissing"
+TRIGGERS = (TRIGGER_REQUEST, TRIGGER_EXPIRY, TRIGGER_SUPPLIED, TRIGGER_CA_MISSING)
 
 #: Finished rotations remembered (newest first); they also stop an old trigger from restarting.
 MAX_HISTORY = 10
@@ -413,6 +415,6 @@ __all__ = [
     "ABORTED", "ADD_NEW_CA", "AWAIT_LEAVES", "COMPLETED", "HistoryEntry", "ISSUE_FROM_NEW_CA",
     "MAX_HISTORY", "MAX_NAMED_LEAVES", "MAX_RESTARTS", "PendingReissue", "ProbeRecord", "REMOVE_OLD_CA",
     "ROLLING_BACK", "Rotation", "RotationState", "STEPS", "StateError", "TRIGGERS",
-    "TRIGGER_EXPIRY", "TRIGGER_REQUEST", "TRIGGER_SUPPLIED", "VERIFY_BUNDLES", "step_name",
+    "TRIGGER_CA_MISSING", "TRIGGER_EXPIRY", "TRIGGER_REQUEST", "TRIGGER_SUPPLIED", "VERIFY_BUNDLES", "step_name",
     "time_text",
 ]

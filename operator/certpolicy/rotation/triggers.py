@@ -7,7 +7,10 @@ same things: the new CA's Secret, the Secret that keeps the retired CA. Ids are
   request; the same value never starts a second rotation);
 * ``SuppliedCA`` — ``supplied-<fingerprint prefix>`` of the CA in ``spec.rotation.newCASecretName``;
 * ``Expiry`` — ``expiry-<fingerprint prefix>`` of the active CA, so the expiry of one CA can
-  start one rotation, however often it is re-detected.
+  start one rotation, however often it is re-detected;
+* ``CAMissing`` — ``camissing-<fingerprint prefix>`` of the active CA whose Secret is gone: the
+  replacement goes through the five steps like any other rotation (a new CA made and swapped
+  in on the spot would re-issue leaves that no bundle trusts yet).
 
 Detection is pure and lives here rather than in the driver, so the rules (priority, duplicates,
 what a spent user-supplied CA means) are tested once; the driver only reports raw facts.
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from certpolicy.pki.fingerprint import short
 from certpolicy.rotation.model import CAInfo, Observation, RotationSettings
 from certpolicy.rotation.state import (
+    TRIGGER_CA_MISSING,
     TRIGGER_EXPIRY,
     TRIGGER_REQUEST,
     TRIGGER_SUPPLIED,
@@ -39,7 +43,7 @@ _NOT_DNS = re.compile(r"[^a-z0-9-]+")
 
 @dataclass(frozen=True)
 class Trigger:
-    kind: str  # Request | SuppliedCA | Expiry
+    kind: str  # Request | SuppliedCA | Expiry | CAMissing
     id: str
     detail: str  # human explanation, for events and conditions
 
@@ -63,6 +67,10 @@ def request_id(annotation_value: str | None) -> str | None:
 
 def expiry_id(old_fingerprint: str) -> str:
     return f"expiry-{short(old_fingerprint)}"
+
+
+def ca_missing_id(lost_fingerprint: str) -> str:
+    return f"camissing-{short(lost_fingerprint)}"
 
 
 def supplied_id(new_fingerprint: str) -> str:
@@ -101,7 +109,7 @@ def usable_supplied_ca(state: RotationState, obs: Observation, settings: Rotatio
     not a CA this policy already retired. Once a supplied CA has been rotated in it is *spent*
     (it is the active CA), and later rotations generate their own."""
     supplied = obs.ca(settings.supplied_ca_secret_name)
-    active = obs.ca(settings.ca_secret_name)
+    active = outgoing_ca(obs, settings)
     if supplied is None or active is None or supplied.fingerprint == active.fingerprint:
         return None
     if supplied.fingerprint in state.retired_fingerprints():
@@ -109,13 +117,20 @@ def usable_supplied_ca(state: RotationState, obs: Observation, settings: Rotatio
     return supplied
 
 
+def outgoing_ca(obs: Observation, settings: RotationSettings) -> CAInfo | None:
+    """The CA a rotation starting now moves away from: the one in ``spec.ca.secretName``, or,
+    when that Secret is gone, the lost CA the history records as active."""
+    return obs.ca(settings.ca_secret_name) or obs.lost_ca
+
+
 def detect(state: RotationState, obs: Observation, settings: RotationSettings, now: dt.datetime) -> Trigger | None:
     """The trigger that should start a rotation now, if any (idle policies only).
 
-    Priority: an explicit request, then a supplied CA, then expiry. A request whose id was already
-    used is not a trigger (the machine reports it as ignored).
+    Priority: an explicit request, then a lost CA (its Secret is gone), then a supplied CA, then
+    expiry. A request whose id was already used is not a trigger (the machine reports it as
+    ignored).
     """
-    active = obs.ca(settings.ca_secret_name)
+    active = outgoing_ca(obs, settings)
     if active is None:
         return None
     used = state.used_ids
@@ -123,6 +138,13 @@ def detect(state: RotationState, obs: Observation, settings: RotationSettings, n
     rid = request_id(value)
     if rid is not None and value != state.last_request and rid not in used:
         return Trigger(TRIGGER_REQUEST, rid, f"requested with annotation {ROTATE_ANNOTATION}={rid}")
+    if obs.ca(settings.ca_secret_name) is None:
+        mid = ca_missing_id(active.fingerprint)
+        if mid in used:
+            return None
+        return Trigger(TRIGGER_CA_MISSING, mid,
+                       f"Secret {settings.ca_secret_name} with the active CA {short(active.fingerprint)} is gone "
+                       "(its key is lost)")
     supplied = usable_supplied_ca(state, obs, settings)
     if supplied is not None:
         sid = supplied_id(supplied.fingerprint)

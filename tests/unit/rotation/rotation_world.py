@@ -109,6 +109,11 @@ class World:
     restarted: dict[tuple[str, str, int], int] = field(default_factory=dict)
     restart_requests: int = 0
     restarted_at: dict[str, dt.datetime] = field(default_factory=dict)  # the restartedAt annotation
+    #: The CA status.ca.history records as active (what the real driver reports as ``lost_ca``
+    #: once spec.ca.secretName is gone; its certificate is known from the history, its key is not).
+    history_active: str = OLD
+    #: The CAs whose certificates the history keeps (active, next, previous).
+    history_trusted: set[str] = field(default_factory=lambda: {OLD})
 
     # --- the invariant -----------------------------------------------------------------------
 
@@ -212,6 +217,8 @@ class World:
             probe_results=results,
             rotate_request=self.annotation,
             force=self.force,
+            lost_ca=(CAInfo(self.history_active, self.not_after.get(self.history_active))
+                     if CA_SECRET not in self.ca_secrets else None),
             pods=tuple(
                 PodUse(k, w.starts[-1], w.owner, frozenset({w.leaf} if w.leaf_at_start else ()),
                        frozenset({w.target} if w.bundle_at_start else ()))
@@ -221,8 +228,15 @@ class World:
 
     # --- the driver's side of the actions -----------------------------------------------------
 
-    def _ca(self, secret: str, fp: str) -> str:
+    def lose_ca(self) -> None:
+        """Someone deletes spec.ca.secretName: the active CA's key is gone, its certificate is in
+        the history."""
+        del self.ca_secrets[CA_SECRET]
+
+    def _ca(self, secret: str, fp: str, certificate_only: bool = False) -> str:
         held = self.ca_secrets.get(secret)
+        if certificate_only and held is None and fp in self.history_trusted:
+            return fp  # the real driver takes a lost CA's certificate from status.ca.history
         if held != fp:
             raise AssertionError(f"action refers to {fp[-4:]} in Secret {secret}, which holds {held and held[-4:]}")
         return fp
@@ -245,7 +259,7 @@ class World:
                 self.not_after[fp] = self.now + dt.timedelta(days=3650)
                 self.assert_invariant("GenerateNewCA")
         elif isinstance(action, UpdateBundles):
-            add = {self._ca(r.secret_name, r.fingerprint) for r in action.add}
+            add = {self._ca(r.secret_name, r.fingerprint, certificate_only=True) for r in action.add}
             for t in action.targets:
                 if not budget():
                     return
@@ -273,10 +287,10 @@ class World:
             new = self._ca(action.new.secret_name, action.new.fingerprint)
             if self.ca_secrets.get(action.ca_secret_name) == new:
                 return
-            assert self.ca_secrets.get(action.ca_secret_name) == action.old_fingerprint
+            assert self.ca_secrets.get(action.ca_secret_name) in (action.old_fingerprint, None)
             if not budget():
                 return
-            if action.retired_secret_name not in self.ca_secrets:
+            if action.retired_secret_name not in self.ca_secrets and action.ca_secret_name in self.ca_secrets:
                 self.ca_secrets[action.retired_secret_name] = action.old_fingerprint
                 writes += 1
                 self.assert_invariant("PromoteNewCA(backup)")
@@ -286,6 +300,8 @@ class World:
                 if new not in fps:
                     raise InvariantViolation(f"promoting {new[-4:]} while target {t} lacks it")
             self.ca_secrets[action.ca_secret_name] = new
+            self.history_active = new  # the status write of the same pass records it active
+            self.history_trusted.add(new)
             self.assert_invariant("PromoteNewCA")
         elif isinstance(action, ReissueLeaf):
             leaf = self.leaves[action.leaf]
@@ -332,7 +348,8 @@ class World:
             when, k = min(due)
             self.now = max(self.now, when)
             leaf = self.leaves[k]
-            leaf.issuer = self.ca_secrets[CA_SECRET]
+            if CA_SECRET in self.ca_secrets:  # with the CA's key gone nobody can renew from it
+                leaf.issuer = self.ca_secrets[CA_SECRET]
             assert leaf.renew_every is not None
             leaf.next_renewal = when + leaf.renew_every
             self.assert_invariant(f"external renewal of {k}")

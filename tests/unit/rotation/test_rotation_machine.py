@@ -700,3 +700,99 @@ def test_truststore_bare_alias_names_the_issuing_ca_at_every_step() -> None:
         driver.world.advance(d.next_wake or driver.world.now + dt.timedelta(minutes=1))
     new = driver.world.generated[0]
     assert OLD in seen and new in seen and primaries[TARGETS[0]] == new
+
+
+# --- a lost CA (its Secret deleted) ----------------------------------------------------------------
+
+
+def _lost(**settings: object) -> Driver:
+    driver = make(request=None, **settings)
+    driver.world.lose_ca()
+    return driver
+
+
+def test_a_lost_ca_is_replaced_through_the_five_steps_never_swapped_at_once() -> None:
+    driver = _lost(propagation_delay=dt.timedelta(minutes=2))
+    # Workloads that load their leaf and bundle with a lag: the outage an instant swap causes.
+    driver.world.workloads = {
+        f"apps/w{i}": Workload(f"integration/managed-{i}", TARGETS[i], leaf_lag=dt.timedelta(seconds=30),
+                               bundle_lag=dt.timedelta(seconds=100)) for i in range(2)}
+    driver.world.record()
+    d = driver.step()
+    cur = d.state.current
+    assert cur.trigger == "CAMissing" and cur.id.startswith("camissing-") and cur.old_ca == OLD
+    assert [a for a in d.actions if isinstance(a, GenerateNewCA)]
+    assert not [a for a in d.actions if isinstance(a, (ReissueLeaf, PromoteNewCA))]
+    assert "is gone" in next(e.message for e in d.events if e.reason == "RotationStarted")
+    seen = [cur.step]
+    d = run_until(driver, lambda d: seen.append(d.state.current.step if d.state.current else 0) or d.state.current is None)
+    assert d.condition.reason == COMPLETED
+    assert [s for s in dict.fromkeys(seen) if s] == [1, 2, 3, 4, 5]
+    new = driver.world.generated[0]
+    assert driver.world.ca_secrets[CA_SECRET] == new
+    assert all(fps == {new} for fps in driver.world.targets.values())
+    assert driver.world.workload_violations() == []
+    # The lost CA's certificate stayed in every bundle until step 5 (checked after every write).
+    assert all(OLD in h[0][1] for h in driver.world.target_history.values())
+    assert driver.step().state.current is None  # replaced: nothing is missing any more
+
+
+def test_without_the_delays_the_same_swap_breaks_lagging_workloads() -> None:
+    """The workload check above can fail: with no propagation delay it sees the outage."""
+    driver = _lost(propagation_delay=dt.timedelta(0))
+    driver.world.workloads = {
+        f"apps/w{i}": Workload(f"integration/managed-{i}", TARGETS[i], leaf_lag=dt.timedelta(seconds=30),
+                               bundle_lag=dt.timedelta(seconds=100)) for i in range(2)}
+    driver.world.record()
+    run_until(driver, lambda d: d.state.current is None)
+    assert driver.world.workload_violations() != []
+
+
+def test_a_lost_ca_waits_while_rotations_are_paused() -> None:
+    driver = _lost(paused=True)
+    d = driver.step()
+    assert d.state.current is None and not [a for a in d.actions if not isinstance(a, EmitEvent)]
+    assert d.condition.reason == "Paused" and "camissing-" in d.condition.message
+    driver.set(paused=False)
+    assert driver.step().state.current.trigger == "CAMissing"
+
+
+def test_a_lost_ca_uses_a_supplied_ca_when_one_is_configured() -> None:
+    driver = _lost(supplied_ca_secret_name=SUPPLIED_SECRET)
+    driver.world.ca_secrets[SUPPLIED_SECRET] = SUPPLIED
+    cur = driver.step().state.current
+    assert cur.trigger == "CAMissing" and cur.new_ca == SUPPLIED and not cur.new_ca_generated
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED and driver.world.ca_secrets[CA_SECRET] == SUPPLIED
+
+
+def test_a_secret_restored_during_the_replacement_rotation_lets_it_finish_as_a_rotation() -> None:
+    driver = _lost(propagation_delay=dt.timedelta(hours=1))
+    run_until(driver, lambda d: d.state.current is not None and d.state.current.step == 2)
+    driver.world.ca_secrets[CA_SECRET] = OLD  # restored from a backup
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED
+    assert driver.world.ca_secrets[CA_SECRET] == driver.world.generated[0]
+
+
+def test_an_aborted_replacement_does_not_restart_and_says_what_to_do() -> None:
+    driver = _lost(propagation_delay=dt.timedelta(hours=1))
+    run_until(driver, lambda d: d.state.current is not None and d.state.current.step == 2)
+    driver.set(abort=True)
+    run_until(driver, lambda d: d.state.current is None)
+    assert all(fps == {OLD} for fps in driver.world.targets.values())  # the lost CA is still trusted
+    driver.set(abort=False)
+    d = driver.step()
+    assert d.state.current is None and d.condition.reason == ABORTED
+    assert "is gone" in d.condition.message and "certpolicy.io/rotate" in d.condition.message
+    driver.world.annotation = "replace-now"  # a request still replaces it
+    assert driver.step().state.current.trigger == "Request"
+
+
+def test_a_lost_new_ca_after_promotion_holds_the_rotation() -> None:
+    driver = _lost(propagation_delay=dt.timedelta(0), leaf_propagation_delay=dt.timedelta(hours=1))
+    run_until(driver, lambda d: d.state.current is not None and d.state.current.step == 4)
+    driver.world.lose_ca()  # the promoted new CA's Secret is deleted too
+    d = driver.step()
+    assert d.state.current.step == 4 and "Holding" in d.condition.message
+    assert not [a for a in d.actions if isinstance(a, (UpdateBundles, ReissueLeaf))]

@@ -5,7 +5,8 @@ and workloads that each present one leaf and trust one target. Every workload lo
 its bundle with its own lag (0 up to the configured ``leafPropagationDelay`` / ``propagationDelay``:
 the kubelet's sync plus the program's reload), or only when it starts (subPath, env, a Java
 truststore), and some restart on their own from time to time. The operator crashes at random
-points (mid-action, with or without the status write) and wakes at random moments.
+points (mid-action, with or without the status write) and wakes at random moments. The rotation
+is either requested or the replacement of a CA whose Secret was deleted (trigger ``CAMissing``).
 
 At every instant at which some workload's view changes, every leaf a workload presents must be
 trusted by the bundle each of its peers has loaded: 0 violations. The last two tests show the
@@ -43,7 +44,8 @@ class Scenario:
         loads = {k: (v.leaf, v.target, v.leaf_lag.total_seconds(), v.bundle_lag.total_seconds(),
                      "leaf@start" if v.leaf_at_start else "", "bundle@start" if v.bundle_at_start else "", v.owner)
                  for k, v in w.workloads.items()}
-        return (f"Scenario(delays={self.settings.propagation_delay}/{self.settings.leaf_delay}, "
+        return (f"Scenario(lost_ca={CA_SECRET not in w.ca_secrets}, "
+                f"delays={self.settings.propagation_delay}/{self.settings.leaf_delay}, "
                 f"restart={self.settings.restart_workloads}, crash={self.crash_rate}, seed={self.seed}, "
                 f"leaves={ {k: (v.managed, v.renew_every) for k, v in w.leaves.items()} }, workloads={loads})")
 
@@ -76,7 +78,10 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             owner=draw(st.sampled_from([f"Deployment/apps/w{i}", "StatefulSet/apps/shared", None])),
             restart_every=None if restart_every is None else dt.timedelta(seconds=restart_every),
         )
-    world.annotation = "r1"
+    if draw(st.booleans()):
+        world.annotation = "r1"
+    else:  # the CA Secret was deleted: the replacement must be just as safe as a requested rotation
+        world.lose_ca()
     world.record()
     rotation = RotationSettings(
         ca_secret_name=CA_SECRET,
