@@ -5,9 +5,10 @@
 * ``Retain`` (default) — nothing is removed. Workloads keep running: their leaves still chain to
   the policy's CA and every bundle still trusts it. The CA Secrets stay in the operator's
   namespace (a policy re-created under the same name adopts them only when they are handed over
-  again, see :mod:`certpolicy.kube.ownership`). No finalizer is set, so deletion is immediate.
-* ``Delete`` — the policy gets a finalizer (on the CertificatePolicy itself, never on a user
-  object). On deletion every CA the policy ever put in bundles is removed from every target it
+  again, see :mod:`certpolicy.kube.ownership`). kopf's finalizer (every policy has it while the
+  operator runs, because its loop is a kopf daemon) is removed as soon as that loop stops.
+* ``Delete`` — the same finalizer (on the CertificatePolicy itself, never on a user object) also
+  waits for the clean-up. On deletion every CA the policy ever put in bundles is removed from every target it
   can still write (foreign certificates are kept), then every CA Secret created for the policy
   (active, next, retired) is deleted with its key. Leaves it issued are left in place: they are
   the applications' Secrets now, and stop being trusted with the CA.

@@ -98,9 +98,10 @@ def policy_changed(name: str, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=lambda spec, **_: deletion_policy(spec) == DELETE)
 async def delete_policy(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """``deletionPolicy: Delete`` only (kopf sets the finalizer on those policies alone): remove the
-    policy's CAs from every bundle, then its CA Secrets; retried until done. ``Retain`` policies
-    have no finalizer and leave everything in place (see handlers/deletion.py)."""
+    """``deletionPolicy: Delete`` only: remove the policy's CAs from every bundle, then its CA
+    Secrets; retried until done (kopf's finalizer holds the deletion meanwhile). ``Retain``
+    policies leave everything in place; their finalizer goes as soon as their loop stops (see
+    handlers/deletion.py)."""
     runtime: Runtime = memo.runtime
     failures = await asyncio.to_thread(delete_everything, runtime.raw, runtime.inventory, dict(body))
     if failures:
