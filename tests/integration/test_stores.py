@@ -19,7 +19,7 @@ from kubernetes import client
 import certgen
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.pki.fingerprint import fingerprint
-from certpolicy.pki.javakeystore import build_jks_truststore
+from certpolicy.pki.javakeystore import encode_jks_truststore
 from kubewait import wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
@@ -125,15 +125,15 @@ def test_keystore_and_truststore_matrix(operator, policies, core_v1, custom_api,
     secret(core_v1, ns, "db-password", {"password": b"not a certificate"}, app)  # same labels, no certificate key
     # Trust stores: one per format and password source, each judged on its own.
     roots = [pki.root.cert]
-    secret(core_v1, ns, "ts-jks-sibling", {"truststore.jks": build_jks_truststore([("root", pki.root.cert)], PW),
+    secret(core_v1, ns, "ts-jks-sibling", {"truststore.jks": encode_jks_truststore([("root", pki.root.cert)], PW),
                                            "truststore.jks.password": PW.encode()}, store_labels)
     secret(core_v1, ns, "ts-p12-ref", {"truststore.p12": certgen.java_truststore(tuple(roots), PW, "PKCS12")}, store_labels)
     secret(core_v1, ns, "ts-pw", {"password": PW.encode()}, {})
     configmap(core_v1, ns, "ts-pem", store_labels, data={"ca.crt": certgen.pem(pki.root).decode()})
     configmap(core_v1, ns, "ts-der", store_labels, binary={"root-ca.der": pki.root.der})
-    configmap(core_v1, ns, "ts-jks-empty", store_labels, binary={"truststore.jks": build_jks_truststore([("r", pki.root.cert)])})
+    configmap(core_v1, ns, "ts-jks-empty", store_labels, binary={"truststore.jks": encode_jks_truststore([("r", pki.root.cert)])})
     configmap(core_v1, ns, "ts-expired", store_labels, data={"ca.crt": certgen.pem(pki.root, expired_ca).decode()})
-    secret(core_v1, ns, "ts-wrong", {"truststore.jks": build_jks_truststore([("root", pki.root.cert)], PW),
+    secret(core_v1, ns, "ts-wrong", {"truststore.jks": encode_jks_truststore([("root", pki.root.cert)], PW),
                                      "truststore.password": WRONG.encode()}, store_labels)
 
     policy(policies, unique_name, label, {
@@ -212,7 +212,7 @@ def test_trusted_by_names_the_peer_store_that_lacks_the_anchor(operator, policie
     secret(core_v1, ns, "engine-tls", {"tls.crt": pki.leaf.pem + pki.intermediate.pem, "tls.key": pki.leaf.key_pem()},
            {"app": f"engine-{label}"}, type_="kubernetes.io/tls")
     peers = {"peer": f"p-{label}"}
-    secret(core_v1, ns, "peer-a", {"truststore.jks": build_jks_truststore([("ca", pki.root.cert)], PW),
+    secret(core_v1, ns, "peer-a", {"truststore.jks": encode_jks_truststore([("ca", pki.root.cert)], PW),
                                    "truststore.jks.password": PW.encode()}, peers)
     configmap(core_v1, ns, "peer-b", peers, data={"ca.crt": certgen.pem(other.root, pki.root).decode()})
     secret(core_v1, ns, "peer-c", {"truststore.p12": certgen.java_truststore((other.root.cert,), PW, "PKCS12"),

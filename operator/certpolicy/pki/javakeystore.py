@@ -357,7 +357,7 @@ def _utf(text: str) -> bytes:
     return struct.pack(">H", len(raw)) + raw
 
 
-def build_jks_truststore(entries: Iterable[tuple[str, x509.Certificate]], password: bytes | str | None = None) -> bytes:
+def encode_jks_truststore(entries: Iterable[tuple[str, x509.Certificate]], password: bytes | str | None = None) -> bytes:
     """A JKS (version 2) truststore of ``(alias, certificate)`` trustedCertEntries, in the given
     order, with the integrity check keyed by ``password`` (absent: the empty password, which Java
     reads with ``-storepass ''`` or without any password). Deterministic. Raises ValueError for a

@@ -44,8 +44,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certpolicy.pki.bundle import encode_bundle, read_bundle
 from certpolicy.pki.fingerprint import certificate_fingerprint, short
-from certpolicy.pki.javakeystore import build_jks_truststore as _build_jks
-from certpolicy.pki.javakeystore import load_java_keystore
+from certpolicy.pki.javakeystore import encode_jks_truststore, load_java_keystore
 
 SUFFIX_LENGTH = 12
 
@@ -161,7 +160,7 @@ def build_jks_truststore(
     primary_fingerprint: str | None = None,
 ) -> bytes:
     """A JKS truststore of the same entries as :func:`build_truststore` (deterministic bytes)."""
-    return _build_jks(((e.alias, c) for e, c in entries(certificates, alias, primary_fingerprint)), _password(password))
+    return encode_jks_truststore(((e.alias, c) for e, c in entries(certificates, alias, primary_fingerprint)), _password(password))
 
 
 def read_jks_truststore(data: bytes, password: Password = None) -> frozenset[TruststoreEntry] | None:

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 
 import certgen
 from certpolicy.pki.inspect import certificate_fingerprint
-from certpolicy.pki.javakeystore import build_jks_truststore, keystore_format, load_java_keystore
+from certpolicy.pki.javakeystore import encode_jks_truststore, keystore_format, load_java_keystore
 from certpolicy.pki.truststore import build_jks_truststore as build_truststore_jks
 from certpolicy.pki.truststore import read_jks_truststore, truststore_matches
 
@@ -97,14 +97,14 @@ def test_our_jks_truststore_is_listed_by_keytool_and_read_back():
 def test_keytool_refuses_our_store_with_another_password():
     import subprocess
 
-    data = build_jks_truststore([("a", PKI.root.cert)], "right-password")
+    data = encode_jks_truststore([("a", PKI.root.cert)], "right-password")
     with pytest.raises(subprocess.CalledProcessError) as e:
         certgen.keytool_list(data, "wrong-password")
     assert "password was incorrect" in (e.value.stderr or "") + (e.value.stdout or "")
 
 
 def test_empty_password_truststore_opens_with_and_without_storepass():
-    data = build_jks_truststore([("a", PKI.root.cert)], None)
+    data = encode_jks_truststore([("a", PKI.root.cert)], None)
     assert "Your keystore contains 1 entry" in certgen.keytool_list(data, "")
     assert load_java_keystore(data, None).verified
 
@@ -118,13 +118,13 @@ def test_empty_password_truststore_opens_with_and_without_storepass():
     (lambda d: b"\x00\x00\x00\x00" + d[4:], b"changeit", "not a JKS"),
 ])
 def test_damaged_stores_are_unreadable_with_a_reason(mangle, password, detail):
-    data = build_jks_truststore([("a", PKI.root.cert)], "changeit")
+    data = encode_jks_truststore([("a", PKI.root.cert)], "changeit")
     ks = load_java_keystore(mangle(data), password)
     assert ks.problem == "KeystoreUnreadable" and detail in ks.detail and not ks.entries
 
 
 def test_unverified_damage_is_reported_not_raised():
-    data = build_jks_truststore([("a", PKI.root.cert)], "changeit")
+    data = encode_jks_truststore([("a", PKI.root.cert)], "changeit")
     body = bytearray(data)
     body[40] ^= 0xFF  # inside the certificate; no password given, so the check cannot catch it
     ks = load_java_keystore(bytes(body), None)
@@ -133,4 +133,4 @@ def test_unverified_damage_is_reported_not_raised():
 
 def test_duplicate_alias_is_refused_on_write():
     with pytest.raises(ValueError, match="used twice"):
-        build_jks_truststore([("a", PKI.root.cert), ("A", RSA.root.cert)])
+        encode_jks_truststore([("a", PKI.root.cert), ("A", RSA.root.cert)])

@@ -99,13 +99,13 @@ def test_load_pkcs12_never_raises(data, password):
 
 # --- Java keystores and the store reader ---------------------------------------------------------
 
-from certpolicy.pki.javakeystore import JavaKeystoreLoad, build_jks_truststore, load_java_keystore  # noqa: E402
+from certpolicy.pki.javakeystore import JavaKeystoreLoad, encode_jks_truststore, load_java_keystore  # noqa: E402
 from certpolicy.pki.secretdata import SecretMaterial, material_from_secret  # noqa: E402
 from certpolicy.pki.stores import StoreRead, read_store  # noqa: E402
 
 JKS_KS = certgen.java_keystore(_PKI.leaf, "changeit", (_PKI.intermediate,), "JKS")
 JCEKS_KS = certgen.java_keystore(_PKI.leaf, "changeit", (), "JCEKS")
-JKS_TS = build_jks_truststore([("root", _PKI.root.cert), ("inter", _PKI.intermediate.cert)], "changeit")
+JKS_TS = encode_jks_truststore([("root", _PKI.root.cert), ("inter", _PKI.intermediate.cert)], "changeit")
 java_stores = st.one_of(mutated(JKS_KS), mutated(JCEKS_KS), mutated(JKS_TS),
                         st.binary(max_size=64).map(lambda b: b"\xfe\xed\xfe\xed" + b),
                         st.binary(max_size=64).map(lambda b: b"\xce\xce\xce\xce" + b))

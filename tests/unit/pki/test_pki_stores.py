@@ -6,7 +6,7 @@ import pytest
 
 import certgen
 from certpolicy.pki.inspect import certificate_fingerprint
-from certpolicy.pki.javakeystore import build_jks_truststore
+from certpolicy.pki.javakeystore import encode_jks_truststore
 from certpolicy.pki.secretdata import KeyStatus, classify_data_key, material_from_secret
 from certpolicy.pki.stores import detect_format, read_store, sibling_password, truststore_keys
 
@@ -81,7 +81,7 @@ def test_opaque_keystore_password_sources(fmt, source):
     pw = b"" if source == "empty" else PW.encode()
     store = (certgen.pkcs12_bytes(PKI.leaf, pw or None, [PKI.intermediate]) if fmt == "PKCS12"
              else certgen.java_keystore(PKI.leaf, PW, (PKI.intermediate,), fmt))
-    data = {"keystore": store, "truststore.jks": build_jks_truststore([("root", PKI.root.cert)], PW)}
+    data = {"keystore": store, "truststore.jks": encode_jks_truststore([("root", PKI.root.cert)], PW)}
     if source == "sibling":
         data["keystore.password"] = PW.encode() + b"\n"
     m = material_from_secret("Opaque", data, password=PW.encode() if source == "reference" else None)
