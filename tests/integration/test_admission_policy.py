@@ -1,11 +1,13 @@
 """The ValidatingAdmissionPolicy holds the operator's ServiceAccount to managed objects, on a real API server.
 
-RBAC lets that ServiceAccount write any Secret and ConfigMap. With its own token, as a
-compromised operator would hold it, this test tries everything the operator must never do —
-overwrite, claim (relabel), delete or create an unmanaged Secret; write a ConfigMap nobody opted
-in; hand an object to another policy — and checks each is refused by the API server with the
-policy's message and left untouched, while what the operator does (write and delete managed
-objects, write an opted-in bundle target) is allowed. Other users are not affected.
+RBAC lets that ServiceAccount write any Secret, ConfigMap and ClusterTrustBundle. With its own
+token, as a compromised operator would hold it, this test tries everything the operator must never
+do — overwrite, claim (relabel), delete or create an unmanaged Secret; write a ConfigMap nobody
+opted in; create an unlabelled ClusterTrustBundle or overwrite someone else's; hand an object to
+another policy — and checks each is refused by the API server with the policy's message and left
+untouched, while what the operator does (write and delete managed objects, write an opted-in
+bundle target, its own ClusterTrustBundle writes through its own code) is allowed. Other users
+are not affected.
 """
 
 from __future__ import annotations
@@ -17,11 +19,18 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiException
 
+import certgen
+from certpolicy.kube.managed import merge_into_target
+from certpolicy.kube.ownership import NotManaged, Owner
+from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.targets import TARGET_KINDS
+from certpolicy.policy.bundleref import CLUSTER_TRUST_BUNDLE, CTB_KEY
 from kubewait import wait_for, wait_until_refused
 from paths import REPO
 
 MANAGED_BY, OPT_IN = "certpolicy.io/managed-by", "certpolicy.io/inject-ca-from"
 POLICY = "certpolicy-operator-managed-writes-only"
+CTB = TARGET_KINDS[CLUSTER_TRUST_BUNDLE]  # the API version the operator writes
 
 
 def b64(text: str) -> str:
@@ -29,9 +38,9 @@ def b64(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def operator_core(cluster, core_v1, tmp_path_factory):
-    """A CoreV1Api authenticated as the operator's ServiceAccount, with manifests/' RBAC and
-    admission policy applied and the policy in force."""
+def operator_client(cluster, core_v1, tmp_path_factory):
+    """An ApiClient authenticated as the operator's ServiceAccount, with manifests/' RBAC and
+    admission policy applied."""
     for f in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "admissionpolicy.yaml"):
         cluster.kubectl("apply", "-f", str(REPO / "manifests" / f))
     token = core_v1.create_namespaced_service_account_token(
@@ -40,8 +49,12 @@ def operator_core(cluster, core_v1, tmp_path_factory):
             audiences=[], expiration_seconds=3600)),
     ).status.token
     kubeconfig = cluster.token_kubeconfig(token, tmp_path_factory.mktemp("sa") / "sa.kubeconfig")
-    api = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(config_file=str(kubeconfig)))
-    return api
+    return kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
+
+
+@pytest.fixture(scope="module")
+def operator_core(operator_client):
+    return kubernetes.client.CoreV1Api(operator_client)
 
 
 def denied(call) -> str:
@@ -73,7 +86,7 @@ def test_unmanaged_secret_cannot_be_overwritten_claimed_or_deleted(objects, core
     ns = objects
     msg = denied(lambda: operator_core.replace_namespaced_secret("user-tls", ns, {
         "metadata": {"name": "user-tls"}, "type": "Opaque", "data": {"tls.crt": b64("attacker")}}))
-    assert f"may not write {ns}/user-tls" in msg
+    assert f"may not write Secret {ns}/user-tls" in msg
     # claiming it by adding the label is refused too: the old object decides
     denied(lambda: operator_core.patch_namespaced_secret("user-tls", ns, {
         "metadata": {"labels": {MANAGED_BY: "p1"}}, "data": {"tls.crt": b64("attacker")}}))
@@ -130,3 +143,96 @@ def test_other_users_are_not_affected(objects, core_v1):
     core_v1.delete_namespaced_config_map("app-config", ns)
     name = f"u-{uuid.uuid4().hex[:6]}"
     core_v1.create_namespaced_secret(ns, {"metadata": {"name": name}, "data": {"x": b64("y")}})
+
+
+# ---- ClusterTrustBundles (cluster-scoped, certificates.k8s.io beta: served by the harness) ----
+
+def ctb(name: str, pem: bytes, labels: dict | None = None, annotations: dict | None = None) -> dict:
+    return {"apiVersion": CTB.api_version, "kind": CLUSTER_TRUST_BUNDLE,
+            "metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {}},
+            "spec": {CTB_KEY: pem.decode()}}
+
+
+@pytest.fixture
+def bundles(api_client, operator_client, unique_name):
+    """Two ClusterTrustBundles created by an admin: a foreign one and one its owner opted in for
+    policy p1. Waits (server-side dry run) until the admission policy refuses an unlabelled create;
+    deletes every ClusterTrustBundle of the test afterwards (they outlive namespaces)."""
+    admin = RawClient(api_client)
+    names = {"foreign": f"{unique_name}-foreign", "opted": f"{unique_name}-opted", "ours": f"{unique_name}-ours",
+             "unlabelled": f"{unique_name}-unlabelled"}
+    theirs = certgen.pem(certgen.root("CTB owner's Root"))
+    admin.post(CTB.path(""), ctb(names["foreign"], theirs))
+    admin.post(CTB.path(""), ctb(names["opted"], theirs, annotations={OPT_IN: "p1"}))
+    wait_until_refused(lambda: RawClient(operator_client).post(
+        CTB.path(""), ctb(f"{unique_name}-probe", theirs), query={"dryRun": "All"}), POLICY)
+    yield names, theirs
+    for name in names.values():
+        try:
+            admin.delete(CTB.path("", name))
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+
+def test_foreign_cluster_trust_bundles_cannot_be_created_overwritten_or_claimed(bundles, api_client, operator_client):
+    names, theirs = bundles
+    admin, as_operator = RawClient(api_client), RawClient(operator_client)
+    attacker = certgen.pem(certgen.root("attacker Root"))
+    new = names["unlabelled"]
+    msg = denied(lambda: as_operator.post(CTB.path(""), ctb(new, attacker)))
+    assert f"creates only objects labelled {MANAGED_BY}; ClusterTrustBundle {new} is not" in msg, msg
+    with pytest.raises(ApiException) as err:
+        admin.get(CTB.path("", new))
+    assert err.value.status == 404
+
+    foreign = names["foreign"]
+    current = admin.get(CTB.path("", foreign))
+    overwrite = {**current, "spec": {CTB_KEY: attacker.decode()}}
+    msg = denied(lambda: as_operator.put(CTB.path("", foreign), overwrite))
+    assert f"may not write ClusterTrustBundle {foreign}: it is neither labelled" in msg, msg
+    # claiming it (the label) or opting it in on its owner's behalf: the old object decides
+    for meta in ({"labels": {MANAGED_BY: "p1"}}, {"annotations": {OPT_IN: "p1"}}):
+        claimed = {**current, "metadata": {**current["metadata"], **meta}}
+        denied(lambda body=claimed: as_operator.put(CTB.path("", foreign), body))
+    # No patch or delete verb on ClusterTrustBundles at all (manifests/rbac.yaml): refused by RBAC.
+    for call in (lambda: as_operator.patch(CTB.path("", foreign), {"spec": {CTB_KEY: attacker.decode()}}),
+                 lambda: as_operator.delete(CTB.path("", foreign))):
+        with pytest.raises(ApiException) as err:
+            call()
+        assert err.value.status == 403 and "cannot" in err.value.body and POLICY not in err.value.body, err.value.body
+    after = admin.get(CTB.path("", foreign))
+    assert after["spec"][CTB_KEY] == theirs.decode() and not after["metadata"].get("labels")
+    assert after["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"]
+
+
+def test_the_operators_own_cluster_trust_bundle_writes_pass(bundles, api_client, operator_client):
+    """What the operator itself does to ClusterTrustBundles — its own code (merge_into_target), with
+    the ServiceAccount's token — passes: create its target, update it, merge into an opted-in one.
+    Handing its own to another policy is refused."""
+    names, theirs = bundles
+    admin, as_operator = RawClient(api_client), RawClient(operator_client)
+    owner = Owner("p1", str(uuid.uuid4()))
+    ca1, ca2 = (certgen.pem(certgen.root(f"p1 CA {i}")) for i in (1, 2))
+
+    def write(name: str, pem: bytes):
+        return merge_into_target(as_operator, CLUSTER_TRUST_BUNDLE, "", name, owner, key=CTB_KEY,
+                                 update=lambda current: CTB.render(current, CTB_KEY, pem, {}))
+
+    ours = names["ours"]
+    assert write(ours, ca1).written
+    assert write(ours, ca1 + ca2).written
+    obj = admin.get(CTB.path("", ours))
+    assert obj["metadata"]["labels"][MANAGED_BY] == "p1" and obj["spec"][CTB_KEY] == (ca1 + ca2).decode()
+
+    opted = names["opted"]
+    assert write(opted, theirs + ca1).written
+    assert admin.get(CTB.path("", opted))["spec"][CTB_KEY] == (theirs + ca1).decode()
+    # the code refuses a foreign one before the API server would
+    with pytest.raises(NotManaged):
+        write(names["foreign"], ca1)
+
+    relabelled = {**obj, "metadata": {**obj["metadata"], "labels": {**obj["metadata"]["labels"], MANAGED_BY: "p2"}}}
+    msg = denied(lambda: as_operator.put(CTB.path("", ours), relabelled))
+    assert f"may not change the {MANAGED_BY} label or the {OPT_IN} annotation of ClusterTrustBundle {ours}" in msg
+    assert admin.get(CTB.path("", ours))["metadata"]["labels"][MANAGED_BY] == "p1"

@@ -15,6 +15,9 @@ from kubernetes import client
 
 import certgen
 from certpolicy.kube.namespaces import ensure_namespace
+from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.targets import TARGET_KINDS
+from certpolicy.policy.bundleref import CLUSTER_TRUST_BUNDLE
 from kubewait import wait_for, wait_until_refused
 from operator_process import OperatorProcess
 from paths import REPO
@@ -55,6 +58,8 @@ def test_reconcile_issuance_and_rotation_with_manifest_rbac_only(
     wait_until_refused(lambda: as_operator.patch_namespaced_secret(
         "user-tls", ns, {"metadata": {"labels": {"x": "y"}}}, dry_run="All"), "certpolicy-operator-managed-writes-only")
 
+    ctbs = RawClient(custom_api.api_client)
+    ctb_path = TARGET_KINDS[CLUSTER_TRUST_BUNDLE].path("", unique_name)
     op = OperatorProcess(cluster, tmp_path / "operator.log", kubeconfig=kubeconfig)
     op.start()
     try:
@@ -67,7 +72,8 @@ def test_reconcile_issuance_and_rotation_with_manifest_rbac_only(
                 "trustBundles": [{"configMap": {"name": "rbac-ca"},
                                   "namespaceSelector": {"matchLabels": {"rbac": label}},
                                   "formats": {"pkcs12": {"key": "truststore.p12", "passwordSecretRef": {
-                                      "name": f"{unique_name}-p12pw", "key": "password"}}}}],
+                                      "name": f"{unique_name}-p12pw", "key": "password"}}}},
+                                 {"clusterTrustBundle": {"name": unique_name}}],
                 "issuance": [{"secretName": "app-tls", "namespace": ns, "dnsNames": ["app.rbac.test"]}],
                 "rotation": {"propagationDelay": "0s"},
             },
@@ -75,7 +81,7 @@ def test_reconcile_issuance_and_rotation_with_manifest_rbac_only(
 
         def settled():
             st = custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name).get("status") or {}
-            ok = (st.get("issued") or {}).get("ready") == 1 and (st.get("bundleTargets") or {}).get("verified") == 1
+            ok = (st.get("issued") or {}).get("ready") == 1 and (st.get("bundleTargets") or {}).get("verified") == 2
             return st if ok and st.get("summary", {}).get("selected") == 2 and st.get("subPathMounts") else None
 
         st = wait_for(settled, timeout=60, what="reconciled with RBAC-limited credentials")
@@ -95,8 +101,21 @@ def test_reconcile_issuance_and_rotation_with_manifest_rbac_only(
             return not rot.get("id") and hist and hist[0]["outcome"] == "Completed"
 
         wait_for(rotated, timeout=90, what="rotation completed with RBAC-limited credentials")
+        # The ClusterTrustBundle target went through the rotation too, under the admission policy.
+        def targets():
+            st = custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name)["status"]
+            return {(t["kind"], t["state"]) for t in st["bundleTargets"]["targets"]}
+
+        wait_for(lambda: targets() == {("ConfigMap", "Verified"), ("ClusterTrustBundle", "Verified")},
+                 timeout=30, what="both targets verified after the rotation")
+        assert ctbs.get(ctb_path)["metadata"]["labels"]["certpolicy.io/managed-by"] == unique_name
     finally:
         op.stop()
+        try:
+            ctbs.delete(ctb_path)
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
     log = (tmp_path / "operator.log").read_text(errors="replace")
     assert "403" not in log and "forbidden" not in log.lower(), log[-3000:]
 
