@@ -95,7 +95,7 @@ class BundleReport:
 @dataclass(frozen=True)
 class StoreFormat:
     """One truststore encoding a target can carry next to its PEM (``formats.<name>`` of an entry).
-    A new encoding (JKS) is one more entry in :data:`STORE_FORMATS`."""
+    A new encoding is one more entry in :data:`STORE_FORMATS`."""
 
     build: Callable[[Sequence[x509.Certificate], str, Password, str | None], bytes]
     matches: Callable[[bytes | None, Password, Sequence[x509.Certificate], str, str | None], bool]
