@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 
+from certpolicy.environment import ALLOW_SYSTEM_NAMESPACES_ENV, OPERATOR_NAMESPACE_ENV, allow_system_namespaces
 from certpolicy.kube.lease import DEFAULT_LEASE_NAME, LeaderElector, check_timing
 
 #: After losing the Lease, kopf gets this long to stop before the process exits regardless, with
@@ -27,7 +28,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="port of the Prometheus /metrics endpoint (env CERTPOLICY_METRICS_PORT; default 9090; "
                              "0 = any free port, -1 = none). A port in use stops the operator with exit 2.")
     parser.add_argument("--allow-system-namespaces", action="store_true",
-                        default=os.environ.get("CERTPOLICY_ALLOW_SYSTEM_NAMESPACES", "").lower() in ("1", "true", "yes"),
+                        default=allow_system_namespaces(),
                         help="let bundles and issued leaves go to kube-system, kube-public and kube-node-lease "
                              "(env CERTPOLICY_ALLOW_SYSTEM_NAMESPACES; default: refused)")
     parser.add_argument("--probe-allow", default=None, metavar="PATTERNS",
@@ -95,11 +96,11 @@ def run(args: argparse.Namespace) -> int:
     if args.identity:
         os.environ["POD_NAME"] = args.identity  # read by kube.client.instance_identity
     if args.namespace:
-        os.environ["CERTPOLICY_NAMESPACE"] = args.namespace
+        os.environ[OPERATOR_NAMESPACE_ENV] = args.namespace
     if args.probe_allow is not None:
         os.environ["CERTPOLICY_PROBE_ALLOW"] = args.probe_allow
     if args.allow_system_namespaces:
-        os.environ["CERTPOLICY_ALLOW_SYSTEM_NAMESPACES"] = "true"
+        os.environ[ALLOW_SYSTEM_NAMESPACES_ENV] = "true"
 
     # The inventory's initial LIST starts before kopf is even imported: the API server encodes
     # pages on another core while this process loads kopf (~0.6 s). start_runtime adopts it.
@@ -191,7 +192,7 @@ def _standby_until_leader(args: argparse.Namespace, api_client, inventory):
     """Run as a standby (inventory warm, /healthz served, nothing written) until this replica
     holds the leader Lease; return its elector, which keeps renewing it."""
     from certpolicy import metrics
-    from certpolicy.handlers.settings import operator_namespace
+    from certpolicy.environment import operator_namespace
     from certpolicy.kube.client import instance_identity
     from certpolicy.kube.lease import LeaderElector, LeaseConfig
     from certpolicy.kube.rawapi import RawClient

@@ -11,8 +11,6 @@ own: one store updated and another forgotten is exactly the outage this guards a
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import functools
 from collections.abc import Callable, Mapping, Sequence
@@ -22,9 +20,10 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
+from certpolicy.environment import allow_system_namespaces, operator_namespace
 from certpolicy.handlers.context import PassContext
+from certpolicy.handlers.passwords import PasswordSecrets
 from certpolicy.handlers.problems import Problem
-from certpolicy.handlers.settings import allow_system_namespaces, operator_namespace
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.managed import NotManaged, kind_served, merge_into_target, read
 from certpolicy.kube.ownership import SYSTEM_NAMESPACES, Owner, TargetConflict, refused_key, refused_namespace
@@ -133,7 +132,7 @@ class TargetEntry:
         return bool(self.spec.get("exclusive"))
 
     @classmethod
-    def read(cls, raw: RawClient, entry: Mapping[str, Any]) -> TargetEntry:
+    def read(cls, passwords: PasswordSecrets, entry: Mapping[str, Any]) -> TargetEntry:
         ref = BundleRef.parse(entry)
         kind = target_kind(ref.kind)
         stores, problems = [], []
@@ -141,8 +140,8 @@ class TargetEntry:
             if name not in STORE_FORMATS or not fmt or not kind.holds_stores:
                 continue
             # The password Secret is in the policy's Reads: a password created after the policy,
-            # or changed, wakes it and re-encodes the truststore at once.
-            password, problem = read_truststore_password(raw, fmt.get("passwordSecretRef"))
+            # or changed, wakes it and re-encodes the truststore at once. Read once per pass.
+            password, problem = passwords.truststore(fmt.get("passwordSecretRef"))
             if problem:
                 problems.append(problem)
             stores.append(Store(STORE_FORMATS[name], fmt["key"], fmt.get("alias"), password))
@@ -193,26 +192,6 @@ def target_ids(inventory: Inventory, entries: Sequence[Mapping[str, Any]]) -> li
         for ns in entry_namespaces(inventory, entry):
             out.append((target_id(ref.kind, ns, ref.name, ref.key), entry, ns))
     return out
-
-
-def read_truststore_password(raw: RawClient, ref: Mapping[str, str] | None) -> tuple[bytes | None, Problem | None]:
-    if not ref:
-        return b"", None
-    obj = read(raw, "Secret", operator_namespace(), ref["name"])
-    where = f"Secret {operator_namespace()}/{ref['name']} key {ref['key']}"
-    if obj is None or ref["key"] not in (obj.get("data") or {}):
-        return None, Problem("TruststorePasswordMissing", f"the truststore password {where} does not exist")
-    try:
-        password = base64.b64decode(obj["data"][ref["key"]]).rstrip(b"\r\n")
-    except (binascii.Error, ValueError):
-        return None, Problem("TruststorePasswordMissing", f"the truststore password {where} is not valid base64")
-    try:
-        password.decode("utf-8")
-    except UnicodeDecodeError:
-        return None, Problem("TruststorePasswordInvalid", f"the truststore password {where} is not valid UTF-8 "
-                                                          "(PKCS#12 passwords are text); the truststore is not "
-                                                          "written until it is, the PEM bundle is")
-    return password, None
 
 
 def target_fingerprints(raw: RawClient, entry: TargetEntry, namespace: str,
@@ -288,13 +267,15 @@ class _BundleWrite:
 
 def distribute(raw: RawClient, inventory: Inventory, owner: Owner, entries: Sequence[Mapping[str, Any]], *,
                trusted: Sequence[x509.Certificate], retired: set[str], primary: str | None,
-               only: set[str] | None = None) -> BundleReport:
-    """Merge ``trusted`` into every target (removing ``retired``), then read each back and verify."""
+               only: set[str] | None = None, passwords: PasswordSecrets | None = None) -> BundleReport:
+    """Merge ``trusted`` into every target (removing ``retired``), then read each back and verify.
+    ``passwords``: the pass's password Secrets (read once per pass); None outside a pass."""
+    passwords = passwords or PasswordSecrets(raw)
     report = BundleReport()
     job = _BundleWrite(owner, trusted, retired, primary, policy_alive(raw))
     served: dict[str, bool] = {}
     for spec in entries:
-        entry = TargetEntry.read(raw, spec)
+        entry = TargetEntry.read(passwords, spec)
         ref, kind = entry.ref, entry.kind
         if ref.kind not in served:
             served[ref.kind] = kind_served(raw, ref.kind)
@@ -377,7 +358,7 @@ def bundles_stage(ctx: PassContext, *, trusted: Sequence[x509.Certificate], reti
                   primary: str | None) -> None:
     """The bundles stage: the policy's CAs merged into every ``spec.trustBundles`` target, each verified."""
     report = distribute(ctx.raw, ctx.inventory, ctx.policy, ctx.spec["trustBundles"], trusted=trusted,
-                        retired=retired, primary=primary)
+                        retired=retired, primary=primary, passwords=ctx.passwords)
     ctx.out.problems += report.problems
     for t in report.targets:
         if t.state in TARGET_FAILURES:

@@ -12,8 +12,9 @@ outage by design), so nothing is generated here: the lost CA stays trusted in th
 its certificate in the history, and the rotation stage replaces it through the five steps, with
 their delays and probes (trigger ``CAMissing``).
 
-The CAs a policy has ever put in bundles are tracked explicitly in ``status.ca.history`` —
-bundles are merged by that record, never by guessing from subjects.
+The CAs a policy has ever put in bundles are tracked explicitly in ``status.ca.history`` (read
+through :mod:`certpolicy.policy.cahistory`) — bundles are merged by that record, never by
+guessing from subjects.
 """
 
 from __future__ import annotations
@@ -27,26 +28,21 @@ from typing import Any
 
 from cryptography import x509
 
+from certpolicy.environment import operator_namespace
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
-from certpolicy.handlers.settings import operator_namespace
 from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.managed import NotManaged, read, write_managed_secret
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_CA, ROLE_LABEL, Owner, created_for, owner_description
 from certpolicy.kube.rawapi import RawClient
-from certpolicy.pki.fingerprint import fingerprint, short
+from certpolicy.pki.fingerprint import short
 from certpolicy.pki.inspect import summarize
 from certpolicy.pki.issue import KeyPair, ca_common_name, create_ca, load_key_pair
-from certpolicy.pki.load import load_certificates
+from certpolicy.policy.cahistory import active_in_history, retired_fingerprints, trusted_certificates
 from certpolicy.policy.spec import parse_duration
 
 #: Problem reason (Degraded) for a CA Secret that is gone while the history records its CA active.
 CA_MISSING = "CAMissing"
-
-# History states: "active" issues leaves; "next" is trusted ahead of a rotation; "previous" is
-# still trusted (leaves may chain to it); "retired" was removed from every bundle.
-TRUSTED_STATES = ("active", "next", "previous")
-
 
 @dataclass(frozen=True)
 class CASecret:
@@ -96,10 +92,6 @@ def load_ca_secret(raw: RawClient, name: str, owner: Owner, namespace: str | Non
     if not summarize(kp.cert).is_ca:
         return None, Problem("CAUnusable", f"{where} holds a certificate that is not a CA (basicConstraints CA:FALSE)")
     return CASecret(name, kp), None
-
-
-def active_in_history(history: Sequence[Mapping[str, Any]] | None) -> Mapping[str, Any] | None:
-    return next((h for h in history or () if h.get("state") == "active"), None)
 
 
 def generate_ca(ctx: PassContext) -> KeyPair:
@@ -195,23 +187,6 @@ def ca_missing(ctx: PassContext) -> bool:
     return any(p.reason == CA_MISSING for p in ctx.out.problems)
 
 
-def history_certificates(history: Sequence[Mapping[str, Any]] | None,
-                         states: Sequence[str] = TRUSTED_STATES) -> dict[str, x509.Certificate]:
-    """The certificates the history keeps for CAs in ``states``, by fingerprint: what bundles and
-    rotations use for a CA whose Secret (and key) is gone."""
-    certs: dict[str, x509.Certificate] = {}
-    for h in history or ():
-        if h.get("state") in states and h.get("certificate"):
-            for cert in load_certificates(str(h["certificate"]).encode()).certificates:
-                certs[fingerprint(cert)] = cert
-    return certs
-
-
-def trusted_certificates(history: Sequence[Mapping[str, Any]]) -> list[x509.Certificate]:
-    """The CA certificates every bundle target must hold, from the recorded history."""
-    return list(history_certificates(history).values())
-
-
 #: Retired CAs kept in ``status.ca.history`` (the most recent ones; trusted CAs are always kept),
 #: so the status stays small however many rotations a policy goes through.
 MAX_RETIRED_HISTORY = 10
@@ -229,7 +204,3 @@ def retire(history: Sequence[Mapping[str, Any]], fingerprints: set[str], now: dt
     retired = sorted((h for h in out if h.get("state") == "retired"), key=lambda h: str(h.get("since")), reverse=True)
     dropped = {id(h) for h in retired[MAX_RETIRED_HISTORY:]}
     return [h for h in out if id(h) not in dropped]
-
-
-def retired_fingerprints(history: Sequence[Mapping[str, Any]]) -> set[str]:
-    return {h["fingerprint"] for h in history if h.get("state") == "retired"}

@@ -4,7 +4,8 @@ A pass reads the policy once, then runs its stages (CA, rotation, bundles, issua
 in order. Each stage takes the :class:`PassContext` plus keyword-only arguments for what the
 previous stages produced, and adds what it found to the pass's :class:`StageOutput`. Nothing is
 passed along only to be passed on: a stage that needs the clients, the policy's name, its spec
-or the time of the pass reads them here.
+or the time of the pass reads them here. What several stages read from the API alike (the
+password Secrets) is read once per pass, through the context.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certpolicy import API_VERSION, KIND
+from certpolicy.handlers.passwords import PasswordSecrets
 from certpolicy.handlers.problems import Problem
 from certpolicy.handlers.runtime import PolicyMemory
 from certpolicy.inventory.inventory import Inventory
@@ -61,6 +63,10 @@ class PassContext:
     namespace: str  # the operator's: CA Secrets and truststore passwords live there
     out: StageOutput = field(default_factory=StageOutput)  # what the stages found, for the status
     wake: Callable[[], None] | None = None  # runs this policy's next pass soon (from any thread)
+    passwords: PasswordSecrets = field(init=False)  # each password Secret read once in this pass
+
+    def __post_init__(self) -> None:
+        self.passwords = PasswordSecrets(self.raw)
 
     @property
     def name(self) -> str:

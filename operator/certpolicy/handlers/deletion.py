@@ -29,11 +29,11 @@ from typing import Any
 
 from kubernetes.client import ApiException
 
+from certpolicy.environment import operator_namespace
 from certpolicy.handlers.bundles import distribute
 from certpolicy.handlers.ca import load_ca_secret
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
-from certpolicy.handlers.settings import operator_namespace
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_CA, ROLE_LABEL, Owner, created_for
 from certpolicy.kube.rawapi import RawClient

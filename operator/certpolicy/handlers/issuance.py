@@ -19,10 +19,10 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
+from certpolicy.environment import allow_system_namespaces
 from certpolicy.handlers.ca import CASecret
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
-from certpolicy.handlers.settings import allow_system_namespaces
 from certpolicy.inventory.records import SecretRecord, parse_secret_object
 from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.managed import NotManaged, b64, sync_managed_secret_metadata, write_managed_secret

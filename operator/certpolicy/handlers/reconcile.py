@@ -17,6 +17,7 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
+from certpolicy.environment import operator_namespace
 from certpolicy.handlers.bundles import bundles_stage, entry_namespaces
 from certpolicy.handlers.ca import ca_status_stage, ensure_ca
 from certpolicy.handlers.context import PassContext, policy_object_ref
@@ -25,7 +26,6 @@ from certpolicy.handlers.issuance import issuance_stage
 from certpolicy.handlers.problems import Problem, degraded_condition
 from certpolicy.handlers.rotation import rotation_stage
 from certpolicy.handlers.runtime import Runtime
-from certpolicy.handlers.settings import operator_namespace
 from certpolicy.handlers.stores import keystores_with_password, leaf_anchors, trust_stores_stage
 from certpolicy.inventory.interest import Reads, bundle_source
 from certpolicy.inventory.records import SecretRecord

@@ -22,11 +22,9 @@ from certpolicy.handlers.bundles import TargetEntry, distribute, target_fingerpr
 from certpolicy.handlers.ca import (
     CA_MISSING,
     CASecret,
-    active_in_history,
     ca_missing,
     ensure_ca,
     generate_ca,
-    history_certificates,
     load_ca_secret,
 )
 from certpolicy.handlers.context import PassContext
@@ -41,6 +39,7 @@ from certpolicy.kube.ownership import ROLE_CA
 from certpolicy.metrics import COLLECTOR
 from certpolicy.pki.chain import verify_chain
 from certpolicy.pki.fingerprint import short
+from certpolicy.policy.cahistory import active_in_history, history_certificates
 from certpolicy.policy.spec import PolicySpecError
 from certpolicy.rotation import (
     CAInfo,
@@ -126,7 +125,7 @@ def rotation_stage(ctx: PassContext, *, ca: CASecret | None) -> RotationStage | 
 def observe(ctx: PassContext, *, state: RotationState, settings: RotationSettings
             ) -> tuple[Observation, dict[str, CASecret]]:
     """A fresh read of everything the machine decides on: CA Secrets, each bundle target read back
-    on its own (its truststore passwords read here), the leaves in scope."""
+    on its own (its truststore passwords read through the pass, once), the leaves in scope."""
     pairs: dict[str, CASecret] = {}
     cas: dict[str, CAInfo | None] = {}
     absent: set[str] = set()
@@ -146,7 +145,7 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
     targets, primaries = {}, {}
     by_object: dict[tuple[str, str, str], list[str]] = {}
     for spec in ctx.spec.get("trustBundles") or ():
-        entry = TargetEntry.read(ctx.raw, spec)
+        entry = TargetEntry.read(ctx.passwords, spec)
         for ns in entry.namespaces(ctx.inventory):
             tid = entry.target_id(ns)
             targets[tid], primary = target_fingerprints(ctx.raw, entry, ns, ctx.name)
@@ -242,7 +241,8 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
                 entries = [e for e in ctx.spec.get("trustBundles") or ()
                            if any(t[0] in wanted for t in target_ids(ctx.inventory, [e]))]
                 bundles = distribute(ctx.raw, ctx.inventory, ctx.policy, entries, trusted=certs,
-                                     retired=set(action.remove), primary=action.primary, only=wanted)
+                                     retired=set(action.remove), primary=action.primary, only=wanted,
+                                     passwords=ctx.passwords)
                 ctx.out.problems += bundles.problems
             elif isinstance(action, RunProbes):
                 pair = pair_for(action.ca)

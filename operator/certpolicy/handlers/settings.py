@@ -12,22 +12,7 @@ import kopf
 from certpolicy.kube.client import user_agent
 from certpolicy.kube.writegate import WRITE_GATE
 
-OPERATOR_NAMESPACE_ENV = "CERTPOLICY_NAMESPACE"
-DEFAULT_OPERATOR_NAMESPACE = "certpolicy-system"
 ANNOTATION_PREFIX = "certpolicy.io"
-
-
-ALLOW_SYSTEM_NAMESPACES_ENV = "CERTPOLICY_ALLOW_SYSTEM_NAMESPACES"
-
-
-def operator_namespace() -> str:
-    return os.environ.get(OPERATOR_NAMESPACE_ENV, DEFAULT_OPERATOR_NAMESPACE)
-
-
-def allow_system_namespaces() -> bool:
-    """``--allow-system-namespaces``: bundles and leaves may go to kube-system, kube-public and
-    kube-node-lease (off by default: the API server trusts some of their ConfigMaps)."""
-    return os.environ.get(ALLOW_SYSTEM_NAMESPACES_ENV, "").lower() in ("1", "true", "yes")
 
 
 class QuietEventHandlerSuccess(logging.Filter):

@@ -8,8 +8,9 @@ non-compliant and names the store in ``status.violations``.
 
 Passwords: a store's sibling data key was tried when the inventory read it. A store that needs a
 password it did not find is read again here with ``passwordSecretRef`` (a Secret in the store's
-namespace): one GET of the store and one of the password Secret, remembered by resourceVersion,
-so an unchanged store is not read twice. The password never leaves these functions. A selected
+namespace): one GET of the store and one of the password Secret (once per pass, however many
+stores share it: :class:`~certpolicy.handlers.passwords.PasswordSecrets`), remembered by resourceVersion,
+so an unchanged store is not read twice. The password never leaves the pass. A selected
 Secret's own keystore (``spec.selector.passwordSecretRef``) is read again the same way, by
 :func:`keystores_with_password`, with the same password reader.
 """
@@ -69,10 +70,11 @@ def _password(ctx: PassContext, namespace: str, secret: str, key: str) -> tuple[
     the one place a keystore or trust store password is read from a Secret. ``why`` names the
     Secret and the reason, never the password."""
     try:
-        pw_obj = ctx.raw.get(f"/api/v1/namespaces/{namespace}/secrets/{secret}")
+        pw_obj = ctx.passwords.get(namespace, secret)  # once per pass, however many stores share it
     except ApiException as e:
-        why = "does not exist" if e.status == 404 else f"could not be read (HTTP {e.status})"
-        return None, None, f"the password Secret {namespace}/{secret} {why}"
+        return None, None, f"the password Secret {namespace}/{secret} could not be read (HTTP {e.status})"
+    if pw_obj is None:
+        return None, None, f"the password Secret {namespace}/{secret} does not exist"
     version = (pw_obj.get("metadata") or {}).get("resourceVersion")
     try:
         password = base64.b64decode((pw_obj.get("data") or {}).get(key) or "", validate=True).strip()

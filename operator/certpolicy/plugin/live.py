@@ -35,7 +35,7 @@ class LiveInventory:
         self.inventory.stop()
 
     def select(self, key: str, spec: Mapping[str, Any]):
-        from certpolicy.handlers.settings import operator_namespace
+        from certpolicy.environment import operator_namespace
         from certpolicy.inventory.interest import Reads
         from certpolicy.inventory.selection import select
 
@@ -49,7 +49,7 @@ class LiveInventory:
 
 def trusted_by_policy(policy: Mapping[str, Any]) -> list[x509.Certificate]:
     """The CAs a live policy trusts (status.ca.history), as the operator uses them."""
-    from certpolicy.handlers.ca import trusted_certificates
+    from certpolicy.policy.cahistory import trusted_certificates
 
     return trusted_certificates(((policy.get("status") or {}).get("ca") or {}).get("history") or [])
 

@@ -154,7 +154,7 @@ def make_plan(policy: Mapping[str, Any], selection, secret_mounts: Mapping, conf
 
 def run(args: argparse.Namespace, raw) -> int:
     from certpolicy.checkcmd import UsageError
-    from certpolicy.handlers.settings import operator_namespace
+    from certpolicy.environment import operator_namespace
     from certpolicy.plugin.live import LiveInventory
 
     objects = read(raw, KINDS)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from certpolicy.handlers.ca import MAX_RETIRED_HISTORY, retire, trusted_certificates
+from certpolicy.handlers.ca import MAX_RETIRED_HISTORY, retire
+from certpolicy.policy.cahistory import trusted_certificates
 
 
 def test_only_the_latest_retired_cas_are_kept():
