@@ -3,9 +3,13 @@ order (each reaching the state examples/README.md promises), then every shell bl
 docs/*.md and examples/README.md marked runnable.
 
 Doc blocks are marked with an HTML comment on the line before the fence: ``<!-- runnable -->``
-(run here with ``bash -e -o pipefail`` from the repository root, KUBECONFIG, kubectl and the
-venv's commands on PATH, METRICS_PORT set) or ``<!-- not runnable: why -->``. A shell block with
-neither fails the test, so every command a reader may copy either runs here or says why not.
+or ``<!-- not runnable: why -->``. A shell block with neither fails the test, so every command a
+reader may copy either runs here or says why not. The runnable blocks of one file run in order in
+one ``bash -e -o pipefail``, as a reader types them into one terminal (a directory changed to, a
+variable or a background job ``%1`` carries over to the next block), started from the repository
+root with KUBECONFIG, kubectl and the venv's commands on PATH, METRICS_PORT set, and TMPDIR a
+directory of the test's. The shell has a process group of its own, killed when the file's blocks
+end, pass or fail: a server a block starts in the background never outlives the test.
 
 The demo's cluster is a second control plane for this module: the examples' policies select
 ``env=uat`` namespaces cluster-wide and must not meet other tests' objects.
@@ -13,11 +17,16 @@ The demo's cluster is a second control plane for this module: the examples' poli
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,6 +103,9 @@ def demo_operator(demo_cluster) -> Iterator[int]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KUBECONFIG", str(demo_cluster.kubeconfig))
         mp.setenv(metrics.PORT_ENV, "0")
+        # What docs/rotation.md "Trying it" tells the reader to start the demo with: its probe
+        # goes to an openssl s_server on loopback, which the default allow-list (*.svc) refuses.
+        mp.setenv("CERTPOLICY_PROBE_ALLOW", "127.0.0.1/32")
         args = ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
                 "-m", "certpolicy.handlers"]
         with KopfRunner(args, timeout=60) as runner:
@@ -226,16 +238,64 @@ def test_every_shell_block_in_the_docs_is_marked():
     assert sum(1 for *_, mark, _ in doc_blocks() if mark == "runnable") >= 4
 
 
-def test_runnable_doc_commands_work_on_the_demo_cluster(demo_cluster, demo_operator):
+#: Doc blocks use fixed ports a reader would (docs/rotation.md's peer listens on 18032): two test
+#: runs on one machine take turns.
+DOC_LOCK = Path(tempfile.gettempdir()) / "certpolicy-runnable-docs.lock"
+
+
+@contextlib.contextmanager
+def doc_lock(timeout: float = 900) -> Iterator[None]:
+    with open(DOC_LOCK, "w") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{DOC_LOCK} held for {timeout:.0f}s by another test run") from None
+                time.sleep(0.5)
+        yield
+
+
+def run_in_one_shell(script: str, env: dict[str, str], log: Path, timeout: float) -> str | None:
+    """Run ``script`` in ``bash -e -o pipefail`` in a new session; output to ``log`` (a file, so a
+    background process holding it open delays nothing); None when it exits 0, else what went
+    wrong. Whatever is left of the session, the background processes the script started
+    included, is killed on the way out."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["bash", "-e", "-o", "pipefail", "-c", script], cwd=REPO, env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        rc = proc.wait(timeout)
+        return None if rc == 0 else f"exited {rc}"
+    except subprocess.TimeoutExpired:
+        return f"timed out after {timeout:.0f}s"
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # the group outlives its leader while members remain
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+
+
+def test_runnable_doc_commands_work_on_the_demo_cluster(demo_cluster, demo_operator, tmp_path):
     env = dict(os.environ, KUBECONFIG=str(demo_cluster.kubeconfig), METRICS_PORT=str(demo_operator),
-               PATH=os.pathsep.join([str(demo_cluster.binaries.kubectl.parent), str(Path(sys.executable).parent),
-                                     os.environ.get("PATH", "")]))
-    failures = []
+               TMPDIR=str(tmp_path), PATH=os.pathsep.join([str(demo_cluster.binaries.kubectl.parent),
+                                                           str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    files: dict[str, list[tuple[int, str]]] = {}
     for f, line, mark, code in doc_blocks():
-        if mark != "runnable":
-            continue
-        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", code], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=240)
-        if proc.returncode != 0:
-            failures.append(f"{f}:{line} exited {proc.returncode}:\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
+        if mark == "runnable":
+            files.setdefault(f, []).append((line, code))
+    failures = []
+    with doc_lock():
+        for f, blocks in files.items():
+            # A marker before each block: the last one in the output names the block that failed.
+            script = "\n".join(f"echo \">>> {f}:{line} at $(date +%T)\"\n{code}" for line, code in blocks)
+            log = tmp_path / (f.replace("/", "_") + ".log")
+            problem = run_in_one_shell(script, env, log, timeout=240 * len(blocks))
+            if problem:
+                out = log.read_text(errors="replace")
+                at = re.findall(r"^>>> (\S+) at ", out, re.M)[-1:] or [f]
+                failures.append(f"{at[0]}: {problem}:\n{out[-3000:]}")
     assert not failures, "\n\n".join(failures)
