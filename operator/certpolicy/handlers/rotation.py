@@ -138,9 +138,10 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
             cas[name] = None
             absent |= {name} if problem is None else set()
     history = (ctx.status.get("ca") or {}).get("history")
+    kept = history_certificates(history)  # parsed once per pass: the lost CA and the leaves' anchors
     lost = None
     if settings.ca_secret_name in absent and (had := active_in_history(history)) is not None:
-        cert = history_certificates(history, ("active",)).get(had["fingerprint"])
+        cert = kept.get(had["fingerprint"])
         lost = CAInfo(had["fingerprint"], cert.not_valid_after_utc) if cert is not None else None
     targets, primaries = {}, {}
     by_object: dict[tuple[str, str, str], list[str]] = {}
@@ -153,7 +154,7 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
                 primaries[tid] = primary
             by_object.setdefault((entry.ref.kind, ns, entry.ref.name), []).append(tid)
     # The history's certificates too: leaves still chain to a CA whose Secret is gone.
-    anchors = [p.key_pair.cert for p in pairs.values()] + list(history_certificates(history).values())
+    anchors = [p.key_pair.cert for p in pairs.values()] + list(kept.values())
     leaves = []
     managed = {(i["namespace"], i["secretName"]) for i in ctx.spec.get("issuance") or ()}
     seen = set()
@@ -218,16 +219,19 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
             raise CAUnavailable(ref)
         return pair
 
+    kept: dict[str, x509.Certificate] = {}  # the history's certificates, parsed on first need
+
     def cert_for(ref: CARef) -> x509.Certificate:
         """A CA's certificate (what bundles and served-leaf checks need): from its Secret, or,
         for a CA whose Secret is gone, from the history."""
         try:
             return pair_for(ref).key_pair.cert
         except CAUnavailable:
-            cert = history_certificates((ctx.status.get("ca") or {}).get("history")).get(ref.fingerprint)
-            if cert is None:
+            if not kept:
+                kept.update(history_certificates((ctx.status.get("ca") or {}).get("history")))
+            if ref.fingerprint not in kept:
                 raise
-            return cert
+            return kept[ref.fingerprint]
 
     for action in decision.actions:
         try:
