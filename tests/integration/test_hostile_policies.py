@@ -210,6 +210,36 @@ def test_deleting_a_policy_by_default_breaks_no_workload(operator, policies, cus
     assert fingerprint(ca_cert) == ours and ours in _bundle(core_v1, ns, "app-ca")
 
 
+def test_a_policy_deleted_while_the_operator_is_down_waits_for_it_as_kubectl_wait_sees(
+        cluster, crd, operator_namespace, custom_api, core_v1, policies, unique_name, tmp_path):
+    """The finalizer promise where a user meets it: `kubectl wait --for=delete` on a Retain policy
+    deleted while the operator is stopped does not succeed (Terminating); once the operator runs
+    again the same wait succeeds."""
+    from operator_process import OperatorProcess
+
+    ns = new_namespace(core_v1)
+    op = OperatorProcess(cluster, tmp_path / "operator.log")
+    op.start()
+    try:
+        policies(_lifecycle_policy(unique_name, ns))
+        wait_for(lambda: (custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name)["metadata"]
+                          .get("finalizers") == ["certpolicy.io/finalizer"]), timeout=60, what="kopf's finalizer")
+        op.stop()
+        custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name)
+        down = cluster.kubectl("wait", "--for=delete", f"certpol/{unique_name}", "--timeout=5s", check=False)
+        assert down.returncode != 0, down.stdout + down.stderr
+        meta = custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name)["metadata"]
+        assert meta.get("deletionTimestamp") and meta.get("finalizers") == ["certpolicy.io/finalizer"]
+        op.start()
+        started = time.monotonic()
+        up = cluster.kubectl("wait", "--for=delete", f"certpol/{unique_name}", "--timeout=90s", check=False)
+        assert up.returncode == 0, up.stdout + up.stderr
+        print(f"policy deleted while the operator was down: Terminating until it ran again, then gone "
+              f"{time.monotonic() - started:.1f} s after its start")
+    finally:
+        op.stop()
+
+
 def test_deletion_policy_delete_removes_the_ca_from_bundles_and_every_ca_key(
         operator, policies, custom_api, core_v1, unique_name, operator_namespace):
     import certgen
