@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need from the OS, when it is missing:
-#   etcd (Debian's etcd-server) and Go (to build kube-apiserver/kubectl once, cached per user).
-# Set CERTPOLICY_ASSETS to a directory with etcd, kube-apiserver and kubectl to skip all of this.
+#   etcd (Debian's etcd-server) and Go (to build kube-apiserver/kubectl once, cached per user);
+#   a headless JRE for keytool (default-jre-headless): the tests check that Java reads the JKS and
+#   PKCS#12 truststores the operator writes (tests marked certgen.needs_keytool).
+# Set CERTPOLICY_ASSETS to a directory with etcd, kube-apiserver and kubectl to skip etcd and Go.
 # With --node, also what a local node and the image builds need (make e2e): containerd, runc,
 # the CNI plugins, iptables, debootstrap, buildah, gcc.
 set -euo pipefail
@@ -9,13 +11,17 @@ set -euo pipefail
 node=0
 [[ "${1:-}" == "--node" ]] && node=1
 
+assets=0
 if ((node == 0)) && [[ -n "${CERTPOLICY_ASSETS:-}" && -x "${CERTPOLICY_ASSETS}/etcd" && -x "${CERTPOLICY_ASSETS}/kube-apiserver" ]]; then
-  exit 0
+  assets=1
 fi
 
 need=()
-command -v etcd >/dev/null 2>&1 || [[ -x /usr/bin/etcd ]] || need+=(etcd-server)
-command -v go >/dev/null 2>&1 || need+=(golang-go)
+command -v keytool >/dev/null 2>&1 || need+=(default-jre-headless)
+if ((assets == 0)); then
+  command -v etcd >/dev/null 2>&1 || [[ -x /usr/bin/etcd ]] || need+=(etcd-server)
+  command -v go >/dev/null 2>&1 || need+=(golang-go)
+fi
 if ((node)); then
   for pair in containerd:containerd runc:runc iptables:iptables debootstrap:debootstrap buildah:buildah \
               gcc:gcc ip:iproute2; do
@@ -36,7 +42,7 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-if ! go env GOVERSION | grep -Eq '^go1\.(2[6-9]|[3-9][0-9])'; then
+if ((assets == 0)) && ! go env GOVERSION | grep -Eq '^go1\.(2[6-9]|[3-9][0-9])'; then
   echo "warning: Go >= 1.26 is needed to build kube-apiserver 1.36 (found $(go env GOVERSION));" \
        "set CERTPOLICY_ASSETS to a directory with prebuilt binaries instead" >&2
 fi

@@ -20,10 +20,13 @@ import base64
 import datetime as dt
 import functools
 import ipaddress
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
@@ -497,6 +500,38 @@ def leaf_signed_by(ca: x509.Certificate, ca_key: PrivateKey, dns_name: str) -> t
 
 
 # --- Java keystores, written by the JDK's own keytool ------------------------------------------
+#
+# keytool comes with a JRE, which scripts/install-system-deps.sh installs when it is missing.
+# Tests that *run* keytool (to make a store from certificates of their own, or to check that Java
+# reads what we write) carry ``needs_keytool``; tests that only *read* Java-written stores use the
+# golden stores in tests/data/java (made by keytool, see its README.md) and need no Java.
+
+#: Skips a test that runs keytool when no JRE is installed (true: only those tests call keytool).
+needs_keytool = pytest.mark.skipif(shutil.which("keytool") is None, reason="keytool (a JRE) is not on PATH")
+
+GOLDEN_JAVA = Path(__file__).resolve().parent / "data" / "java"
+#: The password of every golden store.
+GOLDEN_PASSWORD = "changeit"
+
+
+def _issued_from_files(stem: Path) -> Issued:
+    key_ = serialization.load_pem_private_key(stem.with_suffix(".key").read_bytes(), None)
+    return Issued(x509.load_pem_x509_certificate(stem.with_suffix(".pem").read_bytes()), key_)  # type: ignore[arg-type]
+
+
+@functools.cache
+def golden_pki(kind: Literal["p256", "rsa2048"] = "p256") -> PKI:
+    """The committed PKI the golden Java stores hold (root → intermediate → leaf, 100 years)."""
+    d = GOLDEN_JAVA / kind
+    return PKI(*(_issued_from_files(d / role) for role in ("root", "intermediate", "leaf")))
+
+
+def golden_store(name: str) -> bytes:
+    """A committed store written by keytool: ``<kind>/leaf.jks`` / ``<kind>/leaf.jceks`` (the leaf's
+    key and chain, alias ``leaf``), ``truststore.jks`` (ca0, ca1: the p256 and rsa2048 roots),
+    ``non-bmp-alias.jks`` (the p256 root under an alias outside the BMP), ``secretkey.jceks``."""
+    return (GOLDEN_JAVA / name).read_bytes()
+
 
 
 def _keytool(*args: str) -> None:

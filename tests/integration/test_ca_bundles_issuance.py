@@ -16,7 +16,6 @@ import datetime as dt
 import os
 import queue
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -385,7 +384,7 @@ def keytool_entries(output: str) -> dict[str, str]:
     return {alias: "sha256:" + hexfp.replace(":", "").lower() for alias, hexfp in entries}
 
 
-@pytest.mark.skipif(shutil.which("keytool") is None, reason="keytool (Java) is not installed")
+@certgen.needs_keytool
 @pytest.mark.parametrize("with_password", [False, True], ids=["empty-password", "password-secret"])
 def test_pkcs12_truststore_passes_keytool(operator, policies, core_v1, custom_api, unique_name, operator_namespace,
                                           tmp_path, with_password):
@@ -419,7 +418,7 @@ def test_pkcs12_truststore_passes_keytool(operator, policies, core_v1, custom_ap
         assert wrong.returncode != 0 and "password was incorrect" in (wrong.stdout + wrong.stderr)
 
 
-@pytest.mark.skipif(shutil.which("keytool") is None, reason="keytool (Java) is not installed")
+@certgen.needs_keytool
 def test_truststore_follows_its_password_secret(operator, policies, core_v1, custom_api, unique_name,
                                                operator_namespace, tmp_path):
     """The password Secret may appear after the policy, and may change: the truststore follows."""

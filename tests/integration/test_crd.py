@@ -90,6 +90,19 @@ def test_invalid_specs_are_rejected_with_a_clear_message(crd, custom_api, spec, 
     assert expected in rejection(custom_api, spec)
 
 
+@pytest.mark.parametrize("fmt", ["pkcs12", "jks"])
+def test_truststore_alias_outside_the_bmp_is_refused_and_inside_accepted(crd, custom_api, fmt):
+    """The operator cannot read an alias outside the BMP back from a PKCS#12 store
+    (tests/unit/pki/test_truststore.py::test_alias_outside_the_bmp_is_not_read_back_from_pkcs12), so the
+    CRD refuses one; any BMP character (here a-umlaut and a CJK ideograph) is accepted."""
+    def spec(alias: str) -> dict:
+        return {"ca": {"secretName": "ca"},
+                "trustBundles": [{"configMap": {"name": "t"}, "formats": {fmt: {"key": "t.store", "alias": alias}}}]}
+    assert f"spec.trustBundles[0].formats.{fmt}.alias" in rejection(custom_api, spec("ca-\U0001F600"))
+    created = create(custom_api, policy(spec("ca-\u00e4-\u4e2d")))
+    assert created["spec"]["trustBundles"][0]["formats"][fmt]["alias"] == "ca-\u00e4-\u4e2d"
+
+
 def test_defaults_are_applied(crd, custom_api):
     created = create(custom_api, policy({}), dry_run=True)
     req = created["spec"]["requirements"]

@@ -403,6 +403,7 @@ def _keytool_aliases(store: bytes) -> dict[str, str]:
     return {alias: "sha256:" + fp.replace(":", "").lower() for alias, fp in found}
 
 
+@certgen.needs_keytool
 def test_each_ca_has_its_own_subject_and_the_bare_alias_names_the_issuing_ca_at_every_step(
         operator, custom_api, core_v1, policies, unique_name, rotation_setup):
     import base64
@@ -438,6 +439,10 @@ def test_each_ca_has_its_own_subject_and_the_bare_alias_names_the_issuing_ca_at_
             new_ca = before["newCA"]
             if step <= 2:  # the incoming CA has its own alias; the bare one stays on the issuing CA
                 assert aliases["rot"] == old_ca, (step, aliases)
+            if step == 3:  # promotion happens within this step: both CAs held, the bare alias on one of them
+                assert set(aliases.values()) == {old_ca, new_ca} and aliases["rot"] in (old_ca, new_ca), (step, aliases)
+                bare, other = (old_ca, new_ca) if aliases["rot"] == old_ca else (new_ca, old_ca)
+                assert aliases == {"rot": bare, f"rot-{other[7:19]}": other}, (step, aliases)
             if step >= 4:  # promoted at step 3: the bare alias follows
                 assert aliases["rot"] == new_ca, (step, aliases)
             seen.setdefault(step, aliases)

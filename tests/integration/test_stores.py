@@ -85,6 +85,7 @@ def assert_no_password_anywhere(core_v1, custom_api, name: str, namespaces: list
 
 
 # --- 1. the keystore / truststore matrix ---------------------------------------------------------------
+@certgen.needs_keytool
 def test_keystore_and_truststore_matrix(operator, policies, core_v1, custom_api, unique_name):
     """PEM / DER / PKCS#12 / JKS / JCEKS x password from a sibling key, a Secret reference, empty or
     none x good / violating / unreadable; Opaque Secrets selected by label, stores in Secrets and
@@ -162,6 +163,7 @@ def test_keystore_and_truststore_matrix(operator, policies, core_v1, custom_api,
 
 
 # --- 1b. a selected Secret's own keystore, its password from spec.selector.passwordSecretRef -------------
+@certgen.needs_keytool
 def test_leaf_keystore_password_from_secret_ref(operator, policies, core_v1, custom_api, unique_name):
     """PKCS#12 and JKS keystores with no sibling password key: unreadable (naming the missing
     password Secret) until spec.selector.passwordSecretRef's Secret exists, then judged on their
@@ -205,6 +207,7 @@ def test_leaf_keystore_password_from_secret_ref(operator, policies, core_v1, cus
 
 
 # --- 2. trustedBy: one of three peer trust stores lacks the anchor --------------------------------------
+@certgen.needs_keytool
 def test_trusted_by_names_the_peer_store_that_lacks_the_anchor(operator, policies, core_v1, custom_api, unique_name):
     label = uuid.uuid4().hex[:8]
     ns = new_namespace(core_v1, label)
@@ -286,6 +289,7 @@ def test_webhook_ca_bundle_expiring_in_three_days(operator, policies, core_v1, c
 
 
 # --- 4. JKS bundle targets, read by keytool ----------------------------------------------------------
+@certgen.needs_keytool
 def test_jks_bundle_target_passes_keytool(operator, policies, core_v1, custom_api, unique_name, operator_namespace):
     label = uuid.uuid4().hex[:8]
     ns = new_namespace(core_v1, label)

@@ -102,6 +102,38 @@ def _password_utf16(password: bytes) -> bytes | None:
         return None
 
 
+def encode_modified_utf8(text: str) -> bytes:
+    """``text`` as Java's ``DataOutputStream.writeUTF`` writes it (without the length prefix).
+
+    Java's *modified* UTF-8 differs from UTF-8 twice: U+0000 is ``C0 80``, and a character outside
+    the BMP is written as its UTF-16 surrogate pair, each half as 3 bytes (6 bytes, not 4).
+    ``readUTF`` refuses the 4-byte form (``UTFDataFormatException``), so an alias such as
+    ``ca-😀`` written as plain UTF-8 makes the whole store unreadable to Java.
+    """
+    out = bytearray()
+    for ch in text:
+        code = ord(ch)
+        if code == 0:
+            out += b"\xc0\x80"
+        elif code > 0xFFFF:
+            code -= 0x10000
+            for half in (0xD800 | (code >> 10), 0xDC00 | (code & 0x3FF)):
+                out += chr(half).encode("utf-8", "surrogatepass")
+        else:
+            out += ch.encode("utf-8", "surrogatepass")
+    return bytes(out)
+
+
+def decode_modified_utf8(raw: bytes) -> str:
+    """The inverse of :func:`encode_modified_utf8`, as ``readUTF`` reads: surrogate pairs become
+    one character again, ``C0 80`` is U+0000; bytes Java would refuse become U+FFFD (never raises)."""
+    try:
+        text = raw.replace(b"\xc0\x80", b"\x00").decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace")
+    return text.encode("utf-16-be", "surrogatepass").decode("utf-16-be", "replace")
+
+
 class _Truncated(Exception):
     pass
 
@@ -124,8 +156,7 @@ class _Reader:
         return int(struct.unpack(">I", self.take(4))[0])
 
     def utf(self) -> str:
-        # Java's modified UTF-8; aliases and certificate types are ASCII in practice.
-        return self.take(self.u2()).decode("utf-8", "replace")
+        return decode_modified_utf8(self.take(self.u2()))
 
 
 def load_java_keystore(data: bytes, password: bytes | None = None) -> JavaKeystoreLoad:
@@ -351,7 +382,7 @@ def _jceks_unprotect(encrypted: bytes, params: bytes, password: bytes) -> bytes 
 
 
 def _utf(text: str) -> bytes:
-    raw = text.encode("utf-8")
+    raw = encode_modified_utf8(text)
     if len(raw) > 0xFFFF:
         raise ValueError("alias too long")
     return struct.pack(">H", len(raw)) + raw

@@ -103,8 +103,8 @@ from certpolicy.pki.javakeystore import JavaKeystoreLoad, encode_jks_truststore,
 from certpolicy.pki.secretdata import SecretMaterial, material_from_secret  # noqa: E402
 from certpolicy.pki.stores import StoreRead, read_store  # noqa: E402
 
-JKS_KS = certgen.java_keystore(_PKI.leaf, "changeit", (_PKI.intermediate,), "JKS")
-JCEKS_KS = certgen.java_keystore(_PKI.leaf, "changeit", (), "JCEKS")
+JKS_KS = certgen.golden_store("p256/leaf.jks")  # written by keytool, password changeit
+JCEKS_KS = certgen.golden_store("p256/leaf.jceks")
 JKS_TS = encode_jks_truststore([("root", _PKI.root.cert), ("inter", _PKI.intermediate.cert)], "changeit")
 java_stores = st.one_of(mutated(JKS_KS), mutated(JCEKS_KS), mutated(JKS_TS),
                         st.binary(max_size=64).map(lambda b: b"\xfe\xed\xfe\xed" + b),

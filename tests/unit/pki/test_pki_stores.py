@@ -10,9 +10,9 @@ from certpolicy.pki.javakeystore import encode_jks_truststore
 from certpolicy.pki.secretdata import KeyStatus, classify_data_key, material_from_secret
 from certpolicy.pki.stores import detect_format, read_store, sibling_password, truststore_keys
 
-PKI = certgen.pki()
+PKI = certgen.golden_pki("p256")  # the PKI of the golden Java stores (tests/data/java)
 OTHER = certgen.pki("rsa2048")
-PW = "hl7-store-pass"
+PW = certgen.GOLDEN_PASSWORD
 
 
 def fps(certs):
@@ -23,8 +23,8 @@ STORES = {
     "PEM": lambda: certgen.pem(PKI.root, PKI.intermediate),
     "DER": lambda: PKI.root.der,
     "PKCS12": lambda: certgen.pkcs12_bytes(PKI.leaf, PW.encode(), [PKI.intermediate]),
-    "JKS": lambda: certgen.java_keystore(PKI.leaf, PW, (PKI.intermediate,), "JKS"),
-    "JCEKS": lambda: certgen.java_keystore(PKI.leaf, PW, (PKI.intermediate,), "JCEKS"),
+    "JKS": lambda: certgen.golden_store("p256/leaf.jks"),
+    "JCEKS": lambda: certgen.golden_store("p256/leaf.jceks"),
 }
 
 
@@ -80,7 +80,7 @@ def test_data_key_roles(name, role):
 def test_opaque_keystore_password_sources(fmt, source):
     pw = b"" if source == "empty" else PW.encode()
     store = (certgen.pkcs12_bytes(PKI.leaf, pw or None, [PKI.intermediate]) if fmt == "PKCS12"
-             else certgen.java_keystore(PKI.leaf, PW, (PKI.intermediate,), fmt))
+             else STORES[fmt]())
     data = {"keystore": store, "truststore.jks": encode_jks_truststore([("root", PKI.root.cert)], PW)}
     if source == "sibling":
         data["keystore.password"] = PW.encode() + b"\n"
@@ -92,13 +92,13 @@ def test_opaque_keystore_password_sources(fmt, source):
 
 
 def test_opaque_jks_without_password_reads_the_chain_and_reports_the_key_unchecked():
-    m = material_from_secret("Opaque", {"keystore.jks": certgen.java_keystore(PKI.leaf, PW, (), "JKS")})
+    m = material_from_secret("Opaque", {"keystore.jks": STORES["JKS"]()})
     assert m.key_status is KeyStatus.ENCRYPTED and "no password" in m.key_detail
-    assert fps(m.certificates) == fps([PKI.leaf.cert])
+    assert fps(m.certificates) == fps([PKI.leaf.cert, PKI.intermediate.cert])
 
 
 def test_opaque_keystore_wrong_sibling_password():
-    m = material_from_secret("Opaque", {"keystore.jks": certgen.java_keystore(PKI.leaf, PW, (), "JKS"),
+    m = material_from_secret("Opaque", {"keystore.jks": STORES["JKS"](),
                                         "keystore.jks.password": b"guess-123"})
     assert m.leaf is None
     assert [p.reason for p in m.problems] == ["KeystoreUnreadable", "NoCertificate"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import certgen
 from certpolicy.pki.fingerprint import short
 from certpolicy.pki.issue import KeyPair, create_ca, issue_leaf
 from certpolicy.pki.truststore import (
@@ -22,7 +23,7 @@ from certpolicy.pki.truststore import (
 
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 KEYTOOL = shutil.which("keytool")
-needs_keytool = pytest.mark.skipif(KEYTOOL is None, reason="keytool (a JDK) is not on PATH")
+needs_keytool = certgen.needs_keytool
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +176,24 @@ def test_the_bare_alias_names_the_primary_whatever_the_fingerprint_order() -> No
         store = read_truststore(build_truststore([incoming, issuing], "HL7", None, fingerprint(issuing)))
         assert {(e.alias, e.fingerprint) for e in store} == {
             ("hl7", fingerprint(issuing)), (f"hl7-{short(fingerprint(incoming))}", fingerprint(incoming))}
+
+
+def test_alias_outside_the_bmp_is_not_read_back_from_pkcs12(old: KeyPair) -> None:
+    """Why the CRD refuses such an alias: ``cryptography`` returns no friendlyName for it, so the
+    stored entries never match the wanted ones and the store would be rewritten on every pass.
+    (Java reads it: see the keytool test below.)"""
+    alias = "ca-\U0001F600"
+    data = build_truststore([old.cert], alias, "pw")
+    stored = read_truststore(data, "pw")
+    assert stored is not None and {e.alias for e in stored} == {""}
+    assert not truststore_matches(data, "pw", [old.cert], alias)
+    assert truststore_matches(build_truststore([old.cert], "ca-\u00e4", "pw"), "pw", [old.cert], "ca-\u00e4")
+
+
+@needs_keytool
+def test_keytool_lists_a_pkcs12_alias_outside_the_bmp(tmp_path: Path, old: KeyPair) -> None:
+    path = tmp_path / "ts.p12"
+    path.write_bytes(build_truststore([old.cert], "ca-\U0001F600", "pw-123456"))
+    proc = keytool_list(path, "pw-123456")
+    assert proc.returncode == 0, proc.stderr
+    assert "ca-\U0001F600, " in proc.stdout
