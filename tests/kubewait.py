@@ -45,3 +45,35 @@ def wait_until_refused(call: Callable[[], object], marker: str, *, timeout: floa
         return False
 
     wait_for(refused, timeout=timeout, interval=0.2, what=f"refused by {marker}")
+
+
+#: Bounds of :func:`events_since`: one window, at most this many events.
+MAX_WINDOW_EVENTS = 10_000
+
+
+def events_since(list_call: Callable[..., object], *args: object, resource_version: str, seconds: int,
+                 **kwargs: object) -> list[tuple[str, dict]]:
+    """Every watch event of ``list_call(*args, **kwargs)`` after ``resource_version``, until the
+    API server ends the watch ``seconds`` later: (type, object as a dict).
+
+    Why: "X was not written" checked by one read looks at one instant. A watch that starts at a
+    resourceVersion read *before* the window replays every write since, so a write that happened
+    (and maybe was undone) anywhere between that read and the end of the window is seen. The
+    caller narrows ``list_call`` (namespace, ``field_selector``) to the objects it speaks for. (To
+    record every version through a whole test instead, see ``rotation_support.watch_versions``.)
+    """
+    from kubernetes import watch
+
+    seen: list[tuple[str, dict]] = []
+    w = watch.Watch()
+    stream = w.stream(list_call, *args, resource_version=resource_version, timeout_seconds=seconds,
+                      _request_timeout=seconds + 30, allow_watch_bookmarks=False, **kwargs)
+    try:
+        for event in stream:
+            obj = event["object"]
+            seen.append((event["type"], obj if isinstance(obj, dict) else obj.to_dict()))
+            if len(seen) >= MAX_WINDOW_EVENTS:
+                raise AssertionError(f"more than {MAX_WINDOW_EVENTS} events in {seconds}s: narrow the watch")
+    finally:
+        w.stop()
+    return seen

@@ -137,12 +137,25 @@ def test_configmaps_only_when_managed_or_opted_in(objects, core_v1, operator_cor
     assert core_v1.read_namespaced_config_map("app-config", ns).data == {"k": "v"}
 
 
-def test_other_users_are_not_affected(objects, core_v1):
+def test_other_users_are_not_affected(objects, core_v1, operator_core):
+    """The admission policy binds only the operator's ServiceAccount: an admin's writes to the same
+    unmanaged objects the operator is refused go through, and each is read back as written."""
     ns = objects
-    core_v1.patch_namespaced_secret("user-tls", ns, {"data": {"tls.crt": b64("rotated by its owner")}})
+    core_v1.patch_namespaced_secret("user-tls", ns, {"metadata": {"labels": {"team": "a"}},
+                                                     "data": {"tls.crt": b64("rotated by its owner")}})
     core_v1.delete_namespaced_config_map("app-config", ns)
     name = f"u-{uuid.uuid4().hex[:6]}"
     core_v1.create_namespaced_secret(ns, {"metadata": {"name": name}, "data": {"x": b64("y")}})
+    # The same writes as the operator are still refused (the policy is in force for it).
+    denied(lambda: operator_core.patch_namespaced_secret("user-tls", ns, {"data": {"tls.crt": b64("attacker")}}))
+    denied(lambda: operator_core.create_namespaced_secret(ns, {"metadata": {"name": f"{name}-op"}, "data": {"x": b64("y")}}))
+    secret = core_v1.read_namespaced_secret("user-tls", ns)
+    assert secret.data == {"tls.crt": b64("rotated by its owner")} and secret.metadata.labels == {"team": "a"}
+    with pytest.raises(ApiException) as err:
+        core_v1.read_namespaced_config_map("app-config", ns)
+    assert err.value.status == 404
+    assert core_v1.read_namespaced_secret(name, ns).data == {"x": b64("y")}
+    assert f"{name}-op" not in [s.metadata.name for s in core_v1.list_namespaced_secret(ns).items]
 
 
 # ---- ClusterTrustBundles (cluster-scoped, certificates.k8s.io beta: served by the harness) ----

@@ -37,10 +37,11 @@ from kopf.testing import KopfRunner
 from certpolicy import metrics
 from certpolicy.localcluster import LocalCluster
 from certpolicy.localcluster.cluster import free_port
-from kubewait import wait_for
+from kubewait import events_since, wait_for
 from paths import EXAMPLES, REPO
 
 DOC_FILES = [REPO / "examples" / "README.md", REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 FENCE = re.compile(r"^\s*```(sh|bash|shell|console)\s*$")
 MARK = re.compile(r"^\s*<!-- (runnable|not runnable: .+) -->\s*$")
 
@@ -208,8 +209,16 @@ def test_examples_reach_their_documented_state_in_order(demo_cluster, demo_opera
 
 
 def test_paused_rotation_reads_paused_in_kubectl_get(demo_cluster, demo_operator):
+    """A rotation asked for while paused reads Paused and does not start: no version of the policy
+    from the pause until 3 s after Paused shows a step, no -next- CA Secret is created; once
+    unpaused the same rotation starts (so it was the pause that held it)."""
+    import kubernetes
+
     c = demo_cluster
+    api = kubernetes.config.new_client_from_config(config_file=str(c.kubeconfig))
+    custom, core = kubernetes.client.CustomObjectsApi(api), kubernetes.client.CoreV1Api(api)
     c.kubectl("patch", "certpol", "hl7-rotation", "--type", "merge", "-p", '{"spec":{"rotation":{"paused":true}}}')
+    paused_rv = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, "hl7-rotation")["metadata"]["resourceVersion"]
     c.kubectl("annotate", "certpol", "hl7-rotation", "certpolicy.io/rotate=paused-1", "--overwrite")
 
     def column() -> str:
@@ -217,7 +226,22 @@ def test_paused_rotation_reads_paused_in_kubectl_get(demo_cluster, demo_operator
         return dict(zip(header.split(), row.split()))["ROTATION"]
 
     wait_for(lambda: column() == "Paused", timeout=60, what="ROTATION column Paused")
+    versions = events_since(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, resource_version=paused_rv,
+                            seconds=3, field_selector="metadata.name=hl7-rotation")
+    assert versions, "the annotation and the Paused status are in the window"
+    for _, obj in versions:
+        rot = (obj.get("status") or {}).get("rotation") or {}
+        assert rot.get("step") is None and rot.get("newCA") is None, rot
+        assert "paused-1" not in [h.get("id") for h in rot.get("history") or ()], rot
+    secrets = events_since(core.list_namespaced_secret, "certpolicy-system", resource_version=paused_rv, seconds=1)
+    assert not [o["metadata"]["name"] for t, o in secrets if "-next-" in o["metadata"]["name"]]
     c.kubectl("patch", "certpol", "hl7-rotation", "--type", "merge", "-p", '{"spec":{"rotation":{"paused":false}}}')
+
+    def started() -> bool:
+        rot = (custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, "hl7-rotation").get("status") or {}).get("rotation") or {}
+        return rot.get("id") == "paused-1" or "paused-1" in [h.get("id") for h in rot.get("history") or ()]
+
+    wait_for(started, timeout=60, what="the rotation starts once unpaused")
 
 
 def doc_blocks() -> Iterator[tuple[str, int, str | None, str]]:

@@ -78,6 +78,83 @@ def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator, 
              what="recovered once the stage works again")
 
 
+def test_a_pass_refused_by_the_api_is_reconcile_failed_redacted_and_retried(operator, policies, custom_api, core_v1,
+                                                                         api_client, unique_name, operator_namespace,
+                                                                         caplog):
+    """A real cause, no code patched: a ValidatingAdmissionPolicy refuses the create of the policy's
+    CA Secret with a message that echoes key-like data (a PEM block, a long base64 run), so the CA
+    stage raises. The policy reads ``Degraded=True/ReconcileFailed`` (condition and one Warning
+    event) with that data redacted; while the cause lasts the pass fails again, no sooner than
+    ERROR_RETRY (30 s) later; once the binding is gone the next retry -- nothing else changed that
+    wakes the policy -- creates the CA and clears Degraded."""
+    import os
+    import time
+
+    from kubernetes.client import AdmissionregistrationV1Api, ApiException
+
+    from certpolicy.handlers.reconcile import ERROR_RETRY
+    from kubewait import wait_until_refused
+
+    admission = AdmissionregistrationV1Api(api_client)
+    leaked = base64.b64encode(os.urandom(60)).decode()  # 80 characters of what Secret data looks like
+    pem = "-----BEGIN PRIVATE KEY----- " + base64.b64encode(os.urandom(33)).decode() + " -----END PRIVATE KEY-----"
+    secret_name, vap = f"{unique_name}-ca", f"{unique_name}-refuse-ca"
+    admission.create_validating_admission_policy({
+        "metadata": {"name": vap},
+        "spec": {"failurePolicy": "Fail",
+                 "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                         "operations": ["CREATE"], "resources": ["secrets"]}]},
+                 "validations": [{"expression": f"object.metadata.name != '{secret_name}'",
+                                  "message": f"refused, echoing data {leaked} and {pem}"}]}})
+    admission.create_validating_admission_policy_binding({
+        "metadata": {"name": vap},
+        "spec": {"policyName": vap, "validationActions": ["Deny"],
+                 "matchResources": {"namespaceSelector": {"matchLabels": {
+                     "kubernetes.io/metadata.name": operator_namespace}}}}})
+    try:
+        wait_until_refused(lambda: core_v1.create_namespaced_secret(
+            operator_namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=secret_name)), dry_run="All"),
+            "refused, echoing data")
+        policies(body(unique_name, ca={"secretName": secret_name}))
+        failed = f"evaluating policy {unique_name} failed"
+
+        def attempts() -> list[float]:
+            return [r.created for r in caplog.records if r.getMessage().startswith(failed)]
+
+        st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("reason") == "ReconcileFailed" else None)(
+            status(custom_api, unique_name)), timeout=30, what="ReconcileFailed on a policy whose CA create is refused")
+        degraded = condition(st, "Degraded")
+        assert degraded["status"] == "True" and "403" in degraded["message"], degraded
+        assert "refused, echoing data" in degraded["message"] and "<redacted>" in degraded["message"]
+        assert "retried every 30 s" in degraded["message"]
+        events = wait_for(lambda: [e for e in core_v1.list_namespaced_event(
+            "default", field_selector=f"involvedObject.name={unique_name}").items if e.reason == "ReconcileFailed"],
+            timeout=30, what="the ReconcileFailed event")
+        for text in (degraded["message"], *(e.message for e in events)):
+            assert leaked not in text and leaked[:48] not in text and "BEGIN PRIVATE KEY" not in text, text
+        # Still refused: the pass is retried and fails again, ERROR_RETRY after the first attempt.
+        times = wait_for(lambda: (lambda t: t if len(t) >= 2 else None)(attempts()), timeout=ERROR_RETRY.total_seconds() + 30,
+                         what="a second attempt while the cause lasts")
+        interval = times[1] - times[0]
+        assert interval >= ERROR_RETRY.total_seconds() - 1, f"retried after {interval:.1f}s"
+        # Two failures with the same message: one event (events on transitions only).
+        assert len([e for e in core_v1.list_namespaced_event("default", field_selector=f"involvedObject.name={unique_name}").items
+                    if e.reason == "ReconcileFailed"]) == 1
+    finally:
+        for delete in (admission.delete_validating_admission_policy_binding, admission.delete_validating_admission_policy):
+            try:
+                delete(vap)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+    removed = time.time()
+    wait_for(lambda: condition(status(custom_api, unique_name), "Degraded").get("status") == "False",
+             timeout=ERROR_RETRY.total_seconds() + 30, what="recovered by the retry once the refusal is gone")
+    assert core_v1.read_namespaced_secret(secret_name, operator_namespace).metadata.labels
+    figure(f"ReconcileFailed retry: attempts {interval:.1f} s apart while refused; recovered "
+           f"{time.time() - removed:.1f} s after the refusal was removed, with no other change")
+
+
 # ---- probes: off the evaluation workers ----------------------------------------------------------
 def test_probes_to_a_port_that_never_answers_delay_no_other_policy(operator, policies, custom_api, core_v1,
                                                                     unique_name, monkeypatch):

@@ -29,6 +29,27 @@ def plugin(cluster, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+def via_kubectl(cluster, *args: str) -> subprocess.CompletedProcess:
+    """The same verb through kubectl's plugin discovery, as a user types it (kubectl takes no flags
+    before a plugin's name, so the kubeconfig comes from KUBECONFIG)."""
+    env = dict(os.environ, PATH=f"{PLUGIN.parent}{os.pathsep}{os.environ['PATH']}", KUBECONFIG=str(cluster.kubeconfig))
+    return subprocess.run([str(cluster.binaries.kubectl), "certpolicy", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def same_through_kubectl(cluster, *args: str, drop: tuple[str, ...] = ()) -> dict:
+    """Runs a JSON verb both ways; asserts the same exit code and the same document (minus ``drop``
+    keys, which hold the time of the run) and returns it."""
+    direct, through = plugin(cluster, *args), via_kubectl(cluster, *args)
+    assert through.returncode == direct.returncode, (through.stderr, direct.stderr)
+    docs = [json.loads(direct.stdout), json.loads(through.stdout)]
+    for doc in docs:
+        for key in drop:
+            doc.pop(key)
+    assert docs[0] == docs[1]
+    return docs[1]
+
+
 def status_of(custom_api, name):
     return custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}
 
@@ -93,10 +114,8 @@ def test_status_worst_first(cluster, world):
     assert degraded["rank"] == "Degraded" and degraded["degraded"] == "TrustBundleMissing"
     assert good["rank"] == "OK" and good["selected"] == 1 and good["ca"].startswith("sha256:")
 
-    # through kubectl's plugin discovery, as a user types it (kubectl takes no flags before a plugin's name)
-    env = dict(os.environ, PATH=f"{PLUGIN.parent}{os.pathsep}{os.environ['PATH']}", KUBECONFIG=str(cluster.kubeconfig))
-    proc = subprocess.run([str(cluster.binaries.kubectl), "certpolicy", "status"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    # through kubectl's plugin discovery, as a user types it
+    proc = via_kubectl(cluster, "status")
     assert proc.returncode == 0, proc.stderr
     table = proc.stdout
     lines = table.splitlines()
@@ -138,6 +157,7 @@ def test_blast_radius_of_a_policys_ca(cluster, world, admission_api, core_v1):
         by_prefix = json.loads(plugin(cluster, "blast-radius", fp[:20], "-o", "json").stdout)
         assert by_bundle["dependents"] == by_prefix["dependents"] == doc["dependents"]
 
+        assert same_through_kubectl(cluster, "blast-radius", fp, "-o", "json")["dependents"] == doc["dependents"]
         table = plugin(cluster, "blast-radius", f"policy/{names['good']}")
         assert table.returncode == 0, table.stderr
         assert table.stdout.startswith(f"CA {fp}")
@@ -153,6 +173,8 @@ def test_blast_radius_of_an_unknown_ca_exits_3(cluster, crd):
     assert proc.returncode == 3 and "expected configmap/NAMESPACE/NAME" in proc.stderr
     proc = plugin(cluster, "status", "--bogus")
     assert proc.returncode == 3
+    proc = via_kubectl(cluster, "blast-radius", "sha256:00000000deadbeef")
+    assert proc.returncode == 3 and "no certificate with fingerprint" in proc.stderr
 
 
 @pytest.fixture(scope="session")
@@ -178,6 +200,8 @@ def test_why_a_secret_and_a_pod(cluster, world):
     assert not verdicts[names["bad"]]["compliant"]
     assert [f["reason"] for f in verdicts[names["bad"]]["findings"] if f["severity"] == "Critical"] == ["MissingClientAuth"]
 
+    assert same_through_kubectl(cluster, "why", f"pod/{ns}/unrelated", "-o", "json", drop=("evaluatedAt",)) == {
+        k: v for k, v in pod.items() if k != "evaluatedAt"}
     table = plugin(cluster, "why", f"{ns}/api-tls")
     assert table.returncode == 0 and "first breaks" in table.stdout and f"policy {names['good']}: compliant" in table.stdout
     missing = plugin(cluster, "why", f"pod/{ns}/nope")
@@ -200,6 +224,14 @@ def test_check_cluster_is_a_what_if_with_check_exit_codes(cluster, world, custom
     critical = check({"extendedKeyUsages": ["serverAuth", "clientAuth"]}, "-o", "json")
     assert critical.returncode == 2
     (result,) = json.loads(critical.stdout)["results"]
+    kubectl_path = tmp_path / "through-kubectl.yaml"
+    kubectl_path.write_text(json.dumps({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy",
+                                        "metadata": {"name": name}, "spec": {
+                                            "selector": {"names": [{"namespace": ns, "name": "legacy-tls"}]},
+                                            "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"]}}}))
+    through = same_through_kubectl(cluster, "check", "--cluster", "--policy", str(kubectl_path), "-o", "json",
+                                   drop=("evaluatedAt",))
+    assert through["results"] == json.loads(critical.stdout)["results"]
     assert result["target"] == f"secret {ns}/legacy-tls"
     assert "MissingClientAuth" in [f["reason"] for f in result["findings"]]
     soon = check({"extendedKeyUsages": ["serverAuth"]}, "--at", "+70d")  # the leaf lives 90 days
@@ -219,6 +251,7 @@ def test_rotate_plan_names_what_would_stall(cluster, world, core_v1, custom_api,
     clean = plugin(cluster, "rotate", names["good"], "--plan", "-o", "json")
     assert clean.returncode == 0, clean.stderr
     plan = json.loads(clean.stdout)
+    assert same_through_kubectl(cluster, "rotate", names["good"], "--plan", "-o", "json") == plan
     assert plan["ca"]["fingerprint"] == fp and not plan["wouldStall"]
     assert plan["managedLeaves"] == [{"namespace": ns, "name": "api-tls"}]
     assert [(t["kind"], t["namespace"], t["name"]) for t in plan["targets"]] == [("ConfigMap", ns, "plugin-ca")]
@@ -250,4 +283,6 @@ def test_rotate_plan_names_what_would_stall(cluster, world, core_v1, custom_api,
     assert plan["worstCaseSeconds"] == 120 + 60 + 24 * 3600  # step 4 until leafTimeout
     table = plugin(cluster, "rotate", names["good"], "--plan")
     assert table.returncode == 1 and "WOULD STALL" in table.stdout and "outbound-tls" in table.stdout
+    through = via_kubectl(cluster, "rotate", names["good"], "--plan")
+    assert through.returncode == 1 and through.stdout == table.stdout
     assert plugin(cluster, "rotate", names["bad"], "--plan").returncode == 3  # no CA: nothing to rotate

@@ -9,7 +9,7 @@ from rotation_support import Recorder, bundle_fingerprints, check_invariant, wat
 
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
-from kubewait import wait_for
+from kubewait import events_since, wait_for
 from operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
@@ -313,7 +313,9 @@ def test_probe_gate_holds_until_the_peer_trusts_the_new_ca_then_abort_rolls_back
     policies(body)
     wait_for(lambda: settled(custom_api, unique_name), timeout=30, what="CA, bundles and leaves in place")
     old_pem = _ca_pem(core_v1, operator_namespace, f"{unique_name}-ca")
-    old_ca = get(custom_api, unique_name)["status"]["ca"]["fingerprint"]
+    settled_policy = get(custom_api, unique_name)
+    old_ca, policy_rv = settled_policy["status"]["ca"]["fingerprint"], settled_policy["metadata"]["resourceVersion"]
+    ca_rv = core_v1.read_namespaced_secret(f"{unique_name}-ca", operator_namespace).metadata.resource_version
     leaf_versions = {ns: core_v1.read_namespaced_secret(f"leaf-{i}", ns).metadata.resource_version
                      for i, ns in enumerate(namespaces)}
     server = MTLSServer(old_pem)  # a partner that has not been told about the new CA
@@ -326,11 +328,24 @@ def test_probe_gate_holds_until_the_peer_trusts_the_new_ca_then_abort_rolls_back
         assert rot["step"] == 2 and rot["phase"] == "VerifyBundles"
         assert rot["probes"][0]["accepted"] is False
         assert server.rejected >= 1 and server.accepted == 0
-        # Held: the CA is not promoted and no leaf was re-issued.
-        status = get(custom_api, unique_name)["status"]
-        assert status["ca"]["fingerprint"] == old_ca
-        assert {ns: core_v1.read_namespaced_secret(f"leaf-{i}", ns).metadata.resource_version
-                for i, ns in enumerate(namespaces)} == leaf_versions
+        # Held: the CA is not promoted and no leaf was re-issued -- not only now, but at any moment
+        # from before the rotation began until 3 s after the refused probe (watches from the
+        # resourceVersions read before it: every write in between is replayed).
+        ca_writes = events_since(core_v1.list_namespaced_secret, operator_namespace, resource_version=ca_rv,
+                                 seconds=3, field_selector=f"metadata.name={unique_name}-ca")
+        assert ca_writes == [], [(t, o["metadata"]["resource_version"]) for t, o in ca_writes]
+        for i, ns in enumerate(namespaces):
+            leaf_writes = events_since(core_v1.list_namespaced_secret, ns, resource_version=leaf_versions[ns],
+                                       seconds=1, field_selector=f"metadata.name=leaf-{i}")
+            assert leaf_writes == [], (ns, [t for t, _ in leaf_writes])
+        policy_events = events_since(custom_api.list_cluster_custom_object, GROUP, VERSION, PLURAL,
+                                     resource_version=policy_rv, seconds=1,
+                                     field_selector=f"metadata.name={unique_name}")
+        assert policy_events, "the rotation's own status writes are in the window"
+        for _, obj in policy_events:
+            st = obj.get("status") or {}
+            assert st["ca"]["fingerprint"] == old_ca, st["ca"]
+            assert (st.get("rotation") or {}).get("step") in (None, 1, 2), st.get("rotation")
         new_ca = rot["newCA"]
         assert all(bundle_fingerprints(core_v1.read_namespaced_config_map("rot-ca", ns).to_dict())
                    == {old_ca, new_ca} for ns in namespaces)

@@ -133,9 +133,28 @@ def test_a_host_off_the_allow_list_is_never_connected_to(ca, monkeypatch):
 
 
 def test_a_port_that_never_answers_is_bounded_by_the_timeout(ca, loopback_allowed):
+    """The probe's own timeout ends the wait for a peer that accepts TCP and never answers: the
+    handshake fails with TimeoutError (not another error), no earlier than that timeout (so it was
+    the timeout that fired), and the call returns (in a thread, waited for with a deadline 30 times
+    the timeout: without the bound it would wait forever, as the server never closes)."""
+    import time
+
     server = Server(require=None, handshake=False)  # accepts TCP, never says a word
-    try:
+    results: list = []
+
+    def run() -> None:
+        start = time.monotonic()
         res = canary_handshake(probe(server.port, timeout=1), ca, dt.datetime.now(dt.UTC))
-        assert not res.accepted and "connection failed" in res.message, res.message
+        results.append((res, time.monotonic() - start))
+
+    try:
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(30)
+        assert not worker.is_alive(), "canary_handshake did not return: the probe timeout is not applied"
+        ((res, elapsed),) = results
+        assert not res.accepted and res.message == "connection failed: TimeoutError", res.message
+        assert elapsed >= 0.95, f"returned after {elapsed:.2f}s: something other than the 1 s timeout ended it"
+        assert len(server.conns) == 1  # connected: the bound held the handshake, not the connect
     finally:
         server.close()
