@@ -58,19 +58,33 @@ def test_non_utf8_truststore_password_is_a_finding_not_a_dead_pass(operator, pol
     assert "ca.crt" in cm.data and "truststore.p12" not in (cm.binary_data or {})
 
 
-def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator, policies, custom_api,
+def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator, policies, custom_api, core_v1,
                                                                       unique_name, monkeypatch):
+    import os
+
     from certpolicy.handlers import reconcile
 
+    # The error's first line echoes what Secret data looks like (a long base64 run, a PEM block):
+    # the condition and the event carry it redacted. (Not a private key: the operator's DEBUG log,
+    # which the session's hygiene audit reads, prints the exception as it is.)
+    echoed = base64.b64encode(os.urandom(60)).decode()
+    block = "-----BEGIN CERTIFICATE----- " + base64.b64encode(os.urandom(45)).decode() + " -----END CERTIFICATE-----"
+
     def broken(*_a, **_kw):
-        raise RuntimeError("simulated bug in one stage")
+        raise RuntimeError(f"simulated bug in one stage reading {echoed} and {block}")
 
     monkeypatch.setattr(reconcile, "trust_bundle_stage", broken)
     policies(body(unique_name))
     st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("reason") == "ReconcileFailed" else None)(
         status(custom_api, unique_name)), timeout=30, what="ReconcileFailed on a policy whose pass raises")
     message = condition(st, "Degraded")["message"]
-    assert "RuntimeError: simulated bug in one stage" in message and "retried" in message
+    assert "RuntimeError: simulated bug in one stage reading <redacted> and <redacted>)" in message, message
+    assert "retried" in message
+    events = wait_for(lambda: [e.message for e in core_v1.list_namespaced_event(
+        "default", field_selector=f"involvedObject.name={unique_name}").items if e.reason == "ReconcileFailed"],
+        timeout=30, what="the ReconcileFailed event")
+    for text in (message, *events):
+        assert echoed[:48] not in text and "BEGIN CERTIFICATE" not in text and "<redacted>" in text, text
     monkeypatch.undo()
     custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {"spec": {"requirements": {
         "requireSAN": True}}})
@@ -78,16 +92,14 @@ def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator, 
              what="recovered once the stage works again")
 
 
-def test_a_pass_refused_by_the_api_is_reconcile_failed_redacted_and_retried(operator, policies, custom_api, core_v1,
-                                                                         api_client, unique_name, operator_namespace,
-                                                                         caplog):
+def test_a_pass_refused_by_the_api_is_reconcile_failed_and_retried(operator, policies, custom_api, core_v1,
+                                                                   api_client, unique_name, operator_namespace, caplog):
     """A real cause, no code patched: a ValidatingAdmissionPolicy refuses the create of the policy's
-    CA Secret with a message that echoes key-like data (a PEM block, a long base64 run), so the CA
-    stage raises. The policy reads ``Degraded=True/ReconcileFailed`` (condition and one Warning
-    event) with that data redacted; while the cause lasts the pass fails again, no sooner than
-    ERROR_RETRY (30 s) later; once the binding is gone the next retry -- nothing else changed that
-    wakes the policy -- creates the CA and clears Degraded."""
-    import os
+    CA Secret, so the CA stage raises. The policy reads ``Degraded=True/ReconcileFailed`` (condition
+    and one Warning event); while the cause lasts the pass fails again (once at once: the failure's
+    status write wakes the loop; then no sooner than ERROR_RETRY, 30 s), with no second event; once
+    the binding is gone the next retry -- nothing changed that wakes the policy -- creates the CA and
+    clears Degraded."""
     import time
 
     from kubernetes.client import AdmissionregistrationV1Api, ApiException
@@ -96,25 +108,27 @@ def test_a_pass_refused_by_the_api_is_reconcile_failed_redacted_and_retried(oper
     from kubewait import wait_until_refused
 
     admission = AdmissionregistrationV1Api(api_client)
-    leaked = base64.b64encode(os.urandom(60)).decode()  # 80 characters of what Secret data looks like
-    pem = "-----BEGIN PRIVATE KEY----- " + base64.b64encode(os.urandom(33)).decode() + " -----END PRIVATE KEY-----"
     secret_name, vap = f"{unique_name}-ca", f"{unique_name}-refuse-ca"
     admission.create_validating_admission_policy({
         "metadata": {"name": vap},
         "spec": {"failurePolicy": "Fail",
                  "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
                                                          "operations": ["CREATE"], "resources": ["secrets"]}]},
-                 "validations": [{"expression": f"object.metadata.name != '{secret_name}'",
-                                  "message": f"refused, echoing data {leaked} and {pem}"}]}})
+                 "validations": [{"expression": f"object.metadata.name != '{secret_name}'", "reason": "Forbidden",
+                                  "message": f"{vap}: this CA Secret may not be created"}]}})
     admission.create_validating_admission_policy_binding({
         "metadata": {"name": vap},
         "spec": {"policyName": vap, "validationActions": ["Deny"],
                  "matchResources": {"namespaceSelector": {"matchLabels": {
                      "kubernetes.io/metadata.name": operator_namespace}}}}})
+
+    def reconcile_failed_events() -> list:
+        return [e for e in core_v1.list_namespaced_event("default", field_selector=f"involvedObject.name={unique_name}").items
+                if e.reason == "ReconcileFailed"]
+
     try:
         wait_until_refused(lambda: core_v1.create_namespaced_secret(
-            operator_namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=secret_name)), dry_run="All"),
-            "refused, echoing data")
+            operator_namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=secret_name)), dry_run="All"), vap)
         policies(body(unique_name, ca={"secretName": secret_name}))
         failed = f"evaluating policy {unique_name} failed"
 
@@ -125,21 +139,16 @@ def test_a_pass_refused_by_the_api_is_reconcile_failed_redacted_and_retried(oper
             status(custom_api, unique_name)), timeout=30, what="ReconcileFailed on a policy whose CA create is refused")
         degraded = condition(st, "Degraded")
         assert degraded["status"] == "True" and "403" in degraded["message"], degraded
-        assert "refused, echoing data" in degraded["message"] and "<redacted>" in degraded["message"]
         assert "retried every 30 s" in degraded["message"]
-        events = wait_for(lambda: [e for e in core_v1.list_namespaced_event(
-            "default", field_selector=f"involvedObject.name={unique_name}").items if e.reason == "ReconcileFailed"],
-            timeout=30, what="the ReconcileFailed event")
-        for text in (degraded["message"], *(e.message for e in events)):
-            assert leaked not in text and leaked[:48] not in text and "BEGIN PRIVATE KEY" not in text, text
-        # Still refused: the pass is retried and fails again, ERROR_RETRY after the first attempt.
-        times = wait_for(lambda: (lambda t: t if len(t) >= 2 else None)(attempts()), timeout=ERROR_RETRY.total_seconds() + 30,
-                         what="a second attempt while the cause lasts")
-        interval = times[1] - times[0]
+        wait_for(reconcile_failed_events, timeout=30, what="the ReconcileFailed event")
+        # Still refused: the pass is retried and fails again. The failure's own status write is a
+        # change of the policy, which wakes its loop at once (a second attempt right away); from
+        # then on nothing changes, and the next attempt waits ERROR_RETRY.
+        times = wait_for(lambda: (lambda t: t if len(t) >= 3 else None)(attempts()),
+                         timeout=ERROR_RETRY.total_seconds() + 40, what="a third attempt while the cause lasts")
+        first_retry, interval = times[1] - times[0], times[2] - times[1]
         assert interval >= ERROR_RETRY.total_seconds() - 1, f"retried after {interval:.1f}s"
-        # Two failures with the same message: one event (events on transitions only).
-        assert len([e for e in core_v1.list_namespaced_event("default", field_selector=f"involvedObject.name={unique_name}").items
-                    if e.reason == "ReconcileFailed"]) == 1
+        assert len(reconcile_failed_events()) == 1  # the same failure again: no second event
     finally:
         for delete in (admission.delete_validating_admission_policy_binding, admission.delete_validating_admission_policy):
             try:
@@ -151,8 +160,9 @@ def test_a_pass_refused_by_the_api_is_reconcile_failed_redacted_and_retried(oper
     wait_for(lambda: condition(status(custom_api, unique_name), "Degraded").get("status") == "False",
              timeout=ERROR_RETRY.total_seconds() + 30, what="recovered by the retry once the refusal is gone")
     assert core_v1.read_namespaced_secret(secret_name, operator_namespace).metadata.labels
-    figure(f"ReconcileFailed retry: attempts {interval:.1f} s apart while refused; recovered "
-           f"{time.time() - removed:.1f} s after the refusal was removed, with no other change")
+    figure(f"ReconcileFailed retry: 2nd attempt {first_retry:.1f} s after the 1st (woken by its own status write), "
+           f"3rd {interval:.1f} s after the 2nd; recovered {time.time() - removed:.1f} s after the refusal was "
+           "removed, with no other change")
 
 
 # ---- probes: off the evaluation workers ----------------------------------------------------------
@@ -234,6 +244,41 @@ def test_1700_foreign_cas_are_all_kept_and_a_leaf_of_ca_1500_verifies(operator, 
     assert st["summary"]["compliant"] == 1, st.get("violations")
     figure(f"1,700 foreign CAs in a target: {len(foreign - after.fingerprint_set)} deleted, own CA added; "
            f"a leaf of CA #1500 of a 1,700-CA source bundle: compliant")
+
+
+def test_a_target_above_the_loaders_cap_is_too_large_and_never_written(operator, policies, custom_api, core_v1,
+                                                                       unique_name, monkeypatch):
+    """The real cap (10,000 certificates / 4 MiB) cannot be reached through the API: an object holds
+    at most 1 MiB, ~2,300 of certgen.many_cas' small CAs. So the cap is lowered to 50 for this
+    in-process operator, and a target holding 60 foreign CAs exercises the same path: the merge
+    would drop the 10 it did not read, so the target is ``TooLarge`` (Degraded/BundleTooLarge) and
+    no version of it is written from its creation until 3 s after that was reported."""
+    import certgen
+    from certpolicy.handlers import bundles
+    from certpolicy.kube.ownership import INJECT_CA_FROM
+    from certpolicy.pki import load
+    from kubewait import events_since
+
+    monkeypatch.setattr(load, "MAX_CERTIFICATES", 50)
+    monkeypatch.setattr(bundles, "MAX_CERTIFICATES", 50)
+    _, cas = certgen.many_cas(60, prefix=unique_name)
+    ns = new_namespace(core_v1)
+    original = certgen.pem(*cas).decode()
+    cm = core_v1.create_namespaced_config_map(ns, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="big-bundle", annotations={INJECT_CA_FROM: unique_name}),
+        data={"ca.crt": original}))
+    policies(body(unique_name, ca={"secretName": f"{unique_name}-ca"},
+                  trustBundles=[{"configMap": {"name": "big-bundle"}, "namespaces": [ns]}]))
+    st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("reason") == "BundleTooLarge" else None)(
+        status(custom_api, unique_name)), timeout=60, what="the target reported TooLarge")
+    (target,) = st["bundleTargets"]["targets"]
+    assert target["state"] == "TooLarge" and target["name"] == "big-bundle" and target["namespace"] == ns
+    assert "50 certificates" in target["message"] and "it is not written" in target["message"], target
+    assert st["bundleTargets"]["verified"] == 0
+    writes = events_since(core_v1.list_namespaced_config_map, ns, resource_version=cm.metadata.resource_version,
+                          seconds=3, field_selector="metadata.name=big-bundle")
+    assert writes == [], [t for t, _ in writes]
+    assert core_v1.read_namespaced_config_map("big-bundle", ns).data == {"ca.crt": original}
 
 
 # ---- deleting a policy ---------------------------------------------------------------------------------

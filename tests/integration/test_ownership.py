@@ -19,7 +19,7 @@ from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.ownership import INJECT_CA_FROM, MANAGED_BY, OWNER_UID
 from certpolicy.kube.rawapi import RawClient
 from figures import record as figure
-from kubewait import wait_for
+from kubewait import events_since, wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 LABEL = "certpolicy-owner-test"
@@ -75,9 +75,22 @@ def owner_policy(operator, policies, custom_api, core_v1, unique_name, operator_
 
 
 def assert_untouched(core_v1, obj, kind: str = "secret") -> None:
+    """No write to ``obj`` from the moment it was read until 2 s from now: a watch from its
+    resourceVersion replays every version since (a write undone later is seen too)."""
+    listed = getattr(core_v1, f"list_namespaced_{kind}")
+    writes = events_since(listed, obj.metadata.namespace, resource_version=obj.metadata.resource_version, seconds=2,
+                          field_selector=f"metadata.name={obj.metadata.name}")
+    assert writes == [], f"{kind} {obj.metadata.name} was written: {[t for t, _ in writes]}"
     read = getattr(core_v1, f"read_namespaced_{kind}")
     now = read(obj.metadata.name, obj.metadata.namespace)
     assert now.metadata.resource_version == obj.metadata.resource_version, f"{kind} {obj.metadata.name} was written"
+
+
+def assert_never_created(list_call, namespace: str, name: str, since_rv: str) -> None:
+    """``name`` did not exist at any moment from ``since_rv`` until 2 s from now (not only now)."""
+    events = events_since(list_call, namespace, resource_version=since_rv, seconds=2,
+                          field_selector=f"metadata.name={name}")
+    assert events == [], f"{namespace}/{name}: {[t for t, _ in events]}"
 
 
 def test_another_policys_ca_key_is_never_a_bundle_target(owner_policy, policies, custom_api, core_v1,
@@ -147,6 +160,8 @@ def test_system_namespaces_are_refused(operator, policies, custom_api, core_v1, 
     assert "--allow-system-namespaces" in condition(st, "Degraded")["message"]
     assert [t["namespace"] for t in st["bundleTargets"]["targets"]] == ["kube-system"]
     assert_untouched(core_v1, auth, "config_map")
+    assert_never_created(core_v1.list_namespaced_config_map, "kube-public", f"{unique_name}-bundle",
+                         auth.metadata.resource_version)
     with pytest.raises(ApiException) as err:
         core_v1.read_namespaced_config_map(f"{unique_name}-bundle", "kube-public")
     assert err.value.status == 404
@@ -165,6 +180,7 @@ def test_a_policy_cannot_issue_from_another_policys_ca(owner_policy, policies, c
     gen = custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, b, {"spec": {"requirements": {
         "requireSAN": True}}})["metadata"]["generation"]
     wait_for(lambda: status(custom_api, b).get("observedGeneration") == gen, timeout=30, what="another pass")
+    assert_never_created(core_v1.list_namespaced_secret, ns, "payments-tls", ca.metadata.resource_version)
     with pytest.raises(ApiException) as err:
         core_v1.read_namespaced_secret("payments-tls", ns)
     assert err.value.status == 404
