@@ -55,7 +55,7 @@ def entry_key(namespace: str, name: str) -> str:
     key = f"{namespace}.{name}"
     if len(key) <= MAX_KEY:
         return key
-    return f"{namespace}.~{hashlib.sha256(name.encode()).hexdigest()[:40]}"
+    return f"{namespace}._{hashlib.sha256(name.encode()).hexdigest()[:40]}"  # "_": in no Secret name
 
 
 def shard_of(namespace: str, name: str) -> int:

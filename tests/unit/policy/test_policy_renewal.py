@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
@@ -26,6 +29,13 @@ from certpolicy.policy.renewal import (
     plain_fingerprint,
     regressions,
     security_bits,
+)
+from certpolicy.policy.spec import (
+    RENEWAL_IGNORABLE,
+    PolicySpecError,
+    RenewalGuard,
+    renewal_guard_from_spec,
+    requirements_from_spec,
 )
 
 ANCHOR = "sha256:" + "a" * 64
@@ -209,3 +219,36 @@ def test_plain_fingerprint_spellings():
     assert plain_fingerprint("sha256:" + hexa) == hexa
     assert plain_fingerprint(":".join(["AB"] * 32)) == hexa
     assert plain_fingerprint(f"  {hexa.upper()}\n") == hexa
+
+
+# --- spec.requirements.renewal ---
+
+def test_guard_settings_from_spec():
+    assert renewal_guard_from_spec({}) == RenewalGuard(True, frozenset())
+    assert renewal_guard_from_spec({"requirements": None}) == RenewalGuard()
+    spec = {"requirements": {"renewal": {"guard": False, "ignore": ["RenewalChangedAnchor"]}}}
+    assert renewal_guard_from_spec(spec) == RenewalGuard(False, frozenset({CHANGED_ANCHOR}))
+    assert renewal_guard_from_spec(spec["requirements"]).ignore == {CHANGED_ANCHOR}
+    requirements_from_spec(spec)  # a known field of spec.requirements
+
+
+@pytest.mark.parametrize(("renewal", "problem"), [
+    ({"ignore": ["RenewalTypo"]}, "unknown reason 'RenewalTypo'"),
+    ({"ignore": "RenewalChangedAnchor"}, "must be a list"),
+    ({"guard": "no"}, "renewal.guard must be true or false"),
+    ({"gaurd": False}, "unknown field spec.requirements.renewal.gaurd"),
+    ("off", "renewal must be a mapping"),
+])
+def test_guard_settings_are_validated(renewal, problem):
+    with pytest.raises(PolicySpecError, match=re.escape(problem)):
+        requirements_from_spec({"renewal": renewal})
+    with pytest.raises(PolicySpecError, match=re.escape(problem)):
+        renewal_guard_from_spec({"requirements": {"renewal": renewal}})
+
+
+def test_crd_enum_is_the_guards_reasons():
+    crd = yaml.safe_load((Path(__file__).resolve().parents[3] / "crds" / "certificatepolicies.certpolicy.io.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    renewal = schema["properties"]["spec"]["properties"]["requirements"]["properties"]["renewal"]
+    assert renewal["properties"]["ignore"]["items"]["enum"] == list(RENEWAL_REASONS) == list(RENEWAL_IGNORABLE)
+    assert renewal["properties"]["guard"]["default"] is True
