@@ -80,6 +80,22 @@ class BaselineStoreError(Exception):
 class _Shard:
     resource_version: str | None  # None: not in the cluster
     entries: dict[str, str]  # data key -> compact baseline
+    size: int = -1  # bytes of the entries, kept current by the store (-1: not counted yet)
+
+    def bytes(self) -> int:
+        if self.size < 0:
+            self.size = shard_bytes(self.entries)
+        return self.size
+
+    def set(self, key: str, text: str | None) -> None:
+        """Add, replace (``text``) or remove (None) one entry, keeping the byte count."""
+        size, old = self.bytes(), self.entries.pop(key, None)
+        if old is not None:
+            size -= len(key) + len(old.encode())
+        if text is not None:
+            self.entries[key] = text
+            size += len(key) + len(text.encode())
+        self.size = size
 
 
 @dataclass
@@ -142,10 +158,10 @@ class BaselineShards:
         if old == text:
             self.parsed[key] = baseline
             return True
-        if shard_bytes(shard.entries) + len(key) + len(text.encode()) - (len(key) + len(old.encode()) if old else 0) \
+        if shard.bytes() + len(key) + len(text.encode()) - (len(key) + len(old.encode()) if old else 0) \
                 > MAX_SHARD_BYTES:
             return False
-        shard.entries[key] = text
+        shard.set(key, text)
         self.parsed[key] = baseline
         self.dirty.add(index)
         return True
@@ -160,7 +176,7 @@ class BaselineShards:
             wanted = keep.get(index, set())
             stale = [k for k in shard.entries if k not in wanted]
             for k in stale:
-                del shard.entries[k]
+                shard.set(k, None)
                 self.parsed.pop(k, None)
             if stale:
                 dropped += len(stale)
@@ -172,6 +188,7 @@ class BaselineShards:
         for index, shard in self.shards.items():
             if shard.entries or shard.resource_version is not None:
                 shard.entries.clear()
+                shard.size = 0
                 self.dirty.add(index)
         self.parsed.clear()
 
