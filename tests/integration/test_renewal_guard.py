@@ -9,21 +9,31 @@ clears it. ``guard: false`` reports nothing.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
 
 import pytest
 from kopf.testing import KopfRunner
+from test_pass_reads import CountingRawClient
 from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret, secret_events
 
 import certgen
 import figures
-from certpolicy.kube.baselines import ROLE_BASELINE, entry_key
+from certpolicy.environment import operator_namespace as passes_namespace
+from certpolicy.handlers.reconcile import reconcile_policy
+from certpolicy.handlers.runtime import Runtime
+from certpolicy.inventory.interest import Reads
+from certpolicy.inventory.inventory import Inventory
+from certpolicy.inventory.selection import select
+from certpolicy.kube.baselines import ROLE_BASELINE, entry_key, shard_of
 from certpolicy.kube.conditions import rfc3339
+from certpolicy.kube.events import EventRecorder
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_LABEL
 from certpolicy.localcluster.cluster import free_port
 from certpolicy.pki.fingerprint import fingerprint
+from certpolicy.policy.evaluate import Evaluator
 from certpolicy.policy.renewal import LeafBaseline, plain_fingerprint
 from kubewait import wait_for
 
@@ -180,3 +190,63 @@ def test_guard_false_reports_nothing_and_keeps_no_baseline(policies, operator, o
     assert core_v1.list_namespaced_config_map(
         operator_namespace, label_selector=f"{MANAGED_BY}={unique_name},{ROLE_LABEL}={ROLE_BASELINE}").items == []
     assert [e.reason for e in secret_events(core_v1, ns, "feed-tls")] == []
+
+
+def test_baseline_writes_are_per_shard_skipped_when_unchanged_and_read_back_by_a_new_leader(
+        api_client, core_v1, custom_api, policies, operator_namespace, unique_name, ca):
+    """Passes run in-process on a request-counting client (no kopf, as test_pass_reads does): the
+    first pass writes each shard once however many Secrets it holds, an unchanged pass writes
+    nothing, one renewal rewrites one shard; a second runtime (a standby that took over: empty
+    memory) reads the baselines with one list and still sees the regression."""
+    assert operator_namespace == passes_namespace()
+    label = uuid.uuid4().hex[:8]
+    ns = labelled_namespace(core_v1, label)
+    count = 40
+    for i in range(count):
+        put_secret(core_v1, ns, f"s{i}-tls", certgen.tls_secret(certgen.leaf(ca, f"s{i}.example.com")))
+    spec = make_policy(policies, unique_name, label, {})["spec"]
+    cm_path = f"/api/v1/namespaces/{operator_namespace}/configmaps"
+
+    def runtime() -> Runtime:
+        raw = CountingRawClient(api_client)
+        return Runtime(api_client=api_client, raw=raw, inventory=inventory, recorder=EventRecorder(raw),
+                       evaluator=Evaluator(), loop=loop)
+
+    def one_pass(rt: Runtime) -> tuple[int, int]:
+        """(ConfigMap writes, ConfigMap lists) of one pass."""
+        rt.raw.requests.clear()
+        reconcile_policy(rt, unique_name)
+        writes = sum(n for (method, path), n in rt.raw.requests.items()
+                     if method in ("POST", "PUT", "DELETE") and path.startswith(cm_path))
+        return writes, rt.raw.requests[("GET", cm_path)]
+
+    inventory = Inventory(api_client).start()
+    loop = asyncio.new_event_loop()
+    try:
+        assert inventory.wait_synced(30)
+        wait_for(lambda: inventory.declare(unique_name, Reads.of(spec, operator_namespace)), timeout=30,
+                 what="the policy's sources synced")
+        wait_for(lambda: len(select(inventory, spec["selector"]).secrets) == count, what="every Secret in the inventory")
+        leader = runtime()
+        writes, lists = one_pass(leader)
+        shards = {shard_of(ns, f"s{i}-tls") for i in range(count)}
+        assert (writes, lists) == (len(shards), 1), "one write per shard, however many Secrets it holds"
+        assert all(stored_baseline(core_v1, operator_namespace, unique_name, ns, f"s{i}-tls") for i in range(count))
+        assert one_pass(leader) == (0, 0), "an unchanged pass neither writes nor re-reads the baselines"
+
+        put_secret(core_v1, ns, "s0-tls", certgen.tls_secret(certgen.leaf(ca, "s0.example.com")))  # a fine renewal
+        renewed = certgen.leaf(ca, "s1.example.com", eku=["serverAuth"])  # a regression
+        put_secret(core_v1, ns, "s1-tls", certgen.tls_secret(renewed))
+        wait_for(lambda: inventory.secrets.get((ns, "s1-tls")).material.leaf == renewed.cert,
+                 what="the renewals in the inventory")
+        assert one_pass(leader) == (1, 0), "only s0's shard is rewritten; s1's baseline stays"
+        assert violation(get_status(custom_api, unique_name), "s1-tls")["reasons"] == ["RenewalDroppedUsage"]
+
+        standby = runtime()  # took over: no memory of the baselines
+        assert one_pass(standby) == (0, 1)
+        assert violation(get_status(custom_api, unique_name), "s1-tls")["reasons"] == ["RenewalDroppedUsage"]
+        assert stored_baseline(core_v1, operator_namespace, unique_name, ns, "s1-tls").ekus == ("clientAuth",
+                                                                                              "serverAuth")
+    finally:
+        inventory.stop()
+        loop.close()
