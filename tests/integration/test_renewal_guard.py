@@ -89,8 +89,9 @@ def test_dropped_client_auth_is_reported_survives_a_restart_and_is_cleared_by_th
         base = wait_for(lambda: stored_baseline(core_v1, operator_namespace, unique_name, ns, "feed-tls"),
                         what="the first leaf stored as the baseline")
         assert base.sha256 == sha(first) and base.ekus == ("clientAuth", "serverAuth")
-        st = get_status(custom_api, unique_name)
-        assert condition(st, "Compliant")["status"] == "True", st
+        # (the status is written after the baselines in the same pass)
+        wait_for(lambda: condition(get_status(custom_api, unique_name), "Compliant").get("status") == "True",
+                 what="Compliant=True on first sight")
         assert secret_events(core_v1, ns, "feed-tls") == []
 
         written = time.monotonic()
