@@ -8,7 +8,8 @@ The rules, per selected Secret (see ``docs/renewal-guard.md``):
 
 * no baseline yet (first sight, also after the guard was turned on): the leaf becomes the
   baseline; never a regression;
-* the same leaf: nothing to compare (a newly verified anchor is recorded);
+* the same leaf: nothing to compare (when its chain now ends at another anchor, because the
+  bundle changed, that anchor is recorded: it is no renewal);
 * a new leaf without regression (reasons in ``spec.requirements.renewal.ignore`` do not count,
   nor an anchor change between two of the policy's own CAs, which its CA rotation makes on
   purpose): it becomes the baseline;
