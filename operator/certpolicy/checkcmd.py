@@ -65,6 +65,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", metavar="FILE", help="CertificatePolicy YAML; its spec.requirements are used")
     parser.add_argument("--policy-name", metavar="NAME", help="which CertificatePolicy of a --policy file holding several (required then)")
     parser.add_argument("--trust-bundle", metavar="FILE", help="CA bundle (PEM/DER) the chain must lead to")
+    parser.add_argument("--baseline", metavar="OLD", help="compare the one certificate file given (NEW) with OLD, as the renewal guard does: exit 1 on a regression (see docs/check.md)")
 
     req = parser.add_argument_group("requirements (each replaces the policy's value)")
     req.add_argument("--require-eku", action="append", metavar="USAGE", help="required EKU: serverAuth, clientAuth, ...; repeatable or comma-separated")
@@ -165,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
         now = _now(args.at)
         bundle = _read_bundle(args.trust_bundle) if args.trust_bundle else None
         opts = Options(requirements, bundle, now, password)
+        if args.baseline:
+            from certpolicy.checkbaseline import run_baseline
+
+            return run_baseline(args, opts, policy_doc, read_target=_file_target, stdout=stdout)
         targets: list[Target] = []
         targets += _file_targets(args, opts)
         if args.secret:

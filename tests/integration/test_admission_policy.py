@@ -20,11 +20,13 @@ import pytest
 from kubernetes.client import ApiException
 
 import certgen
+from certpolicy.kube.baselines import BaselineShards
 from certpolicy.kube.managed import merge_into_target
 from certpolicy.kube.ownership import NotManaged, Owner
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.targets import TARGET_KINDS
 from certpolicy.policy.bundleref import CLUSTER_TRUST_BUNDLE, CTB_KEY
+from certpolicy.policy.renewal import baseline_of
 from kubewait import wait_for, wait_until_refused
 from paths import REPO
 
@@ -135,6 +137,44 @@ def test_configmaps_only_when_managed_or_opted_in(objects, core_v1, operator_cor
     assert core_v1.read_namespaced_config_map("opted-in", ns).data["ca.crt"] == "bundle"
     denied(lambda: operator_core.patch_namespaced_config_map("opted-in", ns, {"metadata": {"annotations": {OPT_IN: "p1,p9"}}}))
     assert core_v1.read_namespaced_config_map("app-config", ns).data == {"k": "v"}
+
+
+def test_in_its_own_namespace_only_renewal_baseline_configmaps(objects, core_v1, operator_client, operator_core):
+    """The renewal guard's store (kube/baselines.py), run with the ServiceAccount's token, creates,
+    updates and deletes its shards there; any other ConfigMap there is refused, managed or not."""
+    home = "certpolicy-system"
+    policy = Owner(f"p-{uuid.uuid4().hex[:6]}", str(uuid.uuid4()))
+    as_operator = RawClient(operator_client)
+    ca = certgen.root("baseline RBAC root")
+    store = BaselineShards.load(as_operator, policy, home)
+    assert store.put("ns1", "a", baseline_of(certgen.leaf(ca, "a.example.com").cert, None))
+    assert store.save(as_operator) == 1  # created
+    assert store.put("ns1", "a", baseline_of(certgen.leaf(ca, "a.example.com", eku=["serverAuth"]).cert, None))
+    assert store.save(as_operator) == 1  # updated
+    again = BaselineShards.load(as_operator, policy, home)
+    assert again.get("ns1", "a") == store.get("ns1", "a")
+    again.retain([])
+    assert again.save(as_operator) == 1  # deleted: empty
+    assert core_v1.list_namespaced_config_map(home, label_selector=f"{MANAGED_BY}={policy.name}").items == []
+
+    other = f"other-{uuid.uuid4().hex[:6]}"
+    labels = {MANAGED_BY: policy.name, "certpolicy.io/role": "bundle"}
+    msg = denied(lambda: operator_core.create_namespaced_config_map(home, {
+        "metadata": {"name": other, "labels": labels}, "data": {"ca.crt": "x"}}))
+    assert f"writes only the renewal guard's ConfigMaps (certpolicy.io/role=renewal-baseline); ConfigMap {home}/{other}" \
+        in msg, msg
+    core_v1.create_namespaced_config_map(home, {"metadata": {"name": other, "labels": labels}, "data": {"k": "v"}})
+    denied(lambda: operator_core.patch_namespaced_config_map(other, home, {"data": {"k": "overwritten"}}))
+    # relabelling it as a baseline does not make it one: the old object decides
+    denied(lambda: operator_core.patch_namespaced_config_map(other, home, {
+        "metadata": {"labels": {"certpolicy.io/role": "renewal-baseline"}}}))
+    denied(lambda: operator_core.delete_namespaced_config_map(other, home))
+    assert core_v1.read_namespaced_config_map(other, home).data == {"k": "v"}
+    core_v1.delete_namespaced_config_map(other, home)
+    # Deleting ConfigMaps is granted in the operator's namespace only (manifests/rbac.yaml).
+    with pytest.raises(ApiException) as err:
+        operator_core.delete_namespaced_config_map("opted-in", objects)
+    assert err.value.status == 403 and "cannot delete resource" in err.value.body, err.value.body
 
 
 def test_other_users_are_not_affected(objects, core_v1, operator_core):

@@ -78,13 +78,16 @@ def rejection(custom_api, spec: dict) -> str:
          "never a bundle target"),
         ({"requirements": {"allowedDNSNames": [f"n{i}.example.com" for i in range(513)]}}, "must have at most 512 items"),
         ({"requirements": {"requiredDNSNames": [f"n{i}.example.com" for i in range(513)]}}, "must have at most 512 items"),
+        # Issue 23: the renewal guard's ignore list takes only its own reasons.
+        ({"requirements": {"renewal": {"ignore": ["RenewalChangedAnchr"]}}}, "Unsupported value: \"RenewalChangedAnchr\""),
+        ({"requirements": {"renewal": {"guard": "off"}}}, "spec.requirements.renewal.guard"),
     ],
     ids=["unknown-eku", "malformed-duration", "critical-longer-than-warning", "bad-selector-operator",
          "selector-without-values", "bad-cidr", "tiny-rsa", "two-bundle-sources", "issuance-without-ca",
          "issuance-without-names", "enforce-reserved", "two-target-kinds", "ctb-with-formats", "ctb-signer-name",
          "ca-validity-1h-default-rotate-before", "rotate-before-near-validity", "renew-before-equals-validity",
          "probe-timeout-240s", "bundle-into-tls-key", "bundle-into-key-file", "allowed-names-6000",
-         "required-names-20000"],
+         "required-names-20000", "renewal-ignore-typo", "renewal-guard-not-bool"],
 )
 def test_invalid_specs_are_rejected_with_a_clear_message(crd, custom_api, spec, expected):
     assert expected in rejection(custom_api, spec)

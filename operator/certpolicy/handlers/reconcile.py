@@ -24,6 +24,7 @@ from certpolicy.handlers.context import PassContext, policy_object_ref
 from certpolicy.handlers.deletion import expired_ca_keys_stage
 from certpolicy.handlers.issuance import issuance_stage
 from certpolicy.handlers.problems import Problem, degraded_condition
+from certpolicy.handlers.renewal import renewal_stage
 from certpolicy.handlers.rotation import rotation_stage
 from certpolicy.handlers.runtime import Runtime
 from certpolicy.handlers.stores import keystores_with_password, leaf_anchors, trust_stores_stage
@@ -102,6 +103,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     evaluations = runtime.evaluator.evaluate_many(requirements, [rec.material for rec in secrets], bundle, now)
     results = [SecretResult(rec.namespace, rec.name, ev) for rec, ev in zip(secrets, evaluations)]
     records = {(rec.namespace, rec.name): rec for rec in secrets}
+    results = renewal_stage(ctx, results, records)  # renewal regressions against each Secret's baseline
     # Trust stores and caBundles, each judged on its own; trustedBy stores must anchor every leaf.
     stores = trust_stores_stage(ctx, leaves=leaf_anchors(results, {k: r.material for k, r in records.items()}, bundle))
     report = build_report(results + stores, now, resync=RESYNC)

@@ -40,6 +40,8 @@ class PolicyMemory:
     #: Stores re-read with a passwordSecretRef, by (kind, namespace, name, key, password Secret, key):
     #: ((store resourceVersion, password resourceVersion), the parsed entry). Certificates only.
     store_reads: dict[tuple, tuple] = field(default_factory=dict)
+    #: The renewal guard's baselines (kube.baselines.BaselineShards), read once per process.
+    baselines: Any = None
 
 
 @dataclass

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from certpolicy.pki.load import LoadProblem
 
 
+#: Secret annotation: a person accepts a renewal the guard reported as a regression by writing the
+#: new leaf's SHA-256 fingerprint here (lowercase hex); see handlers/renewal.py.
+RENEWAL_ACCEPTED_ANNOTATION = "certpolicy.io/renewal-accepted"
+
+
 @dataclass(frozen=True)
 class SecretRecord:
     namespace: str
@@ -29,6 +34,8 @@ class SecretRecord:
     type: str
     labels: tuple[tuple[str, str], ...]
     material: SecretMaterial
+    #: The ``certpolicy.io/renewal-accepted`` annotation (a leaf's SHA-256), read, never written.
+    renewal_accepted: str | None = None
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -54,6 +61,7 @@ def parse_secret_object(obj: dict[str, Any]) -> SecretRecord:
         type=obj.get("type") or "Opaque",
         labels=tuple(sorted((meta.get("labels") or {}).items())),
         material=material,
+        renewal_accepted=(meta.get("annotations") or {}).get(RENEWAL_ACCEPTED_ANNOTATION),
     )
 
 

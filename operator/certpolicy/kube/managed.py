@@ -40,8 +40,8 @@ from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.targets import TARGET_KINDS
 
 __all__ = ["BUNDLE_LABEL", "BUNDLE_POLICIES", "MANAGED_BY", "NotManaged", "Owner", "TargetConflict", "WriteResult",
-           "b64", "kind_served", "merge_into_target", "read", "sync_managed_secret_metadata",
-           "write_managed_secret"]
+           "b64", "delete_managed_configmap", "kind_served", "merge_into_target", "read",
+           "sync_managed_secret_metadata", "write_managed_configmap", "write_managed_secret"]
 
 MAX_CONFLICT_RETRIES = 5
 
@@ -135,6 +135,54 @@ def sync_managed_secret_metadata(raw: RawClient, namespace: str, name: str, owne
     body = {"metadata": {"resourceVersion": resource_version, "labels": dict(labels),
                          "annotations": dict(annotations)}}
     return WriteResult(raw.patch(_path("Secret", namespace, name), body), True)
+
+
+def write_managed_configmap(raw: RawClient, namespace: str, name: str, owner: Owner, data: Mapping[str, str],
+                            *, role: str, owner_reference: Mapping[str, Any] | None = None,
+                            expected_version: str | None = None) -> WriteResult:
+    """Create the ConfigMap, or replace its data if it was created for ``owner`` in ``role``.
+
+    ``expected_version`` is the resourceVersion the caller's copy came from (None: it believes
+    there is none): the update carries it, so a concurrent writer's change gives 409 instead of
+    being overwritten, and a create over an existing object gives 409 too.
+    """
+    labels = owner.labels(role)
+    if expected_version is None:
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                             "annotations": owner.annotations(),
+                             **({"ownerReferences": [dict(owner_reference)]} if owner_reference else {})},
+                "data": dict(data)}
+        return WriteResult(raw.post(_path("ConfigMap", namespace), body), True)
+    existing = read(raw, "ConfigMap", namespace, name)
+    if existing is None:
+        raise ApiException(status=409, reason=f"Conflict: ConfigMap {namespace}/{name} is gone")
+    check_managed(existing, owner, role, f"ConfigMap {namespace}/{name}")
+    if existing["metadata"]["resourceVersion"] != expected_version:
+        raise ApiException(status=409, reason="Conflict: the ConfigMap changed since it was read")
+    if existing.get("data") == dict(data):
+        return WriteResult(existing, False)
+    existing["data"] = dict(data)
+    return WriteResult(raw.put(_path("ConfigMap", namespace, name), existing), True)
+
+
+def delete_managed_configmap(raw: RawClient, namespace: str, name: str, owner: Owner, *, role: str,
+                             resource_version: str) -> bool:
+    """Delete the ConfigMap if it was created for ``owner`` in ``role`` and is still at
+    ``resource_version`` (a precondition: a concurrent change gives 409). False if it was gone."""
+    existing = read(raw, "ConfigMap", namespace, name)
+    if existing is None:
+        return False
+    check_managed(existing, owner, role, f"ConfigMap {namespace}/{name}")
+    try:
+        raw.delete(_path("ConfigMap", namespace, name),
+                   body={"kind": "DeleteOptions", "apiVersion": "v1",
+                         "preconditions": {"uid": existing["metadata"]["uid"], "resourceVersion": resource_version}})
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return True
 
 
 def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, owner: Owner,

@@ -85,8 +85,9 @@ class RawClient:
     def put(self, path: str, body: Any, query: Mapping[str, Any] | None = None, timeout: float = 60) -> dict:
         return json.loads(self._call("PUT", path, query, body=body, timeout=timeout).read())
 
-    def delete(self, path: str, query: Mapping[str, Any] | None = None) -> dict:
-        return json.loads(self._call("DELETE", path, query).read())
+    def delete(self, path: str, query: Mapping[str, Any] | None = None, body: Any = None) -> dict:
+        """``body``: DeleteOptions, e.g. preconditions on uid and resourceVersion."""
+        return json.loads(self._call("DELETE", path, query, body=body).read())
 
     def watch(self, path: str, query: Mapping[str, Any], timeout: tuple[float, float], on_open=None,
               accept: str = "application/json") -> Iterator[dict]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from certpolicy.pki.inspect import EKU_BY_NAME
 from certpolicy.policy.dnsnames import pattern_allows, quoted, validate_pattern
+from certpolicy.policy.findings import REASONS
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -170,6 +171,7 @@ FIELDS = (
     "requirePrivateKey",
     "trustBundle",  # resolved by the operator, not here
     "trustedBy",  # the peers' trust stores: parsed by store_selection_from_spec, resolved by the operator
+    "renewal",  # the renewal regression guard: parsed by renewal_guard_from_spec, kept by the operator
 )
 
 
@@ -271,6 +273,7 @@ def requirements_from_spec(spec: Mapping[str, Any] | None) -> Requirements:
     require_key = _bool("requirePrivateKey", spec.get("requirePrivateKey"), False, problems)
     if spec.get("trustedBy") is not None:
         store_selection_from_spec(spec.get("trustedBy"), "requirements.trustedBy", problems)
+    _renewal_guard(spec.get("renewal"), problems)
     if problems:
         raise PolicySpecError(problems)
     return Requirements(
@@ -520,3 +523,51 @@ def store_selection_from_spec(value: Any, where: str, problems: list[str] | None
     if problems:
         return None
     return StoreSelection(_frozen(selector), _frozen(ns_sel or {}), _dedupe(keys), pw_name, pw_key)
+
+
+# --- the renewal regression guard ---------------------------------------------------------------
+
+#: The reasons ``spec.requirements.renewal.ignore`` may list: every reason of the guard.
+RENEWAL_IGNORABLE: tuple[str, ...] = tuple(r.reason for r in REASONS.values() if r.category == "renewal")
+
+
+@dataclass(frozen=True)
+class RenewalGuard:
+    """``spec.requirements.renewal``: the guard is on unless ``guard: false``; ``ignore`` names
+    regressions that are expected (say, an anchor change during a planned CA move). Not part of
+    :class:`Requirements`: it does not change how one certificate is judged, only how a leaf is
+    compared with the one before it, which the operator keeps (``handlers/renewal.py``)."""
+
+    enabled: bool = True
+    ignore: frozenset[str] = frozenset()
+
+
+def renewal_guard_from_spec(spec: Mapping[str, Any] | None) -> RenewalGuard:
+    """The guard settings of a policy's ``spec`` (or its ``spec.requirements``); raises
+    :class:`PolicySpecError` like :func:`requirements_from_spec`."""
+    requirements = (spec or {}).get("requirements", spec) if isinstance(spec, Mapping) else None
+    problems: list[str] = []
+    guard = _renewal_guard((requirements or {}).get("renewal") if isinstance(requirements, Mapping) else None,
+                           problems)
+    if problems:
+        raise PolicySpecError(problems)
+    return guard
+
+
+def _renewal_guard(value: Any, problems: list[str]) -> RenewalGuard:
+    if value is None:
+        return RenewalGuard()
+    if not isinstance(value, Mapping):
+        problems.append(f"renewal must be a mapping like {{guard: true, ignore: [RenewalChangedAnchor]}}, got {value!r}")
+        return RenewalGuard()
+    for k in value:
+        if k not in ("guard", "ignore"):
+            problems.append(f"unknown field spec.requirements.renewal.{k} (known: guard, ignore)")
+    enabled = _bool("renewal.guard", value.get("guard"), True, problems)
+    ignore = []
+    for v in _strings("renewal.ignore", value.get("ignore"), problems):
+        if v not in RENEWAL_IGNORABLE:
+            problems.append(f"renewal.ignore: unknown reason '{v}'; use one of {', '.join(RENEWAL_IGNORABLE)}")
+        else:
+            ignore.append(v)
+    return RenewalGuard(enabled, frozenset(ignore))
