@@ -9,7 +9,12 @@ import os
 import sys
 import threading
 
-from certpolicy.environment import ALLOW_SYSTEM_NAMESPACES_ENV, OPERATOR_NAMESPACE_ENV, allow_system_namespaces
+from certpolicy.environment import (
+    ALLOW_SYSTEM_NAMESPACES_ENV,
+    OPERATOR_NAMESPACE_ENV,
+    allow_system_namespaces,
+    check_intervals,
+)
 from certpolicy.kube.lease import DEFAULT_LEASE_NAME, LeaderElector, check_timing
 
 #: After losing the Lease, kopf gets this long to stop before the process exits regardless, with
@@ -93,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"certpolicy run: {e}", file=sys.stderr)
             return 2
+    try:  # the re-check intervals (CERTPOLICY_PROBE_RETRY, ...): a typo stops the operator at once
+        check_intervals()
+    except ValueError as e:
+        print(f"certpolicy run: {e}", file=sys.stderr)
+        return 2
     if args.identity:
         os.environ["POD_NAME"] = args.identity  # read by kube.client.instance_identity
     if args.namespace:

@@ -11,7 +11,6 @@ own: one store updated and another forgotten is exactly the outage this guards a
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
-from certpolicy.environment import allow_system_namespaces, operator_namespace
+from certpolicy.environment import NOT_MANAGED_RECHECK, allow_system_namespaces, operator_namespace
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.passwords import PasswordSecrets
 from certpolicy.handlers.problems import Problem
@@ -46,7 +45,6 @@ from certpolicy.pki.truststore import (
 from certpolicy.policy.bundleref import BundleRef
 
 MAX_LISTED_TARGETS = 100
-NOT_MANAGED_RECHECK = dt.timedelta(seconds=30)  # how soon a target that is not ours is looked at again
 #: Bundle target states that make the policy Degraded, and the reason they are reported under.
 TARGET_FAILURES = {"Error": "BundleTargetFailed", "NotManaged": "BundleTargetNotOwned",
                    "Refused": "BundleTargetRefused", "Conflict": "BundleTargetConflict",
@@ -366,5 +364,5 @@ def bundles_stage(ctx: PassContext, *, trusted: Sequence[x509.Certificate], reti
         if t.state == "NotManaged":
             # An object someone else owns is not watched (it carries no bundle label), so its
             # owner opting in later is noticed by looking again: one read per target, no write.
-            ctx.out.wake_by(ctx.now + NOT_MANAGED_RECHECK)
+            ctx.out.wake_by(ctx.now + NOT_MANAGED_RECHECK.delta())
     ctx.out.status["bundleTargets"] = report.status()

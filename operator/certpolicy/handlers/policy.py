@@ -19,8 +19,9 @@ from typing import Any
 import kopf
 
 from certpolicy import GROUP, PLURAL, VERSION
+from certpolicy.environment import ERROR_RETRY
 from certpolicy.handlers.deletion import DELETE, delete_everything, deletion_policy
-from certpolicy.handlers.reconcile import ERROR_RETRY, reconcile_policy, report_failure
+from certpolicy.handlers.reconcile import reconcile_policy, report_failure
 from certpolicy.handlers.runtime import Runtime
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.client import new_api_client
@@ -126,9 +127,9 @@ async def evaluate_policy(name: str, memo: kopf.Memo, stopped: kopf.DaemonStoppe
                 await stopped.wait()
                 return
             except Exception as e:  # noqa: BLE001 - one bad pass must not end the loop; retried
-                log.exception("evaluating policy %s failed; retrying in %ss", name, ERROR_RETRY.total_seconds())
+                log.exception("evaluating policy %s failed; retrying in %gs", name, ERROR_RETRY.seconds())
                 await asyncio.to_thread(report_failure, runtime, name, e)
-                next_at = dt.datetime.now(dt.UTC) + ERROR_RETRY
+                next_at = dt.datetime.now(dt.UTC) + ERROR_RETRY.delta()
             if next_at is None:
                 return  # the policy is gone
             delay = max(0.0, (next_at - dt.datetime.now(dt.UTC)).total_seconds())

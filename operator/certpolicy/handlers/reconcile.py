@@ -17,7 +17,7 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
-from certpolicy.environment import operator_namespace
+from certpolicy.environment import ERROR_RETRY, operator_namespace
 from certpolicy.handlers.bundles import bundles_stage, entry_namespaces
 from certpolicy.handlers.ca import ca_status_stage, ensure_ca
 from certpolicy.handlers.context import PassContext, policy_object_ref
@@ -46,7 +46,6 @@ log = logging.getLogger("certpolicy.reconcile")
 MAX_EVENTS_PER_PASS = 100
 MAX_SUBPATH = 50
 RESYNC = dt.timedelta(minutes=10)
-ERROR_RETRY = dt.timedelta(seconds=30)
 SYNC_RETRY = dt.timedelta(seconds=1)
 
 
@@ -146,7 +145,7 @@ def report_failure(runtime: Runtime, name: str, error: BaseException) -> None:
     now = dt.datetime.now(dt.UTC)
     first = (str(error).splitlines() or [""])[0]
     message = redact(f"the evaluation pass failed ({type(error).__name__}: {first}); it is retried every "
-                     f"{int(ERROR_RETRY.total_seconds())} s")
+                     f"{ERROR_RETRY.seconds():g} s")
     try:
         policy = runtime.raw.get(policy_path(name))
         status = policy.get("status") or {}

@@ -13,11 +13,12 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography import x509
 from kubernetes.client import ApiException
 
+from certpolicy.environment import PROBE_RETRY
 from certpolicy.handlers.bundles import TargetEntry, distribute, target_fingerprints, target_ids
 from certpolicy.handlers.ca import (
     CA_MISSING,
@@ -98,7 +99,7 @@ def rotation_stage(ctx: PassContext, *, ca: CASecret | None) -> RotationStage | 
     if ca is None and not ca_missing(ctx):
         return RotationStage(None)
     try:
-        settings = RotationSettings.from_spec(ctx.spec)
+        settings = replace(RotationSettings.from_spec(ctx.spec), probe_retry=PROBE_RETRY.delta())
     except PolicySpecError as e:
         ctx.out.problems.append(Problem("RotationSettingsInvalid", str(e)))
         return None

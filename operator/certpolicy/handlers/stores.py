@@ -29,6 +29,7 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
+from certpolicy.environment import PASSWORD_RECHECK
 from certpolicy.handlers.context import PassContext
 from certpolicy.inventory.labelled import CABUNDLE_KINDS, STORE_KINDS, watch_key
 from certpolicy.inventory.records import CABundleRecord, SecretRecord, StoreEntry, StoreRecord
@@ -45,7 +46,6 @@ from certpolicy.policy.truststores import LeafAnchor, check_store, missing_ancho
 log = logging.getLogger("certpolicy.stores")
 MAX_STORES = 500  # stores judged per policy and pass: the rest are counted in a problem
 MAX_PASSWORD_READS = 50  # stores re-read with a passwordSecretRef per pass
-PASSWORD_RECHECK = dt.timedelta(seconds=30)  # a keystore opened with spec.selector.passwordSecretRef is re-read
 
 
 def _selected_stores(ctx: PassContext, sel: StoreSelection) -> list[StoreRecord]:
@@ -137,7 +137,7 @@ def keystores_with_password(ctx: PassContext, secrets: Sequence[SecretRecord]) -
     if any(_needs_password(r.material) for r in secrets):
         # The password Secret is read, not watched (it may live in any selected namespace): while
         # a keystore depends on it, look again soon, so creating or changing it is seen.
-        ctx.out.wake_by(ctx.now + PASSWORD_RECHECK)
+        ctx.out.wake_by(ctx.now + PASSWORD_RECHECK.delta())
     return out
 
 

@@ -95,8 +95,7 @@ from certpolicy.rotation.triggers import (
 RECHECK = dt.timedelta(seconds=10)
 #: Backstop while a rotation runs, in case a watch event is missed.
 POLL = dt.timedelta(minutes=1)
-#: Probes that have not accepted are tried again this often.
-PROBE_RETRY = dt.timedelta(seconds=30)
+#: (Probes that have not accepted are tried again every ``RotationSettings.probe_retry``.)
 #: A re-issue not observed after this long is asked for again.
 REISSUE_RETRY = dt.timedelta(minutes=2)
 #: spec.issuanceLimits.perMinute counts re-issues in windows of this length.
@@ -520,10 +519,10 @@ def _verify_bundles(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
                      f"issuing from new CA {short(facts.new)}")
         return replace(rot, probes_requested_at=None)
     asked = rot.probes_requested_at
-    if asked is None or asked < gate or now >= asked + PROBE_RETRY:
+    if asked is None or asked < gate or now >= asked + settings.probe_retry:
         ctx.act(RunProbes(tuple(missing), facts.new_ref))
         asked = now
-    ctx.wake(asked + PROBE_RETRY)
+    ctx.wake(asked + settings.probe_retry)
     by_id = {r.probe: r for r in records}
     pending = [f"{p.id} ({'refused: ' + by_id[p.id].message if p.id in by_id else 'no result yet'})" for p in missing]
     return replace(rot, probes_requested_at=asked,
@@ -679,10 +678,10 @@ def _workload_evidence(ctx: _Ctx, rot: Rotation, facts: _Facts) -> tuple[Rotatio
     if not missing:
         return replace(rot, probes_requested_at=None), None
     asked = rot.probes_requested_at
-    if asked is None or asked < gate or now >= asked + PROBE_RETRY:
+    if asked is None or asked < gate or now >= asked + settings.probe_retry:
         ctx.act(RunProbes(tuple(missing), facts.new_ref, (facts.old_ref, facts.new_ref)))
         asked = now
-    ctx.wake(asked + PROBE_RETRY)
+    ctx.wake(asked + settings.probe_retry)
     by_id = {r.probe: r for r in records}
 
     def served(pid: str) -> str:

@@ -23,6 +23,8 @@ DEFAULT_PROPAGATION_DELAY = dt.timedelta(minutes=2)
 DEFAULT_LEAF_TIMEOUT = dt.timedelta(hours=24)
 DEFAULT_ROTATE_BEFORE = dt.timedelta(hours=2160)
 DEFAULT_PER_MINUTE = 60
+#: How soon refused probes are run again (the operator sets it from CERTPOLICY_PROBE_RETRY).
+DEFAULT_PROBE_RETRY = dt.timedelta(seconds=30)
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -67,6 +69,9 @@ class RotationSettings:
     #: ``spec.rotation.restartWorkloads``: rollout-restart the owners of Pods that load a leaf or
     #: a bundle only at start, instead of only naming them.
     restart_workloads: bool = False
+    #: Not from the spec: the operator's ``CERTPOLICY_PROBE_RETRY`` (``environment.PROBE_RETRY``);
+    #: a field, so that the machine stays pure and a test can set it.
+    probe_retry: dt.timedelta = DEFAULT_PROBE_RETRY
 
     @property
     def leaf_delay(self) -> dt.timedelta:

@@ -216,6 +216,22 @@ def test_probe_gate_holds_until_the_probe_accepts() -> None:
     assert d.state.current.probes[0].accepted
 
 
+@pytest.mark.parametrize("retry", [dt.timedelta(seconds=30), dt.timedelta(seconds=2)])
+def test_refused_probes_are_run_again_every_probe_retry(retry: dt.timedelta) -> None:
+    """``settings.probe_retry`` (CERTPOLICY_PROBE_RETRY) paces the re-runs: asked for again when
+    it has passed since the last request, not before, and the loop is woken by then."""
+    driver = make(managed=1, unmanaged=0, probes=(PROBE,), propagation_delay=dt.timedelta(0), probe_retry=retry)
+    driver.world.probes = {PROBE.id: 1.0}  # refuses every handshake
+    d = run_until(driver, lambda d: any(isinstance(a, RunProbes) for a in d.actions))
+    asked = driver.world.now
+    assert d.next_wake is not None and asked < d.next_wake <= asked + retry
+    driver.world.advance(asked + retry - dt.timedelta(seconds=1))
+    assert not [a for a in driver.step().actions if isinstance(a, RunProbes)]
+    driver.world.advance(asked + retry)
+    d = driver.step()
+    assert [a for a in d.actions if isinstance(a, RunProbes)] and d.next_wake <= asked + 2 * retry
+
+
 def test_stale_or_foreign_probe_results_do_not_open_the_gate() -> None:
     settings = RotationSettings(CA_SECRET, probes=(PROBE,), propagation_delay=dt.timedelta(minutes=2))
     driver = make(managed=0, unmanaged=0, probes=(PROBE,))

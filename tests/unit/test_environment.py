@@ -1,0 +1,44 @@
+"""The operator's re-check intervals from the environment (``certpolicy.environment``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+
+import pytest
+
+from certpolicy.environment import ERROR_RETRY, INTERVALS, NOT_MANAGED_RECHECK, PASSWORD_RECHECK, PROBE_RETRY
+
+
+def test_defaults_are_thirty_seconds_and_each_interval_has_its_own_variable(monkeypatch) -> None:
+    for interval in INTERVALS:
+        monkeypatch.delenv(interval.env, raising=False)
+    assert [i.delta() for i in INTERVALS] == [dt.timedelta(seconds=30)] * 4
+    assert {i.env for i in (PROBE_RETRY, PASSWORD_RECHECK, NOT_MANAGED_RECHECK, ERROR_RETRY)} == {
+        "CERTPOLICY_PROBE_RETRY", "CERTPOLICY_PASSWORD_RECHECK", "CERTPOLICY_NOT_MANAGED_RECHECK",
+        "CERTPOLICY_ERROR_RETRY"}
+
+
+def test_a_setting_applies_where_it_is_read(monkeypatch) -> None:
+    monkeypatch.setenv("CERTPOLICY_PASSWORD_RECHECK", "1.5")
+    assert PASSWORD_RECHECK.delta() == dt.timedelta(seconds=1.5)
+    monkeypatch.setenv("CERTPOLICY_PASSWORD_RECHECK", "")
+    assert PASSWORD_RECHECK.seconds() == 30.0
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-2", "nan", "inf", "90000"])
+def test_an_unusable_value_names_the_variable(monkeypatch, raw: str) -> None:
+    monkeypatch.setenv("CERTPOLICY_PROBE_RETRY", raw)
+    with pytest.raises(ValueError, match=f"CERTPOLICY_PROBE_RETRY={raw!r}"):
+        PROBE_RETRY.seconds()
+
+
+def test_certpolicy_run_refuses_an_unusable_interval_before_it_connects() -> None:
+    env = dict(os.environ, CERTPOLICY_NOT_MANAGED_RECHECK="30s", CERTPOLICY_METRICS_PORT="-1",
+               KUBECONFIG="/nonexistent")
+    proc = subprocess.run([sys.executable, "-m", "certpolicy.cli", "run"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "CERTPOLICY_NOT_MANAGED_RECHECK='30s': not a number of seconds" in proc.stderr
