@@ -1,4 +1,5 @@
-"""Shared fixtures: one real control plane per session, a fresh namespace per test, the operator in-process.
+"""Shared fixtures: one real control plane per session, a fresh namespace per test, the operator as
+``certpolicy run`` runs it (a process shared by consecutive tests; see tests/operator_process.py).
 
 Integration tests talk to a real kube-apiserver + etcd on loopback (see certpolicy.localcluster);
 nothing about the Kubernetes API is mocked. The e2e tests (tests/e2e) run with
@@ -15,7 +16,14 @@ import uuid
 
 import pytest
 
+import timers
 from paths import CRD_FILE
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every operator this session runs (processes inherit it) re-checks every few seconds, not 30 s.
+    for name, value in timers.OPERATOR_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -126,10 +134,29 @@ def promtool():
     return _go_tool("promtool")
 
 
+#: Summary lines sent by pytest-xdist workers (each has its own control plane, operator and audit).
+WORKER_SUMMARIES: list[str] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker: hand its summary lines (audit, figures) to the controller, which prints them."""
+    import figures
+
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "?")
+        workeroutput["certpolicy_summary"] = [f"[{worker}] {line}" for line in AUDIT_SUMMARY + figures.FIGURES]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    WORKER_SUMMARIES.extend(getattr(node, "workeroutput", {}).get("certpolicy_summary", []))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     import figures
 
-    for line in AUDIT_SUMMARY + figures.FIGURES:
+    for line in AUDIT_SUMMARY + figures.FIGURES + sorted(WORKER_SUMMARIES, key=lambda line: line.split("]", 1)[0]):
         terminalreporter.write_line(line)
 
 
@@ -158,10 +185,62 @@ def audit(cluster, core_v1, custom_api):
     assert not leaks, f"key material found ({len(keys)} keys checked): {leaks[:10]}"
 
 
+@pytest.fixture(scope="session")
+def shared_operator(cluster, crd, operator_namespace, tmp_path_factory, audit):
+    """The ``certpolicy run`` process behind ``operator`` (tests/operator_process.py): one per
+    session (per xdist worker), reused by consecutive tests; its exit status at the end must be 0.
+    (``audit`` first: it is torn down after this, so the log's last lines are searched too.)"""
+    import figures
+    import operator_process
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    shared = operator_process.SharedOperator(cluster, tmp_path_factory.mktemp("operator"), f"suite-{worker}",
+                                             timers.OPERATOR_ENV)
+    operator_process.SHARED.append(shared)
+    yield shared
+    operator_process.SHARED.remove(shared)
+    status = shared.stop()
+    figures.record(f"shared operator ({worker}): started {shared.starts} times, {shared.start_seconds:.1f} s "
+                   f"starting (until it led and its watches were synced), {shared.stop_seconds:.1f} s stopping")
+    assert status in (None, 0), f"the shared operator exited with {status} on SIGTERM"
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_operator_unless_asked(request):
+    """A test that does not ask for ``operator`` runs without it: it may start its own operator
+    (same Lease: the shared one would lead) or expect none to be running."""
+    import operator_process
+
+    if "operator" not in request.fixturenames:
+        for shared in operator_process.SHARED:
+            status = shared.stop()
+            assert status in (None, 0), f"the shared operator exited with {status} on SIGTERM"
+
+
 @pytest.fixture
-def operator(cluster, crd, operator_namespace, caplog, monkeypatch, audit):
-    """The operator, in-process (kopf.testing.KopfRunner), with its logs captured at DEBUG; the
-    logs and a final scrape of /metrics go to the session's hygiene audit."""
+def operator(request, shared_operator, audit):
+    """The operator as users run it: ``certpolicy run`` (Lease, write gate, inventory before kopf),
+    a separate process logging at DEBUG to a file the hygiene audit reads. Shared by consecutive
+    tests (see tests/operator_process.py); this test gets it leading, with its watches synced, and
+    sees its log from now on (``operator.log_text()``, ``operator.log_records()``) and its /metrics
+    (``operator.scrape()``). ``@pytest.mark.operator_env(NAME="value")`` runs it with more
+    environment (restarted if it ran with other). It must still run when the test ends."""
+    marker = request.node.get_closest_marker("operator_env")
+    run = shared_operator.run(dict(marker.kwargs) if marker else {})
+    yield run
+    proc = run.process.proc
+    if proc is None or proc.poll() is not None:
+        pytest.fail(f"the operator exited ({proc.returncode if proc else None}) during the test:\n"
+                    f"{run.log_text()[-3000:]}")
+    audit.add("metrics", run.scrape())
+
+
+@pytest.fixture
+def operator_in_process(cluster, crd, operator_namespace, caplog, monkeypatch, audit):
+    """The operator's handlers in this process (kopf.testing.KopfRunner, kopf's own CLI: no Lease,
+    no write gate), logs captured at DEBUG by caplog. Only for tests that inject a fault into the
+    operator's code (``monkeypatch.setattr`` on a stage or a constant): a process cannot be
+    patched. Everything else uses ``operator``, the shipped entry point."""
     from kopf.testing import KopfRunner
 
     from certpolicy import metrics

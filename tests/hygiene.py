@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key, l
 
 #: The start of a PEM private key (a message may name the label, e.g. "an ENCRYPTED PRIVATE KEY").
 PEM_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+#: A run of base64 characters long enough to hold a marker: every marker is one (40 or 64 chars).
+BASE64_RUN = re.compile(r"[A-Za-z0-9+/=]{40,}")
 
 
 def key_markers(key: Any) -> list[str]:
@@ -52,6 +54,31 @@ def keys_in_secret_data(data: dict[str, str] | None) -> list[Any]:
     return keys
 
 
+class Markers:
+    """Finds any of many markers in a text in one pass over it.
+
+    ``any(m in text for m in markers)`` costs markers x text: with the suite's ~600 keys (4 markers
+    each) and its operator logs that was the end-of-session audit's whole cost. Every marker is a
+    run of base64 characters, so it can only occur inside such a run of the text: each run's
+    windows of a marker's length are looked up in a set (cost: the length of those runs).
+    """
+
+    def __init__(self, markers: set[str]) -> None:
+        self.by_length: dict[int, set[str]] = {}
+        for m in markers:
+            if not BASE64_RUN.fullmatch(m):
+                raise ValueError("a marker outside the base64 alphabet would never be found")
+            self.by_length.setdefault(len(m), set()).add(m)
+
+    def found_in(self, text: str) -> bool:
+        for run in BASE64_RUN.finditer(text):
+            s = run.group()
+            for n, wanted in self.by_length.items():
+                if any(s[i:i + n] in wanted for i in range(len(s) - n + 1)):
+                    return True
+        return False
+
+
 @dataclass
 class Audit:
     texts: list[tuple[str, str]] = field(default_factory=list)  # (where, text)
@@ -61,13 +88,13 @@ class Audit:
         self.texts.append((where, text))
 
     def leaks(self, keys: list[Any]) -> list[str]:
-        markers = {m for k in keys for m in key_markers(k)}
+        markers = Markers({m for k in keys for m in key_markers(k)})
         texts = self.texts + [(f"log file {p.name}", p.read_text(errors="replace")) for p in self.log_files if p.exists()]
         found = []
         for where, text in texts:
             if PEM_KEY_BLOCK.search(text):
                 found.append(f"{where}: a PRIVATE KEY block")
-            if any(m in text for m in markers):
+            if markers.found_in(text):
                 found.append(f"{where}: base64 or PEM of a private key")
         return found
 

@@ -1,13 +1,26 @@
-"""The operator as a separate process (``certpolicy run``), for kill -9 and RBAC tests."""
+"""The operator as a separate process (``certpolicy run``, the shipped entry point).
+
+:class:`OperatorProcess` is one process a test owns (kill -9, RBAC, restarts). :class:`SharedOperator`
+is the process behind the ``operator`` fixture: started once and kept for consecutive tests that
+ask for ``operator`` (each test has its own namespaces and policies), restarted when a test needs
+other settings or when it died, and stopped (SIGTERM, after it leads) before any other test, so a
+test that starts its own operator or expects none never meets it. Each test sees the log from its
+own start on (:class:`OperatorRun`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +28,8 @@ from certpolicy.localcluster.cluster import free_port
 
 #: Every operator process's log file (DEBUG): read by the session's hygiene audit.
 LOG_FILES: list = []
+#: The session's SharedOperator (set by conftest's ``shared_operator`` while the session runs).
+SHARED: list[SharedOperator] = []
 
 
 @dataclass(frozen=True)
@@ -118,3 +133,128 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
+
+
+#: A line of ``certpolicy run``'s log (kopf's format: ``[time] logger [LEVEL   ] message``); the
+#: logger's name is cut at 20 characters. Lines that do not match continue the previous record.
+LOG_LINE = re.compile(r"^\[(?P<when>[^\]]+)\] (?P<logger>\S+)\s+\[(?P<level>[A-Z]+)\s*\] (?P<message>.*)$")
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    when: float  # seconds since the epoch (the line's local time, milliseconds), like logging's ``created``
+    logger: str
+    level: str
+    message: str
+
+
+def log_records(text: str) -> list[LogRecord]:
+    """The records of a ``certpolicy run`` log (a traceback stays with the record it belongs to)."""
+    out: list[LogRecord] = []
+    for line in text.splitlines():
+        m = LOG_LINE.match(line)
+        if m:
+            when = datetime.datetime.strptime(m["when"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            out.append(LogRecord(when, m["logger"], m["level"], m["message"]))
+        elif out:
+            out[-1] = dataclasses.replace(out[-1], message=f"{out[-1].message}\n{line}")
+    return out
+
+
+def health(url: str) -> dict | None:
+    """The replica's /healthz as JSON (a standby's or kopf's), None while nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
+            return json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class OperatorRun:
+    """What a test gets as ``operator``: the shared process, seen from the test's start on."""
+
+    process: OperatorProcess
+    metrics_port: int
+    log_offset: int
+
+    def log_text(self) -> str:
+        """The operator's log (DEBUG) since this test began (replaces caplog: the operator is not
+        in the test's process)."""
+        with open(self.process.log_path, "rb") as f:
+            f.seek(self.log_offset)
+            return f.read().decode(errors="replace")
+
+    def log_records(self) -> list[LogRecord]:
+        return log_records(self.log_text())
+
+    def scrape(self) -> str:
+        """The operator's /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:  # noqa: S310
+            return resp.read().decode()
+
+
+class SharedOperator:
+    """One ``certpolicy run`` process for consecutive tests that ask for ``operator`` (see the module
+    docstring). Figures: how many times it was started, and the seconds spent starting it."""
+
+    def __init__(self, cluster, workdir: Path, identity: str, base_env: dict[str, str]) -> None:
+        self.cluster, self.workdir, self.identity, self.base_env = cluster, workdir, identity, dict(base_env)
+        self.proc: OperatorProcess | None = None
+        self.env: dict[str, str] = {}
+        self.metrics_port = 0
+        self.starts, self.start_seconds, self.stop_seconds = 0, 0.0, 0.0
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.proc is not None and self.proc.proc.poll() is None
+
+    def run(self, env: dict[str, str], *, timeout: float = 90.0) -> OperatorRun:
+        """The process with ``env`` on top of the suite's, leading and serving its watches: reused
+        when it already runs with that ``env``, (re)started otherwise."""
+        if self.running() and env != self.env:
+            self.stop()
+        if not self.running():
+            self._start(env, timeout)
+        assert self.proc is not None
+        return OperatorRun(self.proc, self.metrics_port, self.proc.log_path.stat().st_size)
+
+    def _start(self, env: dict[str, str], timeout: float) -> None:
+        from kubewait import wait_for
+
+        started = time.monotonic()
+        self.starts += 1
+        self.env, self.metrics_port = dict(env), free_port()
+        self.proc = OperatorProcess(self.cluster, self.workdir / f"operator-{self.starts}.log",
+                                    args=["--identity", self.identity, "--metrics-port", str(self.metrics_port)],
+                                    env={**self.base_env, **env})
+        self.proc.start()
+        proc = self.proc
+
+        def leading_and_watching() -> dict | None:
+            if proc.proc is not None and proc.proc.poll() is not None:
+                raise AssertionError(f"the operator exited with {proc.proc.returncode} while starting:\n"
+                                     f"{proc.log_path.read_text(errors='replace')[-3000:]}")
+            got = health(proc.liveness)
+            # kopf's endpoint (not the standby's, which has a "role") with the inventory's probe ok
+            return got if got and "role" not in got and got.get("watches") == "ok" else None
+
+        try:
+            wait_for(leading_and_watching, timeout=timeout, interval=0.1, what="the shared operator leading")
+        except BaseException:
+            proc.kill()
+            self.proc = None
+            raise
+        self.start_seconds += time.monotonic() - started
+
+    def stop(self) -> int | None:
+        """SIGTERM (it leads: kopf stops, the Lease is released); its exit status, None if none ran."""
+        if self.proc is None:
+            return None
+        began = time.monotonic()
+        proc, self.proc = self.proc, None
+        if proc.proc is not None and proc.proc.poll() is not None:
+            proc.log.close()
+            return proc.proc.returncode
+        proc.stop()
+        self.stop_seconds += time.monotonic() - began
+        return proc.proc.returncode if proc.proc is not None else None

@@ -138,10 +138,11 @@ def next_second(stamp: str) -> None:
     wait_for(lambda: rfc3339(dt.datetime.now(dt.UTC)) > stamp, timeout=5, what="the next second")
 
 
-def passes_logged(caplog, policy: str) -> int:
-    """Evaluation passes of ``policy`` so far, from the operator's own debug log (one line per pass)."""
-    return sum(1 for r in caplog.records
-               if r.name == "certpolicy.reconcile" and r.getMessage().startswith(f"policy {policy}:"))
+def passes_logged(operator, policy: str) -> int:
+    """Evaluation passes of ``policy`` since the test began, from the operator's own debug log (one
+    line per pass)."""
+    return sum(1 for r in operator.log_records()
+               if r.logger == "certpolicy.reconcile" and r.message.startswith(f"policy {policy}:"))
 
 
 def write_private(path: Path, data: bytes) -> Path:
@@ -604,7 +605,7 @@ def test_rate_limit_caps_issuance_and_a_rejected_entry_does_not_use_it_up(
 
 # ---- 7. a user's Secret with the same name is never overwritten -------------------------------------
 def test_unmanaged_secret_with_the_same_name_is_never_overwritten(
-        operator, policies, core_v1, custom_api, unique_name, caplog):
+        operator, policies, core_v1, custom_api, unique_name):
     label = uuid.uuid4().hex[:8]
     ns = new_namespace(core_v1, **{RUN_LABEL: label})
     theirs = certgen.leaf(certgen.root("Their CA", key_slot=14), "web.uat.example.com")
@@ -623,10 +624,10 @@ def test_unmanaged_secret_with_the_same_name_is_never_overwritten(
 
     # A few more passes (the policy is touched twice) and the Secret is still exactly theirs.
     for i in range(2):
-        before = passes_logged(caplog, unique_name)
+        before = passes_logged(operator, unique_name)
         custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
                                                {"metadata": {"labels": {"touched": str(i)}}})
-        wait_for(lambda: passes_logged(caplog, unique_name) > before, what="another evaluation pass")  # noqa: B023
+        wait_for(lambda: passes_logged(operator, unique_name) > before, what="another evaluation pass")  # noqa: B023
     now = core_v1.read_namespaced_secret("web-tls", ns)
     assert now.metadata.resource_version == user.metadata.resource_version
     assert MANAGED_BY not in (now.metadata.labels or {})
@@ -701,8 +702,7 @@ def test_status_lists_each_bundle_target_and_issued_secret(operator, policies, c
 
 
 # ---- 10. nothing is written when nothing changed ----------------------------------------------------
-def test_no_writes_when_nothing_changed(operator, policies, core_v1, custom_api, unique_name, operator_namespace,
-                                        caplog):
+def test_no_writes_when_nothing_changed(operator, policies, core_v1, custom_api, unique_name, operator_namespace):
     label = uuid.uuid4().hex[:8]
     ns = new_namespace(core_v1, **{RUN_LABEL: label})
     policies(policy_body(
@@ -727,10 +727,10 @@ def test_no_writes_when_nothing_changed(operator, policies, core_v1, custom_api,
     # operator's log shows the pass happened. A pass still in flight from the settling status write
     # may be the one counted here; the checks after (b) and (c) cover this trigger too, since the
     # passes of one policy run one after the other.
-    passes = passes_logged(caplog, unique_name)
+    passes = passes_logged(operator, unique_name)
     custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
                                            {"metadata": {"labels": {"unrelated": "touch"}}})
-    wait_for(lambda: passes_logged(caplog, unique_name) > passes, what="a pass after the label touch")
+    wait_for(lambda: passes_logged(operator, unique_name) > passes, what="a pass after the label touch")
     assert versions() == before
 
     # (b) An unrelated TLS Secret in the namespace: the status changes (one more selected), so

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import urllib.request
 import uuid
 
 import pytest
@@ -90,7 +89,6 @@ def test_dashboard_queries_parse(promtool, tmp_path):
 def scrape(operator, policies, core_v1, custom_api, unique_name):
     """/metrics of an operator that has seen findings, issued a leaf, distributed a bundle and
     completed a CA rotation: every metric family has samples with its labels."""
-    from certpolicy import metrics
 
     label = uuid.uuid4().hex[:8]
     ns = f"t-{uuid.uuid4().hex[:10]}"
@@ -125,8 +123,7 @@ def scrape(operator, policies, core_v1, custom_api, unique_name):
     wait_for(rotated, timeout=90, what="rotation completed")
 
     def scraped():
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics._server[1]}/metrics", timeout=5) as resp:  # noqa: S310
-            text = resp.read().decode()
+        text = operator.scrape()
         return text if "certpolicy_rotation_last_finished_timestamp_seconds{" in text else None
 
     return wait_for(scraped, timeout=30, what="the finished rotation in /metrics")

@@ -15,6 +15,10 @@ own timestamps: nothing here trusts the operator's account of what it did.
 
 In both: no write of one replica overlaps in time a write of the other, the standby wrote nothing
 before it held the Lease, and no Event was posted twice.
+
+Times are recorded (tests/figures.py), not asserted as goals: each bound tells two behaviours apart
+(a takeover at the Lease's expiry vs before it or a whole Lease late; a handover on release vs on
+expiry), with seconds of slack for a loaded machine.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import pytest
 from test_rotation import CASecretCounter
 
 import figures
+import operator_process
 from certpolicy.kube.crd import install_crd
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
@@ -43,6 +48,8 @@ from operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 OPERATOR_NS = "certpolicy-system"
+#: certpolicy run's defaults (--lease-duration, --retry-period): what the tests without timing flags run with.
+LEASE_DURATION, RETRY_PERIOD = 15.0, 2.0
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -138,11 +145,7 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def health(op: OperatorProcess) -> dict | None:
-    try:
-        with urllib.request.urlopen(op.liveness, timeout=2) as resp:  # noqa: S310 - loopback
-            return json.loads(resp.read())
-    except (OSError, ValueError):
-        return None
+    return operator_process.health(op.liveness)
 
 
 def setup_policy(api, name: str, propagation: str) -> tuple[dict, list[str]]:
@@ -270,9 +273,13 @@ def test_leader_killed_during_rotation_standby_takes_over_within_the_lease(ha, t
                        f"new leader {takeover:.1f} s after the kill, "
                        f"{(acquired - last_renewal).total_seconds():.1f} s after the last renewal seen")
         assert spec["leaseTransitions"] == held["leaseTransitions"] + 1
-        # The Lease's 15 s after the last renewal (which precedes the kill), plus the standby's own
-        # request latency on a loaded machine; client-go's dating of changes would give 17-19 s.
-        assert takeover <= 16.0, f"takeover took {takeover:.1f} s"
+        # Not before the Lease expired: its duration after the last renewal, less the standby's
+        # dating error (one retry period, see kube.lease; the last renewal came at or after the one
+        # seen here). Load only delays the takeover: a whole second Lease later would be a standby
+        # that missed the expiry.
+        since_renewal = (acquired - last_renewal).total_seconds()
+        assert since_renewal >= LEASE_DURATION - 2 * RETRY_PERIOD, f"taken {since_renewal:.1f} s after a renewal"
+        assert takeover < 2 * LEASE_DURATION, f"takeover took {takeover:.1f} s"
         done = wait_for(lambda: completed(api, name, "kill"), timeout=120, what="rotation completed by replica-b")
     finally:
         replicas.stop()
@@ -373,6 +380,8 @@ def test_leader_stopped_cleanly_hands_over_at_the_next_read(ha, tmp_path):
         replicas["replica-a"].proc.send_signal(signal.SIGTERM)
         assert replicas["replica-a"].proc.wait(30) == 0
         stopped = dt.datetime.now(dt.UTC)
+        # Released before it exited: nobody holds the Lease, or the standby already does.
+        assert lease_spec(raw, replicas.lease)["holderIdentity"] in ("", "replica-b")
         spec = wait_for(lambda: (s := lease_spec(raw, replicas.lease))["holderIdentity"] == "replica-b" and s,
                         timeout=20, interval=0.05, what="replica-b takes the released Lease")
         acquired = dt.datetime.fromisoformat(spec["acquireTime"])
@@ -381,7 +390,11 @@ def test_leader_stopped_cleanly_hands_over_at_the_next_read(ha, tmp_path):
         replicas.stop()
         counter.stop()
     handover = (acquired - terminated).total_seconds()
-    assert (acquired - stopped).total_seconds() <= 2.5, "the standby waited for expiry instead of the release"
+    # Released: the standby's next read (a retry period). Had it waited for the expiry, that would
+    # be the Lease's duration after the leader's last renewal (at most a retry period before it
+    # stopped), less the standby's dating error: no sooner than stop + duration - 2 x retry.
+    after_stop = (acquired - stopped).total_seconds()
+    assert after_stop < LEASE_DURATION - 2 * RETRY_PERIOD, f"taken {after_stop:.1f} s after the stop: at expiry?"
     assert done["newCA"] and done["newCA"] != old_ca
     assert len(counter.by_rotation.get("term", ())) == 1, counter.by_rotation
     writes = operator_writes(cluster, began)

@@ -13,6 +13,7 @@ from test_reconcile import condition, get_status, labelled_namespace, make_polic
 from test_rotation import CASecretCounter, assert_each_rotation_sound, disrupt_during_each_step, rotation_setup, settled  # noqa: F401 (rotation_setup is a fixture)
 
 import certgen
+import timers
 from certpolicy.handlers import bundles
 from certpolicy.inventory.store import RecordStore
 from certpolicy.inventory.watch import ListWatcher
@@ -190,12 +191,14 @@ def test_bad_policies_get_actionable_conditions_and_no_retry_storm(
     assert condition(st, "Compliant")["status"] == "Unknown"  # judged nothing: not "compliant"
     assert condition(st, "Compliant")["message"].startswith("The selector matches no Secret, so compliance is unknown")
 
-    # Settled: for the next 8 s neither policy is written again (no retry loop on the failure).
+    # Settled: for three of the operator's retry periods (CERTPOLICY_ERROR_RETRY and the re-checks,
+    # 2 s in the suite) neither policy is written again (no retry loop on the failure).
     raw = RawClient(api_client)
     path = "/apis/certpolicy.io/v1alpha1/certificatepolicies"
     listing = raw.get(path)
+    window = int(3 * timers.RECHECK)
     modified = [ev["object"]["metadata"]["name"] for ev in raw.watch(
-        path, {"resourceVersion": listing["metadata"]["resourceVersion"], "timeoutSeconds": 8}, timeout=(10, 20))
+        path, {"resourceVersion": listing["metadata"]["resourceVersion"], "timeoutSeconds": window}, timeout=(10, 20))
         if ev["type"] == "MODIFIED" and ev["object"]["metadata"]["name"].startswith(unique_name)]
     assert modified == [], f"policies kept being written: {modified}"
     events = core_v1.list_namespaced_event("default", field_selector=f"involvedObject.name={unique_name}-ca").items

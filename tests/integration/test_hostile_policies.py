@@ -9,6 +9,7 @@ import base64
 import time
 import uuid
 
+import pytest
 from kubernetes import client
 
 from certpolicy.kube.namespaces import ensure_namespace
@@ -58,8 +59,9 @@ def test_non_utf8_truststore_password_is_a_finding_not_a_dead_pass(operator, pol
     assert "ca.crt" in cm.data and "truststore.p12" not in (cm.binary_data or {})
 
 
-def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator, policies, custom_api, core_v1,
-                                                                      unique_name, monkeypatch):
+def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator_in_process, policies, custom_api,
+                                                                      core_v1, unique_name, monkeypatch):
+    """In-process: the fault is a stage patched to raise."""
     import os
 
     from certpolicy.handlers import reconcile
@@ -93,18 +95,19 @@ def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator, 
 
 
 def test_a_pass_refused_by_the_api_is_reconcile_failed_and_retried(operator, policies, custom_api, core_v1,
-                                                                   api_client, unique_name, operator_namespace, caplog):
+                                                                   api_client, unique_name, operator_namespace):
     """A real cause, no code patched: a ValidatingAdmissionPolicy refuses the create of the policy's
     CA Secret, so the CA stage raises. The policy reads ``Degraded=True/ReconcileFailed`` (condition
     and one Warning event); while the cause lasts the pass fails again (once at once: the failure's
-    status write wakes the loop; then no sooner than ERROR_RETRY, 30 s), with no second event; once
+    status write wakes the loop; then no sooner than ERROR_RETRY: 30 s, CERTPOLICY_ERROR_RETRY, 2 s
+    in the suite), with no second event; once
     the binding is gone the next retry -- nothing changed that wakes the policy -- creates the CA and
     clears Degraded."""
     import time
 
     from kubernetes.client import AdmissionregistrationV1Api, ApiException
 
-    from certpolicy.handlers.reconcile import ERROR_RETRY
+    from certpolicy.environment import ERROR_RETRY
     from kubewait import wait_until_refused
 
     admission = AdmissionregistrationV1Api(api_client)
@@ -133,21 +136,22 @@ def test_a_pass_refused_by_the_api_is_reconcile_failed_and_retried(operator, pol
         failed = f"evaluating policy {unique_name} failed"
 
         def attempts() -> list[float]:
-            return [r.created for r in caplog.records if r.getMessage().startswith(failed)]
+            return [r.when for r in operator.log_records() if r.message.startswith(failed)]
 
         st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("reason") == "ReconcileFailed" else None)(
             status(custom_api, unique_name)), timeout=30, what="ReconcileFailed on a policy whose CA create is refused")
         degraded = condition(st, "Degraded")
         assert degraded["status"] == "True" and "403" in degraded["message"], degraded
-        assert "retried every 30 s" in degraded["message"]
+        assert f"retried every {ERROR_RETRY.seconds():g} s" in degraded["message"]
         wait_for(reconcile_failed_events, timeout=30, what="the ReconcileFailed event")
         # Still refused: the pass is retried and fails again. The failure's own status write is a
         # change of the policy, which wakes its loop at once (a second attempt right away); from
         # then on nothing changes, and the next attempt waits ERROR_RETRY.
         times = wait_for(lambda: (lambda t: t if len(t) >= 3 else None)(attempts()),
-                         timeout=ERROR_RETRY.total_seconds() + 40, what="a third attempt while the cause lasts")
+                         timeout=ERROR_RETRY.seconds() + 40, what="a third attempt while the cause lasts")
         first_retry, interval = times[1] - times[0], times[2] - times[1]
-        assert interval >= ERROR_RETRY.total_seconds() - 1, f"retried after {interval:.1f}s"
+        # The log's clock has milliseconds; the retry sleeps ERROR_RETRY after the failure's report.
+        assert interval >= ERROR_RETRY.seconds() - 0.01, f"retried after {interval:.1f}s"
         assert len(reconcile_failed_events()) == 1  # the same failure again: no second event
     finally:
         for delete in (admission.delete_validating_admission_policy_binding, admission.delete_validating_admission_policy):
@@ -158,7 +162,7 @@ def test_a_pass_refused_by_the_api_is_reconcile_failed_and_retried(operator, pol
                     raise
     removed = time.time()
     wait_for(lambda: condition(status(custom_api, unique_name), "Degraded").get("status") == "False",
-             timeout=ERROR_RETRY.total_seconds() + 30, what="recovered by the retry once the refusal is gone")
+             timeout=ERROR_RETRY.seconds() + 30, what="recovered by the retry once the refusal is gone")
     assert core_v1.read_namespaced_secret(secret_name, operator_namespace).metadata.labels
     figure(f"ReconcileFailed retry: 2nd attempt {first_retry:.1f} s after the 1st (woken by its own status write), "
            f"3rd {interval:.1f} s after the 2nd; recovered {time.time() - removed:.1f} s after the refusal was "
@@ -166,14 +170,14 @@ def test_a_pass_refused_by_the_api_is_reconcile_failed_and_retried(operator, pol
 
 
 # ---- probes: off the evaluation workers ----------------------------------------------------------
+@pytest.mark.operator_env(CERTPOLICY_PROBE_ALLOW="127.0.0.1/32")  # --probe-allow: the default is *.svc only
 def test_probes_to_a_port_that_never_answers_delay_no_other_policy(operator, policies, custom_api, core_v1,
-                                                                    unique_name, monkeypatch):
+                                                                    unique_name):
     """Reported: 6 policies probing a port that accepts TCP and never answers (timeout 240 s) filled
     every worker; an unrelated policy's update took 234 s instead of 0.2 s."""
     import socket
     import time
 
-    monkeypatch.setenv("CERTPOLICY_PROBE_ALLOW", "127.0.0.1/32")
     silent = socket.create_server(("127.0.0.1", 0), backlog=64)  # accepts TCP (backlog), never answers
     port = silent.getsockname()[1]
     ns = new_namespace(core_v1)
@@ -246,8 +250,8 @@ def test_1700_foreign_cas_are_all_kept_and_a_leaf_of_ca_1500_verifies(operator, 
            f"a leaf of CA #1500 of a 1,700-CA source bundle: compliant")
 
 
-def test_a_target_above_the_loaders_cap_is_too_large_and_never_written(operator, policies, custom_api, core_v1,
-                                                                       unique_name, monkeypatch):
+def test_a_target_above_the_loaders_cap_is_too_large_and_never_written(operator_in_process, policies, custom_api,
+                                                                       core_v1, unique_name, monkeypatch):
     """The real cap (10,000 certificates / 4 MiB) cannot be reached through the API: an object holds
     at most 1 MiB, ~2,300 of certgen.many_cas' small CAs. So the cap is lowered to 50 for this
     in-process operator, and a target holding 60 foreign CAs exercises the same path: the merge
@@ -393,8 +397,9 @@ def test_deletion_policy_delete_removes_the_ca_from_bundles_and_every_ca_key(
     assert not ours & _bundle(core_v1, ns, "app-ca")
 
 
-def test_an_expired_retired_ca_key_is_deleted(operator, policies, custom_api, core_v1, unique_name,
+def test_an_expired_retired_ca_key_is_deleted(operator_in_process, policies, custom_api, core_v1, unique_name,
                                               operator_namespace, monkeypatch):
+    """In-process: the sweep's interval (10 minutes) is patched to zero."""
     import datetime as dt
 
     import certgen

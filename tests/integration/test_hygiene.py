@@ -8,8 +8,6 @@ or the base64/DER of any key this test generated, the operator's CA keys include
 from __future__ import annotations
 
 import base64
-import logging
-import urllib.request
 import uuid
 
 from kubernetes import client
@@ -28,8 +26,7 @@ def _b64(data: bytes) -> str:
 
 
 def test_hostile_secrets_get_findings_and_no_key_material_leaks(
-        operator, policies, core_v1, custom_api, unique_name, operator_namespace, caplog):
-    caplog.set_level(logging.DEBUG)
+        operator, policies, core_v1, custom_api, unique_name, operator_namespace):
     label = uuid.uuid4().hex[:8]
     ns = f"t-{uuid.uuid4().hex[:10]}"
     ensure_namespace(core_v1, ns, labels={"hostile": label})
@@ -83,15 +80,12 @@ def test_hostile_secrets_get_findings_and_no_key_material_leaks(
             load_pem_private_key(base64.b64decode(issued.data["tls.key"]), None)]
     markers = [m for k in keys for m in key_markers(k)]
 
-    from certpolicy import metrics
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics._server[1]}/metrics", timeout=5) as resp:  # noqa: S310
-        metrics_text = resp.read().decode()
+    metrics_text = operator.scrape()
     events = [f"{e.reason} {e.message}" for e in core_v1.list_namespaced_event(ns).items]
     events += [f"{e.reason} {e.message}" for e in core_v1.list_namespaced_event("default").items]
     status = str(custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name))
-    log_text = caplog.text
-    assert "DEBUG" in log_text  # the logs really were captured at DEBUG
+    log_text = operator.log_text()  # certpolicy run --verbose, since this test began
+    assert "[DEBUG" in log_text and unique_name in log_text  # the logs really were captured at DEBUG
     for where, text in {"logs": log_text, "events": "\n".join(events), "status": status,
                         "metrics": metrics_text}.items():
         assert "PRIVATE KEY" not in text, where

@@ -1,7 +1,10 @@
 """The Lease elector on a real API server: one holder, takeover after expiry, release, loss.
 
 Short durations (lease 3 s, renew deadline 2 s, retry 0.5 s) keep these fast; the default 15 s
-figures are measured with operator processes in test_failover.py.
+figures are measured with operator processes in test_failover.py. No assertion is a timing goal
+(those are for benchmarks on a quiet machine): each bound sits between the two things the test
+tells apart (a takeover at expiry vs before it; a handover on release vs on expiry), with the
+slack of a whole Lease on the side a loaded machine pushes towards. The figures are recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import uuid
 
 import pytest
 
+import figures
 from certpolicy.kube.lease import LeaderElector, LeaseConfig
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.writegate import WriteGate
@@ -31,8 +35,8 @@ def lease_name():
 def electors(api_client, operator_namespace, lease_name):
     made: list[LeaderElector] = []
 
-    def make(identity: str) -> LeaderElector:
-        config = LeaseConfig(namespace=operator_namespace, identity=identity, name=lease_name, **SHORT)
+    def make(identity: str, **timing: float) -> LeaderElector:
+        config = LeaseConfig(namespace=operator_namespace, identity=identity, name=lease_name, **{**SHORT, **timing})
         elector = LeaderElector(RawClient(api_client, gated=False), config, WriteGate())
         made.append(elector)
         return elector.start()
@@ -65,23 +69,30 @@ def test_one_holder_then_takeover_after_the_lease_expires(api_client, electors):
     after = spec(raw, a.config)
     assert after["holderIdentity"] == "replica-b" and after["leaseTransitions"] == 1
     assert after["acquireTime"] != first["acquireTime"]
-    # At most the Lease's duration after a's last renewal (which came before the crash), and
-    # no sooner than duration - retry period after it (kube.lease's docstring).
-    assert 3.0 - 2 * 0.5 - 0.2 <= took <= 3.0 + 0.5, took
+    figures.record(f"Lease takeover after a crash (lease 3 s, retry 0.5 s): {took:.2f} s")
+    # Never before the Lease expired: no sooner than duration - retry period after a's last renewal,
+    # which came before the crash (kube.lease's docstring); load only delays it. And not a second
+    # Lease later: the standby took it at its expiry.
+    lease, retry = SHORT["lease_duration"], SHORT["retry_period"]
+    assert lease - 2 * retry - 0.2 <= took < 2 * lease, took
 
 
 def test_release_hands_over_at_the_next_try(api_client, electors):
+    """A 30 s Lease: a handover at b's next try (0.5 s) and one at the Lease's expiry are far apart."""
     raw = RawClient(api_client, gated=False)
-    a = electors("replica-a")
+    long = {"lease_duration": 30.0, "renew_deadline": 20.0}
+    a = electors("replica-a", **long)
     assert a.wait_leading(10)
-    b = electors("replica-b")
+    b = electors("replica-b", **long)
     wait_for(lambda: b.observed_holder == "replica-a", timeout=5, what="b has read the Lease as a's")
     assert not b.leading.is_set()
     released = time.monotonic()
     a.stop(release=True)
     assert spec(raw, a.config)["holderIdentity"] in ("", "replica-b")
-    assert b.wait_leading(5)
-    assert time.monotonic() - released < 0.5 + 0.5  # one retry period, not the 3 s lease
+    assert b.wait_leading(15)
+    took = time.monotonic() - released
+    figures.record(f"Lease handover on release (retry 0.5 s): {took:.2f} s")
+    assert took < long["lease_duration"] / 2, took  # b's next tries, not the 30 s Lease's expiry
     assert spec(raw, a.config)["leaseTransitions"] == 1
 
 
@@ -99,14 +110,17 @@ def test_leader_that_sees_another_holder_closes_its_gate_at_once(api_client, ele
 
 
 def test_a_new_process_with_the_same_identity_renews_at_once(api_client, electors):
-    """A restarted container keeps its Pod's name: it does not wait out its own Lease."""
-    a = electors("replica-a")
+    """A restarted container keeps its Pod's name: it does not wait out its own (30 s) Lease."""
+    long = {"lease_duration": 30.0, "renew_deadline": 20.0}
+    a = electors("replica-a", **long)
     assert a.wait_leading(10)
     a.stop(release=False)
     started = time.monotonic()
-    again = electors("replica-a")
-    assert again.wait_leading(5)
-    assert time.monotonic() - started < 1.5
+    again = electors("replica-a", **long)
+    assert again.wait_leading(15)
+    took = time.monotonic() - started
+    figures.record(f"Lease renewed by a new process with the same identity: {took:.2f} s")
+    assert took < long["lease_duration"] / 2, took  # at once, not at the Lease's expiry
 
 
 @pytest.mark.parametrize("timing, complaint", [

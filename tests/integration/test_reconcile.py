@@ -7,7 +7,6 @@ waits for the state it expects (status, events, metrics) through the API with a 
 from __future__ import annotations
 
 import datetime as dt
-import urllib.request
 import uuid
 
 import pytest
@@ -16,7 +15,6 @@ from kubernetes import client
 import certgen
 from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.namespaces import ensure_namespace
-from certpolicy.localcluster.cluster import free_port
 from kubewait import events_since, wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
@@ -84,14 +82,6 @@ def bundle_cm(core_v1, operator_namespace, ca):
     return {"configMap": {"namespace": operator_namespace, "name": name, "key": "ca.crt"}}
 
 
-def metrics_text() -> str:
-    from certpolicy import metrics
-
-    port = wait_for(lambda: metrics._server and metrics._server[1], timeout=30, what="metrics server")
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # noqa: S310 - loopback
-        return resp.read().decode()
-
-
 # ---- tests ---------------------------------------------------------------------------------------
 def test_missing_client_auth_is_reported_and_fixing_it_turns_compliant(
         policies, operator, core_v1, custom_api, unique_name, ca, bundle_cm):
@@ -118,7 +108,7 @@ def test_missing_client_auth_is_reported_and_fixing_it_turns_compliant(
     assert unique_name in events[0].message and "clientAuth" in events[0].message
     assert secret_events(core_v1, ns, "mirth-tls") == []
 
-    text = wait_for(lambda: next((t for t in [metrics_text()] if f'policy="{unique_name}"' in t), None),
+    text = wait_for(lambda: next((t for t in [operator.scrape()] if f'policy="{unique_name}"' in t), None),
                     what="metrics")
     assert (f'certpolicy_findings{{namespace="{ns}",policy="{unique_name}",reason="MissingClientAuth",'
             f'severity="Critical"}} 1.0') in text
@@ -224,12 +214,9 @@ def test_missing_trust_bundle_is_degraded_until_it_appears(
 
 
 def test_restart_creates_no_duplicate_events_and_user_objects_are_untouched(
-        policies, cluster, crd, operator_namespace, core_v1, custom_api, unique_name, ca, bundle_cm, caplog):
-    import logging
-
-    from kopf.testing import KopfRunner
-
-    caplog.set_level(logging.DEBUG, logger="certpolicy")
+        policies, cluster, crd, operator_namespace, core_v1, custom_api, unique_name, ca, bundle_cm, tmp_path):
+    """The operator as shipped (certpolicy run), stopped with SIGTERM and started again."""
+    from operator_process import OperatorProcess
 
     label = uuid.uuid4().hex[:8]
     ns = labelled_namespace(core_v1, label)
@@ -248,21 +235,24 @@ def test_restart_creates_no_duplicate_events_and_user_objects_are_untouched(
         return len([e for e in core_v1.list_namespaced_event(ns).items
                     if e.source and e.source.component == "certpolicy-operator"])
 
-    args = ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
-            "-m", "certpolicy.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
+    op = OperatorProcess(cluster, tmp_path / "operator.log")
+    op.start()
+    try:
         make_policy(policies, unique_name, label, {"extendedKeyUsages": ["serverAuth", "clientAuth"],
                                                      "trustBundle": bundle_cm})
         wait_for(lambda: count_events() == 3, what="three Warning events")
         first_status = wait_status(custom_api, unique_name, lambda s: s.get("summary", {}).get("violating") == 3,
                                    "three violations")
-    assert runner.exception is None
+    finally:
+        op.stop()
+    assert op.proc.returncode == 0
     # Status timestamps have one-second resolution: let the clock pass the first evaluation's second.
     wait_for(lambda: rfc3339(dt.datetime.now(dt.UTC)) > first_status["lastEvaluationTime"],
              timeout=5, what="the next second")
 
     events_rv = core_v1.list_namespaced_event(ns).metadata.resource_version
-    with KopfRunner(args, timeout=60) as runner:
+    op.start()
+    try:
         # The restarted operator re-evaluates everything (status shows a fresh evaluation) ...
         wait_status(custom_api, unique_name,
                     lambda s: s.get("lastEvaluationTime", "") > first_status["lastEvaluationTime"],
@@ -276,7 +266,9 @@ def test_restart_creates_no_duplicate_events_and_user_objects_are_untouched(
         assert posted == [], posted
         assert count_events() == 3, [(e.metadata.name, e.involved_object.name, e.reason, e.message)
                                      for e in core_v1.list_namespaced_event(ns).items]
-    assert runner.exception is None
+    finally:
+        op.stop()
+    assert op.proc.returncode == 0
 
     after = {s.metadata.name: s.metadata.resource_version for s in core_v1.list_namespaced_secret(ns).items}
     assert after == before

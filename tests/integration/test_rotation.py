@@ -306,9 +306,9 @@ def _rotation(custom_api, name) -> dict:
     return (get(custom_api, name).get("status") or {}).get("rotation") or {}
 
 
+@pytest.mark.operator_env(CERTPOLICY_PROBE_ALLOW="127.0.0.1/32")  # --probe-allow: the default is *.svc only
 def test_probe_gate_holds_until_the_peer_trusts_the_new_ca_then_abort_rolls_back(
-        operator, operator_namespace, custom_api, core_v1, policies, unique_name, rotation_setup, monkeypatch):
-    monkeypatch.setenv("CERTPOLICY_PROBE_ALLOW", "127.0.0.1/32")  # --probe-allow: the default is *.svc only
+        operator, operator_namespace, custom_api, core_v1, policies, unique_name, rotation_setup):
     body, namespaces, _ = rotation_setup
     policies(body)
     wait_for(lambda: settled(custom_api, unique_name), timeout=30, what="CA, bundles and leaves in place")
@@ -367,9 +367,9 @@ def test_probe_gate_holds_until_the_peer_trusts_the_new_ca_then_abort_rolls_back
         server.close()
 
 
+@pytest.mark.operator_env(CERTPOLICY_PROBE_ALLOW="127.0.0.1/32")  # --probe-allow: the default is *.svc only
 def test_probe_gate_passes_once_the_peer_trusts_the_new_ca(
-        operator, operator_namespace, custom_api, core_v1, policies, unique_name, rotation_setup, monkeypatch):
-    monkeypatch.setenv("CERTPOLICY_PROBE_ALLOW", "127.0.0.1/32")  # --probe-allow: the default is *.svc only
+        operator, operator_namespace, custom_api, core_v1, policies, unique_name, rotation_setup):
     body, namespaces, _ = rotation_setup
     policies(body)
     wait_for(lambda: settled(custom_api, unique_name), timeout=30, what="CA, bundles and leaves in place")

@@ -4,7 +4,8 @@
   never ``Compliant=True/NothingSelected`` plus ``SecretNotFound`` for a moment.
 - P1 names ``ks/a``; P2, created later, names the existing ``ks/b`` in the same namespace and
   finds it at once; a name whose Secret is created later is found the moment it appears.
-- An operator restart changes nothing: no condition flips, ``lastTransitionTime`` kept, 0 new events.
+- An operator restart (``certpolicy run`` stopped with SIGTERM and started again, as a rollout
+  does) changes nothing: no condition flips, ``lastTransitionTime`` kept, 0 new events.
 - What ``kubectl wait --for=condition=Compliant`` concludes, at every version of the policy
   across creation and restart: it passes for the compliant policy only, never for a violating
   or an empty selection. Checked on every version the API server stored (a watch) and with a
@@ -18,7 +19,6 @@ import subprocess
 import threading
 import uuid
 
-from kopf.testing import KopfRunner
 from rotation_support import watch_versions
 from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret, wait_status
 
@@ -27,8 +27,8 @@ import figures
 from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
-from certpolicy.localcluster.cluster import free_port
 from kubewait import wait_for
+from operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 POLICIES_PATH = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
@@ -82,7 +82,7 @@ def operator_events(core_v1, namespaces: list[str], names: set[str]) -> list[tup
 
 
 def test_first_pass_and_restart_never_lie_and_kubectl_wait_agrees(
-        cluster, crd, operator_namespace, api_client, core_v1, custom_api, policies, audit):
+        cluster, crd, operator_namespace, api_client, core_v1, custom_api, policies, audit, tmp_path):
     run = uuid.uuid4().hex[:6]
     ca = certgen.root("truth CA")
     # (1) the shape: an existing Opaque Secret, named, violating (no clientAuth)
@@ -96,10 +96,10 @@ def test_first_pass_and_restart_never_lie_and_kubectl_wait_agrees(
     violating, compliant, empty = f"truth-bad-{run}", f"truth-good-{run}", f"truth-empty-{run}"
     versions = PolicyVersions(api_client, {violating, compliant, empty})
     waits: dict[str, subprocess.Popen] = {}
-    args = ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
-            "-m", "certpolicy.handlers"]
+    op = OperatorProcess(cluster, tmp_path / "operator.log")
     try:
-        with KopfRunner(args, timeout=60) as runner:
+        op.start()
+        try:
             policies(named_policy(violating, [(legacy_ns, "legacy-tls")]))
             make_policy(policies, compliant, label, MTLS)
             make_policy(policies, empty, uuid.uuid4().hex[:8], MTLS)  # no namespace carries this label
@@ -117,17 +117,22 @@ def test_first_pass_and_restart_never_lie_and_kubectl_wait_agrees(
                                    == "NothingSelected", "the empty selection"),
             }
             assert waits[compliant].wait(30) == 0, waits[compliant].stderr.read()
-        assert runner.exception is None
+        finally:
+            op.stop()
+        assert op.proc.returncode == 0
         names = {violating, compliant, empty, "legacy-tls", "good-tls"}
         event_namespaces = [legacy_ns, good_ns, "default"]
         events_before = operator_events(core_v1, event_namespaces, names)
         last = max(s["lastEvaluationTime"] for s in first.values())
         wait_for(lambda: rfc3339(dt.datetime.now(dt.UTC)) > last, timeout=5, what="the next second")
 
-        with KopfRunner(args, timeout=60) as runner:
+        op.start()
+        try:
             after = {name: wait_status(custom_api, name, lambda s: s.get("lastEvaluationTime", "") > last,
                                        f"{name} re-evaluated after the restart") for name in first}
-        assert runner.exception is None
+        finally:
+            op.stop()
+        assert op.proc.returncode == 0
         events_after = operator_events(core_v1, event_namespaces, names)
         still_waiting = {name: waits[name].poll() is None for name in (violating, empty)}
     finally:

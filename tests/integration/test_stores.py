@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import urllib.request
 import uuid
 
 import pytest
@@ -68,16 +67,8 @@ def violations(st: dict) -> dict[tuple[str, str], list[str]]:
     return {(v.get("kind", "Secret"), v["name"]): v["reasons"] for v in st.get("violations") or ()}
 
 
-def metrics_text() -> str:
-    from certpolicy import metrics
-
-    port = wait_for(lambda: metrics._server and metrics._server[1], timeout=30, what="metrics server")
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # noqa: S310 - loopback
-        return resp.read().decode()
-
-
-def assert_no_password_anywhere(core_v1, custom_api, name: str, namespaces: list[str]) -> None:
-    texts = [str(custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)), metrics_text()]
+def assert_no_password_anywhere(operator, core_v1, custom_api, name: str, namespaces: list[str]) -> None:
+    texts = [str(custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)), operator.scrape()]
     for ns in namespaces:
         texts += [f"{e.reason} {e.message}" for e in core_v1.list_namespaced_event(ns).items]
     for text in texts:
@@ -159,7 +150,7 @@ def test_keystore_and_truststore_matrix(operator, policies, core_v1, custom_api,
     # The unreadable store's finding names the reason, never the password.
     wrong = next(v for v in st["violations"] if v["name"] == "jks-unreadable")
     assert "integrity check failed" in wrong["message"] and "password is wrong" in wrong["message"]
-    assert_no_password_anywhere(core_v1, custom_api, unique_name, [ns])
+    assert_no_password_anywhere(operator, core_v1, custom_api, unique_name, [ns])
 
 
 # --- 1b. a selected Secret's own keystore, its password from spec.selector.passwordSecretRef -------------
@@ -203,7 +194,7 @@ def test_leaf_keystore_password_from_secret_ref(operator, policies, core_v1, cus
 
     core_v1.patch_namespaced_secret("ks-pw", ns, {"data": {"pw": b64(WRONG.encode())}})
     judged({"engine-p12": {"KeystoreUnreadable"}, "engine-jks": {"KeystoreUnreadable"}})
-    assert_no_password_anywhere(core_v1, custom_api, unique_name, [ns])
+    assert_no_password_anywhere(operator, core_v1, custom_api, unique_name, [ns])
 
 
 # --- 2. trustedBy: one of three peer trust stores lacks the anchor --------------------------------------
@@ -241,7 +232,7 @@ def test_trusted_by_names_the_peer_store_that_lacks_the_anchor(operator, policie
     st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("status") == "True" else None)(
         status(custom_api, unique_name)), timeout=60, what="Compliant once peer-c holds the anchor")
     assert st["violations"] == []
-    assert_no_password_anywhere(core_v1, custom_api, unique_name, [ns])
+    assert_no_password_anywhere(operator, core_v1, custom_api, unique_name, [ns])
 
 
 # --- 3. a webhook caBundle that expires in 3 days ---------------------------------------------------------
@@ -282,7 +273,7 @@ def test_webhook_ca_bundle_expiring_in_three_days(operator, policies, core_v1, c
     assert reasons == ["ExpiringSoon", "TruststoreMissingAnchor"], reasons
     (v,) = st["violations"]
     assert v["severity"] == "Critical" and "guard webhook CA" in v["message"]
-    text = metrics_text()
+    text = operator.scrape()
     assert (f'certpolicy_secret_findings{{kind="ValidatingWebhookConfiguration",policy="{unique_name}",'
             f'reason="ExpiringSoon",secret_name="{name}",secret_namespace="",severity="Critical"}} 1.0') in text
     assert "certpolicy_build_info{" in text and 'certpolicy_watch_up{watch="cabundle-validatingwebhookconfigurations' in text
