@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 from typing import Any
 
 import kopf
@@ -83,8 +82,7 @@ def watches_alive(memo: kopf.Memo, **_: Any) -> str:
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is None:
         return "starting"
-    limit = float(os.environ.get("CERTPOLICY_WATCH_SILENCE_LIMIT", "0")) or None
-    ok, message = runtime.inventory.health(limit)
+    ok, message = runtime.inventory.health()
     if not ok:
         raise kopf.PermanentError(message)
     return message

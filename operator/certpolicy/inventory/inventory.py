@@ -62,6 +62,8 @@ from certpolicy.kube.targets import TARGET_KINDS
 log = logging.getLogger(__name__)
 TLS_TYPE = "kubernetes.io/tls"
 WATCH_TIMEOUT_ENV = "CERTPOLICY_WATCH_TIMEOUT"
+#: Seconds of silence after which a watch counts as dead (default: the watch timeout + 90 s).
+WATCH_SILENCE_LIMIT_ENV = "CERTPOLICY_WATCH_SILENCE_LIMIT"
 DEFAULT_WATCH_TIMEOUT = 240
 MAX_GONE = 1000
 
@@ -177,9 +179,10 @@ class Inventory:
 
         A watch hears from the server at least once per ``watch_timeout`` even on a quiet cluster
         (the server ends the stream then and the watch reopens it), so silence beyond that means
-        the API server is unreachable or the watch is stuck.
+        the API server is unreachable or the watch is stuck. The limit is read here, so that both
+        answers of /healthz (kopf's probe in the leader, the standby's own server) apply the same.
         """
-        max_silence = max_silence or (self.watch_timeout + 90)
+        max_silence = max_silence or float(os.environ.get(WATCH_SILENCE_LIMIT_ENV) or 0) or (self.watch_timeout + 90)
         now = time.monotonic()
         for w in self.all_watchers():
             if w.stopped:
