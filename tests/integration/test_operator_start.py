@@ -47,13 +47,14 @@ def test_certpolicy_run_exits_with_a_clear_message_when_the_metrics_port_is_take
     assert proc.returncode == 2, out
     assert f"cannot serve metrics on 0.0.0.0:{taken_port}: Address already in use" in out
     assert "--metrics-port" in out and metrics.PORT_ENV in out
-    assert health(liveness) == 0  # it never claimed to be healthy
+    assert health(f"http://127.0.0.1:{liveness}/healthz") == 0  # it never claimed to be healthy
 
 
 def test_env_port_taken_stops_kopf_run_instead_of_retrying(cluster, crd, operator_namespace, taken_port,
                                                             monkeypatch, caplog):
-    """The same under `kopf run -m certpolicy.handlers` (how the tests run it): the start-up
-    handler fails permanently, so the operator stops instead of retrying every 60 s."""
+    """The same under `kopf run -m certpolicy.handlers` (kopf's CLI, which the `operator_in_process`
+    fixture runs): the start-up handler fails permanently, so the operator stops instead of
+    retrying every 60 s."""
     monkeypatch.setattr(metrics, "_server", None)  # this process may serve metrics for other tests
     monkeypatch.setenv(metrics.PORT_ENV, str(taken_port))
     liveness = free_port()
