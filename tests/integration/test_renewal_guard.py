@@ -15,7 +15,6 @@ import time
 import uuid
 
 import pytest
-from kopf.testing import KopfRunner
 from test_pass_reads import CountingRawClient
 from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret, secret_events
 
@@ -31,18 +30,13 @@ from certpolicy.kube.baselines import ROLE_BASELINE, entry_key, shard_of
 from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.events import EventRecorder
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_LABEL
-from certpolicy.localcluster.cluster import free_port
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.policy.evaluate import Evaluator
 from certpolicy.policy.renewal import LeafBaseline, plain_fingerprint
 from kubewait import wait_for
+from operator_process import OperatorProcess
 
 ACCEPTED = "certpolicy.io/renewal-accepted"
-
-
-def operator_args() -> list[str]:
-    return ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
-            "-m", "certpolicy.handlers"]
 
 
 def stored_baseline(core_v1, operator_namespace: str, policy: str, ns: str, name: str) -> LeafBaseline | None:
@@ -75,7 +69,7 @@ def ca():
 
 
 def test_dropped_client_auth_is_reported_survives_a_restart_and_is_cleared_by_the_annotation(
-        policies, cluster, crd, operator_namespace, core_v1, custom_api, unique_name, ca):
+        policies, cluster, crd, operator_namespace, core_v1, custom_api, unique_name, ca, tmp_path):
     label = uuid.uuid4().hex[:8]
     ns = labelled_namespace(core_v1, label)
     first = certgen.leaf(ca, "feed.example.com")  # serverAuth + clientAuth
@@ -83,7 +77,9 @@ def test_dropped_client_auth_is_reported_survives_a_restart_and_is_cleared_by_th
     renewed = certgen.leaf(ca, "feed.example.com", eku=["serverAuth"])  # the 2026 renewal
     other = certgen.leaf(ca, "feed.example.com", eku=["serverAuth", "codeSigning"])
 
-    with KopfRunner(operator_args(), timeout=60) as runner:
+    op = OperatorProcess(cluster, tmp_path / "operator.log")  # certpolicy run, stopped and started as a rollout does
+    op.start()
+    try:
         make_policy(policies, unique_name, label, {})  # no requirement written
         # First sight: the leaf is the baseline, and no regression.
         base = wait_for(lambda: stored_baseline(core_v1, operator_namespace, unique_name, ns, "feed-tls"),
@@ -111,11 +107,14 @@ def test_dropped_client_auth_is_reported_survives_a_restart_and_is_cleared_by_th
         # The baseline is not moved to the regressed leaf.
         assert stored_baseline(core_v1, operator_namespace, unique_name, ns, "feed-tls").sha256 == sha(first)
         evaluated = st["lastEvaluationTime"]
-    assert runner.exception is None
+    finally:
+        op.stop()
+    assert op.proc.returncode == 0
     # Status timestamps have one-second resolution: let the clock pass the last evaluation's second.
     wait_for(lambda: rfc3339(dt.datetime.now(dt.UTC)) > evaluated, timeout=5, what="the next second")
 
-    with KopfRunner(operator_args(), timeout=60) as runner:
+    op.start()
+    try:
         # A restarted operator reads the baseline back: the regression is still one, with no new event.
         st = wait_for(lambda: (s := get_status(custom_api, unique_name)) and s.get("lastEvaluationTime", "") > evaluated
                       and s, timeout=60, what="a pass of the restarted operator")
@@ -140,7 +139,9 @@ def test_dropped_client_auth_is_reported_survives_a_restart_and_is_cleared_by_th
                  == sha(renewed), what="the accepted leaf as the baseline")
         wait_for(lambda: [e for e in secret_events(core_v1, ns, "feed-tls") if e.reason == "Compliant"],
                  what="a Compliant event")
-    assert runner.exception is None
+    finally:
+        op.stop()
+    assert op.proc.returncode == 0
     # The operator read the annotation; the Secret's data is the user's.
     secret = core_v1.read_namespaced_secret("feed-tls", ns)
     assert secret.metadata.annotations[ACCEPTED] == sha(renewed)
