@@ -195,8 +195,9 @@ def test_examples_reach_their_documented_state_in_order(demo_cluster, demo_opera
     (stale,) = java["status"]["violations"]
     assert (stale["kind"], stale["name"], stale["reasons"]) == ("Secret", "hl7-billing-truststore", ["TruststoreMissingAnchor"])
     assert "integration/hl7-java-engine-keystore" in stale["message"]
-    made = subprocess.run([sys.executable, *SETUP["java-hl7-stores.yaml"][0], "--all-current"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    engine_ca = c.kubectl("get", "cm", "hl7-java-ca", "-n", "integration", "-o", "jsonpath={.data.ca\\.crt}").stdout
+    made = subprocess.run([sys.executable, *SETUP["java-hl7-stores.yaml"][0], "--billing-trusts", "-"], cwd=REPO,
+                          input=engine_ca, capture_output=True, text=True, timeout=120)
     assert c.kubectl("apply", "-f", "-", input=made.stdout).returncode == 0
     java = state(c, "hl7-java-engine", lambda o: condition(o, "Compliant")["status"] == "True", "Compliant once fixed")
     assert java["status"]["violations"] == [] and java["status"]["summary"]["selected"] == 3
