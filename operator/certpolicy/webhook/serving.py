@@ -1,0 +1,143 @@
+"""The webhook's serving certificate and the CA that signs it, in two Secrets of the operator's namespace.
+
+The leader creates them (``ensure``) and renews the serving certificate in the last third of its
+lifetime; every replica serves what the serving Secret holds (``load``), so the standby answers
+with the same certificate. The API server trusts the CA through the configuration's ``caBundle``
+(:mod:`certpolicy.webhook.registration`). Both Secrets carry ``certpolicy.io/managed-by`` (the
+value names no policy), so the ValidatingAdmissionPolicy on the operator's own writes admits
+them, and the operator never overwrites a Secret of those names that it did not create.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from certpolicy.kube.managed import b64, read
+from certpolicy.kube.ownership import MANAGED_BY, ROLE_LABEL
+from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.targets import TARGET_KINDS
+from certpolicy.pki.issue import KeyPair, create_ca, issue_leaf, load_key_pair
+
+log = logging.getLogger(__name__)
+CA_SECRET = "certpolicy-webhook-ca"
+SERVING_SECRET = "certpolicy-webhook-tls"
+MANAGER = "certpolicy-operator-webhook"  # the managed-by value: no policy's
+ROLE = "webhook"
+CA_VALIDITY = dt.timedelta(days=5 * 365)
+SERVING_VALIDITY = dt.timedelta(days=90)
+
+
+class NotOurs(RuntimeError):
+    """A Secret of the webhook's names exists and the operator did not create it."""
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the webhook needs: its key pair and the CA certificate(s) the API server must trust."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    ca_pem: bytes
+    resource_version: str
+
+
+def _ours(obj: dict) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get(MANAGED_BY) == MANAGER and labels.get(ROLE_LABEL) == ROLE
+
+
+def _pair(obj: dict) -> KeyPair | None:
+    import base64
+
+    data = obj.get("data") or {}
+    try:
+        return load_key_pair(base64.b64decode(data.get("tls.crt", "")), base64.b64decode(data.get("tls.key", "")))
+    except ValueError:
+        return None
+
+
+def _sans_cover(cert: x509.Certificate, hosts: tuple[str, ...]) -> bool:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    names = set(san.get_values_for_type(x509.DNSName)) | {str(i) for i in san.get_values_for_type(x509.IPAddress)}
+    return set(hosts) <= names
+
+
+def _due(cert: x509.Certificate, now: dt.datetime) -> bool:
+    """In the last third of its lifetime (or past it): renew."""
+    life = cert.not_valid_after_utc - cert.not_valid_before_utc
+    return now >= cert.not_valid_after_utc - life / 3
+
+
+def _write(raw: RawClient, namespace: str, name: str, pair: KeyPair, existing: dict | None, extra: dict) -> dict:
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY: MANAGER, ROLE_LABEL: ROLE}},
+            "data": {"tls.crt": b64(pair.cert_pem), "tls.key": b64(pair.key_pem), **extra}}
+    path = TARGET_KINDS["Secret"].path(namespace)
+    if existing is None:
+        return raw.post(path, body)
+    body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+    return raw.put(f"{path}/{name}", body)
+
+
+def ensure(raw: RawClient, namespace: str, hosts: tuple[str, ...], now: dt.datetime) -> None:
+    """The CA and a current serving certificate for ``hosts`` exist (the leader's upkeep)."""
+    ca_obj = read(raw, "Secret", namespace, CA_SECRET)
+    if ca_obj is not None and not _ours(ca_obj):
+        raise NotOurs(f"Secret {namespace}/{CA_SECRET} exists and was not created by the operator's webhook")
+    ca = _pair(ca_obj) if ca_obj is not None else None
+    if ca is None or _due(ca.cert, now):
+        ca = create_ca("certpolicy-operator webhook CA", validity=CA_VALIDITY, now=now)
+        _write(raw, namespace, CA_SECRET, ca, ca_obj, {})
+        log.info("webhook CA %s created in Secret %s/%s", ca.fingerprint, namespace, CA_SECRET)
+    obj = read(raw, "Secret", namespace, SERVING_SECRET)
+    if obj is not None and not _ours(obj):
+        raise NotOurs(f"Secret {namespace}/{SERVING_SECRET} exists and was not created by the operator's webhook")
+    pair = _pair(obj) if obj is not None else None
+    if (pair is not None and pair.cert.issuer == ca.cert.subject and _sans_cover(pair.cert, hosts)
+            and not _due(pair.cert, now) and _signed_by(pair.cert, ca.cert)):
+        return
+    dns = [h for h in hosts if not _is_ip(h)]
+    ips = [h for h in hosts if _is_ip(h)]
+    leaf = issue_leaf(ca, common_name="certpolicy-operator webhook", dns_names=dns, ip_addresses=ips,
+                      usages=("serverAuth",), validity=SERVING_VALIDITY, now=now)
+    _write(raw, namespace, SERVING_SECRET, leaf, obj, {"ca.crt": b64(ca.cert_pem)})
+    log.info("webhook serving certificate issued for %s", ", ".join(hosts))
+
+
+def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+        return True
+    except (ValueError, TypeError, Exception):  # noqa: BLE001 - InvalidSignature and friends: not signed by it
+        return False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def load(raw: RawClient, namespace: str) -> Serving | None:
+    """The serving key pair and its CA, as the serving Secret holds them (None until it exists)."""
+    import base64
+
+    obj = read(raw, "Secret", namespace, SERVING_SECRET)
+    if obj is None or not _ours(obj):
+        return None
+    data = obj.get("data") or {}
+    try:
+        return Serving(base64.b64decode(data["tls.crt"]), base64.b64decode(data["tls.key"]),
+                       base64.b64decode(data.get("ca.crt", "")), obj["metadata"]["resourceVersion"])
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,158 @@
+"""The webhook in ``certpolicy run``: served by every replica, registered and kept current by the leader.
+
+Started before the standby phase and kept through leadership changes: a standby answers admission
+calls from its warm inventory while it waits for the Lease. One thread does the upkeep, woken by
+any policy change or change of the serving Secret, and at least every UPKEEP_PERIOD:
+
+- the leader (the write gate is open) ensures the webhook's CA and serving certificate and writes
+  the configuration when the enforcing policies, the serving CA or the endpoint changed;
+- every replica loads the serving Secret when its resourceVersion changes, and holds the trust
+  bundles that enforcing policies read (the inventory's named watch) so that decisions find them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
+
+from kubernetes.client import ApiClient
+
+from certpolicy.inventory.inventory import Inventory
+from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.writegate import WRITE_GATE, NotLeader
+from certpolicy.policy.admission import ALLOW, Verdict
+from certpolicy.webhook import registration, serving
+from certpolicy.webhook.decide import Decider
+from certpolicy.webhook.policies import PolicyIndex
+from certpolicy.webhook.review import Request
+from certpolicy.webhook.server import WebhookServer
+
+log = logging.getLogger(__name__)
+UPKEEP_PERIOD = 10.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the API server reaches the webhook: a Service in the operator's namespace (in a
+    cluster) or ``https://address:port`` (outside one: loopback)."""
+
+    address: str
+    port: int
+    service: str | None = None  # the Service's name
+    service_port: int = 443
+
+    def hosts(self, namespace: str) -> tuple[str, ...]:
+        if self.service:
+            return (f"{self.service}.{namespace}.svc", f"{self.service}.{namespace}.svc.cluster.local")
+        host = "127.0.0.1" if self.address in ("", "0.0.0.0", "::") else self.address  # noqa: S104
+        return (host,)
+
+
+class Webhook:
+    def __init__(self, api_client: ApiClient, inventory: Inventory, endpoint: Endpoint, namespace: str) -> None:
+        self.raw = RawClient(api_client)  # writes pass the write gate: only the leader's go out
+        self.inventory, self.endpoint, self.namespace = inventory, endpoint, namespace
+        self.index = PolicyIndex(RawClient(api_client), watch_timeout=inventory.watch_timeout)
+        self.decider = Decider(self.index, inventory)
+        self.server = WebhookServer(endpoint.address, endpoint.port, self.decide)
+        self.operator_user: str | None = None
+        self._serving_version: str | None = None
+        self._held: set[tuple[str, str, str]] = set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhook-upkeep", daemon=True)
+        self.index.listeners.append(lambda _change: self._wake.set())
+        key = (namespace, serving.SERVING_SECRET)
+        inventory.secrets.listeners.append(lambda change: self._wake.set() if change.key == key else None)
+
+    def start(self) -> Webhook:
+        self.index.start()
+        self.server.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(5)
+        self.server.stop()
+        self.index.stop()
+
+    def decide(self, what: str, policy: str, request: Request) -> Verdict:
+        if what == "secret":
+            return self.decider.secret(policy, request)
+        if what == "bundle":
+            return self.decider.bundle(policy, request)
+        return ALLOW
+
+    # ---- upkeep ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        self.operator_user = self._whoami()
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.upkeep()
+            except NotLeader:
+                pass  # lost the Lease meanwhile: the new leader does it
+            except Exception as e:  # noqa: BLE001 - retried at the next period; the cause is logged
+                log.warning("webhook upkeep failed (%s: %s); retrying", type(e).__name__, str(e)[:200])
+            self._wake.wait(UPKEEP_PERIOD)
+
+    def upkeep(self) -> None:
+        leader = WRITE_GATE.is_open()
+        if leader:
+            serving.ensure(self.raw, self.namespace, self.endpoint.hosts(self.namespace), dt.datetime.now(dt.UTC))
+        self._load_serving()
+        self._hold_bundles()
+        if leader and self.server.loaded.is_set() and self.index.synced and self._serving_ca:
+            body = registration.configuration(self.index.enforcing(), self._client_config, self._serving_ca,
+                                              self.namespace, self.operator_user)
+            if registration.apply(self.raw, body):
+                log.info("webhook configuration %s: %d entries for %d enforcing policies", registration.CONFIG_NAME,
+                         len(body["webhooks"]), len(self.index.enforcing()))
+
+    _serving_ca: str = ""
+
+    def _load_serving(self) -> None:
+        rec = self.inventory.secrets.get((self.namespace, serving.SERVING_SECRET))
+        if rec is not None and rec.resource_version == self._serving_version:
+            return
+        current = serving.load(self.raw, self.namespace)
+        if current is None or current.resource_version == self._serving_version:
+            return
+        self.server.load_certificate(current.cert_pem, current.key_pem)
+        import base64
+
+        self._serving_ca = base64.b64encode(current.ca_pem).decode()
+        self._serving_version = current.resource_version
+        log.info("webhook serving certificate loaded (Secret %s/%s, resourceVersion %s)", self.namespace,
+                 serving.SERVING_SECRET, current.resource_version)
+
+    def _client_config(self, path: str) -> dict:
+        ep = self.endpoint
+        if ep.service:
+            return {"service": {"namespace": self.namespace, "name": ep.service, "port": ep.service_port, "path": path}}
+        host = ep.hosts(self.namespace)[0]
+        return {"url": f"https://{host}:{self.server.bound_port or ep.port}{path}"}
+
+    def _hold_bundles(self) -> None:
+        want = {(p.bundle_source.kind, p.bundle_source.namespace, p.bundle_source.name)
+                for p in self.index.enforcing() if p.bundle_source is not None}
+        for kind, ns, name in want - self._held:
+            self.inventory.named[kind].acquire("bundle", [(ns, name)])
+        for kind, ns, name in self._held - want:
+            self.inventory.named[kind].release("bundle", [(ns, name)])
+        self._held = want
+
+    def _whoami(self) -> str | None:
+        """The operator's own user name (SelfSubjectReview): its bundle writes are not guarded."""
+        try:
+            review = RawClient(self.raw.api_client, gated=False).post(
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+            return ((review.get("status") or {}).get("userInfo") or {}).get("username")
+        except Exception:  # noqa: BLE001 - without it, the operator's own bundle writes are guarded too
+            log.debug("SelfSubjectReview failed; the operator's own bundle writes are guarded too", exc_info=True)
+            return None
