@@ -10,10 +10,12 @@ them, and the operator never overwrites a Secret of those names that it did not 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 
@@ -52,8 +54,6 @@ def _ours(obj: dict) -> bool:
 
 
 def _pair(obj: dict) -> KeyPair | None:
-    import base64
-
     data = obj.get("data") or {}
     try:
         return load_key_pair(base64.b64decode(data.get("tls.crt", "")), base64.b64decode(data.get("tls.key", "")))
@@ -77,7 +77,7 @@ def _due(cert: x509.Certificate, now: dt.datetime) -> bool:
 
 
 def _write(raw: RawClient, namespace: str, name: str, pair: KeyPair, existing: dict | None, extra: dict) -> dict:
-    body = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
             "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY: MANAGER, ROLE_LABEL: ROLE}},
             "data": {"tls.crt": b64(pair.cert_pem), "tls.key": b64(pair.key_pem), **extra}}
     path = TARGET_KINDS["Secret"].path(namespace)
@@ -130,8 +130,6 @@ def _is_ip(host: str) -> bool:
 
 def load(raw: RawClient, namespace: str) -> Serving | None:
     """The serving key pair and its CA, as the serving Secret holds them (None until it exists)."""
-    import base64
-
     obj = read(raw, "Secret", namespace, SERVING_SECRET)
     if obj is None or not _ours(obj):
         return None

@@ -12,6 +12,7 @@ any policy change or change of the serving Secret, and at least every UPKEEP_PER
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import threading
@@ -59,6 +60,7 @@ class Webhook:
         self.server = WebhookServer(endpoint.address, endpoint.port, self.decide)
         self.operator_user: str | None = None
         self._serving_version: str | None = None
+        self._serving_ca = ""  # base64 of the CA PEM the serving Secret names: the caBundle
         self._held: set[tuple[str, str, str]] = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -113,8 +115,6 @@ class Webhook:
                 log.info("webhook configuration %s: %d entries for %d enforcing policies", registration.CONFIG_NAME,
                          len(body["webhooks"]), len(self.index.enforcing()))
 
-    _serving_ca: str = ""
-
     def _load_serving(self) -> None:
         rec = self.inventory.secrets.get((self.namespace, serving.SERVING_SECRET))
         if rec is not None and rec.resource_version == self._serving_version:
@@ -123,8 +123,6 @@ class Webhook:
         if current is None or current.resource_version == self._serving_version:
             return
         self.server.load_certificate(current.cert_pem, current.key_pem)
-        import base64
-
         self._serving_ca = base64.b64encode(current.ca_pem).decode()
         self._serving_version = current.resource_version
         log.info("webhook serving certificate loaded (Secret %s/%s, resourceVersion %s)", self.namespace,
