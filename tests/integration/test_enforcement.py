@@ -242,3 +242,36 @@ def test_a_second_operator_on_the_same_port_answers_when_the_first_dies(cluster,
 
 def _leads(proc: OperatorProcess) -> bool:
     return b"became the leader" in proc.log_path.read_bytes()
+
+
+def bundle_manifest(namespace: str, name: str, *cas: certgen.Issued) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+                       "data": {"ca.crt": certgen.pem(*cas).decode()}})
+
+
+def test_the_bundle_guard_refuses_removing_a_ca_that_still_anchors_a_leaf(cluster, core_v1, namespace, policies,
+                                                                          unique_name, operator_proc):
+    used, unused = certgen.root("guard CA in use"), certgen.root("guard CA unused")
+    cluster.kubectl("apply", "-f", "-", input=bundle_manifest(namespace, "trust", used, unused))
+    cluster.kubectl("apply", "-f", "-", input=secret_manifest(namespace, "api-tls", certgen.leaf(used, "api.example.com")))
+    body = mtls_policy(unique_name, namespace, "Deny")
+    body["spec"]["requirements"]["trustBundle"] = {"configMap": {"namespace": namespace, "name": "trust"}}
+    policies(body)
+
+    orphaning = bundle_manifest(namespace, "trust", unused)
+
+    def refused():
+        p = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=orphaning, check=False)
+        return p if p.returncode != 0 else None
+
+    proc = wait_for(refused, timeout=60, interval=0.5, what="the bundle guard refusing")
+    assert f"CertificatePolicy {unique_name} (enforcement: Deny)" in proc.stderr
+    assert f"Secret {namespace}/api-tls" in proc.stderr and "guard CA in use" in proc.stderr
+    before = core_v1.read_namespaced_config_map("trust", namespace).metadata.resource_version
+    assert cluster.kubectl("apply", "-f", "-", input=orphaning, check=False).returncode != 0
+    assert core_v1.read_namespaced_config_map("trust", namespace).metadata.resource_version == before
+
+    # Removing the CA that anchors nothing passes.
+    kept = cluster.kubectl("apply", "-f", "-", input=bundle_manifest(namespace, "trust", used), check=False)
+    assert kept.returncode == 0, kept.stderr
+    assert core_v1.read_namespaced_config_map("trust", namespace).metadata.resource_version != before

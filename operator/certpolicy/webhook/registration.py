@@ -110,7 +110,9 @@ def entries(policy: EnforcedPolicy, client: ClientConfig, ca_bundle: str, operat
         names = sorted({r.name for r in refs})
         conditions = [{"name": "bundles-the-policy-reads-or-writes",
                        "expression": f"request.name in {_cel_list(names)}"}]
-        if operator_user:  # the operator's own bundle writes (a rotation's) are judged by the rotation
+        if operator_user and operator_user.startswith("system:serviceaccount:"):
+            # The operator's own bundle writes (a rotation's) are judged by the rotation. Only a
+            # ServiceAccount is exempt: a laptop's operator shares the user's own credentials.
             conditions.append({"name": "not-the-operator", "expression":
                                f"request.userInfo.username != {json.dumps(operator_user)}"})
         rules = [{**_BUNDLE_RULES[k], "operations": ["UPDATE"]} for k in kinds if k in _BUNDLE_RULES]
