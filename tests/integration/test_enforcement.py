@@ -149,7 +149,7 @@ def test_an_already_violating_secret_can_change_without_getting_worse(cluster, c
     assert relabelled.returncode == 0, relabelled.stderr
     assert core_v1.read_namespaced_secret("legacy-tls", namespace).metadata.labels == {"team": "payments"}
 
-    equally_bad = leaf(eku=("serverAuth",), cn="other.example.com")
+    equally_bad = leaf(eku=("serverAuth",))  # another key and CA, the same names and usages
     same = cluster.kubectl("apply", "-f", "-", check=False,
                            input=secret_manifest(namespace, "legacy-tls", equally_bad, labels={"team": "payments"}))
     assert same.returncode == 0, same.stderr
@@ -275,3 +275,21 @@ def test_the_bundle_guard_refuses_removing_a_ca_that_still_anchors_a_leaf(cluste
     kept = cluster.kubectl("apply", "-f", "-", input=bundle_manifest(namespace, "trust", used), check=False)
     assert kept.returncode == 0, kept.stderr
     assert core_v1.read_namespaced_config_map("trust", namespace).metadata.resource_version != before
+
+
+def test_deny_refuses_a_renewal_regression_no_requirement_names(cluster, core_v1, namespace, policies, unique_name,
+                                                                operator_proc):
+    """The policy says nothing about names; the renewal lost one (old object's leaf vs new)."""
+    policies(mtls_policy(unique_name, namespace, "Deny"))
+    ca = certgen.root("renewal CA")
+    two = certgen.leaf(ca, "a.example.com", dns_names=("a.example.com", "b.example.com"))
+    cluster.kubectl("apply", "-f", "-", input=secret_manifest(namespace, "api-tls", two))
+    wait_enforced(cluster, namespace, unique_name)
+    before = rv(core_v1, namespace, "api-tls")
+
+    one = certgen.leaf(ca, "a.example.com", dns_names=("a.example.com",))
+    proc = cluster.kubectl("apply", "-f", "-", input=secret_manifest(namespace, "api-tls", one), check=False)
+
+    assert proc.returncode != 0
+    assert "RenewalDroppedDNSName" in proc.stderr and "b.example.com" in proc.stderr
+    assert rv(core_v1, namespace, "api-tls") == before

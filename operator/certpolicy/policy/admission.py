@@ -26,6 +26,7 @@ from certpolicy.pki.fingerprint import certificate_fingerprint
 from certpolicy.pki.secretdata import SecretMaterial
 from certpolicy.policy.evaluate import Evaluation, TrustBundle
 from certpolicy.policy.findings import REASONS, Finding, Severity
+from certpolicy.policy.renewal import CHANGED_ANCHOR, baseline_of, plain_fingerprint, regressions
 from certpolicy.policy.spec import PolicySpecError
 
 
@@ -119,28 +120,40 @@ Evaluate = Callable[[SecretMaterial, TrustBundle | None], Evaluation]
 
 
 def renewal_regressions(old_leaf: x509.Certificate, old_anchor: str | None, new_leaf: x509.Certificate,
-                        new_anchor: str | None) -> list[Finding]:
-    """What the new leaf lost that the stored one had (a renewal regression).
-
-    SEAM (issue 23, renewal regressions): the comparison itself is
-    ``certpolicy.policy.renewal.regressions(baseline_of(old_leaf, old_anchor),
-    baseline_of(new_leaf, new_anchor))``, built on another branch; until it lands here this finds
-    nothing, and only added Critical findings are judged.
-    """
-    return []
+                        new_anchor: str | None, *, ignore: frozenset[str] = frozenset(),
+                        own_anchors: frozenset[str] = frozenset()) -> list[Finding]:
+    """What the new leaf lost that the stored one had (:mod:`certpolicy.policy.renewal`). A change
+    of anchor between two of the policy's own CAs (``own_anchors``: its rotation) is none. A leaf
+    whose extensions cannot be read is no baseline: its evaluation reports MalformedExtension."""
+    if old_anchor in own_anchors and new_anchor in own_anchors:
+        ignore = ignore | {CHANGED_ANCHOR}
+    try:
+        return regressions(baseline_of(old_leaf, old_anchor), baseline_of(new_leaf, new_anchor), ignore=ignore)
+    except ValueError:
+        return []
 
 
 def judge_secret(policy: str, enforcement: Enforcement, what: str, old: SecretMaterial | None,
-                 new: SecretMaterial, bundle: TrustBundle | None, evaluate: Evaluate) -> Verdict:
+                 new: SecretMaterial, bundle: TrustBundle | None, evaluate: Evaluate, *,
+                 ignore: frozenset[str] = frozenset(), own_anchors: frozenset[str] = frozenset(),
+                 accepted: str | None = None) -> Verdict:
     """A CREATE (``old`` None) or UPDATE of a selected Secret. ``evaluate`` is the operator's cached
-    evaluator bound to the policy's requirements and ``now``."""
+    evaluator bound to the policy's requirements and ``now``. Renewal regressions are judged on an
+    UPDATE that replaces the leaf, except those in ``ignore`` (``requirements.renewal.ignore``) and
+    all of them when ``accepted`` (the new object's ``certpolicy.io/renewal-accepted``) names the
+    new leaf's SHA-256."""
     if enforcement is Enforcement.AUDIT:
         return ALLOW
     after = evaluate(new, bundle)
     before = evaluate(old, bundle) if old is not None else None
     worse = list(added_critical(before, after))
     if before is not None and old is not None and old.leaf is not None and new.leaf is not None:
-        worse += renewal_regressions(old.leaf, before.anchor_fingerprint, new.leaf, after.anchor_fingerprint)
+        new_fp = plain_fingerprint(certificate_fingerprint(new.leaf))
+        if accepted is None or plain_fingerprint(accepted) != new_fp:
+            found = renewal_regressions(old.leaf, before.anchor_fingerprint, new.leaf, after.anchor_fingerprint,
+                                        ignore=ignore, own_anchors=own_anchors)
+            have = {_kind(f) for f in worse}
+            worse += [f for f in found if _kind(f) not in have]
     return verdict(policy, enforcement, what, worse)
 
 

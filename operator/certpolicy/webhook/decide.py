@@ -25,6 +25,8 @@ from certpolicy.webhook.review import Request
 
 log = logging.getLogger(__name__)
 WRITES = ("CREATE", "UPDATE")
+#: On a Secret: the SHA-256 (hex) of a renewed leaf whose regressions its owner accepts.
+RENEWAL_ACCEPTED = "certpolicy.io/renewal-accepted"
 
 
 class Decider:
@@ -61,8 +63,10 @@ class Decider:
             return ALLOW
         new = material_from_secret(obj.get("type") or "Opaque", obj.get("data") or {})
         old = self._stored(request) if request.operation == "UPDATE" else None
+        accepted = ((obj.get("metadata") or {}).get("annotations") or {}).get(RENEWAL_ACCEPTED)
         return judge_secret(policy.name, policy.enforcement, f"Secret {request.namespace}/{request.name}", old, new,
-                            self.trust_bundle(policy), self._evaluate(policy.requirements))
+                            self.trust_bundle(policy), self._evaluate(policy.requirements),
+                            ignore=policy.renewal_ignore, own_anchors=policy.own_anchors, accepted=accepted)
 
     def _stored(self, request: Request) -> SecretMaterial | None:
         old = request.old_object

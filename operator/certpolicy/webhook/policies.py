@@ -21,6 +21,7 @@ from certpolicy.inventory.store import Change, Key, RecordStore
 from certpolicy.inventory.watch import ListWatcher, Watched
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.selectors import LabelSelector
+from certpolicy.pki.fingerprint import certificate_fingerprint
 from certpolicy.policy.admission import Enforcement, enforcement_from_spec
 from certpolicy.policy.bundleref import BundleRef, BundleRefError
 from certpolicy.policy.cahistory import trusted_certificates
@@ -45,6 +46,8 @@ class EnforcedPolicy:
     bundle_source: BundleRef | None
     own_cas: tuple[x509.Certificate, ...]  # status.ca.history's trusted CAs (spec.ca without trustBundle)
     targets: tuple[BundleRef, ...]  # spec.trustBundles entries
+    own_anchors: frozenset[str]  # fingerprints of the policy's own CAs (a rotation changes anchors on purpose)
+    renewal_ignore: frozenset[str]  # spec.requirements.renewal.ignore: regressions not judged
     target_entries: tuple[Mapping[str, Any], ...]
 
     @property
@@ -65,9 +68,11 @@ def parse_policy(obj: dict[str, Any]) -> EnforcedPolicy:
         by_label = label_selectors(spec.get("selector") or {})
     except (PolicySpecError, ValueError, KeyError, TypeError):
         enforcement, requirements, by_label = Enforcement.AUDIT, None, None
-    own: tuple[x509.Certificate, ...] = ()
-    if spec.get("ca") and not (spec.get("requirements") or {}).get("trustBundle"):
-        own = tuple(trusted_certificates(((obj.get("status") or {}).get("ca") or {}).get("history") or []))
+    history = ((obj.get("status") or {}).get("ca") or {}).get("history") or []
+    cas = tuple(trusted_certificates(history)) if spec.get("ca") else ()
+    own = cas if not (spec.get("requirements") or {}).get("trustBundle") else ()
+    renewal = (spec.get("requirements") or {}).get("renewal")
+    ignore = (renewal.get("ignore") if isinstance(renewal, Mapping) else None) or ()
     targets: list[BundleRef] = []
     entries: list[Mapping[str, Any]] = []
     for entry in spec.get("trustBundles") or ():
@@ -81,7 +86,9 @@ def parse_policy(obj: dict[str, Any]) -> EnforcedPolicy:
         name=meta.get("name", ""), uid=meta.get("uid", ""), resource_version=meta.get("resourceVersion", ""),
         enforcement=enforcement, requirements=requirements, selector=selector, by_label=by_label,
         names=named_keys(selector), bundle_source=bundle_source(spec.get("requirements")), own_cas=own,
-        targets=tuple(targets), target_entries=tuple(entries))
+        targets=tuple(targets), target_entries=tuple(entries),
+        own_anchors=frozenset(certificate_fingerprint(c) for c in cas),
+        renewal_ignore=frozenset(str(r) for r in ignore if isinstance(r, str)))
 
 
 class PolicyIndex:

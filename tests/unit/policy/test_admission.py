@@ -70,7 +70,8 @@ def test_deny_refuses_a_renewal_that_drops_client_auth_and_says_what_to_fix():
 def test_warn_admits_the_same_write_with_a_short_warning():
     v = judge_secret("mtls", Enforcement.WARN, "Secret ns/api", good(), no_client_auth(), [CA.cert], evaluate)
     assert v.allowed and not v.message
-    assert len(v.warnings) == 1 and v.warnings[0].startswith("CertificatePolicy mtls: Secret ns/api: MissingClientAuth")
+    assert v.warnings[0].startswith("CertificatePolicy mtls: Secret ns/api: MissingClientAuth")
+    assert "RenewalDroppedUsage" in v.warnings[1]
     assert all(len(w) <= 256 for w in v.warnings)
 
 
@@ -85,7 +86,7 @@ def test_a_create_is_judged_on_everything_it_has():
 
 def test_no_worse_passes_an_equally_bad_leaf_and_the_fix():
     bad = no_client_auth()
-    assert judge_secret("p", Enforcement.DENY, "s", bad, no_client_auth("other.example.com"), [CA.cert], evaluate).allowed
+    assert judge_secret("p", Enforcement.DENY, "s", bad, no_client_auth(), [CA.cert], evaluate).allowed  # a new key
     assert judge_secret("p", Enforcement.DENY, "s", bad, bad, [CA.cert], evaluate).allowed  # a label change
     assert judge_secret("p", Enforcement.DENY, "s", bad, good(), [CA.cert], evaluate).allowed
 
@@ -116,8 +117,7 @@ def test_many_findings_are_counted_not_listed():
     added = added_critical(base, evaluate(worst, [CA.cert]))
     assert len(added) >= 3
     v = judge_secret("p", Enforcement.DENY, "s", good(), worst, [CA.cert], evaluate)
-    if len(added) > 3:
-        assert f"and {len(added) - 3} more" in v.message
+    assert len(v.worse) > 3 and f"; and {len(v.worse) - 3} more." in v.message
 
 
 # --- the bundle guard -------------------------------------------------------------------------
@@ -143,3 +143,53 @@ def test_removing_a_ca_that_anchors_nothing_passes():
 def test_a_leaf_still_anchored_elsewhere_is_not_orphaned():
     # The same CA certificate re-added under a second copy: nothing is removed.
     assert orphans([("n", "a", good())], [CA.cert], [CA.cert], evaluate) == []
+
+
+# --- renewal regressions (policy/renewal.py) ---------------------------------------------------
+
+def two_names():
+    return material(certgen.leaf(CA, "a.example.com", dns_names=("a.example.com", "b.example.com")))
+
+
+def one_name():
+    return material(certgen.leaf(CA, "a.example.com", dns_names=("a.example.com",)))
+
+
+def test_a_renewal_regression_no_requirement_names_is_refused_under_deny():
+    v = judge_secret("p", Enforcement.DENY, "Secret ns/x", two_names(), one_name(), [CA.cert], evaluate)
+    assert not v.allowed and "RenewalDroppedDNSName" in v.message and "b.example.com" in v.message
+
+
+def test_a_renewal_regression_is_a_warning_under_warn():
+    v = judge_secret("p", Enforcement.WARN, "Secret ns/x", two_names(), one_name(), [CA.cert], evaluate)
+    assert v.allowed and any("RenewalDroppedDNSName" in w for w in v.warnings)
+
+
+def test_dropping_client_auth_is_both_a_finding_and_a_regression():
+    v = judge_secret("p", Enforcement.DENY, "s", good(), no_client_auth(), [CA.cert], evaluate)
+    assert [f.reason for f in v.worse] == ["MissingClientAuth", "RenewalDroppedUsage"]
+
+
+def test_an_accepted_or_ignored_regression_passes():
+    new = one_name()
+    from certpolicy.pki.fingerprint import certificate_fingerprint
+    from certpolicy.policy.renewal import plain_fingerprint
+
+    accepted = plain_fingerprint(certificate_fingerprint(new.leaf))
+    assert judge_secret("p", Enforcement.DENY, "s", two_names(), new, [CA.cert], evaluate, accepted=accepted).allowed
+    assert not judge_secret("p", Enforcement.DENY, "s", two_names(), new, [CA.cert], evaluate,
+                            accepted="00" * 32).allowed
+    assert judge_secret("p", Enforcement.DENY, "s", two_names(), new, [CA.cert], evaluate,
+                        ignore=frozenset({"RenewalDroppedDNSName"})).allowed
+
+
+def test_a_move_between_the_policys_own_cas_is_no_changed_anchor():
+    from certpolicy.pki.fingerprint import certificate_fingerprint
+
+    new_ca = certgen.root("admission unit CA 2")
+    moved = material(certgen.leaf(new_ca, "svc.example.com"))
+    bundle = [CA.cert, new_ca.cert]
+    v = judge_secret("p", Enforcement.DENY, "s", good(), moved, bundle, evaluate)
+    assert not v.allowed and "RenewalChangedAnchor" in v.message
+    own = frozenset({certificate_fingerprint(CA.cert), certificate_fingerprint(new_ca.cert)})
+    assert judge_secret("p", Enforcement.DENY, "s", good(), moved, bundle, evaluate, own_anchors=own).allowed
