@@ -146,5 +146,7 @@ def apply(raw: RawClient, body: dict[str, Any]) -> bool:
     if ((existing.get("metadata") or {}).get("annotations") or {}).get(HASH_ANNOTATION) == digest:
         return False
     body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+    # Keep what others annotated (kubectl's last-applied configuration, say); only the webhooks are ours.
+    body["metadata"]["annotations"] = {**(existing["metadata"].get("annotations") or {}), HASH_ANNOTATION: digest}
     raw.put(f"{CONFIG_PATH}/{CONFIG_NAME}", body)
     return True
