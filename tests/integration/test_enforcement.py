@@ -293,3 +293,54 @@ def test_deny_refuses_a_renewal_regression_no_requirement_names(cluster, core_v1
     assert proc.returncode != 0
     assert "RenewalDroppedDNSName" in proc.stderr and "b.example.com" in proc.stderr
     assert rv(core_v1, namespace, "api-tls") == before
+
+
+def test_the_webhook_ca_rotates_without_one_failed_admission_call(cluster, core_v1, namespace, policies,
+                                                                  unique_name, tmp_path, crd, operator_namespace,
+                                                                  webhook_config_cleanup):
+    """caBundle old+new before the serving certificate switches, old dropped after: a refused write
+    every few milliseconds through the whole rotation is refused every time (an unreachable or
+    untrusted webhook would let it through: failurePolicy Ignore)."""
+    import threading
+
+    from certpolicy.webhook.serving import CA_SECRET, ROTATE
+
+    op = OperatorProcess(cluster, tmp_path / "operator.log", args=["--no-leader-elect"],
+                         env={"CERTPOLICY_WEBHOOK_CA_PROPAGATION": "2"})
+    op.start()
+    try:
+        policies(mtls_policy(unique_name, namespace, "Deny"))
+        wait_enforced(cluster, namespace, unique_name)
+        ca_before = core_v1.read_namespaced_secret(CA_SECRET, operator_namespace).data["tls.crt"]
+        probe = json.loads(secret_manifest(namespace, "probe-tls", leaf(eku=("serverAuth",))))
+        admitted, refused, stop = [], [], threading.Event()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                try:
+                    core_v1.create_namespaced_secret(namespace, probe, dry_run="All")
+                    admitted.append(1)
+                except ApiException as e:
+                    (refused if e.status == 403 else admitted).append(e.status)
+
+        thread = threading.Thread(target=hammer, daemon=True)
+        thread.start()
+        core_v1.patch_namespaced_secret(CA_SECRET, operator_namespace,
+                                        {"metadata": {"annotations": {ROTATE: uuid.uuid4().hex}}})
+
+        def rotated():
+            secret = core_v1.read_namespaced_secret(CA_SECRET, operator_namespace)
+            config = json.loads(cluster.kubectl("get", "validatingwebhookconfiguration", CONFIG, "-o", "json").stdout)
+            bundle = base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"])
+            done = (secret.data["tls.crt"] != ca_before and "next.crt" not in secret.data
+                    and bundle == base64.b64decode(secret.data["tls.crt"]))
+            return done
+
+        wait_for(rotated, timeout=120, interval=0.5, what="the webhook CA rotated, the old CA out of the caBundle")
+        stop.set()
+        thread.join(10)
+    finally:
+        op.stop()
+    log = (tmp_path / "operator.log").read_text()
+    assert "webhook CA rotation: next CA" in log and "is the only one now" in log
+    assert refused and not admitted, f"{len(admitted)} of {len(admitted) + len(refused)} calls were not refused"

@@ -31,6 +31,8 @@ from certpolicy.webhook.review import MAX_REVIEW_BYTES, BadReview, Request, pars
 log = logging.getLogger(__name__)
 SECRET_PATH = "/validate/secret/"
 BUNDLE_PATH = "/validate/bundle/"
+#: After the serving certificate changes, answers close their connection for this long (seconds).
+RECONNECT_WINDOW = 120.0
 
 Decide = Callable[[str, str, Request], Verdict]  # (what: "secret"|"bundle", policy, request) -> Verdict
 
@@ -46,7 +48,7 @@ class WebhookServer:
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="webhook-server", daemon=True)
-        self._started = threading.Event()
+        self._close_until = 0.0
 
     # ---- certificate ----------------------------------------------------------------------------
     def load_certificate(self, cert_pem: bytes, key_pem: bytes) -> None:
@@ -62,6 +64,12 @@ class WebhookServer:
         if not self.loaded.is_set():
             self.loaded.set()
             asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+        else:
+            # Kept-alive connections would go on with the old certificate indefinitely. For a while,
+            # every answer says "Connection: close", so the API server's next call on each one
+            # handshakes with this certificate. (Closing idle connections from this side instead
+            # races with a call the API server is sending on them: that call would fail.)
+            self._close_until = time.monotonic() + RECONNECT_WINDOW
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self) -> WebhookServer:
@@ -110,5 +118,8 @@ class WebhookServer:
                 log.info("CertificatePolicy %s: %s %s %s (%s, %.1f ms)", policy, review.operation, review.where,
                          "refused" if not verdict.allowed else "admitted with warnings", verdict.reason or what,
                          (time.perf_counter() - started) * 1000)
-            return web.json_response(response(review.uid, verdict))
+            answer = web.json_response(response(review.uid, verdict))
+            if time.monotonic() < self._close_until:
+                answer.force_close()
+            return answer
         return handler

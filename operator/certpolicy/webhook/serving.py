@@ -76,10 +76,13 @@ def _due(cert: x509.Certificate, now: dt.datetime) -> bool:
     return now >= cert.not_valid_after_utc - life / 3
 
 
-def _write(raw: RawClient, namespace: str, name: str, pair: KeyPair, existing: dict | None, extra: dict) -> dict:
-    body: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY: MANAGER, ROLE_LABEL: ROLE}},
-            "data": {"tls.crt": b64(pair.cert_pem), "tls.key": b64(pair.key_pem), **extra}}
+def _write(raw: RawClient, namespace: str, name: str, pair: KeyPair, existing: dict | None, extra: dict,
+           annotations: dict[str, str] | None = None) -> dict:
+    body: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY: MANAGER, ROLE_LABEL: ROLE},
+                     "annotations": annotations or {}},
+        "data": {"tls.crt": b64(pair.cert_pem), "tls.key": b64(pair.key_pem), **extra}}
     path = TARGET_KINDS["Secret"].path(namespace)
     if existing is None:
         return raw.post(path, body)
@@ -87,29 +90,93 @@ def _write(raw: RawClient, namespace: str, name: str, pair: KeyPair, existing: d
     return raw.put(f"{path}/{name}", body)
 
 
-def ensure(raw: RawClient, namespace: str, hosts: tuple[str, ...], now: dt.datetime) -> None:
-    """The CA and a current serving certificate for ``hosts`` exist (the leader's upkeep)."""
-    ca_obj = read(raw, "Secret", namespace, CA_SECRET)
-    if ca_obj is not None and not _ours(ca_obj):
+#: On the CA Secret: a value different from ROTATED starts a rotation of the webhook CA now.
+ROTATE = "certpolicy.io/rotate"
+ROTATED = "certpolicy.io/rotated"
+NEXT_CRT, NEXT_KEY = "next.crt", "next.key"
+
+
+@dataclass(frozen=True)
+class CAs:
+    """The webhook's CAs as its Secret holds them: the current one and, during a rotation, the next."""
+
+    current: KeyPair
+    next: KeyPair | None
+
+    @property
+    def bundle_pem(self) -> bytes:
+        """What the configuration's caBundle must hold: both CAs while a rotation runs."""
+        return self.current.cert_pem + (self.next.cert_pem if self.next else b"")
+
+
+def _next(obj: dict) -> KeyPair | None:
+    data = obj.get("data") or {}
+    if NEXT_CRT not in data:
+        return None
+    return _pair({"data": {"tls.crt": data[NEXT_CRT], "tls.key": data.get(NEXT_KEY, "")}})
+
+
+def ensure_ca(raw: RawClient, namespace: str, now: dt.datetime, *, may_promote: bool) -> CAs:
+    """The webhook CA (created when absent). A rotation starts when the CA is in the last third of
+    its life or the Secret's ``certpolicy.io/rotate`` annotation changed: the next CA is added next
+    to the current one (the caBundle then holds both). ``may_promote`` (every replica has served a
+    certificate from the next CA for long enough) makes the next CA the current one, alone."""
+    obj = read(raw, "Secret", namespace, CA_SECRET)
+    if obj is not None and not _ours(obj):
         raise NotOurs(f"Secret {namespace}/{CA_SECRET} exists and was not created by the operator's webhook")
-    ca = _pair(ca_obj) if ca_obj is not None else None
-    if ca is None or _due(ca.cert, now):
-        ca = create_ca("certpolicy-operator webhook CA", validity=CA_VALIDITY, now=now)
-        _write(raw, namespace, CA_SECRET, ca, ca_obj, {})
-        log.info("webhook CA %s created in Secret %s/%s", ca.fingerprint, namespace, CA_SECRET)
+    current = _pair(obj) if obj is not None else None
+    if obj is None or current is None:
+        current = create_ca("certpolicy-operator webhook CA", validity=CA_VALIDITY, now=now)
+        _write(raw, namespace, CA_SECRET, current, obj, {})
+        log.info("webhook CA %s created in Secret %s/%s", current.fingerprint, namespace, CA_SECRET)
+        return CAs(current, None)
+    annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
+    nxt = _next(obj)
+    requested = bool(annotations.get(ROTATE)) and annotations.get(ROTATE) != annotations.get(ROTATED)
+    if nxt is None and (_due(current.cert, now) or requested):
+        nxt = create_ca("certpolicy-operator webhook CA", validity=CA_VALIDITY, now=now)
+        if requested:
+            annotations[ROTATED] = annotations[ROTATE]
+        _write(raw, namespace, CA_SECRET, current, obj, {NEXT_CRT: b64(nxt.cert_pem), NEXT_KEY: b64(nxt.key_pem)},
+               annotations)
+        log.info("webhook CA rotation: next CA %s added next to %s", nxt.fingerprint, current.fingerprint)
+    elif nxt is not None and may_promote:
+        _write(raw, namespace, CA_SECRET, nxt, obj, {}, annotations)
+        log.info("webhook CA rotation: CA %s is the only one now (%s retired)", nxt.fingerprint, current.fingerprint)
+        return CAs(nxt, None)
+    return CAs(current, nxt)
+
+
+def ensure_serving(raw: RawClient, namespace: str, hosts: tuple[str, ...], issuer: KeyPair, now: dt.datetime,
+                   bundle_pem: bytes) -> bool:
+    """A current serving certificate for ``hosts`` from ``issuer``; returns whether one was issued."""
     obj = read(raw, "Secret", namespace, SERVING_SECRET)
     if obj is not None and not _ours(obj):
         raise NotOurs(f"Secret {namespace}/{SERVING_SECRET} exists and was not created by the operator's webhook")
     pair = _pair(obj) if obj is not None else None
-    if (pair is not None and pair.cert.issuer == ca.cert.subject and _sans_cover(pair.cert, hosts)
-            and not _due(pair.cert, now) and _signed_by(pair.cert, ca.cert)):
-        return
+    if (pair is not None and pair.cert.issuer == issuer.cert.subject and _sans_cover(pair.cert, hosts)
+            and not _due(pair.cert, now) and _signed_by(pair.cert, issuer.cert)):
+        return False
     dns = [h for h in hosts if not _is_ip(h)]
     ips = [h for h in hosts if _is_ip(h)]
-    leaf = issue_leaf(ca, common_name="certpolicy-operator webhook", dns_names=dns, ip_addresses=ips,
+    leaf = issue_leaf(issuer, common_name="certpolicy-operator webhook", dns_names=dns, ip_addresses=ips,
                       usages=("serverAuth",), validity=SERVING_VALIDITY, now=now)
-    _write(raw, namespace, SERVING_SECRET, leaf, obj, {"ca.crt": b64(ca.cert_pem)})
-    log.info("webhook serving certificate issued for %s", ", ".join(hosts))
+    _write(raw, namespace, SERVING_SECRET, leaf, obj, {"ca.crt": b64(bundle_pem)})
+    log.info("webhook serving certificate issued for %s by CA %s", ", ".join(hosts), issuer.fingerprint)
+    return True
+
+
+def serving_issuer(raw: RawClient, namespace: str) -> str | None:
+    """The fingerprint of the CA that signed the serving certificate the Secret holds now."""
+    obj = read(raw, "Secret", namespace, SERVING_SECRET)
+    pair = _pair(obj) if obj is not None and _ours(obj) else None
+    if pair is None:
+        return None
+    ca = read(raw, "Secret", namespace, CA_SECRET)
+    for candidate in ((_pair(ca), _next(ca)) if ca is not None else ()):
+        if candidate is not None and _signed_by(pair.cert, candidate.cert):
+            return candidate.fingerprint
+    return None
 
 
 def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import os
 import threading
+import time
 from dataclasses import dataclass
 
 from kubernetes.client import ApiClient
@@ -32,6 +34,11 @@ from certpolicy.webhook.server import WebhookServer
 
 log = logging.getLogger(__name__)
 UPKEEP_PERIOD = 10.0
+#: How long a change of the caBundle, or of the serving certificate, is given to reach the API
+#: server (it watches webhook configurations) and every replica (they watch the serving Secret)
+#: before the next step of a webhook CA rotation relies on it.
+DEFAULT_PROPAGATION = 30.0
+PROPAGATION_ENV = "CERTPOLICY_WEBHOOK_CA_PROPAGATION"
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,8 @@ class Endpoint:
 
 
 class Webhook:
-    def __init__(self, api_client: ApiClient, inventory: Inventory, endpoint: Endpoint, namespace: str) -> None:
+    def __init__(self, api_client: ApiClient, inventory: Inventory, endpoint: Endpoint, namespace: str, *,
+                 propagation: float | None = None) -> None:
         self.raw = RawClient(api_client)  # writes pass the write gate: only the leader's go out
         self.inventory, self.endpoint, self.namespace = inventory, endpoint, namespace
         self.index = PolicyIndex(RawClient(api_client), watch_timeout=inventory.watch_timeout)
@@ -60,14 +68,20 @@ class Webhook:
         self.server = WebhookServer(endpoint.address, endpoint.port, self.decide)
         self.operator_user: str | None = None
         self._serving_version: str | None = None
-        self._serving_ca = ""  # base64 of the CA PEM the serving Secret names: the caBundle
+        #: the caBundle registered, and since when (monotonic): the next CA signs nothing before
+        #: it has been registered for ``propagation`` seconds
+        self._bundle_since: tuple[str, float] | None = None
+        self._switched_at: float | None = None  # when the serving certificate moved to the next CA
+        self.propagation = propagation if propagation is not None else float(
+            os.environ.get(PROPAGATION_ENV) or DEFAULT_PROPAGATION)
+        self._rotating = False
         self._held: set[tuple[str, str, str]] = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhook-upkeep", daemon=True)
         self.index.listeners.append(lambda _change: self._wake.set())
-        key = (namespace, serving.SERVING_SECRET)
-        inventory.secrets.listeners.append(lambda change: self._wake.set() if change.key == key else None)
+        keys = {(namespace, serving.SERVING_SECRET), (namespace, serving.CA_SECRET)}
+        inventory.secrets.listeners.append(lambda change: self._wake.set() if change.key in keys else None)
 
     def start(self) -> Webhook:
         self.index.start()
@@ -100,20 +114,50 @@ class Webhook:
                 pass  # lost the Lease meanwhile: the new leader does it
             except Exception as e:  # noqa: BLE001 - retried at the next period; the cause is logged
                 log.warning("webhook upkeep failed (%s: %s); retrying", type(e).__name__, str(e)[:200])
-            self._wake.wait(UPKEEP_PERIOD)
+            # A CA rotation moves on as soon as its delay allows; otherwise every UPKEEP_PERIOD.
+            self._wake.wait(min(UPKEEP_PERIOD, self.propagation / 2) if self._rotating else UPKEEP_PERIOD)
 
     def upkeep(self) -> None:
-        leader = WRITE_GATE.is_open()
-        if leader:
-            serving.ensure(self.raw, self.namespace, self.endpoint.hosts(self.namespace), dt.datetime.now(dt.UTC))
-        self._load_serving()
+        if WRITE_GATE.is_open():  # the leader
+            self._leader_upkeep()
+        else:
+            self._load_serving()
         self._hold_bundles()
-        if leader and self.server.loaded.is_set() and self.index.synced and self._serving_ca:
-            body = registration.configuration(self.index.enforcing(), self._client_config, self._serving_ca,
-                                              self.namespace, self.operator_user)
-            if registration.apply(self.raw, body):
-                log.info("webhook configuration %s: %d entries for %d enforcing policies", registration.CONFIG_NAME,
-                         len(body["webhooks"]), len(self.index.enforcing()))
+
+    def _leader_upkeep(self) -> None:
+        """CA, configuration, serving certificate, in the order that lets the CA rotate without
+        one failed call: the next CA is registered in the caBundle (next to the current one) for
+        PROPAGATION before the serving certificate is issued from it, and the old CA leaves the
+        caBundle PROPAGATION after every replica was handed the new serving certificate."""
+        now, mono = dt.datetime.now(dt.UTC), time.monotonic()
+        switched = self._switched_at is not None and mono - self._switched_at >= self.propagation
+        cas = serving.ensure_ca(self.raw, self.namespace, now, may_promote=switched)
+        self._rotating = cas.next is not None
+        if cas.next is None:
+            self._switched_at = None
+        bundle = base64.b64encode(cas.bundle_pem).decode()
+        self._register(bundle)
+        issuer = cas.current
+        if cas.next is not None and self._bundle_since is not None and self._bundle_since[0] == bundle \
+                and mono - self._bundle_since[1] >= self.propagation:
+            issuer = cas.next
+        serving.ensure_serving(self.raw, self.namespace, self.endpoint.hosts(self.namespace), issuer, now,
+                               cas.bundle_pem)
+        if issuer is cas.next and self._switched_at is None:
+            self._switched_at = mono  # (a new leader finding it so waits the full delay again)
+        self._load_serving()
+        self._register(bundle)
+
+    def _register(self, bundle: str) -> None:
+        if not (self.server.loaded.is_set() and self.index.synced):
+            return
+        body = registration.configuration(self.index.enforcing(), self._client_config, bundle, self.namespace,
+                                          self.operator_user)
+        if registration.apply(self.raw, body):
+            log.info("webhook configuration %s: %d entries for %d enforcing policies", registration.CONFIG_NAME,
+                     len(body["webhooks"]), len(self.index.enforcing()))
+        if self._bundle_since is None or self._bundle_since[0] != bundle:
+            self._bundle_since = (bundle, time.monotonic())
 
     def _load_serving(self) -> None:
         rec = self.inventory.secrets.get((self.namespace, serving.SERVING_SECRET))
@@ -123,7 +167,6 @@ class Webhook:
         if current is None or current.resource_version == self._serving_version:
             return
         self.server.load_certificate(current.cert_pem, current.key_pem)
-        self._serving_ca = base64.b64encode(current.ca_pem).decode()
         self._serving_version = current.resource_version
         log.info("webhook serving certificate loaded (Secret %s/%s, resourceVersion %s)", self.namespace,
                  serving.SERVING_SECRET, current.resource_version)
