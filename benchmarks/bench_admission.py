@@ -33,6 +33,7 @@ from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.issue import create_ca
+from certpolicy.runcmd import tune_gc
 from certpolicy.webhook.decide import Decider
 from certpolicy.webhook.policies import PolicyIndex
 from certpolicy.webhook.review import parse_review
@@ -87,6 +88,7 @@ def main() -> int:
             return body
 
         # ---- in process ---------------------------------------------------------------------------
+        tune_gc()  # as certpolicy run does before its inventory lists
         inventory = Inventory(bench.api).start()
         index = PolicyIndex(RawClient(bench.api)).start()
         t0 = time.monotonic()
