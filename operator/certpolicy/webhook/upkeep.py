@@ -105,7 +105,6 @@ class Webhook:
 
     # ---- upkeep ---------------------------------------------------------------------------------
     def _run(self) -> None:
-        self.operator_user = self._whoami()
         while not self._stop.is_set():
             self._wake.clear()
             try:
@@ -130,6 +129,8 @@ class Webhook:
         PROPAGATION before the serving certificate is issued from it, and the old CA leaves the
         caBundle PROPAGATION after every replica was handed the new serving certificate."""
         now, mono = dt.datetime.now(dt.UTC), time.monotonic()
+        if self.operator_user is None:
+            self.operator_user = self._whoami()
         switched = self._switched_at is not None and mono - self._switched_at >= self.propagation
         cas = serving.ensure_ca(self.raw, self.namespace, now, may_promote=switched)
         self._rotating = cas.next is not None
@@ -187,14 +188,16 @@ class Webhook:
             self.inventory.named[kind].release("bundle", [(ns, name)])
         self._held = want
 
-    def _whoami(self) -> str | None:
+    def _whoami(self) -> str:
         """The operator's own user name (SelfSubjectReview): its bundle writes are not guarded."""
-        try:
-            review = RawClient(self.raw.api_client, gated=False).post(
+        try:  # a POST, so through the write gate: only the leader asks (a standby sends nothing)
+            review = self.raw.post(
                 "/apis/authentication.k8s.io/v1/selfsubjectreviews",
                 {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
-            return ((review.get("status") or {}).get("userInfo") or {}).get("username")
+            return ((review.get("status") or {}).get("userInfo") or {}).get("username") or ""
+        except NotLeader:
+            raise
         except Exception as e:  # noqa: BLE001 - without it, the operator's own bundle writes are guarded too
             log.info("could not learn the operator's user name (%s); its own bundle writes are guarded too",
                      type(e).__name__)
-            return None
+            return ""
