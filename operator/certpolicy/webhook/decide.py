@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 
 from certpolicy.inventory.inventory import TLS_TYPE, Inventory
-from certpolicy.inventory.records import parse_bundle_object, parse_labelled_secret
+from certpolicy.inventory.records import RENEWAL_ACCEPTED_ANNOTATION, parse_bundle_object, parse_labelled_secret
 from certpolicy.inventory.selection import select
 from certpolicy.pki.secretdata import SecretMaterial, material_from_secret
 from certpolicy.policy.admission import ALLOW, Verdict, judge_bundle, judge_secret, orphans
@@ -25,8 +25,6 @@ from certpolicy.webhook.review import Request
 
 log = logging.getLogger(__name__)
 WRITES = ("CREATE", "UPDATE")
-#: On a Secret: the SHA-256 (hex) of a renewed leaf whose regressions its owner accepts.
-RENEWAL_ACCEPTED = "certpolicy.io/renewal-accepted"
 
 
 class Decider:
@@ -63,7 +61,7 @@ class Decider:
             return ALLOW
         new = material_from_secret(obj.get("type") or "Opaque", obj.get("data") or {})
         old = self._stored(request) if request.operation == "UPDATE" else None
-        accepted = ((obj.get("metadata") or {}).get("annotations") or {}).get(RENEWAL_ACCEPTED)
+        accepted = ((obj.get("metadata") or {}).get("annotations") or {}).get(RENEWAL_ACCEPTED_ANNOTATION)
         return judge_secret(policy.name, policy.enforcement, f"Secret {request.namespace}/{request.name}", old, new,
                             self.trust_bundle(policy), self._evaluate(policy.requirements),
                             ignore=policy.renewal_ignore, own_anchors=policy.own_anchors, accepted=accepted)

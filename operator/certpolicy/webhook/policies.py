@@ -25,7 +25,8 @@ from certpolicy.pki.fingerprint import certificate_fingerprint
 from certpolicy.policy.admission import Enforcement, enforcement_from_spec
 from certpolicy.policy.bundleref import BundleRef, BundleRefError
 from certpolicy.policy.cahistory import trusted_certificates
-from certpolicy.policy.spec import PolicySpecError, Requirements, requirements_from_spec
+from certpolicy.policy.renewal import RENEWAL_REASONS
+from certpolicy.policy.spec import PolicySpecError, Requirements, renewal_guard_from_spec, requirements_from_spec
 
 POLICIES_WATCH = Watched("webhook-policies", f"/apis/{GROUP}/{VERSION}/{PLURAL}")
 
@@ -47,7 +48,7 @@ class EnforcedPolicy:
     own_cas: tuple[x509.Certificate, ...]  # status.ca.history's trusted CAs (spec.ca without trustBundle)
     targets: tuple[BundleRef, ...]  # spec.trustBundles entries
     own_anchors: frozenset[str]  # fingerprints of the policy's own CAs (a rotation changes anchors on purpose)
-    renewal_ignore: frozenset[str]  # spec.requirements.renewal.ignore: regressions not judged
+    renewal_ignore: frozenset[str]  # spec.requirements.renewal: regressions not judged (all: guard off)
     target_entries: tuple[Mapping[str, Any], ...]
 
     @property
@@ -71,8 +72,12 @@ def parse_policy(obj: dict[str, Any]) -> EnforcedPolicy:
     history = ((obj.get("status") or {}).get("ca") or {}).get("history") or []
     cas = tuple(trusted_certificates(history)) if spec.get("ca") else ()
     own = cas if not (spec.get("requirements") or {}).get("trustBundle") else ()
-    renewal = (spec.get("requirements") or {}).get("renewal")
-    ignore = (renewal.get("ignore") if isinstance(renewal, Mapping) else None) or ()
+    try:
+        guard = renewal_guard_from_spec(spec)
+        # A guard turned off (renewal.guard: false) judges no regression at admission either.
+        ignore = guard.ignore if guard.enabled else frozenset(RENEWAL_REASONS)
+    except PolicySpecError:
+        ignore = frozenset(RENEWAL_REASONS)
     targets: list[BundleRef] = []
     entries: list[Mapping[str, Any]] = []
     for entry in spec.get("trustBundles") or ():
@@ -88,7 +93,7 @@ def parse_policy(obj: dict[str, Any]) -> EnforcedPolicy:
         names=named_keys(selector), bundle_source=bundle_source(spec.get("requirements")), own_cas=own,
         targets=tuple(targets), target_entries=tuple(entries),
         own_anchors=frozenset(certificate_fingerprint(c) for c in cas),
-        renewal_ignore=frozenset(str(r) for r in ignore if isinstance(r, str)))
+        renewal_ignore=frozenset(ignore))
 
 
 class PolicyIndex:

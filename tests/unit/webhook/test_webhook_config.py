@@ -94,3 +94,12 @@ def test_a_refusal_is_403_with_the_message_and_no_object_content():
     assert out["response"] == {"uid": "42", "allowed": False,
                                 "status": {"code": 403, "reason": "Forbidden", "message": "no"}}
     assert "c2VjcmV0" not in json.dumps(out)
+
+
+def test_the_renewal_guard_settings_reach_the_webhook():
+    from certpolicy.policy.renewal import RENEWAL_REASONS
+
+    assert policy().renewal_ignore == frozenset()
+    assert policy(requirements={"renewal": {"ignore": ["RenewalChangedAnchor"]}}).renewal_ignore == {
+        "RenewalChangedAnchor"}
+    assert policy(requirements={"renewal": {"guard": False}}).renewal_ignore == frozenset(RENEWAL_REASONS)
