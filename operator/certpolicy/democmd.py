@@ -5,7 +5,9 @@ a real process, creates a UAT namespace with three HL7 certificates — one good
 without clientAuth (the 2026 failure), one carrying a production name — applies the example
 policies and prints what ``kubectl get certpol`` and the policy status say. It ends with a CA
 rotation (``examples/ca-rotation.yaml`` in a namespace of its own, delays shortened and said so) showing the five steps as
-they happen and what the trust bundle holds at the end.
+they happen and what the trust bundle holds at the end, and then with enforcement: hl7-mtls goes to
+``Deny`` and a renewal that drops clientAuth is refused (kubectl's message, and the old certificate
+still in the Secret).
 """
 
 from __future__ import annotations
@@ -46,10 +48,10 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _demo_objects() -> list[dict]:
+def _demo_objects(ca=None) -> list[dict]:
     from certpolicy.pki.issue import create_ca, issue_leaf
 
-    ca = create_ca("HL7 UAT demo CA", validity=dt.timedelta(days=3650))
+    ca = ca or create_ca("HL7 UAT demo CA", validity=dt.timedelta(days=3650))
     leaves = {
         "mirth-tls": issue_leaf(ca, dns_names=["hl7tls.uat.example.com"], usages=["serverAuth", "clientAuth"]),
         # A 2026 renewal from a public-CA-style profile: valid, unexpired, right name, no clientAuth.
@@ -172,6 +174,49 @@ def _show_rotation(kubectl, timeout: float) -> str | None:
     return None
 
 
+def _show_enforcement(kubectl, ca, timeout: float) -> str | None:
+    """hl7-mtls goes to enforcement Deny; a renewal of mirth-tls that drops clientAuth is refused,
+    kubectl's message is printed and the Secret still holds the old certificate. Returns what went
+    wrong, or None."""
+    from certpolicy.pki.inspect import summarize
+    from certpolicy.pki.issue import issue_leaf
+    from certpolicy.pki.load import load_certificates
+
+    print("\n==> enforcement at admission (docs/enforcement.md)", flush=True)
+    print('$ kubectl patch certpol hl7-mtls --type merge -p \'{"spec":{"enforcement":"Deny"}}\'', flush=True)
+    kubectl("patch", "certpol", "hl7-mtls", "--type", "merge", "-p", '{"spec":{"enforcement":"Deny"}}')
+    renewed = issue_leaf(ca, dns_names=["hl7tls.uat.example.com"], usages=["serverAuth"])  # a 2026 renewal
+    secret = yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                             "metadata": {"name": "mirth-tls", "namespace": DEMO_NAMESPACE, "labels": {"app": "hl7"}},
+                             "data": {"tls.crt": _b64(renewed.cert_pem), "tls.key": _b64(renewed.key_pem),
+                                      "ca.crt": _b64(ca.cert_pem)}})
+    deadline = time.monotonic() + timeout
+    while True:  # the operator registers the policy's webhook entry a moment after the patch
+        probe = kubectl("apply", "--dry-run=server", "-f", "-", input=secret, check=False)
+        if probe.returncode != 0 and "hl7-mtls" in probe.stderr:
+            break
+        if time.monotonic() > deadline:
+            return f"the webhook did not start refusing for hl7-mtls within {timeout:.0f}s"
+        time.sleep(0.5)
+    print("$ kubectl replace -f mirth-tls-renewed.yaml   # renewed by a public-CA-style profile: no clientAuth",
+          flush=True)
+    # replace, not apply: apply's error message repeats the patch it sent, tls.key included.
+    proc = kubectl("replace", "-f", "-", input=secret, check=False)
+    if proc.returncode == 0:
+        return "the renewal without clientAuth was admitted under enforcement Deny"
+    refusal = [line for line in proc.stderr.splitlines() if "denied the request" in line]
+    if not refusal:
+        return f"the renewal failed for another reason: {proc.stderr.strip()[:300]}"
+    print("    " + "\n    ".join(refusal), flush=True)
+    stored = json.loads(kubectl("get", "secret", "mirth-tls", "-n", DEMO_NAMESPACE, "-o", "json").stdout)
+    leaf = summarize(load_certificates(base64.b64decode(stored["data"]["tls.crt"])).certificates[0])
+    print(f"$ kubectl get secret mirth-tls -n {DEMO_NAMESPACE}   # still the certificate it had", flush=True)
+    print(f"    {leaf.subject}  EKU [{', '.join(leaf.extended_key_usages)}]  {leaf.fingerprint[:23]}...", flush=True)
+    if "clientAuth" not in leaf.extended_key_usages:
+        return "the Secret lost clientAuth although the write was refused"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from certpolicy.kube.crd import install_crd
     from certpolicy.localcluster import LocalCluster
@@ -213,7 +258,10 @@ def run(args: argparse.Namespace) -> int:
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         print("==> creating namespace 'integration' (env=uat) with three HL7 TLS Secrets", flush=True)
-        kubectl("apply", "-f", "-", input=yaml.safe_dump_all(_demo_objects()))
+        from certpolicy.pki.issue import create_ca
+
+        demo_ca = create_ca("HL7 UAT demo CA", validity=dt.timedelta(days=3650))
+        kubectl("apply", "-f", "-", input=yaml.safe_dump_all(_demo_objects(demo_ca)))
         names = []
         for fname in DEMO_POLICIES:
             path = REPO / "examples" / fname
@@ -244,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
                          check=False).stdout
         if events.strip():
             print(f"\n$ kubectl get events -n {DEMO_NAMESPACE} --field-selector=type=Warning\n{events}")
-        problem = _show_rotation(kubectl, args.timeout)
+        problem = _show_rotation(kubectl, args.timeout) or _show_enforcement(kubectl, demo_ca, args.timeout)
         if problem:
             return _failed(problem, log_path)
         if args.keep:

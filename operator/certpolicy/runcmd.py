@@ -58,6 +58,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-period", type=float, default=float(env("CERTPOLICY_RETRY_PERIOD", "2")),
                         metavar="SECONDS", help="interval between renewals and acquisition attempts "
                                                 "(env CERTPOLICY_RETRY_PERIOD; default %(default)g)")
+    parser.add_argument("--webhook-port", type=int, default=int(env("CERTPOLICY_WEBHOOK_PORT", "0")), metavar="PORT",
+                        help="port of the admission webhook that spec.enforcement Warn and Deny use, served by every "
+                             "replica (env CERTPOLICY_WEBHOOK_PORT; default 0 = any free port, -1 = none)")
+    parser.add_argument("--webhook-address", default=env("CERTPOLICY_WEBHOOK_ADDRESS", "127.0.0.1"), metavar="ADDR",
+                        help="address the webhook listens on (env CERTPOLICY_WEBHOOK_ADDRESS; default %(default)s)")
+    parser.add_argument("--webhook-service", default=env("CERTPOLICY_WEBHOOK_SERVICE") or None, metavar="NAME",
+                        help="the Service in the operator's namespace that routes to the webhook (env "
+                             "CERTPOLICY_WEBHOOK_SERVICE); without it the API server is given https://ADDR:PORT")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
@@ -121,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     api_client = new_api_client()
     inventory = Inventory(api_client).start()
     metrics.COLLECTOR.inventory = inventory  # a standby's watches are scraped too
+    webhook = _start_webhook(args, api_client, inventory)  # every replica answers, the standby too
 
     import kopf
 
@@ -140,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         # standalone: kopf's peering is not leader election (and would write KopfPeering objects).
         kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness,
                  memo=kopf.Memo(api_client=api_client, inventory=inventory))
+        _stop_webhook(webhook)
         inventory.stop()
         return 0
 
@@ -172,8 +182,29 @@ def run(args: argparse.Namespace) -> int:
         if not term.elector.lost.is_set():
             break
         log.warning("kopf stopped after the leader Lease was lost: standby again, inventory kept")
+    _stop_webhook(webhook)
     inventory.stop()
     return 0
+
+
+def _start_webhook(args: argparse.Namespace, api_client, inventory):
+    """The admission webhook (certpolicy.webhook), or None with --webhook-port -1."""
+    if args.webhook_port < 0:
+        return None
+    from certpolicy.environment import operator_namespace
+    from certpolicy.webhook.upkeep import Endpoint, Webhook
+
+    if args.leader_elect:
+        from certpolicy.kube.writegate import WRITE_GATE
+
+        WRITE_GATE.require_lease()  # closed from the start: a standby's webhook upkeep writes nothing
+    endpoint = Endpoint(args.webhook_address, args.webhook_port, args.webhook_service)
+    return Webhook(api_client, inventory, endpoint, operator_namespace()).start()
+
+
+def _stop_webhook(webhook) -> None:
+    if webhook is not None:
+        webhook.stop()
 
 
 class _Term:

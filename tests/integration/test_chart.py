@@ -82,11 +82,12 @@ def test_defaults_render_what_kustomize_renders(helm):
 
 
 def test_optional_objects_render_from_the_same_sources(helm):
-    objs = {d["kind"]: d for d in render(helm, *ALL_OPTIONAL)}
+    docs = render(helm, *ALL_OPTIONAL)
+    objs = {d["kind"]: d for d in docs}
     rule = yaml.safe_load((REPO / "manifests" / "prometheusrule.yaml").read_text())
     assert objs["PrometheusRule"]["spec"] == rule["spec"]  # manifests/prometheusrule.yaml, verbatim
     monitor = objs["ServiceMonitor"]["spec"]
-    service = objs["Service"]
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-metrics"))
     assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["endpoints"][0]["port"] in [p["name"] for p in service["spec"]["ports"]]
     dashboard = objs["ConfigMap"]

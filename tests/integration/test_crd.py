@@ -84,7 +84,7 @@ def rejection(custom_api, spec: dict) -> str:
     ],
     ids=["unknown-eku", "malformed-duration", "critical-longer-than-warning", "bad-selector-operator",
          "selector-without-values", "bad-cidr", "tiny-rsa", "two-bundle-sources", "issuance-without-ca",
-         "issuance-without-names", "enforce-reserved", "two-target-kinds", "ctb-with-formats", "ctb-signer-name",
+         "issuance-without-names", "enforce-unknown", "two-target-kinds", "ctb-with-formats", "ctb-signer-name",
          "ca-validity-1h-default-rotate-before", "rotate-before-near-validity", "renew-before-equals-validity",
          "probe-timeout-240s", "bundle-into-tls-key", "bundle-into-key-file", "allowed-names-6000",
          "required-names-20000", "renewal-ignore-typo", "renewal-guard-not-bool"],
@@ -114,7 +114,13 @@ def test_defaults_are_applied(crd, custom_api):
     assert req["minimumRSABits"] == 2048
     assert created["spec"]["selector"]["mountedOnly"] is False
     assert created["spec"]["rotation"]["propagationDelay"] == "2m"
-    assert created["spec"]["enforcement"] == "audit"
+    assert created["spec"]["enforcement"] == "Audit"
+
+
+@pytest.mark.parametrize("value", ["Audit", "Warn", "Deny", "audit"])
+def test_enforcement_values_are_accepted(crd, custom_api, value):
+    """Kubernetes' enum casing, and the lowercase audit of earlier versions (read as Audit)."""
+    assert create(custom_api, policy({"enforcement": value}), dry_run=True)["spec"]["enforcement"] == value
 
 
 def example_documents():

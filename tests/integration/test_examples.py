@@ -78,6 +78,11 @@ def test_demo_succeeds_on_its_cluster(demo_cluster):
              "RotationRemoveOldCA", "RotationCompleted"]
     assert [out.index(f"] {s}:") for s in steps] == sorted(out.index(f"] {s}:") for s in steps), out
     assert "the trust bundle after the rotation" in out
+    # And with enforcement: Deny, a renewal that drops clientAuth is refused; the Secret keeps its leaf.
+    refusal = out[out.index("==> enforcement at admission"):]
+    assert 'admission webhook "hl7-mtls.secrets.certpolicy.io" denied the request' in refusal
+    assert "MissingClientAuth" in refusal and "still the certificate it had" in refusal
+    assert "EKU [serverAuth, clientAuth]" in refusal and "PRIVATE KEY" not in out and "LS0tLS1" not in out
 
 
 class Lines(logging.Handler):

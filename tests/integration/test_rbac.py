@@ -29,7 +29,7 @@ def test_reconcile_issuance_and_rotation_with_manifest_rbac_only(
         cluster, crd, core_v1, custom_api, policies, unique_name, tmp_path):
     # the admission policy too: everything the operator does below passes it (test_admission_policy.py
     # shows what it refuses)
-    for f in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "admissionpolicy.yaml"):
+    for f in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "admissionpolicy.yaml", "webhook.yaml"):
         cluster.kubectl("apply", "-f", str(REPO / "manifests" / f))
     token = core_v1.create_namespaced_service_account_token(
         "certpolicy-operator", "certpolicy-system",
