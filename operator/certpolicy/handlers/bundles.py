@@ -314,9 +314,16 @@ def _write_target(raw: RawClient, job: _BundleWrite, entry: TargetEntry, ns: str
         changed = merged.changed or pem is None
         # Same set in other formatting: keep the stored bytes (no churn that restarts pods).
         new_pem = merged.pem.encode() if changed or pem is None else pem
-        stores: dict[str, bytes] = {}
+        stores: dict[str, bytes | None] = {}
         certs = list(read_bundle(merged.pem).certificates)
         for store in entry.stores:
+            if not certs:
+                # Nothing left to trust (a deleted policy's CAs removed, nothing foreign): the
+                # truststore key is removed, not written empty. See docs/trust-bundles.md.
+                if kind.read_store(current, store.key) is not None:
+                    stores[store.key] = None
+                    changed = True
+                continue
             if store.password is None:
                 continue  # its password is unreadable: reported, the truststore is left as it is
             alias = store.alias or job.owner.name

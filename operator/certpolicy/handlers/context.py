@@ -41,6 +41,7 @@ class StageOutput:
     status: dict[str, Any] = field(default_factory=dict)
     conditions: list[Condition] = field(default_factory=list)
     next_at: dt.datetime | None = None
+    warned: set[str] = field(default_factory=set)  # reasons of Warning events a stage posted on the policy
 
     def wake_by(self, when: dt.datetime | None) -> None:
         if when is not None and (self.next_at is None or when < self.next_at):
@@ -74,4 +75,6 @@ class PassContext:
 
     def policy_event(self, type_: str, reason: str, message: str, key_parts: Sequence[str]) -> bool:
         """Post an event on the policy (once per transition: ``key_parts`` name it)."""
+        if type_ == "Warning":
+            self.out.warned.add(reason)
         return self.recorder.post(policy_object_ref(self.policy), type_, reason, message, key_parts, self.now)

@@ -42,6 +42,7 @@ from certpolicy.pki.load import load_certificates
 log = logging.getLogger("certpolicy.deletion")
 
 RETAIN, DELETE = "Retain", "Delete"
+DELETION_FAILED = "DeletionFailed"  # Degraded reason (and Warning event) of a clean-up that failed
 CA_SWEEP_INTERVAL = dt.timedelta(minutes=10)  # how often a policy looks for expired CA keys to delete
 
 

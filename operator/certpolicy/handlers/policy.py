@@ -19,8 +19,9 @@ import kopf
 
 from certpolicy import GROUP, PLURAL, VERSION
 from certpolicy.environment import ERROR_RETRY
-from certpolicy.handlers.deletion import DELETE, delete_everything, deletion_policy
-from certpolicy.handlers.reconcile import reconcile_policy, report_failure
+from certpolicy.handlers.deletion import DELETE, DELETION_FAILED, delete_everything, deletion_policy
+from certpolicy.handlers.problems import Problem
+from certpolicy.handlers.reconcile import error_line, reconcile_policy, report_failure, report_problem
 from certpolicy.handlers.runtime import Runtime
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.client import new_api_client
@@ -95,17 +96,36 @@ def policy_changed(name: str, memo: kopf.Memo, **_: Any) -> None:
         runtime.wake(name)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, when=lambda spec, **_: deletion_policy(spec) == DELETE)
-async def delete_policy(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+#: Seconds between two attempts of a failed clean-up. kopf's own delay for an unexpected exception
+#: is ``settings.execution.default_backoff`` (60 s); every failure here is raised as a
+#: ``TemporaryError`` with this delay instead, and the handler's ``backoff`` says the same, so the
+#: log, the condition and docs/operations.md agree.
+DELETION_RETRY = 30
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=lambda spec, **_: deletion_policy(spec) == DELETE, backoff=DELETION_RETRY)
+async def delete_policy(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """``deletionPolicy: Delete`` only: remove the policy's CAs from every bundle, then its CA
-    Secrets; retried until done (kopf's finalizer holds the deletion meanwhile). ``Retain``
-    policies leave everything in place; their finalizer goes as soon as their loop stops (see
-    handlers/deletion.py)."""
+    Secrets; retried until done (kopf's finalizer holds the deletion meanwhile). A failed attempt,
+    whatever raised, is ``Degraded=True/DeletionFailed`` on the policy with a Warning event, never
+    only a log line. ``Retain`` policies leave everything in place; their finalizer goes as soon as
+    their loop stops (see handlers/deletion.py)."""
     runtime: Runtime = memo.runtime
-    failures = await asyncio.to_thread(delete_everything, runtime.raw, runtime.inventory, dict(body))
-    if failures:
-        raise kopf.TemporaryError(f"{len(failures)} bundle targets still hold this policy's CAs: "
-                                  f"{'; '.join(failures[:3])}", delay=30)
+    try:
+        failures = await asyncio.to_thread(delete_everything, runtime.raw, runtime.inventory, dict(body))
+        problem = (f"{len(failures)} bundle targets still hold this policy's CAs: {'; '.join(failures[:3])}"
+                   if failures else None)
+        key = failures[:3]
+    except NotLeader:
+        raise  # kopf is stopping; the next leader runs the clean-up
+    except Exception as e:  # noqa: BLE001 - reported on the policy, then retried like any failure
+        log.exception("cleaning up after policy %s failed", name)
+        problem, key = f"the clean-up failed ({error_line(e)})", [error_line(e)[:100]]
+    if problem:
+        message = (f"deletionPolicy Delete: {problem}; its CA keys are kept and the clean-up is retried every "
+                   f"{DELETION_RETRY} s")
+        await asyncio.to_thread(report_problem, runtime, name, Problem(DELETION_FAILED, message), key)
+        raise kopf.TemporaryError(message, delay=DELETION_RETRY)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)

@@ -38,13 +38,14 @@ from certpolicy.kube.rawapi import redact
 from certpolicy.kube.status import describe_change, patch_status, policy_path, status_changed
 from certpolicy.metrics import COLLECTOR, EVENTS_POSTED, RECONCILE_DURATION, STATUS_WRITES
 from certpolicy.policy.bundleref import BundleRef
-from certpolicy.policy.report import PolicyReport, SecretResult, build_report
+from certpolicy.policy.report import UNCHECKED_REASONS, PolicyReport, SecretResult, Unchecked, build_report
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 
 log = logging.getLogger("certpolicy.reconcile")
 
 MAX_EVENTS_PER_PASS = 100
 MAX_SUBPATH = 50
+MAX_KEYS_LISTED = 10  # keys named in a TrustBundleMissing message
 RESYNC = dt.timedelta(minutes=10)
 SYNC_RETRY = dt.timedelta(seconds=1)
 
@@ -105,7 +106,8 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     results = renewal_stage(ctx, results, records)  # renewal regressions against each Secret's baseline
     # Trust stores and caBundles, each judged on its own; trustedBy stores must anchor every leaf.
     stores = trust_stores_stage(ctx, leaves=leaf_anchors(results, {k: r.material for k, r in records.items()}, bundle))
-    report = build_report(results + stores, now, resync=RESYNC)
+    report = build_report(results + stores, now, resync=RESYNC, unchecked=_unchecked(ctx, own_anchors=bool(trusted)),
+                          nothing_selected=selection.why_empty)
     _post_store_events(ctx, stores)
 
     _post_secret_events(ctx, results, records)
@@ -117,6 +119,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         new_status["nextEvaluationTime"] = rfc3339(next_at)
         report = dataclasses.replace(report, next_evaluation=next_at)
     _post_policy_transition(ctx, new_status)
+    _post_degraded_transition(ctx, new_status)
 
     memory = ctx.memory
     change = describe_change(status, new_status)
@@ -140,23 +143,35 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
 def report_failure(runtime: Runtime, name: str, error: BaseException) -> None:
     """A pass that raised still leaves its trace on the policy: ``Degraded=True/ReconcileFailed``
     with the error's type and first line (redacted like API errors), so nobody has to read the
-    operator's log to learn why a policy has no status or a stale one. Best effort: if the API is
-    what failed, this fails too and the next attempt reports."""
-    now = dt.datetime.now(dt.UTC)
+    operator's log to learn why a policy has no status or a stale one."""
+    message = f"the evaluation pass failed ({error_line(error)}); it is retried every {ERROR_RETRY.seconds():g} s"
+    report_problem(runtime, name, Problem("ReconcileFailed", message), [type(error).__name__, error_line(error)[:100]])
+
+
+def error_line(error: BaseException) -> str:
+    """``Type: first line`` of an exception, redacted like API errors: what a condition may say."""
     first = (str(error).splitlines() or [""])[0]
-    message = redact(f"the evaluation pass failed ({type(error).__name__}: {first}); it is retried every "
-                     f"{ERROR_RETRY.seconds():g} s")
+    return redact(f"{type(error).__name__}: {first}")
+
+
+def report_problem(runtime: Runtime, name: str, problem: Problem, key_parts: list[str]) -> None:
+    """``Degraded=True`` with the problem's reason and message on the policy, and a Warning event of
+    that reason when the condition changed: for a failure outside a pass's own status write (a
+    pass that raised, a clean-up on deletion). Best effort: if the API is what failed, this fails
+    too and the next attempt reports."""
+    now = dt.datetime.now(dt.UTC)
+    message = redact(problem.message)
     try:
         policy = runtime.raw.get(policy_path(name))
         status = policy.get("status") or {}
-        conditions = merge_conditions(status.get("conditions"), [Condition(DEGRADED, True, "ReconcileFailed", message)],
+        conditions = merge_conditions(status.get("conditions"), [Condition(DEGRADED, True, problem.reason, message)],
                                       policy["metadata"].get("generation"), now)
         if conditions != status.get("conditions"):
             patch_status(runtime.raw, name, {"conditions": conditions})
-            runtime.recorder.post(policy_object_ref(Owner.of(policy)), "Warning", "ReconcileFailed", message,
-                                  ["ReconcileFailed", type(error).__name__, first[:100]], now)
-    except Exception:  # noqa: BLE001 - the loop logs the original error; this one adds nothing
-        log.debug("could not report the failure on policy %s", name, exc_info=True)
+            runtime.recorder.post(policy_object_ref(Owner.of(policy)), "Warning", problem.reason, message,
+                                  [problem.reason, *key_parts], now)
+    except Exception:  # noqa: BLE001 - the caller logs the original error; this one adds nothing
+        log.debug("could not report %s on policy %s", problem.reason, name, exc_info=True)
 
 
 def trust_bundle_stage(ctx: PassContext) -> tuple[x509.Certificate, ...] | None:
@@ -179,13 +194,32 @@ def trust_bundle_stage(ctx: PassContext) -> tuple[x509.Certificate, ...] | None:
                    Problem("TrustBundleMissing", f"the trust bundle {where} does not exist; "
                                                  "chains are not checked until it does"))
     elif not record.has_key(ref.key):
-        problem = Problem("TrustBundleMissing", f"the trust bundle {where} has no key {ref.key!r}")
+        problem = Problem("TrustBundleMissing", f"the trust bundle {where} has no key {ref.key!r} "
+                                                f"({_keys_held(record.keys())})")
     elif not (certs := record.certs(ref.key)):
         problem = Problem("TrustBundleEmpty", f"the trust bundle {where} key {ref.key!r} holds no certificate")
     else:
         return tuple(certs)
     ctx.out.problems.append(problem)
     return None
+
+
+def _keys_held(keys: tuple[str, ...]) -> str:
+    """Which keys a bundle object holds, names only and at most MAX_KEYS_LISTED of them."""
+    if not keys:
+        return "it holds no PEM key"
+    more = f" and {len(keys) - MAX_KEYS_LISTED} more" if len(keys) > MAX_KEYS_LISTED else ""
+    return "its PEM keys: " + ", ".join(repr(k[:63]) for k in keys[:MAX_KEYS_LISTED]) + more
+
+
+def _unchecked(ctx: PassContext, *, own_anchors: bool) -> list[Unchecked]:
+    """What this pass could not check (``policy.report.compliance``): the problems whose reason is
+    in UNCHECKED_REASONS, and chains that must lead to the policy's own CA while it has none."""
+    out = [Unchecked(p.reason, p.message) for p in ctx.out.problems if p.reason in UNCHECKED_REASONS]
+    if ctx.spec.get("ca") and not (ctx.spec.get("requirements") or {}).get("trustBundle") and not own_anchors:
+        out.append(Unchecked("OwnCANotAvailable", "the policy's own CA is not available (see Degraded), so no "
+                                                  "chain could be checked against it"))
+    return out
 
 
 def own_ca_stages(ctx: PassContext, *, explicit_bundle: tuple[x509.Certificate, ...] | None
@@ -338,3 +372,15 @@ def _post_policy_transition(ctx: PassContext, new_status: Mapping[str, Any]) -> 
         ctx.policy_event("Warning", new["reason"], new["message"], key)
     else:
         ctx.policy_event("Warning", "PolicyViolated", new["message"], key)
+
+
+def _post_degraded_transition(ctx: PassContext, new_status: Mapping[str, Any]) -> None:
+    """A Warning event on the policy when it becomes Degraded or its reason changes: every problem a
+    stage records is a condition *and* an event (unless the stage posted that reason itself)."""
+    old = find(ctx.status.get("conditions"), DEGRADED) or {}
+    new = find(new_status["conditions"], DEGRADED) or {}
+    if new.get("status") != "True" or (old.get("status") == "True" and old.get("reason") == new.get("reason")):
+        return
+    if new["reason"] not in ctx.out.warned:
+        ctx.policy_event("Warning", new["reason"], new["message"], ["Degraded", new["reason"],
+                                                                    str(old.get("lastTransitionTime"))])

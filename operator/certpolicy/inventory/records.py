@@ -208,6 +208,10 @@ class BundleRecord:
     def has_key(self, key: str) -> bool:
         return key in dict(self.certificates)
 
+    def keys(self) -> tuple[str, ...]:
+        """The data keys the object holds (names only), sorted."""
+        return tuple(sorted(k for k, _ in self.certificates))
+
 
 def parse_bundle_object(obj: dict[str, Any], kind: str | None = None) -> BundleRecord:
     """``kind`` comes from the watch (list items carry no ``kind``); how each kind stores its

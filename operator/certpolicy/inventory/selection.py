@@ -24,6 +24,8 @@ class Selection:
     secrets: tuple[SecretRecord, ...]
     missing: tuple[Key, ...]  # named but not found
     mounts: Mapping[Key, list[Mount]]
+    #: When nothing is selected: which part of the selector matched nothing (counts only).
+    why_empty: str = ""
 
 
 def select(inventory: Inventory, selector_spec: Mapping[str, Any]) -> Selection:
@@ -34,12 +36,15 @@ def select(inventory: Inventory, selector_spec: Mapping[str, Any]) -> Selection:
     names = named_keys(selector_spec)
 
     chosen: dict[Key, SecretRecord] = {}
+    why = f"none of the {len(names)} Secrets named in names exists" if names else "it names no Secret"
     if by_label is not None:
         ns_sel, secret_sel = by_label
         ns_labels = {k[1]: rec.label_map for k, rec in inventory.namespaces.snapshot().items()}
+        in_namespaces = 0
         for key, rec in inventory.secrets.snapshot().items():
             if not ns_sel.empty and not ns_sel.matches(ns_labels.get(rec.namespace)):
                 continue
+            in_namespaces += 1
             if not secret_sel.matches(rec.label_map):
                 continue
             chosen[key] = rec
@@ -48,6 +53,8 @@ def select(inventory: Inventory, selector_spec: Mapping[str, Any]) -> Selection:
             for key, rec in inventory.labelled_records(watch_key(LEAF_SECRETS, secret_sel.to_query())).items():
                 if ns_sel.empty or ns_sel.matches(ns_labels.get(rec.namespace)):
                     chosen[key] = rec
+        why = _why_empty(ns_sel.empty, sum(1 for labels in ns_labels.values() if ns_sel.matches(labels)),
+                         in_namespaces, secret_sel.empty)
     missing: list[Key] = []
     for key in names:
         named = inventory.secret(key)
@@ -57,6 +64,19 @@ def select(inventory: Inventory, selector_spec: Mapping[str, Any]) -> Selection:
             chosen[key] = named
     mounts = inventory.mounts("Secret")
     if mounted_only:
+        if chosen:
+            why = f"mountedOnly: none of the {len(chosen)} Secrets it matches is referenced by a Pod"
         chosen = {k: v for k, v in chosen.items() if k in mounts}
     ordered = tuple(chosen[k] for k in sorted(chosen))
-    return Selection(ordered, tuple(missing), {k: mounts[k] for k in chosen if k in mounts})
+    return Selection(ordered, tuple(missing), {k: mounts[k] for k in chosen if k in mounts},
+                     why_empty="" if ordered else why)
+
+
+def _why_empty(all_namespaces: bool, namespaces: int, tls_secrets: int, any_secret: bool) -> str:
+    """Which part of a label selection matched nothing, by counts (never a Secret's content)."""
+    where = "the cluster" if all_namespaces else f"the {namespaces} namespaces namespaceSelector matches"
+    if not all_namespaces and not namespaces:
+        return "namespaceSelector matches 0 namespaces"
+    if any_secret:  # no secretSelector: every TLS Secret there is selected, so there is none
+        return f"{where} hold no TLS Secret"
+    return f"secretSelector matches none of the {tls_secrets} TLS Secrets in {where}, nor another Secret with its labels"

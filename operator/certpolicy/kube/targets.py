@@ -95,9 +95,10 @@ class TargetKind(ApiKind):
         inventory's view of a bundle object."""
         raise NotImplementedError
 
-    def render(self, current: Obj | None, key: str, pem: bytes, stores: Mapping[str, bytes]) -> dict[str, Any]:
+    def render(self, current: Obj | None, key: str, pem: bytes, stores: Mapping[str, bytes | None]) -> dict[str, Any]:
         """The top-level fields to write (each replaces the object's field as a whole): the current
-        content with ``pem`` at ``key`` and each truststore at its key, everything else kept."""
+        content with ``pem`` at ``key`` and each truststore at its key (None: the key removed, for a
+        truststore that would hold no certificate), everything else kept."""
         raise NotImplementedError
 
 
@@ -117,14 +118,14 @@ class ConfigMapTarget(TargetKind):
         out.update({k: _b64_or_none(v) for k, v in (obj.get("binaryData") or {}).items()})
         return out
 
-    def render(self, current: Obj | None, key: str, pem: bytes, stores: Mapping[str, bytes]) -> dict[str, Any]:
+    def render(self, current: Obj | None, key: str, pem: bytes, stores: Mapping[str, bytes | None]) -> dict[str, Any]:
         data = dict((current or {}).get("data") or {})
         binary = dict((current or {}).get("binaryData") or {})
         data[key] = pem.decode()
-        binary.update({k: _b64(v) for k, v in stores.items()})
+        _put_stores(binary, stores)
         out: dict[str, Any] = {"data": data}
-        if binary:
-            out["binaryData"] = binary
+        if binary or (current or {}).get("binaryData"):
+            out["binaryData"] = binary  # replaced whole: a removed last truststore must not stay
         return out
 
 
@@ -141,10 +142,10 @@ class SecretTarget(TargetKind):
     def contents(self, obj: Obj) -> dict[str, bytes | None]:
         return {k: _b64_or_none(v) for k, v in (obj.get("data") or {}).items()}
 
-    def render(self, current: Obj | None, key: str, pem: bytes, stores: Mapping[str, bytes]) -> dict[str, Any]:
+    def render(self, current: Obj | None, key: str, pem: bytes, stores: Mapping[str, bytes | None]) -> dict[str, Any]:
         data = dict((current or {}).get("data") or {})
         data[key] = _b64(pem)
-        data.update({k: _b64(v) for k, v in stores.items()})
+        _put_stores(data, stores)
         return {"data": data}
 
 
@@ -156,12 +157,21 @@ class ClusterTrustBundleTarget(TargetKind):
         pem = ((obj or {}).get("spec") or {}).get(CTB_KEY)
         return pem.encode() if isinstance(pem, str) else None
 
-    def render(self, current: Obj | None, key: str, pem: bytes, stores: Mapping[str, bytes]) -> dict[str, Any]:
+    def render(self, current: Obj | None, key: str, pem: bytes, stores: Mapping[str, bytes | None]) -> dict[str, Any]:
         return {"spec": {**((current or {}).get("spec") or {}), CTB_KEY: pem.decode()}}
 
     def contents(self, obj: Obj) -> dict[str, bytes | None]:
         pem = self.read_pem(obj, CTB_KEY)
         return {CTB_KEY: pem} if pem is not None else {}
+
+
+def _put_stores(field: dict[str, str], stores: Mapping[str, bytes | None]) -> None:
+    """Each truststore at its key, base64-encoded; None removes the key."""
+    for k, v in stores.items():
+        if v is None:
+            field.pop(k, None)
+        else:
+            field[k] = _b64(v)
 
 
 TARGET_KINDS: dict[str, TargetKind] = {

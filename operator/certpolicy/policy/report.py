@@ -19,6 +19,42 @@ MAX_VIOLATIONS = 50
 EXPIRY_REASONS = frozenset({"ExpiringSoon", "Expired"})
 
 
+#: What the operator could not check in a pass, by the reason it reports under ``Degraded`` (see
+#: handlers/): each one means a requirement was not checked on every selected Secret, so
+#: ``Compliant`` cannot be True. Everything else the operator can fail at (writing bundles,
+#: issuing leaves, rotating, reading a truststore password for a *target*) is about what it
+#: writes, not about what it judged: ``Degraded`` only.
+UNCHECKED_REASONS = frozenset({
+    "TrustBundleMissing",  # requirements.trustBundle: the object or its key does not exist
+    "TrustBundleUnreadable",  # ... cannot be read (access denied, API error) or is not named right
+    "TrustBundleEmpty",  # ... holds no certificate
+    "SecretNotFound",  # a Secret named in spec.selector.names does not exist
+    "OwnCANotAvailable",  # spec.ca without a trustBundle: chains must lead to the policy's CAs, and it has none
+})
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """A part of the policy that was not checked in this pass (reason: one of UNCHECKED_REASONS)."""
+
+    reason: str
+    message: str
+
+
+def compliance(selected: int, violating: int, unchecked: Sequence[Unchecked] = ()) -> bool | None:
+    """The one rule behind every green signal (``Compliant``, the compliance metric, the policy's
+    event, the plugin's STATE, ``check --cluster``'s exit code): True only when something was
+    selected, every requirement was checked on every selected Secret and none violates. A
+    violation wins (False) even when a part was not checked: what was checked already fails, and
+    a pipeline must never read "fine". Otherwise None (``Unknown``) when a part was not checked or
+    nothing was selected."""
+    if violating:
+        return False
+    if unchecked or not selected:
+        return None
+    return True
+
+
 @dataclass(frozen=True)
 class SecretResult:
     namespace: str
@@ -56,15 +92,14 @@ class PolicyReport:
     compliant_message: str
     next_evaluation: dt.datetime | None = None
     results: tuple[SecretResult, ...] = field(default=(), repr=False)
+    unchecked: tuple[Unchecked, ...] = ()
 
     @property
     def is_compliant(self) -> bool | None:
-        """True/False when Secrets were judged; None (condition status Unknown) when the selection
-        is empty: nothing judged is not "compliant", so ``kubectl wait --for=condition=Compliant``
-        never passes on a selector that matches nothing (a typo, a namespace not labelled yet)."""
-        if self.selected == 0:
-            return None
-        return self.violating == 0
+        """:func:`compliance`: None (condition status Unknown) when the selection is empty or a part
+        was not checked, so ``kubectl wait --for=condition=Compliant`` never passes on a selector
+        that matches nothing (a typo, a namespace not labelled yet) or a trust bundle that is gone."""
+        return compliance(self.selected, self.violating, self.unchecked)
 
     def summary(self) -> dict[str, int]:
         return {"selected": self.selected, "compliant": self.compliant, "violating": self.violating,
@@ -77,7 +112,10 @@ def _severity_rank(result: SecretResult) -> tuple[int, int, str, str]:
 
 
 def build_report(results: Sequence[SecretResult], now: dt.datetime, *,
-                 resync: dt.timedelta = dt.timedelta(minutes=10)) -> PolicyReport:
+                 resync: dt.timedelta = dt.timedelta(minutes=10), unchecked: Sequence[Unchecked] = (),
+                 nothing_selected: str = "") -> PolicyReport:
+    """``unchecked``: what the pass could not check (:func:`compliance`); ``nothing_selected``:
+    which part of the selector matched nothing, for the ``NothingSelected`` message."""
     violating = [r for r in results if r.violating]
     violating.sort(key=_severity_rank)
     expiring = sum(1 for r in results if any(f.reason in EXPIRY_REASONS for f in r.problems))
@@ -107,13 +145,18 @@ def build_report(results: Sequence[SecretResult], now: dt.datetime, *,
         compliant_message = (
             f"{len(violating)} of {len(results)} selected Secrets violate the policy; {top_reason} on "
             f"{with_reason}, e.g. {example.namespace}/{example.name}: {problem.message}"
-        )
+        ) + (f" Not checked: {_unchecked_text(unchecked)}" if unchecked else "")
+    elif unchecked:
+        compliant_reason = unchecked[0].reason
+        compliant_message = (f"Compliance is unknown: not everything was checked. {_unchecked_text(unchecked)}"
+                             + (f" The {len(results)} selected Secrets judged show no violation." if results else ""))
     elif results:
         compliant_reason, compliant_message = "AllCompliant", f"All {len(results)} selected Secrets comply."
     else:
         compliant_reason, compliant_message = "NothingSelected", (
-            "The selector matches no Secret, so compliance is unknown: check spec.selector (names, "
-            "namespaceSelector, secretSelector, mountedOnly) and the labels of the Secrets and namespaces.")
+            f"The selector matches no Secret{f' ({nothing_selected})' if nothing_selected else ''}, so "
+            "compliance is unknown: check spec.selector (names, namespaceSelector, secretSelector, mountedOnly) "
+            "and the labels of the Secrets and namespaces.")
     horizon = now + resync
     upcoming = [r.evaluation.valid_until for r in results if r.evaluation.valid_until is not None]
     next_eval = min([horizon, *[u for u in upcoming if u > now]])
@@ -122,5 +165,13 @@ def build_report(results: Sequence[SecretResult], now: dt.datetime, *,
         expiring_soon=expiring, violations=violations,
         findings_by_namespace=tuple(sorted((ns, r, s, n) for (ns, r, s), n in by_reason.items())),
         compliant_reason=compliant_reason, compliant_message=compliant_message,
-        next_evaluation=next_eval, results=tuple(results),
+        next_evaluation=next_eval, results=tuple(results), unchecked=tuple(unchecked),
     )
+
+
+MAX_UNCHECKED_MESSAGES = 3
+
+
+def _unchecked_text(unchecked: Sequence[Unchecked]) -> str:
+    more = len(unchecked) - MAX_UNCHECKED_MESSAGES
+    return "; ".join(u.message for u in unchecked[:MAX_UNCHECKED_MESSAGES]) + (f" (+{more} more)" if more > 0 else "") + "."

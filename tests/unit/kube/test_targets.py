@@ -53,3 +53,21 @@ def test_contents_lists_every_key_and_marks_undecodable_values():
         "ca.crt": PEM, "bad": None}
     assert target_kind("ClusterTrustBundle").contents({"spec": {"trustBundle": PEM.decode()}}) == {"trustBundle": PEM}
     assert target_kind("ClusterTrustBundle").contents({"spec": {}}) == {}
+
+
+@pytest.mark.parametrize("kind", ["ConfigMap", "Secret"])
+def test_a_store_rendered_as_none_is_removed_and_the_rest_kept(kind):
+    """A truststore that would hold no certificate (a deleted policy's last CA) is removed: the
+    field is replaced whole, so dropping the last binaryData key must leave none behind."""
+    target = target_kind(kind)
+    current = {**target.render(None, "ca.crt", PEM, {"truststore.p12": b"p12", "truststore.jks": b"jks"}),
+               "metadata": {"name": "x"}}
+    content = target.render(current, "ca.crt", b"", {"truststore.p12": None})
+    obj = {**current, **content}
+    assert target.read_store(obj, "truststore.p12") is None
+    assert target.read_store(obj, "truststore.jks") == b"jks"
+    content = target.render(obj, "ca.crt", b"", {"truststore.jks": None, "never-there": None})
+    obj = {**obj, **content}
+    assert target.read_store(obj, "truststore.jks") is None and target.read_pem(obj, "ca.crt") == b""
+    field = "binaryData" if kind == "ConfigMap" else "data"
+    assert set(obj.get(field) or {}) <= {"ca.crt"}
