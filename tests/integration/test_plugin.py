@@ -112,6 +112,7 @@ def test_status_worst_first(cluster, world):
     assert bad["rank"] == "Critical" and bad["worst"]["name"] == "legacy-tls"
     assert bad["worst"]["reasons"] == ["MissingClientAuth"] and bad["worst"]["namespace"] == ns
     assert degraded["rank"] == "Degraded" and degraded["degraded"] == "TrustBundleMissing"
+    assert degraded["compliant"] == "Unknown" and degraded["compliantReason"] == "TrustBundleMissing"
     assert good["rank"] == "OK" and good["selected"] == 1 and good["ca"].startswith("sha256:")
 
     # through kubectl's plugin discovery, as a user types it
@@ -212,11 +213,12 @@ def test_check_cluster_is_a_what_if_with_check_exit_codes(cluster, world, custom
     ns, _names, _fp = world
     name = f"what-if-{uuid.uuid4().hex[:6]}"
 
-    def check(requirements, *extra):
+    def check(requirements, *extra, names=("legacy-tls",), selector=None):
         path = tmp_path / f"{uuid.uuid4().hex[:6]}.yaml"
         path.write_text(json.dumps({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy",
                                     "metadata": {"name": name}, "spec": {
-                                        "selector": {"names": [{"namespace": ns, "name": "legacy-tls"}]},
+                                        "selector": selector or {"names": [{"namespace": ns, "name": n}
+                                                                           for n in names]},
                                         "requirements": requirements}}))
         return plugin(cluster, "check", "--cluster", "--policy", str(path), *extra)
 
@@ -239,6 +241,17 @@ def test_check_cluster_is_a_what_if_with_check_exit_codes(cluster, world, custom
     assert check({"extendedKeyUsages": ["serverAuth"]}, "--at", "+3650d").returncode == 2
     bad = check({"extendedKeyUsages": ["serverAuth"], "minimumRSABits": "lots"})
     assert bad.returncode == 3 and "invalid policy" in bad.stderr
+    # Issue 22 item 3: the operator's Compliant rule. Not everything checked: 3, never 0 ...
+    missing_name = check({"extendedKeyUsages": ["serverAuth"]}, names=("legacy-tls", "never-created"))
+    assert missing_name.returncode == 3, missing_name.stderr
+    missing_bundle = check({"extendedKeyUsages": ["serverAuth"],
+                            "trustBundle": {"configMap": {"namespace": ns, "name": "absent"}}})
+    assert missing_bundle.returncode == 3 and "not checked" in missing_bundle.stderr, missing_bundle.stderr
+    nothing = check({}, selector={"namespaceSelector": {"matchLabels": {"plugin": "no-such-label"}}})
+    assert nothing.returncode == 3 and "namespaceSelector matches 0 namespaces" in nothing.stderr, nothing.stderr
+    # ... and a violation still wins over a part not checked
+    assert check({"extendedKeyUsages": ["serverAuth", "clientAuth"]},
+                 names=("legacy-tls", "never-created")).returncode == 2
     names = [p["metadata"]["name"] for p in custom_api.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]]
     assert name not in names  # a what-if: nothing was applied
 

@@ -181,7 +181,7 @@ def test_subpath_mount_is_reported_and_deleting_a_secret_updates_counts(
     make_policy(policies, unique_name, label, {"trustBundle": bundle_cm}, selector={"mountedOnly": True})
 
     st = wait_status(custom_api, unique_name, lambda s: s.get("subPathMounts"), "subPath mount reported")
-    assert st["subPathMounts"] == [{"namespace": ns, "pod": "mirth", "secret": "one-tls"}]
+    assert st["subPathMounts"] == [{"namespace": ns, "pod": "mirth", "kind": "Secret", "name": "one-tls"}]
     assert st["summary"]["selected"] == 1  # mountedOnly: two-tls is mounted by nobody
     pod_events = wait_for(lambda: [e for e in core_v1.list_namespaced_event(
         ns, field_selector="involvedObject.kind=Pod").items if e.reason == "SubPathMount"], what="SubPathMount event")

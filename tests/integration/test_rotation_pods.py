@@ -86,7 +86,7 @@ def test_pods_reading_at_start_are_reported_waited_for_and_restarted_once(
     # Outside rotations: a bundle target mounted through subPath is reported, with an event on the Pod.
     _pod(core_v1, ns, "legacy-0", bundle="rot-ca", sub_path=True, started=hour_ago)
     st = wait_for(lambda: (s := status()).get("subPathMounts") and s, timeout=30, what="subPath bundle reported")
-    assert st["subPathMounts"] == [{"namespace": ns, "pod": "legacy-0", "secret": "rot-ca"}]
+    assert st["subPathMounts"] == [{"namespace": ns, "pod": "legacy-0", "kind": "ConfigMap", "name": "rot-ca"}]
     assert any("ConfigMap rot-ca is mounted with subPath" in m for m in _events(core_v1, "legacy-0", "SubPathMount"))
     core_v1.delete_namespaced_pod("legacy-0", ns)
     wait_for(lambda: not status().get("subPathMounts"), timeout=30, what="report cleared")

@@ -101,3 +101,23 @@ def test_status_ranks_worst_first():
                     policy("crit9", "False", severity="Critical", violating=9), {"metadata": {"name": "bare"}}])
     assert [r["name"] for r in ordered] == ["crit9", "crit1", "warn", "deg", "bare", "new", "ok"]
     assert ordered[3]["degraded"] == "TrustBundleMissing" and ordered[-1]["degraded"] is None
+
+
+def test_status_is_ok_only_where_the_operator_says_compliant():
+    """Issue 22 item 3: a policy that judged nothing (Compliant=Unknown) is not OK; a Compliant=False
+    whose violations list is empty is still a violation."""
+    def policy(name, compliant, reason):
+        return {"metadata": {"name": name}, "status": {"conditions": [
+            {"type": "Compliant", "status": compliant, "reason": reason},
+            {"type": "Degraded", "status": "False", "reason": "AsExpected"}, {"type": "Ready", "status": "True"}]}}
+
+    by_name = {r["name"]: r for r in rows([policy("empty", "Unknown", "NothingSelected"),
+                                           policy("ok", "True", "AllCompliant"),
+                                           policy("cut", "False", "Expired")])}
+    assert by_name["empty"]["rank"] == "Unknown" and by_name["empty"]["compliantReason"] == "NothingSelected"
+    assert by_name["ok"]["rank"] == "OK" and by_name["cut"]["rank"] == "Warning"
+    assert [r["name"] for r in rows(list(map(lambda n: policy(n, "Unknown", "X"), ["a"])) + [policy("b", "True", "Y")])
+            ] == ["a", "b"]
+    from certpolicy.plugin.status import _state
+
+    assert _state(by_name["empty"]) == "Unknown/NothingSelected" and _state(by_name["ok"]) == "OK"

@@ -330,7 +330,7 @@ def _subpath_mounts(ctx: PassContext, selection: Selection) -> list[dict[str, st
                       for m in index.get((ns, ref.name), ()) if m.sub_path]
     entries = []
     for ns, obj_name, pod, kind, what in sorted(dict.fromkeys(found)):
-        entries.append({"namespace": ns, "pod": pod, "secret": obj_name})
+        entries.append({"namespace": ns, "pod": pod, "kind": kind, "name": obj_name})
         key = (ns, pod, obj_name)
         if key not in ctx.memory.subpath_reported:
             ctx.memory.subpath_reported.add(key)

@@ -78,5 +78,5 @@ def _why_empty(all_namespaces: bool, namespaces: int, tls_secrets: int, any_secr
     if not all_namespaces and not namespaces:
         return "namespaceSelector matches 0 namespaces"
     if any_secret:  # no secretSelector: every TLS Secret there is selected, so there is none
-        return f"{where} hold no TLS Secret"
+        return f"{where} {'holds' if all_namespaces else 'hold'} no TLS Secret"
     return f"secretSelector matches none of the {tls_secrets} TLS Secrets in {where}, nor another Secret with its labels"

@@ -2,7 +2,9 @@
 
 The verdict is the operator's (the policy's status): nothing is re-evaluated here. Worst first
 means: Critical violations, then Warning violations, then Degraded, then not Ready (or never
-evaluated), then healthy; within a rank, more violating Secrets first.
+evaluated), then Unknown (``Compliant`` not True: nothing selected, or a part not checked), then
+OK; within a rank, more violating Secrets first. OK means exactly what ``Compliant=True`` means
+(``certpolicy.policy.report.compliance``): never a policy the operator reports as Unknown.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from certpolicy.plugin.output import dump, table
 
-RANKS = ("Critical", "Warning", "Degraded", "NotReady", "OK")
+RANKS = ("Critical", "Warning", "Degraded", "NotReady", "Unknown", "OK")
 
 
 def _conditions(policy: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -33,12 +35,14 @@ def row(policy: Mapping[str, Any]) -> dict[str, Any]:
     compliant = (conds.get("Compliant") or {}).get("status", "Unknown")
     degraded = conds.get("Degraded") or {}
     ready = (conds.get("Ready") or {}).get("status", "Unknown")
-    if compliant == "False" and worst is not None:
-        rank = "Critical" if worst.get("severity") == "Critical" else "Warning"
+    if compliant == "False":  # without a listed violation (status cut short): still a violation
+        rank = "Critical" if (worst or {}).get("severity") == "Critical" else "Warning"
     elif degraded.get("status") == "True":
         rank = "Degraded"
     elif ready != "True":
         rank = "NotReady"
+    elif compliant != "True":
+        rank = "Unknown"
     else:
         rank = "OK"
     rotating = conds.get("Rotating") or {}
@@ -46,6 +50,7 @@ def row(policy: Mapping[str, Any]) -> dict[str, Any]:
         "name": policy["metadata"]["name"],
         "rank": rank,
         "compliant": compliant,
+        "compliantReason": (conds.get("Compliant") or {}).get("reason"),
         "ready": ready,
         "degraded": degraded.get("reason") if degraded.get("status") == "True" else None,
         "degradedMessage": degraded.get("message") if degraded.get("status") == "True" else None,
@@ -81,10 +86,19 @@ def run(args: argparse.Namespace, raw) -> int:
         print("No CertificatePolicies.")
     else:
         table(["name", "state", "compliant", "violating", "selected", "expiring", "rotation", "worst"],
-              [[r["name"], r["rank"] if r["rank"] != "Degraded" else f"Degraded/{r['degraded']}", r["compliant"],
+              [[r["name"], _state(r), r["compliant"],
                 r["violating"], r["selected"], r["expiringSoon"], r["rotation"] or "-",
                 _worst(r)] for r in result], sys.stdout)
     return 0
+
+
+def _state(r: Mapping[str, Any]) -> str:
+    """STATE: the rank, with the reason where the rank alone does not say why."""
+    if r["rank"] == "Degraded":
+        return f"Degraded/{r['degraded']}"
+    if r["rank"] == "Unknown" and r["compliantReason"]:
+        return f"Unknown/{r['compliantReason']}"
+    return str(r["rank"])
 
 
 def _worst(r: Mapping[str, Any]) -> str:

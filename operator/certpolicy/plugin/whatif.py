@@ -7,6 +7,11 @@ the operator's evaluation at ``--at``, and reported like ``certpolicy check`` (s
 JSON results, same exit codes: 0 compliant, 1 warnings, 2 critical, 3 unknown). Read-only: it
 lists and watches, never writes.
 
+The exit code follows the operator's ``Compliant`` rule (``certpolicy.policy.report.compliance``):
+0 only when Secrets were selected and every requirement was checked on each; a violation wins
+(1 or 2) even when a part was not checked; otherwise 3 — nothing selected, a name in
+``selector.names`` that does not exist, a trust bundle that cannot be read.
+
 The trust bundle the chains must lead to: ``--trust-bundle FILE``; else the policy's
 ``requirements.trustBundle``, read from the cluster; else, for a policy with ``spec.ca``, the CAs
 the live policy of that name trusts (its status), which a new policy does not have yet — its
@@ -25,6 +30,7 @@ from typing import Any
 from cryptography import x509
 
 from certpolicy.checkcmd import (
+    EXIT_OK,
     EXIT_UNKNOWN,
     Target,
     UsageError,
@@ -38,6 +44,7 @@ from certpolicy.checkcmd import (
 )
 from certpolicy.plugin.live import policy_bundle
 from certpolicy.policy.evaluate import evaluate
+from certpolicy.policy.report import Unchecked, compliance
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 
 WHAT_IF = "kubectl-certpolicy-what-if"
@@ -92,12 +99,18 @@ def run(args: argparse.Namespace, raw) -> int:
         requirements = requirements_from_spec(spec.get("requirements") or {})
         now = _now(_days_as_hours(args.at))
         notes: list[str] = []
+        unchecked: list[Unchecked] = []
         bundle: list[x509.Certificate] | None
         if args.trust_bundle:
             bundle = _read_bundle(args.trust_bundle)
         else:
-            bundle, note = policy_bundle(spec, _live_policy(raw, name) if spec.get("ca") else None,
-                                         args.kubeconfig, args.context)
+            try:
+                bundle, note = policy_bundle(spec, _live_policy(raw, name) if spec.get("ca") else None,
+                                             args.kubeconfig, args.context)
+            except UsageError as e:  # as the operator: the Secrets are judged, the chains are not
+                bundle, note = None, None
+                unchecked.append(Unchecked("TrustBundleUnreadable", f"requirements.trustBundle: {e}; chains are "
+                                                                    "not checked"))
             notes += [note] if note else []
         selection = _select(raw.api_client, name, spec)
     except UsageError as e:
@@ -113,9 +126,13 @@ def run(args: argparse.Namespace, raw) -> int:
                       evaluate(requirements, rec.material, bundle, now)) for rec in selection.secrets]
     targets += [Target(f"secret {ns}/{n}", "secret", error="named in spec.selector.names but does not exist")
                 for ns, n in selection.missing]
-    code = exit_code(targets)
-    if not targets:
-        notes.append(f"policy {name} selects no Secret in this cluster")
+    unchecked += [Unchecked("SecretNotFound", f"{ns}/{n} is named in spec.selector.names but does not exist")
+                  for ns, n in selection.missing]
+    code = verdict_exit_code(targets, len(selection.secrets), unchecked)
+    if not selection.secrets:
+        notes.append(f"policy {name} selects no Secret in this cluster"
+                     f"{f' ({selection.why_empty})' if selection.why_empty else ''}: compliance unknown")
+    notes += [f"not checked: {u.message}" for u in unchecked if u.reason != "SecretNotFound"]
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if args.output == "json":
@@ -125,3 +142,14 @@ def run(args: argparse.Namespace, raw) -> int:
     else:
         write_table(targets, sys.stdout, color=_use_color(args.color, sys.stdout))
     return code
+
+
+def verdict_exit_code(targets: list[Target], selected: int, unchecked: list[Unchecked]) -> int:
+    """The operator's Compliant rule as an exit code: False -> the worst judged severity (1 or 2),
+    None (nothing selected, a part not checked) -> 3, True -> 0."""
+    judged = [t for t in targets if t.evaluation is not None]
+    verdict = compliance(selected, sum(1 for t in judged if t.evaluation is not None and not t.evaluation.compliant),
+                         unchecked)
+    if verdict is False:
+        return exit_code(judged)
+    return EXIT_OK if verdict else EXIT_UNKNOWN

@@ -79,3 +79,37 @@ def test_findings_are_counted_per_namespace_reason_and_severity():
     assert counts[("a", "MissingClientAuth", "Critical")] == 2
     assert counts[("b", "MissingClientAuth", "Critical")] == 1
     assert {ns for ns, _r, _s in counts} == {"a", "b"}
+
+
+def test_compliant_is_true_only_when_everything_was_checked_and_a_violation_still_wins():
+    """Issue 22 item 2: the one rule behind Compliant, the metric, the event, the plugin's STATE and
+    check --cluster's exit code."""
+    from certpolicy.policy.report import UNCHECKED_REASONS, Unchecked, compliance
+
+    missing = Unchecked("TrustBundleMissing", "the trust bundle ConfigMap a/b does not exist")
+    assert compliance(3, 0) is True
+    assert compliance(0, 0) is None  # nothing selected
+    assert compliance(3, 0, [missing]) is None  # judged, but the chains were not checked
+    assert compliance(3, 1, [missing]) is False  # what was checked already fails
+    assert {"TrustBundleMissing", "TrustBundleUnreadable", "TrustBundleEmpty", "SecretNotFound"} <= UNCHECKED_REASONS
+
+    ca = certgen.root("report CA 3", now=NOW - dt.timedelta(days=1))
+    req = requirements_from_spec({"extendedKeyUsages": ["serverAuth"]})
+    good = _result("good", certgen.leaf(ca, "g.example.com", now=NOW - dt.timedelta(days=1)), ca, req)
+    others = [Unchecked("SecretNotFound", f"the Secret ns/gone-{i} named in spec.selector.names does not exist")
+              for i in range(5)]
+    report = build_report([good], NOW, unchecked=[missing, *others])
+    assert report.is_compliant is None and report.compliant_reason == "TrustBundleMissing"
+    assert "not everything was checked" in report.compliant_message and "a/b does not exist" in report.compliant_message
+    assert "gone-1" in report.compliant_message and "gone-2" not in report.compliant_message
+    assert "(+3 more)" in report.compliant_message
+    bad_req = requirements_from_spec({"extendedKeyUsages": ["clientAuth"]})
+    bad = _result("bad", certgen.leaf(ca, "b.example.com", eku=["serverAuth"], now=NOW - dt.timedelta(days=1)), ca,
+                  bad_req)
+    report = build_report([good, bad], NOW, unchecked=[missing])
+    assert report.is_compliant is False and report.compliant_reason == "MissingClientAuth"
+    assert "Not checked: the trust bundle ConfigMap a/b does not exist" in report.compliant_message
+    assert build_report([good], NOW).is_compliant is True
+    empty = build_report([], NOW, nothing_selected="namespaceSelector matches 0 namespaces")
+    assert empty.compliant_reason == "NothingSelected" and "(namespaceSelector matches 0 namespaces)" in \
+        empty.compliant_message
