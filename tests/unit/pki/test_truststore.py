@@ -197,3 +197,20 @@ def test_keytool_lists_a_pkcs12_alias_outside_the_bmp(tmp_path: Path, old: KeyPa
     proc = keytool_list(path, "pw-123456")
     assert proc.returncode == 0, proc.stderr
     assert "ca-\U0001F600, " in proc.stdout
+
+
+@needs_keytool
+def test_an_empty_set_has_no_pkcs12_encoding_so_the_operator_removes_the_key(tmp_path: Path) -> None:
+    """Why a deleted policy's last CA removes the truststore key instead of writing an empty store
+    (docs/trust-bundles.md): cryptography will not encode a PKCS#12 without a certificate (the
+    error that hung deletions, issue 22), while JKS encodes zero entries and keytool lists them.
+    One rule for both formats: no certificate, no truststore key."""
+    from certpolicy.pki.truststore import build_jks_truststore, read_jks_truststore
+
+    with pytest.raises(ValueError, match="at least one cert"):
+        build_truststore([], "ca")
+    path = tmp_path / "empty.jks"
+    path.write_bytes(build_jks_truststore([], "ca"))
+    proc = keytool_list(path, "")
+    assert proc.returncode == 0 and "Your keystore contains 0 entries" in proc.stdout, proc.stdout + proc.stderr
+    assert read_jks_truststore(path.read_bytes()) == frozenset()
