@@ -8,6 +8,7 @@ certificate contents beyond the subject CN.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import threading
@@ -20,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from certpolicy import __version__
-from certpolicy.policy.report import PolicyReport
+from certpolicy.policy.report import PolicyReport, Unchecked
 
 if TYPE_CHECKING:
     from certpolicy.inventory.inventory import Inventory
@@ -58,6 +59,14 @@ class PolicyCollector(Collector):
     def update(self, policy: str, report: PolicyReport) -> None:
         with self._lock:
             self._reports[policy] = report
+
+    def not_checked(self, policy: str, unchecked: Unchecked) -> None:
+        """The policy's last pass checked nothing (it raised): its compliance gauge goes to 0 with
+        its Compliant condition (Unknown), the rest of its last report stays."""
+        with self._lock:
+            report = self._reports.get(policy)
+            if report is not None:
+                self._reports[policy] = dataclasses.replace(report, unchecked=(unchecked,))
 
     def set_rotation_step(self, policy: str, step: int, history: Sequence = ()) -> None:
         """The current step, and from the policy's (bounded) rotation history the time the latest

@@ -206,6 +206,7 @@ def test_a_fault_in_any_stage_is_degraded_with_its_reason_and_a_warning_event(
         st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("reason") == "ReconcileFailed" else None)(
             get_status(custom_api, name)), timeout=30, what=f"Degraded/ReconcileFailed from {stage}")
         assert f"InjectedFault: injected fault in {stage}" in condition(st, "Degraded")["message"], stage
+        assert condition(st, "Compliant")["status"] == "Unknown", condition(st, "Compliant")
         events = wait_for(lambda: [e for e in policy_events(core_v1, name) if e.reason == "ReconcileFailed"],
                           timeout=30, what=f"the Warning event for {stage}")
         assert events[0].type == "Warning" and f"injected fault in {stage}" in events[0].message
@@ -218,6 +219,36 @@ def test_a_fault_in_any_stage_is_degraded_with_its_reason_and_a_warning_event(
             policies(_full_policy(name, ns))
             visible(name, stage)
         custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+
+
+def test_a_pass_that_raises_does_not_repeat_the_last_green_verdict(
+        operator, core_v1, custom_api, policies, unique_name, namespace, monkeypatch):
+    from certpolicy.handlers import reconcile
+
+    ca = certgen.root("false-green CA 5")
+    put_secret(core_v1, namespace, "app-tls", certgen.tls_secret(certgen.leaf(ca, "app.green.test")))
+    policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
+              "spec": {"selector": {"names": [{"namespace": namespace, "name": "app-tls"}]},
+                       "requirements": {"requireSAN": True}}})
+    wait_for(lambda: condition(get_status(custom_api, unique_name), "Compliant").get("status") == "True", timeout=30,
+             what="Compliant=True")
+    assert wait_for(lambda: compliant_metric(unique_name), timeout=30, what="the metric") == "1.0"
+
+    def touch(value: bool) -> None:
+        custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {"spec": {"requirements": {
+            "requireSAN": value}}})
+
+    with monkeypatch.context() as m:
+        m.setattr(reconcile, "select", injected_fault("select"))
+        touch(False)
+        st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("reason") == "ReconcileFailed" else None)(
+            get_status(custom_api, unique_name)), timeout=30, what="Compliant=Unknown/ReconcileFailed")
+        assert condition(st, "Compliant")["status"] == "Unknown" and condition(st, "Degraded")["status"] == "True"
+        assert compliant_metric(unique_name) == "0.0"
+    touch(True)
+    wait_for(lambda: condition(get_status(custom_api, unique_name), "Compliant").get("status") == "True", timeout=45,
+             what="Compliant=True again once a pass checks everything")
+    assert wait_for(lambda: compliant_metric(unique_name) == "1.0", timeout=30, what="the metric back at 1")
 
 
 def test_a_stage_problem_with_a_real_cause_is_degraded_and_a_warning_event(

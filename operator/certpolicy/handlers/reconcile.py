@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -145,7 +145,11 @@ def report_failure(runtime: Runtime, name: str, error: BaseException) -> None:
     with the error's type and first line (redacted like API errors), so nobody has to read the
     operator's log to learn why a policy has no status or a stale one."""
     message = f"the evaluation pass failed ({error_line(error)}); it is retried every {ERROR_RETRY.seconds():g} s"
-    report_problem(runtime, name, Problem("ReconcileFailed", message), [type(error).__name__, error_line(error)[:100]])
+    # A pass that raised checked nothing: the last verdict is not repeated as a green one.
+    unknown = Condition(COMPLIANT, None, "ReconcileFailed", f"Compliance is unknown: {message}.")
+    report_problem(runtime, name, Problem("ReconcileFailed", message), [type(error).__name__, error_line(error)[:100]],
+                   also=[unknown])
+    COLLECTOR.not_checked(name, Unchecked("ReconcileFailed", message))
 
 
 def error_line(error: BaseException) -> str:
@@ -154,7 +158,8 @@ def error_line(error: BaseException) -> str:
     return redact(f"{type(error).__name__}: {first}")
 
 
-def report_problem(runtime: Runtime, name: str, problem: Problem, key_parts: list[str]) -> None:
+def report_problem(runtime: Runtime, name: str, problem: Problem, key_parts: list[str], *,
+                   also: Sequence[Condition] = ()) -> None:
     """``Degraded=True`` with the problem's reason and message on the policy, and a Warning event of
     that reason when the condition changed: for a failure outside a pass's own status write (a
     pass that raised, a clean-up on deletion). Best effort: if the API is what failed, this fails
@@ -164,7 +169,8 @@ def report_problem(runtime: Runtime, name: str, problem: Problem, key_parts: lis
     try:
         policy = runtime.raw.get(policy_path(name))
         status = policy.get("status") or {}
-        conditions = merge_conditions(status.get("conditions"), [Condition(DEGRADED, True, problem.reason, message)],
+        conditions = merge_conditions(status.get("conditions"),
+                                      [Condition(DEGRADED, True, problem.reason, message), *also],
                                       policy["metadata"].get("generation"), now)
         if conditions != status.get("conditions"):
             patch_status(runtime.raw, name, {"conditions": conditions})
