@@ -189,7 +189,8 @@ def test_bad_policies_get_actionable_conditions_and_no_retry_storm(
         get_status(custom_api, f"{unique_name}-none")), timeout=30, what="NothingSelected")
     assert condition(st, "Ready")["status"] == "True"
     assert condition(st, "Compliant")["status"] == "Unknown"  # judged nothing: not "compliant"
-    assert condition(st, "Compliant")["message"].startswith("The selector matches no Secret, so compliance is unknown")
+    assert condition(st, "Compliant")["message"].startswith(
+        "The selector matches no Secret (namespaceSelector matches 0 namespaces), so compliance is unknown")
 
     # Settled: for three of the operator's retry periods (CERTPOLICY_ERROR_RETRY and the re-checks,
     # 2 s in the suite) neither policy is written again (no retry loop on the failure).

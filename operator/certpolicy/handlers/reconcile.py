@@ -77,7 +77,10 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     except PolicySpecError as e:
         conditions = merge_conditions(status.get("conditions"), [
             Condition(READY, False, "InvalidSpec", str(e)),
+            Condition(COMPLIANT, None, "InvalidSpec", "Compliance is unknown: spec.requirements cannot be parsed, "
+                                                      "so nothing was checked."),
         ], generation, now)
+        COLLECTOR.not_checked(name, Unchecked("InvalidSpec", str(e)))
         new_status = {"observedGeneration": generation, "conditions": conditions}
         if status_changed(status, new_status):
             patch_status(runtime.raw, name, new_status)
