@@ -16,12 +16,14 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 from kubernetes import client
 from test_reconcile import condition, get_status, labelled_namespace, make_policy, metrics_text, put_secret
 from test_selection_truth import PolicyVersions, kubectl_wait_passes
 
 import certgen
+from figures import record as figure
 from kubewait import wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
@@ -80,8 +82,11 @@ def _never_green_until_fixed(cluster, api_client, custom_api, core_v1, policies,
         assert before and not [s for s in before if kubectl_wait_passes(s)]
         assert not [e for e in policy_events(core_v1, name) if e.reason == "PolicyCompliant"]
 
+        started = time.monotonic()
         fix()
         assert wait.proc.wait(60) == 0, wait.proc.communicate()
+        figure(f"{reason}: {len(before)} stored versions before the fix-up, none Compliant=True, kubectl wait "
+               f"still waiting; it passed {time.monotonic() - started:.2f} s after the fix-up")
         st = get_status(custom_api, name)
         assert condition(st, "Compliant")["reason"] == "AllCompliant" and condition(st, "Degraded")["status"] == "False"
         assert wait_for(lambda: compliant_metric(name) == "1.0", timeout=30, what="the metric at 1")
@@ -302,8 +307,11 @@ def test_delete_with_a_pkcs12_truststore_finishes_and_removes_the_empty_truststo
     cm = core_v1.read_namespaced_config_map("java-ca", namespace)
     assert {"truststore.p12", "truststore.jks"} <= set(cm.binary_data or {})
     assert _ca_secrets(core_v1, operator_namespace, unique_name)
+    started = time.monotonic()
     custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name)
     wait_for(lambda: _gone(custom_api, unique_name), timeout=60, what="the policy deleted")
+    figure(f"deletionPolicy Delete with PKCS#12 + JKS truststores: gone {time.monotonic() - started:.2f} s after "
+           "the delete (hung for ever before)")
     cm = core_v1.read_namespaced_config_map("java-ca", namespace)
     assert not cm.binary_data and cm.data == {"ca.crt": ""}  # no CA left to trust, in any encoding
     assert not _ca_secrets(core_v1, operator_namespace, unique_name)  # the keys Delete promised to remove

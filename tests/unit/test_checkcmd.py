@@ -294,3 +294,30 @@ def test_help_has_no_raw_restructuredtext(capsys):
         with pytest.raises(SystemExit):
             main([*sub, "--help"])
         assert "``" not in capsys.readouterr().out
+
+
+def test_check_cluster_exit_code_is_the_operators_compliant_rule():
+    """Issue 22 item 3: ``check --cluster`` exits 0 only where the operator would say
+    Compliant=True; nothing selected or a part not checked is 3; a violation still wins."""
+    from certpolicy.checkcmd import Target
+    from certpolicy.pki.secretdata import material_from_secret
+    from certpolicy.plugin.whatif import verdict_exit_code
+    from certpolicy.policy.evaluate import evaluate
+    from certpolicy.policy.report import Unchecked
+    from certpolicy.policy.spec import requirements_from_spec
+
+    ca = certgen.root("what-if CA")
+    req = requirements_from_spec({"extendedKeyUsages": ["serverAuth", "clientAuth"]})
+
+    def judged(name, eku):
+        material = material_from_secret("kubernetes.io/tls", certgen.tls_secret(certgen.leaf(ca, name, eku=eku))["data"])
+        return Target(f"secret ns/{name}", "secret", material, evaluate(req, material, [ca.cert], dt.datetime.now(dt.UTC)))
+
+    good, bad = judged("good.example.com", ["serverAuth", "clientAuth"]), judged("bad.example.com", ["serverAuth"])
+    gone = Target("secret ns/gone", "secret", error="named in spec.selector.names but does not exist")
+    not_found = [Unchecked("SecretNotFound", "ns/gone does not exist")]
+    assert verdict_exit_code([good], 1, []) == checkcmd.EXIT_OK
+    assert verdict_exit_code([], 0, []) == checkcmd.EXIT_UNKNOWN  # nothing selected
+    assert verdict_exit_code([good, gone], 1, not_found) == checkcmd.EXIT_UNKNOWN
+    assert verdict_exit_code([good], 1, [Unchecked("TrustBundleUnreadable", "x")]) == checkcmd.EXIT_UNKNOWN
+    assert verdict_exit_code([good, bad, gone], 2, not_found) == checkcmd.EXIT_CRITICAL  # a violation wins
