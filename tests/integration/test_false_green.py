@@ -165,6 +165,30 @@ def test_a_violation_wins_over_a_part_not_checked(operator, core_v1, custom_api,
     assert condition(st, "Degraded")["reason"] == "SecretNotFound"
 
 
+def test_trust_stores_beyond_the_per_pass_cap_are_not_checked_so_not_compliant(
+        operator, core_v1, custom_api, policies, unique_name, namespace, monkeypatch):
+    """The cap on stores judged per pass (500) used to drop the rest silently; now they are counted
+    in a problem and Compliant is Unknown. The cap is lowered to 1 in-process for the test."""
+    from certpolicy.handlers import stores
+
+    monkeypatch.setattr(stores, "MAX_STORES", 1)
+    ca = certgen.root("false-green store CA")
+    for name in ("store-a", "store-b"):
+        core_v1.create_namespaced_config_map(namespace, client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=name, labels={"fg-store": unique_name}),
+            data={"ca.crt": certgen.pem(ca).decode()}))
+    policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
+              "spec": {"selector": {"names": []}, "trustStores": {"selector": {"matchLabels": {"fg-store": unique_name}}},
+                       "requirements": {}}})
+    st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("reason") == "TrustStoresNotJudged" else None)(
+        get_status(custom_api, unique_name)), timeout=30, what="Compliant=Unknown/TrustStoresNotJudged")
+    assert condition(st, "Compliant")["status"] == "Unknown" and st["summary"]["selected"] == 1
+    assert "1 selected trust stores or caBundle holders were not judged" in condition(st, "Degraded")["message"]
+    core_v1.patch_namespaced_config_map("store-b", namespace, {"metadata": {"labels": {"fg-store": None}}})
+    wait_for(lambda: condition(get_status(custom_api, unique_name), "Compliant").get("reason") == "AllCompliant",
+             timeout=30, what="AllCompliant once every selected store is judged")
+
+
 def test_nothing_selected_says_which_part_matched_nothing(operator, custom_api, policies, unique_name):
     make_policy(policies, unique_name, f"{unique_name}-nowhere", {})
     st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("reason") == "NothingSelected" else None)(

@@ -31,6 +31,7 @@ from kubernetes.client import ApiException
 
 from certpolicy.environment import PASSWORD_RECHECK
 from certpolicy.handlers.context import PassContext
+from certpolicy.handlers.problems import Problem
 from certpolicy.inventory.labelled import CABUNDLE_KINDS, STORE_KINDS, watch_key
 from certpolicy.inventory.records import CABundleRecord, SecretRecord, StoreEntry, StoreRecord
 from certpolicy.kube.selectors import LabelSelector
@@ -44,7 +45,8 @@ from certpolicy.policy.spec import StoreSelection, password_ref_from_spec, store
 from certpolicy.policy.truststores import LeafAnchor, check_store, missing_anchors
 
 log = logging.getLogger("certpolicy.stores")
-MAX_STORES = 500  # stores judged per policy and pass: the rest are counted in a problem
+MAX_STORES = 500  # stores (and caBundle holders) judged per policy and pass: the rest are counted in a problem
+STORES_NOT_JUDGED = "TrustStoresNotJudged"  # that problem's reason (Degraded; Compliant=Unknown)
 MAX_PASSWORD_READS = 50  # stores re-read with a passwordSecretRef per pass
 
 
@@ -191,10 +193,12 @@ def trust_stores_stage(ctx: PassContext, *, leaves: Iterable[LeafAnchor]) -> lis
             sel = None  # reported by requirements_from_spec / rejected by the CRD schema
         if sel is not None:
             selections.append((sel, anchored))
+    skipped = 0
     for sel, anchored in selections:
         for rec in _selected_stores(ctx, sel):
             if len(results) >= MAX_STORES:
-                break
+                skipped += 1
+                continue
             key = (rec.kind, rec.namespace, rec.name)
             entries = [_with_password(ctx, rec, e, sel, budget) for e in rec.entries if _wanted(e, sel)]
             if not entries:
@@ -213,7 +217,14 @@ def trust_stores_stage(ctx: PassContext, *, leaves: Iterable[LeafAnchor]) -> lis
                 results = [r for r in results if (r.kind, r.namespace, r.name) != key]
             seen.add(key)
             results.append(_result(rec.kind, rec.namespace, rec.name, _dedupe(findings), until, ctx.now))
-    results.extend(_ca_bundles(ctx))
+    ca_bundles, not_judged = _ca_bundles(ctx)
+    results.extend(ca_bundles)
+    skipped += not_judged
+    if skipped:
+        # Not judged is not compliant: the policy's Compliant is Unknown (policy.report.UNCHECKED_REASONS).
+        ctx.out.problems.append(Problem(STORES_NOT_JUDGED, f"{skipped} selected trust stores or caBundle holders "
+                                                           f"were not judged: a policy judges at most {MAX_STORES} "
+                                                           "of each per pass; narrow its selectors"))
     return results
 
 
@@ -221,18 +232,17 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
     return list(dict.fromkeys(findings))
 
 
-def _ca_bundles(ctx: PassContext) -> list[SecretResult]:
+def _ca_bundles(ctx: PassContext) -> tuple[list[SecretResult], int]:
+    """The judged caBundle holders (at most MAX_STORES) and how many more were not judged."""
     cab = ctx.spec.get("caBundles")
     if not isinstance(cab, Mapping) or not cab.get("selector"):
-        return []
+        return [], 0
     query = LabelSelector.from_spec(cab["selector"]).to_query()
     if not query:
-        return []
-    out = []
-    for kind in CABUNDLE_KINDS:
-        for _key, rec in sorted(ctx.inventory.labelled_records(watch_key(kind, query)).items()):
-            out.append(_ca_bundle_result(ctx, rec))
-    return out[:MAX_STORES]
+        return [], 0
+    records = [rec for kind in CABUNDLE_KINDS
+               for _key, rec in sorted(ctx.inventory.labelled_records(watch_key(kind, query)).items())]
+    return [_ca_bundle_result(ctx, rec) for rec in records[:MAX_STORES]], max(0, len(records) - MAX_STORES)
 
 
 def _ca_bundle_result(ctx: PassContext, rec: CABundleRecord) -> SecretResult:

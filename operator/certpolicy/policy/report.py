@@ -30,6 +30,7 @@ UNCHECKED_REASONS = frozenset({
     "TrustBundleEmpty",  # ... holds no certificate
     "SecretNotFound",  # a Secret named in spec.selector.names does not exist
     "OwnCANotAvailable",  # spec.ca without a trustBundle: chains must lead to the policy's CAs, and it has none
+    "TrustStoresNotJudged",  # more trust stores / caBundle holders selected than a pass judges (handlers/stores.py)
 })
 
 
