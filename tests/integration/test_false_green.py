@@ -178,7 +178,7 @@ def test_trust_stores_beyond_the_per_pass_cap_are_not_checked_so_not_compliant(
             metadata=client.V1ObjectMeta(name=name, labels={"fg-store": unique_name}),
             data={"ca.crt": certgen.pem(ca).decode()}))
     policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
-              "spec": {"selector": {"names": []}, "trustStores": {"selector": {"matchLabels": {"fg-store": unique_name}}},
+              "spec": {"selector": {"namespaceSelector": {"matchLabels": {"no-secrets": unique_name}}}, "trustStores": {"selector": {"matchLabels": {"fg-store": unique_name}}},
                        "requirements": {}}})
     st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("reason") == "TrustStoresNotJudged" else None)(
         get_status(custom_api, unique_name)), timeout=30, what="Compliant=Unknown/TrustStoresNotJudged")
