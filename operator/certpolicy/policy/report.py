@@ -31,6 +31,8 @@ UNCHECKED_REASONS = frozenset({
     "SecretNotFound",  # a Secret named in spec.selector.names does not exist
     "OwnCANotAvailable",  # spec.ca without a trustBundle: chains must lead to the policy's CAs, and it has none
     "TrustStoresNotJudged",  # more trust stores / caBundle holders selected than a pass judges (handlers/stores.py)
+    "RenewalBaselineUnavailable",  # the renewal guard's baselines cannot be read or written: renewals not compared
+    "RenewalBaselineFull",  # some selected Secrets have no baseline (shards full): their renewals cannot be compared
 })
 
 
