@@ -19,7 +19,7 @@ import subprocess
 import time
 
 from kubernetes import client
-from test_reconcile import condition, get_status, labelled_namespace, make_policy, metrics_text, put_secret
+from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret
 from test_selection_truth import PolicyVersions, kubectl_wait_passes
 
 import certgen
@@ -34,9 +34,21 @@ def policy_events(core_v1, name: str) -> list:
             if e.source and e.source.component == "certpolicy-operator"]
 
 
-def compliant_metric(name: str) -> str | None:
+def compliant_metric(scrape, name: str) -> str | None:
+    """The policy's certpolicy_policy_compliant sample in a /metrics scrape (``scrape()``)."""
     prefix = f'certpolicy_policy_compliant{{policy="{name}"}} '
-    return next((line.removeprefix(prefix) for line in metrics_text().splitlines() if line.startswith(prefix)), None)
+    return next((line.removeprefix(prefix) for line in scrape().splitlines() if line.startswith(prefix)), None)
+
+
+def in_process_scrape() -> str:
+    """/metrics of the in-process operator (``operator_in_process``)."""
+    import urllib.request
+
+    from certpolicy import metrics
+
+    port = wait_for(lambda: metrics._server and metrics._server[1], timeout=30, what="metrics server")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # noqa: S310 - loopback
+        return resp.read().decode()
 
 
 class KubectlWait:
@@ -56,7 +68,7 @@ class KubectlWait:
             self.proc.wait(10)
 
 
-def _never_green_until_fixed(cluster, api_client, custom_api, core_v1, policies, name: str, body: dict,
+def _never_green_until_fixed(cluster, operator, api_client, custom_api, core_v1, policies, name: str, body: dict,
                              reason: str, fix) -> None:
     """Create the policy, wait for Compliant=Unknown/<reason>; assert that no stored version, the
     metric, the events and a running kubectl wait said green; then ``fix()`` and see it turn True."""
@@ -71,7 +83,7 @@ def _never_green_until_fixed(cluster, api_client, custom_api, core_v1, policies,
         assert compliant["status"] == "Unknown", compliant
         assert st["summary"]["selected"] >= 1 and st["summary"]["violating"] == 0  # judged, not all checked
         assert condition(st, "Degraded")["reason"] == reason
-        assert wait_for(lambda: compliant_metric(name), timeout=30, what="the compliance metric") == "0.0"
+        assert wait_for(lambda: compliant_metric(operator.scrape, name), timeout=30, what="the compliance metric") == "0.0"
         events = wait_for(lambda: [e for e in policy_events(core_v1, name) if e.reason == reason], timeout=30,
                           what=f"a Warning {reason} event on the policy")
         assert events[0].type == "Warning"
@@ -89,7 +101,7 @@ def _never_green_until_fixed(cluster, api_client, custom_api, core_v1, policies,
                f"still waiting; it passed {time.monotonic() - started:.2f} s after the fix-up")
         st = get_status(custom_api, name)
         assert condition(st, "Compliant")["reason"] == "AllCompliant" and condition(st, "Degraded")["status"] == "False"
-        assert wait_for(lambda: compliant_metric(name) == "1.0", timeout=30, what="the metric at 1")
+        assert wait_for(lambda: compliant_metric(operator.scrape, name) == "1.0", timeout=30, what="the metric at 1")
     finally:
         versions.stop()
         if wait is not None:
@@ -113,7 +125,7 @@ def test_a_missing_trust_bundle_is_never_compliant_until_it_exists(
         assert "has no key 'ca.pem' (its PEM keys: 'ca.crt', 'other')" in condition(st, "Compliant")["message"]
         core_v1.patch_namespaced_config_map("trust", ns, {"data": {"ca.pem": certgen.pem(ca).decode()}})
 
-    _never_green_until_fixed(cluster, api_client, custom_api, core_v1, policies, unique_name, body,
+    _never_green_until_fixed(cluster, operator, api_client, custom_api, core_v1, policies, unique_name, body,
                              "TrustBundleMissing", fix)
 
 
@@ -129,7 +141,7 @@ def test_a_missing_configmap_trust_bundle_is_never_compliant_until_it_exists(
         core_v1.create_namespaced_config_map(ns, client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name="absent"), data={"ca.crt": certgen.pem(ca).decode()}))
 
-    _never_green_until_fixed(cluster, api_client, custom_api, core_v1, policies, unique_name, body,
+    _never_green_until_fixed(cluster, operator, api_client, custom_api, core_v1, policies, unique_name, body,
                              "TrustBundleMissing", fix)
 
 
@@ -145,7 +157,7 @@ def test_a_named_secret_that_does_not_exist_is_never_compliant_until_it_does(
     def fix():
         put_secret(core_v1, namespace, "later-tls", certgen.tls_secret(certgen.leaf(ca, "later.green.test")))
 
-    _never_green_until_fixed(cluster, api_client, custom_api, core_v1, policies, unique_name, body,
+    _never_green_until_fixed(cluster, operator, api_client, custom_api, core_v1, policies, unique_name, body,
                              "SecretNotFound", fix)
 
 
@@ -166,7 +178,7 @@ def test_a_violation_wins_over_a_part_not_checked(operator, core_v1, custom_api,
 
 
 def test_trust_stores_beyond_the_per_pass_cap_are_not_checked_so_not_compliant(
-        operator, core_v1, custom_api, policies, unique_name, namespace, monkeypatch):
+        operator_in_process, core_v1, custom_api, policies, unique_name, namespace, monkeypatch):
     """The cap on stores judged per pass (500) used to drop the rest silently; now they are counted
     in a problem and Compliant is Unknown. The cap is lowered to 1 in-process for the test."""
     from certpolicy.handlers import stores
@@ -225,7 +237,7 @@ def _full_policy(name: str, ns: str, **spec) -> dict:
 
 
 def test_a_fault_in_any_stage_is_degraded_with_its_reason_and_a_warning_event(
-        operator, core_v1, custom_api, policies, unique_name, monkeypatch):
+        operator_in_process, core_v1, custom_api, policies, unique_name, monkeypatch):
     from certpolicy.handlers import reconcile
 
     for stage in STAGES:
@@ -251,7 +263,7 @@ def test_a_fault_in_any_stage_is_degraded_with_its_reason_and_a_warning_event(
 
 
 def test_a_pass_that_raises_does_not_repeat_the_last_green_verdict(
-        operator, core_v1, custom_api, policies, unique_name, namespace, monkeypatch):
+        operator_in_process, core_v1, custom_api, policies, unique_name, namespace, monkeypatch):
     from certpolicy.handlers import reconcile
 
     ca = certgen.root("false-green CA 5")
@@ -261,7 +273,7 @@ def test_a_pass_that_raises_does_not_repeat_the_last_green_verdict(
                        "requirements": {"requireSAN": True}}})
     wait_for(lambda: condition(get_status(custom_api, unique_name), "Compliant").get("status") == "True", timeout=30,
              what="Compliant=True")
-    assert wait_for(lambda: compliant_metric(unique_name), timeout=30, what="the metric") == "1.0"
+    assert wait_for(lambda: compliant_metric(in_process_scrape, unique_name), timeout=30, what="the metric") == "1.0"
 
     def touch(value: bool) -> None:
         custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {"spec": {"requirements": {
@@ -273,11 +285,11 @@ def test_a_pass_that_raises_does_not_repeat_the_last_green_verdict(
         st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("reason") == "ReconcileFailed" else None)(
             get_status(custom_api, unique_name)), timeout=30, what="Compliant=Unknown/ReconcileFailed")
         assert condition(st, "Compliant")["status"] == "Unknown" and condition(st, "Degraded")["status"] == "True"
-        assert compliant_metric(unique_name) == "0.0"
+        assert compliant_metric(in_process_scrape, unique_name) == "0.0"
     touch(True)
     wait_for(lambda: condition(get_status(custom_api, unique_name), "Compliant").get("status") == "True", timeout=45,
              what="Compliant=True again once a pass checks everything")
-    assert wait_for(lambda: compliant_metric(unique_name) == "1.0", timeout=30, what="the metric back at 1")
+    assert wait_for(lambda: compliant_metric(in_process_scrape, unique_name) == "1.0", timeout=30, what="the metric back at 1")
 
 
 def test_a_stage_problem_with_a_real_cause_is_degraded_and_a_warning_event(
@@ -342,7 +354,7 @@ def test_delete_with_a_pkcs12_truststore_finishes_and_removes_the_empty_truststo
 
 
 def test_a_clean_up_that_cannot_finish_is_degraded_and_a_warning_event_until_it_can(
-        operator, core_v1, custom_api, policies, unique_name, namespace, operator_namespace, monkeypatch):
+        operator_in_process, core_v1, custom_api, policies, unique_name, namespace, operator_namespace, monkeypatch):
     """A real cause: the bundle target was made immutable, so the CA cannot be taken out of it."""
     from certpolicy.handlers import policy
 
@@ -366,7 +378,7 @@ def test_a_clean_up_that_cannot_finish_is_degraded_and_a_warning_event_until_it_
 
 
 def test_a_fault_in_the_deletion_handler_is_degraded_and_a_warning_event(
-        operator, core_v1, custom_api, policies, unique_name, namespace, monkeypatch):
+        operator_in_process, core_v1, custom_api, policies, unique_name, namespace, monkeypatch):
     from certpolicy.handlers import policy
 
     monkeypatch.setattr(policy, "DELETION_RETRY", 1)
