@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from certpolicy.checkcmd import UsageError
+from certpolicy.checkcmd import EXIT_UNKNOWN, UsageError
 from certpolicy.plugin.blast import CHAINS, KINDS, TargetError, pod_references, radius
 from certpolicy.plugin.output import dump, table
 from certpolicy.plugin.reads import read
@@ -123,11 +123,17 @@ def run(args: argparse.Namespace, raw) -> int:
                     bundles[pname] = (None, f"trust bundle not read: {e}")
     except UsageError as e:
         raise TargetError(str(e)) from None
-    doc = {"target": what, "evaluatedAt": rfc3339(now), "secrets": [explain(k, objects, selections, bundles, now) for k in keys]}
+    secrets = [explain(k, objects, selections, bundles, now) for k in keys]
+    doc = {"target": what, "evaluatedAt": rfc3339(now), "secrets": secrets}
     if args.output == "json":
         dump(doc, sys.stdout)
     else:
         write(doc, sys.stdout)
+    missing = [f"{s['namespace']}/{s['name']}" for s in secrets if not s["exists"]]
+    if missing:  # the question about them could not be answered: exit 3, as documented
+        sys.stdout.flush()
+        print(f"kubectl certpolicy why: Secret {', '.join(missing)} not found", file=sys.stderr)
+        return EXIT_UNKNOWN
     return 0
 
 
