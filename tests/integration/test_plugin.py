@@ -20,6 +20,7 @@ import pytest
 import certgen
 from certpolicy.kube.namespaces import ensure_namespace
 from kubewait import wait_for
+from paths import REPO
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 PLUGIN = Path(sys.executable).parent / "kubectl-certpolicy"
@@ -365,9 +366,17 @@ def test_without_the_crd_it_says_the_crd_is_not_installed():
     """On a control plane without the CRD, every verb said 'cannot list CertificatePolicy: HTTP 404'."""
     from certpolicy.localcluster import LocalCluster
 
-    with LocalCluster() as bare:
-        proc = subprocess.run([str(PLUGIN), "status", "--kubeconfig", str(bare.kubeconfig)],
+    def status(bare) -> subprocess.CompletedProcess:
+        return subprocess.run([str(PLUGIN), "status", "--kubeconfig", str(bare.kubeconfig)],
                               capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 3
-    assert "the CertificatePolicy CRD (certificatepolicies.certpolicy.io) is not installed" in proc.stderr, proc.stderr
-    assert "kubectl apply -f crds/" in proc.stderr and "404" not in proc.stderr
+
+    with LocalCluster() as bare:
+        proc = status(bare)
+        assert proc.returncode == 3
+        assert "the CertificatePolicy CRD (certificatepolicies.certpolicy.io) is not installed" in proc.stderr, proc.stderr
+        assert "404" not in proc.stderr
+        advice = "kubectl apply -k crds/"
+        assert advice in proc.stderr
+        assert bare.kubectl("apply", "-k", str(REPO / "crds"), check=False).returncode == 0  # the advice works
+        after = wait_for(lambda: (p := status(bare)).returncode == 0 and p, timeout=60, what="the CRD served")
+        assert after.stdout == "No CertificatePolicies.\n"

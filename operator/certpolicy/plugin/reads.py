@@ -31,7 +31,7 @@ PATHS = {
 
 #: What a 404 on the CertificatePolicy collection means: the API server does not serve the group.
 CRD_MISSING = ("the CertificatePolicy CRD (certificatepolicies.certpolicy.io) is not installed in this cluster: "
-               "kubectl apply -f crds/ (or kubectl apply -k manifests/ for the operator too)")
+               "kubectl apply -k crds/ (or kubectl apply -k manifests/ for the operator too)")
 
 
 class ReadError(Exception):
