@@ -18,7 +18,7 @@ from typing import NoReturn
 from certpolicy.checkcmd import EXIT_UNKNOWN
 
 VERBS: dict[str, tuple[str, str]] = {
-    "status": ("certpolicy.plugin.status", "the policies, worst first"),
+    "status": ("certpolicy.plugin.status", "the policies, worst first (with POLICY: its Secrets, worst first)"),
     "why": ("certpolicy.plugin.why", "why a Secret or Pod is judged as it is, and when it first breaks"),
     "blast-radius": ("certpolicy.plugin.blast", "everything that depends on a CA or bundle"),
     "rotate": ("certpolicy.plugin.plan", "--plan: what a CA rotation would do, what would stall it, how long"),
