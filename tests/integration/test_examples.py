@@ -2,10 +2,11 @@
 order (each reaching the state examples/README.md promises), then every shell block of README.md,
 docs/*.md and examples/README.md marked runnable.
 
-README.md's and examples/README.md's blocks run where their reader runs them: `certpolicy demo
---keep` (what `make demo KEEP=1` runs) on its own control plane, in one shell holding only the
-export lines it prints (a PATH without kubectl or the venv's commands before them), README.md
-first. Then SIGTERM stops that demo, which must leave no process and no directory behind.
+README.md's blocks run where their reader runs them: `certpolicy demo --keep` (what `make demo
+KEEP=1` runs) on its own control plane, in one shell holding only the export lines it prints (a
+PATH without the venv's commands before them), followed by examples/README.md's
+`python scripts/hl7_java_stores.py` (the printed PATH's python must import certpolicy). Then
+SIGTERM stops that demo, which must leave no process and no directory behind.
 
 Doc blocks are marked with an HTML comment on the line before the fence: ``<!-- runnable -->``
 or ``<!-- not runnable: why -->``. A shell block with neither fails the test, so every command a
@@ -316,8 +317,11 @@ def run_in_one_shell(script: str, env: dict[str, str], log: Path, timeout: float
                 proc.wait(5)
 
 
-#: Run in the kept demo's shell (test_readme_runs_in_the_shell_make_demo_keep_prints), in this order.
-KEPT_DEMO_DOCS = ["README.md", "examples/README.md"]
+#: Run in the kept demo's shell (test_readme_runs_in_the_shell_make_demo_keep_prints).
+KEPT_DEMO_DOCS = ["README.md"]
+#: examples/README.md's first command, the one that needs the printed PATH's python (it imports
+#: certpolicy), run in that shell too; its blocks run on the in-process demo cluster below.
+EXAMPLES_SCRIPT = "python scripts/hl7_java_stores.py > /dev/null"
 
 
 def test_runnable_doc_commands_work_on_the_demo_cluster(demo_cluster, demo_operator, tmp_path):
@@ -402,7 +406,9 @@ def test_readme_runs_in_the_shell_make_demo_keep_prints(kept_demo, tmp_path):
               for f in KEPT_DEMO_DOCS}
     assert all(blocks.values()), blocks
     script = "\n".join(line for line, _name in exports) + "\n" + "\n".join(
-        f"echo \">>> {f}:{line} at $(date +%T)\"\n{code}" for f in KEPT_DEMO_DOCS for line, code in blocks[f])
+        f"echo \">>> {f}:{line} at $(date +%T)\"\n{code}" for f in KEPT_DEMO_DOCS for line, code in blocks[f]
+    ) + f"\necho '>>> examples/README.md: {EXAMPLES_SCRIPT}'\n{EXAMPLES_SCRIPT}"
+    assert EXAMPLES_SCRIPT.split(" >")[0] in (REPO / "examples" / "README.md").read_text()
     env = {"HOME": os.environ.get("HOME", str(tmp_path)), "LANG": "C.UTF-8", "TMPDIR": str(tmp_path),
            "PATH": user_path()}
     log = tmp_path / "kept-demo-shell.log"
