@@ -42,9 +42,11 @@ from certpolicy.pki.secretdata import (
     material_from_pkcs12,
 )
 from certpolicy.policy.bundleref import CONFIG_MAP, SECRET, BundleRef, BundleRefError
+from certpolicy.policy.durations import parse_duration, resolve_at
 from certpolicy.policy.evaluate import Evaluation, evaluate
 from certpolicy.policy.findings import Severity
-from certpolicy.policy.spec import PolicySpecError, Requirements, parse_duration, requirements_from_spec
+from certpolicy.policy.spec import PolicySpecError, Requirements, requirements_from_spec
+from certpolicy.timestamps import rfc3339
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
 CERT_SUFFIXES = (".pem", ".crt", ".cer", ".cert", ".der", ".p12", ".pfx")
@@ -92,7 +94,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--output", "-o", choices=("table", "json"), default="table", help="human table (default) or JSON")
     out.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour the table (auto: only on a terminal, unless NO_COLOR is set)")
-    out.add_argument("--at", metavar="TIME", help="evaluate at this time instead of now: RFC 3339 ('2026-06-01T00:00:00Z') or an offset ('+720h')")
+    out.add_argument("--at", metavar="TIME", help="evaluate at this time instead of now: RFC 3339 ('2026-06-01T00:00:00Z') or an offset ('+720h', '+90d')")
     _exit_3_on_usage_errors(parser)
 
 
@@ -194,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     for note in opts.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.output == "json":
-        json.dump({"exitCode": code, "evaluatedAt": _iso(opts.now), "error": None,
+        json.dump({"exitCode": code, "evaluatedAt": rfc3339(opts.now), "error": None,
                    "results": [t.to_dict() for t in targets]}, stdout, indent=2)
         stdout.write("\n")
     else:
@@ -205,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
 def _json_error(args: argparse.Namespace, stdout: TextIO, message: str) -> int:
     """With ``-o json`` a script always gets a JSON document, also when nothing could be checked."""
     if getattr(args, "output", None) == "json":
-        json.dump({"exitCode": EXIT_UNKNOWN, "evaluatedAt": _iso(dt.datetime.now(dt.UTC)),
+        json.dump({"exitCode": EXIT_UNKNOWN, "evaluatedAt": rfc3339(dt.datetime.now(dt.UTC)),
                    "error": message, "results": []}, stdout, indent=2)
         stdout.write("\n")
     return EXIT_UNKNOWN
@@ -334,20 +336,11 @@ def _password(args: argparse.Namespace) -> bytes | None:
 
 
 def _now(at: str | None) -> dt.datetime:
-    now = dt.datetime.now(dt.UTC)
-    if not at:
-        return now
-    text = at.strip()
-    if text[:1] in "+-":
-        try:
-            return now + parse_duration(text)
-        except ValueError as e:
-            raise UsageError(f"--at: {e}") from None
+    """``--at`` (policy.durations.resolve_at: RFC 3339, or an offset such as '+720h' or '+90d')."""
     try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"--at: '{at}' is neither an RFC 3339 time nor an offset like '+720h'") from None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+        return resolve_at(at, dt.datetime.now(dt.UTC))
+    except ValueError as e:
+        raise UsageError(f"--at: {e}") from None
 
 
 def _read_bundle(path: str) -> list[x509.Certificate]:
@@ -530,10 +523,6 @@ def _use_color(mode: str, stream: TextIO) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def write_table(targets: Sequence[Target], out: TextIO, *, color: bool = False) -> None:
     def paint(text: str, code: str) -> str:
         return f"{code}{text}{_RESET}" if color else text
@@ -556,7 +545,7 @@ def write_table(targets: Sequence[Target], out: TextIO, *, color: bool = False) 
         leaf = ev.leaf
         head = f"{paint(t.name, _BOLD)}: {status}"
         if leaf is not None:
-            head += f"  leaf '{leaf.display_name}' notAfter {_iso(leaf.not_after)}"
+            head += f"  leaf '{leaf.display_name}' notAfter {rfc3339(leaf.not_after)}"
         if ev.anchor_fingerprint:
             head += f"  anchor {ev.anchor_fingerprint[:19]}…"
         out.write(head + "\n")

@@ -8,6 +8,11 @@ rotation (``examples/ca-rotation.yaml`` in a namespace of its own, delays shorte
 they happen and what the trust bundle holds at the end, and then with enforcement: hl7-mtls goes to
 ``Deny`` and a renewal that drops clientAuth is refused (kubectl's message, and the old certificate
 still in the Secret).
+
+With ``--keep`` it then prints the ``export`` lines a second terminal needs for the README's
+commands (:func:`exports`) and runs until Ctrl-C or SIGTERM, either of which stops the operator and
+the control plane and deletes their directories (the operator's log is kept only after a failure,
+whose message names it).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -217,30 +223,53 @@ def _show_enforcement(kubectl, ca, timeout: float) -> str | None:
     return None
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM stops the demo as Ctrl-C does: the ``finally`` of :func:`run` stops the operator and
+    the control plane and removes their directories. Python's default for SIGTERM ends the process
+    at once, leaving ``certpolicy run``, etcd and kube-apiserver running and their directories behind."""
+
+    def handler(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def exports(kubeconfig: Path, kubectl_bin: Path, metrics_port: int) -> list[str]:
+    """What a second terminal needs for the README's commands: the cluster, kubectl, and this
+    installation's commands (``kubectl-certpolicy`` for ``kubectl certpolicy``, and the Python that
+    imports ``certpolicy`` for ``python scripts/...``), whose directory is the interpreter's."""
+    bins = dict.fromkeys([str(kubectl_bin.parent), str(Path(sys.executable).parent)])  # in order, once
+    return [f"export KUBECONFIG={kubeconfig}", f"export PATH={os.pathsep.join(bins)}{os.pathsep}$PATH",
+            f"export METRICS_PORT={metrics_port}"]
+
+
 def run(args: argparse.Namespace) -> int:
     from certpolicy.kube.crd import install_crd
     from certpolicy.localcluster import LocalCluster
     from certpolicy.localcluster.binaries import ensure_binaries
     from certpolicy.localcluster.cluster import free_port
 
+    _interrupt_on_sigterm()
     cluster = None
-    if args.kubeconfig:
-        kubeconfig = Path(args.kubeconfig)
-        kubectl_bin = ensure_binaries().kubectl
-    else:
-        print("==> starting a local control plane (etcd + kube-apiserver on loopback)", flush=True)
-        cluster = LocalCluster()
-        cluster.start()
-        assert cluster.binaries is not None  # start() resolved them
-        kubeconfig, kubectl_bin = cluster.kubeconfig, cluster.binaries.kubectl
-        print(f"    ready in {cluster.startup_seconds:.1f}s; KUBECONFIG={kubeconfig}", flush=True)
-
-    def kubectl(*a: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([str(kubectl_bin), f"--kubeconfig={kubeconfig}", *a], capture_output=True,
-                              text=True, check=check, input=input, timeout=120)
-
     operator = None
+    log_path: Path | None = None
+    failed = False
     try:
+        if args.kubeconfig:
+            kubeconfig = Path(args.kubeconfig)
+            kubectl_bin = ensure_binaries().kubectl
+        else:
+            print("==> starting a local control plane (etcd + kube-apiserver on loopback)", flush=True)
+            cluster = LocalCluster()
+            cluster.start()
+            assert cluster.binaries is not None  # start() resolved them
+            kubeconfig, kubectl_bin = cluster.kubeconfig, cluster.binaries.kubectl
+            print(f"    ready in {cluster.startup_seconds:.1f}s; KUBECONFIG={kubeconfig}", flush=True)
+
+        def kubectl(*a: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+            return subprocess.run([str(kubectl_bin), f"--kubeconfig={kubeconfig}", *a], capture_output=True,
+                                  text=True, check=check, input=input, timeout=120)
+
         print("==> installing the CertificatePolicy CRD", flush=True)
         install_crd(kubeconfig)
         kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
@@ -272,10 +301,12 @@ def run(args: argparse.Namespace) -> int:
         pending = set(names)
         while pending and time.monotonic() < deadline:
             if operator.poll() is not None:
+                failed = True
                 return _failed(f"the operator exited with {operator.returncode}", log_path)
             pending = {n for n in pending if not _policy_status_complete(kubectl, n)}
             time.sleep(0.2)
         if pending:
+            failed = True
             return _failed(f"timed out after {args.timeout:.0f}s waiting for the status of {sorted(pending)}", log_path)
         print("\n$ kubectl get certpol", flush=True)
         print(kubectl("get", "certpol").stdout, flush=True)
@@ -294,25 +325,33 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n$ kubectl get events -n {DEMO_NAMESPACE} --field-selector=type=Warning\n{events}")
         problem = _show_rotation(kubectl, args.timeout) or _show_enforcement(kubectl, demo_ca, args.timeout)
         if problem:
+            failed = True
             return _failed(problem, log_path)
         if args.keep:
-            print(f"\nThe cluster and the operator keep running (Ctrl-C here stops and deletes them). "
-                  f"In another terminal:\n\n    export KUBECONFIG={kubeconfig}\n    export PATH={kubectl_bin.parent}:$PATH"
-                  f"\n    export METRICS_PORT={metrics_port}\n    kubectl get certpol\n"
+            lines = "\n".join(f"    {line}" for line in exports(kubeconfig, kubectl_bin, metrics_port))
+            print(f"\nThe cluster and the operator keep running (Ctrl-C or SIGTERM here stops and deletes them). "
+                  f"In another terminal:\n\n{lines}\n    kubectl get certpol\n"
                   f"\noperator log: {log_path}", flush=True)
-            try:
-                operator.wait()
-            except KeyboardInterrupt:
-                pass
-        if not args.keep:
-            shutil.rmtree(log_path.parent, ignore_errors=True)
+            operator.wait()  # it is not expected to end while kept
+            failed = True
+            return _failed(f"the operator exited with {operator.returncode}", log_path)
         return 0
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (_interrupt_on_sigterm): a clean stop
+        print("\n==> stopping the operator and the control plane", flush=True)
+        return 0
+    except BaseException:
+        failed = True  # an unexpected error: keep the operator's log for whoever reads the traceback
+        raise
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
         if operator is not None and operator.poll() is None:
             operator.terminate()
             try:
                 operator.wait(15)
             except subprocess.TimeoutExpired:
                 operator.kill()
+                operator.wait(5)
         if cluster is not None:
             cluster.stop()
+        if log_path is not None and not failed:  # a failure's message points at the log: kept then
+            shutil.rmtree(log_path.parent, ignore_errors=True)

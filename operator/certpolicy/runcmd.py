@@ -1,4 +1,10 @@
-"""``certpolicy run``: the operator process (a thin wrapper over kopf's runner)."""
+"""``certpolicy run``: the operator process (a thin wrapper over kopf's runner).
+
+SIGTERM (what the kubelet sends, and ``kubectl delete pod``) stops it cleanly with exit 0 at any
+moment: while it starts, while it is a standby, and while kopf runs (kopf's own handlers then
+stop it, and the Lease is handed over). Outside kopf's run, :class:`_Termination` catches the
+signal, so a replica stopped a few seconds after it started does not die from it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import argparse
 import gc
 import logging
 import os
+import signal
 import sys
 import threading
 
@@ -86,6 +93,7 @@ def tune_gc() -> None:
 def run(args: argparse.Namespace) -> int:
     from certpolicy import metrics
 
+    termination = _Termination().install()
     # The metrics endpoint first: a port in use must stop the operator with a clear message, not
     # leave kopf retrying its start-up every 60 s while the liveness probe answers (see
     # metrics.MetricsUnavailable for why there is no fallback port).
@@ -130,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
     inventory = Inventory(api_client).start()
     metrics.COLLECTOR.inventory = inventory  # a standby's watches are scraped too
     webhook = _start_webhook(args, api_client, inventory)  # every replica answers, the standby too
+    if termination.requested.is_set():
+        _stop_webhook(webhook)
+        inventory.stop()
+        return 0
 
     import kopf
 
@@ -148,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         metrics.LEADER.set(1)
         # standalone: kopf's peering is not leader election (and would write KopfPeering objects).
         kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness,
+                 stop_flag=termination.stops(threading.Event()),
                  memo=kopf.Memo(api_client=api_client, inventory=inventory))
         _stop_webhook(webhook)
         inventory.stop()
@@ -167,19 +180,24 @@ def run(args: argparse.Namespace) -> int:
 
     # Standby until the Lease is held, leader until it is lost, standby again: the inventory stays
     # warm throughout and kopf runs only while this replica leads. A clean stop (SIGTERM to kopf)
-    # ends the loop; SIGTERM to a standby ends the process at once (it holds nothing).
+    # ends the loop; SIGTERM to a standby stops it (it holds nothing) with exit 0 too.
     while True:
-        term.elector = _standby_until_leader(args, api_client, inventory)
-        term.stop_flag = threading.Event()
+        termination.install()  # again: kopf's event loop resets SIGTERM to the default when it closes
+        elector = _standby_until_leader(args, api_client, inventory, termination.requested)
+        if elector is None:
+            break
+        term.elector = elector
+        term.stop_flag = termination.stops(threading.Event())
         term.elector.on_lost = term.lost
         metrics.LEADER.set(1)
         # standalone: kopf's peering is not leader election (and would write KopfPeering objects);
         # the Lease decides which replica runs kopf at all (docs/operations.md, "High availability").
         kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, stop_flag=term.stop_flag,
                  memo=kopf.Memo(api_client=api_client, inventory=inventory))
+        termination.install()
         term.cancel_exit()
         metrics.LEADER.set(0)
-        if not term.elector.lost.is_set():
+        if not term.elector.lost.is_set() or termination.requested.is_set():
             break
         log.warning("kopf stopped after the leader Lease was lost: standby again, inventory kept")
     _stop_webhook(webhook)
@@ -207,6 +225,38 @@ def _stop_webhook(webhook) -> None:
         webhook.stop()
 
 
+class _Termination:
+    """SIGTERM and SIGINT while kopf is not running: remembered, never fatal.
+
+    Python's default for SIGTERM ends the process at once (status -15), leaving the Lease to
+    expire and the Pod reported as failed; this handler only sets ``requested`` and the current
+    kopf stop flag, and the start-up steps and the standby's wait look at it. kopf installs its
+    own handlers while it runs and its event loop resets SIGTERM to the default when it closes,
+    so :meth:`install` is called again after each run.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._kopf_stop: threading.Event | None = None
+
+    def install(self) -> _Termination:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.requested.set()
+        if self._kopf_stop is not None:
+            self._kopf_stop.set()
+
+    def stops(self, flag: threading.Event) -> threading.Event:
+        """``flag`` is kopf's stop flag from now on: set by a signal, and at once if one came."""
+        self._kopf_stop = flag
+        if self.requested.is_set():
+            flag.set()
+        return flag
+
+
 class _Term:
     """One leadership term: its elector and kopf's stop flag. On loss (the gate is already closed)
     kopf is stopped; if it has not stopped within LOST_EXIT_GRACE (a pass blocked on a dead
@@ -229,9 +279,10 @@ class _Term:
             self._timer = None
 
 
-def _standby_until_leader(args: argparse.Namespace, api_client, inventory):
+def _standby_until_leader(args: argparse.Namespace, api_client, inventory, stop: threading.Event):
     """Run as a standby (inventory warm, /healthz served, nothing written) until this replica
-    holds the leader Lease; return its elector, which keeps renewing it."""
+    holds the leader Lease; return its elector, which keeps renewing it. None when ``stop`` is
+    set first (SIGTERM): the elector is stopped, the Lease released if it was just taken."""
     from certpolicy import metrics
     from certpolicy.environment import operator_namespace
     from certpolicy.kube.client import instance_identity
@@ -250,7 +301,12 @@ def _standby_until_leader(args: argparse.Namespace, api_client, inventory):
     metrics.LEADER.set(0)
     elector.start()
     try:
-        elector.wait_leading()
+        while not elector.wait_leading(0.2):  # a signal handler cannot wake a wait: look at ``stop`` often
+            if stop.is_set():
+                break
     finally:
         health.stop()  # kopf serves the same address from now on
+    if stop.is_set():
+        elector.stop(release=True)
+        return None
     return elector

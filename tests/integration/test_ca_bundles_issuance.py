@@ -30,10 +30,10 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from kubernetes import client
 
 import certgen
-from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.ownership import INJECT_CA_FROM, MANAGED_BY, Owner
 from certpolicy.pki.fingerprint import fingerprint
+from certpolicy.timestamps import rfc3339
 from kubewait import wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"

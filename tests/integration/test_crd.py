@@ -106,6 +106,40 @@ def test_truststore_alias_outside_the_bmp_is_refused_and_inside_accepted(crd, cu
     assert created["spec"]["trustBundles"][0]["formats"][fmt]["alias"] == "ca-\u00e4-\u4e2d"
 
 
+#: What the API server's own messages say when a bad duration reaches a raw pattern or a CEL
+#: duration() conversion: none of it tells a user what to write.
+NOISE = ("should match", "^(", "[0-9]", "type conversion", "no such overload", "failed to evaluate",
+         "duration(", "Invalid value: \"string\"", "compilation", "cost")
+
+
+ADVICE = "not a duration: write hours, minutes or seconds with a unit: 720h for 30 days, 168h for 7 days"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "body"),
+    [
+        ("spec.requirements.expiry.warningBefore", "30days", {"requirements": {"expiry": {"warningBefore": "30days"}}}),
+        ("spec.requirements.expiry.criticalBefore", "7d", {"requirements": {"expiry": {"criticalBefore": "7d"}}}),
+        ("spec.ca.validity", "10 years", {"ca": {"secretName": "x-ca", "validity": "10 years"}}),
+        ("spec.issuance[0].renewBefore", "2w", {"ca": {"secretName": "x-ca"}, "issuance": [
+            {"secretName": "leaf", "namespace": "default", "dnsNames": ["a.example.com"], "renewBefore": "2w"}]}),
+        ("spec.rotation.probes[0].timeout", "30 days", {"ca": {"secretName": "x-ca"}, "rotation": {"probes": [
+            {"host": "a.svc", "port": 443, "timeout": "30 days"}]}}),
+    ],
+    ids=["30days", "7d", "10-years", "2w", "probe-timeout"],
+)
+def test_a_bad_duration_says_what_to_write(crd, cluster, field, value, body):
+    """kubectl apply, as a user meets it: one line per bad field, saying what to write; no regex,
+    no CEL conversion error from the rules that compare durations."""
+    doc = policy({"selector": {}, **body})
+    out = cluster.kubectl("apply", "-f", "-", input=json.dumps(doc), check=False)
+    assert out.returncode != 0
+    message = out.stderr
+    assert f"{field}: Invalid value: {json.dumps(value)}: {ADVICE}" in message, message
+    assert [n for n in NOISE if n in message] == [], message
+    assert message.count("Invalid value") == 1, message
+
+
 def test_defaults_are_applied(crd, custom_api):
     created = create(custom_api, policy({}), dry_run=True)
     req = created["spec"]["requirements"]

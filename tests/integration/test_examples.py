@@ -2,6 +2,12 @@
 order (each reaching the state examples/README.md promises), then every shell block of README.md,
 docs/*.md and examples/README.md marked runnable.
 
+README.md's blocks run where their reader runs them: `certpolicy demo --keep` (what `make demo
+KEEP=1` runs) on its own control plane, in one shell holding only the export lines it prints (a
+PATH without the venv's commands before them), followed by examples/README.md's
+`python scripts/hl7_java_stores.py` (the printed PATH's python must import certpolicy). Then
+SIGTERM stops that demo, which must leave no process and no directory behind.
+
 Doc blocks are marked with an HTML comment on the line before the fence: ``<!-- runnable -->``
 or ``<!-- not runnable: why -->``. A shell block with neither fails the test, so every command a
 reader may copy either runs here or says why not. The runnable blocks of one file run in order in
@@ -22,12 +28,14 @@ import fcntl
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -309,13 +317,20 @@ def run_in_one_shell(script: str, env: dict[str, str], log: Path, timeout: float
                 proc.wait(5)
 
 
+#: Run in the kept demo's shell (test_readme_runs_in_the_shell_make_demo_keep_prints).
+KEPT_DEMO_DOCS = ["README.md"]
+#: examples/README.md's first command, the one that needs the printed PATH's python (it imports
+#: certpolicy), run in that shell too; its blocks run on the in-process demo cluster below.
+EXAMPLES_SCRIPT = "python scripts/hl7_java_stores.py > /dev/null"
+
+
 def test_runnable_doc_commands_work_on_the_demo_cluster(demo_cluster, demo_operator, tmp_path):
     env = dict(os.environ, KUBECONFIG=str(demo_cluster.kubeconfig), METRICS_PORT=str(demo_operator),
                TMPDIR=str(tmp_path), PATH=os.pathsep.join([str(demo_cluster.binaries.kubectl.parent),
                                                            str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     files: dict[str, list[tuple[int, str]]] = {}
     for f, line, mark, code in doc_blocks():
-        if mark == "runnable":
+        if mark == "runnable" and f not in KEPT_DEMO_DOCS:
             files.setdefault(f, []).append((line, code))
     failures = []
     with doc_lock():
@@ -329,3 +344,114 @@ def test_runnable_doc_commands_work_on_the_demo_cluster(demo_cluster, demo_opera
                 at = re.findall(r"^>>> (\S+) at ", out, re.M)[-1:] or [f]
                 failures.append(f"{at[0]}: {problem}:\n{out[-3000:]}")
     assert not failures, "\n\n".join(failures)
+
+
+@dataclass(frozen=True)
+class KeptDemo:
+    proc: subprocess.Popen
+    output: Path
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def kept_demo(tmp_path_factory) -> Iterator[KeptDemo]:
+    """``certpolicy demo --keep`` as ``make demo KEEP=1`` runs it (the venv's console script, its
+    own control plane), until it prints the lines to paste into another terminal."""
+    output = tmp_path_factory.mktemp("kept-demo") / "demo.out"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "certpolicy"), "demo", "--keep"], cwd=REPO,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    demo = KeptDemo(proc, output)
+    try:
+        wait_for(lambda: proc.poll() is not None or "export METRICS_PORT=" in demo.text(), timeout=600,
+                 interval=0.5, what="certpolicy demo --keep to print its exports")
+        assert proc.poll() is None, demo.text()[-3000:]
+        yield demo
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(120)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever a failed stop left in its session
+        for left in demo_directories(demo.text()):  # and on disk (asserted on in the SIGTERM test)
+            shutil.rmtree(left, ignore_errors=True)
+
+
+def demo_directories(text: str) -> list[Path]:
+    """The control plane's and the operator log's directories, as the demo prints them."""
+    found = [re.search(r"^    export KUBECONFIG=(\S+)/kubeconfig$", text, re.M),
+             re.search(r"^operator log: (\S+)/operator\.log$", text, re.M)]
+    return [Path(m.group(1)) for m in found if m]
+
+
+def user_path() -> str:
+    """The PATH of a reader's fresh terminal: without this venv or any directory holding the
+    plugin or ``certpolicy``, so only the demo's exports can provide them (a system kubectl may
+    stay: the exported PATH puts the demo's first)."""
+    venv = Path(sys.executable).parent
+
+    def foreign(d: str) -> bool:
+        return bool(d) and Path(d) != venv and not any((Path(d) / c).exists() for c in ("kubectl-certpolicy", "certpolicy"))
+
+    return os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep) if foreign(d))
+
+
+def test_readme_runs_in_the_shell_make_demo_keep_prints(kept_demo, tmp_path):
+    exports = re.findall(r"^    (export (\w+)=.*)$", kept_demo.text(), re.M)
+    assert [name for _line, name in exports] == ["KUBECONFIG", "PATH", "METRICS_PORT"], kept_demo.text()[-2000:]
+    blocks = {f: [(line, code) for g, line, mark, code in doc_blocks() if g == f and mark == "runnable"]
+              for f in KEPT_DEMO_DOCS}
+    assert all(blocks.values()), blocks
+    script = "\n".join(line for line, _name in exports) + "\n" + "\n".join(
+        f"echo \">>> {f}:{line} at $(date +%T)\"\n{code}" for f in KEPT_DEMO_DOCS for line, code in blocks[f]
+    ) + f"\necho '>>> examples/README.md: {EXAMPLES_SCRIPT}'\n{EXAMPLES_SCRIPT}"
+    assert EXAMPLES_SCRIPT.split(" >")[0] in (REPO / "examples" / "README.md").read_text()
+    env = {"HOME": os.environ.get("HOME", str(tmp_path)), "LANG": "C.UTF-8", "TMPDIR": str(tmp_path),
+           "PATH": user_path()}
+    log = tmp_path / "kept-demo-shell.log"
+    problem = run_in_one_shell(script, env, log, timeout=240 * sum(len(b) for b in blocks.values()))
+    out = log.read_text(errors="replace")
+    at = (re.findall(r"^>>> (\S+) at ", out, re.M) or ["the exports"])[-1]
+    assert problem is None, f"{at}: {problem}:\n{out[-3000:]}"
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc: parent links)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_sigterm_stops_the_kept_demo_and_removes_what_it_started(kept_demo):
+    """SIGTERM to `certpolicy demo` left `certpolicy run` (and etcd, kube-apiserver) running and
+    their directories behind: Python's default for SIGTERM skips every clean-up."""
+    workdir, logdir = demo_directories(kept_demo.text())
+    started = descendants(kept_demo.proc.pid)
+    commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                for pid in started if running(pid)}
+    assert any("certpolicy.cli run" in c for c in commands.values()), commands
+    assert workdir.is_dir() and (logdir / "operator.log").is_file()
+
+    kept_demo.proc.send_signal(signal.SIGTERM)
+    assert kept_demo.proc.wait(120) == 0, kept_demo.text()[-3000:]
+    assert "stopping the operator and the control plane" in kept_demo.text()
+    wait_for(lambda: not [pid for pid in commands if running(pid)], timeout=30,
+             what=f"the demo's processes to be gone: {sorted(commands.values())}")
+    assert not workdir.exists() and not logdir.exists()

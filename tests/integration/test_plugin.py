@@ -7,6 +7,7 @@ a user would run it, against the same API server.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import certgen
 from certpolicy.kube.namespaces import ensure_namespace
 from kubewait import wait_for
+from paths import REPO
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 PLUGIN = Path(sys.executable).parent / "kubectl-certpolicy"
@@ -299,3 +301,95 @@ def test_rotate_plan_names_what_would_stall(cluster, world, core_v1, custom_api,
     through = via_kubectl(cluster, "rotate", names["good"], "--plan")
     assert through.returncode == 1 and through.stdout == table.stdout
     assert plugin(cluster, "rotate", names["bad"], "--plan").returncode == 3  # no CA: nothing to rotate
+
+
+def test_status_of_a_policy_lists_its_secrets_worst_first(cluster, core_v1, policies, unique_name):
+    """`status POLICY`: every Secret the policy selects, judged as the operator judges them (no
+    operator needed: the plugin runs the same selection and evaluation), worst first."""
+    label = uuid.uuid4().hex[:8]
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    ensure_namespace(core_v1, ns, labels={"plugin-status": label})
+    ca = certgen.root("status root")
+    core_v1.create_namespaced_config_map(ns, {"metadata": {"name": "ca"}, "data": {"ca.crt": certgen.pem(ca).decode()}})
+    leaves = {"fine-tls": certgen.leaf(ca, "fine.status.test"),
+              "soon-tls": certgen.leaf(ca, "soon.status.test", valid_for=dt.timedelta(days=10)),
+              "server-only-tls": certgen.leaf(ca, "server.status.test", eku=["serverAuth"])}
+    for name, leaf in leaves.items():
+        core_v1.create_namespaced_secret(ns, {"metadata": {"name": name, "labels": {"app": "status"}},
+                                              "type": "kubernetes.io/tls", "data": certgen.tls_secret(leaf)["data"]})
+    name = f"{unique_name}-status"
+    policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": name},
+              "spec": {"selector": {"namespaceSelector": {"matchLabels": {"plugin-status": label}},
+                                    "secretSelector": {"matchLabels": {"app": "status"}},
+                                    "names": [{"namespace": ns, "name": "absent-tls"}]},
+                       "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"],
+                                        "trustBundle": {"configMap": {"namespace": ns, "name": "ca"}}}}})
+    proc = plugin(cluster, "status", name, "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["policy"]["name"] == name
+    got = [(s["name"], s["state"], s["reasons"]) for s in doc["secrets"]]
+    assert got == [("absent-tls", "Missing", ["SecretNotFound"]),
+                   ("server-only-tls", "Critical", ["MissingClientAuth"]),
+                   ("soon-tls", "Warning", ["ExpiringSoon"]),
+                   ("fine-tls", "OK", [])], got
+    assert all(s["namespace"] == ns for s in doc["secrets"])
+    assert doc["secrets"][1]["anchor"] == doc["secrets"][3]["anchor"] == fingerprint_of(ca)
+
+    table = plugin(cluster, "status", name)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[1].split()[:3] == ["NAMESPACE", "NAME", "STATE"]
+    assert [line.split()[1] for line in lines[2:]] == ["absent-tls", "server-only-tls", "soon-tls", "fine-tls"]
+    unknown = plugin(cluster, "status", f"{name}-nope")
+    assert unknown.returncode == 3 and f"no CertificatePolicy named '{name}-nope'" in unknown.stderr
+
+
+def fingerprint_of(issued) -> str:
+    from certpolicy.pki.fingerprint import certificate_fingerprint
+
+    return certificate_fingerprint(issued.cert)
+
+
+def test_why_a_missing_secret_exits_3(cluster, crd):
+    """docs/operations.md: exit 3 when the question cannot be answered; it exited 0."""
+    proc = plugin(cluster, "why", "default/no-such-secret")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "Secret default/no-such-secret: not found" in proc.stdout
+    assert "kubectl certpolicy why: Secret default/no-such-secret not found" in proc.stderr
+    doc = plugin(cluster, "why", "default/no-such-secret", "-o", "json")
+    assert doc.returncode == 3 and json.loads(doc.stdout)["secrets"][0]["exists"] is False
+
+
+def test_a_reader_that_closes_the_pipe_gets_no_traceback(cluster, crd):
+    """`kubectl certpolicy status -o json | head`: head exits, the plugin's next write fails. The
+    read end is closed before the plugin writes, so the write fails every time."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([str(PLUGIN), "status", "-o", "json", "--kubeconfig", str(cluster.kubeconfig)],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr  # as a tool ended by SIGPIPE
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+
+
+def test_without_the_crd_it_says_the_crd_is_not_installed():
+    """On a control plane without the CRD, every verb said 'cannot list CertificatePolicy: HTTP 404'."""
+    from certpolicy.localcluster import LocalCluster
+
+    def status(bare) -> subprocess.CompletedProcess:
+        return subprocess.run([str(PLUGIN), "status", "--kubeconfig", str(bare.kubeconfig)],
+                              capture_output=True, text=True, timeout=120)
+
+    with LocalCluster() as bare:
+        proc = status(bare)
+        assert proc.returncode == 3
+        assert "the CertificatePolicy CRD (certificatepolicies.certpolicy.io) is not installed" in proc.stderr, proc.stderr
+        assert "404" not in proc.stderr
+        advice = "kubectl apply -k crds/"
+        assert advice in proc.stderr
+        assert bare.kubectl("apply", "-k", str(REPO / "crds"), check=False).returncode == 0  # the advice works
+        after = wait_for(lambda: (p := status(bare)).returncode == 0 and p, timeout=60, what="the CRD served")
+        assert after.stdout == "No CertificatePolicies.\n"

@@ -13,8 +13,8 @@ import pytest
 from kubernetes import client
 
 import certgen
-from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.namespaces import ensure_namespace
+from certpolicy.timestamps import rfc3339
 from kubewait import events_since, wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"

@@ -27,12 +27,12 @@ from certpolicy.inventory.interest import Reads
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.inventory.selection import select
 from certpolicy.kube.baselines import ROLE_BASELINE, entry_key, shard_of
-from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.events import EventRecorder
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_LABEL
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.policy.evaluate import Evaluator
 from certpolicy.policy.renewal import LeafBaseline, plain_fingerprint
+from certpolicy.timestamps import rfc3339
 from kubewait import wait_for
 from operator_process import OperatorProcess
 

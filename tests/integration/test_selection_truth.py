@@ -24,9 +24,9 @@ from test_reconcile import condition, get_status, labelled_namespace, make_polic
 
 import certgen
 import figures
-from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
+from certpolicy.timestamps import rfc3339
 from kubewait import wait_for
 from operator_process import OperatorProcess
 

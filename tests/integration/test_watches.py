@@ -31,9 +31,9 @@ from test_ca_bundles_issuance import (
 
 import certgen
 import figures
-from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.managed import BUNDLE_LABEL, MANAGED_BY
 from certpolicy.kube.rawapi import RawClient
+from certpolicy.timestamps import rfc3339
 from kubewait import wait_for
 
 CTB_PATH = "/apis/certificates.k8s.io/v1beta1/clustertrustbundles"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,38 @@ def test_warning_only(files, pki, capsys):
 def test_at_offset_makes_it_expire(files):
     assert check(str(files / "svc.pem"), "--trust-bundle", str(files / "bundle.pem"), "--at", "+8000h") == 2
     assert check(str(files / "svc.pem"), "--trust-bundle", str(files / "bundle.pem"), "--at", "2020-01-01T00:00:00Z") == 2
+
+
+def test_at_takes_the_same_forms_as_the_plugin(files, capsys):
+    """'+90d' is what `kubectl certpolicy check --at` documents; `certpolicy check` refused it (exit 3)."""
+    common = (str(files / "svc.pem"), "--trust-bundle", str(files / "bundle.pem"))
+    assert check(*common, "--at", "+400d") == check(*common, "--at", "+9600h") == 2
+    assert check(*common, "--at", "+1d") == 0
+    capsys.readouterr()
+    assert check(*common, "--at", "next week") == 3
+    assert "--at: 'next week' is neither an RFC 3339 time" in capsys.readouterr().err
+
+
+def test_json_times_have_one_precision(files, pki, capsys):
+    """Every time in the JSON document is whole seconds, UTC, 'Z' (validUntil had microseconds)."""
+    soon = certgen.leaf(pki.intermediate, "soon.example.com", valid_for=dt.timedelta(days=20))
+    (files / "soon.pem").write_bytes(soon.pem + pki.intermediate.pem)
+    check(str(files / "soon.pem"), "--trust-bundle", str(files / "bundle.pem"), "-o", "json")
+    times: list[str] = []
+
+    def walk(v):
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str) and re.match(r"\d{4}-\d\d-\d\dT", v):
+            times.append(v)
+
+    walk(json.loads(capsys.readouterr().out))
+    assert len(times) >= 5  # evaluatedAt, validUntil, notBefore/notAfter of each certificate
+    assert [t for t in times if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t)] == []
 
 
 def test_key_mismatch(files, capsys):

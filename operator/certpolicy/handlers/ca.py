@@ -31,7 +31,6 @@ from cryptography import x509
 from certpolicy.environment import operator_namespace
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
-from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.managed import NotManaged, read, write_managed_secret
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_CA, ROLE_LABEL, Owner, created_for, owner_description
 from certpolicy.kube.rawapi import RawClient
@@ -39,7 +38,8 @@ from certpolicy.pki.fingerprint import short
 from certpolicy.pki.inspect import summarize
 from certpolicy.pki.issue import KeyPair, ca_common_name, create_ca, load_key_pair
 from certpolicy.policy.cahistory import active_in_history, retired_fingerprints, trusted_certificates
-from certpolicy.policy.spec import parse_duration
+from certpolicy.policy.durations import parse_duration
+from certpolicy.timestamps import rfc3339
 
 #: Problem reason (Degraded) for a CA Secret that is gone while the history records its CA active.
 CA_MISSING = "CAMissing"

@@ -24,7 +24,6 @@ from certpolicy.handlers.ca import CASecret
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
 from certpolicy.inventory.records import SecretRecord, parse_secret_object
-from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.managed import NotManaged, b64, sync_managed_secret_metadata, write_managed_secret
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_LEAF, refused_namespace
 from certpolicy.pki.chain import verify_chain
@@ -32,9 +31,10 @@ from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.pki.inspect import summarize
 from certpolicy.pki.issue import issue_leaf
 from certpolicy.pki.secretdata import KeyStatus, material_from_secret
+from certpolicy.policy.durations import parse_duration
 from certpolicy.policy.evaluate import evaluate
 from certpolicy.policy.findings import Severity
-from certpolicy.policy.spec import parse_duration
+from certpolicy.timestamps import rfc3339
 
 MAX_LISTED = 100
 

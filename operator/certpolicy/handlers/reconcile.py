@@ -31,7 +31,7 @@ from certpolicy.handlers.stores import keystores_with_password, leaf_anchors, tr
 from certpolicy.inventory.interest import Reads, bundle_source
 from certpolicy.inventory.records import SecretRecord
 from certpolicy.inventory.selection import Selection, select
-from certpolicy.kube.conditions import COMPLIANT, DEGRADED, READY, Condition, find, merge_conditions, rfc3339
+from certpolicy.kube.conditions import COMPLIANT, DEGRADED, READY, Condition, find, merge_conditions
 from certpolicy.kube.events import ObjectRef
 from certpolicy.kube.ownership import Owner
 from certpolicy.kube.rawapi import redact
@@ -40,6 +40,7 @@ from certpolicy.metrics import COLLECTOR, EVENTS_POSTED, RECONCILE_DURATION, STA
 from certpolicy.policy.bundleref import BundleRef
 from certpolicy.policy.report import UNCHECKED_REASONS, PolicyReport, SecretResult, Unchecked, build_report
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
+from certpolicy.timestamps import rfc3339
 
 log = logging.getLogger("certpolicy.reconcile")
 

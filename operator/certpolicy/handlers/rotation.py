@@ -64,6 +64,7 @@ from certpolicy.rotation import (
     secrets_to_observe,
 )
 from certpolicy.rotation.triggers import FORCE_ANNOTATION, ROTATE_ANNOTATION
+from certpolicy.timestamps import parse_rfc3339, rfc3339
 
 log = logging.getLogger("certpolicy.rotation")
 
@@ -298,7 +299,7 @@ def restart_workload(ctx: PassContext, action: RestartWorkload) -> bool:
         raise
     stamp = (((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
     try:
-        previous = dt.datetime.fromisoformat(str(stamp.get(RESTARTED_AT, "")).replace("Z", "+00:00"))
+        previous = parse_rfc3339(str(stamp.get(RESTARTED_AT, "")), require_zone=True)
     except ValueError:
         previous = None
     if previous is not None and previous.tzinfo is not None and previous > action.not_before:
@@ -311,7 +312,7 @@ def restart_workload(ctx: PassContext, action: RestartWorkload) -> bool:
     if 0 < wait <= 1:
         time.sleep(wait)
     now = max(ctx.now, dt.datetime.now(dt.UTC))
-    value = now.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    value = rfc3339(now)
     ctx.raw.patch(path, {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: value}}}}})
     return True
 

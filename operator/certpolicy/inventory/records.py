@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from certpolicy.pki.secretdata import SecretMaterial, material_from_secret
+from certpolicy.timestamps import parse_rfc3339
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -101,7 +102,7 @@ class PodRecord:
 
 def _time(value: Any) -> dt.datetime | None:
     try:
-        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+        return parse_rfc3339(str(value)) if value else None
     except ValueError:
         return None
 

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from certpolicy.timestamps import rfc3339
+
 _REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
 MAX_MESSAGE = 32768
 
@@ -36,10 +38,6 @@ class Condition:
 
 def _status_text(status: bool | None) -> str:
     return "Unknown" if status is None else ("True" if status else "False")
-
-
-def rfc3339(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def merge_conditions(

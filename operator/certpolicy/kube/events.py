@@ -19,8 +19,8 @@ from typing import Any
 from kubernetes.client import ApiException
 
 from certpolicy.kube.client import instance_identity
-from certpolicy.kube.conditions import rfc3339
 from certpolicy.kube.rawapi import RawClient
+from certpolicy.timestamps import rfc3339, rfc3339_micro
 
 log = logging.getLogger(__name__)
 COMPONENT = "certpolicy-operator"
@@ -68,7 +68,7 @@ class EventRecorder:
         now = now or dt.datetime.now(dt.UTC)
         namespace = obj.namespace or self.default_namespace
         ts = rfc3339(now)
-        micro = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        micro = rfc3339_micro(now)
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -44,6 +44,7 @@ from kubernetes.client import ApiException
 
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.writegate import WriteGate
+from certpolicy.timestamps import rfc3339_micro
 
 log = logging.getLogger("certpolicy.leader")
 DEFAULT_LEASE_NAME = "certpolicy-operator"
@@ -106,9 +107,7 @@ class LeaseRecord:
         return spec
 
 
-def micro_time(now: dt.datetime) -> str:
-    """metav1.MicroTime's wire format."""
-    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+micro_time = rfc3339_micro  # metav1.MicroTime's wire format
 
 
 def held_by_other(record: LeaseRecord, identity: str, observed_at: float, now: float) -> bool:

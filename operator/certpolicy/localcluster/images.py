@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from certpolicy.localcluster.binaries import KUBERNETES_VERSION, BinaryError, build_lock, cache_root
+from certpolicy.timestamps import rfc3339
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -85,7 +86,7 @@ def write_oci_archive(path: Path, name: str, layer: Path, config: dict) -> Path:
     layer_digest = f"sha256:{digest.hexdigest()}"
     image_config = {
         "architecture": "amd64", "os": "linux",
-        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": rfc3339(dt.datetime.now(dt.UTC)),
         "config": config,
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
     }

@@ -25,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, PublicKeyAlgorit
 from certpolicy.pki.cache import FifoCache
 from certpolicy.pki.fingerprint import certificate_fingerprint
 from certpolicy.pki.keys import curve_display_name
+from certpolicy.timestamps import rfc3339
 
 #: EKU names as RFC 5280 spells them; the keys of ``spec.requirements.extendedKeyUsages``.
 EKU_BY_NAME: dict[str, x509.ObjectIdentifier] = {
@@ -147,8 +148,8 @@ class CertSummary:
             "subject": self.subject,
             "issuer": self.issuer,
             "serial": self.serial,
-            "notBefore": _iso(self.not_before),
-            "notAfter": _iso(self.not_after),
+            "notBefore": rfc3339(self.not_before),
+            "notAfter": rfc3339(self.not_after),
             "version": self.version,
             "isCA": self.is_ca,
             "keyUsage": list(self.key_usage),
@@ -161,10 +162,6 @@ class CertSummary:
             "subjectKeyId": self.ski,
             "authorityKeyId": self.aki,
         }
-
-
-def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _SUMMARIES: FifoCache[str, CertSummary] = FifoCache(

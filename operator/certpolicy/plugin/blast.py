@@ -46,6 +46,7 @@ from certpolicy.plugin.output import dump, table
 from certpolicy.plugin.reads import Objects
 from certpolicy.policy.evaluate import evaluate
 from certpolicy.policy.spec import requirements_from_spec
+from certpolicy.timestamps import rfc3339
 
 #: kinds read, and whether the command fails without them
 KINDS = {"CertificatePolicy": False, "Secret": True, "ConfigMap": True, "Pod": True, "ClusterTrustBundle": False,
@@ -72,7 +73,7 @@ class CA:
     @classmethod
     def of(cls, cert: x509.Certificate) -> CA:
         s = summarize(cert)
-        return cls(s.fingerprint, s.subject, s.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return cls(s.fingerprint, s.subject, rfc3339(s.not_after))
 
     def to_dict(self) -> dict[str, str]:
         return {"fingerprint": self.fingerprint, "subject": self.subject, "notAfter": self.not_after}

@@ -1,8 +1,9 @@
 """``kubectl-certpolicy``: the kubectl plugin's entry point (``kubectl certpolicy VERB``).
 
 Each verb lives in its own module with ``configure_parser(parser)`` and ``run(args, raw) -> int``.
-Exit codes: 0 done; 3 the question could not be answered (no kubeconfig, forbidden, unknown CA
-or policy, bad usage). Verbs that judge certificates use ``certpolicy check``'s codes (0 OK,
+Exit codes: 0 done; 3 the question could not be answered (no kubeconfig, forbidden, the CRD not
+installed, unknown CA, policy or Secret, bad usage); 141 the reader of stdout closed it (``| head``),
+as for any tool a SIGPIPE ends, without a traceback. Verbs that judge certificates use ``certpolicy check``'s codes (0 OK,
 1 warnings, 2 critical, 3 unknown).
 """
 
@@ -17,7 +18,7 @@ from typing import NoReturn
 from certpolicy.checkcmd import EXIT_UNKNOWN
 
 VERBS: dict[str, tuple[str, str]] = {
-    "status": ("certpolicy.plugin.status", "the policies, worst first"),
+    "status": ("certpolicy.plugin.status", "the policies, worst first (with POLICY: its Secrets, worst first)"),
     "why": ("certpolicy.plugin.why", "why a Secret or Pod is judged as it is, and when it first breaks"),
     "blast-radius": ("certpolicy.plugin.blast", "everything that depends on a CA or bundle"),
     "rotate": ("certpolicy.plugin.plan", "--plan: what a CA rotation would do, what would stall it, how long"),
@@ -49,12 +50,17 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from certpolicy.plugin.blast import TargetError
+    from certpolicy.plugin.output import reader_gone
     from certpolicy.plugin.reads import ReadError, connect
 
     args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     module = importlib.import_module(args._module)
     try:
-        return int(module.run(args, connect(args.kubeconfig, args.context)) or 0)
+        code = int(module.run(args, connect(args.kubeconfig, args.context)) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except BrokenPipeError:  # `kubectl certpolicy status -o json | head`: the reader has what it wanted
+        return reader_gone()
     except (ReadError, TargetError) as e:
         print(f"kubectl certpolicy {args.verb}: {e}", file=sys.stderr)
         return EXIT_UNKNOWN

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -18,3 +20,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) ->
 def dump(doc: Any, out: TextIO) -> None:
     json.dump(doc, out, indent=2, sort_keys=False)
     out.write("\n")
+
+
+#: A shell's status for a process ended by SIGPIPE (128 + 13): what `cmd | head` reports for any tool.
+EXIT_BROKEN_PIPE = 141
+
+
+def reader_gone() -> int:
+    """stdout's reader closed it (``| head``): stop writing, quietly. Python ignores SIGPIPE, so
+    the write raised BrokenPipeError; stdout now points at /dev/null, or the interpreter's own
+    flush at exit would print a second error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE

@@ -29,6 +29,11 @@ PATHS = {
 }
 
 
+#: What a 404 on the CertificatePolicy collection means: the API server does not serve the group.
+CRD_MISSING = ("the CertificatePolicy CRD (certificatepolicies.certpolicy.io) is not installed in this cluster: "
+               "kubectl apply -k crds/ (or kubectl apply -k manifests/ for the operator too)")
+
+
 class ReadError(Exception):
     """The cluster could not be read (no kubeconfig, forbidden, unreachable): exit 3."""
 
@@ -85,8 +90,10 @@ def list_kind(raw, kind: str, out: Objects, *, required: bool = False) -> None:
                 break
     except ApiException as e:
         reason = f"HTTP {e.status} {e.reason or ''}".strip()
+        if e.status == 404 and kind == "CertificatePolicy":  # the group/version is not served at all
+            reason = CRD_MISSING
         if required:
-            raise ReadError(f"cannot list {kind}: {reason}") from None
+            raise ReadError(reason if reason == CRD_MISSING else f"cannot list {kind}: {reason}") from None
         out.unavailable[kind] = reason
         return
     except OSError as e:

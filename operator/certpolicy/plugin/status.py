@@ -72,11 +72,19 @@ def rows(policies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Every CertificatePolicy, worst first (from the operator's status)."
+    parser.description = ("Every CertificatePolicy, worst first (from the operator's status); with POLICY, "
+                          "that policy's Secrets, worst first.")
+    parser.add_argument("policy", nargs="?", metavar="POLICY",
+                        help="list the Secrets this policy selects, worst first (plugin/policysecrets.py)")
 
 
 def run(args: argparse.Namespace, raw) -> int:
     from certpolicy.plugin.reads import read
+
+    if args.policy:
+        from certpolicy.plugin import policysecrets
+
+        return policysecrets.run(args, raw)
 
     objects = read(raw, {"CertificatePolicy": True})
     result = rows(objects.of("CertificatePolicy"))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -34,7 +33,6 @@ from certpolicy.checkcmd import (
     EXIT_UNKNOWN,
     Target,
     UsageError,
-    _iso,
     _now,
     _read_bundle,
     _read_policy,
@@ -46,6 +44,7 @@ from certpolicy.plugin.live import policy_bundle
 from certpolicy.policy.evaluate import evaluate
 from certpolicy.policy.report import Unchecked, compliance
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
+from certpolicy.timestamps import rfc3339
 
 WHAT_IF = "kubectl-certpolicy-what-if"
 
@@ -60,12 +59,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--at", metavar="TIME", help="judge at this time: RFC 3339 or an offset ('+90d', '+720h')")
     parser.add_argument("--trust-bundle", metavar="FILE", help="CA bundle the chains must lead to (default: the policy's)")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-
-
-def _days_as_hours(at: str | None) -> str | None:
-    """``+90d`` -> ``+2160h``: days are the natural unit of a what-if, and not a Go duration unit."""
-    m = re.fullmatch(r"\s*([+-])(\d+)d\s*", at or "")
-    return f"{m[1]}{int(m[2]) * 24}h" if m else at
 
 
 def _live_policy(raw, name: str) -> Mapping[str, Any] | None:
@@ -97,7 +90,7 @@ def run(args: argparse.Namespace, raw) -> int:
             raise UsageError(f"policy {args.policy}: --cluster needs a whole CertificatePolicy (spec.selector)")
         name = str((doc.get("metadata") or {}).get("name") or "unnamed")
         requirements = requirements_from_spec(spec.get("requirements") or {})
-        now = _now(_days_as_hours(args.at))
+        now = _now(args.at)
         notes: list[str] = []
         unchecked: list[Unchecked] = []
         bundle: list[x509.Certificate] | None
@@ -136,7 +129,7 @@ def run(args: argparse.Namespace, raw) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if args.output == "json":
-        json.dump({"exitCode": code, "evaluatedAt": _iso(now), "policy": name, "selected": len(selection.secrets),
+        json.dump({"exitCode": code, "evaluatedAt": rfc3339(now), "policy": name, "selected": len(selection.secrets),
                    "results": [t.to_dict() for t in targets]}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:

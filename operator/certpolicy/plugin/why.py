@@ -14,12 +14,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from certpolicy.checkcmd import UsageError
+from certpolicy.checkcmd import EXIT_UNKNOWN, UsageError
 from certpolicy.plugin.blast import CHAINS, KINDS, TargetError, pod_references, radius
 from certpolicy.plugin.output import dump, table
 from certpolicy.plugin.reads import read
 from certpolicy.policy.evaluate import CertificateEntry, evaluate
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
+from certpolicy.timestamps import rfc3339
 
 WHY = "kubectl-certpolicy-why"
 BUNDLE_KINDS = ("ConfigMap", "Secret", "ClusterTrustBundle", "ValidatingWebhookConfiguration",
@@ -30,10 +31,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Why a Secret (NS/NAME) or a Pod (pod/NS/NAME) is judged as it is: selecting policies, "
                           "findings, chain and anchor, the bundles holding its CA, when it first breaks.")
     parser.add_argument("target", metavar="NS/SECRET|pod/NS/NAME")
-
-
-def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _secrets_of(target: str, objects) -> tuple[str, list[tuple[str, str]]]:
@@ -89,11 +86,11 @@ def explain(secret_key: tuple[str, str], objects, selections: Mapping[str, Any],
         ev = evaluate(requirements_from_spec({}), material, None, now)
         path = [e for e in ev.certificates if e.on_path]
     out["chain"] = [{"role": str(e.role), "subject": e.summary.subject, "fingerprint": e.summary.fingerprint,
-                     "notAfter": _iso(e.summary.not_after), "source": e.source} for e in path]
+                     "notAfter": rfc3339(e.summary.not_after), "source": e.source} for e in path]
     out["anchor"] = anchor_fp
     if path:
         first = min(path, key=lambda e: e.summary.not_after)
-        out["firstBreaks"] = {"at": _iso(first.summary.not_after), "role": str(first.role), "subject": first.summary.subject}
+        out["firstBreaks"] = {"at": rfc3339(first.summary.not_after), "role": str(first.role), "subject": first.summary.subject}
     out["bundles"] = ([{"kind": d.kind, "namespace": d.namespace, "name": d.name, "via": d.via}
                        for d in radius([anchor_cert], objects, now)
                        if d.kind in BUNDLE_KINDS and (d.namespace, d.name) != secret_key and not d.via.startswith(CHAINS)]  # a peer, not a bundle
@@ -126,11 +123,17 @@ def run(args: argparse.Namespace, raw) -> int:
                     bundles[pname] = (None, f"trust bundle not read: {e}")
     except UsageError as e:
         raise TargetError(str(e)) from None
-    doc = {"target": what, "evaluatedAt": _iso(now), "secrets": [explain(k, objects, selections, bundles, now) for k in keys]}
+    secrets = [explain(k, objects, selections, bundles, now) for k in keys]
+    doc = {"target": what, "evaluatedAt": rfc3339(now), "secrets": secrets}
     if args.output == "json":
         dump(doc, sys.stdout)
     else:
         write(doc, sys.stdout)
+    missing = [f"{s['namespace']}/{s['name']}" for s in secrets if not s["exists"]]
+    if missing:  # the question about them could not be answered: exit 3, as documented
+        sys.stdout.flush()
+        print(f"kubectl certpolicy why: Secret {', '.join(missing)} not found", file=sys.stderr)
+        return EXIT_UNKNOWN
     return 0
 
 

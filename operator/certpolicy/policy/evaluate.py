@@ -50,6 +50,7 @@ from certpolicy.policy.spec import Requirements
 from certpolicy.policy.strength import check_strength
 from certpolicy.policy.usage import check_ca_eku, check_leaf_eku, public_ca_client_auth
 from certpolicy.policy.validity import change_instants, check_expiry
+from certpolicy.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 TrustBundle = Sequence[x509.Certificate] | TrustAnchors
@@ -123,7 +124,7 @@ class Evaluation:
 
 
 def _iso(t: dt.datetime | None) -> str | None:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if t is not None else None
+    return rfc3339(t) if t is not None else None
 
 
 def evaluate(

@@ -42,8 +42,8 @@ from cryptography import x509
 from certpolicy.pki.fingerprint import PREFIX
 from certpolicy.pki.inspect import summarize
 from certpolicy.policy.dnsnames import normalize_dns, quoted, san_covers
+from certpolicy.policy.durations import humanize
 from certpolicy.policy.findings import Finding, finding
-from certpolicy.policy.spec import humanize
 
 DROPPED_USAGE = "RenewalDroppedUsage"
 DROPPED_DNS_NAME = "RenewalDroppedDNSName"

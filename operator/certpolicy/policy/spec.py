@@ -15,14 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import ipaddress
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 from certpolicy.pki.inspect import EKU_BY_NAME
 from certpolicy.policy.dnsnames import pattern_allows, quoted, validate_pattern
+from certpolicy.policy.durations import format_duration, parse_duration
 from certpolicy.policy.findings import REASONS
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -39,93 +38,6 @@ class PolicySpecError(ValueError):
         self.problems = tuple(problems)
         more = len(self.problems) - self.MAX_LISTED
         super().__init__("; ".join(self.problems[: self.MAX_LISTED]) + (f"; and {more} more" if more > 0 else ""))
-
-
-# --- durations -----------------------------------------------------------------------------------
-
-_UNITS_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,  # U+00B5 micro sign
-    "μs": 1_000,  # U+03BC greek mu
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60 * 1_000_000_000,
-    "h": 3600 * 1_000_000_000,
-}
-_COMPONENT = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_MAX_DURATION = dt.timedelta(days=365 * 1000)
-
-
-def parse_duration(s: str) -> dt.timedelta:
-    """Parse a Go duration (``720h``, ``2m``, ``1h30m``, ``90s``, ``1.5h``, ``-5m``, ``0``).
-
-    Raises ValueError naming the bad input. Days are not a Go unit: ``30d`` is rejected with a
-    hint to write ``720h``.
-    """
-    if not isinstance(s, str):
-        raise ValueError(f"duration must be a string like '720h', got {type(s).__name__} {s!r}")
-    text = s.strip()
-    sign = 1
-    if text[:1] in "+-" and text:
-        sign = -1 if text[0] == "-" else 1
-        text = text[1:]
-    if text == "0":
-        return dt.timedelta(0)
-    if not text:
-        raise ValueError(f"invalid duration {s!r}: empty (use e.g. '720h')")
-    total = Fraction(0)
-    pos = 0
-    while pos < len(text):
-        m = _COMPONENT.match(text, pos)
-        if m is None:
-            hint = ""
-            if re.fullmatch(r"\d+(\.\d+)?[dD]", text):
-                days = Fraction(text[:-1])
-                hint = f" (days are not a unit: write '{_fmt_num(days * 24)}h')"
-            elif re.fullmatch(r"\d+(\.\d+)?", text):
-                hint = f" (missing unit: e.g. '{text}h' or '{text}s')"
-            raise ValueError(f"invalid duration {s!r}{hint}; use Go syntax such as '720h', '1h30m', '90s'")
-        total += Fraction(m.group(1)) * _UNITS_NS[m.group(2)]
-        pos = m.end()
-    micros = int(total / 1000)
-    try:
-        result = dt.timedelta(microseconds=sign * micros)
-    except OverflowError as e:
-        raise ValueError(f"invalid duration {s!r}: too large") from e
-    if abs(result) > _MAX_DURATION:
-        raise ValueError(f"invalid duration {s!r}: too large")
-    return result
-
-
-def _fmt_num(f: Fraction) -> str:
-    return str(int(f)) if f.denominator == 1 else str(float(f))
-
-
-def format_duration(d: dt.timedelta) -> str:
-    """Go-style compact form: ``720h``, ``1h30m``, ``90s`` → ``1m30s``; ``0s`` for zero."""
-    total = int(d.total_seconds())
-    sign = "-" if total < 0 else ""
-    total = abs(total)
-    h, rem = divmod(total, 3600)
-    m, sec = divmod(rem, 60)
-    parts = [f"{h}h" if h else "", f"{m}m" if m else "", f"{sec}s" if sec else ""]
-    return sign + ("".join(parts) or "0s")
-
-
-def humanize(d: dt.timedelta) -> str:
-    """``5d 3h``, ``2h 10m``, ``45s``: for messages."""
-    total = abs(int(d.total_seconds()))
-    days, rem = divmod(total, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, seconds = divmod(rem, 60)
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    if minutes:
-        return f"{minutes}m"
-    return f"{seconds}s"
 
 
 # --- requirements --------------------------------------------------------------------------------

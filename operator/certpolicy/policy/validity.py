@@ -11,14 +11,12 @@ from __future__ import annotations
 import datetime as dt
 
 from certpolicy.pki.inspect import CertSummary
+from certpolicy.policy.durations import format_duration, humanize
 from certpolicy.policy.findings import CertRef, Finding, Role, Severity, finding
-from certpolicy.policy.spec import Requirements, format_duration, humanize
+from certpolicy.policy.spec import Requirements
+from certpolicy.timestamps import rfc3339 as _iso
 
 _TICK = dt.timedelta(microseconds=1)
-
-
-def _iso(t: dt.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_expiry(req: Requirements, s: CertSummary, role: Role, now: dt.datetime, cap: Severity | None = None) -> list[Finding]:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, replace
 
 from certpolicy.kube.conditions import ROTATING, Condition
 from certpolicy.pki.fingerprint import short
-from certpolicy.policy.spec import format_duration
+from certpolicy.policy.durations import format_duration
 from certpolicy.rotation.actions import (
     Action,
     CARef,

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from certpolicy.policy.spec import PolicySpecError, parse_duration
+from certpolicy.policy.durations import parse_duration
+from certpolicy.policy.spec import PolicySpecError
 
 DEFAULT_PROPAGATION_DELAY = dt.timedelta(minutes=2)
 DEFAULT_LEAF_TIMEOUT = dt.timedelta(hours=24)

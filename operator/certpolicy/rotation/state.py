@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from certpolicy.timestamps import parse_rfc3339, rfc3339_micro
+
 STEPS = ("AddNewCA", "VerifyBundles", "IssueFromNewCA", "AwaitLeaves", "RemoveOldCA")
 ADD_NEW_CA, VERIFY_BUNDLES, ISSUE_FROM_NEW_CA, AWAIT_LEAVES, REMOVE_OLD_CA = range(1, 6)
 ROLLING_BACK = "RollingBack"
@@ -228,16 +230,16 @@ def time_text(t: dt.datetime | None) -> str | None:
         return None
     if t.tzinfo is None:
         raise ValueError("times must be timezone-aware")
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339_micro(t)  # exact: the steps' waits are measured from these instants
 
 
 def _time(value: Any) -> dt.datetime | None:
     if value is None:
         return None
-    t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        raise StateError(f"time {value!r} has no timezone")
-    return t.astimezone(dt.UTC)
+    try:
+        return parse_rfc3339(str(value), require_zone=True)
+    except ValueError as e:
+        raise StateError(str(e)) from None
 
 
 def _list(data: Mapping[str, Any], key: str) -> list[Any]:

@@ -1,4 +1,4 @@
-"""spec.requirements → Requirements, and Go durations."""
+"""spec.requirements → Requirements."""
 
 from __future__ import annotations
 
@@ -11,59 +11,10 @@ import pytest
 from certpolicy.policy.spec import (
     PolicySpecError,
     Requirements,
-    format_duration,
-    parse_duration,
     requirements_from_spec,
 )
 
 H = dt.timedelta(hours=1)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("720h", 720 * H),
-        ("2m", dt.timedelta(minutes=2)),
-        ("1h30m", dt.timedelta(hours=1, minutes=30)),
-        ("90s", dt.timedelta(seconds=90)),
-        ("1.5h", dt.timedelta(hours=1.5)),
-        (".5s", dt.timedelta(milliseconds=500)),
-        ("0", dt.timedelta(0)),
-        ("-5m", -dt.timedelta(minutes=5)),
-        ("+5m", dt.timedelta(minutes=5)),
-        ("100ms", dt.timedelta(milliseconds=100)),
-        ("10us", dt.timedelta(microseconds=10)),
-        ("10µs", dt.timedelta(microseconds=10)),
-        ("1500ns", dt.timedelta(microseconds=1)),
-        ("1h0m0s", H),
-        (" 168h ", 168 * H),
-    ],
-)
-def test_parse_duration(text, expected):
-    assert parse_duration(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "hint"),
-    [("30d", "720h"), ("720", "missing unit"), ("", "empty"), ("h", "Go syntax"), ("1x", "Go syntax"), ("1h 30m", "Go syntax"), ("--1h", "Go syntax"), (".s", "Go syntax"), ("1e3h", "Go syntax")],
-)
-def test_parse_duration_errors(text, hint):
-    with pytest.raises(ValueError, match="invalid duration") as e:
-        parse_duration(text)
-    assert hint in str(e.value)
-
-
-def test_parse_duration_rejects_non_strings_and_huge():
-    with pytest.raises(ValueError):
-        parse_duration(720)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="too large"):
-        parse_duration("99999999999999h")
-
-
-@pytest.mark.parametrize(("d", "text"), [(720 * H, "720h"), (dt.timedelta(minutes=90), "1h30m"), (dt.timedelta(0), "0s"), (dt.timedelta(seconds=5), "5s")])
-def test_format_duration_round_trips(d, text):
-    assert format_duration(d) == text
-    assert parse_duration(text) == d
 
 
 def test_defaults():

@@ -1,0 +1,100 @@
+"""SIGTERM to ``certpolicy run`` at any moment of its life stops it cleanly, with exit 0.
+
+The kubelet sends SIGTERM on every rollout and eviction, often seconds after a Pod started. Before,
+a replica that was still starting or a standby died from the signal (status -15: Python's default
+disposition) instead of stopping. Each instant below is found by observing the process (its
+signal mask, its log, the Lease), never by sleeping: as soon as it catches SIGTERM (the inventory
+starting, kopf being imported), as a standby behind another holder of the Lease, and as the
+leader (which hands the Lease back).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import signal
+import uuid
+from pathlib import Path
+
+import kubernetes
+import pytest
+
+from kubewait import wait_for
+from operator_process import OperatorProcess
+
+
+def catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether the process has a handler for ``sig`` (``SigCgt`` in /proc/PID/status)."""
+    mask = re.search(r"^SigCgt:\s+([0-9a-f]+)", Path(f"/proc/{pid}/status").read_text(), re.M)
+    return bool(mask and int(mask.group(1), 16) & (1 << (sig - 1)))
+
+
+def log_has(op: OperatorProcess, text: str) -> bool:
+    return text in Path(op.log_path).read_text(errors="replace")
+
+
+@pytest.fixture
+def lease_name() -> str:
+    return f"stop-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def coordination(api_client):
+    return kubernetes.client.CoordinationV1Api(api_client)
+
+
+def terminate(op: OperatorProcess) -> int:
+    op.proc.send_signal(signal.SIGTERM)
+    try:
+        return op.proc.wait(60)
+    finally:
+        op.stop()
+
+
+def started(cluster, tmp_path, lease_name: str, what: str) -> OperatorProcess:
+    op = OperatorProcess(cluster, tmp_path / f"{what}.log",
+                         args=["--lease-name", lease_name, "--identity", f"stop-{what}"])
+    op.start()
+    return op
+
+
+def test_sigterm_while_starting_exits_0(cluster, crd, operator_namespace, lease_name, tmp_path):
+    """The first instant it can: as soon as it catches SIGTERM (its inventory starting, kopf not
+    imported yet)."""
+    op = started(cluster, tmp_path, lease_name, "starting")
+    try:
+        wait_for(lambda: op.proc.poll() is None and catches(op.proc.pid, signal.SIGTERM), timeout=60,
+                 interval=0.01, what="the process to catch SIGTERM")
+    except BaseException:
+        op.stop()
+        raise
+    assert terminate(op) == 0, Path(op.log_path).read_text(errors="replace")[-3000:]
+    assert not log_has(op, "became the leader")  # it was stopped before it could lead
+
+
+def test_sigterm_to_a_standby_exits_0(cluster, crd, operator_namespace, coordination, lease_name, tmp_path):
+    now = dt.datetime.now(dt.UTC)
+    coordination.create_namespaced_lease(operator_namespace, {
+        "metadata": {"name": lease_name},
+        "spec": {"holderIdentity": "someone-else", "leaseDurationSeconds": 3600, "acquireTime": now, "renewTime": now}})
+    op = started(cluster, tmp_path, lease_name, "standby")
+    try:
+        wait_for(lambda: log_has(op, "standby: inventory warming"), timeout=90, what="the standby phase")
+    except BaseException:
+        op.stop()
+        raise
+    assert terminate(op) == 0, Path(op.log_path).read_text(errors="replace")[-3000:]
+    lease = coordination.read_namespaced_lease(lease_name, operator_namespace)
+    assert lease.spec.holder_identity == "someone-else"  # a standby took nothing and released nothing
+
+
+def test_sigterm_to_the_leader_exits_0_and_hands_the_lease_back(cluster, crd, operator_namespace, coordination,
+                                                                  lease_name, tmp_path):
+    op = started(cluster, tmp_path, lease_name, "leader")
+    try:
+        wait_for(lambda: log_has(op, "became the leader"), timeout=90, what="the leader phase")
+    except BaseException:
+        op.stop()
+        raise
+    assert terminate(op) == 0, Path(op.log_path).read_text(errors="replace")[-3000:]
+    assert not coordination.read_namespaced_lease(lease_name, operator_namespace).spec.holder_identity
