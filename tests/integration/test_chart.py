@@ -7,6 +7,7 @@ the templated objects are held to `kubectl kustomize manifests/` here, object by
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -93,6 +94,35 @@ def test_optional_objects_render_from_the_same_sources(helm):
     dashboard = objs["ConfigMap"]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert dashboard["data"]["certpolicy-operator.json"] == (CHART / "dashboards" / "certpolicy-operator.json").read_text().strip()
+
+
+def test_restart_workloads_switch_removes_the_rule(helm, tmp_path):
+    """restartWorkloads.enabled=false (chart) and components/no-restart-workloads (kustomize) both
+    leave out exactly the workloads ClusterRole and its binding: no other rule grants apps."""
+    from certpolicy.localcluster.binaries import ensure_binaries
+
+    def apps_rules(docs: list[dict]) -> list[str]:
+        return [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"
+                for r in d["rules"] if "apps" in r.get("apiGroups", [])]
+
+    default, without = render(helm), render(helm, "--set", "restartWorkloads.enabled=false")
+    assert apps_rules(default) == ["certpolicy-operator-restart-workloads"]
+    assert apps_rules(without) == []
+    assert sorted(key(d) for d in default if "restart-workloads" not in d["metadata"]["name"]) \
+        == sorted(key(d) for d in without)
+
+    kustomization = tmp_path / "kustomization.yaml"
+    manifests = os.path.relpath(REPO / "manifests", tmp_path)  # kustomize refuses absolute paths
+    kustomization.write_text(yaml.safe_dump({
+        "resources": [manifests], "components": [f"{manifests}/components/no-restart-workloads"]}))
+    kubectl = ensure_binaries().kubectl
+    full = [d for d in yaml.safe_load_all(run([kubectl, "kustomize", REPO / "manifests"]).stdout) if d]
+    proc = run([kubectl, "kustomize", tmp_path])
+    assert proc.returncode == 0, proc.stderr
+    reduced = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    assert apps_rules(full) == ["certpolicy-operator-restart-workloads"] and apps_rules(reduced) == []
+    assert sorted(key(d) for d in full if d["metadata"]["name"] != "certpolicy-operator-restart-workloads") \
+        == sorted(key(d) for d in reduced)
 
 
 def dry_run(cluster, docs: list[dict]) -> str:
