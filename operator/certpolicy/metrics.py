@@ -84,11 +84,11 @@ class PolicyCollector(Collector):
         not_after = GaugeMetricFamily(
             "certpolicy_certificate_not_after_timestamp_seconds",
             "notAfter of each certificate in a selected Secret and its trust bundle (Unix seconds).",
-            labels=["namespace", "secret", "policy", "role", "subject_cn"],
+            labels=["secret_namespace", "secret_name", "policy", "role", "subject_cn"],
         )
         findings = GaugeMetricFamily(
             "certpolicy_findings", "Selected Secrets with a finding of this reason, by namespace.",
-            labels=["policy", "namespace", "reason", "severity"],
+            labels=["policy", "secret_namespace", "reason", "severity"],
         )
         compliant = GaugeMetricFamily("certpolicy_policy_compliant",
                                       "1 when Compliant is True: Secrets were selected and every one complies.",
