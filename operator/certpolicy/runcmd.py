@@ -144,10 +144,19 @@ def run(args: argparse.Namespace) -> int:
     if bound is not None:
         log.info("metrics on http://%s:%d/metrics", metrics.configured_addr(), bound)
 
+    # kopf's own identity, given rather than guessed: kopf would otherwise call getpass.getuser(),
+    # which raises KeyError under a UID with no passwd entry (OpenShift's restricted-v2 runs the
+    # container as an arbitrary UID). The replica's name says more than a user name anyway.
+    from kopf._core.engines.peering import Identity  # kopf.run's parameter type, not re-exported
+
+    from certpolicy.kube.client import instance_identity
+
+    identity = Identity(instance_identity())
+
     if not args.leader_elect:
         metrics.LEADER.set(1)
         # standalone: kopf's peering is not leader election (and would write KopfPeering objects).
-        kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness,
+        kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, identity=identity,
                  memo=kopf.Memo(api_client=api_client, inventory=inventory))
         _stop_webhook(webhook)
         inventory.stop()
@@ -176,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         # standalone: kopf's peering is not leader election (and would write KopfPeering objects);
         # the Lease decides which replica runs kopf at all (docs/operations.md, "High availability").
         kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, stop_flag=term.stop_flag,
-                 memo=kopf.Memo(api_client=api_client, inventory=inventory))
+                 identity=identity, memo=kopf.Memo(api_client=api_client, inventory=inventory))
         term.cancel_exit()
         metrics.LEADER.set(0)
         if not term.elector.lost.is_set():

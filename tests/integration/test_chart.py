@@ -125,6 +125,21 @@ def test_restart_workloads_switch_removes_the_rule(helm, tmp_path):
         == sorted(key(d) for d in reduced)
 
 
+def test_security_contexts_are_values_without_a_fixed_uid(helm):
+    """The default runs under any UID (none is pinned: OpenShift's restricted-v2 assigns one);
+    podSecurityContext and securityContext replace the shipped ones."""
+    def pod(*args: str) -> dict:
+        return next(d for d in render(helm, *args) if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+
+    default = pod()
+    assert default["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert default["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    pinned = pod("--set", "podSecurityContext.runAsUser=65532", "--set", "securityContext.runAsGroup=0")
+    assert pinned["securityContext"]["runAsUser"] == 65532 and pinned["securityContext"]["runAsNonRoot"] is True
+    assert pinned["containers"][0]["securityContext"]["runAsGroup"] == 0
+
+
 def dry_run(cluster, docs: list[dict]) -> str:
     # --force-conflicts: other tests of the session apply some of these objects from manifests/
     # with client-side apply; a dry run only asks the API server whether it would accept them.
