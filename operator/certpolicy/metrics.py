@@ -36,6 +36,9 @@ RECONCILE_DURATION = Histogram(
 )
 EVENTS_POSTED = Counter("certpolicy_events_posted_total", "Kubernetes Events posted by the operator.", ["type"])
 STATUS_WRITES = Counter("certpolicy_status_writes_total", "CertificatePolicy status patches.")
+OTHER_INSTALL = Gauge("certpolicy_standby_other_install_leads",
+                      "1 while this replica is standby because the cluster's leader Lease is held by another "
+                      "install (in namespace holder_namespace): one install per cluster.", ["holder_namespace"])
 LEADER = Gauge("certpolicy_leader", "1 while this replica holds the leader Lease (or runs without leader "
                                     "election) and may write; 0 for a standby.")
 

@@ -15,7 +15,7 @@ from certpolicy.environment import (
     allow_system_namespaces,
     check_intervals,
 )
-from certpolicy.kube.lease import DEFAULT_LEASE_NAME, LeaderElector, check_timing
+from certpolicy.kube.lease import DEFAULT_LEASE_NAME, DEFAULT_LEASE_NAMESPACE, LeaderElector, check_timing
 
 #: After losing the Lease, kopf gets this long to stop before the process exits regardless, with
 #: this status (the Pod restarts as a standby).
@@ -45,8 +45,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "reportingInstance (env POD_NAME; default: the host name). Unique per replica.")
     parser.add_argument("--leader-elect", action=argparse.BooleanOptionalAction,
                         default=env("CERTPOLICY_LEADER_ELECT", "true").lower() in ("1", "true", "yes"),
-                        help="hold a coordination.k8s.io Lease in the operator's namespace before writing anything; "
-                             "a replica without it is a warm standby (env CERTPOLICY_LEADER_ELECT; default on)")
+                        help="hold the cluster's coordination.k8s.io Lease before writing anything; a replica "
+                             "without it, of this install or another, is a warm standby "
+                             "(env CERTPOLICY_LEADER_ELECT; default on)")
+    parser.add_argument("--lease-namespace", default=env("CERTPOLICY_LEASE_NAMESPACE", DEFAULT_LEASE_NAMESPACE),
+                        help="the Lease's namespace: the same for every install of the cluster, so that only one "
+                             "install leads (env CERTPOLICY_LEASE_NAMESPACE; default %(default)s)")
     parser.add_argument("--lease-name", default=env("CERTPOLICY_LEASE_NAME", DEFAULT_LEASE_NAME),
                         help="the Lease's name (env CERTPOLICY_LEASE_NAME; default %(default)s)")
     parser.add_argument("--lease-duration", type=float, default=float(env("CERTPOLICY_LEASE_DURATION", "15")),
@@ -249,11 +253,13 @@ def _standby_until_leader(args: argparse.Namespace, api_client, inventory):
     from certpolicy.kube.writegate import WRITE_GATE
     from certpolicy.standby import StandbyHealth
 
-    config = LeaseConfig(namespace=operator_namespace(), identity=instance_identity(), name=args.lease_name,
-                         lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
-                         retry_period=args.retry_period)
+    config = LeaseConfig(namespace=args.lease_namespace, identity=instance_identity(), name=args.lease_name,
+                         install_namespace=operator_namespace(), lease_duration=args.lease_duration,
+                         renew_deadline=args.renew_deadline, retry_period=args.retry_period)
     elector = LeaderElector(RawClient(api_client, gated=False), config, WRITE_GATE)
-    health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}").start()
+    health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}",
+                           own_namespace=config.install_namespace).start()
+    elector.on_observed = health.observe
     logging.getLogger("certpolicy.operator").info("standby: inventory warming, waiting for Lease %s/%s as %s",
                                                   config.namespace, config.name, config.identity)
     metrics.LEADER.set(0)
@@ -261,5 +267,7 @@ def _standby_until_leader(args: argparse.Namespace, api_client, inventory):
     try:
         elector.wait_leading()
     finally:
+        elector.on_observed = lambda holder, install: None
+        health.clear()
         health.stop()  # kopf serves the same address from now on
     return elector

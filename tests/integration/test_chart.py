@@ -163,15 +163,21 @@ def test_server_side_dry_run_of_the_rendered_chart(cluster, helm, operator_names
 
 
 def test_another_release_in_another_namespace(cluster, helm, namespace):
-    """Names and namespaces follow the release: two installs do not collide."""
+    """Names and namespaces follow the release: two installs' objects do not collide (and their
+    replicas contend for the same leader Lease)."""
     docs = render(helm, "--set", "grafanaDashboard.enabled=true", release="cp", namespace=namespace)
     names = {key(d) for d in docs}
     assert ("Deployment", namespace, "cp-certpolicy-operator") in names
     assert ("ClusterRole", "", "cp-certpolicy-operator") in names
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-certpolicy-operator", "namespace": namespace}]
-    leases = next(d for d in docs if d["kind"] == "RoleBinding")  # the Lease lives in the release's namespace
-    assert leases["metadata"]["namespace"] == namespace and leases["subjects"] == binding["subjects"]
+    # The leader Lease is the cluster's one, kube-system/certpolicy-operator, whatever the release's
+    # namespace: this install contends with the default one (test_two_installs.py).
+    leases = next(d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("leader-election"))
+    assert leases["metadata"]["namespace"] == "kube-system" and leases["subjects"] == binding["subjects"]
+    assert leases["metadata"]["name"] == f"cp-certpolicy-operator-{namespace}-leader-election"
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == leases["metadata"]["name"])
+    assert role["rules"][0]["resourceNames"] == ["certpolicy-operator"]
     vap = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicy")
     assert vap["spec"]["matchConditions"][0]["expression"] == \
         f'request.userInfo.username == "system:serviceaccount:{namespace}:cp-certpolicy-operator"'
