@@ -389,3 +389,26 @@ def test_no_restart_in_a_system_namespace(workloads, api_client, operator_client
     finally:
         admin.delete(path)
 
+
+
+# ---- Leases: the cluster's one leader Lease and no other ----
+
+def test_only_the_leader_lease(objects, operator_client):
+    """RBAC grants create on any Lease in kube-system (a create cannot be narrowed by name): the
+    policy refuses every Lease but kube-system/certpolicy-operator (dry runs: nothing is written)."""
+    as_operator = RawClient(operator_client)
+
+    def lease(ns: str, name: str) -> tuple[str, dict]:
+        return (f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+                {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name},
+                 "spec": {"holderIdentity": "x", "leaseDurationSeconds": 15}})
+
+    path, body = lease("kube-system", "kube-controller-manager-decoy")
+    msg = denied(lambda: as_operator.post(path, body, query={"dryRun": "All"}))
+    assert "writes only its leader Lease kube-system/certpolicy-operator; Lease kube-system/kube-controller-manager-decoy" \
+        in msg, msg
+    path, body = lease("kube-system", "certpolicy-operator")
+    try:
+        as_operator.post(path, body, query={"dryRun": "All"})
+    except ApiException as e:  # the operator of another test may hold it already: not refused, just there
+        assert e.status == 409, e.body
