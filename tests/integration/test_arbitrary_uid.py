@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import certgen
+from certpolicy.kube.lease import DEFAULT_LEASE_NAMESPACE
 from certpolicy.kube.rawapi import RawClient
 from kubewait import wait_for
 from operator_process import OperatorProcess
@@ -60,7 +61,7 @@ def test_certpolicy_run_leads_and_reconciles_under_a_uid_with_no_passwd_entry(
                 raise AssertionError(f"certpolicy run exited with {proc.proc.returncode}: "
                                      + (tmp_path / "operator.log").read_text()[-2000:])
             try:
-                spec = raw.get(f"/apis/coordination.k8s.io/v1/namespaces/{operator_namespace}/leases/{lease}")["spec"]
+                spec = raw.get(f"/apis/coordination.k8s.io/v1/namespaces/{DEFAULT_LEASE_NAMESPACE}/leases/{lease}")["spec"]
             except Exception:  # noqa: BLE001 - not created yet
                 return None
             return spec.get("holderIdentity") == "uid-replica"
