@@ -25,8 +25,9 @@ ENV PATH=/opt/certpolicy/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp
-# A passwd entry for the UID: kopf names the operator after getpass.getuser(), which fails
-# ("uid not found: 65532") for a UID the image does not know.
+# A user for the default UID (a name in ps and logs). Not required: `certpolicy run` gives kopf
+# an explicit identity, so any UID works, with or without a passwd entry (OpenShift assigns one
+# from the namespace's range).
 RUN groupadd --gid 65532 certpolicy \
  && useradd --uid 65532 --gid 65532 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin certpolicy
 COPY --from=build /opt/certpolicy /opt/certpolicy

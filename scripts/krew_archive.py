@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the krew archive of ``kubectl certpolicy`` reproducibly and print its sha256.
 
-The archive holds ``plugins/kubectl-certpolicy``, a launcher for the Python package's console
+The archive holds ``LICENSE`` (krew requires it) and ``plugins/kubectl-certpolicy``, a launcher for the Python package's console
 script (krew installs binaries, and this plugin is Python); fixed mtimes, owners and order make the same inputs give the same bytes,
 so ``plugins/certpolicy.yaml`` can carry its sha256 and a test can check it.
 
@@ -18,7 +18,9 @@ import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = (("kubectl-certpolicy", REPO / "plugins" / "kubectl-certpolicy", 0o755),)
+# krew requires the license in the archive (its manifest copies it with the binary).
+FILES = (("kubectl-certpolicy", REPO / "plugins" / "kubectl-certpolicy", 0o755),
+         ("LICENSE", REPO / "LICENSE", 0o644))
 
 
 def archive() -> bytes:

@@ -68,19 +68,24 @@ def process_figures(pid: int) -> ProcessFigures:
 class OperatorProcess:
     """The operator as a real process, so it can be killed with SIGKILL mid-step."""
 
-    def __init__(self, cluster, log_path, kubeconfig=None, args=(), env=None):
+    def __init__(self, cluster, log_path, kubeconfig=None, args=(), env=None, prefix=(), unset=()):
+        """``prefix``: a command the operator runs under (e.g. setpriv to change its UID);
+        ``unset``: environment variables it must not inherit."""
         self.cluster, self.log_path, self.proc = cluster, log_path, None
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.args, self.env = list(args), dict(env or {})
+        self.prefix, self.unset = [str(p) for p in prefix], set(unset)
         self.liveness = ""  # chosen at each start
 
     def start(self):
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), CERTPOLICY_METRICS_PORT="-1", **self.env)
+        for name in self.unset:
+            env.pop(name, None)
         self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
         self.log = open(self.log_path, "ab")  # noqa: SIM115
         if self.log_path not in LOG_FILES:
             LOG_FILES.append(self.log_path)
-        self.proc = subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run", "--verbose",
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "certpolicy.cli", "run", "--verbose",
                                       f"--liveness={self.liveness}", *self.args], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
 

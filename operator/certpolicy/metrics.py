@@ -37,6 +37,9 @@ RECONCILE_DURATION = Histogram(
 )
 EVENTS_POSTED = Counter("certpolicy_events_posted_total", "Kubernetes Events posted by the operator.", ["type"])
 STATUS_WRITES = Counter("certpolicy_status_writes_total", "CertificatePolicy status patches.")
+OTHER_INSTALL = Gauge("certpolicy_standby_other_install_leads",
+                      "1 while this replica is standby because the cluster's leader Lease is held by another "
+                      "install (in namespace holder_namespace): one install per cluster.", ["holder_namespace"])
 LEADER = Gauge("certpolicy_leader", "1 while this replica holds the leader Lease (or runs without leader "
                                     "election) and may write; 0 for a standby.")
 
@@ -93,11 +96,11 @@ class PolicyCollector(Collector):
         not_after = GaugeMetricFamily(
             "certpolicy_certificate_not_after_timestamp_seconds",
             "notAfter of each certificate in a selected Secret and its trust bundle (Unix seconds).",
-            labels=["namespace", "secret", "policy", "role", "subject_cn"],
+            labels=["secret_namespace", "secret_name", "policy", "role", "subject_cn"],
         )
         findings = GaugeMetricFamily(
             "certpolicy_findings", "Selected Secrets with a finding of this reason, by namespace.",
-            labels=["policy", "namespace", "reason", "severity"],
+            labels=["policy", "secret_namespace", "reason", "severity"],
         )
         compliant = GaugeMetricFamily("certpolicy_policy_compliant",
                                       "1 when Compliant is True: Secrets were selected and every one complies.",

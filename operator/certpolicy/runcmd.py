@@ -22,7 +22,7 @@ from certpolicy.environment import (
     allow_system_namespaces,
     check_intervals,
 )
-from certpolicy.kube.lease import DEFAULT_LEASE_NAME, LeaderElector, check_timing
+from certpolicy.kube.lease import DEFAULT_LEASE_NAME, DEFAULT_LEASE_NAMESPACE, LeaderElector, check_timing
 
 #: After losing the Lease, kopf gets this long to stop before the process exits regardless, with
 #: this status (the Pod restarts as a standby).
@@ -52,8 +52,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "reportingInstance (env POD_NAME; default: the host name). Unique per replica.")
     parser.add_argument("--leader-elect", action=argparse.BooleanOptionalAction,
                         default=env("CERTPOLICY_LEADER_ELECT", "true").lower() in ("1", "true", "yes"),
-                        help="hold a coordination.k8s.io Lease in the operator's namespace before writing anything; "
-                             "a replica without it is a warm standby (env CERTPOLICY_LEADER_ELECT; default on)")
+                        help="hold the cluster's coordination.k8s.io Lease before writing anything; a replica "
+                             "without it, of this install or another, is a warm standby "
+                             "(env CERTPOLICY_LEADER_ELECT; default on)")
+    parser.add_argument("--lease-namespace", default=env("CERTPOLICY_LEASE_NAMESPACE", DEFAULT_LEASE_NAMESPACE),
+                        help="the Lease's namespace: the same for every install of the cluster, so that only one "
+                             "install leads (env CERTPOLICY_LEASE_NAMESPACE; default %(default)s)")
     parser.add_argument("--lease-name", default=env("CERTPOLICY_LEASE_NAME", DEFAULT_LEASE_NAME),
                         help="the Lease's name (env CERTPOLICY_LEASE_NAME; default %(default)s)")
     parser.add_argument("--lease-duration", type=float, default=float(env("CERTPOLICY_LEASE_DURATION", "15")),
@@ -156,10 +160,19 @@ def run(args: argparse.Namespace) -> int:
     if bound is not None:
         log.info("metrics on http://%s:%d/metrics", metrics.configured_addr(), bound)
 
+    # kopf's own identity, given rather than guessed: kopf would otherwise call getpass.getuser(),
+    # which raises KeyError under a UID with no passwd entry (OpenShift's restricted-v2 runs the
+    # container as an arbitrary UID). The replica's name says more than a user name anyway.
+    from kopf._core.engines.peering import Identity  # kopf.run's parameter type, not re-exported
+
+    from certpolicy.kube.client import instance_identity
+
+    identity = Identity(instance_identity())
+
     if not args.leader_elect:
         metrics.LEADER.set(1)
         # standalone: kopf's peering is not leader election (and would write KopfPeering objects).
-        kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness,
+        kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, identity=identity,
                  stop_flag=termination.stops(threading.Event()),
                  memo=kopf.Memo(api_client=api_client, inventory=inventory))
         _stop_webhook(webhook)
@@ -193,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         # standalone: kopf's peering is not leader election (and would write KopfPeering objects);
         # the Lease decides which replica runs kopf at all (docs/operations.md, "High availability").
         kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, stop_flag=term.stop_flag,
-                 memo=kopf.Memo(api_client=api_client, inventory=inventory))
+                 identity=identity, memo=kopf.Memo(api_client=api_client, inventory=inventory))
         termination.install()
         term.cancel_exit()
         metrics.LEADER.set(0)
@@ -291,11 +304,13 @@ def _standby_until_leader(args: argparse.Namespace, api_client, inventory, stop:
     from certpolicy.kube.writegate import WRITE_GATE
     from certpolicy.standby import StandbyHealth
 
-    config = LeaseConfig(namespace=operator_namespace(), identity=instance_identity(), name=args.lease_name,
-                         lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
-                         retry_period=args.retry_period)
+    config = LeaseConfig(namespace=args.lease_namespace, identity=instance_identity(), name=args.lease_name,
+                         install_namespace=operator_namespace(), lease_duration=args.lease_duration,
+                         renew_deadline=args.renew_deadline, retry_period=args.retry_period)
     elector = LeaderElector(RawClient(api_client, gated=False), config, WRITE_GATE)
-    health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}").start()
+    health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}",
+                           own_namespace=config.install_namespace).start()
+    elector.on_observed = health.observe
     logging.getLogger("certpolicy.operator").info("standby: inventory warming, waiting for Lease %s/%s as %s",
                                                   config.namespace, config.name, config.identity)
     metrics.LEADER.set(0)
@@ -305,6 +320,8 @@ def _standby_until_leader(args: argparse.Namespace, api_client, inventory, stop:
             if stop.is_set():
                 break
     finally:
+        elector.on_observed = lambda holder, install: None
+        health.clear()
         health.stop()  # kopf serves the same address from now on
     if stop.is_set():
         elector.stop(release=True)

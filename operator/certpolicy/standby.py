@@ -5,23 +5,42 @@ itself, from its inventory's health: a standby whose watches died is as useless 
 (it would take over blind), and a healthy one must be Ready, or a PodDisruptionBudget with
 ``minAvailable: 1`` could never let the leader's node drain and a rolling update would stall on
 the new Pod. The server is closed before kopf binds the same address on taking over.
+
+It also says why it waits: when the cluster's one Lease (``kube.lease``) is held by a replica of
+another install (another namespace), this install stays standby for as long as that one runs;
+the log, ``/healthz`` (``reason``) and ``certpolicy_standby_other_install_leads`` say so.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
 from certpolicy.inventory.inventory import Inventory
 
+log = logging.getLogger("certpolicy.operator")
+
+
+def waiting_reason(holder: str, install: str, own_namespace: str) -> str:
+    """Why a standby waits, from the Lease's holder and the namespace of its install."""
+    if not holder:
+        return "the Lease is free: taking it"
+    if install and install != own_namespace:
+        return (f"another certpolicy-operator install (namespace {install}, replica {holder}) leads this "
+                f"cluster; one install per cluster: this one ({own_namespace}) stays standby until it stops")
+    return f"replica {holder} of this install leads; taking over if it stops renewing the Lease"
+
 
 class StandbyHealth:
-    def __init__(self, liveness_url: str, inventory: Inventory, lease: str) -> None:
+    def __init__(self, liveness_url: str, inventory: Inventory, lease: str, own_namespace: str = "") -> None:
         url = urlparse(liveness_url)
         self.path = url.path or "/"
-        self.inventory, self.lease = inventory, lease
+        self.inventory, self.lease, self.own_namespace = inventory, lease, own_namespace
+        self.holder, self.holder_install, self.reason = "", "", "the Lease not read yet"
+        self._other = False
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -30,7 +49,9 @@ class StandbyHealth:
                     self.send_error(404)
                     return
                 ok, message = outer.inventory.health(None)
-                body = json.dumps({"role": "standby", "lease": outer.lease, "watches": message}).encode()
+                body = json.dumps({"role": "standby", "lease": outer.lease, "holder": outer.holder,
+                                   "holderInstall": outer.holder_install, "reason": outer.reason,
+                                   "watches": message}).encode()
                 self.send_response(200 if ok else 500)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -43,6 +64,31 @@ class StandbyHealth:
         self.server = ThreadingHTTPServer((url.hostname or "0.0.0.0", url.port or 80), Handler)  # noqa: S104
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name="standby-health", daemon=True)
+
+    def observe(self, holder: str, install: str) -> None:
+        """The elector read another Lease record: log why this replica waits (once per change)
+        and set certpolicy_standby_other_install_leads."""
+        from certpolicy import metrics
+
+        reason = waiting_reason(holder, install, self.own_namespace)
+        other = bool(holder) and bool(install) and install != self.own_namespace
+        if self._other and self.holder_install != install:
+            metrics.OTHER_INSTALL.remove(self.holder_install)
+        self._other = other
+        if other:
+            metrics.OTHER_INSTALL.labels(holder_namespace=install).set(1)
+        self.holder, self.holder_install = holder, install
+        if reason != self.reason:
+            (log.warning if other else log.info)("standby: %s", reason)
+        self.reason = reason
+
+    def clear(self) -> None:
+        """Leading now (or stopping): nothing to report as a standby."""
+        from certpolicy import metrics
+
+        if self._other and self.holder_install:
+            metrics.OTHER_INSTALL.remove(self.holder_install)
+        self._other = False
 
     def start(self) -> StandbyHealth:
         self._thread.start()

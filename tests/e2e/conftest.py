@@ -60,7 +60,7 @@ class Backend:
 
     def leader(self) -> str:
         """The Pod holding the operator's Lease: the one that writes."""
-        return self.get("lease", "-n", OPERATOR_NAMESPACE, "certpolicy-operator")["spec"].get("holderIdentity", "")
+        return self.get("lease", "-n", "kube-system", "certpolicy-operator")["spec"].get("holderIdentity", "")
 
 
 def _ready(pod: dict) -> bool:

@@ -289,3 +289,126 @@ def test_the_operators_own_cluster_trust_bundle_writes_pass(bundles, api_client,
     msg = denied(lambda: as_operator.put(CTB.path("", ours), relabelled))
     assert f"may not change the {MANAGED_BY} label or the {OPT_IN} annotation of ClusterTrustBundle {ours}" in msg
     assert admin.get(CTB.path("", ours))["metadata"]["labels"][MANAGED_BY] == "p1"
+
+
+# ---- Deployments, StatefulSets, DaemonSets: a rollout restart and nothing else ----
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+RESTART_ONLY = "may only set the pod template annotation kubectl.kubernetes.io/restartedAt"
+SYSTEM_REFUSED = "never restarts workloads in the system namespaces"
+
+
+def workload(kind: str, name: str) -> dict:
+    template = {"metadata": {"labels": {"app": name}, "annotations": {"team": "a"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}}
+    spec: dict = {"selector": {"matchLabels": {"app": name}}, "template": template}
+    if kind != "DaemonSet":
+        spec["replicas"] = 1
+    if kind == "StatefulSet":
+        spec["serviceName"] = name
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "labels": {"app": name}}, "spec": spec}
+
+
+def restart_patch(stamp: str = "2030-01-01T00:00:00Z") -> dict:
+    """The body handlers/rotation.py restart_workload sends (and `kubectl rollout restart`)."""
+    return {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+
+
+@pytest.fixture
+def workloads(namespace, api_client, operator_client):
+    """A Deployment, a StatefulSet and a DaemonSet created by an admin in the test's namespace;
+    waits (server-side dry run) until the admission policy refuses a replicas change."""
+    admin = RawClient(api_client)
+    paths = {}
+    for kind, plural in (("Deployment", "deployments"), ("StatefulSet", "statefulsets"), ("DaemonSet", "daemonsets")):
+        name = f"{plural[:-1]}-app"
+        admin.post(f"/apis/apps/v1/namespaces/{namespace}/{plural}", workload(kind, name))
+        paths[kind] = f"/apis/apps/v1/namespaces/{namespace}/{plural}/{name}"
+    wait_until_refused(lambda: RawClient(operator_client).patch(
+        paths["Deployment"], {"spec": {"replicas": 5}}, query={"dryRun": "All"}), RESTART_ONLY)
+    return paths
+
+
+def test_a_rollout_restart_passes_in_an_allowed_namespace(workloads, api_client, operator_client):
+    """The operator's own restart (the patch restart_workload sends) of each kind goes through, and
+    a second one (a later stamp) too; only the annotation changed."""
+    admin, as_operator = RawClient(api_client), RawClient(operator_client)
+    for kind, path in workloads.items():
+        before = admin.get(path)
+        as_operator.patch(path, restart_patch())
+        as_operator.patch(path, restart_patch("2030-01-01T00:00:05Z"))
+        after = admin.get(path)
+        assert after["spec"]["template"]["metadata"]["annotations"] == {"team": "a", RESTARTED_AT: "2030-01-01T00:00:05Z"}, kind
+        assert after["spec"]["template"]["spec"] == before["spec"]["template"]["spec"], kind
+        assert after["metadata"]["labels"] == before["metadata"]["labels"], kind
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param({"spec": {"replicas": 3}}, id="replicas"),
+    pytest.param({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "attacker/app:1"}]}}}},
+                 id="image"),
+    pytest.param({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: "2030-01-01T00:00:00Z",
+                                                                     "team": "attacker"}}}}},
+                 id="restartedAt-and-another-annotation"),
+    pytest.param({"spec": {"template": {"metadata": {"annotations": {"team": None}}}}}, id="annotation-removed"),
+    pytest.param({"spec": {"template": {"metadata": {"labels": {"extra": "x"}}}}}, id="template-label"),
+    pytest.param({"spec": {"template": {"spec": {"serviceAccountName": "cluster-admin-sa"}},
+                           "metadata": {"annotations": {RESTARTED_AT: "2030-01-01T00:00:00Z"}}}},
+                 id="service-account"),
+    pytest.param({"spec": {"minReadySeconds": 30}}, id="other-spec-field"),
+    pytest.param({"metadata": {"labels": {"app": "other"}}}, id="object-label"),
+    pytest.param({"metadata": {"annotations": {"note": "x"}}}, id="object-annotation"),
+])
+def test_any_other_change_is_refused(workloads, api_client, operator_client, change):
+    admin, as_operator = RawClient(api_client), RawClient(operator_client)
+    path = workloads["Deployment"]
+    before = admin.get(path)
+    msg = denied(lambda: as_operator.patch(path, change))
+    assert RESTART_ONLY in msg and f"Deployment {path.split('/')[5]}/deployment-app; nothing else may change" in msg, msg
+    assert admin.get(path)["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_statefulset_and_daemonset_template_changes_are_refused(workloads, operator_client):
+    as_operator = RawClient(operator_client)
+    for kind in ("StatefulSet", "DaemonSet"):
+        msg = denied(lambda kind=kind: as_operator.patch(workloads[kind], {"spec": {"template": {"spec": {
+            "containers": [{"name": "app", "image": "attacker/app:1"}]}}}}))
+        assert RESTART_ONLY in msg, msg
+
+
+def test_no_restart_in_a_system_namespace(workloads, api_client, operator_client, unique_name):
+    """kube-system (and the other namespaces the operator refuses): even the restartedAt patch."""
+    admin, as_operator = RawClient(api_client), RawClient(operator_client)
+    name = f"{unique_name}-sys"
+    path = f"/apis/apps/v1/namespaces/kube-system/deployments/{name}"
+    admin.post("/apis/apps/v1/namespaces/kube-system/deployments", workload("Deployment", name))
+    try:
+        msg = denied(lambda: as_operator.patch(path, restart_patch()))
+        assert f"{SYSTEM_REFUSED}; Deployment kube-system/{name}" in msg, msg
+        assert RESTARTED_AT not in admin.get(path)["spec"]["template"]["metadata"]["annotations"]
+    finally:
+        admin.delete(path)
+
+
+
+# ---- Leases: the cluster's one leader Lease and no other ----
+
+def test_only_the_leader_lease(objects, operator_client):
+    """RBAC grants create on any Lease in kube-system (a create cannot be narrowed by name): the
+    policy refuses every Lease but kube-system/certpolicy-operator (dry runs: nothing is written)."""
+    as_operator = RawClient(operator_client)
+
+    def lease(ns: str, name: str) -> tuple[str, dict]:
+        return (f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+                {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name},
+                 "spec": {"holderIdentity": "x", "leaseDurationSeconds": 15}})
+
+    path, body = lease("kube-system", "kube-controller-manager-decoy")
+    msg = denied(lambda: as_operator.post(path, body, query={"dryRun": "All"}))
+    assert "writes only its leader Lease kube-system/certpolicy-operator; Lease kube-system/kube-controller-manager-decoy" \
+        in msg, msg
+    path, body = lease("kube-system", "certpolicy-operator")
+    try:
+        as_operator.post(path, body, query={"dryRun": "All"})
+    except ApiException as e:  # the operator of another test may hold it already: not refused, just there
+        assert e.status == 409, e.body

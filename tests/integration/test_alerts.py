@@ -22,6 +22,15 @@ DAY = 86400
 LEAD = 120  # minutes before a certificate series crosses its alert's threshold
 
 
+# The labels Prometheus attaches to every sample it scrapes through the chart's ServiceMonitor
+# (target labels; honorLabels unset): an exposed label of the same name would be renamed to
+# exported_<name>, so the series below carry them the way Prometheus stores them, and an alert
+# must name the Secret by secret_namespace/secret_name, never by the operator's own namespace.
+TARGET = {"namespace": "certpolicy-system", "pod": "certpolicy-operator-0", "service": "certpolicy-operator-metrics",
+          "job": "certpolicy-operator-metrics", "instance": "10.0.0.7:9090", "endpoint": "metrics",
+          "container": "operator"}
+
+
 def minutes(m: int) -> str:
     return f"{m}m"
 
@@ -58,7 +67,7 @@ def expiry_case(alert: str, role: str, days: int, for_minutes: int, severity: st
     """A certificate whose notAfter is ``days`` + LEAD minutes after the epoch (promtool's time 0):
     time left drops below ``days`` just after minute LEAD, so the condition is first true at
     LEAD+1 and the alert fires ``for`` later."""
-    labels = {"namespace": "payments", "secret": "api-tls", "policy": "prod-mtls", "role": role,
+    labels = {**TARGET, "secret_namespace": "payments", "secret_name": "api-tls", "policy": "prod-mtls", "role": role,
               "subject_cn": "Example Issuing CA" if role != "leaf" else "api.example.com"}
     not_after = days * DAY + LEAD * 60
     samples = f"{not_after}+0x{LEAD + for_minutes + 60}"
@@ -97,11 +106,12 @@ CASES = [
     # no finding for minutes 0-10, three Secrets from minute 11: fires 5 minutes later; other
     # reasons never fire it
     Case("CertpolicyMissingClientAuth",
-         [series("certpolicy_findings", {"policy": "hl7", "namespace": "integration", "reason": "MissingClientAuth",
-                                         "severity": "Critical"}, "0x10 3x60"),
-          series("certpolicy_findings", {"policy": "hl7", "namespace": "integration", "reason": "ExpiringSoon",
-                                         "severity": "Warning"}, "4x70")],
-         16, {"policy": "hl7", "namespace": "integration", "reason": "MissingClientAuth", "severity": "critical"},
+         [series("certpolicy_findings", {**TARGET, "policy": "hl7", "secret_namespace": "integration",
+                                         "reason": "MissingClientAuth", "severity": "Critical"}, "0x10 3x60"),
+          series("certpolicy_findings", {**TARGET, "policy": "hl7", "secret_namespace": "integration",
+                                         "reason": "ExpiringSoon", "severity": "Warning"}, "4x70")],
+         16, {**TARGET, "policy": "hl7", "secret_namespace": "integration", "reason": "MissingClientAuth",
+              "severity": "critical"},
          "3 certificates in namespace integration under hl7 lack clientAuth: their mTLS client connections will fail"),
     # idle for an hour, step 1 for an hour, then step 2 from minute 121 on. changes() over 6h
     # stops seeing the 1->2 change once the sample at minute 120 leaves the (left-open) window:

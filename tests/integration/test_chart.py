@@ -7,6 +7,7 @@ the templated objects are held to `kubectl kustomize manifests/` here, object by
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -95,6 +96,50 @@ def test_optional_objects_render_from_the_same_sources(helm):
     assert dashboard["data"]["certpolicy-operator.json"] == (CHART / "dashboards" / "certpolicy-operator.json").read_text().strip()
 
 
+def test_restart_workloads_switch_removes_the_rule(helm, tmp_path):
+    """restartWorkloads.enabled=false (chart) and components/no-restart-workloads (kustomize) both
+    leave out exactly the workloads ClusterRole and its binding: no other rule grants apps."""
+    from certpolicy.localcluster.binaries import ensure_binaries
+
+    def apps_rules(docs: list[dict]) -> list[str]:
+        return [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"
+                for r in d["rules"] if "apps" in r.get("apiGroups", [])]
+
+    default, without = render(helm), render(helm, "--set", "restartWorkloads.enabled=false")
+    assert apps_rules(default) == ["certpolicy-operator-restart-workloads"]
+    assert apps_rules(without) == []
+    assert sorted(key(d) for d in default if "restart-workloads" not in d["metadata"]["name"]) \
+        == sorted(key(d) for d in without)
+
+    kustomization = tmp_path / "kustomization.yaml"
+    manifests = os.path.relpath(REPO / "manifests", tmp_path)  # kustomize refuses absolute paths
+    kustomization.write_text(yaml.safe_dump({
+        "resources": [manifests], "components": [f"{manifests}/components/no-restart-workloads"]}))
+    kubectl = ensure_binaries().kubectl
+    full = [d for d in yaml.safe_load_all(run([kubectl, "kustomize", REPO / "manifests"]).stdout) if d]
+    proc = run([kubectl, "kustomize", tmp_path])
+    assert proc.returncode == 0, proc.stderr
+    reduced = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    assert apps_rules(full) == ["certpolicy-operator-restart-workloads"] and apps_rules(reduced) == []
+    assert sorted(key(d) for d in full if d["metadata"]["name"] != "certpolicy-operator-restart-workloads") \
+        == sorted(key(d) for d in reduced)
+
+
+def test_security_contexts_are_values_without_a_fixed_uid(helm):
+    """The default runs under any UID (none is pinned: OpenShift's restricted-v2 assigns one);
+    podSecurityContext and securityContext replace the shipped ones."""
+    def pod(*args: str) -> dict:
+        return next(d for d in render(helm, *args) if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+
+    default = pod()
+    assert default["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert default["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    pinned = pod("--set", "podSecurityContext.runAsUser=65532", "--set", "securityContext.runAsGroup=0")
+    assert pinned["securityContext"]["runAsUser"] == 65532 and pinned["securityContext"]["runAsNonRoot"] is True
+    assert pinned["containers"][0]["securityContext"]["runAsGroup"] == 0
+
+
 def dry_run(cluster, docs: list[dict]) -> str:
     # --force-conflicts: other tests of the session apply some of these objects from manifests/
     # with client-side apply; a dry run only asks the API server whether it would accept them.
@@ -118,15 +163,21 @@ def test_server_side_dry_run_of_the_rendered_chart(cluster, helm, operator_names
 
 
 def test_another_release_in_another_namespace(cluster, helm, namespace):
-    """Names and namespaces follow the release: two installs do not collide."""
+    """Names and namespaces follow the release: two installs' objects do not collide (and their
+    replicas contend for the same leader Lease)."""
     docs = render(helm, "--set", "grafanaDashboard.enabled=true", release="cp", namespace=namespace)
     names = {key(d) for d in docs}
     assert ("Deployment", namespace, "cp-certpolicy-operator") in names
     assert ("ClusterRole", "", "cp-certpolicy-operator") in names
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cp-certpolicy-operator", "namespace": namespace}]
-    leases = next(d for d in docs if d["kind"] == "RoleBinding")  # the Lease lives in the release's namespace
-    assert leases["metadata"]["namespace"] == namespace and leases["subjects"] == binding["subjects"]
+    # The leader Lease is the cluster's one, kube-system/certpolicy-operator, whatever the release's
+    # namespace: this install contends with the default one (test_two_installs.py).
+    leases = next(d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("leader-election"))
+    assert leases["metadata"]["namespace"] == "kube-system" and leases["subjects"] == binding["subjects"]
+    assert leases["metadata"]["name"] == f"cp-certpolicy-operator-{namespace}-leader-election"
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == leases["metadata"]["name"])
+    assert role["rules"][0]["resourceNames"] == ["certpolicy-operator"]
     vap = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicy")
     assert vap["spec"]["matchConditions"][0]["expression"] == \
         f'request.userInfo.username == "system:serviceaccount:{namespace}:cp-certpolicy-operator"'

@@ -138,8 +138,25 @@ def exposed(text: str) -> dict[str, set[str]]:
     return out
 
 
-def test_every_query_and_alert_uses_exposed_metrics_and_labels(scrape):
+# Target labels Prometheus adds to every sample scraped through a ServiceMonitor (Prometheus
+# Operator: namespace, service, pod, container, endpoint; Prometheus: job, instance).
+TARGET_LABELS = {"namespace", "service", "pod", "container", "endpoint", "job", "instance"}
+
+
+def as_stored_by_prometheus(have: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Prometheus's scrape with honor_labels false (a ServiceMonitor without honorLabels): an
+    exposed label that collides with a target label is stored as exported_<label>, and the target
+    labels (the operator's own namespace, pod, ...) are added to every series."""
+    return {metric: {f"exported_{label}" if label in TARGET_LABELS else label for label in labels} | TARGET_LABELS
+            for metric, labels in have.items()}
+
+
+@pytest.mark.parametrize("stored", [pytest.param(False, id="as-exposed"),
+                                    pytest.param(True, id="as-stored-behind-a-servicemonitor")])
+def test_every_query_and_alert_uses_exposed_metrics_and_labels(scrape, stored):
     have = exposed(scrape)
+    if stored:
+        have = as_stored_by_prometheus(have)
     problems = []
     for where, expr, printed in dashboard_queries() + rule_expressions():
         used = names(substitute(expr))
@@ -156,5 +173,8 @@ def test_every_query_and_alert_uses_exposed_metrics_and_labels(scrape):
         shown = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", printed)) | set(re.findall(r"\$labels\.(\w+)", printed))
         if shown - available:
             problems.append(f"{where}: prints {sorted(shown - available)}, not labels of its metrics")
+        # a target label names the operator's Pod, never the certificate's Secret
+        if stored and (used.grouping | shown | {x for labels in used.metrics.values() for x in labels}) & TARGET_LABELS:
+            problems.append(f"{where}: filters, groups or prints a target label, the operator's not the Secret's")
     assert not problems, "\n".join(problems)
     assert {"certpolicy_findings", "certpolicy_watch_silence_seconds", "certpolicy_rotation_step"} <= set(have)

@@ -39,6 +39,7 @@ from test_rotation import CASecretCounter
 import figures
 import operator_process
 from certpolicy.kube.crd import install_crd
+from certpolicy.kube.lease import DEFAULT_LEASE_NAMESPACE
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.localcluster import LocalCluster
@@ -134,7 +135,7 @@ class Replicas:
 
 
 def lease_spec(raw: RawClient, name: str) -> dict:
-    return raw.get(f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NS}/leases/{name}")["spec"]
+    return raw.get(f"/apis/coordination.k8s.io/v1/namespaces/{DEFAULT_LEASE_NAMESPACE}/leases/{name}")["spec"]
 
 
 def scrape(port: int) -> dict[str, float]:

@@ -110,11 +110,11 @@ def test_missing_client_auth_is_reported_and_fixing_it_turns_compliant(
 
     text = wait_for(lambda: next((t for t in [operator.scrape()] if f'policy="{unique_name}"' in t), None),
                     what="metrics")
-    assert (f'certpolicy_findings{{namespace="{ns}",policy="{unique_name}",reason="MissingClientAuth",'
+    assert (f'certpolicy_findings{{policy="{unique_name}",reason="MissingClientAuth",secret_namespace="{ns}",'
             f'severity="Critical"}} 1.0') in text
     assert f'certpolicy_policy_compliant{{policy="{unique_name}"}} 0.0' in text
-    assert f'certpolicy_certificate_not_after_timestamp_seconds{{namespace="{ns}",policy="{unique_name}",' \
-           f'role="leaf",secret="mirth-tls",subject_cn="mirth.uat.example.com"}}' in text
+    assert f'certpolicy_certificate_not_after_timestamp_seconds{{policy="{unique_name}",role="leaf",' \
+           f'secret_name="mirth-tls",secret_namespace="{ns}",subject_cn="mirth.uat.example.com"}}' in text
 
     # The team re-issues with clientAuth: the policy turns compliant and says so once.
     fixed = certgen.leaf(ca, "labfeed.uat.example.com", eku=["serverAuth", "clientAuth"])

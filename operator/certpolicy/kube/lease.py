@@ -21,6 +21,13 @@ Two replicas run; the one holding the Lease is the leader and the only one that 
 - ``retryPeriod`` (2 s): the interval between tries, for the leader's renewals and the standby's
   reads alike.
 
+One Lease per cluster: it lives in a namespace every cluster has (``kube-system`` by default, as
+cert-manager's controllers do it), not in the install's own, so two installs in two namespaces
+contend for the same Lease and one of them stays standby: each would otherwise reconcile the
+same cluster-scoped CertificatePolicies with CAs of its own. The install's namespace is written
+on the Lease (annotation ``certpolicy.io/install-namespace``) so that a standby of another
+install can say why it waits.
+
 The Lease records ``holderIdentity`` (the Pod's name), ``acquireTime``, ``renewTime`` and
 ``leaseTransitions`` (incremented each time the holder changes). Updates carry the
 ``resourceVersion`` read, so two candidates racing for an expired Lease cannot both win: one gets
@@ -48,6 +55,12 @@ from certpolicy.timestamps import rfc3339_micro
 
 log = logging.getLogger("certpolicy.leader")
 DEFAULT_LEASE_NAME = "certpolicy-operator"
+#: Where the one Lease of the cluster lives: a namespace every cluster has, whatever namespace an
+#: install is in (manifests/rbac.yaml grants get/update of that one Lease there, and create).
+DEFAULT_LEASE_NAMESPACE = "kube-system"
+#: The namespace of the install whose replica wrote the Lease last.
+INSTALL_ANNOTATION = "certpolicy.io/install-namespace"
+LEASE_LABELS = {"app.kubernetes.io/name": "certpolicy-operator"}
 JITTER_FACTOR = 1.2  # client-go's: renewDeadline must exceed it x retryPeriod
 
 
@@ -66,6 +79,7 @@ class LeaseConfig:
     namespace: str
     identity: str
     name: str = DEFAULT_LEASE_NAME
+    install_namespace: str = ""  # written on the Lease (INSTALL_ANNOTATION) when set
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
@@ -78,6 +92,15 @@ class LeaseConfig:
     @property
     def path(self) -> str:
         return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{self.name}"
+
+    def metadata(self, resource_version: str | None = None) -> dict[str, Any]:
+        """The Lease's metadata as this replica writes it (every write: a PUT replaces it)."""
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace, "labels": dict(LEASE_LABELS)}
+        if self.install_namespace:
+            meta["annotations"] = {INSTALL_ANNOTATION: self.install_namespace}
+        if resource_version is not None:
+            meta["resourceVersion"] = resource_version
+        return meta
 
 
 @dataclass(frozen=True)
@@ -150,7 +173,11 @@ class LeaderElector:
         self.on_lost: Callable[[], None] = lambda: None
         self._stop = threading.Event()
         self._observed: LeaseRecord | None = None
+        self._observed_install = ""
         self._observed_at = 0.0
+        #: Called (in the elector's thread) with the holder and its install's namespace whenever a
+        #: read shows a record other than the last one: a standby reports who leads.
+        self.on_observed: Callable[[str, str], None] = lambda holder, install: None
         self._last_read: float | None = None  # monotonic start of the last successful read
         self._thread: threading.Thread | None = None
 
@@ -165,6 +192,11 @@ class LeaderElector:
     def observed_holder(self) -> str | None:
         """The holder in the Lease record last read or written (None: not read yet)."""
         return self._observed.holder if self._observed else None
+
+    @property
+    def observed_install(self) -> str:
+        """The install namespace on the Lease last read ("" when unknown)."""
+        return self._observed_install
 
     def wait_leading(self, timeout: float | None = None) -> bool:
         return self.leading.wait(timeout)
@@ -228,12 +260,16 @@ class LeaderElector:
             log.warning("reading Lease %s/%s failed: %s", cfg.namespace, cfg.name, type(e).__name__)
             return Attempt.FAILED
         record = LeaseRecord.from_spec(lease.get("spec"))
+        install = ((lease.get("metadata") or {}).get("annotations") or {}).get(INSTALL_ANNOTATION, "")
         now = self.clock()
-        if record != self._observed:
+        if record != self._observed or install != self._observed_install:
             # Changed since the last read: dated to that read (it still saw the old record), but
             # no earlier than a retry period before this one (see the module's docstring).
             changed = began if self._last_read is None else max(self._last_read, began - cfg.retry_period)
-            self._observed, self._observed_at = record, changed
+            if record != self._observed:
+                self._observed_at = changed
+            self._observed, self._observed_install = record, install
+            self._report(record.holder, install)
         self._last_read = began
         if held_by_other(record, cfg.identity, self._observed_at, now):
             return Attempt.TAKEN
@@ -241,17 +277,19 @@ class LeaderElector:
             return Attempt.FAILED
         new = claimed(record, cfg.identity, dt.datetime.now(dt.UTC), cfg.lease_duration)
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": cfg.name, "namespace": cfg.namespace,
-                             "resourceVersion": lease["metadata"]["resourceVersion"]},
-                "spec": new.to_spec()}
+                "metadata": cfg.metadata(lease["metadata"]["resourceVersion"]), "spec": new.to_spec()}
         return self._write(lambda: self.raw.put(cfg.path, body, timeout=self._timeout()), new)
+
+    def _report(self, holder: str, install: str) -> None:
+        try:
+            self.on_observed(holder, install)
+        except Exception:  # a report must never stop the election
+            log.exception("reporting the Lease holder failed")
 
     def _create(self) -> Attempt:
         cfg = self.config
         new = claimed(None, cfg.identity, dt.datetime.now(dt.UTC), cfg.lease_duration)
-        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": cfg.name, "namespace": cfg.namespace,
-                             "labels": {"app.kubernetes.io/name": "certpolicy-operator"}},
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": cfg.metadata(),
                 "spec": new.to_spec()}
         collection = cfg.path.rsplit("/", 1)[0]
         return self._write(lambda: self.raw.post(collection, body, timeout=self._timeout()), new)
@@ -263,8 +301,8 @@ class LeaderElector:
             if e.status == 409:
                 return Attempt.FAILED  # another candidate wrote first: read it again next time
             if e.status == 404:
-                log.warning("cannot create Lease %s/%s: HTTP 404 (does namespace %s exist? --namespace or "
-                            "CERTPOLICY_NAMESPACE names it)", self.config.namespace, self.config.name,
+                log.warning("cannot create Lease %s/%s: HTTP 404 (does namespace %s exist? --lease-namespace or "
+                            "CERTPOLICY_LEASE_NAMESPACE names it)", self.config.namespace, self.config.name,
                             self.config.namespace)
                 return Attempt.FAILED
             log.warning("writing Lease %s/%s failed: HTTP %s", self.config.namespace, self.config.name, e.status)
@@ -273,6 +311,7 @@ class LeaderElector:
             log.warning("writing Lease %s/%s failed: %s", self.config.namespace, self.config.name, type(e).__name__)
             return Attempt.FAILED
         self._observed, self._observed_at = new, self.clock()
+        self._observed_install = self.config.install_namespace
         return Attempt.HELD
 
     # ---- stopping --------------------------------------------------------------------------------
@@ -298,8 +337,7 @@ class LeaderElector:
             stamp = micro_time(dt.datetime.now(dt.UTC))
             released = replace(record, holder="", duration_seconds=1, acquire_time=stamp, renew_time=stamp)
             self.raw.put(cfg.path, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                    "metadata": {"name": cfg.name, "namespace": cfg.namespace,
-                                                 "resourceVersion": lease["metadata"]["resourceVersion"]},
+                                    "metadata": cfg.metadata(lease["metadata"]["resourceVersion"]),
                                     "spec": released.to_spec()}, timeout=self._timeout())
             log.info("released the leader Lease %s/%s", cfg.namespace, cfg.name)
         except Exception as e:  # noqa: BLE001 - best effort: the Lease then expires after its duration

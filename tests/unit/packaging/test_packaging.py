@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from certpolicy.kube.lease import DEFAULT_LEASE_NAME, DEFAULT_LEASE_NAMESPACE
+
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -49,10 +51,12 @@ def test_disruption_budget_and_lease_role_are_installed():
     dep = yaml.safe_load((REPO / "manifests" / "deployment.yaml").read_text())
     assert pdb["spec"]["minAvailable"] == 1 and pdb["spec"]["selector"] == dep["spec"]["selector"]
     role = next(d for d in yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text())
-                if d["kind"] == "Role" and d["metadata"]["name"] == "certpolicy-operator-leader-election")
-    assert role["metadata"]["namespace"] == dep["metadata"]["namespace"]
+                if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election"))
+    # the cluster's one Lease (kube/lease.py), not the install's namespace: one install leads
+    assert role["metadata"]["namespace"] == DEFAULT_LEASE_NAMESPACE != dep["metadata"]["namespace"]
     assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                              "verbs": ["get", "create", "update"]}]
+                              "resourceNames": [DEFAULT_LEASE_NAME], "verbs": ["get", "update"]},
+                             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}]
 
 
 def test_crd_is_the_one_in_the_kustomization():
