@@ -42,7 +42,6 @@ PLAN = "kubectl-certpolicy-plan"
 EXIT_ATTENTION = 1
 #: Target states (status.bundleTargets) in which the operator cannot write the target.
 UNWRITABLE = frozenset({"Error", "NotManaged", "Refused", "Conflict", "TooLarge", "NotServed"})
-METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -64,8 +63,10 @@ def _secret_exists(raw, namespace: str, name: str) -> bool:
     """Whether a Secret exists, read as metadata only (its data never leaves the cluster)."""
     from kubernetes.client import ApiException
 
-    try:
-        raw.get(f"/api/v1/namespaces/{namespace}/secrets/{name}", accept=METADATA_ONLY)
+    from certpolicy.kube.rawapi import METADATA_ONLY_WATCH
+
+    try:  # PartialObjectMetadata, the same Accept as a watch's
+        raw.get(f"/api/v1/namespaces/{namespace}/secrets/{name}", accept=METADATA_ONLY_WATCH)
         return True
     except ApiException as e:
         if e.status == 404:
