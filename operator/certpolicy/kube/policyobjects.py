@@ -17,12 +17,14 @@ from typing import Any
 from kubernetes.client import ApiException
 
 from certpolicy import GROUP, PLURAL, VERSION
-from certpolicy.kube.ownership import MANAGED_BY, OWNER_UID, ROLE_LABEL
+from certpolicy.kube.ownership import BUNDLE_LABEL, BUNDLE_POLICIES, MANAGED_BY, OWNER_UID, ROLE_LABEL
 from certpolicy.kube.rawapi import METADATA_ONLY, RawClient
 from certpolicy.kube.targets import TARGET_KINDS
 
 PAGE = 500
 MAX_OBJECTS = 5000  # per kind
+#: Every bundle target the operator wrote, its own or opted in (``certpolicy.io/bundle=true``).
+BUNDLE_TARGETS = BUNDLE_LABEL
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,16 @@ class PolicyObject:
     policy: str  # the certpolicy.io/managed-by label
     uid: str | None  # the certpolicy.io/managed-by-uid annotation (None: handed over by hand)
     role: str  # certpolicy.io/role: ca, leaf, bundle ("" when missing)
+    #: certpolicy.io/bundle-policies: the policies whose CAs a bundle target holds
+    bundle_policies: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, kind: str, obj: Mapping[str, Any]) -> PolicyObject:
         meta = obj.get("metadata") or {}
         labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+        holds = tuple(sorted(filter(None, (annotations.get(BUNDLE_POLICIES) or "").split(","))))
         return cls(kind, meta.get("namespace") or "", meta.get("name") or "", labels.get(MANAGED_BY, ""),
-                   annotations.get(OWNER_UID), labels.get(ROLE_LABEL, ""))
+                   annotations.get(OWNER_UID), labels.get(ROLE_LABEL, ""), holds)
 
 
 @dataclass
@@ -64,11 +69,13 @@ def _pages(raw: RawClient, path: str, query: Mapping[str, Any], limit: int) -> t
             return items[:limit], True
 
 
-def list_policy_objects(raw: RawClient, policy: str | None = None, *, limit: int = MAX_OBJECTS) -> Listing:
+def list_policy_objects(raw: RawClient, policy: str | None = None, *, selector: str | None = None,
+                        limit: int = MAX_OBJECTS) -> Listing:
     """The Secrets, ConfigMaps and ClusterTrustBundles labelled for ``policy`` (every policy when
-    None), cluster-wide. A kind the API server does not serve (ClusterTrustBundle is beta) or the
-    caller may not list is named in ``unavailable``, never silently skipped."""
-    selector = f"{MANAGED_BY}={policy}" if policy else MANAGED_BY
+    None; or matching ``selector``), cluster-wide. A kind the API server does not serve
+    (ClusterTrustBundle is beta) or the caller may not list is named in ``unavailable``, never
+    silently skipped."""
+    selector = selector or (f"{MANAGED_BY}={policy}" if policy else MANAGED_BY)
     out = Listing()
     for kind, target in TARGET_KINDS.items():
         base = "/api/v1" if target.api_version == "v1" else f"/apis/{target.api_version}"
