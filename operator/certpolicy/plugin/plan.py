@@ -252,7 +252,7 @@ def write(doc: Mapping[str, Any], out) -> None:
         "Completed": f"Completes after {after}.",
         "Aborted": f"Rolls back after {after}.",
         "Stalled": f"WOULD STALL at {where} after {after}.",
-        "Held": f"WOULD BE HELD at {where} (from {after} on, with no end).",
+        "Held": f"WOULD BE HELD at {where}, with no end (no progress after {after}).",
         "NotStarted": "WOULD NOT START.",
     }[fc["outcome"]]
     out.write(f"\n{verdict}\nThe operator would say ({fc['reason']}): {fc['message']}\n")

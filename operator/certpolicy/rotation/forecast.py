@@ -108,7 +108,8 @@ class _World:
         return obs
 
     def apply(self, action: object, now: dt.datetime) -> dt.datetime | None:
-        """Carry out one action; returns when its effect is observable (None: nothing changed)."""
+        """Carry out one action; returns when its effect is observable (None: nothing changed).
+        A probe's result is an effect but not progress (see :meth:`progress`)."""
         if isinstance(action, GenerateNewCA):
             if self.cas.get(action.secret_name) is None:
                 self.cas[action.secret_name] = CAInfo(PLANNED_CA)
@@ -156,27 +157,37 @@ class _World:
                 return now
         return None
 
+    @staticmethod
+    def progress(action: object) -> bool:
+        """Whether an action that had an effect moved the rotation on: a refused probe retried
+        every 30 s for ever does not."""
+        return not isinstance(action, RunProbes)
+
 
 def forecast(state: RotationState, obs: Observation, settings: RotationSettings, now: dt.datetime, *,
              probe_verdict: ProbeVerdict, unwritable: frozenset[str] = frozenset(),
              horizon: dt.timedelta | None = None, request: str = PLAN_REQUEST) -> Forecast:
     """Run :func:`decide` forward from ``state`` and ``obs`` (a rotation is requested when none
-    runs) until the rotation finishes, stalls, or has not moved for the horizon (default: twice
-    ``leafTimeout`` plus the delays and an hour: past every timer the machine has). ``request``
-    is the ``certpolicy.io/rotate`` value the forecast requests (the rotation's id in messages)."""
+    runs) until the rotation finishes, stalls, or has made no progress (no step entered, nothing
+    written) for the horizon: by default ``leafTimeout`` plus the longer delay and ten minutes,
+    past every timer the machine has in a step (the stall deadline, the delays, the re-issue,
+    probe and rate-window retries), so the same decisions repeat for ever: ``Held``, ``after``
+    then being the instant of the last progress. ``request`` is the ``certpolicy.io/rotate``
+    value the forecast requests (the rotation's id in messages)."""
     start = now
     if state.current is None:
         rid = request
         while rid in state.used_ids or rid == state.last_request:
             rid += "-next"
         obs = replace(obs, rotate_request=rid, force=None)
-    horizon = horizon or (2 * settings.leaf_timeout + 2 * settings.propagation_delay + 2 * settings.leaf_delay
-                          + dt.timedelta(hours=1))
+    horizon = horizon or (settings.leaf_timeout + max(settings.propagation_delay, settings.leaf_delay)
+                          + dt.timedelta(minutes=10))
     world = _World(obs, unwritable, probe_verdict)
     steps: list[StepEntered] = []
     events: list[tuple[str, str]] = []
     started = state.current is not None
     last_step = state.current.step if state.current is not None else None
+    moved = now  # the last progress
     for _ in range(MAX_DECISIONS):
         decision = decide(state, world.observation(), settings, now)
         state, cond = decision.state, decision.condition
@@ -190,21 +201,24 @@ def forecast(state: RotationState, obs: Observation, settings: RotationSettings,
         started = True
         if current.step != last_step:
             steps.append(StepEntered(current.step, step_name(current.step), now - start))
-            last_step = current.step
+            last_step, moved = current.step, now
         if cond.reason == STALLED:
             return Forecast(STALLS, current.step, cond.reason, cond.message, now - start, tuple(steps), tuple(events))
         if cond.reason == PAUSED:
             return Forecast(HELD, current.step, cond.reason, cond.message, now - start, tuple(steps), tuple(events))
-        effects = [at for a in decision.actions if not isinstance(a, EmitEvent)
-                   if (at := world.apply(a, now)) is not None]
+        acted = [(a, at) for a in decision.actions if not isinstance(a, EmitEvent)
+                 if (at := world.apply(a, now)) is not None]
+        effects = [at for _, at in acted]
+        if any(world.progress(a) for a, _ in acted):
+            moved = now
         if effects:
             now = min(effects)
         elif decision.next_wake is not None and decision.next_wake > now:
             now = decision.next_wake
         else:
             now += dt.timedelta(seconds=1)
-        if now - start > horizon:
-            return Forecast(HELD, current.step, cond.reason, cond.message, now - start, tuple(steps), tuple(events))
+        if now - moved > horizon:
+            return Forecast(HELD, current.step, cond.reason, cond.message, moved - start, tuple(steps), tuple(events))
     cur = state.current
     return Forecast(HELD, cur.step if cur else None, PENDING, "the forecast did not settle", now - start,
                     tuple(steps), tuple(events))

@@ -60,6 +60,7 @@ def test_a_probe_the_allow_list_refuses_holds_step_2_for_ever_in_the_operators_w
     fc = forecast(RotationState(), obs(), settings(probes=(Probe("127.0.0.1", 8443),)), NOW, probe_verdict=verdict)
     assert fc.outcome == HELD and fc.step == 2 and fc.reason == "VerifyBundles"
     assert "ProbeNotAllowed: 127.0.0.1 is not on the operator's probe allow-list (*.svc" in fc.message
+    assert fc.after == dt.timedelta(0)  # held: no progress after step 2 was entered (retried probes are none)
     allowed = forecast(RotationState(), obs(), settings(probes=(Probe("gw.team.svc", 8443),)), NOW,
                        probe_verdict=verdict)
     assert allowed.outcome == COMPLETED
