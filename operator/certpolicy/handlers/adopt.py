@@ -43,7 +43,8 @@ def _takeable(o: PolicyObject, ctx: PassContext, live: dict[str, str]) -> bool:
 
 def adopt_stage(ctx: PassContext) -> list[PolicyObject]:
     """Take over what a deleted predecessor of this name left; returns what was taken."""
-    if not adopt_wanted(ctx) or ctx.memory.adopt_swept == ctx.generation:
+    swept = (ctx.policy.uid, ctx.generation)  # a re-created policy of the same name sweeps again
+    if not adopt_wanted(ctx) or ctx.memory.adopt_swept == swept:
         return []
     taken: list[PolicyObject] = []
     try:
@@ -63,7 +64,7 @@ def adopt_stage(ctx: PassContext) -> list[PolicyObject]:
                                                          f"({detail[:200]}); retried on the next pass"
                                                          + (f"; adopted so far: {_names(taken)}" if taken else "")))
         return taken
-    ctx.memory.adopt_swept = ctx.generation
+    ctx.memory.adopt_swept = swept
     if listing.capped:
         ctx.out.problems.append(Problem(ADOPTION_FAILED, f"more than {MAX_OBJECTS} {', '.join(listing.capped)} "
                                                          f"labelled for {ctx.name}: only the first were looked at"))
