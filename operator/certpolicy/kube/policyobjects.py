@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes.client import ApiException
 
-from certpolicy import GROUP, PLURAL, VERSION
+from certpolicy import GROUP, KIND, PLURAL, VERSION
 from certpolicy.kube.ownership import BUNDLE_LABEL, BUNDLE_POLICIES, MANAGED_BY, OWNER_UID, ROLE_LABEL
 from certpolicy.kube.rawapi import METADATA_ONLY, RawClient
 from certpolicy.kube.targets import TARGET_KINDS
@@ -39,14 +39,17 @@ class PolicyObject:
     role: str  # certpolicy.io/role: ca, leaf, bundle ("" when missing)
     #: certpolicy.io/bundle-policies: the policies whose CAs a bundle target holds
     bundle_policies: tuple[str, ...] = ()
+    #: it has an ownerReference to a CertificatePolicy: the garbage collector deletes it with it
+    collected: bool = False
 
     @classmethod
     def of(cls, kind: str, obj: Mapping[str, Any]) -> PolicyObject:
         meta = obj.get("metadata") or {}
         labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
         holds = tuple(sorted(filter(None, (annotations.get(BUNDLE_POLICIES) or "").split(","))))
+        collected = any(r.get("kind") == KIND for r in meta.get("ownerReferences") or ())
         return cls(kind, meta.get("namespace") or "", meta.get("name") or "", labels.get(MANAGED_BY, ""),
-                   annotations.get(OWNER_UID), labels.get(ROLE_LABEL, ""), holds)
+                   annotations.get(OWNER_UID), labels.get(ROLE_LABEL, ""), holds, collected)
 
 
 @dataclass

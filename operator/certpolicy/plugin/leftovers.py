@@ -9,7 +9,8 @@ label-selected, paged, capped list of ``PartialObjectMetadata`` (``kube/policyob
 everything without any Secret's data leaving the cluster:
 
 * objects of a **deleted** policy (no policy of that name exists): every CA Secret, bundle target
-  and leaf;
+  and leaf (and any object the garbage collector should have deleted with it through an
+  ownerReference, such as the renewal guard's baselines, still there);
 * objects of an **earlier policy of the same name** (the name exists with another UID): the same,
   which ``spec.ca.adopt: true`` would take over instead;
 * a **present** policy's CA Secrets that are neither its active CA nor part of a running rotation:
@@ -61,6 +62,7 @@ _WHAT = {
     "ca": "CA Secret: a CA private key",
     "bundle": "bundle target: Pods that mount it lose the trust bundle",
     "leaf": "issued leaf: the application's certificate and key",
+    "renewal-baseline": "renewal guard baselines (fingerprints, no keys)",
 }
 
 
@@ -74,6 +76,9 @@ def leftovers(objects, holders, policies: Mapping[str, Mapping[str, Any]], only:
         what = _WHAT.get(o.role, f"object with role {o.role or '(none)'}")
         if policy is None:
             state = DELETED
+            if o.collected:
+                what += ("; the garbage collector deletes it with its policy (ownerReference): still here, it was "
+                         "orphaned or not collected yet")
         elif o.uid and uid and o.uid != uid:
             state = EARLIER
             what += f"; created for an earlier policy of this name (uid {o.uid}): spec.ca.adopt: true takes it over"
