@@ -19,8 +19,9 @@ What the plan reads instead of what the operator reads, and assumes (printed wit
 CAs' fingerprints from the policy's status (CA Secrets only checked to exist, metadata only: no
 key leaves the cluster); the targets' state from ``status.bundleTargets`` (a target in an error
 state is one the operator cannot write); the operator's probe allow-list from ``--probe-allow``
-(default: ``CERTPOLICY_PROBE_ALLOW``, else the operator's default); probes it admits accept the
-canary and then serve a leaf from the new CA; restarted Pods start within a second.
+(default: ``CERTPOLICY_PROBE_ALLOW``, else the operator's default) and its probe retry from
+``CERTPOLICY_PROBE_RETRY`` (default 30 s, as the operator's); probes it admits accept the canary
+and then serve a leaf from the new CA; restarted Pods start within a second.
 
 Exit status: 0 it would complete; 1 it would stall, be held, or not start; 3 the plan cannot be
 made (no such policy, no CA yet, invalid settings).
@@ -32,6 +33,7 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from certpolicy.plugin.blast import TargetError
@@ -137,6 +139,7 @@ def target_reader(status: Mapping[str, Any], state, active: str | None):
 def make_plan(raw, policy: Mapping[str, Any], inventory, operator_namespace: str, now: dt.datetime,
               probe_allow: str | None, request: str = "plan") -> dict[str, Any]:
     """The plan, from the live policy and an inventory of the cluster (synced, its reads declared)."""
+    from certpolicy.environment import PROBE_RETRY
     from certpolicy.inventory.observation import build_observation
     from certpolicy.rotation import RotationSettings, RotationState, StateError
     from certpolicy.rotation.forecast import forecast
@@ -144,10 +147,12 @@ def make_plan(raw, policy: Mapping[str, Any], inventory, operator_namespace: str
 
     name = policy["metadata"]["name"]
     spec, status = policy.get("spec") or {}, policy.get("status") or {}
-    try:
-        settings = RotationSettings.from_spec(spec)
+    try:  # the probe retry as the operator sets it (handlers/rotation.py), from the same variable
+        settings = replace(RotationSettings.from_spec(spec), probe_retry=PROBE_RETRY.delta())
     except PolicySpecError as e:
         raise TargetError(f"policy {name} cannot rotate: {'; '.join(e.problems)}") from None
+    except ValueError as e:
+        raise TargetError(str(e)) from None
     try:
         state = RotationState.from_dict(status.get("rotation"))
     except StateError as e:

@@ -43,6 +43,10 @@ PLANNED_CA = "sha256:planned-new-ca"
 PLAN_REQUEST = "plan"
 #: How long a restarted Pod takes to start, in the model.
 RESTART = dt.timedelta(seconds=1)
+#: After the delays, how long without progress before only the stall deadline can change anything
+#: (past every retry of a step: re-issue 2 min, rate windows 1 min, polls 1 min, probes 30 s).
+SETTLE = dt.timedelta(minutes=10)
+TICK = dt.timedelta(seconds=1)
 #: Decisions simulated at most (a safety bound; a rotation needs a few dozen, a stall a few thousand).
 MAX_DECISIONS = 50_000
 
@@ -180,14 +184,14 @@ def forecast(state: RotationState, obs: Observation, settings: RotationSettings,
         while rid in state.used_ids or rid == state.last_request:
             rid += "-next"
         obs = replace(obs, rotate_request=rid, force=None)
-    horizon = horizon or (settings.leaf_timeout + max(settings.propagation_delay, settings.leaf_delay)
-                          + dt.timedelta(minutes=10))
+    horizon = horizon or (settings.leaf_timeout + max(settings.propagation_delay, settings.leaf_delay) + SETTLE)
     world = _World(obs, unwritable, probe_verdict)
     steps: list[StepEntered] = []
     events: list[tuple[str, str]] = []
     started = state.current is not None
     last_step = state.current.step if state.current is not None else None
     moved = now  # the last progress
+    settle = max(settings.propagation_delay, settings.leaf_delay) + SETTLE
     for _ in range(MAX_DECISIONS):
         decision = decide(state, world.observation(), settings, now)
         state, cond = decision.state, decision.condition
@@ -213,10 +217,15 @@ def forecast(state: RotationState, obs: Observation, settings: RotationSettings,
             moved = now
         if effects:
             now = min(effects)
-        elif decision.next_wake is not None and decision.next_wake > now:
-            now = decision.next_wake
-        else:
-            now += dt.timedelta(seconds=1)
+            continue
+        nxt = decision.next_wake if decision.next_wake is not None and decision.next_wake > now else now + TICK
+        if now - moved > settle:
+            # Every gate of this step has passed without progress: what the machine still does
+            # (refused probes retried, polls) changes nothing but the stall deadline; go there,
+            # or past the horizon when it has passed without a stall.
+            deadline = (current.step_started_at[current.step - 1] or moved) + settings.leaf_timeout
+            nxt = max(nxt, deadline if now < deadline else moved + horizon + TICK)
+        now = nxt
         if now - moved > horizon:
             return Forecast(HELD, current.step, cond.reason, cond.message, moved - start, tuple(steps), tuple(events))
     cur = state.current
