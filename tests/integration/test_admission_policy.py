@@ -21,7 +21,7 @@ from kubernetes.client import ApiException
 
 import certgen
 from certpolicy.kube.baselines import BaselineShards
-from certpolicy.kube.managed import merge_into_target
+from certpolicy.kube.managed import adopt, merge_into_target
 from certpolicy.kube.ownership import NotManaged, Owner
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.targets import TARGET_KINDS
@@ -412,3 +412,34 @@ def test_only_the_leader_lease(objects, operator_client):
         as_operator.post(path, body, query={"dryRun": "All"})
     except ApiException as e:  # the operator of another test may hold it already: not refused, just there
         assert e.status == 409, e.body
+
+
+def test_adopting_a_deleted_predecessors_objects_passes_and_only_that(objects, core_v1, operator_client):
+    """``spec.ca.adopt`` (kube/managed.py ``adopt``), with the ServiceAccount's token: rewriting the
+    owner UID annotation of a Secret and a ConfigMap labelled for the policy passes the admission
+    policy; the same write to an object not labelled for any policy is refused by the API server,
+    and the code itself takes nothing whose recorded UID is a live policy's."""
+    ns = objects
+    as_operator = RawClient(operator_client)
+    owner = Owner("p1", str(uuid.uuid4()))
+    dead = str(uuid.uuid4())
+    left = {"labels": {MANAGED_BY: "p1", "certpolicy.io/role": "bundle"},
+            "annotations": {"certpolicy.io/managed-by-uid": dead}}
+    core_v1.create_namespaced_config_map(ns, {"metadata": {"name": "left-bundle", **left}, "data": {"ca.crt": ""}})
+    core_v1.create_namespaced_secret(ns, {"metadata": {"name": "left-leaf", **{**left, "labels": {
+        MANAGED_BY: "p1", "certpolicy.io/role": "leaf"}}}, "data": {"x": b64("y")}})
+    assert adopt(as_operator, "ConfigMap", ns, "left-bundle", owner, frozenset())
+    assert adopt(as_operator, "Secret", ns, "left-leaf", owner, frozenset())
+    for obj in (core_v1.read_namespaced_config_map("left-bundle", ns), core_v1.read_namespaced_secret("left-leaf", ns)):
+        assert obj.metadata.annotations["certpolicy.io/managed-by-uid"] == owner.uid
+        assert obj.metadata.labels[MANAGED_BY] == "p1"
+    # a live policy's UID: the code takes nothing (and changes nothing)
+    live = str(uuid.uuid4())
+    core_v1.patch_namespaced_config_map("left-bundle", ns, {"metadata": {"annotations": {
+        "certpolicy.io/managed-by-uid": live}}})
+    assert not adopt(as_operator, "ConfigMap", ns, "left-bundle", owner, frozenset({live}))
+    assert core_v1.read_namespaced_config_map("left-bundle", ns).metadata.annotations[
+        "certpolicy.io/managed-by-uid"] == live
+    # the same annotation write to an object nobody labelled: refused by the API server
+    denied(lambda: as_operator.patch(f"/api/v1/namespaces/{ns}/secrets/user-tls", {"metadata": {
+        "annotations": {"certpolicy.io/managed-by-uid": owner.uid}}}))

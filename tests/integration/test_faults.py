@@ -15,6 +15,7 @@ from test_rotation import CASecretCounter, assert_each_rotation_sound, disrupt_d
 import certgen
 import timers
 from certpolicy.handlers import bundles
+from certpolicy.inventory import bundletargets
 from certpolicy.inventory.store import RecordStore
 from certpolicy.inventory.watch import ListWatcher
 from certpolicy.kube.ownership import INJECT_CA_FROM, MANAGED_BY, Owner
@@ -158,7 +159,7 @@ def test_bundle_write_conflict_is_merged_on_fresh_data_not_overwritten(api_clien
 
     monkeypatch.setattr(bundles, "merge_into_target", racing_merge)
     inventory = type("NoInventory", (), {"namespaces": None})()
-    monkeypatch.setattr(bundles, "target_namespaces", lambda inv, entry: [namespace])
+    monkeypatch.setattr(bundletargets, "target_namespaces", lambda inv, entry: [namespace])
     report = bundles.distribute(raw, inventory, Owner("race-policy", ""), [{"configMap": {"name": "trust"}}],
                                 trusted=[ours.cert], retired=set(), primary=None)
     assert len(calls) == 2 and calls[0] != calls[1], "the write should have conflicted once and been redone"

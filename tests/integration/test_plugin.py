@@ -267,11 +267,12 @@ def test_rotate_plan_names_what_would_stall(cluster, world, core_v1, custom_api,
     assert clean.returncode == 0, clean.stderr
     plan = json.loads(clean.stdout)
     assert same_through_kubectl(cluster, "rotate", names["good"], "--plan", "-o", "json") == plan
-    assert plan["ca"]["fingerprint"] == fp and not plan["wouldStall"]
-    assert plan["managedLeaves"] == [{"namespace": ns, "name": "api-tls"}]
-    assert [(t["kind"], t["namespace"], t["name"]) for t in plan["targets"]] == [("ConfigMap", ns, "plugin-ca")]
-    # propagationDelay 2m (default) + one re-issue minute + leafPropagationDelay (default: propagationDelay)
-    assert plan["expectedSeconds"] == 120 + 60 + 120
+    assert plan["ca"]["fingerprint"] == fp and plan["completes"] and plan["forecast"]["outcome"] == "Completed"
+    assert plan["managedLeaves"] == [f"{ns}/api-tls"]
+    assert plan["targets"] == [{"id": f"{ns}/ConfigMap/plugin-ca/ca.crt", "writable": True}]
+    # propagationDelay 2m (default) + leafPropagationDelay (default: propagationDelay); the one
+    # re-issue costs no time: the machine's rate window starts full
+    assert plan["expectedSeconds"] == 120 + 120
 
     # a leaf someone else issued from the policy's CA (as a cert-manager CA Issuer would), now selected
     ca_secret = core_v1.read_namespaced_secret(f"{unique_name}-ca", "certpolicy-system")
@@ -288,16 +289,20 @@ def test_rotate_plan_names_what_would_stall(cluster, world, core_v1, custom_api,
     def stalled():
         proc = plugin(cluster, "rotate", names["good"], "--plan", "-o", "json")
         doc = json.loads(proc.stdout)
-        return (proc, doc) if doc["unmanagedLeaves"] and doc["podsToRestart"] else None
+        return (proc, doc) if doc["unmanagedLeaves"] and doc["podsReadingAtStart"] else None
 
     proc, plan = wait_for(stalled, timeout=30, what="the plan sees the unmanaged leaf and the subPath Pod")
-    assert proc.returncode == 1 and plan["wouldStall"] and plan["wouldBreak"]
-    assert plan["unmanagedLeaves"] == [{"namespace": ns, "name": "outbound-tls"}]
-    assert plan["podsToRestart"] == [{"namespace": ns, "pod": "subpath", "kind": "ConfigMap", "name": "plugin-ca",
-                                      "role": "bundle target", "how": "subPath"}]
-    assert plan["worstCaseSeconds"] == 120 + 60 + 24 * 3600  # step 4 until leafTimeout
+    assert proc.returncode == 1 and not plan["completes"] and plan["expectedSeconds"] is None
+    assert plan["unmanagedLeaves"] == [f"{ns}/outbound-tls"]
+    # no kubelet here: the Pod has not started, so it will load the new bundle when it does
+    assert plan["podsReadingAtStart"] == [{"pod": f"{ns}/subpath", "owner": None, "leaves": [],
+                                           "bundles": [f"{ns}/ConfigMap/plugin-ca/ca.crt"]}]
+    fc = plan["forecast"]
+    assert (fc["outcome"], fc["step"], fc["reason"]) == ("Stalled", 4, "Stalled") and "outbound-tls" in fc["message"]
+    assert fc["afterSeconds"] == 120 + 24 * 3600  # step 4 reports Stalled leafTimeout after it began
     table = plugin(cluster, "rotate", names["good"], "--plan")
-    assert table.returncode == 1 and "WOULD STALL" in table.stdout and "outbound-tls" in table.stdout
+    assert table.returncode == 1 and "WOULD STALL at step 4/5 AwaitLeaves" in table.stdout
+    assert "outbound-tls" in table.stdout
     through = via_kubectl(cluster, "rotate", names["good"], "--plan")
     assert through.returncode == 1 and through.stdout == table.stdout
     assert plugin(cluster, "rotate", names["bad"], "--plan").returncode == 3  # no CA: nothing to rotate

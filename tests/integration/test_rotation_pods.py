@@ -12,45 +12,14 @@ rotation completing once the replacement Pods started.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 from kubernetes import client
 
 from kubewait import wait_for
+from pods import start_pod
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-
-
-def _started(core_v1, ns: str, name: str, at: dt.datetime) -> None:
-    """What the kubelet reports once a Pod runs (second precision, as it does)."""
-    core_v1.patch_namespaced_pod_status(name, ns, {"status": {
-        "startTime": at.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")}})
-
-
-def _pod(core_v1, ns: str, name: str, *, env_secret: str | None = None, bundle: str | None = None,
-         sub_path: bool = False, trust_at_start: bool = False, replica_set: str | None = None,
-         started: dt.datetime | None = None) -> None:
-    container: dict = {"name": "app", "image": "example.invalid/app:1"}
-    volumes = []
-    if env_secret:
-        container["env"] = [{"name": "TLS_CRT", "valueFrom": {"secretKeyRef": {"name": env_secret, "key": "tls.crt"}}}]
-    if bundle:
-        volumes.append({"name": "trust", "configMap": {"name": bundle}})
-        mount = {"name": "trust", "mountPath": "/trust/ca.crt" if sub_path else "/trust"}
-        if sub_path:
-            mount["subPath"] = "ca.crt"
-        container["volumeMounts"] = [mount]
-    meta: dict = {"name": name, "labels": {"app": name.split("-")[0]}}
-    if trust_at_start:
-        meta["annotations"] = {"certpolicy.io/trust-loaded-at-start": "true"}
-    if replica_set:
-        meta["labels"]["pod-template-hash"] = replica_set.rsplit("-", 1)[1]
-        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replica_set,
-                                    "uid": str(uuid.uuid4()), "controller": True}]
-    core_v1.create_namespaced_pod(ns, {"metadata": meta, "spec": {"containers": [container], "volumes": volumes}})
-    if started is not None:
-        _started(core_v1, ns, name, started)
 
 
 def _events(core_v1, name: str, reason: str) -> list[str]:
@@ -84,7 +53,7 @@ def test_pods_reading_at_start_are_reported_waited_for_and_restarted_once(
     hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
 
     # Outside rotations: a bundle target mounted through subPath is reported, with an event on the Pod.
-    _pod(core_v1, ns, "legacy-0", bundle="rot-ca", sub_path=True, started=hour_ago)
+    start_pod(core_v1, ns, "legacy-0", bundle="rot-ca", sub_path=True, started_at=hour_ago)
     st = wait_for(lambda: (s := status()).get("subPathMounts") and s, timeout=30, what="subPath bundle reported")
     assert st["subPathMounts"] == [{"namespace": ns, "pod": "legacy-0", "kind": "ConfigMap", "name": "rot-ca"}]
     assert any("ConfigMap rot-ca is mounted with subPath" in m for m in _events(core_v1, "legacy-0", "SubPathMount"))
@@ -97,8 +66,8 @@ def test_pods_reading_at_start_are_reported_waited_for_and_restarted_once(
         "spec": {"selector": {"matchLabels": {"app": "web"}},
                  "template": {"metadata": {"labels": {"app": "web"}},
                               "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1"}]}}}})
-    _pod(core_v1, ns, "java-0", bundle="rot-ca", trust_at_start=True, started=hour_ago)
-    _pod(core_v1, ns, "web-5d4f8-aaaaa", env_secret="web-tls", replica_set="web-5d4f8", started=hour_ago)
+    start_pod(core_v1, ns, "java-0", bundle="rot-ca", trust_at_start=True, started_at=hour_ago)
+    start_pod(core_v1, ns, "web-5d4f8-aaaaa", env_secret="web-tls", replica_set="web-5d4f8", started_at=hour_ago)
     custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
                                            {"metadata": {"annotations": {"certpolicy.io/rotate": "pods"}}})
 
@@ -110,8 +79,8 @@ def test_pods_reading_at_start_are_reported_waited_for_and_restarted_once(
     assert RESTARTED_AT not in (apps.read_namespaced_deployment("web", ns).spec.template.metadata.annotations or {})
     # Someone restarts it: the new Pod started after the bundle held the new CA.
     core_v1.delete_namespaced_pod("java-0", ns)
-    _pod(core_v1, ns, "java-1", bundle="rot-ca", trust_at_start=True,
-         started=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+    start_pod(core_v1, ns, "java-1", bundle="rot-ca", trust_at_start=True,
+              started_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
 
     # Step 4: web's Pod took the old leaf through env; its Deployment is rollout-restarted, once.
     def stamped():
@@ -127,8 +96,8 @@ def test_pods_reading_at_start_are_reported_waited_for_and_restarted_once(
     assert any(f"Deployment/{ns}/web" in m for m in _events(core_v1, unique_name, "RotationRestartedWorkload"))
     # The Deployment controller's part: a new Pod replaces the old one.
     core_v1.delete_namespaced_pod("web-5d4f8-aaaaa", ns)
-    _pod(core_v1, ns, "web-7c9b2-bbbbb", env_secret="web-tls", replica_set="web-7c9b2",
-         started=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+    start_pod(core_v1, ns, "web-7c9b2-bbbbb", env_secret="web-tls", replica_set="web-7c9b2",
+              started_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
 
     def completed():
         r = rotation()

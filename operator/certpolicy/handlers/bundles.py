@@ -23,11 +23,11 @@ from certpolicy.environment import NOT_MANAGED_RECHECK, allow_system_namespaces,
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.passwords import PasswordSecrets
 from certpolicy.handlers.problems import Problem
+from certpolicy.inventory.bundletargets import entry_namespaces, target_id
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.managed import NotManaged, kind_served, merge_into_target, read
-from certpolicy.kube.ownership import SYSTEM_NAMESPACES, Owner, TargetConflict, refused_key, refused_namespace
+from certpolicy.kube.ownership import Owner, TargetConflict, refused_key, refused_namespace
 from certpolicy.kube.rawapi import RawClient
-from certpolicy.kube.selectors import LabelSelector
 from certpolicy.kube.status import policy_path
 from certpolicy.kube.targets import TargetKind, target_kind
 from certpolicy.pki.bundle import contains, merge, read_bundle
@@ -150,46 +150,6 @@ class TargetEntry:
 
     def target_id(self, namespace: str) -> str:
         return target_id(self.ref.kind, namespace, self.ref.name, self.ref.key)
-
-
-def entry_namespaces(inventory: Inventory, entry: Mapping[str, Any]) -> list[str]:
-    """Where an entry's targets live: the selected namespaces, or ``[""]`` for a cluster-scoped
-    kind (one object for the whole cluster)."""
-    if not target_kind(BundleRef.parse(entry).kind).namespaced:
-        return [""]
-    return target_namespaces(inventory, entry)
-
-
-def target_namespaces(inventory: Inventory, entry: Mapping[str, Any]) -> list[str]:
-    """Selected namespaces that can take objects (terminating ones are skipped). A selector never
-    picks the system namespaces or the operator's own; naming one in ``namespaces`` makes a
-    target that is then refused, with the reason in status."""
-    selector = LabelSelector.from_spec(entry.get("namespaceSelector"))
-    explicit = set(entry.get("namespaces") or ())
-    never = SYSTEM_NAMESPACES | {operator_namespace()}
-    out = []
-    for (_, name), rec in inventory.namespaces.snapshot().items():
-        if rec.terminating:
-            continue
-        if name in explicit or (("namespaceSelector" in entry or not explicit) and selector.matches(rec.label_map)
-                                and name not in never):
-            out.append(name)
-    return sorted(out)
-
-
-def target_id(kind: str, namespace: str, name: str, key: str) -> str:
-    """How a bundle target is named in rotation status: ``namespace/kind/name/key``."""
-    return f"{namespace}/{kind}/{name}/{key}"
-
-
-def target_ids(inventory: Inventory, entries: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any], str]]:
-    """Every bundle target as (id ``namespace/kind/name/key``, entry, namespace)."""
-    out = []
-    for entry in entries:
-        ref = BundleRef.parse(entry)
-        for ns in entry_namespaces(inventory, entry):
-            out.append((target_id(ref.kind, ns, ref.name, ref.key), entry, ns))
-    return out
 
 
 def target_fingerprints(raw: RawClient, entry: TargetEntry, namespace: str,

@@ -4,7 +4,9 @@ The CA key pair lives in a ``kubernetes.io/tls`` Secret in the operator's namesp
 to exactly one policy: the one it was created for (``certpolicy.io/managed-by`` + UID), or the
 one a Secret made elsewhere (OpenSSL, Vault, step-ca) was handed to by labelling it
 ``certpolicy.io/managed-by=<policy>``. A policy that names another policy's CA Secret, or an
-unlabelled one, gets ``Degraded/CANotOwned`` and issues nothing from it.
+unlabelled one, gets ``Degraded/CANotOwned`` and issues nothing from it. A Secret created for a
+deleted policy of the same name (a ``Retain`` delete, then a re-create) is taken over with
+``spec.ca.adopt: true`` (:mod:`certpolicy.handlers.adopt`), which the ``CANotOwned`` message names.
 
 A policy that had a CA and finds its Secret gone gets ``Degraded/CAMissing`` and a Warning. A
 fresh CA made and swapped in on the spot would re-issue every leaf before any bundle trusts it (an
@@ -29,10 +31,21 @@ from typing import Any
 from cryptography import x509
 
 from certpolicy.environment import operator_namespace
+from certpolicy.handlers.adopt import adopt_stage, adopt_wanted
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
 from certpolicy.kube.managed import NotManaged, read, write_managed_secret
-from certpolicy.kube.ownership import MANAGED_BY, ROLE_CA, ROLE_LABEL, Owner, created_for, owner_description
+from certpolicy.kube.ownership import (
+    MANAGED_BY,
+    ROLE_CA,
+    ROLE_LABEL,
+    Owner,
+    adopt_hint,
+    created_for,
+    owner_description,
+    predecessor_uid,
+)
+from certpolicy.kube.policyobjects import live_policies
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.fingerprint import short
 from certpolicy.pki.inspect import summarize
@@ -76,6 +89,11 @@ def load_ca_secret(raw: RawClient, name: str, owner: Owner, namespace: str | Non
         return None, None
     where = f"CA Secret {namespace}/{name}"
     role = ((obj.get("metadata") or {}).get("labels") or {}).get(ROLE_LABEL, ROLE_CA)
+    if (earlier := predecessor_uid(obj, owner)) is not None and role == ROLE_CA:
+        return None, Problem("CANotOwned", f"{where} was created for an earlier CertificatePolicy {owner.name} (uid "
+                                           f"{earlier}), not for this one (uid {owner.uid}). If that policy was "
+                                           f"deleted, {adopt_hint(owner)}: it takes over this Secret and the "
+                                           "bundle targets and leaves that policy left, in one go")
     if not created_for(obj, owner) or role != ROLE_CA:
         return None, Problem("CANotOwned", f"{where} belongs to {owner_description(obj)}, not to CertificatePolicy "
                                            f"{owner.name}; a CA Secret serves one policy. To hand a CA made "
@@ -113,8 +131,11 @@ def ensure_ca(ctx: PassContext) -> CASecret | None:
     """
     ca_spec = ctx.spec["ca"]
     name = ca_spec["secretName"]
+    adopt_stage(ctx)
     ca, problem = load_ca_secret(ctx.raw, name, ctx.policy, ctx.namespace)
     if ca is not None or problem is not None:
+        if problem is not None and adopt_wanted(ctx):
+            problem = _not_adoptable(ctx, name, problem)
         ctx.out.problems += [problem] if problem else []
         return ca
     had = active_in_history((ctx.status.get("ca") or {}).get("history"))
@@ -139,6 +160,23 @@ def ensure_ca(ctx: PassContext) -> CASecret | None:
     ca, problem = load_ca_secret(ctx.raw, name, ctx.policy, ctx.namespace)
     ctx.out.problems += [problem] if problem else []
     return ca
+
+
+def _not_adoptable(ctx: PassContext, name: str, problem: Problem) -> Problem:
+    """With spec.ca.adopt set, say why the CA Secret still is not this policy's: its recorded owner
+    is a live policy (never taken over), or it is not labelled for this policy at all."""
+    if problem.reason != "CANotOwned":
+        return problem
+    obj = read(ctx.raw, "Secret", ctx.namespace, name)
+    uid = predecessor_uid(obj, ctx.policy)
+    if uid is None:
+        return problem
+    owner = (live_policies(ctx.raw) or {}).get(uid)
+    if owner is None:
+        return problem  # adoption failed this pass: AdoptionFailed says why
+    return Problem("CANotOwned", f"CA Secret {ctx.namespace}/{name} is labelled for {ctx.name} but records the UID "
+                                 f"of CertificatePolicy {owner} ({uid}), which exists: spec.ca.adopt never takes a "
+                                 "live policy's objects. Point spec.ca.secretName at another Secret")
 
 
 def ca_status_stage(ctx: PassContext, *, ca: CASecret | None, next_ca: CASecret | None,

@@ -4,8 +4,8 @@
 
 * ``Retain`` (default) — nothing is removed. Workloads keep running: their leaves still chain to
   the policy's CA and every bundle still trusts it. The CA Secrets stay in the operator's
-  namespace (a policy re-created under the same name adopts them only when they are handed over
-  again, see :mod:`certpolicy.kube.ownership`). kopf's finalizer (every policy has it while the
+  namespace (a policy re-created under the same name takes them, its bundle targets and leaves
+  over with ``spec.ca.adopt: true``, see :mod:`certpolicy.handlers.adopt`). kopf's finalizer (every policy has it while the
   operator runs, because its loop is a kopf daemon) is removed as soon as that loop stops.
 * ``Delete`` — the same finalizer (on the CertificatePolicy itself, never on a user object) also
   waits for the clean-up. On deletion every CA the policy ever put in bundles is removed from every target it

@@ -21,16 +21,13 @@ every evaluation worker busy for minutes. So:
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import logging
-import os
 import socket
 import ssl
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -41,11 +38,10 @@ from certpolicy.pki.chain import verify_chain
 from certpolicy.pki.fingerprint import short
 from certpolicy.pki.issue import issue_leaf
 from certpolicy.rotation import Probe, ProbeResult
+from certpolicy.rotation.probeallow import AllowList
 
 log = logging.getLogger("certpolicy.rotation")
 
-PROBE_ALLOW_ENV = "CERTPOLICY_PROBE_ALLOW"
-CLUSTER_DOMAIN_ENV = "CERTPOLICY_CLUSTER_DOMAIN"
 PROBE_WORKERS = 16
 #: after the handshake, how long the canary listens for a TLS 1.3 post-handshake rejection
 READ_AFTER_HANDSHAKE = 1.0
@@ -53,50 +49,6 @@ _CERTIFICATE_REQUEST = 13  # TLS HandshakeType certificate_request (RFC 5246 / R
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class AllowList:
-    """Host patterns (``name``, ``*.suffix`` = any name under the suffix) and CIDRs."""
-
-    patterns: tuple[str, ...]
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-
-    @classmethod
-    def parse(cls, text: str) -> AllowList:
-        patterns, networks = [], []
-        for item in (i.strip().lower().rstrip(".") for i in text.split(",")):
-            if not item:
-                continue
-            try:
-                networks.append(ipaddress.ip_network(item, strict=False))
-            except ValueError:
-                patterns.append(item)
-        return cls(tuple(patterns), tuple(networks))
-
-    @classmethod
-    def from_env(cls) -> AllowList:
-        domain = os.environ.get(CLUSTER_DOMAIN_ENV, "cluster.local").strip(".")
-        return cls.parse(os.environ.get(PROBE_ALLOW_ENV) or f"*.svc,*.svc.{domain}")
-
-    def allows(self, host: str) -> bool:
-        host = host.strip().lower().rstrip(".")
-        try:
-            ip = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            ip = None
-        if ip is not None:
-            return any(ip.version == n.version and ip in n for n in self.networks)
-        for p in self.patterns:
-            if p.startswith("*."):
-                if host.endswith(p[1:]) and len(host) > len(p) - 1:
-                    return True
-            elif host == p:
-                return True
-        return False
-
-    def describe(self) -> str:
-        return ", ".join([*self.patterns, *(str(n) for n in self.networks)]) or "nothing"
 
 
 def served_by(chain: Sequence[bytes], cas: Sequence[x509.Certificate], now: dt.datetime) -> str | None:
@@ -137,11 +89,9 @@ def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime,
     so the canary also reads briefly: an alert means rejected, a timeout or data means accepted,
     and a connection closed without a word is counted as rejected (the gate must be sure).
     """
-    allow = AllowList.from_env()
-    if not allow.allows(probe.host):
-        return ProbeResult(probe.id, ca.fingerprint, False, now,
-                           f"ProbeNotAllowed: {probe.host} is not on the operator's probe allow-list "
-                           f"({allow.describe()}; set with --probe-allow); not connected")
+    refused = AllowList.from_env().refusal(probe.host)
+    if refused is not None:
+        return ProbeResult(probe.id, ca.fingerprint, False, now, refused)
     canary = issue_leaf(ca.key_pair, common_name="certpolicy-rotation-canary", usages=["clientAuth"],
                         validity=dt.timedelta(minutes=10), now=now)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -12,14 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from cryptography import x509
 from kubernetes.client import ApiException
 
 from certpolicy.environment import PROBE_RETRY
-from certpolicy.handlers.bundles import TargetEntry, distribute, target_fingerprints, target_ids
+from certpolicy.handlers.bundles import TargetEntry, distribute, target_fingerprints
 from certpolicy.handlers.ca import (
     CA_MISSING,
     CASecret,
@@ -32,15 +33,13 @@ from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.issuance import RateLimiter, issue_all
 from certpolicy.handlers.probes import submit_probes
 from certpolicy.handlers.problems import Problem
-from certpolicy.inventory.inventory import Inventory
-from certpolicy.inventory.records import SecretRecord
-from certpolicy.inventory.selection import select
+from certpolicy.inventory.bundletargets import target_ids
+from certpolicy.inventory.observation import TargetReading, build_observation
 from certpolicy.kube.managed import NotManaged, b64, read, write_managed_secret
 from certpolicy.kube.ownership import ROLE_CA
 from certpolicy.metrics import COLLECTOR
-from certpolicy.pki.chain import verify_chain
 from certpolicy.pki.fingerprint import short
-from certpolicy.policy.cahistory import active_in_history, history_certificates
+from certpolicy.policy.cahistory import history_certificates
 from certpolicy.policy.spec import PolicySpecError
 from certpolicy.rotation import (
     CAInfo,
@@ -49,9 +48,7 @@ from certpolicy.rotation import (
     DeleteCASecret,
     EmitEvent,
     GenerateNewCA,
-    Leaf,
     Observation,
-    PodUse,
     PromoteNewCA,
     ReissueLeaf,
     RestartWorkload,
@@ -63,7 +60,6 @@ from certpolicy.rotation import (
     decide,
     secrets_to_observe,
 )
-from certpolicy.rotation.triggers import FORCE_ANNOTATION, ROTATE_ANNOTATION
 from certpolicy.timestamps import parse_rfc3339, rfc3339
 
 log = logging.getLogger("certpolicy.rotation")
@@ -127,7 +123,8 @@ def rotation_stage(ctx: PassContext, *, ca: CASecret | None) -> RotationStage | 
 def observe(ctx: PassContext, *, state: RotationState, settings: RotationSettings
             ) -> tuple[Observation, dict[str, CASecret]]:
     """A fresh read of everything the machine decides on: CA Secrets, each bundle target read back
-    on its own (its truststore passwords read through the pass, once), the leaves in scope."""
+    on its own (its truststore passwords read through the pass, once), the leaves in scope; put
+    together by the builder the rotation plan uses too (``inventory/observation.py``)."""
     pairs: dict[str, CASecret] = {}
     cas: dict[str, CAInfo | None] = {}
     absent: set[str] = set()
@@ -139,69 +136,19 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
         else:
             cas[name] = None
             absent |= {name} if problem is None else set()
-    history = (ctx.status.get("ca") or {}).get("history")
-    kept = history_certificates(history)  # parsed once per pass: the lost CA and the leaves' anchors
-    lost = None
-    if settings.ca_secret_name in absent and (had := active_in_history(history)) is not None:
-        cert = kept.get(had["fingerprint"])
-        lost = CAInfo(had["fingerprint"], cert.not_valid_after_utc) if cert is not None else None
-    targets, primaries = {}, {}
-    by_object: dict[tuple[str, str, str], list[str]] = {}
-    for spec in ctx.spec.get("trustBundles") or ():
-        entry = TargetEntry.read(ctx.passwords, spec)
-        for ns in entry.namespaces(ctx.inventory):
-            tid = entry.target_id(ns)
-            targets[tid], primary = target_fingerprints(ctx.raw, entry, ns, ctx.name)
-            if entry.stores:
-                primaries[tid] = primary
-            by_object.setdefault((entry.ref.kind, ns, entry.ref.name), []).append(tid)
-    # The history's certificates too: leaves still chain to a CA whose Secret is gone.
-    anchors = [p.key_pair.cert for p in pairs.values()] + list(kept.values())
-    leaves = []
-    managed = {(i["namespace"], i["secretName"]) for i in ctx.spec.get("issuance") or ()}
-    seen = set()
-    for rec in select(ctx.inventory, ctx.spec.get("selector") or {}).secrets:
-        seen.add((rec.namespace, rec.name))
-        leaves.append(_leaf(rec, anchors, ctx.now, (rec.namespace, rec.name) in managed))
-    for key in managed - seen:
-        found = ctx.inventory.secret(key)
-        if found is not None:
-            leaves.append(_leaf(found, anchors, ctx.now, True))
-    obs = Observation(
-        ca_secrets=cas, targets=targets, leaves=tuple(leaves), probe_results=ctx.memory.rotation.drain(),
-        rotate_request=ctx.annotations.get(ROTATE_ANNOTATION), force=ctx.annotations.get(FORCE_ANNOTATION),
-        pods=start_only_pods(ctx.inventory, {leaf.id for leaf in leaves}, by_object), primaries=primaries,
-        lost_ca=lost,
-    )
+    entries: dict[int, TargetEntry] = {}
+
+    def read_target(spec: Mapping[str, Any], namespace: str) -> TargetReading:
+        entry = entries.get(id(spec))
+        if entry is None:
+            entry = entries[id(spec)] = TargetEntry.read(ctx.passwords, spec)
+        fps, primary = target_fingerprints(ctx.raw, entry, namespace, ctx.name)
+        return TargetReading(fps, primary, bool(entry.stores))
+
+    obs = build_observation(ctx.inventory, ctx.spec, ctx.status, ctx.annotations, ctx.now, settings, cas=cas,
+                            absent=absent, ca_certs=[p.key_pair.cert for p in pairs.values()],
+                            read_target=read_target, probe_results=ctx.memory.rotation.drain())
     return obs, pairs
-
-
-def start_only_pods(inventory: Inventory, leaf_ids: set[str],
-                    bundles: Mapping[tuple[str, str, str], Sequence[str]]) -> tuple[PodUse, ...]:
-    """Pods that read one of these leaves, or one of these bundle targets (``(kind, namespace,
-    name)`` -> target ids), only when they start: through ``subPath``/``env``/``envFrom``, or any
-    way for a bundle when the Pod carries the ``certpolicy.io/trust-loaded-at-start`` annotation."""
-    out = []
-    for pod in inventory.pods.snapshot().values():
-        static_leaves: set[str] = set()
-        static_bundles: set[str] = set()
-        for ref in pod.references:
-            if ref.kind == "Secret" and ref.read_at_start_only and f"{pod.namespace}/{ref.name}" in leaf_ids:
-                static_leaves.add(f"{pod.namespace}/{ref.name}")
-            if ref.read_at_start_only or pod.trust_at_start:
-                static_bundles.update(bundles.get((ref.kind, pod.namespace, ref.name), ()))
-        if static_leaves or static_bundles:
-            out.append(PodUse(f"{pod.namespace}/{pod.name}", pod.started_at, pod.owner,
-                              frozenset(static_leaves), frozenset(static_bundles)))
-    return tuple(sorted(out, key=lambda p: p.id))
-
-
-def _leaf(rec: SecretRecord, anchors: Sequence[x509.Certificate], now: dt.datetime, managed: bool) -> Leaf:
-    issuer = None
-    if rec.material.leaf is not None and anchors:
-        result = verify_chain(rec.material.leaf, rec.material.intermediates, anchors, now)
-        issuer = result.anchor_fingerprint if result.trusted else None
-    return Leaf(f"{rec.namespace}/{rec.name}", issuer, managed)
 
 
 # ---- actions ----------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ class PolicyMemory:
     last_status_write: float | None = None  # monotonic; None: not yet in this process
     limiter: Any = None  # issuance RateLimiter, per policy
     last_ca_sweep: float | None = None  # monotonic: last look for expired CA Secrets to delete
+    #: (policy UID, generation) whose spec.ca.adopt sweep is done (handlers/adopt.py)
+    adopt_swept: tuple[str, int | None] | None = None
     rotation: RotationMemory = field(default_factory=RotationMemory)
     #: Stores re-read with a passwordSecretRef, by (kind, namespace, name, key, password Secret, key):
     #: ((store resourceVersion, password resourceVersion), the parsed entry). Certificates only.

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from kubernetes.client import ApiException
 
-from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.rawapi import METADATA_ONLY, METADATA_ONLY_WATCH, RawClient
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,6 @@ class Store(Protocol):
 
 class Gone(Exception):
     """The watch's resourceVersion is too old: relist."""
-
-
-#: Ask for ``PartialObjectMetadata`` instead of whole objects: names, versions and labels only.
-METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 
 @dataclass(frozen=True)

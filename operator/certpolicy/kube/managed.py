@@ -24,11 +24,13 @@ from certpolicy.kube.ownership import (
     BUNDLE_POLICIES,
     CLAIMS,
     MANAGED_BY,
+    OWNER_UID,
     ROLE_BUNDLE,
     ROLE_LEAF,
     NotManaged,
     Owner,
     TargetConflict,
+    adoptable,
     check_bundle_target,
     check_managed,
     conflicting_claims,
@@ -40,7 +42,7 @@ from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.targets import TARGET_KINDS
 
 __all__ = ["BUNDLE_LABEL", "BUNDLE_POLICIES", "MANAGED_BY", "NotManaged", "Owner", "TargetConflict", "WriteResult",
-           "b64", "delete_managed_configmap", "kind_served", "merge_into_target", "read",
+           "adopt", "b64", "delete_managed_configmap", "kind_served", "merge_into_target", "read",
            "sync_managed_secret_metadata", "write_managed_configmap", "write_managed_secret"]
 
 MAX_CONFLICT_RETRIES = 5
@@ -182,6 +184,20 @@ def delete_managed_configmap(raw: RawClient, namespace: str, name: str, owner: O
         if e.status == 404:
             return False
         raise
+    return True
+
+
+def adopt(raw: RawClient, kind: str, namespace: str, name: str, owner: Owner, live_uids: frozenset[str]) -> bool:
+    """Take over an object a deleted predecessor of the same name left (see ``ownership.adoptable``),
+    decided on a fresh read: a merge patch of the ``certpolicy.io/managed-by-uid`` annotation alone,
+    with the ``resourceVersion`` read (409 if it changed meanwhile: the next pass looks again).
+    The label is not touched, so the admission policy (manifests/admissionpolicy.yaml) lets it
+    through. False when the object is gone or not adoptable any more."""
+    current = read(raw, kind, namespace, name)
+    if current is None or not adoptable(current, owner, live_uids):
+        return False
+    raw.patch(_path(kind, namespace, name), {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"],
+                                                          "annotations": {OWNER_UID: owner.uid}}})
     return True
 
 

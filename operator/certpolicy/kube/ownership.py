@@ -7,8 +7,12 @@ another policy's CA key, an issued leaf's key, an application's ConfigMap, or th
 * **created for this policy** — label ``certpolicy.io/managed-by=<policy name>`` and annotation
   ``certpolicy.io/managed-by-uid=<policy UID>`` (set on every object the operator creates). A
   policy deleted and re-created under the same name has another UID and does not inherit the old
-  one's objects; an object labelled by hand without the UID annotation is an explicit hand-over
-  to the policy it names (how a CA Secret is adopted);
+  one's objects by itself; an object labelled by hand without the UID annotation is an explicit
+  hand-over to the policy it names (how a CA Secret made elsewhere is adopted);
+* **left by a predecessor** — labelled with this policy's name, annotated with the UID of a policy
+  that no longer exists (a ``Retain`` delete, then a re-create): taken over only when the new
+  policy says so with ``spec.ca.adopt: true`` (:func:`adoptable`), by rewriting that annotation;
+  an object whose UID is a live policy's is never taken;
 * **opted in** — a user's existing bundle target carrying the annotation
   ``certpolicy.io/inject-ca-from=<policy>[,<policy>...]``, the convention of OpenShift's
   ``service.beta.openshift.io/inject-cabundle`` and cert-manager's ``cert-manager.io/inject-ca-from``;
@@ -30,7 +34,7 @@ Pure: decisions over metadata maps, no API calls.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +102,30 @@ def created_for(obj: Mapping[str, Any] | None, owner: Owner) -> bool:
     return uid is None or not owner.uid or uid == owner.uid
 
 
+def predecessor_uid(obj: Mapping[str, Any] | None, owner: Owner) -> str | None:
+    """The UID of the *other* policy of this name an object was created for (labelled with this
+    policy's name, annotated with another UID); None when it is this policy's, or not labelled so."""
+    labels, annotations = _meta(obj)
+    uid = annotations.get(OWNER_UID)
+    if labels.get(MANAGED_BY) != owner.name or not uid or not owner.uid or uid == owner.uid:
+        return None
+    return uid
+
+
+def adoptable(obj: Mapping[str, Any] | None, owner: Owner, live_uids: Collection[str]) -> bool:
+    """Whether a policy with ``spec.ca.adopt`` may take ``obj`` over: created for an earlier policy
+    of the same name whose UID belongs to no existing CertificatePolicy (``live_uids``)."""
+    uid = predecessor_uid(obj, owner)
+    return uid is not None and uid not in live_uids
+
+
+def adopt_hint(owner: Owner) -> str:
+    """The exact fix for an object a deleted predecessor of the same name left."""
+    return (f"set spec.ca.adopt: true on CertificatePolicy {owner.name} to take over what a deleted policy of "
+            f"this name left (kubectl patch certificatepolicy {owner.name} --type=merge -p "
+            "'{\"spec\":{\"ca\":{\"adopt\":true}}}')")
+
+
 def opted_in(obj: Mapping[str, Any] | None, owner: Owner) -> bool:
     """Whether the object's owner asked for this policy's CAs (``certpolicy.io/inject-ca-from``)."""
     _, annotations = _meta(obj)
@@ -118,6 +146,9 @@ def check_managed(obj: Mapping[str, Any], owner: Owner, role: str, what: str) ->
     """Raise NotManaged unless ``obj`` was created for ``owner`` in ``role`` (a missing role label
     is accepted for CA Secrets and leaves labelled by hand: the hand-over names the policy)."""
     labels, _ = _meta(obj)
+    if (earlier := predecessor_uid(obj, owner)) is not None:
+        raise NotManaged(f"{what} was created for an earlier CertificatePolicy {owner.name} (uid {earlier}), not "
+                         f"this one; it was left untouched. If that policy was deleted, {adopt_hint(owner)}")
     if not created_for(obj, owner):
         raise NotManaged(f"{what} exists and belongs to {owner_description(obj)}, not to CertificatePolicy "
                          f"{owner.name}; it was left untouched")
@@ -132,6 +163,9 @@ def check_bundle_target(obj: Mapping[str, Any], owner: Owner, what: str) -> None
     labels, _ = _meta(obj)
     if created_for(obj, owner) and labels.get(ROLE_LABEL) == ROLE_BUNDLE:
         return
+    if (earlier := predecessor_uid(obj, owner)) is not None:
+        raise NotManaged(f"{what} was created for an earlier CertificatePolicy {owner.name} (uid {earlier}), not "
+                         f"this one; it was left untouched. If that policy was deleted, {adopt_hint(owner)}")
     raise NotManaged(f"{what} exists and was not created for CertificatePolicy {owner.name} (it belongs to "
                      f"{owner_description(obj)}); to receive this policy's CAs its owner annotates it "
                      f"{INJECT_CA_FROM}={owner.name}")

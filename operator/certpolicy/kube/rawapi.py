@@ -18,6 +18,10 @@ from kubernetes.client import ApiClient, ApiException
 from certpolicy.kube.writegate import WRITE_GATE
 
 MAX_ERROR_MESSAGE = 500
+#: Ask for ``PartialObjectMetadata`` instead of whole objects: names, versions, labels and
+#: annotations only (a Secret's data never crosses the wire). Lists, and one object or a watch.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 # PEM blocks and long base64 runs: what Secret data looks like if an error message echoes it.
 _SECRETISH = re.compile(r"-----BEGIN [^-]*-----.*?(?:-----END [^-]*-----|$)|[A-Za-z0-9+/=]{48,}", re.S)
 

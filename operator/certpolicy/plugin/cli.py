@@ -23,6 +23,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "blast-radius": ("certpolicy.plugin.blast", "everything that depends on a CA or bundle"),
     "rotate": ("certpolicy.plugin.plan", "--plan: what a CA rotation would do, what would stall it, how long"),
     "check": ("certpolicy.plugin.whatif", "what a new or changed policy would say about the live cluster"),
+    "leftovers": ("certpolicy.plugin.leftovers", "what a policy, present or deleted, left in the cluster, and how to "
+                                                 "remove it"),
 }
 
 

@@ -1,209 +1,264 @@
-"""``kubectl certpolicy rotate POLICY --plan``: what a CA rotation of this policy would do, and what would stall it.
+"""``kubectl certpolicy rotate POLICY --plan``: what a CA rotation of this policy would do, and where it would stop.
 
 A dry run (nothing is written; a rotation itself is requested with the ``certpolicy.io/rotate``
-annotation, docs/rotation.md). From the live policy and cluster it lists:
+annotation, docs/rotation.md). The plan has no rules of its own: it builds the observation the
+operator builds (``inventory/observation.py``: the leaves in scope and the CA each chains to, the
+Pods that read a leaf or bundle only at start, the bundle targets) and runs the operator's own
+decision function forward on it (``rotation/forecast.py``). So it stops where the operator would
+stop, for the reason the operator would give, in the operator's words:
 
-* the bundle targets the new CA is added to (step 1) and later removed from (step 5), from the
-  policy's status;
-* the managed leaves re-issued from the new CA (step 3, ``spec.issuance``), at most
-  ``issuanceLimits.perMinute`` a minute;
-* the **unmanaged leaves** — Secrets the policy selects whose certificate chains to the current
-  CA but that the operator does not issue: step 4 waits for their owners to re-issue them, and
-  turns ``Stalled`` after ``rotation.leafTimeout``;
-* the **Pods to restart** — Pods using a bundle target or a leaf through ``subPath``, ``env`` or
-  ``envFrom``, which never see an update: step 4 waits for those using a leaf to restart (the
-  operator restarts their owners only with ``rotation.restartWorkloads``); those holding a
-  bundle stop trusting the new leaves;
-* the expected duration with the configured delays (``propagationDelay``, probes, re-issue rate,
-  ``leafPropagationDelay``), and the worst case (``leafTimeout``) when something would stall.
+* **Completed** — every step finishes; the plan says when (the delays, the re-issue rate and the
+  probe retries are the machine's own timers);
+* **Stalled at step N** — the machine reports ``Stalled`` after ``leafTimeout``: leaves the
+  operator does not issue, Pods that read a bundle (step 2) or a leaf (step 4) only at start
+  without ``restartWorkloads``;
+* **Held at step N** — it waits for ever without stalling: a probe the operator's allow-list
+  refuses (``ProbeNotAllowed``), a bundle target the operator may not write, ``paused``.
 
-Exit status: 0 nothing needs attention; 1 it would stall (unmanaged leaves, or Pods using a leaf
-that must restart, without ``restartWorkloads``) or break Pods (a Pod holding a copy of a bundle
-target keeps only the old CA and stops trusting the new leaves); 3 the
-plan cannot be made (no such policy, no CA yet, invalid settings).
+What the plan reads instead of what the operator reads, and assumes (printed with the plan): the
+CAs' fingerprints from the policy's status (CA Secrets only checked to exist, metadata only: no
+key leaves the cluster); the targets' state from ``status.bundleTargets`` (a target in an error
+state is one the operator cannot write); the operator's probe allow-list from ``--probe-allow``
+(default: ``CERTPOLICY_PROBE_ALLOW``, else the operator's default) and its probe retry from
+``CERTPOLICY_PROBE_RETRY`` (default 30 s, as the operator's); probes it admits accept the canary
+and then serve a leaf from the new CA; restarted Pods start within a second.
+
+Exit status: 0 it would complete; 1 it would stall, be held, or not start; 3 the plan cannot be
+made (no such policy, no CA yet, invalid settings).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
 import sys
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from dataclasses import replace
+from typing import Any
 
-from certpolicy.plugin.blast import CHAINS, KINDS, TargetError, radius
+from certpolicy.plugin.blast import TargetError
 from certpolicy.plugin.output import dump, table
-from certpolicy.plugin.reads import read
+from certpolicy.policy.durations import format_duration
 from certpolicy.policy.spec import PolicySpecError
 
 PLAN = "kubectl-certpolicy-plan"
 EXIT_ATTENTION = 1
+#: Target states (status.bundleTargets) in which the operator cannot write the target.
+UNWRITABLE = frozenset({"Error", "NotManaged", "Refused", "Conflict", "TooLarge", "NotServed"})
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Dry run of a CA rotation: targets, leaves to re-issue, unmanaged leaves and subPath Pods "
-                          "that would stall it, expected duration. Exit 1 when it would stall.")
+    parser.description = ("Dry run of a CA rotation with the operator's own decision code: the steps, how long, and "
+                          "where and why it would stall or be held. Exit 1 when it would not complete.")
     parser.add_argument("policy", metavar="POLICY")
     parser.add_argument("--plan", action="store_true", required=True,
                         help="required: only the plan is made here (a rotation is requested with the "
                              "certpolicy.io/rotate annotation)")
+    parser.add_argument("--request", metavar="ID", default="plan",
+                        help="the certpolicy.io/rotate value you will set: the rotation's id in the plan's messages "
+                             "(default: plan)")
+    parser.add_argument("--probe-allow", metavar="PATTERNS", default=None,
+                        help="the operator's --probe-allow (default: $CERTPOLICY_PROBE_ALLOW, else the operator's "
+                             "default *.svc,*.svc.<cluster domain>)")
 
 
-class _Step(TypedDict):
-    step: int
-    phase: str
-    seconds: int
-    what: str
+def _secret_exists(raw, namespace: str, name: str) -> bool:
+    """Whether a Secret exists, read as metadata only (its data never leaves the cluster)."""
+    from kubernetes.client import ApiException
+
+    from certpolicy.kube.rawapi import METADATA_ONLY_WATCH
+
+    try:  # PartialObjectMetadata, the same Accept as a watch's
+        raw.get(f"/api/v1/namespaces/{namespace}/secrets/{name}", accept=METADATA_ONLY_WATCH)
+        return True
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise TargetError(f"cannot read Secret {namespace}/{name}: HTTP {e.status}") from None
 
 
-def _seconds(d: dt.timedelta) -> int:
-    return int(d.total_seconds())
+def observed_cas(raw, status: Mapping[str, Any], state, settings, namespace: str):
+    """What ``Observation.ca_secrets`` holds, from the status instead of the Secrets' keys: the CA
+    each Secret the machine looks at holds, as the operator last recorded it. Returns
+    (cas, absent)."""
+    from certpolicy.policy.cahistory import history_certificates
+    from certpolicy.rotation import CAInfo, secrets_to_observe
+
+    ca = status.get("ca") or {}
+    certs = history_certificates(ca.get("history"))
+    known: dict[str, str | None] = {settings.ca_secret_name: ca.get("fingerprint")}
+    if settings.supplied_ca_secret_name:  # its certificate is not read: named, not fingerprinted
+        known[settings.supplied_ca_secret_name] = f"sha256:supplied-in-{settings.supplied_ca_secret_name}"
+    cur = state.current
+    if cur is not None:
+        known[cur.new_ca_secret_name] = cur.new_ca
+        known[cur.retired_ca_secret_name] = cur.old_ca
+    elif state.history and state.history[0].cleanup_secret_name:
+        known[state.history[0].cleanup_secret_name] = state.history[0].new_ca
+    cas: dict[str, Any] = {}
+    absent: set[str] = set()
+    for name in secrets_to_observe(state, settings):
+        fp = known.get(name)
+        if not _secret_exists(raw, namespace, name):
+            cas[name] = None
+            absent.add(name)
+        elif fp:
+            cert = certs.get(fp)
+            cas[name] = CAInfo(fp, cert.not_valid_after_utc if cert is not None else None)
+        else:
+            cas[name] = None
+    return cas, absent
 
 
-def _human(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    h, rem = divmod(seconds, 3600)
-    return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s" if rem % 60 else f"{rem // 60}m"
+def target_reader(status: Mapping[str, Any], state, active: str | None):
+    """``ReadTarget`` from ``status.bundleTargets``: a target in an error state is unreadable and
+    unwritable; any other holds the CAs the policy's state says it does. Truststore primaries
+    are not modelled: the machine rewrites a wrong bare alias in the same action that adds the CA,
+    so they never change where a rotation stops. Returns (reader, unwritable ids)."""
+    from certpolicy.inventory.bundletargets import target_id
+    from certpolicy.inventory.observation import TargetReading
+    from certpolicy.policy.bundleref import BundleRef
+
+    states = {(t.get("kind"), t.get("namespace", ""), t.get("name")): t.get("state")
+              for t in (status.get("bundleTargets") or {}).get("targets") or ()}
+    held = {active} if active else set()
+    cur = state.current
+    if cur is not None and not cur.rolling_back:
+        held = {cur.old_ca, cur.new_ca} - {None} if cur.step < 5 else {cur.new_ca} - {None}
+    unwritable: set[str] = set()
+
+    def read(entry: Mapping[str, Any], namespace: str) -> TargetReading:
+        ref = BundleRef.parse(entry)
+        if states.get((ref.kind, namespace, ref.name)) in UNWRITABLE:
+            unwritable.add(target_id(ref.kind, namespace, ref.name, ref.key))
+            return TargetReading(None)
+        return TargetReading(frozenset(f for f in held if f))
+
+    return read, unwritable
 
 
-def make_plan(policy: Mapping[str, Any], selection, secret_mounts: Mapping, configmap_mounts: Mapping, objects,
-              operator_namespace: str, now: dt.datetime) -> dict[str, Any]:
-    """The plan, from the live policy, its selection, the Pods' mounts and the cluster's objects."""
-    from certpolicy.pki.fingerprint import certificate_fingerprint
-    from certpolicy.plugin.live import trusted_by_policy
-    from certpolicy.rotation.model import RotationSettings
+def make_plan(raw, policy: Mapping[str, Any], inventory, operator_namespace: str, now: dt.datetime,
+              probe_allow: str | None, request: str = "plan") -> dict[str, Any]:
+    """The plan, from the live policy and an inventory of the cluster (synced, its reads declared)."""
+    from certpolicy.environment import PROBE_RETRY
+    from certpolicy.inventory.observation import build_observation
+    from certpolicy.rotation import RotationSettings, RotationState, StateError
+    from certpolicy.rotation.forecast import forecast
+    from certpolicy.rotation.probeallow import AllowList
 
     name = policy["metadata"]["name"]
     spec, status = policy.get("spec") or {}, policy.get("status") or {}
-    try:
-        settings = RotationSettings.from_spec(spec)
+    try:  # the probe retry as the operator sets it (handlers/rotation.py), from the same variable
+        settings = replace(RotationSettings.from_spec(spec), probe_retry=PROBE_RETRY.delta())
     except PolicySpecError as e:
         raise TargetError(f"policy {name} cannot rotate: {'; '.join(e.problems)}") from None
-    ca_fp = (status.get("ca") or {}).get("fingerprint")
-    ca_cert = next((c for c in trusted_by_policy(policy) if certificate_fingerprint(c) == ca_fp), None)
-    if ca_cert is None:
+    except ValueError as e:
+        raise TargetError(str(e)) from None
+    try:
+        state = RotationState.from_dict(status.get("rotation"))
+    except StateError as e:
+        raise TargetError(f"policy {name}: {e}") from None
+    active = (status.get("ca") or {}).get("fingerprint")
+    if not active:
         raise TargetError(f"policy {name} has no CA in its status yet: nothing to rotate")
-
-    targets = [dict(t) for t in ((status.get("bundleTargets") or {}).get("targets") or ())]
-    managed = sorted({(i.get("namespace", ""), i.get("secretName", "")) for i in spec.get("issuance") or ()})
-    selected = {(rec.namespace, rec.name) for rec in selection.secrets}
-    chaining = {(d.namespace, d.name) for d in radius([ca_cert], objects, now)
-                if d.kind == "Secret" and d.via.startswith(CHAINS)}
-    ca_secret = (operator_namespace, settings.ca_secret_name)
-    unmanaged = sorted((chaining & selected) - set(managed) - {ca_secret})
-
-    # Pods that never see an update of what they use: subPath mounts, env and envFrom
-    restart = []
-    used = [(t["kind"], t.get("namespace", ""), t["name"], "bundle target")
-            for t in targets if t["kind"] in ("ConfigMap", "Secret")]
-    used += [("Secret", ns, n, "managed leaf") for ns, n in managed]
-    used += [("Secret", ns, n, "unmanaged leaf") for ns, n in unmanaged]
-    for kind, ns, n, role in used:
-        for m in (configmap_mounts if kind == "ConfigMap" else secret_mounts).get((ns, n), ()):
-            how = "subPath" if m.sub_path else m.via if m.via in ("env", "envFrom") else None
-            if how:
-                restart.append({"namespace": m.namespace, "pod": m.pod, "kind": kind, "name": n, "role": role, "how": how})
-
-    leaf_pods = [p for p in restart if p["role"] != "bundle target"]
-    reissue = math.ceil(len(managed) / settings.reissue_per_minute) * 60 if managed else 0
-    probes = max((_seconds(p.timeout) for p in settings.probes), default=0)
-    steps: list[_Step] = [
-        {"step": 1, "phase": "AddNewCA", "seconds": 0, "what": f"add the new CA to {len(targets)} bundle targets"},
-        {"step": 2, "phase": "VerifyBundles", "seconds": _seconds(settings.propagation_delay) + probes,
-         "what": f"read every target back, then wait propagationDelay {_human(_seconds(settings.propagation_delay))}"
-                 + (f" and {len(settings.probes)} probe handshakes" if settings.probes else "")},
-        {"step": 3, "phase": "IssueFromNewCA", "seconds": reissue,
-         "what": f"promote the new CA, re-issue {len(managed)} managed leaves ({settings.reissue_per_minute}/min)"},
-        {"step": 4, "phase": "AwaitLeaves", "seconds": _seconds(settings.leaf_delay),
-         "what": f"wait leafPropagationDelay {_human(_seconds(settings.leaf_delay))} after the last leaf moved"
-                 + (f"; {len(unmanaged)} unmanaged leaves must be re-issued by their owners (Stalled after "
-                    f"leafTimeout {_human(_seconds(settings.leaf_timeout))})" if unmanaged else "")
-                 + (f"; {len(leaf_pods)} Pods using a leaf must restart"
-                    + (" (restartWorkloads does it)" if settings.restart_workloads else "") if leaf_pods else "")},
-        {"step": 5, "phase": "RemoveOldCA", "seconds": 0, "what": f"remove the old CA from {len(targets)} targets"},
-    ]
-    expected = sum(s["seconds"] for s in steps)
-    stalls = bool(unmanaged) or (bool(leaf_pods) and not settings.restart_workloads)
-    # a Pod holding a copy of a bundle target keeps the old CA only: it stops trusting the new
-    # leaves from step 3 on, unless restarted after step 2
-    breaks = any(p["role"] == "bundle target" for p in restart)
-    running = (status.get("rotation") or {}).get("step")
+    cas, absent = observed_cas(raw, status, state, settings, operator_namespace)
+    read_target, unwritable = target_reader(status, state, active)
+    annotations = (policy.get("metadata") or {}).get("annotations") or {}
+    obs = build_observation(inventory, spec, status, annotations, now, settings, cas=cas, absent=absent,
+                            ca_certs=(), read_target=read_target)
+    allow = AllowList.parse(probe_allow) if probe_allow is not None else AllowList.from_env()
+    fc = forecast(state, obs, settings, now, probe_verdict=lambda p: allow.refusal(p.host),
+                  unwritable=frozenset(unwritable), request=request)
+    leaves = sorted(obs.leaves, key=lambda leaf: leaf.id)
     return {
-        "policy": name, "ca": {"fingerprint": ca_fp, "secretName": settings.ca_secret_name},
-        "running": {"step": running, "phase": (status.get("rotation") or {}).get("phase")} if running else None,
-        "settings": {"propagationDelay": _human(_seconds(settings.propagation_delay)),
-                     "leafPropagationDelay": _human(_seconds(settings.leaf_delay)),
-                     "leafTimeout": _human(_seconds(settings.leaf_timeout)),
+        "policy": name, "ca": {"fingerprint": active, "secretName": settings.ca_secret_name},
+        "running": ({"id": state.current.id, "step": state.current.step, "phase": state.current.phase}
+                    if state.current else None),
+        "settings": {"propagationDelay": format_duration(settings.propagation_delay),
+                     "leafPropagationDelay": format_duration(settings.leaf_delay),
+                     "leafTimeout": format_duration(settings.leaf_timeout),
                      "restartWorkloads": settings.restart_workloads,
                      "issuancePerMinute": settings.reissue_per_minute, "probes": len(settings.probes),
-                     "paused": settings.paused},
-        "targets": targets,
-        "managedLeaves": [{"namespace": ns, "name": n} for ns, n in managed],
-        "unmanagedLeaves": [{"namespace": ns, "name": n} for ns, n in unmanaged],
-        "podsToRestart": restart,
-        "steps": steps,
-        "expectedSeconds": expected,
-        "worstCaseSeconds": expected - steps[3]["seconds"] + _seconds(settings.leaf_timeout) if stalls else expected,
-        "wouldStall": stalls,
-        "wouldBreak": breaks,
+                     "probeAllow": allow.describe(), "paused": settings.paused},
+        "forecast": {"outcome": fc.outcome, "step": fc.step, "phase": fc.phase, "reason": fc.reason,
+                     "message": fc.message, "afterSeconds": int(fc.after.total_seconds()),
+                     "steps": [{"step": s.step, "phase": s.phase, "afterSeconds": int(s.after.total_seconds())}
+                               for s in fc.steps],
+                     "events": [{"reason": r, "message": m} for r, m in fc.events]},
+        "targets": [{"id": t, "writable": t not in unwritable} for t in sorted(obs.targets)],
+        "managedLeaves": [leaf.id for leaf in leaves if leaf.managed],
+        "unmanagedLeaves": [leaf.id for leaf in leaves if not leaf.managed and leaf.issuer == active],
+        "podsReadingAtStart": [{"pod": p.id, "owner": p.owner, "leaves": sorted(p.leaves),
+                                "bundles": sorted(p.bundles)} for p in obs.pods],
+        "completes": fc.finishes,
+        "expectedSeconds": int(fc.after.total_seconds()) if fc.finishes else None,
     }
 
 
 def run(args: argparse.Namespace, raw) -> int:
+    from kubernetes.client import ApiException
+
+    from certpolicy import GROUP, PLURAL, VERSION
     from certpolicy.checkcmd import UsageError
     from certpolicy.environment import operator_namespace
     from certpolicy.plugin.live import LiveInventory
 
-    objects = read(raw, KINDS)
-    policy = next((p for p in objects.of("CertificatePolicy") if p["metadata"]["name"] == args.policy), None)
-    if policy is None:
-        raise TargetError(f"CertificatePolicy {args.policy} not found")
+    try:
+        policy = raw.get(f"/apis/{GROUP}/{VERSION}/{PLURAL}/{args.policy}")
+    except ApiException as e:
+        raise TargetError(f"CertificatePolicy {args.policy} not found" if e.status == 404
+                          else f"cannot read CertificatePolicy {args.policy}: HTTP {e.status}") from None
     try:
         with LiveInventory(raw.api_client) as live:
-            selection = live.select(f"{PLAN}/{args.policy}", policy.get("spec") or {})
-            secret_mounts, cm_mounts = live.inventory.mounts("Secret"), live.inventory.mounts("ConfigMap")
+            live.select(f"{PLAN}/{args.policy}", policy.get("spec") or {})  # declares its reads: named Secrets
+            doc = make_plan(raw, policy, live.inventory, operator_namespace(), dt.datetime.now(dt.UTC),
+                            args.probe_allow, args.request)
     except UsageError as e:
         raise TargetError(str(e)) from None
-    doc = make_plan(policy, selection, secret_mounts, cm_mounts, objects, operator_namespace(),
-                    dt.datetime.now(dt.UTC))
     if args.output == "json":
         dump(doc, sys.stdout)
     else:
         write(doc, sys.stdout)
-    return EXIT_ATTENTION if doc["wouldStall"] or doc["wouldBreak"] else 0
+    return 0 if doc["completes"] else EXIT_ATTENTION
+
+
+def _human(seconds: int) -> str:
+    return format_duration(dt.timedelta(seconds=seconds))
 
 
 def write(doc: Mapping[str, Any], out) -> None:
+    fc, s = doc["forecast"], doc["settings"]
     out.write(f"Rotation plan for CertificatePolicy {doc['policy']} (CA {doc['ca']['fingerprint'][:19]}…, "
               f"Secret {doc['ca']['secretName']})\n")
     if doc["running"]:
-        out.write(f"note: a rotation is already at step {doc['running']['step']} ({doc['running']['phase']})\n")
-    s = doc["settings"]
+        out.write(f"note: rotation {doc['running']['id']} is running, at step {doc['running']['step']} "
+                  f"({doc['running']['phase']}); the plan goes on from there\n")
     out.write(f"settings: propagationDelay {s['propagationDelay']}, leafPropagationDelay {s['leafPropagationDelay']}, "
-              f"leafTimeout {s['leafTimeout']}, {s['issuancePerMinute']} leaves/min, {s['probes']} probes"
-              + (", restartWorkloads" if s["restartWorkloads"] else "") + (", PAUSED" if s["paused"] else "") + "\n\n")
-    table(["step", "phase", "takes", "what"], [[st["step"], st["phase"], _human(st["seconds"]), st["what"]]
-                                               for st in doc["steps"]], out)
-    out.write(f"\nexpected: {_human(doc['expectedSeconds'])}"
-              + (f"; worst case {_human(doc['worstCaseSeconds'])} (step 4 until leafTimeout)" if doc["wouldStall"] else "")
-              + "\n")
+              f"leafTimeout {s['leafTimeout']}, {s['issuancePerMinute']} leaves/min, {s['probes']} probes "
+              f"(allow-list: {s['probeAllow']})" + (", restartWorkloads" if s["restartWorkloads"] else "")
+              + (", PAUSED" if s["paused"] else "") + "\n\n")
+    table(["step", "phase", "entered after"], [[st["step"], st["phase"], _human(st["afterSeconds"])]
+                                               for st in fc["steps"]], out)
     for title, rows, headers in (
-        ("bundle targets", [[t["kind"], t.get("namespace") or "-", t["name"], t.get("state", "")] for t in doc["targets"]],
-         ["kind", "namespace", "name", "state"]),
-        ("managed leaves (re-issued in step 3)", [[m["namespace"], m["name"]] for m in doc["managedLeaves"]],
-         ["namespace", "name"]),
-        ("unmanaged leaves on this CA (step 4 waits for their owners)",
-         [[m["namespace"], m["name"]] for m in doc["unmanagedLeaves"]], ["namespace", "name"]),
-        ("Pods that never see an update (subPath, env, envFrom): restart them (a leaf's: step 4 waits; "
-         "a bundle's: they stop trusting the new leaves from step 3)",
-         [[p["namespace"], p["pod"], f"{p['kind']} {p['name']}", p["role"], p["how"]] for p in doc["podsToRestart"]],
-         ["namespace", "pod", "uses", "as", "through"]),
+        ("bundle targets", [[t["id"], "yes" if t["writable"] else "NO (see status.bundleTargets)"]
+                            for t in doc["targets"]], ["target", "writable"]),
+        ("managed leaves (re-issued in step 3)", [[m] for m in doc["managedLeaves"]], ["leaf"]),
+        ("unmanaged leaves on this CA (step 4 waits for their owners)", [[m] for m in doc["unmanagedLeaves"]],
+         ["leaf"]),
+        ("Pods that read a leaf or bundle only at start (subPath, env, envFrom, trust-loaded-at-start)",
+         [[p["pod"], p["owner"] or "-", ", ".join(p["bundles"]) or "-", ", ".join(p["leaves"]) or "-"]
+          for p in doc["podsReadingAtStart"]], ["pod", "owner", "bundles", "leaves"]),
     ):
         out.write(f"\n{title}: {len(rows) or 'none'}\n")
         if rows:
             table(headers, rows, out)
-    verdict = [w for w, on in (("WOULD STALL", doc["wouldStall"]), ("WOULD BREAK Pods", doc["wouldBreak"])) if on]
-    out.write("\n" + (" and ".join(verdict) + ": see above.\n" if verdict else "Nothing would stall or break it.\n"))
+    after = _human(fc["afterSeconds"])
+    where = f"step {fc['step']}/5 {fc['phase']}" if fc["step"] else ""
+    verdict = {
+        "Completed": f"Completes after {after}.",
+        "Aborted": f"Rolls back after {after}.",
+        "Stalled": f"WOULD STALL at {where} after {after}.",
+        "Held": f"WOULD BE HELD at {where}, with no end (no progress after {after}).",
+        "NotStarted": "WOULD NOT START.",
+    }[fc["outcome"]]
+    out.write(f"\n{verdict}\nThe operator would say ({fc['reason']}): {fc['message']}\n")

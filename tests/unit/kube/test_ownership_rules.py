@@ -17,11 +17,13 @@ from certpolicy.kube.ownership import (
     ROLE_LEAF,
     NotManaged,
     Owner,
+    adoptable,
     check_bundle_target,
     check_managed,
     conflicting_claims,
     created_for,
     encode_claims,
+    predecessor_uid,
     read_claims,
     refused_key,
     refused_namespace,
@@ -111,3 +113,24 @@ def test_claims_round_trip_and_garbage_is_no_claim():
     assert read_claims(obj(annotations={CLAIMS: encode_claims(claims)})) == claims
     assert read_claims(obj(annotations={CLAIMS: "not json"})) == {}
     assert read_claims(obj(annotations={CLAIMS: "[1, 2]"})) == {}
+
+
+def test_only_a_dead_predecessors_objects_of_the_same_name_are_adoptable():
+    left = obj({MANAGED_BY: "a", ROLE_LABEL: ROLE_BUNDLE}, {OWNER_UID: "uid-old"})
+    assert predecessor_uid(left, A) == "uid-old"
+    assert adoptable(left, A, live_uids={"uid-a"})
+    assert not adoptable(left, A, live_uids={"uid-a", "uid-old"})  # that UID is a live policy's
+    assert not adoptable(obj({MANAGED_BY: "a"}, {OWNER_UID: "uid-a"}), A, set())  # already ours
+    assert not adoptable(obj({MANAGED_BY: "a"}), A, set())  # a hand-over: ours without adopting
+    assert not adoptable(obj({MANAGED_BY: "b"}, {OWNER_UID: "uid-old"}), A, set())  # another name
+    assert not adoptable(obj(annotations={OWNER_UID: "uid-old"}), A, set())  # not labelled at all
+
+
+def test_not_managed_messages_name_the_adopt_fix_for_a_predecessors_objects():
+    left = obj({MANAGED_BY: "a", ROLE_LABEL: ROLE_BUNDLE}, {OWNER_UID: "uid-old"})
+    for check in (lambda: check_bundle_target(left, A, "ConfigMap ns/x"),
+                  lambda: check_managed(left, A, ROLE_BUNDLE, "ConfigMap ns/x")):
+        with pytest.raises(NotManaged) as err:
+            check()
+        assert "earlier CertificatePolicy a (uid uid-old)" in str(err.value)
+        assert "set spec.ca.adopt: true on CertificatePolicy a" in str(err.value)
