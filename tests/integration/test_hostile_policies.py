@@ -142,6 +142,8 @@ def test_a_pass_refused_by_the_api_is_reconcile_failed_and_retried(operator, pol
             status(custom_api, unique_name)), timeout=30, what="ReconcileFailed on a policy whose CA create is refused")
         degraded = condition(st, "Degraded")
         assert degraded["status"] == "True" and "403" in degraded["message"], degraded
+        # Which request the API refused, as a person needs it to act: the verb, the path, the CA Secret.
+        assert f"POST /api/v1/namespaces/{operator_namespace}/secrets (name {secret_name})" in degraded["message"]
         assert f"retried every {ERROR_RETRY.seconds():g} s" in degraded["message"]
         wait_for(reconcile_failed_events, timeout=30, what="the ReconcileFailed event")
         # Still refused: the pass is retried and fails again. The failure's own status write is a

@@ -34,7 +34,7 @@ from certpolicy.inventory.selection import Selection, select
 from certpolicy.kube.conditions import COMPLIANT, DEGRADED, READY, Condition, find, merge_conditions
 from certpolicy.kube.events import ObjectRef
 from certpolicy.kube.ownership import Owner
-from certpolicy.kube.rawapi import redact
+from certpolicy.kube.rawapi import api_error_text, redact
 from certpolicy.kube.status import describe_change, patch_status, policy_path, status_changed
 from certpolicy.metrics import COLLECTOR, EVENTS_POSTED, RECONCILE_DURATION, STATUS_WRITES
 from certpolicy.policy.bundleref import BundleRef
@@ -157,7 +157,11 @@ def report_failure(runtime: Runtime, name: str, error: BaseException) -> None:
 
 
 def error_line(error: BaseException) -> str:
-    """``Type: first line`` of an exception, redacted like API errors: what a condition may say."""
+    """``Type: first line`` of an exception, redacted like API errors: what a condition, an event or
+    a log line may say. An API error says which request failed and the server's (redacted) message,
+    not only its code."""
+    if isinstance(error, ApiException):
+        return redact(f"{type(error).__name__}: {api_error_text(error)}")
     first = (str(error).splitlines() or [""])[0]
     return redact(f"{type(error).__name__}: {first}")
 

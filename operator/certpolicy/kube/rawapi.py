@@ -32,20 +32,45 @@ def redact(text: str) -> str:
     return _SECRETISH.sub("<redacted>", text)[:MAX_ERROR_MESSAGE]
 
 
-def error_status(data: bytes) -> str:
+def error_status(data: bytes, request: str | None = None) -> str:
     """The parts of an error response that may travel on in an exception (and so into logs,
     events and status): the Status's code, reason and message, with anything that looks like
     key or Secret data cut out. Never the raw body — a write's error could come from an admission
-    webhook that echoes the object it refused, Secret data included."""
+    webhook that echoes the object it refused, Secret data included. ``request``: what was asked
+    (verb, path, the name of an object created), so a message says which object failed."""
     try:
         status = json.loads(data)
     except ValueError:
         status = None
     if not isinstance(status, dict) or status.get("kind") != "Status":
-        return json.dumps({"kind": "Status", "message": "(a non-Status error body, not shown)"})
-    message = redact(str(status.get("message") or ""))
-    return json.dumps({"kind": "Status", "code": status.get("code"), "reason": status.get("reason"),
-                       "message": message})
+        out: dict[str, Any] = {"kind": "Status", "message": "(a non-Status error body, not shown)"}
+    else:
+        out = {"kind": "Status", "code": status.get("code"), "reason": status.get("reason"),
+               "message": redact(str(status.get("message") or ""))}
+    if request:
+        out["request"] = request
+    return json.dumps(out)
+
+
+def api_error_text(error: ApiException) -> str:
+    """``(code) request: message`` of an API error (its body as :func:`error_status` left it, redacted
+    again in case the exception came from the generated client), e.g. ``(403) POST
+    /api/v1/namespaces/ops/secrets (name x): secrets is forbidden: ...``: which object, which verb."""
+    try:
+        status = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        status = None
+    if not isinstance(status, dict):
+        return f"({error.status}) {error.reason or ''}".rstrip()
+    where = status.get("request") or ""
+    what = status.get("message") or error.reason or ""
+    return redact(f"({error.status}) {where}{': ' if where and what else ''}{what}")
+
+
+def request_line(method: str, path: str, body: Any) -> str:
+    """``VERB path`` of a request, with the object's name when it is a create (its path has none)."""
+    name = ((body.get("metadata") or {}).get("name") if method == "POST" and isinstance(body, Mapping) else None)
+    return f"{method} {path}" + (f" (name {name})" if name else "")
 
 
 class RawClient:
@@ -72,7 +97,8 @@ class RawClient:
         resp = self.api_client.call_api(_method, url, header_params=headers, body=body, post_params=post,
                                         _request_timeout=timeout)
         if not 200 <= resp.status < 300:
-            raise ApiException(status=resp.status, reason=resp.reason, body=error_status(resp.read()))
+            raise ApiException(status=resp.status, reason=resp.reason,
+                               body=error_status(resp.read(), request_line(method, path, body)))
         return resp
 
     def get(self, path: str, query: Mapping[str, Any] | None = None, timeout: float = 60,
