@@ -60,20 +60,23 @@ def test_non_utf8_truststore_password_is_a_finding_not_a_dead_pass(operator, pol
 
 
 def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator_in_process, policies, custom_api,
-                                                                      core_v1, unique_name, monkeypatch):
+                                                                      core_v1, unique_name, monkeypatch, caplog):
     """In-process: the fault is a stage patched to raise."""
     import os
 
+    import certgen
     from certpolicy.handlers import reconcile
 
-    # The error's first line echoes what Secret data looks like (a long base64 run, a PEM block):
-    # the condition and the event carry it redacted. (Not a private key: the operator's DEBUG log,
-    # which the session's hygiene audit reads, prints the exception as it is.)
+    # The error's first line echoes what Secret data looks like (a long base64 run, a PEM block),
+    # its second line a private key certgen made (so the session's hygiene audit looks for it too):
+    # the condition, the event and the operator's log (``error_trace``, not the exception as it is)
+    # carry the first line redacted and never the second.
     echoed = base64.b64encode(os.urandom(60)).decode()
     block = "-----BEGIN CERTIFICATE----- " + base64.b64encode(os.urandom(45)).decode() + " -----END CERTIFICATE-----"
+    key = certgen.key_pem(certgen.new_key()).decode().replace("\n", " ")
 
     def broken(*_a, **_kw):
-        raise RuntimeError(f"simulated bug in one stage reading {echoed} and {block}")
+        raise RuntimeError(f"simulated bug in one stage reading {echoed} and {block}\nthe key: {key}")
 
     monkeypatch.setattr(reconcile, "trust_bundle_stage", broken)
     policies(body(unique_name))
@@ -87,6 +90,11 @@ def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator_i
         timeout=30, what="the ReconcileFailed event")
     for text in (message, *events):
         assert echoed[:48] not in text and "BEGIN CERTIFICATE" not in text and "<redacted>" in text, text
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"evaluating policy {unique_name} failed")]
+    assert logged and "simulated bug in one stage reading <redacted>" in logged[0], logged
+    for text in logged:
+        assert echoed[:48] not in text and "BEGIN" not in text and key.split()[3][:40] not in text, text
+    assert "PRIVATE KEY" not in caplog.text and key.split()[3][:40] not in caplog.text  # no traceback text either
     monkeypatch.undo()
     custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {"spec": {"requirements": {
         "requireSAN": True}}})

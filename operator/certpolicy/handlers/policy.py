@@ -21,7 +21,7 @@ from certpolicy import GROUP, PLURAL, VERSION
 from certpolicy.environment import ERROR_RETRY
 from certpolicy.handlers.deletion import DELETE, DELETION_FAILED, delete_everything, deletion_policy
 from certpolicy.handlers.problems import Problem
-from certpolicy.handlers.reconcile import error_line, reconcile_policy, report_failure, report_problem
+from certpolicy.handlers.reconcile import error_line, error_trace, reconcile_policy, report_failure, report_problem
 from certpolicy.handlers.runtime import Runtime
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.client import new_api_client
@@ -119,7 +119,7 @@ async def delete_policy(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -
     except NotLeader:
         raise  # kopf is stopping; the next leader runs the clean-up
     except Exception as e:  # noqa: BLE001 - reported on the policy, then retried like any failure
-        log.exception("cleaning up after policy %s failed", name)
+        log.error("cleaning up after policy %s failed: %s", name, error_trace(e))
         problem, key = f"the clean-up failed ({error_line(e)})", [error_line(e)[:100]]
     if problem:
         message = (f"deletionPolicy Delete: {problem}; its CA keys are kept and the clean-up is retried every "
@@ -145,7 +145,8 @@ async def evaluate_policy(name: str, memo: kopf.Memo, stopped: kopf.DaemonStoppe
                 await stopped.wait()
                 return
             except Exception as e:  # noqa: BLE001 - one bad pass must not end the loop; retried
-                log.exception("evaluating policy %s failed; retrying in %gs", name, ERROR_RETRY.seconds())
+                log.error("evaluating policy %s failed; retrying in %gs: %s", name, ERROR_RETRY.seconds(),
+                          error_trace(e))
                 await asyncio.to_thread(report_failure, runtime, name, e)
                 next_at = dt.datetime.now(dt.UTC) + ERROR_RETRY.delta()
             if next_at is None:

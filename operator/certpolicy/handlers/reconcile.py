@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -164,6 +165,14 @@ def error_line(error: BaseException) -> str:
         return redact(f"{type(error).__name__}: {api_error_text(error)}")
     first = (str(error).splitlines() or [""])[0]
     return redact(f"{type(error).__name__}: {first}")
+
+
+def error_trace(error: BaseException) -> str:
+    """:func:`error_line` and where the error was raised (the traceback's frames, not the text of
+    the exception or of those it chains, which may echo Secret data): what the operator's log says
+    about a failed pass instead of ``log.exception``."""
+    frames = "".join(traceback.format_tb(error.__traceback__)).rstrip()
+    return f"{error_line(error)}\n{frames}" if frames else error_line(error)
 
 
 def report_problem(runtime: Runtime, name: str, problem: Problem, key_parts: list[str], *,

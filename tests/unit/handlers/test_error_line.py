@@ -3,12 +3,13 @@ never Secret data (kube/rawapi.py ``redact``)."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 from kubernetes.client import ApiException
 
 import certgen
-from certpolicy.handlers.reconcile import error_line
+from certpolicy.handlers.reconcile import error_line, error_trace
 from certpolicy.kube.rawapi import error_status, request_line
 
 
@@ -28,3 +29,21 @@ def test_an_api_error_from_the_generated_client_is_redacted_too():
     assert line.startswith("ApiException: (400) denied: <redacted>") and "PRIVATE KEY" not in line
     assert error_line(ApiException(status=500, reason="Internal")) == "ApiException: (500) Internal"
 
+
+def test_the_log_trace_has_the_frames_but_not_the_exceptions_text():
+    pem = certgen.key_pem(certgen.new_key()).decode()
+    b64 = base64.b64encode(pem.encode()).decode()
+
+    def stage() -> None:
+        try:
+            raise ValueError(f"inner {pem}")
+        except ValueError as e:
+            raise RuntimeError(f"a bug reading {b64}") from e
+
+    try:
+        stage()
+    except RuntimeError as e:
+        trace = error_trace(e)
+    assert trace.startswith("RuntimeError: a bug reading <redacted>\n")
+    assert "in stage" in trace  # where it was raised
+    assert "PRIVATE KEY" not in trace and b64[:40] not in trace and "inner" not in trace
