@@ -152,7 +152,7 @@ def test_a_pass_refused_by_the_api_is_reconcile_failed_and_retried(operator, pol
         assert degraded["status"] == "True" and "403" in degraded["message"], degraded
         # Which request the API refused, as a person needs it to act: the verb, the path, the CA Secret.
         assert f"POST /api/v1/namespaces/{operator_namespace}/secrets (name {secret_name})" in degraded["message"]
-        assert f"retried every {ERROR_RETRY.seconds():g} s" in degraded["message"]
+        assert f"retried at once, then every {ERROR_RETRY.seconds():g} s while it fails" in degraded["message"]
         wait_for(reconcile_failed_events, timeout=30, what="the ReconcileFailed event")
         # Still refused: the pass is retried and fails again. The failure's own status write is a
         # change of the policy, which wakes its loop at once (a second attempt right away); from
@@ -162,6 +162,7 @@ def test_a_pass_refused_by_the_api_is_reconcile_failed_and_retried(operator, pol
         first_retry, interval = times[1] - times[0], times[2] - times[1]
         # The log's clock has milliseconds; the retry sleeps ERROR_RETRY after the failure's report.
         assert interval >= ERROR_RETRY.seconds() - 0.01, f"retried after {interval:.1f}s"
+        assert first_retry < ERROR_RETRY.seconds(), f"first retry after {first_retry:.1f}s"  # "at once", as it says
         assert len(reconcile_failed_events()) == 1  # the same failure again: no second event
     finally:
         for delete in (admission.delete_validating_admission_policy_binding, admission.delete_validating_admission_policy):

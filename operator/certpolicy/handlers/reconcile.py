@@ -149,7 +149,9 @@ def report_failure(runtime: Runtime, name: str, error: BaseException) -> None:
     """A pass that raised still leaves its trace on the policy: ``Degraded=True/ReconcileFailed``
     with the error's type and first line (redacted like API errors), so nobody has to read the
     operator's log to learn why a policy has no status or a stale one."""
-    message = f"the evaluation pass failed ({error_line(error)}); it is retried every {ERROR_RETRY.seconds():g} s"
+    # Writing this condition changes the policy, which wakes its loop: the first retry is at once.
+    message = (f"the evaluation pass failed ({error_line(error)}); it is retried at once, then every "
+               f"{ERROR_RETRY.seconds():g} s while it fails")
     # A pass that raised checked nothing: the last verdict is not repeated as a green one.
     unknown = Condition(COMPLIANT, None, "ReconcileFailed", f"Compliance is unknown: {message}.")
     report_problem(runtime, name, Problem("ReconcileFailed", message), [type(error).__name__, error_line(error)[:100]],
