@@ -34,7 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             importlib.import_module(module_name).configure_parser(sp)
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
-    return int(module.run(args) or 0)
+    from certpolicy.plugin.output import until_reader_gone  # no dependency: json, os, sys
+
+    return until_reader_gone(lambda: int(module.run(args) or 0))
 
 
 if __name__ == "__main__":

@@ -354,3 +354,21 @@ def test_check_cluster_exit_code_is_the_operators_compliant_rule():
     assert verdict_exit_code([good, gone], 1, not_found) == checkcmd.EXIT_UNKNOWN
     assert verdict_exit_code([good], 1, [Unchecked("TrustBundleUnreadable", "x")]) == checkcmd.EXIT_UNKNOWN
     assert verdict_exit_code([good, bad, gone], 2, not_found) == checkcmd.EXIT_CRITICAL  # a violation wins
+
+
+def test_a_reader_that_closes_the_pipe_gets_no_traceback(files):
+    """`certpolicy check -o json | head`: head exits, the next write fails. As for the plugin (the
+    same helper, plugin/output.py ``until_reader_gone``): exit 141, no BrokenPipeError traceback.
+    The read end is closed before anything is written, so the write fails every time."""
+    import os
+
+    code = f"import sys; from certpolicy.cli import main; sys.exit(main(['check', {str(files / 'svc.pem')!r}, '-o', 'json']))"
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr

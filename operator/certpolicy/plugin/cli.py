@@ -52,17 +52,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from certpolicy.plugin.blast import TargetError
-    from certpolicy.plugin.output import reader_gone
+    from certpolicy.plugin.output import until_reader_gone
     from certpolicy.plugin.reads import ReadError, connect
 
     args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     module = importlib.import_module(args._module)
     try:
-        code = int(module.run(args, connect(args.kubeconfig, args.context)) or 0)
-        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
-        return code
-    except BrokenPipeError:  # `kubectl certpolicy status -o json | head`: the reader has what it wanted
-        return reader_gone()
+        return until_reader_gone(lambda: int(module.run(args, connect(args.kubeconfig, args.context)) or 0))
     except (ReadError, TargetError) as e:
         print(f"kubectl certpolicy {args.verb}: {e}", file=sys.stderr)
         return EXIT_UNKNOWN

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 
@@ -34,3 +34,16 @@ def reader_gone() -> int:
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
     return EXIT_BROKEN_PIPE
+
+
+def until_reader_gone(command: Callable[[], int]) -> int:
+    """``command()``'s exit code, its output flushed here, where a closed pipe is caught (not at
+    exit): ``certpolicy check -o json | head`` and ``kubectl certpolicy status | head`` end with
+    :data:`EXIT_BROKEN_PIPE` and no traceback. Both entry points (``certpolicy.cli``,
+    ``certpolicy.plugin.cli``) run their command through it."""
+    try:
+        code = command()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader has what it wanted
+        return reader_gone()
