@@ -211,6 +211,21 @@ def test_why_a_secret_and_a_pod(cluster, world):
     assert missing.returncode == 3 and "not found" in missing.stderr
 
 
+def test_why_says_not_checked_when_a_policys_trust_bundle_cannot_be_read(cluster, world, policies, unique_name):
+    """A policy whose trust bundle is absent judged api-tls "compliant" in `why` (its chain was never
+    verified). As the operator (Compliant=Unknown/TrustBundleMissing) and `check --cluster`: no verdict."""
+    ns, _names, _fp = world
+    name = f"{unique_name}-nobundle"
+    policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": name},
+              "spec": {"selector": {"names": [{"namespace": ns, "name": "api-tls"}]},
+                       "requirements": {"trustBundle": {"configMap": {"namespace": ns, "name": "absent"}}}}})
+    doc = json.loads(plugin(cluster, "why", f"{ns}/api-tls", "-o", "json").stdout)
+    verdicts = {p["name"]: p for p in doc["secrets"][0]["policies"]}
+    assert verdicts[name]["compliant"] is None and "chains are not checked" in verdicts[name]["note"], verdicts[name]
+    table = plugin(cluster, "why", f"{ns}/api-tls")
+    assert f"policy {name}: not checked" in table.stdout and f"policy {name}: compliant" not in table.stdout, table.stdout
+
+
 def test_check_cluster_is_a_what_if_with_check_exit_codes(cluster, world, custom_api, tmp_path):
     ns, _names, _fp = world
     name = f"what-if-{uuid.uuid4().hex[:6]}"

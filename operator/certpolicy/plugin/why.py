@@ -19,6 +19,7 @@ from certpolicy.plugin.blast import CHAINS, KINDS, TargetError, pod_references, 
 from certpolicy.plugin.output import dump, table
 from certpolicy.plugin.reads import read
 from certpolicy.policy.evaluate import CertificateEntry, evaluate
+from certpolicy.policy.report import Unchecked, compliance
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 from certpolicy.timestamps import rfc3339
 
@@ -72,9 +73,12 @@ def explain(secret_key: tuple[str, str], objects, selections: Mapping[str, Any],
         except PolicySpecError as e:
             out["policies"].append({"name": pname, "error": f"invalid policy: {'; '.join(e.problems)}"})
             continue
-        bundle, note = bundles[pname]
+        bundle, note, unchecked = bundles[pname]
         ev = evaluate(requirements, material, bundle, now)
-        out["policies"].append({"name": pname, "compliant": ev.compliant, "note": note,
+        # The operator's rule (policy.report.compliance): a violation is False; a trust bundle that
+        # could not be read leaves chains unchecked, so no verdict (None), never "compliant".
+        verdict = compliance(1, 0 if ev.compliant else 1, unchecked)
+        out["policies"].append({"name": pname, "compliant": verdict, "note": note,
                                 "findings": [{"severity": f.severity.label, "reason": f.reason, "message": f.message}
                                              for f in ev.findings]})
         if ev.anchor_fingerprint and anchor_fp is None:
@@ -118,17 +122,23 @@ def run(args: argparse.Namespace, raw) -> int:
                 pname, spec = policy["metadata"]["name"], policy.get("spec") or {}
                 selections[pname] = live.select(f"{WHY}/{pname}", spec)
                 try:
-                    bundles[pname] = policy_bundle(spec, policy, args.kubeconfig, args.context)
-                except UsageError as e:
-                    bundles[pname] = (None, f"trust bundle not read: {e}")
+                    bundles[pname] = (*policy_bundle(spec, policy, args.kubeconfig, args.context), ())
+                except UsageError as e:  # as the operator and `check --cluster`: chains not checked
+                    note = f"trust bundle not read: {e}; chains are not checked"
+                    bundles[pname] = (None, note, (Unchecked("TrustBundleUnreadable", note),))
     except UsageError as e:
         raise TargetError(str(e)) from None
     secrets = [explain(k, objects, selections, bundles, now) for k in keys]
-    doc = {"target": what, "evaluatedAt": rfc3339(now), "secrets": secrets}
+    doc = {"target": what, "evaluatedAt": rfc3339(now), "secrets": secrets, "capped": objects.capped,
+           "unavailable": objects.unavailable}
     if args.output == "json":
         dump(doc, sys.stdout)
     else:
         write(doc, sys.stdout)
+    for kind in objects.capped:  # as blast-radius: what was not looked at is said, never left out silently
+        print(f"warning: more than the first {len(objects.of(kind))} {kind}s were not examined", file=sys.stderr)
+    for kind, reason in objects.unavailable.items():
+        print(f"note: {kind} not examined ({reason})", file=sys.stderr)
     missing = [f"{s['namespace']}/{s['name']}" for s in secrets if not s["exists"]]
     if missing:  # the question about them could not be answered: exit 3, as documented
         sys.stdout.flush()
@@ -153,10 +163,12 @@ def write(doc: Mapping[str, Any], out) -> None:
         out.write("  chain\n")
         for c in s["chain"]:
             out.write(f"    {c['role']:<12} {c['subject']}  notAfter {c['notAfter']}  {c['fingerprint'][:19]}…  ({c['source']})\n")
-        if not s["policies"]:
+        if "CertificatePolicy" in doc.get("unavailable", {}):  # not "selected by none": not known
+            out.write(f"  CertificatePolicies not read ({doc['unavailable']['CertificatePolicy']}): verdicts unknown\n")
+        elif not s["policies"]:
             out.write("  selected by no CertificatePolicy\n")
         for p in s["policies"]:
-            verdict = p.get("error") or ("compliant" if p["compliant"] else "violates it")
+            verdict = p.get("error") or {True: "compliant", False: "violates it"}.get(p["compliant"], "not checked")
             out.write(f"  policy {p['name']}: {verdict}\n")
             if p.get("note"):
                 out.write(f"    note: {p['note']}\n")
