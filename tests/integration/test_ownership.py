@@ -79,8 +79,16 @@ def assert_untouched(core_v1, obj, kind: str = "secret") -> None:
     """No write to ``obj`` from the moment it was read until 2 s from now: a watch from its
     resourceVersion replays every version since (a write undone later is seen too)."""
     listed = getattr(core_v1, f"list_namespaced_{kind}")
-    writes = events_since(listed, obj.metadata.namespace, resource_version=obj.metadata.resource_version, seconds=2,
-                          field_selector=f"metadata.name={obj.metadata.name}")
+    selector = f"metadata.name={obj.metadata.name}"
+    # Up to the list's resourceVersion the object still has the version read, so nothing wrote it
+    # (a write always changes it); the watch covers the rest of the window from there. Watching
+    # from the object's own version instead fails with 410 Expired for an object last written long
+    # ago (kube-system's ConfigMaps are written once, at the API server's start).
+    now = listed(obj.metadata.namespace, field_selector=selector)
+    assert [o.metadata.resource_version for o in now.items] == [obj.metadata.resource_version], \
+        f"{kind} {obj.metadata.name} was written"
+    writes = events_since(listed, obj.metadata.namespace, resource_version=now.metadata.resource_version, seconds=2,
+                          field_selector=selector)
     assert writes == [], f"{kind} {obj.metadata.name} was written: {[t for t, _ in writes]}"
     read = getattr(core_v1, f"read_namespaced_{kind}")
     now = read(obj.metadata.name, obj.metadata.namespace)
