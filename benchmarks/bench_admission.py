@@ -30,14 +30,21 @@ from pathlib import Path
 import kubernetes
 
 from certpolicy.inventory.inventory import Inventory
-from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
-from certpolicy.pki.issue import create_ca
 from certpolicy.runcmd import tune_gc
 from certpolicy.webhook.decide import Decider
 from certpolicy.webhook.policies import PolicyIndex
 from certpolicy.webhook.review import parse_review
-from scale import GROUP, PLURAL, VERSION, TLSSecrets, bench_cluster, start_operator, stop_operator
+from scale import (
+    BENCH_CA_CONFIGMAP,
+    GROUP,
+    PLURAL,
+    VERSION,
+    bench_cluster,
+    seed_tls_secrets,
+    start_operator,
+    stop_operator,
+)
 
 POLICY = "bench-deny"
 
@@ -62,24 +69,13 @@ def main() -> int:
 
     with bench_cluster() as bench:
         core, custom = bench.core, bench.custom
-        ca = create_ca("bench CA")
-        namespaces = [f"bench-{i:03d}" for i in range(args.namespaces)]
-        for ns in namespaces:
-            ensure_namespace(core, ns, labels={"bench": "yes"})
-        core.create_namespaced_config_map("certpolicy-system", kubernetes.client.V1ConfigMap(
-            metadata=kubernetes.client.V1ObjectMeta(name="bench-ca"), data={"ca.crt": ca.cert_pem.decode()}))
-        t0 = time.monotonic()
-        secrets = TLSSecrets(core, ca, namespaces)
-        created = secrets.create(args.secrets)
-        per_ns = created // len(namespaces)
-        print(f"created {created} TLS Secrets in {len(namespaces)} namespaces in {time.monotonic() - t0:.1f}s",
-              flush=True)
+        secrets, created = seed_tls_secrets(core, args.secrets, args.namespaces)
+        per_ns = created // len(secrets.namespaces)
         policy = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": POLICY},
                   "spec": {"enforcement": "Deny",
                            "selector": {"namespaceSelector": {"matchLabels": {"bench": "yes"}}},
                            "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"],
-                                            "trustBundle": {"configMap": {"namespace": "certpolicy-system",
-                                                                          "name": "bench-ca"}}}}}
+                                            "trustBundle": {"configMap": BENCH_CA_CONFIGMAP}}}}
         custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, policy)
 
         def update(i: int, usages: tuple[str, ...]) -> dict:

@@ -22,11 +22,19 @@ import statistics
 import sys
 import time
 
-import kubernetes
-
-from certpolicy.kube.namespaces import ensure_namespace
-from certpolicy.pki.issue import create_ca, issue_leaf
-from scale import GROUP, PLURAL, VERSION, TLSSecrets, b64, bench_cluster, rss_mib, start_operator, stop_operator
+from certpolicy.pki.issue import issue_leaf
+from scale import (
+    BENCH_CA_CONFIGMAP,
+    GROUP,
+    PLURAL,
+    VERSION,
+    b64,
+    bench_cluster,
+    rss_mib,
+    seed_tls_secrets,
+    start_operator,
+    stop_operator,
+)
 
 
 def main() -> int:
@@ -39,19 +47,9 @@ def main() -> int:
     with bench_cluster() as bench:
         cluster, core, custom = bench.cluster, bench.core, bench.custom
 
-        ca = create_ca("bench CA")
-        namespaces = [f"bench-{i:03d}" for i in range(args.namespaces)]
-        for i, ns in enumerate(namespaces):
-            ensure_namespace(core, ns, labels={"bench": "yes", "tenth": "yes" if i % 10 == 0 else "no"})
-        core.create_namespaced_config_map("certpolicy-system", kubernetes.client.V1ConfigMap(
-            metadata=kubernetes.client.V1ObjectMeta(name="bench-ca"), data={"ca.crt": ca.cert_pem.decode()}))
-
-        t0 = time.monotonic()
-        secrets = TLSSecrets(core, ca, namespaces)
-        created = secrets.create(args.secrets)
-        per_ns = created // len(namespaces)
-        print(f"created {created} TLS Secrets in {len(namespaces)} namespaces in {time.monotonic() - t0:.1f}s",
-              flush=True)
+        secrets, created = seed_tls_secrets(core, args.secrets, args.namespaces,
+                                            lambda i: {"tenth": "yes" if i % 10 == 0 else "no"})
+        ca, namespaces, per_ns = secrets.ca, secrets.namespaces, created // args.namespaces
 
         policies = {
             "bench-all": {"namespaceSelector": {"matchLabels": {"bench": "yes"}}},
@@ -62,7 +60,7 @@ def main() -> int:
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": name},
                 "spec": {"selector": selector, "requirements": {
                     "extendedKeyUsages": ["serverAuth", "clientAuth"],
-                    "trustBundle": {"configMap": {"namespace": "certpolicy-system", "name": "bench-ca"}}}}})
+                    "trustBundle": {"configMap": BENCH_CA_CONFIGMAP}}}})
         expected = {"bench-all": created, "bench-tenth": sum(1 for i in range(created)
                                                              if (i // per_ns % args.namespaces) % 10 == 0)}
 

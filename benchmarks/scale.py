@@ -7,7 +7,8 @@ import concurrent.futures as cf
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from certpolicy.kube.crd import install_crd  # noqa: E402
 from certpolicy.kube.namespaces import ensure_namespace  # noqa: E402
 from certpolicy.localcluster import LocalCluster  # noqa: E402
 from certpolicy.localcluster.cluster import free_port  # noqa: E402
-from certpolicy.pki.issue import KeyPair, generate_key, issue_leaf  # noqa: E402
+from certpolicy.pki.issue import KeyPair, create_ca, generate_key, issue_leaf  # noqa: E402
 
 
 @dataclass
@@ -82,6 +83,28 @@ class TLSSecrets:
             list(pool.map(lambda i: self.core.create_namespaced_secret(self.namespace_of(i, per_ns), self.body(i)),
                           range(total)))
         return total
+
+
+BENCH_CA_CONFIGMAP = {"namespace": "certpolicy-system", "name": "bench-ca"}
+
+
+def seed_tls_secrets(core: kubernetes.client.CoreV1Api, count: int, namespace_count: int,
+                     namespace_labels: Callable[[int], dict[str, str]] | None = None) -> tuple[TLSSecrets, int]:
+    """The benchmarks' shared set-up: a CA published as the ``bench-ca`` ConfigMap (``BENCH_CA_CONFIGMAP``), namespaces
+    ``bench-000``.. labelled ``bench=yes`` (plus ``namespace_labels(i)``), and ``count`` TLS Secrets spread over them.
+    Returns the Secrets' factory and how many were created."""
+    ca = create_ca("bench CA")
+    namespaces = [f"bench-{i:03d}" for i in range(namespace_count)]
+    for i, ns in enumerate(namespaces):
+        ensure_namespace(core, ns, labels={"bench": "yes", **(namespace_labels(i) if namespace_labels else {})})
+    core.create_namespaced_config_map(BENCH_CA_CONFIGMAP["namespace"], kubernetes.client.V1ConfigMap(
+        metadata=kubernetes.client.V1ObjectMeta(name=BENCH_CA_CONFIGMAP["name"]),
+        data={"ca.crt": ca.cert_pem.decode()}))
+    t0 = time.monotonic()
+    secrets = TLSSecrets(core, ca, namespaces)
+    created = secrets.create(count)
+    print(f"created {created} TLS Secrets in {len(namespaces)} namespaces in {time.monotonic() - t0:.1f}s", flush=True)
+    return secrets, created
 
 
 def start_operator(kubeconfig: Path, log_path: Path) -> subprocess.Popen:

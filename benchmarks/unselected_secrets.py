@@ -27,11 +27,18 @@ import platform
 import sys
 import time
 
-import kubernetes
-
-from certpolicy.kube.namespaces import ensure_namespace
-from certpolicy.pki.issue import create_ca
-from scale import GROUP, PLURAL, VERSION, TLSSecrets, b64, bench_cluster, rss_mib, start_operator, stop_operator
+from scale import (
+    BENCH_CA_CONFIGMAP,
+    GROUP,
+    PLURAL,
+    VERSION,
+    b64,
+    bench_cluster,
+    rss_mib,
+    seed_tls_secrets,
+    start_operator,
+    stop_operator,
+)
 
 
 def operator_peak(bench, expected: int, settle: float, tag: str) -> tuple[float, float]:
@@ -95,21 +102,14 @@ def main() -> int:
 
     with bench_cluster() as bench:
         core = bench.core
-        ca = create_ca("bench CA")
-        namespaces = [f"bench-{i:03d}" for i in range(args.namespaces)]
-        for ns in namespaces:
-            ensure_namespace(core, ns, labels={"bench": "yes"})
-        core.create_namespaced_config_map("certpolicy-system", kubernetes.client.V1ConfigMap(
-            metadata=kubernetes.client.V1ObjectMeta(name="bench-ca"), data={"ca.crt": ca.cert_pem.decode()}))
-        t0 = time.monotonic()
-        created = TLSSecrets(core, ca, namespaces).create(args.secrets)
-        print(f"created {created} TLS Secrets in {time.monotonic() - t0:.0f}s", flush=True)
+        tls, created = seed_tls_secrets(core, args.secrets, args.namespaces)
+        namespaces = tls.namespaces
         bench.custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": "bench-all"},
             "spec": {"selector": {"namespaceSelector": {"matchLabels": {"bench": "yes"}},
                                   "secretSelector": {"matchLabels": {"app": "bench"}}},
                      "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"],
-                                      "trustBundle": {"configMap": {"namespace": "certpolicy-system", "name": "bench-ca"}}}}})
+                                      "trustBundle": {"configMap": BENCH_CA_CONFIGMAP}}}})
 
         took_a, peak_a = operator_peak(bench, created, args.settle, "tls-only")
         print(f"A: {created} TLS Secrets: status complete in {took_a:.1f}s, peak RSS {peak_a:.1f} MiB", flush=True)
