@@ -42,6 +42,12 @@ OTHER_INSTALL = Gauge("certpolicy_standby_other_install_leads",
                       "install (in namespace holder_namespace): one install per cluster.", ["holder_namespace"])
 LEADER = Gauge("certpolicy_leader", "1 while this replica holds the leader Lease (or runs without leader "
                                     "election) and may write; 0 for a standby.")
+WEBHOOK_UPKEEP_FAILING = Gauge(
+    "certpolicy_webhook_upkeep_failing",
+    "1 while the last webhook upkeep (serving CA, serving certificate, configuration/caBundle) failed; it is retried.")
+WEBHOOK_POLICIES_UNREGISTERED = Gauge(
+    "certpolicy_webhook_policies_unregistered",
+    "Enforcing policies left out of the webhook configuration (beyond its limit): their Deny is not enforced.")
 
 
 def _cn(subject: str) -> str:

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 from kubernetes.client import ApiClient
 
+from certpolicy import metrics
 from certpolicy.inventory.inventory import Inventory
-from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.rawapi import RawClient, redact
 from certpolicy.kube.writegate import WRITE_GATE, NotLeader
 from certpolicy.policy.admission import ALLOW, Verdict
 from certpolicy.webhook import registration, serving
@@ -76,6 +77,7 @@ class Webhook:
             os.environ.get(PROPAGATION_ENV) or DEFAULT_PROPAGATION)
         self._rotating = False
         self._held: set[tuple[str, str, str]] = set()
+        self._left_out: list[str] = []  # enforcing policies beyond registration.MAX_POLICIES
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhook-upkeep", daemon=True)
@@ -109,10 +111,12 @@ class Webhook:
             self._wake.clear()
             try:
                 self.upkeep()
+                metrics.WEBHOOK_UPKEEP_FAILING.set(0)
             except NotLeader:
                 pass  # lost the Lease meanwhile: the new leader does it
-            except Exception as e:  # noqa: BLE001 - retried at the next period; the cause is logged
-                log.warning("webhook upkeep failed (%s: %s); retrying", type(e).__name__, str(e)[:200])
+            except Exception as e:  # noqa: BLE001 - retried at the next period; logged and in the metric
+                metrics.WEBHOOK_UPKEEP_FAILING.set(1)
+                log.warning("webhook upkeep failed (%s); retrying", redact(f"{type(e).__name__}: {e}")[:200])
             # A CA rotation moves on as soon as its delay allows; otherwise every UPKEEP_PERIOD.
             self._wake.wait(min(UPKEEP_PERIOD, self.propagation / 2) if self._rotating else UPKEEP_PERIOD)
 
@@ -152,11 +156,17 @@ class Webhook:
     def _register(self, bundle: str) -> None:
         if not (self.server.loaded.is_set() and self.index.synced):
             return
-        body = registration.configuration(self.index.enforcing(), self._client_config, bundle, self.namespace,
-                                          self.operator_user)
+        enforcing = self.index.enforcing()
+        left_out = enforcing[registration.MAX_POLICIES:]
+        metrics.WEBHOOK_POLICIES_UNREGISTERED.set(len(left_out))
+        if left_out and [p.name for p in left_out] != self._left_out:
+            log.warning("webhook configuration holds at most %d policies; not enforced: %s", registration.MAX_POLICIES,
+                        ", ".join(p.name for p in left_out))
+        self._left_out = [p.name for p in left_out]
+        body = registration.configuration(enforcing, self._client_config, bundle, self.namespace, self.operator_user)
         if registration.apply(self.raw, body):
             log.info("webhook configuration %s: %d entries for %d enforcing policies", registration.CONFIG_NAME,
-                     len(body["webhooks"]), len(self.index.enforcing()))
+                     len(body["webhooks"]), len(enforcing))
         if self._bundle_since is None or self._bundle_since[0] != bundle:
             self._bundle_since = (bundle, time.monotonic())
 
