@@ -252,3 +252,45 @@ def test_baseline_writes_are_per_shard_skipped_when_unchanged_and_read_back_by_a
     finally:
         inventory.stop()
         loop.close()
+
+
+def test_a_damaged_baseline_is_not_green_and_names_its_secret(
+        api_client, core_v1, custom_api, policies, operator_namespace, unique_name, ca):
+    """A damaged baseline is retaken from the current leaf, which was compared with nothing: the pass
+    that finds it says Compliant=Unknown (RenewalBaselineUnreadable, the Secret named), never True."""
+    assert operator_namespace == passes_namespace()
+    label = uuid.uuid4().hex[:8]
+    ns = labelled_namespace(core_v1, label)
+    put_secret(core_v1, ns, "d-tls", certgen.tls_secret(certgen.leaf(ca, "d.example.com")))
+    spec = make_policy(policies, unique_name, label, {})["spec"]
+    inventory = Inventory(api_client).start()
+    loop = asyncio.new_event_loop()
+
+    def one_pass() -> dict:
+        raw = CountingRawClient(api_client)  # a fresh runtime: reads the baselines afresh
+        reconcile_policy(Runtime(api_client=api_client, raw=raw, inventory=inventory, recorder=EventRecorder(raw),
+                                 evaluator=Evaluator(), loop=loop), unique_name)
+        return get_status(custom_api, unique_name)
+
+    try:
+        assert inventory.wait_synced(30)
+        wait_for(lambda: inventory.declare(unique_name, Reads.of(spec, operator_namespace)), timeout=30,
+                 what="the policy's sources synced")
+        wait_for(lambda: select(inventory, spec["selector"]).secrets, what="the Secret in the inventory")
+        assert condition(one_pass(), "Compliant")["status"] == "True"
+        [cm] = core_v1.list_namespaced_config_map(
+            operator_namespace, label_selector=f"{MANAGED_BY}={unique_name},{ROLE_LABEL}={ROLE_BASELINE}").items
+        core_v1.patch_namespaced_config_map(cm.metadata.name, operator_namespace,
+                                            {"data": {entry_key(ns, "d-tls"): "[1,\"damaged\"]"}})
+        renewed = certgen.leaf(ca, "d.example.com", eku=["serverAuth"])  # would be a regression
+        put_secret(core_v1, ns, "d-tls", certgen.tls_secret(renewed))
+        wait_for(lambda: inventory.secrets.get((ns, "d-tls")).material.leaf == renewed.cert,
+                 what="the renewal in the inventory")
+        st = one_pass()
+        compliant, degraded = condition(st, "Compliant"), condition(st, "Degraded")
+        assert (compliant["status"], compliant["reason"]) == ("Unknown", "RenewalBaselineUnreadable"), st
+        assert (degraded["status"], degraded["reason"]) == ("True", "RenewalBaselineUnreadable"), st
+        assert f"{ns}/d-tls" in degraded["message"]
+    finally:
+        inventory.stop()
+        loop.close()

@@ -74,9 +74,13 @@ def renewal_stage(ctx: PassContext, results: list[SecretResult],
             ctx.out.problems.append(Problem("RenewalBaselineFull", f"{full} selected Secrets have no renewal "
                                             f"baseline: their shards reached {MAX_SHARD_BYTES // 1024} KiB"))
         if store.unreadable:
+            # Their current leaves were not compared with anything this pass (and become the baselines):
+            # a requirement not checked, so Compliant is Unknown of this reason, and the Secrets are named.
+            named = ", ".join(store.damaged[:5]) + (", ..." if len(store.damaged) > 5 else "")
             ctx.out.problems.append(Problem("RenewalBaselineUnreadable", f"{store.unreadable} stored renewal "
-                                            "baselines were damaged and are taken afresh from the current leaves"))
-            store.unreadable = 0
+                                            f"baselines were damaged ({named}): their current leaves were not "
+                                            "compared and are taken as the baselines afresh"))
+            store.unreadable, store.damaged = 0, []
         _save(ctx, store)
         return out
     except (BaselineStoreError, NotLeader) as e:

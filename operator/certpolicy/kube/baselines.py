@@ -108,6 +108,7 @@ class BaselineShards:
     dirty: set[int] = field(default_factory=set)
     parsed: dict[str, LeafBaseline] = field(default_factory=dict)  # data key -> baseline, parsed once
     unreadable: int = 0  # entries that were not a baseline (dropped at the next write of their shard)
+    damaged: list[str] = field(default_factory=list)  # their Secrets ("namespace/name"), for the report
 
     @classmethod
     def load(cls, raw: RawClient, owner: Owner, namespace: str) -> BaselineShards:
@@ -145,6 +146,7 @@ class BaselineShards:
             hit = LeafBaseline.from_compact(text)
         except ValueError:
             self.unreadable += 1
+            self.damaged.append(f"{namespace}/{name}")
             return None
         self.parsed[key] = hit
         return hit

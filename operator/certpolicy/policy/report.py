@@ -33,6 +33,7 @@ UNCHECKED_REASONS = frozenset({
     "TrustStoresNotJudged",  # more trust stores / caBundle holders selected than a pass judges (handlers/stores.py)
     "RenewalBaselineUnavailable",  # the renewal guard's baselines cannot be read or written: renewals not compared
     "RenewalBaselineFull",  # some selected Secrets have no baseline (shards full): their renewals cannot be compared
+    "RenewalBaselineUnreadable",  # damaged baselines: those Secrets' current leaves were not compared (retaken)
 })
 
 

@@ -54,6 +54,7 @@ def test_damaged_entry_is_counted_not_read(base):
     store = BaselineShards(OWNER, "ns")
     store.shards[shard_of("ns1", "a")] = _Shard("7", {entry_key("ns1", "a"): "[1,\"short\"]"})
     assert store.get("ns1", "a") is None and store.unreadable == 1
+    assert store.damaged == ["ns1/a"]  # named in RenewalBaselineUnreadable's message
 
 
 def test_a_full_shard_takes_no_new_entry(base, monkeypatch):

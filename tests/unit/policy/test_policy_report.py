@@ -92,6 +92,8 @@ def test_compliant_is_true_only_when_everything_was_checked_and_a_violation_stil
     assert compliance(3, 0, [missing]) is None  # judged, but the chains were not checked
     assert compliance(3, 1, [missing]) is False  # what was checked already fails
     assert {"TrustBundleMissing", "TrustBundleUnreadable", "TrustBundleEmpty", "SecretNotFound"} <= UNCHECKED_REASONS
+    # a damaged renewal baseline is retaken from a leaf compared with nothing: not checked either
+    assert {"RenewalBaselineUnavailable", "RenewalBaselineFull", "RenewalBaselineUnreadable"} <= UNCHECKED_REASONS
 
     ca = certgen.root("report CA 3", now=NOW - dt.timedelta(days=1))
     req = requirements_from_spec({"extendedKeyUsages": ["serverAuth"]})
