@@ -45,6 +45,9 @@ LEADER = Gauge("certpolicy_leader", "1 while this replica holds the leader Lease
 WEBHOOK_UPKEEP_FAILING = Gauge(
     "certpolicy_webhook_upkeep_failing",
     "1 while the last webhook upkeep (serving CA, serving certificate, configuration/caBundle) failed; it is retried.")
+WEBHOOK_DECISION_ERRORS = Counter(
+    "certpolicy_webhook_decision_errors_total",
+    "Admission requests whose decision raised and that were therefore allowed unjudged (fail-open).")
 WEBHOOK_POLICIES_UNREGISTERED = Gauge(
     "certpolicy_webhook_policies_unregistered",
     "Enforcing policies left out of the webhook configuration (beyond its limit): their Deny is not enforced.")

@@ -21,10 +21,13 @@ import ssl
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 
 from aiohttp import web
 
+from certpolicy import metrics
+from certpolicy.kube.rawapi import redact
 from certpolicy.policy.admission import ALLOW, Verdict
 from certpolicy.webhook.review import MAX_REVIEW_BYTES, BadReview, Request, parse_review, response
 
@@ -109,9 +112,13 @@ class WebhookServer:
             policy = request.match_info["policy"]
             try:
                 verdict = self.decide(what, policy, review)
-            except Exception:  # noqa: BLE001 - a bug must not block the cluster: allowed, and logged
-                log.exception("admission decision failed for CertificatePolicy %s on %s (allowed)", policy,
-                              review.where)
+            except Exception as e:  # noqa: BLE001 - a bug must not block the cluster: allowed, logged, counted
+                # The exception may quote the object it was judging (a Secret's data): its text redacted,
+                # and the traceback's frames (code lines, never the message) at DEBUG.
+                metrics.WEBHOOK_DECISION_ERRORS.inc()
+                log.error("admission decision failed for CertificatePolicy %s on %s (allowed unjudged): %s", policy,
+                          review.where, redact(f"{type(e).__name__}: {e}"))
+                log.debug("admission decision failure at:\n%s", "".join(traceback.format_tb(e.__traceback__)))
                 verdict = ALLOW
             self.decisions += 1
             if not verdict.allowed or verdict.warnings:
