@@ -14,8 +14,10 @@ every evaluation worker busy for minutes. So:
   ``cluster.local``); anything else is ``ProbeNotAllowed`` and never connected to.
 * a server that completes the handshake without ever asking for a client certificate proves
   nothing about its trust in the new CA: ``ProbeNoClientAuth``, never a success.
-* in step 4 the same handshake also reads the certificate the endpoint *serves* and reports the
-  CA it chains to (``ProbeResult.served_ca``): the evidence that the server took its new leaf.
+* in step 4 the same handshake also reads the chain the endpoint *serves* and reports the CA it
+  depends on (``ProbeResult.served_ca``), or that it depends on neither CA of the rotation
+  (``ProbeResult.served_other``: a partner serving a public CA's or its own CA's certificate, which
+  removing the old CA cannot break).
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from cryptography import x509
 
 from certpolicy.handlers.ca import CASecret
 from certpolicy.handlers.rotation_memory import RotationMemory
-from certpolicy.pki.chain import verify_chain
-from certpolicy.pki.fingerprint import short
+from certpolicy.pki.fingerprint import certificate_fingerprint, short
+from certpolicy.pki.inspect import signed_by
 from certpolicy.pki.issue import issue_leaf
 from certpolicy.rotation import Probe, ProbeResult
 
@@ -99,16 +101,26 @@ class AllowList:
         return ", ".join([*self.patterns, *(str(n) for n in self.networks)]) or "nothing"
 
 
-def served_by(chain: Sequence[bytes], cas: Sequence[x509.Certificate], now: dt.datetime) -> str | None:
-    """The fingerprint of the CA in ``cas`` that a served chain (DER, leaf first) leads to."""
-    if not chain or not cas:
-        return None
+def served_by(chain: Sequence[bytes], cas: Sequence[x509.Certificate]) -> str | None:
+    """The fingerprint of the first CA in ``cas`` that a served chain (DER, leaf first) depends on:
+    a served certificate is that CA or is signed by it. The driver lists the old CA first, so a
+    chain that touches the old CA anywhere counts as the old CA's (the conservative answer: it
+    holds step 4). Neither trust in nor validity of the chain is judged here: an expired old-CA
+    leaf, or one without serverAuth, still depends on the old CA. None: the chain leads to none
+    of ``cas`` (a third CA), or is empty or unparsable (see :func:`served_chain`)."""
+    certs = _parse(chain)
+    for ca in cas:
+        fp = certificate_fingerprint(ca)
+        if any(certificate_fingerprint(c) == fp or signed_by(c, ca) for c in certs):
+            return fp
+    return None
+
+
+def _parse(chain: Sequence[bytes]) -> list[x509.Certificate]:
     try:
-        certs = [x509.load_der_x509_certificate(der) for der in chain]
+        return [x509.load_der_x509_certificate(der) for der in chain]
     except ValueError:
-        return None
-    result = verify_chain(certs[0], certs[1:], list(cas), now)
-    return result.anchor_fingerprint if result.trusted else None
+        return []
 
 
 def _peer_chain(tls: ssl.SSLSocket) -> list[bytes]:
@@ -164,17 +176,22 @@ def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime,
     timeout = probe.timeout.total_seconds()
 
     served: list[str | None] = [None]
+    read: list[bool] = [False]  # the served chain was read (and parsed)
 
     def result(accepted: bool, message: str) -> ProbeResult:
         if verify_served:
-            message += f"; serves a leaf from CA {short(served[0])}" if served[0] else "; serves a leaf from another CA"
-        return ProbeResult(probe.id, ca.fingerprint, accepted, now, message, served[0])
+            message += (f"; serves a leaf from CA {short(served[0])}" if served[0]
+                        else "; serves a chain to another CA" if read[0] else "; served chain not read")
+        return ProbeResult(probe.id, ca.fingerprint, accepted, now, message, served[0],
+                           read[0] and served[0] is None)
 
     try:
         with socket.create_connection((probe.host, probe.port), timeout=timeout) as sock, \
                 ctx.wrap_socket(sock, server_hostname=probe.server_name or probe.host) as tls:
             if verify_served:
-                served[0] = served_by(_peer_chain(tls), verify_served, now)
+                chain = _peer_chain(tls)
+                read[0] = bool(_parse(chain))
+                served[0] = served_by(chain, verify_served)
             tls.settimeout(min(READ_AFTER_HANDSHAKE, timeout))
             try:
                 data = tls.recv(1)

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 from rotation_world import CA_SECRET, OLD, T0, Driver, LeafModel, Workload, World
 
-from certpolicy.rotation import PodUse, RotationSettings
+from certpolicy.rotation import PodUse, Probe, RotationSettings
 from certpolicy.rotation import machine as rotation_machine
 from certpolicy.rotation.state import COMPLETED
 
@@ -78,6 +78,12 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             owner=draw(st.sampled_from([f"Deployment/apps/w{i}", "StatefulSet/apps/shared", None])),
             restart_every=None if restart_every is None else dt.timedelta(seconds=restart_every),
         )
+    # Probe endpoints that trust one target; a partner's serves its own CA's certificate (only the
+    # client certificates come from ours), the others a leaf renewed from the issuing CA.
+    probes = tuple(Probe(f"partner{i}.example.com", 18032 + i) for i in range(draw(st.integers(0, 2))))
+    world.probes = {p.id: 0.0 for p in probes}
+    world.probe_target = draw(st.sampled_from(targets))
+    world.partner_served = {p.id for p in probes if draw(st.booleans())}
     if draw(st.booleans()):
         world.annotation = "r1"
     else:  # the CA Secret was deleted: the replacement must be just as safe as a requested rotation
@@ -90,6 +96,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         restart_workloads=draw(st.booleans()),
         reissue_per_minute=draw(st.integers(1, 4)),
         leaf_timeout=dt.timedelta(hours=2),
+        probes=probes,
     )
     return Scenario(world, rotation, draw(st.sampled_from([0.0, 0.2, 0.4])), draw(st.integers(0, 2**16)))
 
