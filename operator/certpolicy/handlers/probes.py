@@ -38,6 +38,7 @@ from pathlib import Path
 from cryptography import x509
 
 from certpolicy.handlers.ca import CASecret
+from certpolicy.handlers.peerchain import HandshakeCertificates, peer_chain
 from certpolicy.handlers.rotation_memory import RotationMemory
 from certpolicy.pki.fingerprint import certificate_fingerprint, short
 from certpolicy.pki.inspect import signed_by
@@ -107,7 +108,7 @@ def served_by(chain: Sequence[bytes], cas: Sequence[x509.Certificate]) -> str | 
     chain that touches the old CA anywhere counts as the old CA's (the conservative answer: it
     holds step 4). Neither trust in nor validity of the chain is judged here: an expired old-CA
     leaf, or one without serverAuth, still depends on the old CA. None: the chain leads to none
-    of ``cas`` (a third CA), or is empty or unparsable (see :func:`served_chain`)."""
+    of ``cas`` (a third CA), or is empty or unparsable."""
     certs = _parse(chain)
     for ca in cas:
         fp = certificate_fingerprint(ca)
@@ -121,22 +122,6 @@ def _parse(chain: Sequence[bytes]) -> list[x509.Certificate]:
         return [x509.load_der_x509_certificate(der) for der in chain]
     except ValueError:
         return []
-
-
-def _peer_chain(tls: ssl.SSLSocket) -> list[bytes]:
-    """The certificates the server sent, leaf first. ``get_unverified_chain`` is public from
-    Python 3.13; on 3.11/3.12 the same method exists on the underlying ``_ssl`` object. Without
-    it, only the leaf is known (enough for leaves issued directly by the CA, as ours are)."""
-    getter = getattr(tls, "get_unverified_chain", None) or getattr(getattr(tls, "_sslobj", None),
-                                                                   "get_unverified_chain", None)
-    if getter is not None:
-        try:
-            return [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
-                    for c in getter() or ()]
-        except (AttributeError, ValueError, ssl.SSLError):
-            pass
-    leaf = tls.getpeercert(binary_form=True)
-    return [leaf] if leaf else []
 
 
 def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime,
@@ -166,12 +151,15 @@ def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime,
         key_file.write_bytes(canary.key_pem)
         ctx.load_cert_chain(str(cert_file), str(key_file))
     asked: list[bool] = []
+    sent = HandshakeCertificates()
 
-    def watch_handshake(_conn, direction, _version, _content_type, msg_type, _data) -> None:
+    def watch_handshake(_conn, direction, version, content_type, msg_type, data) -> None:
         if direction == "read" and msg_type == _CERTIFICATE_REQUEST:
             asked.append(True)
+        sent.seen(direction, version, content_type, msg_type, data)
 
-    # The one way the ssl module tells whether the server sent a CertificateRequest.
+    # The one way the ssl module tells whether the server sent a CertificateRequest (and, before
+    # Python 3.13, which chain it sent: see certpolicy.handlers.peerchain).
     ctx._msg_callback = watch_handshake  # type: ignore[attr-defined]  # noqa: SLF001
     timeout = probe.timeout.total_seconds()
 
@@ -189,7 +177,7 @@ def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime,
         with socket.create_connection((probe.host, probe.port), timeout=timeout) as sock, \
                 ctx.wrap_socket(sock, server_hostname=probe.server_name or probe.host) as tls:
             if verify_served:
-                chain = _peer_chain(tls)
+                chain = peer_chain(tls, sent)
                 read[0] = bool(_parse(chain))
                 served[0] = served_by(chain, verify_served)
             tls.settimeout(min(READ_AFTER_HANDSHAKE, timeout))
