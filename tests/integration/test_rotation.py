@@ -411,7 +411,7 @@ def test_probe_gate_holds_step_4_while_the_endpoint_serves_an_old_ca_leaf(
         assert f"{probe_id} (serves a leaf from the old CA" in rot["message"]
         record = next(p for p in rot["probes"] if p["probe"] == probe_id)
         assert record["servedCA"] == rot["oldCA"] and record["accepted"] is True
-        # Still held a probe round later (30 s retry): watched, not slept.
+        # Still held through the next probe rounds (CERTPOLICY_PROBE_RETRY: 2 s in the suite): watched.
         policy_rv = get(custom_api, unique_name)["metadata"]["resourceVersion"]
         later = events_since(custom_api.list_cluster_custom_object, GROUP, VERSION, PLURAL,
                              resource_version=policy_rv, seconds=3, field_selector=f"metadata.name={unique_name}")
