@@ -212,3 +212,44 @@ def test_restart_scope_is_the_rotating_policys_objects_in_the_namespaces_it_sele
     for reason in ("RotationWaitingForPods", "RotationRestartedWorkload"):
         assert not [m for m in _events(core_v1, unique_name, reason) if f"{other}/" in m], reason
     assert core_v1.read_namespaced_secret("web-tls", other).data["tls.crt"] == base64.b64encode(own.pem).decode()
+
+
+def test_a_restart_retried_after_a_lost_status_write_restarts_nobody_again(api_client, namespace):
+    """One restart per owner per rotation step, even when the status that recorded it was lost:
+    the retried decision re-derives a *later* not_before (the leaves' move or the bundles'
+    verification is observed again, later), so restartedAt alone would restart the owner again.
+    The owner's own record (certpolicy.io/restarted-for) stops it: no write at all. Another step
+    of the same rotation, or another rotation, does restart it."""
+    from types import SimpleNamespace
+
+    from certpolicy.handlers.rotation import RESTARTED_FOR, restart_workload
+    from certpolicy.kube.rawapi import RawClient
+    from certpolicy.rotation import RestartWorkload
+
+    apps = client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment(namespace, {
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1"}]}}}})
+    owner = f"Deployment/{namespace}/web"
+
+    def run(rotation: str, step: int, not_before: dt.datetime) -> bool:
+        now = dt.datetime.now(dt.UTC)
+        ctx = SimpleNamespace(raw=RawClient(api_client), now=now, name="pol")
+        return restart_workload(ctx, RestartWorkload(owner, rotation, step, not_before))  # type: ignore[arg-type]
+
+    def template() -> tuple[str, dict]:
+        d = apps.read_namespaced_deployment("web", namespace)
+        return d.metadata.resource_version, dict(d.spec.template.metadata.annotations or {})
+
+    for step in (2, 4):
+        assert run("r1", step, dt.datetime.now(dt.UTC))  # after any earlier stamp: a restart is due
+        version, annotations = template()
+        assert annotations[RESTARTED_FOR] == f"pol/r1:{step}" and RESTARTED_AT in annotations
+        # The retry after a lost status write: not_before observed again, after the stamp.
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+        assert not run("r1", step, later)
+        assert template() == (version, annotations), "restarted again for the same rotation step"
+    assert run("r2", 2, dt.datetime.now(dt.UTC))
+    assert template()[1][RESTARTED_FOR] == "pol/r2:2"

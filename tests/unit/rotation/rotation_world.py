@@ -111,6 +111,7 @@ class World:
     leaf_history: dict[str, list[tuple[dt.datetime, str]]] = field(default_factory=dict)
     target_history: dict[str, list[tuple[dt.datetime, frozenset[str]]]] = field(default_factory=dict)
     #: (owner, rotation id, step) the driver restarted; a repeat is a no-op, as in the real driver
+    #: (handlers/rotation.py: the owner's certpolicy.io/restarted-for record, kept across a lost status write)
     restarted: dict[tuple[str, str, int], int] = field(default_factory=dict)
     restart_requests: int = 0
     restarted_at: dict[str, dt.datetime] = field(default_factory=dict)  # the restartedAt annotation

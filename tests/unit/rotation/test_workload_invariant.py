@@ -203,3 +203,23 @@ def test_the_property_catches_ignoring_pods_that_load_only_at_start(monkeypatch:
     example, violations = _find_outage()
     assert violations
     assert any(w.leaf_at_start or w.bundle_at_start for w in example.world.workloads.values())
+
+
+def test_skipping_the_step_2_restart_of_a_pod_that_reads_both_at_start_is_an_outage(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why a Pod that reads both its bundle and its leaf only at start is restarted twice: with
+    its step-2 restart skipped (one restart, in step 4, bringing the new leaf and the two-CA bundle
+    together), it still holds the old-CA-only bundle through step 3, when its peers start to
+    present leaves from the new CA (re-issued, or renewed by anyone from the promoted CA): it
+    refuses them until its step-4 restart. Hypothesis finds that outage."""
+    real = rotation_machine._stale_pods
+
+    def skip_step_2_for_both(ctx, rot, stale, why, since):  # type: ignore[no-untyped-def]
+        if rot.step == 2:
+            stale = [p for p in stale if not p.leaves]
+        return real(ctx, rot, stale, why, since)
+
+    monkeypatch.setattr(rotation_machine, "_stale_pods", skip_step_2_for_both)
+    example, violations = _find_outage()
+    assert violations and "does not trust" in violations[0]
+    assert any(w.leaf_at_start and w.bundle_at_start for w in example.world.workloads.values())
