@@ -1,7 +1,7 @@
 """The operator's re-check intervals as the test suite sets them (``certpolicy.environment``).
 
-Production looks again every 30 s at what it cannot watch (refused rotation probes, a keystore's
-password Secret, a bundle target that is not ours) and retries a failed pass after 30 s. A test
+Production looks again every 30 s at what it cannot watch (refused rotation probes, a bundle
+target that is not ours) and retries a failed pass after 30 s. A test
 that waits for one of those would wait half a minute; the suite sets them to a couple of seconds
 for every operator it runs (conftest puts them in the environment at start-up, which operator
 processes inherit). Tests that watch for a quiet period derive its length from these values.
@@ -15,7 +15,6 @@ RECHECK = 2.0
 
 OPERATOR_ENV = {
     "CERTPOLICY_PROBE_RETRY": f"{RECHECK:g}",
-    "CERTPOLICY_PASSWORD_RECHECK": f"{RECHECK:g}",
     "CERTPOLICY_NOT_MANAGED_RECHECK": f"{RECHECK:g}",
     "CERTPOLICY_ERROR_RETRY": f"{RECHECK:g}",
 }

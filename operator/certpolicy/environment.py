@@ -58,15 +58,12 @@ class Interval:
 
 #: Refused rotation probes are run again this often (step 2 and step 4 of a rotation).
 PROBE_RETRY = Interval("CERTPOLICY_PROBE_RETRY", 30.0, "refused rotation probes are run again")
-#: A keystore opened with ``spec.selector.passwordSecretRef`` has its password Secret read again
-#: this often (the password Secret is read, not watched).
-PASSWORD_RECHECK = Interval("CERTPOLICY_PASSWORD_RECHECK", 30.0, "a keystore's password Secret is read again")
 #: A bundle target that is not the policy's (``NotManaged``) is read again this often, so that its
 #: owner opting in is noticed without touching the policy.
 NOT_MANAGED_RECHECK = Interval("CERTPOLICY_NOT_MANAGED_RECHECK", 30.0, "a target that is not ours is read again")
 #: A pass that raised is retried this often (``Degraded=True/ReconcileFailed`` meanwhile).
 ERROR_RETRY = Interval("CERTPOLICY_ERROR_RETRY", 30.0, "a pass that failed is retried")
-INTERVALS = (PROBE_RETRY, PASSWORD_RECHECK, NOT_MANAGED_RECHECK, ERROR_RETRY)
+INTERVALS = (PROBE_RETRY, NOT_MANAGED_RECHECK, ERROR_RETRY)
 
 
 def check_intervals() -> None:

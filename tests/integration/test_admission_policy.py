@@ -20,6 +20,8 @@ import pytest
 from kubernetes.client import ApiException
 
 import certgen
+from certpolicy.handlers.rotation import RESTARTED_FOR
+from certpolicy.handlers.rotation import restart_patch as rotation_restart_patch
 from certpolicy.kube.baselines import BaselineShards
 from certpolicy.kube.managed import adopt, merge_into_target
 from certpolicy.kube.ownership import NotManaged, Owner
@@ -294,7 +296,8 @@ def test_the_operators_own_cluster_trust_bundle_writes_pass(bundles, api_client,
 # ---- Deployments, StatefulSets, DaemonSets: a rollout restart and nothing else ----
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-RESTART_ONLY = "may only set the pod template annotation kubectl.kubernetes.io/restartedAt"
+RESTART_ONLY = ("may only set the pod template annotations kubectl.kubernetes.io/restartedAt and "
+                "certpolicy.io/restarted-for")
 SYSTEM_REFUSED = "never restarts workloads in the system namespaces"
 
 
@@ -310,8 +313,8 @@ def workload(kind: str, name: str) -> dict:
 
 
 def restart_patch(stamp: str = "2030-01-01T00:00:00Z") -> dict:
-    """The body handlers/rotation.py restart_workload sends (and `kubectl rollout restart`)."""
-    return {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+    """The body handlers/rotation.py restart_workload sends (its own builder)."""
+    return rotation_restart_patch(stamp, "p/rotation-1:4")
 
 
 @pytest.fixture
@@ -338,7 +341,10 @@ def test_a_rollout_restart_passes_in_an_allowed_namespace(workloads, api_client,
         as_operator.patch(path, restart_patch())
         as_operator.patch(path, restart_patch("2030-01-01T00:00:05Z"))
         after = admin.get(path)
-        assert after["spec"]["template"]["metadata"]["annotations"] == {"team": "a", RESTARTED_AT: "2030-01-01T00:00:05Z"}, kind
+        assert after["spec"]["template"]["metadata"]["annotations"] == {
+            "team": "a", RESTARTED_AT: "2030-01-01T00:00:05Z", RESTARTED_FOR: "p/rotation-1:4"}, kind
+        # `kubectl rollout restart`'s own body (restartedAt alone) passes too
+        as_operator.patch(path, {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: "2030-01-01T00:00:09Z"}}}}})
         assert after["spec"]["template"]["spec"] == before["spec"]["template"]["spec"], kind
         assert after["metadata"]["labels"] == before["metadata"]["labels"], kind
 

@@ -234,7 +234,8 @@ class MTLSServer:
     """A TLS server on loopback that requires a client certificate from the CAs it trusts."""
 
     def __init__(self, trusted_pem: bytes):
-        self.server_cert = certgen.leaf(certgen.root("probe server CA"), "localhost", dns_names=["localhost"])
+        self.server_ca = certgen.root("probe server CA")  # a third CA: neither the policy's old nor new
+        self.server_cert = certgen.leaf(self.server_ca, "localhost", dns_names=["localhost"])
         self.dir = tempfile.TemporaryDirectory()
         d = Path(self.dir.name)
         (d / "c.pem").write_bytes(self.server_cert.pem)
@@ -367,14 +368,30 @@ def test_probe_gate_holds_until_the_peer_trusts_the_new_ca_then_abort_rolls_back
         server.close()
 
 
+def _leaf_pair(core_v1, ns: str, name: str) -> tuple[bytes, bytes]:
+    import base64
+
+    data = core_v1.read_namespaced_secret(name, ns).data
+    return base64.b64decode(data["tls.crt"]), base64.b64decode(data["tls.key"])
+
+
+def _completed(custom_api, name):
+    r = _rotation(custom_api, name)
+    hist = r.get("history") or []
+    return not r.get("id") and hist and hist[0]["outcome"] == "Completed" and r
+
+
 @pytest.mark.operator_env(CERTPOLICY_PROBE_ALLOW="127.0.0.1/32")  # --probe-allow: the default is *.svc only
-def test_probe_gate_passes_once_the_peer_trusts_the_new_ca(
+def test_probe_gate_holds_step_4_while_the_endpoint_serves_an_old_ca_leaf(
         operator, operator_namespace, custom_api, core_v1, policies, unique_name, rotation_setup):
+    """The endpoint serves a leaf from the policy's CA (the old one, issued before the rotation):
+    step 4 holds and names it in probesServingOldCA until it serves its re-issued leaf."""
     body, namespaces, _ = rotation_setup
     policies(body)
     wait_for(lambda: settled(custom_api, unique_name), timeout=30, what="CA, bundles and leaves in place")
     old_pem = _ca_pem(core_v1, operator_namespace, f"{unique_name}-ca")
     server = MTLSServer(old_pem)
+    server.serve(*_leaf_pair(core_v1, namespaces[0], "leaf-0"))  # a leaf from the old CA
     try:
         custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {
             "metadata": {"annotations": {"certpolicy.io/rotate": "gate-pass"}},
@@ -385,26 +402,85 @@ def test_probe_gate_passes_once_the_peer_trusts_the_new_ca(
         # The partner installs the distributed bundle (old + new): the next probe round passes.
         server.trust(core_v1.read_namespaced_config_map("rot-ca", namespaces[0]).data["ca.crt"].encode())
 
-        # Step 4 holds while the endpoint still *serves* a certificate from another CA, and says so.
+        # Step 4 holds while the endpoint still *serves* a certificate from the old CA, and says so.
         rot = wait_for(lambda: (r := _rotation(custom_api, unique_name)).get("probesServingOldCA") and r,
-                       timeout=60, what="step 4 names the endpoint serving a leaf from another CA")
-        assert rot["step"] == 4 and f"127.0.0.1:{server.port}" in rot["probesServingOldCA"]
-        assert "do not serve a leaf from the new CA" in rot["message"]
+                       timeout=60, what="step 4 names the endpoint serving a leaf from the old CA")
+        probe_id = f"127.0.0.1:{server.port}"
+        assert rot["step"] == 4 and rot["probesServingOldCA"] == [probe_id], rot
+        assert not rot.get("probesServingOtherCA")
+        assert f"{probe_id} (serves a leaf from the old CA" in rot["message"]
+        record = next(p for p in rot["probes"] if p["probe"] == probe_id)
+        assert record["servedCA"] == rot["oldCA"] and record["accepted"] is True
+        # Still held through the next probe rounds (CERTPOLICY_PROBE_RETRY: 2 s in the suite): watched.
+        policy_rv = get(custom_api, unique_name)["metadata"]["resourceVersion"]
+        later = events_since(custom_api.list_cluster_custom_object, GROUP, VERSION, PLURAL,
+                             resource_version=policy_rv, seconds=3, field_selector=f"metadata.name={unique_name}")
+        assert all(((o.get("status") or {}).get("rotation") or {}).get("step") == 4 for _, o in later)
         # The server reloads its own leaf, re-issued by the operator from the new CA.
-        import base64
-
-        leaf = core_v1.read_namespaced_secret("leaf-0", namespaces[0]).data
-        server.serve(base64.b64decode(leaf["tls.crt"]), base64.b64decode(leaf["tls.key"]))
-
-        def completed():
-            r = _rotation(custom_api, unique_name)
-            hist = r.get("history") or []
-            return not r.get("id") and hist and hist[0]["outcome"] == "Completed"
-
-        wait_for(completed, timeout=90, what="rotation completed after the probe accepted")
+        server.serve(*_leaf_pair(core_v1, namespaces[0], "leaf-0"))
+        wait_for(lambda: _completed(custom_api, unique_name), timeout=90,
+                 what="rotation completed after the endpoint served its new leaf")
         assert server.accepted >= 1
     finally:
         server.close()
+
+
+@pytest.mark.operator_env(CERTPOLICY_PROBE_ALLOW="127.0.0.1/32")
+def test_a_partner_serving_a_third_cas_certificate_lets_the_rotation_complete(
+        operator, operator_namespace, custom_api, core_v1, policies, unique_name, rotation_setup):
+    """The HL7 partner link: the partner's server certificate comes from its own CA, only the
+    client certificates from the policy's CA. Step 2 waits until it accepts the new CA's canary;
+    step 4 does not wait for a served leaf from the new CA (it never comes) and lists the endpoint
+    in probesServingOtherCA; the rotation completes, and with the old CA removed from the bundle
+    the partner installs, a client presenting its re-issued leaf still completes a handshake."""
+    body, namespaces, _ = rotation_setup
+    policies(body)
+    wait_for(lambda: settled(custom_api, unique_name), timeout=30, what="CA, bundles and leaves in place")
+    server = MTLSServer(_ca_pem(core_v1, operator_namespace, f"{unique_name}-ca"))  # serves a third CA's leaf
+    probe_id = f"127.0.0.1:{server.port}"
+    seen_other: list[dict] = []
+    try:
+        custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {
+            "metadata": {"annotations": {"certpolicy.io/rotate": "partner"}},
+            "spec": {"rotation": {"probes": [{"host": "127.0.0.1", "port": server.port, "timeout": "2s"}]}}})
+        wait_for(lambda: (r := _rotation(custom_api, unique_name)).get("probes") and r["step"] == 2,
+                 timeout=30, what="step 2 probed the partner")
+        server.trust(core_v1.read_namespaced_config_map("rot-ca", namespaces[0]).data["ca.crt"].encode())
+
+        def done_noting():
+            r = _rotation(custom_api, unique_name)
+            if r.get("probesServingOtherCA"):
+                seen_other.append(r)
+            return _completed(custom_api, unique_name)
+
+        rot = wait_for(done_noting, timeout=90, what="rotation completed with the partner serving its own CA")
+        entry = rot["history"][0]
+        bundle = core_v1.read_namespaced_config_map("rot-ca", namespaces[0]).data["ca.crt"]
+        assert bundle_fingerprints(core_v1.read_namespaced_config_map("rot-ca", namespaces[0]).to_dict()) \
+            == {entry["newCA"]}
+        # The partner takes the bundle without the old CA; the re-issued client leaf still gets in,
+        # and the client still verifies the partner by the partner's own CA.
+        server.trust(bundle.encode())
+        cert_pem, key_pem = _leaf_pair(core_v1, namespaces[0], "leaf-0")
+        accepted = server.accepted
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "c.pem").write_bytes(cert_pem)
+            Path(d, "k.pem").write_bytes(key_pem)
+            client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            client.load_verify_locations(cadata=server.server_ca.pem.decode())
+            client.check_hostname = False
+            client.load_cert_chain(str(Path(d, "c.pem")), str(Path(d, "k.pem")))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock, \
+                client.wrap_socket(sock) as tls:
+            tls.sendall(b"x")  # TLS 1.3: a refused client certificate surfaces on the first exchange
+        # The server counts a handshake as accepted only once it verified the client certificate.
+        wait_for(lambda: server.accepted > accepted, timeout=10, what="the partner accepted the re-issued leaf")
+    finally:
+        server.close()
+    # While it waited at step 4 (when it waited at all), status named the partner as serving
+    # another CA, never as serving the old one.
+    for r in seen_other:
+        assert r["probesServingOtherCA"] == [probe_id] and not r.get("probesServingOldCA"), r
 
 
 # ---- CA identity and the truststore's bare alias ----------------------------------------------------

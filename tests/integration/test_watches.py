@@ -160,3 +160,66 @@ def test_a_change_wakes_only_the_policy_it_concerns(operator, policies, core_v1,
     wait_status(custom_api, names["b"], lambda s: (s.get("summary") or {}).get("violating") == 1,
                 "policy B sees its own Secret violate")
     assert passes_logged(operator, names["b"]) > b_before
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_keystore_password_secrets_wake_the_policies_that_name_them(api_client, core_v1, operator_namespace,
+                                                                    namespace, unique_name):
+    """spec.selector, spec.trustStores and requirements.trustedBy passwordSecretRef name a Secret
+    in each keystore's namespace: its creation, change and deletion wake exactly the policies that
+    name it, through the inventory's wake-up table (there is no periodic re-read to fall back on).
+    A Secret of that name that existed before the policy declared it is still heard when deleted."""
+    from certpolicy.inventory.interest import Reads
+    from certpolicy.inventory.inventory import Inventory
+
+    sel = {"secretSelector": {"matchLabels": {"app": f"ks-{unique_name}"}}}
+    stores = {"selector": {"matchLabels": {"store": f"ts-{unique_name}"}}}
+    specs = {
+        "selector": {"selector": {**sel, "passwordSecretRef": {"name": "pw-selector", "key": "pw"}}},
+        "trust-stores": {"selector": sel, "trustStores": {**stores, "passwordSecretRef": {"name": "pw-stores"}}},
+        "trusted-by": {"selector": sel, "requirements": {"trustedBy": {**stores,
+                                                                       "passwordSecretRef": {"name": "pw-peers"}}}},
+        "none": {"selector": sel, "trustStores": stores},
+    }
+    password_of = {"selector": "pw-selector", "trust-stores": "pw-stores", "trusted-by": "pw-peers"}
+    core_v1.create_namespaced_secret(namespace, {"metadata": {"name": "pw-peers"}, "data": {"password": _b64(b"x")}})
+    woken: list[str] = []
+    lock = threading.Lock()
+
+    def wake(policies: list[str]) -> None:
+        with lock:
+            woken.extend(policies)
+
+    inventory = Inventory(api_client).start()
+    inventory.wake_with(wake)
+    try:
+        assert inventory.wait_synced(30)
+        for name, spec in specs.items():
+            wait_for(lambda n=name, s=spec: inventory.declare(n, Reads.of(s, operator_namespace)), timeout=30,
+                     what=f"policy {name} declared")
+
+        def heard(policy: str, since: int) -> bool:
+            with lock:
+                return policy in woken[since:]
+
+        for policy, secret_name in password_of.items():
+            steps = [("patched", lambda n=secret_name: core_v1.patch_namespaced_secret(
+                         n, namespace, {"data": {"password": _b64(b"changed")}})),
+                     ("deleted", lambda n=secret_name: core_v1.delete_namespaced_secret(n, namespace))]
+            if secret_name != "pw-peers":  # pw-peers existed before the declaration
+                steps.insert(0, ("created", lambda n=secret_name: core_v1.create_namespaced_secret(
+                    namespace, {"metadata": {"name": n}, "data": {"password": _b64(b"first")}})))
+            for what, act in steps:
+                with lock:
+                    since = len(woken)
+                act()
+                wait_for(lambda p=policy, s=since: heard(p, s), timeout=10,
+                         what=f"policy {policy} woken: its password Secret {secret_name} {what}")
+                with lock:
+                    others = set(woken[since:]) - {policy}
+                assert "none" not in others and not (others & set(password_of)), (what, secret_name, others)
+    finally:
+        inventory.stop()

@@ -9,23 +9,22 @@ import sys
 
 import pytest
 
-from certpolicy.environment import ERROR_RETRY, INTERVALS, NOT_MANAGED_RECHECK, PASSWORD_RECHECK, PROBE_RETRY
+from certpolicy.environment import ERROR_RETRY, INTERVALS, NOT_MANAGED_RECHECK, PROBE_RETRY
 
 
 def test_defaults_are_thirty_seconds_and_each_interval_has_its_own_variable(monkeypatch) -> None:
     for interval in INTERVALS:
         monkeypatch.delenv(interval.env, raising=False)
-    assert [i.delta() for i in INTERVALS] == [dt.timedelta(seconds=30)] * 4
-    assert {i.env for i in (PROBE_RETRY, PASSWORD_RECHECK, NOT_MANAGED_RECHECK, ERROR_RETRY)} == {
-        "CERTPOLICY_PROBE_RETRY", "CERTPOLICY_PASSWORD_RECHECK", "CERTPOLICY_NOT_MANAGED_RECHECK",
-        "CERTPOLICY_ERROR_RETRY"}
+    assert [i.delta() for i in INTERVALS] == [dt.timedelta(seconds=30)] * 3
+    assert {i.env for i in (PROBE_RETRY, NOT_MANAGED_RECHECK, ERROR_RETRY)} == {
+        "CERTPOLICY_PROBE_RETRY", "CERTPOLICY_NOT_MANAGED_RECHECK", "CERTPOLICY_ERROR_RETRY"}
 
 
 def test_a_setting_applies_where_it_is_read(monkeypatch) -> None:
-    monkeypatch.setenv("CERTPOLICY_PASSWORD_RECHECK", "1.5")
-    assert PASSWORD_RECHECK.delta() == dt.timedelta(seconds=1.5)
-    monkeypatch.setenv("CERTPOLICY_PASSWORD_RECHECK", "")
-    assert PASSWORD_RECHECK.seconds() == 30.0
+    monkeypatch.setenv("CERTPOLICY_NOT_MANAGED_RECHECK", "1.5")
+    assert NOT_MANAGED_RECHECK.delta() == dt.timedelta(seconds=1.5)
+    monkeypatch.setenv("CERTPOLICY_NOT_MANAGED_RECHECK", "")
+    assert NOT_MANAGED_RECHECK.seconds() == 30.0
 
 
 @pytest.mark.parametrize("raw", ["abc", "0", "-2", "nan", "inf", "90000"])

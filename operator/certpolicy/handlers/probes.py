@@ -14,8 +14,10 @@ every evaluation worker busy for minutes. So:
   ``cluster.local``); anything else is ``ProbeNotAllowed`` and never connected to.
 * a server that completes the handshake without ever asking for a client certificate proves
   nothing about its trust in the new CA: ``ProbeNoClientAuth``, never a success.
-* in step 4 the same handshake also reads the certificate the endpoint *serves* and reports the
-  CA it chains to (``ProbeResult.served_ca``): the evidence that the server took its new leaf.
+* in step 4 the same handshake also reads the chain the endpoint *serves* and reports the CA it
+  depends on (``ProbeResult.served_ca``), or that it depends on neither CA of the rotation
+  (``ProbeResult.served_other``: a partner serving a public CA's or its own CA's certificate, which
+  removing the old CA cannot break).
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from pathlib import Path
 from cryptography import x509
 
 from certpolicy.handlers.ca import CASecret
+from certpolicy.handlers.peerchain import HandshakeCertificates, peer_chain
 from certpolicy.handlers.rotation_memory import RotationMemory
-from certpolicy.pki.chain import verify_chain
-from certpolicy.pki.fingerprint import short
+from certpolicy.pki.fingerprint import certificate_fingerprint, short
+from certpolicy.pki.inspect import signed_by
 from certpolicy.pki.issue import issue_leaf
 from certpolicy.rotation import Probe, ProbeResult
 from certpolicy.rotation.probeallow import AllowList
@@ -51,32 +54,26 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def served_by(chain: Sequence[bytes], cas: Sequence[x509.Certificate], now: dt.datetime) -> str | None:
-    """The fingerprint of the CA in ``cas`` that a served chain (DER, leaf first) leads to."""
-    if not chain or not cas:
-        return None
+def served_by(chain: Sequence[bytes], cas: Sequence[x509.Certificate]) -> str | None:
+    """The fingerprint of the first CA in ``cas`` that a served chain (DER, leaf first) depends on:
+    a served certificate is that CA or is signed by it. The driver lists the old CA first, so a
+    chain that touches the old CA anywhere counts as the old CA's (the conservative answer: it
+    holds step 4). Neither trust in nor validity of the chain is judged here: an expired old-CA
+    leaf, or one without serverAuth, still depends on the old CA. None: the chain leads to none
+    of ``cas`` (a third CA), or is empty or unparsable."""
+    certs = _parse(chain)
+    for ca in cas:
+        fp = certificate_fingerprint(ca)
+        if any(certificate_fingerprint(c) == fp or signed_by(c, ca) for c in certs):
+            return fp
+    return None
+
+
+def _parse(chain: Sequence[bytes]) -> list[x509.Certificate]:
     try:
-        certs = [x509.load_der_x509_certificate(der) for der in chain]
+        return [x509.load_der_x509_certificate(der) for der in chain]
     except ValueError:
-        return None
-    result = verify_chain(certs[0], certs[1:], list(cas), now)
-    return result.anchor_fingerprint if result.trusted else None
-
-
-def _peer_chain(tls: ssl.SSLSocket) -> list[bytes]:
-    """The certificates the server sent, leaf first. ``get_unverified_chain`` is public from
-    Python 3.13; on 3.11/3.12 the same method exists on the underlying ``_ssl`` object. Without
-    it, only the leaf is known (enough for leaves issued directly by the CA, as ours are)."""
-    getter = getattr(tls, "get_unverified_chain", None) or getattr(getattr(tls, "_sslobj", None),
-                                                                   "get_unverified_chain", None)
-    if getter is not None:
-        try:
-            return [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
-                    for c in getter() or ()]
-        except (AttributeError, ValueError, ssl.SSLError):
-            pass
-    leaf = tls.getpeercert(binary_form=True)
-    return [leaf] if leaf else []
+        return []
 
 
 def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime,
@@ -104,27 +101,35 @@ def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime,
         key_file.write_bytes(canary.key_pem)
         ctx.load_cert_chain(str(cert_file), str(key_file))
     asked: list[bool] = []
+    sent = HandshakeCertificates()
 
-    def watch_handshake(_conn, direction, _version, _content_type, msg_type, _data) -> None:
+    def watch_handshake(_conn, direction, version, content_type, msg_type, data) -> None:
         if direction == "read" and msg_type == _CERTIFICATE_REQUEST:
             asked.append(True)
+        sent.seen(direction, version, content_type, msg_type, data)
 
-    # The one way the ssl module tells whether the server sent a CertificateRequest.
+    # The one way the ssl module tells whether the server sent a CertificateRequest (and, before
+    # Python 3.13, which chain it sent: see certpolicy.handlers.peerchain).
     ctx._msg_callback = watch_handshake  # type: ignore[attr-defined]  # noqa: SLF001
     timeout = probe.timeout.total_seconds()
 
     served: list[str | None] = [None]
+    read: list[bool] = [False]  # the served chain was read (and parsed)
 
     def result(accepted: bool, message: str) -> ProbeResult:
         if verify_served:
-            message += f"; serves a leaf from CA {short(served[0])}" if served[0] else "; serves a leaf from another CA"
-        return ProbeResult(probe.id, ca.fingerprint, accepted, now, message, served[0])
+            message += (f"; serves a leaf from CA {short(served[0])}" if served[0]
+                        else "; serves a chain to another CA" if read[0] else "; served chain not read")
+        return ProbeResult(probe.id, ca.fingerprint, accepted, now, message, served[0],
+                           read[0] and served[0] is None)
 
     try:
         with socket.create_connection((probe.host, probe.port), timeout=timeout) as sock, \
                 ctx.wrap_socket(sock, server_hostname=probe.server_name or probe.host) as tls:
             if verify_served:
-                served[0] = served_by(_peer_chain(tls), verify_served, now)
+                chain = peer_chain(tls, sent)
+                read[0] = bool(_parse(chain))
+                served[0] = served_by(chain, verify_served)
             tls.settimeout(min(READ_AFTER_HANDSHAKE, timeout))
             try:
                 data = tls.recv(1)

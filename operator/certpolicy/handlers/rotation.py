@@ -225,16 +225,28 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
 
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+#: Pod template annotation: which policy's rotation step last restarted this owner.
+RESTARTED_FOR = "certpolicy.io/restarted-for"
 _RESTART_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
+
+
+def restart_patch(stamp: str, done_for: str) -> dict[str, Any]:
+    """The whole body of a restart: the two pod-template annotations and nothing else (the
+    admission policy on the operator's own writes allows exactly these two)."""
+    return {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp, RESTARTED_FOR: done_for}}}}}
 
 
 def restart_workload(ctx: PassContext, action: RestartWorkload) -> bool:
     """``kubectl rollout restart``: stamp the pod template with ``kubectl.kubernetes.io/restartedAt``.
 
-    Skipped (False) when the stamp already says a restart began after ``action.not_before`` (a
-    decision repeated after a crash), or when the owner is gone (404: nothing left to restart).
-    The stamp is whole seconds like kubectl's, so the skip test is strict: a stamp in the same
-    second as ``not_before`` restarts again rather than risk a Pod that started too early.
+    The same patch sets :data:`RESTARTED_FOR` to ``<policy>/<rotation>:<step>``: the record, on the
+    owner itself, that this step of this rotation restarted it. Skipped (False) when that record is
+    there already (a decision repeated after its status write was lost: the machine re-derives a
+    *later* ``not_before`` then, so the stamp alone would not stop a second restart), when the
+    stamp says a restart began after ``action.not_before``, or when the owner is gone (404:
+    nothing left to restart). The stamp is whole seconds like kubectl's, so that test is strict: a
+    stamp in the same second as ``not_before`` restarts again rather than risk a Pod that started
+    too early.
     """
     kind, ns, name = action.owner.split("/", 2)
     path = f"/apis/apps/v1/namespaces/{ns}/{_RESTART_PLURALS[kind]}/{name}"
@@ -249,6 +261,9 @@ def restart_workload(ctx: PassContext, action: RestartWorkload) -> bool:
         previous = parse_rfc3339(str(stamp.get(RESTARTED_AT, "")), require_zone=True)
     except ValueError:
         previous = None
+    done_for = f"{ctx.name}/{action.rotation_id}:{action.step}"
+    if stamp.get(RESTARTED_FOR) == done_for:
+        return False
     if previous is not None and previous.tzinfo is not None and previous > action.not_before:
         return False
     # A Pod's startTime has whole seconds, and the rotation waits for Pods that started after
@@ -260,7 +275,7 @@ def restart_workload(ctx: PassContext, action: RestartWorkload) -> bool:
         time.sleep(wait)
     now = max(ctx.now, dt.datetime.now(dt.UTC))
     value = rfc3339(now)
-    ctx.raw.patch(path, {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: value}}}}})
+    ctx.raw.patch(path, restart_patch(value, done_for))
     return True
 
 

@@ -29,7 +29,6 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
-from certpolicy.environment import PASSWORD_RECHECK
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
 from certpolicy.inventory.labelled import CABUNDLE_KINDS, STORE_KINDS, watch_key
@@ -136,10 +135,8 @@ def keystores_with_password(ctx: PassContext, secrets: Sequence[SecretRecord]) -
     budget = [MAX_PASSWORD_READS]
     out = [_keystore_with_password(ctx, rec, name, key, budget) if _needs_password(rec.material) else rec
            for rec in secrets]
-    if any(_needs_password(r.material) for r in secrets):
-        # The password Secret is read, not watched (it may live in any selected namespace): while
-        # a keystore depends on it, look again soon, so creating or changing it is seen.
-        ctx.out.wake_by(ctx.now + PASSWORD_RECHECK.delta())
+    # The password Secret is watched by name in every namespace (inventory/interest.py Reads
+    # .store_passwords): creating, changing or deleting it wakes this policy at once.
     return out
 
 

@@ -2,7 +2,7 @@
 
 A :class:`Reads` is derived from a policy's spec and says everything the policy depends on:
 the Secrets it selects by label or names one by one, the trust bundle it chains to, the bundle
-targets it writes, its CA Secrets and truststore passwords. The inventory uses that one
+targets it writes, its CA Secrets, truststore passwords and keystore passwords. The inventory uses that one
 declaration three ways:
 
 - to hold the sources: objects named one by one are tracked (reference-counted) while some
@@ -35,6 +35,7 @@ PODS = "pods"
 NAMESPACES = "namespaces"
 BUNDLE_TARGETS = "bundle-targets"  # objects carrying BUNDLE_LABEL, every target kind
 BUNDLE_SOURCES = "bundle-sources"  # requirements.trustBundle objects, named one by one
+PASSWORD_SECRETS = "password-secrets"  # keystore password Secrets, by name in every namespace
 
 SourceRef = tuple[str, str, str]  # (kind, namespace, name)
 
@@ -92,6 +93,17 @@ def labelled_watches(spec: Mapping[str, Any]) -> frozenset[WatchKey]:
     return frozenset(keys)
 
 
+def store_password_names(spec: Mapping[str, Any]) -> frozenset[str]:
+    """The Secret names of ``passwordSecretRef`` in spec.selector, spec.trustStores and
+    spec.requirements.trustedBy (each a Secret in the keystore's own namespace)."""
+    names = set()
+    for holder in (spec.get("selector"), spec.get("trustStores"), (spec.get("requirements") or {}).get("trustedBy")):
+        ref = holder.get("passwordSecretRef") if isinstance(holder, Mapping) else None
+        if isinstance(ref, Mapping) and isinstance(ref.get("name"), str) and ref["name"]:
+            names.add(ref["name"])
+    return frozenset(names)
+
+
 def _target_ref(entry: Mapping[str, Any]) -> tuple[str, str]:
     try:
         ref = BundleRef.parse(entry)
@@ -111,6 +123,9 @@ class Reads:
     targets: frozenset[tuple[str, str]] = frozenset()  # (kind, name) of each trustBundles entry, any namespace
     passwords: frozenset[str] = frozenset()  # Secrets in the operator namespace holding truststore passwords
     ca_secret: str | None = None  # spec.ca.secretName; its rotation siblings share it as a prefix
+    #: Keystore password Secrets (spec.selector, spec.trustStores, requirements.trustedBy
+    #: passwordSecretRef): a name, in each keystore's own namespace, so watched in every one.
+    store_passwords: frozenset[str] = frozenset()
     #: Label-selected watches: Secrets of any type (secretSelector), trust stores (spec.trustStores,
     #: requirements.trustedBy), caBundle holders (spec.caBundles). Never with an empty selector.
     labelled: frozenset[WatchKey] = frozenset()
@@ -136,6 +151,7 @@ class Reads:
             passwords=frozenset(passwords),
             ca_secret=((spec.get("ca") or {}).get("secretName") or None),
             labelled=labelled_watches(spec),
+            store_passwords=store_password_names(spec),
         )
 
     # ---- what the inventory holds for this policy ---------------------------------------------
@@ -195,6 +211,8 @@ class Reads:
             return (change.kind, change.key[1]) in self.targets
         if source.startswith(LABELLED + ":"):
             return source[len(LABELLED) + 1:] in {str(k) for k in self.labelled}
+        if source == PASSWORD_SECRETS:
+            return change.key[1] in self.store_passwords
         if source == BUNDLE_SOURCES:
             return self.bundle_source is not None and (change.kind, *change.key) == source_ref(self.bundle_source)
         return True  # an unknown source: waking too often is safe, missing a change is not

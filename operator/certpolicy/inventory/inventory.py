@@ -36,6 +36,7 @@ from certpolicy.inventory.interest import (
     BUNDLE_TARGETS,
     NAMED_SECRETS,
     NAMESPACES,
+    PASSWORD_SECRETS,
     PODS,
     TLS_SECRETS,
     Reads,
@@ -91,6 +92,11 @@ def _parse_named_secret(obj: dict) -> SecretRecord | None:
     return None if obj.get("type") == TLS_TYPE else parse_secret_object(obj)
 
 
+def _password_version(meta_obj: dict) -> str:
+    """A password Secret's record: its resourceVersion (from the metadata watch; never its data)."""
+    return str((meta_obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
 def default_watch_timeout() -> int:
     return int(os.environ.get(WATCH_TIMEOUT_ENV) or DEFAULT_WATCH_TIMEOUT)
 
@@ -113,6 +119,10 @@ class Inventory:
                       for kind, w in NAMED_WATCHES.items()}
         self.named_secrets: RecordStore[SecretRecord] = self.named["Secret"].purpose(
             "secret", RecordStore("Secret", _parse_named_secret))
+        # Keystore password Secrets (passwordSecretRef names a Secret in each keystore's namespace):
+        # tracked by name in every namespace, metadata only, to wake the policies that use them.
+        self.password_secrets: RecordStore[str] = self.named["Secret"].purpose(
+            "password", RecordStore("Secret", _password_version))
         self.bundle_sources: dict[str, RecordStore[BundleRecord]] = {
             kind: self.named[kind].purpose("bundle", RecordStore(kind, functools.partial(parse_bundle_object,
                                                                                          kind=kind)))
@@ -135,7 +145,7 @@ class Inventory:
         self.pods.listeners.append(self._pods_changed)
         routed: list[tuple[str, RecordStore[Any]]] = [
             (TLS_SECRETS, self.secrets), (PODS, self.pods), (NAMESPACES, self.namespaces),
-            (NAMED_SECRETS, self.named_secrets),
+            (NAMED_SECRETS, self.named_secrets), (PASSWORD_SECRETS, self.password_secrets),
             *((BUNDLE_TARGETS, s) for s in self.bundle_targets.values()),
             *((BUNDLE_SOURCES, s) for s in self.bundle_sources.values())]
         for source, store in routed:
@@ -237,6 +247,7 @@ class Inventory:
 
     def _hold(self, reads: Reads) -> None:
         self.named["Secret"].acquire("secret", reads.tracked_secrets())
+        self.named["Secret"].acquire_names("password", reads.store_passwords)
         if reads.bundle_source is not None:
             src = reads.bundle_source
             self.named[src.kind].acquire("bundle", [(src.namespace, src.name)])
@@ -247,6 +258,7 @@ class Inventory:
     def _release(self, reads: Reads) -> None:
         self.labelled.release(reads.labelled)
         self.named["Secret"].release("secret", reads.tracked_secrets())
+        self.named["Secret"].release_names("password", reads.store_passwords)
         if reads.bundle_source is not None:
             src = reads.bundle_source
             self.named[src.kind].release("bundle", [(src.namespace, src.name)])

@@ -8,6 +8,11 @@ the inventory has not looked up yet, whether the object existed before or not.
 
 Names are reference-counted per purpose; the watch runs while at least one name is tracked and
 is stopped when the last one is released.
+
+A purpose may also track a *name in every namespace* (:meth:`NamedObjects.acquire_names`): a
+keystore's ``passwordSecretRef`` names a Secret in each keystore's own namespace. Such objects are
+never read: their metadata from the watch goes to the purpose's store as it is, which is all a
+wake-up needs (the pass reads the password itself, once).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class NamedObjects:
         self.watch_timeout = watch_timeout
         self._stores: dict[str, RecordStore] = {}  # purpose -> store (its parse decides what to keep)
         self._counts: dict[str, Counter[Key]] = {}
+        self._names: dict[str, Counter[str]] = {}  # purpose -> names tracked in every namespace
         self._versions: dict[Key, str] = {}  # last version applied per tracked key (a deletion's too)
         self._watcher: ListWatcher | None = None
         self._unread: set[Key] = set()  # tracked keys whose last read failed (not 404): not synced
@@ -54,7 +60,40 @@ class NamedObjects:
     def purpose(self, name: str, store: RecordStore) -> RecordStore:
         self._stores[name] = store
         self._counts[name] = Counter()
+        self._names[name] = Counter()
         return store
+
+    def _any_tracked(self) -> bool:
+        return any(self._counts.values()) or any(self._names.values())
+
+    def _by_name(self, key: Key) -> list[str]:
+        return [p for p, c in self._names.items() if c[key[1]] > 0]
+
+    def acquire_names(self, purpose: str, names: Iterable[str]) -> None:
+        """Track objects named ``names`` in every namespace for ``purpose``, metadata only (pair
+        with :meth:`release_names`)."""
+        with self._lock:
+            self._names[purpose].update(names)
+            if self._watcher is None and self._any_tracked() and not self._closed:
+                self._watcher = ListWatcher.of(self.raw, self.watched, self, watch_timeout=self.watch_timeout).start()
+
+    def release_names(self, purpose: str, names: Iterable[str]) -> None:
+        dropped, watcher = [], None
+        with self._lock:
+            counts = self._names[purpose]
+            for name in names:
+                counts[name] -= 1
+                if counts[name] <= 0:
+                    del counts[name]
+                    dropped.append(name)
+            if not self._any_tracked():
+                watcher, self._watcher = self._watcher, None
+        store = self._stores[purpose]
+        for key in store.snapshot():
+            if key[1] in dropped:
+                store.remove(key)
+        if watcher is not None:
+            watcher.stop(timeout=0)
 
     # ---- tracking ---------------------------------------------------------------------------------
     def _tracked(self, key: Key) -> list[str]:
@@ -70,7 +109,7 @@ class NamedObjects:
                 if counts[key] == 0:
                     fresh.append(key)
                 counts[key] += 1
-            if self._watcher is None and any(self._counts.values()) and not self._closed:
+            if self._watcher is None and self._any_tracked() and not self._closed:
                 self._watcher = ListWatcher.of(self.raw, self.watched, self, watch_timeout=self.watch_timeout).start()
         for key in fresh:
             self._fetch(key, only=purpose)
@@ -88,7 +127,7 @@ class NamedObjects:
                     if not self._tracked(key):
                         self._versions.pop(key, None)
                         self._unread.discard(key)
-            if not any(self._counts.values()):
+            if not self._any_tracked():
                 watcher, self._watcher = self._watcher, None
         for key in dropped:
             self._stores[purpose].remove(key)
@@ -159,12 +198,19 @@ class NamedObjects:
     # ---- the metadata watch's store protocol --------------------------------------------------------
     def replace(self, items: Iterable[dict]) -> None:
         seen: dict[Key, str] = {}
+        by_name: dict[str, list[dict]] = {p: [] for p in self._names}
         for meta_obj in items:
             key = key_of(meta_obj)
             with self._lock:
                 tracked = bool(self._tracked(key))
+                named_for = self._by_name(key)
+            for purpose in named_for:
+                by_name[purpose].append(meta_obj)
             if tracked:
                 seen[key] = (meta_obj.get("metadata") or {}).get("resourceVersion", "")
+        for purpose, found in by_name.items():
+            if found or len(self._stores[purpose]):
+                self._stores[purpose].replace(found)
         with self._lock:
             tracked_now = {k for c in self._counts.values() for k in c}
             known = dict(self._versions)
@@ -177,10 +223,22 @@ class NamedObjects:
     def upsert(self, meta_obj: dict) -> None:
         key = key_of(meta_obj)
         with self._lock:
+            named_for = self._by_name(key)
+        for purpose in named_for:
+            self._stores[purpose].upsert(meta_obj)
+        with self._lock:
             if not self._tracked(key) or self._versions.get(key) == (meta_obj.get("metadata") or {}).get(
                     "resourceVersion"):
                 return
         self._fetch(key)
 
     def delete(self, meta_obj: dict) -> None:
+        key = key_of(meta_obj)
+        with self._lock:
+            named_for = self._by_name(key)
+        for purpose in named_for:
+            store = self._stores[purpose]
+            if store.get(key) is None:
+                store.upsert(meta_obj)  # tracked after its last change: still heard as a deletion
+            store.remove(key)
         self._apply(key_of(meta_obj), None, deleted_at=(meta_obj.get("metadata") or {}).get("resourceVersion"))

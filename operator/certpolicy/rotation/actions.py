@@ -125,9 +125,10 @@ class RestartWorkload:
     ``kubectl.kubernetes.io/restartedAt`` to now. Only asked for with
     ``spec.rotation.restartWorkloads``.
 
-    Idempotent: the driver does nothing when that annotation already says a restart happened
-    after ``not_before`` (the instant the Pods must have started after), so a decision repeated
-    after a crash restarts nobody twice. ``step`` is 2 (Pods read a bundle only at start) or 4
+    Idempotent: the driver records ``certpolicy.io/restarted-for: <policy>/<rotation_id>:<step>``
+    in the same patch and does nothing when it is already there, or when ``restartedAt`` already
+    says a restart happened after ``not_before`` (the instant the Pods must have started after),
+    so a decision repeated after a crash or a lost status write restarts nobody twice. ``step`` is 2 (Pods read a bundle only at start) or 4
     (they read a leaf only at start): a Pod that reads both needs one restart after each.
     """
 

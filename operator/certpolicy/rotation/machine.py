@@ -25,7 +25,9 @@ so the machine also waits for evidence that they hold what the API holds:
   bundle only at start (subPath, env, opt-in annotation) started after that;
 * step 4 → 5: ``leafPropagationDelay`` after the *last* leaf moved to the new CA (instant kept in
   status), every Pod that takes a leaf only at start started after that, and every probe endpoint
-  *serves* a leaf from the new CA. Step 4 is never left in the decision that entered it.
+  accepts a client certificate from the new CA and serves a chain to the new CA or to a third one
+  (a partner's public or own CA), never to the old CA. Step 4 is never left in the decision that
+  entered it.
 
 A CA whose Secret was deleted (``Observation.lost_ca``) is replaced the same way: its certificate
 stays in the bundles (the driver reads it from ``status.ca.history``), and until the promotion
@@ -427,7 +429,7 @@ def _abort_request(ctx: _Ctx, rot: Rotation) -> Rotation:
 
 def _enter(ctx: _Ctx, rot: Rotation, step: int, detail: str, quiet: bool = False) -> Rotation:
     rot = replace(rot.entered(step, ctx.now), stalled_since=None, waiting_pods=(), waiting_pods_count=0,
-                  waiting_digest=None, probes_serving_old=())
+                  waiting_digest=None, probes_serving_old=(), probes_serving_other=())
     if not quiet:
         ctx.event("Normal", f"Rotation{step_name(step)}", f"rotation {rot.id}: step {step}/5 {step_name(step)}: {detail}")
     return rot
@@ -538,7 +540,8 @@ def _probe_records(ctx: _Ctx, rot: Rotation, new: str, gate: dt.datetime) -> tup
     for res in ctx.obs.probe_results:
         if res.probe in wanted and res.ca_fingerprint == new and res.at >= gate:
             if res.probe not in latest or res.at >= latest[res.probe].at:
-                latest[res.probe] = ProbeRecord(res.probe, res.accepted, res.at, res.message[:200], res.served_ca)
+                latest[res.probe] = ProbeRecord(res.probe, res.accepted, res.at, res.message[:200], res.served_ca,
+                                                res.served_other)
     return tuple(latest[k] for k in sorted(latest))
 
 
@@ -630,7 +633,7 @@ def _await_leaves(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
         rot = replace(rot, forced=True)
         return _enter(ctx, rot, REMOVE_OLD_CA, "forced past AwaitLeaves")
     if on_old:
-        rot = replace(rot, waiting_pods=(), waiting_pods_count=0, probes_serving_old=())
+        rot = replace(rot, waiting_pods=(), waiting_pods_count=0, probes_serving_old=(), probes_serving_other=())
         return _wait_or_stall(ctx, rot, AWAIT_LEAVES,
                               f"{len(on_old)} leaves still chain to the old CA {short(facts.old)}: "
                               f"{_names(x.id for x in on_old)}",
@@ -670,11 +673,17 @@ def _workload_evidence(ctx: _Ctx, rot: Rotation, facts: _Facts) -> tuple[Rotatio
         waiting.append(f"leaf propagation delay until {gate:%Y-%m-%dT%H:%M:%SZ} (the last leaf moved at "
                        f"{moved:%Y-%m-%dT%H:%M:%SZ})")
     if waiting or not settings.probes:
-        return replace(rot, probes_serving_old=()), "; ".join(waiting) or None
+        return replace(rot, probes_serving_old=(), probes_serving_other=()), "; ".join(waiting) or None
     records = _probe_records(ctx, rot, facts.new, gate)
-    serving = {r.probe for r in records if r.served_ca == facts.new}
-    missing = [p for p in settings.probes if p.id not in serving]
-    rot = replace(rot, probes=records, probes_serving_old=tuple(p.id for p in missing))
+    by_id = {r.probe: r for r in records}
+    ids = [p.id for p in settings.probes]
+    serving_old = tuple(i for i in ids if i in by_id and by_id[i].served_ca == facts.old)
+    serving_other = tuple(i for i in ids if i in by_id and by_id[i].served_other)
+    # What step 5 must not break: an endpoint serving a chain to the old CA (its clients trust
+    # it through the old CA), or refusing a client certificate from the new one. A chain to a
+    # third CA (a partner's public or own CA) does not depend on the old CA.
+    missing = [p for p in settings.probes if not _probe_clear(by_id.get(p.id), facts.new)]
+    rot = replace(rot, probes=records, probes_serving_old=serving_old, probes_serving_other=serving_other)
     if not missing:
         return replace(rot, probes_requested_at=None), None
     asked = rot.probes_requested_at
@@ -682,19 +691,26 @@ def _workload_evidence(ctx: _Ctx, rot: Rotation, facts: _Facts) -> tuple[Rotatio
         ctx.act(RunProbes(tuple(missing), facts.new_ref, (facts.old_ref, facts.new_ref)))
         asked = now
     ctx.wake(asked + settings.probe_retry)
-    by_id = {r.probe: r for r in records}
 
-    def served(pid: str) -> str:
+    def why(pid: str) -> str:
         r = by_id.get(pid)
         if r is None:
             return "no result yet"
         if r.served_ca == facts.old:
             return f"serves a leaf from the old CA {short(facts.old)}"
-        return f"serves a leaf from no CA of this rotation ({r.message or 'unreadable'})"
+        if not r.accepted:
+            return f"refused a client certificate from the new CA: {r.message or 'refused'}"
+        return f"its served chain could not be read ({r.message or 'unreadable'})"
 
     return (replace(rot, probes_requested_at=asked),
-            "probe endpoints do not serve a leaf from the new CA yet: "
-            + ", ".join(f"{p.id} ({served(p.id)})" for p in missing))
+            "probe endpoints still depend on the old CA or are unverified: "
+            + ", ".join(f"{p.id} ({why(p.id)})" for p in missing))
+
+
+def _probe_clear(record: ProbeRecord | None, new: str) -> bool:
+    """Step 4's evidence for one endpoint: it accepted a client certificate from the new CA and
+    its served chain was read and leads to the new CA or to a third one, never to the old CA."""
+    return record is not None and record.accepted and (record.served_ca == new or record.served_other)
 
 
 def _stale_pods(ctx: _Ctx, rot: Rotation, stale: list[PodUse], why: str,

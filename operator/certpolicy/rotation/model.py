@@ -166,6 +166,10 @@ class ProbeResult:
 
     ``served_ca`` is the fingerprint of the CA (among :attr:`RunProbes.verify_served`) that the
     endpoint's own certificate chains to, None when it chains to none of them or was not checked.
+    ``served_other`` is True when the served chain was read and leads to none of them: a partner
+    whose server certificate comes from a public CA or its own (only the client certificates come
+    from the policy's CA). Such an endpoint does not depend on the old CA, so it never holds step 4;
+    an endpoint whose chain could not be read has both unset and holds it.
     """
 
     probe: str  # Probe.id
@@ -174,6 +178,11 @@ class ProbeResult:
     at: dt.datetime
     message: str = ""
     served_ca: str | None = None
+    served_other: bool = False
+
+    def __post_init__(self) -> None:
+        if self.served_other and self.served_ca is not None:
+            raise ValueError("a served chain leads to one of the rotation's CAs or to another, not both")
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ class ProbeRecord:
     at: dt.datetime
     message: str = ""
     served_ca: str | None = None  # the CA the endpoint's own certificate chains to (step 4)
+    served_other: bool = False  # its served chain was read and leads to neither CA (step 4)
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,11 @@ class Rotation:
     restarted: tuple[str, ...] = ()
     restart_window_start: dt.datetime | None = None
     restart_window_count: int = 0
-    #: Probe endpoints whose served certificate does not chain to the new CA yet (step 4).
+    #: Probe endpoints whose served certificate still chains to the old CA (step 4: they hold it).
     probes_serving_old: tuple[str, ...] = ()
+    #: Probe endpoints whose served certificate chains to neither CA (a partner's public or own
+    #: CA, step 4): they do not depend on the old CA and do not hold the step.
+    probes_serving_other: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not ADD_NEW_CA <= self.step <= REMOVE_OLD_CA:
@@ -220,7 +224,8 @@ _STEP_KEYS = tuple(_key(s) for s in STEPS)
 _ROTATION_KEYS = (
     "id", "trigger", "step", "phase", "oldCA", "newCA", "newCASecretName", "newCAGenerated",
     "retiredCASecretName", "startedAt", "stepStartedAt", "bundlesVerifiedAt", "probesRequestedAt",
-    "probes", "targets", "leaves", "reissue", "workloads", "probesServingOldCA", "stalledSince", "abortRefused",
+    "probes", "targets", "leaves", "reissue", "workloads", "probesServingOldCA", "probesServingOtherCA",
+    "stalledSince", "abortRefused",
     "forced", "message",
 )
 
@@ -279,7 +284,7 @@ def _rotation_to_dict(r: Rotation) -> dict[str, Any]:
         "probesRequestedAt": time_text(r.probes_requested_at),
         "probes": [
             {"probe": p.probe, "accepted": p.accepted, "at": time_text(p.at), "message": p.message,
-             "servedCA": p.served_ca}
+             "servedCA": p.served_ca, "servedOtherCA": p.served_other}
             for p in r.probes
         ],
         "targets": {"verified": r.targets_verified, "total": r.targets_total},
@@ -309,6 +314,7 @@ def _rotation_to_dict(r: Rotation) -> dict[str, Any]:
             "restartWindowCount": r.restart_window_count,
         },
         "probesServingOldCA": list(r.probes_serving_old),
+        "probesServingOtherCA": list(r.probes_serving_other),
         "stalledSince": time_text(r.stalled_since),
         "abortRefused": r.abort_refused,
         "forced": r.forced,
@@ -345,7 +351,7 @@ def _rotation_from_dict(d: Mapping[str, Any]) -> Rotation:
         probes_requested_at=_time(d.get("probesRequestedAt")),
         probes=tuple(
             ProbeRecord(str(p["probe"]), bool(p["accepted"]), _time(p["at"]) or started, str(p.get("message") or ""),
-                        p.get("servedCA") or None)
+                        p.get("servedCA") or None, bool(p.get("servedOtherCA")) and not p.get("servedCA"))
             for p in _list(d, "probes")
         ),
         targets_verified=int(targets.get("verified") or 0),
@@ -376,6 +382,7 @@ def _rotation_from_dict(d: Mapping[str, Any]) -> Rotation:
         restart_window_start=_time(workloads.get("restartWindowStart")),
         restart_window_count=int(workloads.get("restartWindowCount") or 0),
         probes_serving_old=tuple(str(x) for x in _list(d, "probesServingOldCA")),
+        probes_serving_other=tuple(str(x) for x in _list(d, "probesServingOtherCA")),
     )
 
 

@@ -13,7 +13,8 @@ import pytest
 
 import certgen
 from certpolicy.handlers.ca import CASecret
-from certpolicy.handlers.probes import AllowList, canary_handshake
+from certpolicy.handlers.probes import AllowList, canary_handshake, served_by
+from certpolicy.pki.fingerprint import certificate_fingerprint
 from certpolicy.pki.issue import create_ca
 from certpolicy.rotation import Probe
 
@@ -44,11 +45,12 @@ def ca() -> CASecret:
 class Server:
     """A loopback TLS server; ``require`` None: no client certificate asked, else the CA it trusts."""
 
-    def __init__(self, require: bytes | None, handshake: bool = True):
-        leaf = certgen.leaf(certgen.root("server CA"), "localhost", dns_names=["localhost"])
+    def __init__(self, require: bytes | None, handshake: bool = True, serve: tuple[certgen.Issued, ...] = ()):
+        """``serve``: the leaf and the intermediates sent with it (default: a leaf from a CA of its own)."""
+        serve = serve or (certgen.leaf(certgen.root("server CA"), "localhost", dns_names=["localhost"]),)
         self.dir = tempfile.TemporaryDirectory()
-        Path(self.dir.name, "c.pem").write_bytes(leaf.pem)
-        Path(self.dir.name, "k.pem").write_bytes(leaf.key_pem())
+        Path(self.dir.name, "c.pem").write_bytes(b"".join(c.pem for c in serve))
+        Path(self.dir.name, "k.pem").write_bytes(serve[0].key_pem())
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(Path(self.dir.name, "c.pem")), str(Path(self.dir.name, "k.pem")))
         if require is not None:
@@ -156,5 +158,51 @@ def test_a_port_that_never_answers_is_bounded_by_the_timeout(ca, loopback_allowe
         assert not res.accepted and res.message == "connection failed: TimeoutError", res.message
         assert elapsed >= 0.95, f"returned after {elapsed:.2f}s: something other than the 1 s timeout ended it"
         assert len(server.conns) == 1  # connected: the bound held the handshake, not the connect
+    finally:
+        server.close()
+
+
+# ---- what the endpoint serves (step 4) ---------------------------------------------------------
+
+
+def test_served_by_names_the_ca_a_served_chain_depends_on():
+    """A served certificate that is the CA or is signed by it; the old CA (listed first) wins; its
+    validity and EKU do not matter (an expired old-CA leaf still depends on the old CA); a third
+    CA's chain and unparsable bytes lead to none."""
+    old, new, third = certgen.root("old CA"), certgen.root("new CA"), certgen.root("partner CA")
+    cas = [old.cert, new.cert]
+    fp = certificate_fingerprint
+    assert served_by([certgen.leaf(new).der], cas) == fp(new.cert)
+    assert served_by([certgen.leaf(old).der], cas) == fp(old.cert)
+    expired = certgen.leaf(old, not_before=certgen.utcnow() - dt.timedelta(days=9),
+                           not_after=certgen.utcnow() - dt.timedelta(days=1), eku=("clientAuth",))
+    assert served_by([expired.der], cas) == fp(old.cert)
+    inter = certgen.intermediate(old)
+    assert served_by([certgen.leaf(inter).der, inter.der], cas) == fp(old.cert)
+    assert served_by([certgen.leaf(new).der, old.der], cas) == fp(old.cert)  # touches the old CA: old
+    assert served_by([certgen.leaf(third).der], cas) is None
+    assert served_by([b"not a certificate"], cas) is None and served_by([], cas) is None
+
+
+def test_a_partner_serving_its_own_ca_is_reported_as_another_ca(ca, loopback_allowed):
+    old = certgen.root("old CA")
+    partner = certgen.leaf(certgen.root("partner CA"), "localhost", dns_names=["localhost"])
+    server = Server(require=ca.key_pair.cert_pem, serve=(partner,))
+    try:
+        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.UTC), [old.cert, ca.key_pair.cert])
+        assert res.accepted and res.served_ca is None and res.served_other, res
+        assert "serves a chain to another CA" in res.message
+    finally:
+        server.close()
+
+
+def test_a_server_serving_an_old_ca_chain_through_an_intermediate_is_reported_as_old(ca, loopback_allowed):
+    old = certgen.root("old CA")
+    inter = certgen.intermediate(old)
+    leaf = certgen.leaf(inter, "localhost", dns_names=["localhost"])
+    server = Server(require=ca.key_pair.cert_pem, serve=(leaf, inter))
+    try:
+        res = canary_handshake(probe(server.port), ca, dt.datetime.now(dt.UTC), [old.cert, ca.key_pair.cert])
+        assert res.served_ca == certificate_fingerprint(old.cert) and not res.served_other, res
     finally:
         server.close()

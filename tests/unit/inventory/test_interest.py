@@ -9,6 +9,7 @@ from certpolicy.inventory.interest import (
     BUNDLE_TARGETS,
     NAMED_SECRETS,
     NAMESPACES,
+    PASSWORD_SECRETS,
     PODS,
     TLS_SECRETS,
     Reads,
@@ -70,6 +71,23 @@ def test_ca_secrets_passwords_and_issued_leaves_belong_to_their_policy():
         assert concerns(reads, TLS_SECRETS, Change("Secret", key, None, None)), key
     assert not concerns(reads, TLS_SECRETS, Change("Secret", (OPNS, "other-ca"), None, None))
     assert (OPNS, "pw") in reads.tracked_secrets()
+
+
+def test_keystore_password_secrets_wake_the_policies_naming_them_in_any_namespace():
+    reads = by_team("a", trustStores={"selector": {"matchLabels": {"s": "1"}}, "passwordSecretRef": {"name": "ts-pw"}},
+                    requirements={"trustedBy": {"selector": {"matchLabels": {"p": "1"}},
+                                                "passwordSecretRef": {"name": "peer-pw", "key": "k"}}})
+    selector = Reads.of({"selector": {"secretSelector": {"matchLabels": {"a": "1"}},
+                                      "passwordSecretRef": {"name": "ks-pw", "key": "pw"}}}, OPNS)
+    assert reads.store_passwords == {"ts-pw", "peer-pw"} and selector.store_passwords == {"ks-pw"}
+    for ns in ("team-a", "team-b", "anywhere"):
+        assert concerns(reads, PASSWORD_SECRETS, Change("Secret", (ns, "ts-pw"), None, "1"))
+        assert concerns(reads, PASSWORD_SECRETS, Change("Secret", (ns, "peer-pw"), "1", None))
+        assert concerns(selector, PASSWORD_SECRETS, Change("Secret", (ns, "ks-pw"), "1", "2"))
+        assert not concerns(selector, PASSWORD_SECRETS, Change("Secret", (ns, "ts-pw"), "1", "2"))
+    assert not concerns(by_team("a"), PASSWORD_SECRETS, Change("Secret", ("team-a", "ts-pw"), None, "1"))
+    # A malformed ref (the CRD refuses it) names nothing.
+    assert Reads.of({"selector": {"passwordSecretRef": {"key": "pw"}}, "trustStores": "x"}, OPNS).store_passwords == set()
 
 
 def test_pods_wake_policies_through_the_secrets_they_mount():

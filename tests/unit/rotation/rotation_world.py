@@ -47,6 +47,8 @@ from certpolicy.rotation.machine import Decision
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 OLD = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
 SUPPLIED = "sha256:5555555555555555555555555555555555555555555555555555555555555555"
+#: the CA a partner's server certificate comes from: neither the old nor the new CA of any rotation
+PARTNER = "sha256:" + "7" * 64
 CA_SECRET = "hl7-ca"
 SUPPLIED_SECRET = "user-ca"
 
@@ -91,6 +93,9 @@ class World:
     #: probe id -> probability that a handshake is refused even when the target trusts the CA
     probes: dict[str, float] = field(default_factory=dict)
     probe_target: str | None = None  # the bundle the probed servers trust
+    #: probe ids of partners whose server certificate comes from their own (or a public) CA:
+    #: only the client certificates come from the policy's CA (the usual HL7 partner link)
+    partner_served: set[str] = field(default_factory=set)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     annotation: str | None = None
     force: str | None = None
@@ -106,6 +111,7 @@ class World:
     leaf_history: dict[str, list[tuple[dt.datetime, str]]] = field(default_factory=dict)
     target_history: dict[str, list[tuple[dt.datetime, frozenset[str]]]] = field(default_factory=dict)
     #: (owner, rotation id, step) the driver restarted; a repeat is a no-op, as in the real driver
+    #: (handlers/rotation.py: the owner's certpolicy.io/restarted-for record, kept across a lost status write)
     restarted: dict[tuple[str, str, int], int] = field(default_factory=dict)
     restart_requests: int = 0
     restarted_at: dict[str, dt.datetime] = field(default_factory=dict)  # the restartedAt annotation
@@ -198,8 +204,8 @@ class World:
 
     def served_by(self, probe: str) -> str | None:
         """The CA of the certificate a probed server presents: its own leaf, renewed from the
-        issuing CA like everything else (modelled as: the issuing CA)."""
-        return self.ca_secrets.get(CA_SECRET)
+        issuing CA like everything else (modelled as: the issuing CA), or a partner's own CA."""
+        return PARTNER if probe in self.partner_served else self.ca_secrets.get(CA_SECRET)
 
     # --- observation -------------------------------------------------------------------------
 
@@ -282,7 +288,8 @@ class World:
                 ok = trusted and self.rng.random() >= self.probes.get(p.id, 0.0)
                 served = self.served_by(p.id) if verify else None
                 self.pending_results.append(ProbeResult(p.id, ca, ok, self.now, "" if ok else "handshake refused",
-                                                        served if served in verify else None))
+                                                        served if served in verify else None,
+                                                        served is not None and served not in verify))
         elif isinstance(action, PromoteNewCA):
             new = self._ca(action.new.secret_name, action.new.fingerprint)
             if self.ca_secrets.get(action.ca_secret_name) == new:

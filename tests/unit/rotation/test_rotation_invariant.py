@@ -53,6 +53,10 @@ def build(seed: int) -> tuple[World, Driver, str, random.Random]:
     probes = tuple(Probe(f"partner{i}.example.com", 18032 + i) for i in range(rng.randint(0, 2)))
     world.probes = {p.id: rng.choice([0.0, 0.3, 0.7]) for p in probes}
     world.probe_target = rng.choice(sorted(world.targets))
+    # The usual partner link: the partner's server certificate comes from its own CA, only the
+    # client certificates from ours (drawn apart so the other draws keep their seeds).
+    partner = random.Random(seed + 2)
+    world.partner_served = {p.id for p in probes if partner.random() < 0.5}
     trigger = rng.choice(["request", "supplied", "expiry"])
     settings = RotationSettings(
         ca_secret_name=CA_SECRET,

@@ -690,6 +690,51 @@ def test_probe_endpoints_must_serve_a_leaf_from_the_new_ca() -> None:
     assert d.condition.reason == COMPLETED
 
 
+def test_a_partner_serving_its_own_ca_does_not_hold_step_4_and_is_named_as_such() -> None:
+    """The HL7 partner link: the server certificate comes from the partner's CA, only the client
+    certificates from ours. Step 4 asks that it accepts the new CA's canary and serves no chain to
+    the old CA; a third CA's chain does not block, and status lists it as such."""
+    driver = make(unmanaged=0, probes=(PROBE,), propagation_delay=dt.timedelta(0))
+    driver.world.partner_served = {PROBE.id}
+    d = _step_4_judged(driver)
+    assert [a for a in d.actions if isinstance(a, RunProbes)], "step 4 still probes the partner"
+    d = driver.step()  # the result: accepted, served chain leads to the partner's CA
+    out = d.state.to_dict()
+    assert d.state.current.step == 5, d.condition.message  # the probe held nothing
+    assert out["probes"][0]["servedOtherCA"] is True and out["probes"][0]["servedCA"] is None
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED
+
+
+def test_step_4_holds_while_a_probe_refuses_the_new_ca_even_when_serving_another_ca() -> None:
+    driver = make(unmanaged=0, probes=(PROBE,), propagation_delay=dt.timedelta(0))
+    driver.world.partner_served = {PROBE.id}
+    _at_step(driver, 4)
+    driver.world.probes[PROBE.id] = 1.0  # every handshake refused from now on
+    for _ in range(5):
+        d = driver.step()
+        driver.world.advance(d.next_wake or driver.world.now + dt.timedelta(minutes=1))
+    assert d.state.current.step == 4
+    assert f"{PROBE.id} (refused a client certificate from the new CA" in d.condition.message
+    assert d.state.current.probes_serving_other == (PROBE.id,) and d.state.current.probes_serving_old == ()
+    assert d.state.to_dict()["probesServingOtherCA"] == [PROBE.id]
+    driver.world.probes[PROBE.id] = 0.0
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED
+
+
+def test_a_probe_whose_served_chain_was_not_read_holds_step_4() -> None:
+    """Green means checked: no chain read is no evidence (neither servedCA nor servedOtherCA)."""
+    driver = make(unmanaged=0, probes=(PROBE,), propagation_delay=dt.timedelta(0))
+    driver.world.served_by = lambda probe: None  # type: ignore[method-assign]
+    _at_step(driver, 4)
+    for _ in range(5):
+        d = driver.step()
+        driver.world.advance(d.next_wake or driver.world.now + dt.timedelta(minutes=1))
+    assert d.state.current.step == 4 and "its served chain could not be read" in d.condition.message
+    assert d.state.current.probes_serving_old == () and d.state.current.probes_serving_other == ()
+
+
 def test_truststore_bare_alias_names_the_issuing_ca_at_every_step() -> None:
     """Observation.primaries: a target whose bare PKCS#12 alias names another CA than the issuing
     one is rewritten, with the issuing CA as ``primary`` (old until promotion, new after)."""

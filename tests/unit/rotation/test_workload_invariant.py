@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 from rotation_world import CA_SECRET, OLD, T0, Driver, LeafModel, Workload, World
 
-from certpolicy.rotation import PodUse, RotationSettings
+from certpolicy.rotation import PodUse, Probe, RotationSettings
 from certpolicy.rotation import machine as rotation_machine
 from certpolicy.rotation.state import COMPLETED
 
@@ -78,6 +78,12 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             owner=draw(st.sampled_from([f"Deployment/apps/w{i}", "StatefulSet/apps/shared", None])),
             restart_every=None if restart_every is None else dt.timedelta(seconds=restart_every),
         )
+    # Probe endpoints that trust one target; a partner's serves its own CA's certificate (only the
+    # client certificates come from ours), the others a leaf renewed from the issuing CA.
+    probes = tuple(Probe(f"partner{i}.example.com", 18032 + i) for i in range(draw(st.integers(0, 2))))
+    world.probes = {p.id: 0.0 for p in probes}
+    world.probe_target = draw(st.sampled_from(targets))
+    world.partner_served = {p.id for p in probes if draw(st.booleans())}
     if draw(st.booleans()):
         world.annotation = "r1"
     else:  # the CA Secret was deleted: the replacement must be just as safe as a requested rotation
@@ -90,6 +96,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         restart_workloads=draw(st.booleans()),
         reissue_per_minute=draw(st.integers(1, 4)),
         leaf_timeout=dt.timedelta(hours=2),
+        probes=probes,
     )
     return Scenario(world, rotation, draw(st.sampled_from([0.0, 0.2, 0.4])), draw(st.integers(0, 2**16)))
 
@@ -196,3 +203,23 @@ def test_the_property_catches_ignoring_pods_that_load_only_at_start(monkeypatch:
     example, violations = _find_outage()
     assert violations
     assert any(w.leaf_at_start or w.bundle_at_start for w in example.world.workloads.values())
+
+
+def test_skipping_the_step_2_restart_of_a_pod_that_reads_both_at_start_is_an_outage(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why a Pod that reads both its bundle and its leaf only at start is restarted twice: with
+    its step-2 restart skipped (one restart, in step 4, bringing the new leaf and the two-CA bundle
+    together), it still holds the old-CA-only bundle through step 3, when its peers start to
+    present leaves from the new CA (re-issued, or renewed by anyone from the promoted CA): it
+    refuses them until its step-4 restart. Hypothesis finds that outage."""
+    real = rotation_machine._stale_pods
+
+    def skip_step_2_for_both(ctx, rot, stale, why, since):  # type: ignore[no-untyped-def]
+        if rot.step == 2:
+            stale = [p for p in stale if not p.leaves]
+        return real(ctx, rot, stale, why, since)
+
+    monkeypatch.setattr(rotation_machine, "_stale_pods", skip_step_2_for_both)
+    example, violations = _find_outage()
+    assert violations and "does not trust" in violations[0]
+    assert any(w.leaf_at_start and w.bundle_at_start for w in example.world.workloads.values())
