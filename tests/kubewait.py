@@ -77,3 +77,19 @@ def events_since(list_call: Callable[..., object], *args: object, resource_versi
     finally:
         w.stop()
     return seen
+
+
+def policy_gone(custom_api, name: str) -> bool:
+    """True once the CertificatePolicy ``name`` no longer exists (its finalizers ran); other API
+    errors are raised, not read as "gone"."""
+    from kubernetes.client import ApiException
+
+    from certpolicy import GROUP, PLURAL, VERSION
+
+    try:
+        custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+    except ApiException as e:
+        if e.status == 404:
+            return True
+        raise
+    return False

@@ -12,9 +12,7 @@ from __future__ import annotations
 import base64
 import uuid
 
-from kubernetes.client import ApiException
-
-from kubewait import wait_for
+from kubewait import policy_gone, wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 MANAGED_BY, OWNER_UID, ROLE = "certpolicy.io/managed-by", "certpolicy.io/managed-by-uid", "certpolicy.io/role"
@@ -50,14 +48,7 @@ def test_a_re_created_policy_adopts_what_its_deleted_predecessor_left_and_nothin
     # deletionPolicy Retain (the default): everything stays
     custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
 
-    def gone() -> bool:
-        try:
-            custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
-        except ApiException as e:
-            return e.status == 404
-        return False
-
-    wait_for(gone, timeout=30, what="the first policy deleted")
+    wait_for(lambda: policy_gone(custom_api, name), timeout=30, what="the first policy deleted")
 
     # A live policy, and objects labelled with our name that record *its* UID: never adopted.
     other = policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy",

@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from kubernetes.client import ApiException
-
 from certpolicy.rotation.triggers import retired_ca_secret_name
-from kubewait import wait_for
+from kubewait import policy_gone, wait_for
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
@@ -67,14 +65,7 @@ def test_leftovers_of_a_present_and_a_deleted_policy_with_the_commands_that_remo
 
     custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)  # deletionPolicy Retain
 
-    def gone() -> bool:
-        try:
-            custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
-        except ApiException as e:
-            return e.status == 404
-        return False
-
-    wait_for(gone, timeout=30, what="the policy deleted")
+    wait_for(lambda: policy_gone(custom_api, name), timeout=30, what="the policy deleted")
     rows = leftovers(cluster, name)
     # the renewal guard's baselines carry an ownerReference to the policy: a cluster's garbage
     # collector deletes them with it, and this control plane has none, so here they are left too

@@ -17,7 +17,7 @@ from kubernetes import client
 import certgen
 import figures
 from certpolicy.kube.namespaces import ensure_namespace
-from kubewait import wait_for
+from kubewait import policy_gone, wait_for
 from operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
@@ -64,15 +64,6 @@ def delete_policy(custom_api, name: str) -> None:
             raise
 
 
-def gone(custom_api, name: str) -> bool:
-    try:
-        custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
-    except client.ApiException as e:
-        if e.status == 404:
-            return True
-        raise
-    return False
-
 
 def test_ten_policies_naming_a_thousand_secrets_each_and_200_cycles_stay_flat(
         cluster, crd, operator_namespace, core_v1, custom_api, tmp_path, audit):
@@ -94,7 +85,7 @@ def test_ten_policies_naming_a_thousand_secrets_each_and_200_cycles_stay_flat(
         custom_api.create_cluster_custom_object(GROUP, VERSION, PLURAL, naming_policy(warm, [(ns, "named-0")]))
         wait_for(lambda: selected(custom_api, warm) == 1, timeout=60, what="the warm-up policy evaluated")
         delete_policy(custom_api, warm)
-        wait_for(lambda: gone(custom_api, warm), timeout=30, what="the warm-up policy deleted")
+        wait_for(lambda: policy_gone(custom_api, warm), timeout=30, what="the warm-up policy deleted")
         wait_for(lambda: secret_watches(cluster) == others + 1, timeout=30, what="only the TLS watch left after the warm-up")
         base = op.figures()
 
@@ -110,7 +101,7 @@ def test_ten_policies_naming_a_thousand_secrets_each_and_200_cycles_stay_flat(
         for name in names:
             delete_policy(custom_api, name)
         for name in names:
-            wait_for(lambda n=name: gone(custom_api, n), timeout=60, what=f"{name} deleted")
+            wait_for(lambda n=name: policy_gone(custom_api, n), timeout=60, what=f"{name} deleted")
         wait_for(lambda: secret_watches(cluster) == others + 1, timeout=30, what="the named-Secrets watch released")
         released = op.figures()
 
@@ -126,7 +117,7 @@ def test_ten_policies_naming_a_thousand_secrets_each_and_200_cycles_stay_flat(
             for name in batch_names:
                 delete_policy(custom_api, name)
             for name in batch_names:
-                wait_for(lambda n=name: gone(custom_api, n), timeout=60, what=f"{name} deleted")
+                wait_for(lambda n=name: policy_gone(custom_api, n), timeout=60, what=f"{name} deleted")
             per_batch.append(op.figures())
         wait_for(lambda: secret_watches(cluster) == others + 1, timeout=30, what="every watch released after the cycles")
         cycled = op.figures()
