@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import re
@@ -45,7 +46,7 @@ from kopf.testing import KopfRunner
 from certpolicy import metrics
 from certpolicy.localcluster import LocalCluster
 from certpolicy.localcluster.cluster import free_port
-from kubewait import events_since, wait_for
+from kubewait import WaitTimeout, events_since, wait_for
 from paths import EXAMPLES, REPO
 
 DOC_FILES = [REPO / "examples" / "README.md", REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -148,9 +149,20 @@ def settled(c: LocalCluster, name: str) -> dict | None:
 
 
 def state(c: LocalCluster, name: str, check, what: str) -> dict:
-    """Wait until the policy's status satisfies ``check``; fail with the last status seen."""
-    return wait_for(lambda: (lambda o: o if o and check(o) else None)(settled(c, name)), timeout=90,
-                    what=f"{name}: {what}")
+    """Wait until the policy's status satisfies ``check``; fail with the last settled status seen
+    (its conditions, summary and violations: what a person would read to see why)."""
+    last: dict = {}
+
+    def probe() -> dict | None:
+        obj = settled(c, name)
+        if obj:
+            last["status"] = {k: obj["status"].get(k) for k in ("conditions", "summary", "violations")}
+        return obj if obj and check(obj) else None
+
+    try:
+        return wait_for(probe, timeout=90, what=f"{name}: {what}")
+    except WaitTimeout as e:
+        raise WaitTimeout(f"{e}; last settled status: {json.dumps(last.get('status'))[:3000]}") from None
 
 
 #: Commands (argv after the interpreter, from the repository root) whose stdout is applied before an
