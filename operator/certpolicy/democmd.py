@@ -36,6 +36,10 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO_POLICIES = ("hl7-mtls.yaml", "uat-vs-prod-sans.yaml")
 DEMO_NAMESPACE = "integration"
 OPERATOR_NAMESPACE = "certpolicy-system"
+#: The demo's CA, kept so that the demo run again on the same cluster issues its leaves from the
+#: same CA: leaves from a new CA would be renewals to another trust anchor, which the operator's
+#: renewal guard rightly reports (RenewalChangedAnchor) and the demo's expected output would not say.
+DEMO_CA_SECRET = "hl7-demo-ca"
 ROTATION_EXAMPLE = "ca-rotation.yaml"
 ROTATION_NAMESPACE = "rotation-demo"
 #: The demo's rotation delays; the defaults (2 minutes each) are for kubelets and real workloads.
@@ -71,6 +75,9 @@ def _demo_objects(ca=None) -> list[dict]:
         {"apiVersion": "v1", "kind": "ConfigMap",
          "metadata": {"name": "hl7-ca", "namespace": OPERATOR_NAMESPACE},
          "data": {"ca.crt": ca.cert_pem.decode()}},
+        {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+         "metadata": {"name": DEMO_CA_SECRET, "namespace": OPERATOR_NAMESPACE},
+         "data": {"tls.crt": _b64(ca.cert_pem), "tls.key": _b64(ca.key_pem)}},
     ]
     for name, kp in leaves.items():
         objs.append({
@@ -79,6 +86,20 @@ def _demo_objects(ca=None) -> list[dict]:
             "data": {"tls.crt": _b64(kp.cert_pem), "tls.key": _b64(kp.key_pem), "ca.crt": _b64(ca.cert_pem)},
         })
     return objs
+
+
+def _demo_ca(kubectl):
+    """The CA an earlier demo left on this cluster (Secret ``DEMO_CA_SECRET``), else a new one."""
+    from certpolicy.pki.issue import create_ca, load_key_pair
+
+    proc = kubectl("get", "secret", DEMO_CA_SECRET, "-n", OPERATOR_NAMESPACE, "-o", "json", check=False)
+    if proc.returncode == 0:
+        data = json.loads(proc.stdout).get("data") or {}
+        try:
+            return load_key_pair(base64.b64decode(data["tls.crt"]), base64.b64decode(data["tls.key"]))
+        except (KeyError, ValueError):
+            pass  # not a CA the demo can use: a new one replaces it
+    return create_ca("HL7 UAT demo CA", validity=dt.timedelta(days=3650))
 
 
 def _failed(what: str, log_path: Path) -> int:
@@ -287,9 +308,7 @@ def run(args: argparse.Namespace) -> int:
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         print("==> creating namespace 'integration' (env=uat) with three HL7 TLS Secrets", flush=True)
-        from certpolicy.pki.issue import create_ca
-
-        demo_ca = create_ca("HL7 UAT demo CA", validity=dt.timedelta(days=3650))
+        demo_ca = _demo_ca(kubectl)
         kubectl("apply", "-f", "-", input=yaml.safe_dump_all(_demo_objects(demo_ca)))
         names = []
         for fname in DEMO_POLICIES:
