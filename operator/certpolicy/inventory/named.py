@@ -49,7 +49,9 @@ class NamedObjects:
         self.watch_timeout = watch_timeout
         self._stores: dict[str, RecordStore] = {}  # purpose -> store (its parse decides what to keep)
         self._counts: dict[str, Counter[Key]] = {}
-        self._names: dict[str, Counter[str]] = {}  # purpose -> names tracked in every namespace
+        #: purpose -> names tracked in every namespace; only purposes that track by name are here,
+        #: since a relist replaces these purposes' stores wholesale (never a by-key purpose's store)
+        self._names: dict[str, Counter[str]] = {}
         self._versions: dict[Key, str] = {}  # last version applied per tracked key (a deletion's too)
         self._watcher: ListWatcher | None = None
         self._unread: set[Key] = set()  # tracked keys whose last read failed (not 404): not synced
@@ -60,7 +62,6 @@ class NamedObjects:
     def purpose(self, name: str, store: RecordStore) -> RecordStore:
         self._stores[name] = store
         self._counts[name] = Counter()
-        self._names[name] = Counter()
         return store
 
     def _any_tracked(self) -> bool:
@@ -73,14 +74,14 @@ class NamedObjects:
         """Track objects named ``names`` in every namespace for ``purpose``, metadata only (pair
         with :meth:`release_names`)."""
         with self._lock:
-            self._names[purpose].update(names)
+            self._names.setdefault(purpose, Counter()).update(names)
             if self._watcher is None and self._any_tracked() and not self._closed:
                 self._watcher = ListWatcher.of(self.raw, self.watched, self, watch_timeout=self.watch_timeout).start()
 
     def release_names(self, purpose: str, names: Iterable[str]) -> None:
         dropped, watcher = [], None
         with self._lock:
-            counts = self._names[purpose]
+            counts = self._names.setdefault(purpose, Counter())
             for name in names:
                 counts[name] -= 1
                 if counts[name] <= 0:
