@@ -4,7 +4,8 @@ against a real /metrics scrape.
 Not a PromQL parser: a tokenizer that knows where names stand — a metric name is an identifier
 that is not a function call or keyword; label names are the left-hand sides of matchers inside
 ``{...}`` and the lists after ``by``, ``without``, ``on``, ``ignoring``, ``group_left`` and
-``group_right``. That is all the check needs, and promtool (which has the real parser) checks
+``group_right`` (those after ``without`` apart, in ``dropped``: they are removed, not used). That
+is all the check needs, and promtool (which has the real parser) checks
 the same expressions' syntax.
 """
 
@@ -34,6 +35,9 @@ class Names:
 
     metrics: dict[str, set[str]] = field(default_factory=dict)
     grouping: set[str] = field(default_factory=set)
+    #: labels after ``without``: aggregated away, so an expression may name labels its metrics lack
+    #: (or target labels such as pod and instance, which is how alerts survive a failover)
+    dropped: set[str] = field(default_factory=set)
 
 
 def tokens(expr: str) -> list[tuple[str, str]]:
@@ -57,12 +61,13 @@ def names(expr: str) -> Names:
         kind, text = toks[i]
         nxt = toks[i + 1][1] if i + 1 < len(toks) else ""
         if kind == "id" and text in GROUPING:
+            into = result.dropped if text == "without" else result.grouping
             i += 1
             if i < len(toks) and toks[i][1] == "(":
                 i += 1
                 while i < len(toks) and toks[i][1] != ")":
                     if toks[i][0] == "id":
-                        result.grouping.add(toks[i][1])
+                        into.add(toks[i][1])
                     i += 1
             i += 1
             continue

@@ -66,6 +66,7 @@ class PolicyCollector(Collector):
         self._reports: dict[str, PolicyReport] = {}
         self._rotation_steps: dict[str, int] = {}
         self._rotations_finished: dict[str, dict[str, float]] = {}  # policy -> outcome -> finishedAt
+        self._degraded: dict[str, str | None] = {}  # policy -> Degraded reason, None when not Degraded
         self.inventory: Inventory | None = None  # set by the operator: for watch and inventory gauges
 
     def update(self, policy: str, report: PolicyReport) -> None:
@@ -79,6 +80,12 @@ class PolicyCollector(Collector):
             report = self._reports.get(policy)
             if report is not None:
                 self._reports[policy] = dataclasses.replace(report, unchecked=(unchecked,))
+
+    def set_degraded(self, policy: str, reason: str | None) -> None:
+        """The policy's ``Degraded`` condition (its reason, None for False): what an alert on a
+        policy Degraded for too long reads, since the condition itself is not a series."""
+        with self._lock:
+            self._degraded[policy] = reason
 
     def set_rotation_step(self, policy: str, step: int, history: Sequence = ()) -> None:
         """The current step, and from the policy's (bounded) rotation history the time the latest
@@ -96,12 +103,14 @@ class PolicyCollector(Collector):
             self._reports.pop(policy, None)
             self._rotation_steps.pop(policy, None)
             self._rotations_finished.pop(policy, None)
+            self._degraded.pop(policy, None)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             reports = dict(self._reports)
             steps = dict(self._rotation_steps)
             finished = {p: dict(by_outcome) for p, by_outcome in self._rotations_finished.items()}
+            degraded_reasons = dict(self._degraded)
         not_after = GaugeMetricFamily(
             "certpolicy_certificate_not_after_timestamp_seconds",
             "notAfter of each certificate in a selected Secret and its trust bundle (Unix seconds).",
@@ -141,7 +150,12 @@ class PolicyCollector(Collector):
             rotation.add_metric([policy], steps.get(policy, 0))
             for outcome, at in sorted(finished.get(policy, {}).items()):
                 rotation_finished.add_metric([policy, outcome], at)
-        yield from (not_after, findings, compliant, selected, violating, rotation, rotation_finished)
+        degraded = GaugeMetricFamily("certpolicy_policy_degraded",
+                                     "1 while the policy's Degraded condition is True (reason: its reason), else 0.",
+                                     labels=["policy", "reason"])
+        for policy, reason in sorted(degraded_reasons.items()):
+            degraded.add_metric([policy, reason or "AsExpected"], 0.0 if reason is None else 1.0)
+        yield from (not_after, findings, compliant, selected, violating, rotation, rotation_finished, degraded)
         yield from self._object_findings(reports)
         build = GaugeMetricFamily("certpolicy_build_info", "The operator's version (always 1).",
                                   labels=["version", "python_version"])

@@ -5,12 +5,19 @@ not one evaluation earlier, with the labels and summary an on-call engineer read
 of another role, reason or policy state must not fire it. The expectations below are written
 out by hand (thresholds, ``for`` durations), not read from the rules: a changed threshold fails
 here until this file agrees.
+
+Each alert also fires on time across a failover: its series move from one operator Pod to
+another (new ``pod`` and ``instance`` target labels, a minute without samples between the old
+Pod's staleness marker and the new Pod's first scrape) while its ``for`` runs, and the alert
+neither starts its ``for`` over nor carries the Pod in its labels. Every alert has a description
+and a runbook_url that points at a section of docs/troubleshooting.md that exists.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 import yaml
@@ -18,6 +25,8 @@ import yaml
 from paths import REPO
 
 RULES = REPO / "manifests" / "prometheusrule.yaml"
+TROUBLESHOOTING = REPO / "docs" / "troubleshooting.md"
+RUNBOOKS = "https://github.com/certpolicy/certpolicy-operator/blob/main/docs/troubleshooting.md#"
 DAY = 86400
 LEAD = 120  # minutes before a certificate series crosses its alert's threshold
 
@@ -29,6 +38,9 @@ LEAD = 120  # minutes before a certificate series crosses its alert's threshold
 TARGET = {"namespace": "certpolicy-system", "pod": "certpolicy-operator-0", "service": "certpolicy-operator-metrics",
           "job": "certpolicy-operator-metrics", "instance": "10.0.0.7:9090", "endpoint": "metrics",
           "container": "operator"}
+# What an alert keeps of them: pod and instance change with a failover, so every rule drops them.
+KEPT = {k: v for k, v in TARGET.items() if k not in ("pod", "instance")}
+NEW_POD = {"pod": "certpolicy-operator-1", "instance": "10.0.0.8:9090"}
 
 
 def minutes(m: int) -> str:
@@ -48,6 +60,7 @@ class Case:
     labels: dict[str, str]
     summary: str
     quiet: list[str] = field(default_factory=list)  # alerts that must stay silent on the same series
+    failover: bool = True  # also checked with its first Pod's series moved to another Pod (failed_over)
 
     def promtool_test(self) -> dict:
         firing = {"exp_labels": {"alertname": self.alert, **self.labels},
@@ -72,7 +85,45 @@ def expiry_case(alert: str, role: str, days: int, for_minutes: int, severity: st
     not_after = days * DAY + LEAD * 60
     samples = f"{not_after}+0x{LEAD + for_minutes + 60}"
     return Case(alert, [series("certpolicy_certificate_not_after_timestamp_seconds", labels, samples)],
-                LEAD + 1 + for_minutes, {**labels, "severity": severity}, summary, quiet)
+                LEAD + 1 + for_minutes, {**without_pod(labels), "severity": severity}, summary, quiet)
+
+
+def without_pod(labels: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if k not in ("pod", "instance")}
+
+
+def expand(values: str) -> list[str]:
+    """promtool's expanding notation (``a+bxN``, ``axN``, ``_``, ``stale``) as one value per minute."""
+    out: list[str] = []
+    for part in values.split():
+        if part.startswith("_x"):
+            out += ["_"] * int(part[2:])
+            continue
+        m = re.fullmatch(r"(-?[0-9.e]+)(?:([-+][0-9.e]+))?x([0-9]+)", part)
+        if not m:
+            out.append(part)
+            continue
+        start, step, n = float(m[1]), float(m[2] or 0), int(m[3])
+        out += [repr(start + i * step) for i in range(n + 1)]
+    return out
+
+
+def failed_over(case: Case) -> Case:
+    """The case with the series of its first Pod (TARGET's) moving to another Pod two minutes
+    before the alert is due, when its ``for`` has run for a while: the old Pod's last sample at
+    minute M-1 and a staleness marker at M, nothing at M, the new Pod's first sample at M+1."""
+    at = case.fires_at - 2
+    moved = []
+    for s in case.input_series:
+        if 'pod="certpolicy-operator-0"' not in s["series"]:
+            moved.append(s)
+            continue
+        values = expand(s["values"])
+        moved.append({"series": s["series"], "values": " ".join(values[:at] + ["stale"])})
+        new = s["series"].replace(TARGET["pod"], NEW_POD["pod"]).replace(TARGET["instance"], NEW_POD["instance"])
+        moved.append({"series": new, "values": " ".join(["_"] * (at + 1) + values[at + 1:])})
+    assert moved != case.input_series, case.alert
+    return replace(case, input_series=moved)
 
 
 CASES = [
@@ -99,9 +150,9 @@ CASES = [
                 quiet=["CertpolicyIssuingCAExpiryCritical"]),
     # compliant for 31 samples (minutes 0-30), violated from minute 31: fires 10 minutes later
     Case("CertpolicyPolicyViolated",
-         [series("certpolicy_policy_compliant", {"policy": "prod-mtls"}, "1x30 0x60"),
-          series("certpolicy_policy_compliant", {"policy": "uat-mtls"}, "1x90")],
-         41, {"policy": "prod-mtls", "severity": "warning"},
+         [series("certpolicy_policy_compliant", {**TARGET, "policy": "prod-mtls"}, "1x30 0x60"),
+          series("certpolicy_policy_compliant", {**TARGET, "policy": "uat-mtls"}, "1x90")],
+         41, {**KEPT, "policy": "prod-mtls", "severity": "warning"},
          "CertificatePolicy prod-mtls has violating Secrets (kubectl describe certpol prod-mtls)"),
     # no finding for minutes 0-10, three Secrets from minute 11: fires 5 minutes later; other
     # reasons never fire it
@@ -110,37 +161,126 @@ CASES = [
                                          "reason": "MissingClientAuth", "severity": "Critical"}, "0x10 3x60"),
           series("certpolicy_findings", {**TARGET, "policy": "hl7", "secret_namespace": "integration",
                                          "reason": "ExpiringSoon", "severity": "Warning"}, "4x70")],
-         16, {**TARGET, "policy": "hl7", "secret_namespace": "integration", "reason": "MissingClientAuth",
+         16, {**KEPT, "policy": "hl7", "secret_namespace": "integration", "reason": "MissingClientAuth",
               "severity": "critical"},
          "3 certificates in namespace integration under hl7 lack clientAuth: their mTLS client connections will fail"),
     # idle for an hour, step 1 for an hour, then step 2 from minute 121 on. changes() over 6h
     # stops seeing the 1->2 change once the sample at minute 120 leaves the (left-open) window:
     # true from minute 480 (120 + 360), firing 6 hours later, at minute 840.
     Case("CertpolicyRotationStuck",
-         [series("certpolicy_rotation_step", {"policy": "hl7-rotation"}, "0x59 1x60 2x800")],
-         840, {"policy": "hl7-rotation", "severity": "warning"},
-         "CA rotation of hl7-rotation has been at step 2 for 6 hours"),
+         [series("certpolicy_rotation_step", {**TARGET, "policy": "hl7-rotation"}, "0x59 1x60 2x800")],
+         840, {**KEPT, "policy": "hl7-rotation", "severity": "warning"},
+         "CA rotation of hl7-rotation has been at step 2 for 12 hours"),
+    # Degraded (any reason; the reason may change meanwhile) from minute 11: fires 30 minutes later.
+    # Another policy that is not Degraded stays silent.
+    Case("CertpolicyPolicyDegraded",
+         [series("certpolicy_policy_degraded", {**TARGET, "policy": "hl7", "reason": "AsExpected"}, "0x10 _x60"),
+          series("certpolicy_policy_degraded", {**TARGET, "policy": "hl7", "reason": "TrustBundleMissing"},
+                 "_x11 1x20 stale"),
+          series("certpolicy_policy_degraded", {**TARGET, "policy": "hl7", "reason": "CAUnusable"}, "_x32 1x40"),
+          series("certpolicy_policy_degraded", {**TARGET, "policy": "uat", "reason": "AsExpected"}, "0x70")],
+         41, {**KEPT, "policy": "hl7", "severity": "warning"},
+         "CertificatePolicy hl7 has been Degraded for 30 minutes"),
+    # --- the operator itself ---
+    # scraped for minutes 0-10, then gone (staleness marker at 11): absent from 11, fires 5 minutes later
+    Case("CertpolicyOperatorAbsent",
+         [series("certpolicy_build_info", {**TARGET, "version": "0.1.0", "python_version": "3.12.3"}, "1x10 stale")],
+         16, {"severity": "critical"}, "No certpolicy-operator replica has been scraped for 5 minutes", failover=False),
+    # two replicas; the leader's Lease lapses at minute 11 and nobody takes it: fires 5 minutes later.
+    # The failover variant: the standby restarts meanwhile (a new Pod), still no leader.
+    Case("CertpolicyNoLeader",
+         [series("certpolicy_leader", TARGET, "1x10 0x60"),
+          series("certpolicy_leader", {**TARGET, "pod": "certpolicy-operator-2", "instance": "10.0.0.9:9090"}, "0x70")],
+         16, {**KEPT, "severity": "critical"}, "No certpolicy-operator replica has held the leader Lease for 5 minutes",
+         quiet=["CertpolicyMultipleLeaders"]),
+    # from minute 11 both replicas say they lead: fires 5 minutes later. No failover variant: a
+    # restarted replica of two leaders leaves one leader, and that is the fix, not a failover.
+    Case("CertpolicyMultipleLeaders",
+         [series("certpolicy_leader", TARGET, "1x70"),
+          series("certpolicy_leader", {**TARGET, "pod": "certpolicy-operator-2", "instance": "10.0.0.9:9090"},
+                 "0x10 1x60")],
+         16, {**KEPT, "severity": "critical"}, "2 certpolicy-operator replicas say they lead",
+         quiet=["CertpolicyNoLeader"], failover=False),
+    # the secrets watch is down on the (only) replica from minute 11: fires 10 minutes later; the
+    # pods watch, up all along, stays silent
+    Case("CertpolicyWatchDown",
+         [series("certpolicy_watch_up", {**TARGET, "watch": "secrets"}, "1x10 0x60"),
+          series("certpolicy_watch_up", {**TARGET, "watch": "pods"}, "1x70")],
+         21, {**KEPT, "watch": "secrets", "severity": "warning"},
+         "Watch secrets of certpolicy-operator has been down for 10 minutes"),
+    Case("CertpolicyFindingSeriesCapped",
+         [series("certpolicy_secret_findings_dropped", {**TARGET, "policy": "fleet"}, "0x10 37x60"),
+          series("certpolicy_secret_findings_dropped", {**TARGET, "policy": "small"}, "0x70")],
+         26, {**KEPT, "policy": "fleet", "severity": "warning"},
+         "Policy fleet has 37 findings beyond the 2000-series cap"),
+    Case("CertpolicyWebhookUpkeepFailing",
+         [series("certpolicy_webhook_upkeep_failing", TARGET, "0x10 1x60")],
+         26, {**KEPT, "severity": "warning"}, "The certpolicy admission webhook's upkeep has failed for 15 minutes"),
+    Case("CertpolicyWebhookPoliciesUnregistered",
+         [series("certpolicy_webhook_policies_unregistered", TARGET, "0x10 3x60")],
+         26, {**KEPT, "severity": "warning"}, "3 enforcing CertificatePolicies are not in the admission webhook"),
 ]
+
+
+def rules() -> list[dict]:
+    return [r for g in yaml.safe_load(RULES.read_text())["spec"]["groups"] for r in g["rules"] if "alert" in r]
 
 
 @pytest.fixture(scope="module")
 def rule_file(tmp_path_factory, promtool):
-    """manifests/prometheusrule.yaml's groups as a Prometheus rule file; promtool checks it."""
-    groups = yaml.safe_load(RULES.read_text())["spec"]
-    path = tmp_path_factory.mktemp("rules") / "certpolicy.rules.yaml"
-    path.write_text(yaml.safe_dump(groups))
-    check = subprocess.run([promtool, "check", "rules", path], capture_output=True, text=True, timeout=60)
+    """manifests/prometheusrule.yaml's groups as a Prometheus rule file; promtool checks it whole
+    (templates included). The file the cases run on keeps only the summary of each alert:
+    promtool compares annotations exactly, and description and runbook_url are checked below."""
+    spec = yaml.safe_load(RULES.read_text())["spec"]
+    work = tmp_path_factory.mktemp("rules")
+    whole = work / "whole.rules.yaml"
+    whole.write_text(yaml.safe_dump(spec))
+    check = subprocess.run([promtool, "check", "rules", whole], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
+    for group in spec["groups"]:
+        for rule in group["rules"]:
+            rule["annotations"] = {"summary": rule["annotations"]["summary"]}
+    path = work / "certpolicy.rules.yaml"
+    path.write_text(yaml.safe_dump(spec))
     return path
 
 
 def test_every_alert_has_a_case():
-    groups = yaml.safe_load(RULES.read_text())["spec"]["groups"]
-    alerts = {r["alert"] for g in groups for r in g["rules"] if "alert" in r}
-    assert alerts == {c.alert for c in CASES}
+    assert {r["alert"] for r in rules()} == {c.alert for c in CASES}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c.alert}-{c.labels.get('role', '')}".rstrip("-") for c in CASES])
+def slugs(markdown: str) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings (lower case, punctuation dropped, spaces to -)."""
+    return {re.sub(r"[^\w\- ]", "", m[1].strip().lower()).replace(" ", "-")
+            for m in re.finditer(r"^#{1,6} (.+)$", markdown, re.M)}
+
+
+def test_every_alert_has_a_description_and_a_runbook_section_that_exists():
+    anchors = slugs(TROUBLESHOOTING.read_text())
+    assert "certpolicyoperatorabsent" in anchors  # the slug rule reads this file's headings
+    for rule in rules():
+        notes = rule["annotations"]
+        assert len(notes.get("description", "")) > 40, rule["alert"]
+        url = notes.get("runbook_url", "")
+        assert url.startswith(RUNBOOKS) and url.removeprefix(RUNBOOKS) in anchors, (rule["alert"], url)
+
+
+def test_no_alert_keeps_the_pod_or_instance():
+    """A label that changes with a failover would be another alert, its ``for`` started over."""
+    from promql import names
+
+    for rule in rules():
+        if rule["expr"].startswith("absent("):
+            continue
+        assert {"pod", "instance"} <= names(rule["expr"]).dropped, rule["alert"]
+
+
+def case_id(c: Case) -> str:
+    return f"{c.alert}-{c.labels.get('role', '')}".rstrip("-")
+
+
+@pytest.mark.parametrize("case", CASES + [failed_over(c) for c in CASES if c.failover],
+                         ids=[case_id(c) for c in CASES] + [f"{case_id(c)}-failover" for c in CASES if c.failover])
 def test_alert_fires_on_time_and_not_before(case, rule_file, promtool, tmp_path):
     tests = tmp_path / "test.yaml"
     tests.write_text(yaml.safe_dump({"rule_files": [str(rule_file)], "evaluation_interval": "1m",
@@ -158,5 +298,22 @@ def test_promtool_catches_a_wrong_expectation(rule_file, promtool, tmp_path):
     body = early.promtool_test()
     body["alert_rule_test"] = body["alert_rule_test"][2:3]
     tests.write_text(yaml.safe_dump({"rule_files": [str(rule_file)], "evaluation_interval": "1m", "tests": [body]}))
+    proc = subprocess.run([promtool, "test", "rules", tests], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "FAILED" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_a_rule_that_keeps_the_pod_fails_the_failover_case(promtool, tmp_path):
+    """The failover cases can fail: the leaf rule as it was (no last_over_time, pod and instance
+    kept) starts its ``for`` over on the new Pod's series, and promtool reports it."""
+    case = failed_over(CASES[0])
+    rule = next(r for r in rules() if r["alert"] == case.alert)
+    old = {**rule, "expr": '(certpolicy_certificate_not_after_timestamp_seconds{role="leaf"} - time()) < 14 * 86400',
+           "annotations": {"summary": rule["annotations"]["summary"]}}
+    path = tmp_path / "old.rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "old", "rules": [old]}]}))
+    body = case.promtool_test()
+    body["alert_rule_test"] = body["alert_rule_test"][2:3]
+    tests = tmp_path / "test.yaml"
+    tests.write_text(yaml.safe_dump({"rule_files": [str(path)], "evaluation_interval": "1m", "tests": [body]}))
     proc = subprocess.run([promtool, "test", "rules", tests], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "FAILED" in proc.stdout + proc.stderr, proc.stdout + proc.stderr

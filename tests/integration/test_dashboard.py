@@ -178,3 +178,25 @@ def test_every_query_and_alert_uses_exposed_metrics_and_labels(scrape, stored):
             problems.append(f"{where}: filters, groups or prints a target label, the operator's not the Secret's")
     assert not problems, "\n".join(problems)
     assert {"certpolicy_findings", "certpolicy_watch_silence_seconds", "certpolicy_rotation_step"} <= set(have)
+
+
+def degraded_samples(text: str, policy: str) -> dict[str, float]:
+    """reason -> value of the policy's certpolicy_policy_degraded samples in a scrape."""
+    return {s.labels["reason"]: s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == "certpolicy_policy_degraded" and s.labels["policy"] == policy}
+
+
+def test_degraded_policy_is_a_series_until_it_is_not(operator, policies, core_v1, unique_name, namespace):
+    """certpolicy_policy_degraded, which CertpolicyPolicyDegraded reads: 1 under the condition's
+    reason while the trust bundle is missing, 0 under AsExpected once it exists."""
+    ca = certgen.root("degraded metric CA")
+    core_v1.create_namespaced_secret(namespace, {"metadata": {"name": "app-tls"}, "type": "kubernetes.io/tls",
+                                                 "data": certgen.tls_secret(certgen.leaf(ca, "app.deg.test"))["data"]})
+    policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
+              "spec": {"selector": {"names": [{"namespace": namespace, "name": "app-tls"}]},
+                       "requirements": {"trustBundle": {"configMap": {"namespace": namespace, "name": "absent"}}}}})
+    assert wait_for(lambda: degraded_samples(operator.scrape(), unique_name) or None, timeout=60,
+                    what="the policy's degraded series") == {"TrustBundleMissing": 1.0}
+    core_v1.create_namespaced_config_map(namespace, {"metadata": {"name": "absent"}, "data": {"ca.crt": certgen.pem(ca).decode()}})
+    assert wait_for(lambda: (lambda s: s if s.get("AsExpected") == 0.0 else None)(degraded_samples(operator.scrape(), unique_name)),
+                    timeout=60, what="the degraded series back at 0") == {"AsExpected": 0.0}

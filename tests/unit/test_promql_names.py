@@ -11,7 +11,8 @@ def test_metrics_matchers_and_grouping():
     n = names('sum by (namespace, reason) (certpolicy_findings{policy=~"a|b", severity!="Info"}) '
               '/ on(policy) group_left(team) max without (le) (x_total) > 0 and changes(y[6h]) == 0')
     assert n.metrics == {"certpolicy_findings": {"policy", "severity"}, "x_total": set(), "y": set()}
-    assert n.grouping == {"namespace", "reason", "policy", "team", "le"}
+    assert n.grouping == {"namespace", "reason", "policy", "team"}
+    assert n.dropped == {"le"}  # without: aggregated away, not a label the result carries
 
 
 def test_functions_numbers_durations_and_strings_are_not_names():

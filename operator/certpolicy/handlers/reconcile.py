@@ -138,6 +138,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         STATUS_WRITES.inc()
         wrote = True
     COLLECTOR.update(name, report)
+    COLLECTOR.set_degraded(name, ctx.out.problems[0].reason if ctx.out.problems else None)
     runtime.sweep_caches()
     RECONCILE_DURATION.observe(time.monotonic() - started)
     log.debug("policy %s: %d selected, %d violating, status %s", name, report.selected, report.violating,
@@ -185,6 +186,7 @@ def report_problem(runtime: Runtime, name: str, problem: Problem, key_parts: lis
     too and the next attempt reports."""
     now = dt.datetime.now(dt.UTC)
     message = redact(problem.message)
+    COLLECTOR.set_degraded(name, problem.reason)  # the problem stands whether or not the write below succeeds
     try:
         policy = runtime.raw.get(policy_path(name))
         status = policy.get("status") or {}
