@@ -1,19 +1,51 @@
-{{/* The chart's name: app.kubernetes.io/name on every object, as in manifests/. */}}
+{{/* The chart's name (nameOverride replaces it): app.kubernetes.io/name on every object, as in manifests/. */}}
 {{- define "certpolicy.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Object names: the release name when it already contains the chart name, else release-chart. */}}
+{{/* Object names: fullnameOverride, else the release name when it already contains the chart's
+     name, else release-name. */}}
 {{- define "certpolicy.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "certpolicy.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
+{{/* serviceAccount.name, else the full name; with serviceAccount.create false it must exist. */}}
 {{- define "certpolicy.serviceAccountName" -}}
+{{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) -}}
+{{- fail "serviceAccount.create=false needs serviceAccount.name (the existing ServiceAccount the RBAC bindings name)" -}}
+{{- end -}}
 {{- default (include "certpolicy.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{/* repository:tag, or repository@digest when image.digest is set (the tag is then ignored). */}}
+{{- define "certpolicy.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* global.imagePullSecrets (shared with other charts) then imagePullSecrets, without repeats. */}}
+{{- define "certpolicy.imagePullSecrets" -}}
+{{- $all := list -}}
+{{- range (concat ((.Values.global | default dict).imagePullSecrets | default list) .Values.imagePullSecrets) -}}
+{{- $item := . -}}{{- if kindIs "string" . -}}{{- $item = dict "name" . -}}{{- end -}}
+{{- if not (has $item $all) -}}{{- $all = append $all $item -}}{{- end -}}
+{{- end -}}
+{{- with $all -}}
+imagePullSecrets:
+{{- toYaml . | nindent 2 }}
+{{- end -}}
 {{- end -}}
 
 {{- define "certpolicy.selectorLabels" -}}
@@ -43,4 +75,24 @@ An optional fourth item names the object, when the file holds several of that ki
 {{- end -}}
 {{- if not $found.spec | and (not $found.rules) -}}{{- fail (printf "%s has no %s" $file $kind) -}}{{- end -}}
 {{- toJson $found -}}
+{{- end -}}
+
+{{/*
+The container's args: `certpolicy run`, the liveness URL, a flag for each value of `operator`
+that differs from the operator's own default (so the defaults render what manifests/ holds),
+then extraArgs. A YAML list.
+*/}}
+{{- define "certpolicy.args" -}}
+{{- $o := .Values.operator -}}
+{{- $args := list "run" (printf "--liveness=http://0.0.0.0:%v/healthz" .Values.healthPort) -}}
+{{- if $o.probeAllow -}}{{- $args = append $args (printf "--probe-allow=%s" (join "," $o.probeAllow)) -}}{{- end -}}
+{{- if $o.allowSystemNamespaces -}}{{- $args = append $args "--allow-system-namespaces" -}}{{- end -}}
+{{- if not $o.leaderElect -}}{{- $args = append $args "--no-leader-elect" -}}{{- end -}}
+{{- if ne $o.leaseNamespace "kube-system" -}}{{- $args = append $args (printf "--lease-namespace=%s" $o.leaseNamespace) -}}{{- end -}}
+{{- if ne $o.leaseName "certpolicy-operator" -}}{{- $args = append $args (printf "--lease-name=%s" $o.leaseName) -}}{{- end -}}
+{{- if ne (toString $o.leaseDuration) "15" -}}{{- $args = append $args (printf "--lease-duration=%v" $o.leaseDuration) -}}{{- end -}}
+{{- if ne (toString $o.renewDeadline) "10" -}}{{- $args = append $args (printf "--renew-deadline=%v" $o.renewDeadline) -}}{{- end -}}
+{{- if ne (toString $o.retryPeriod) "2" -}}{{- $args = append $args (printf "--retry-period=%v" $o.retryPeriod) -}}{{- end -}}
+{{- if eq $o.logLevel "debug" -}}{{- $args = append $args "--verbose" -}}{{- end -}}
+{{- toYaml (concat $args .Values.extraArgs) -}}
 {{- end -}}
