@@ -191,3 +191,282 @@ def test_another_release_in_another_namespace(cluster, helm, namespace):
     vap_binding = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding")
     assert vap_binding["spec"]["policyName"] == vap["metadata"]["name"] == "cp-certpolicy-operator-managed-writes-only"
     dry_run(cluster, docs)
+
+
+# ---- values users asked for (issue #26 item 7): each value's effect on the rendered objects ----
+
+def objs(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict], kind: str, name_suffix: str = "") -> dict:
+    found = [d for d in objs(docs, kind) if d["metadata"]["name"].endswith(name_suffix)]
+    assert len(found) == 1, (kind, name_suffix, [d["metadata"]["name"] for d in found])
+    return found[0]
+
+
+def container(docs: list[dict]) -> dict:
+    return one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def values_file(tmp_path, values: dict) -> list[str]:
+    path = tmp_path / f"values-{len(list(tmp_path.iterdir()))}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return ["-f", str(path)]
+
+
+def test_operator_flags_extra_args_and_env(helm, tmp_path):
+    """Each flag of `certpolicy run` has a value; the defaults add none (manifests/ has none)."""
+    assert container(render(helm))["args"] == ["run", "--liveness=http://0.0.0.0:8080/healthz"]
+    docs = render(helm, *values_file(tmp_path, {
+        "operator": {"probeAllow": ["*.svc", "10.0.0.0/8"], "allowSystemNamespaces": True, "leaderElect": False,
+                     "leaseNamespace": "certpolicy-system", "leaseName": "cp-lease", "leaseDuration": 30,
+                     "renewDeadline": 20, "retryPeriod": 4, "logLevel": "debug"},
+        "extraArgs": ["--identity=x"], "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]}))
+    c = container(docs)
+    assert c["args"] == ["run", "--liveness=http://0.0.0.0:8080/healthz", "--probe-allow=*.svc,10.0.0.0/8",
+                         "--allow-system-namespaces", "--no-leader-elect", "--lease-namespace=certpolicy-system",
+                         "--lease-name=cp-lease", "--lease-duration=30", "--renew-deadline=20", "--retry-period=4",
+                         "--verbose", "--identity=x"]
+    assert c["env"][-1] == {"name": "HTTPS_PROXY", "value": "http://proxy:3128"}
+    # `certpolicy run`'s own parser reads them as meant
+    import argparse
+
+    from certpolicy.runcmd import configure_parser
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    parsed = parser.parse_args(c["args"][1:])
+    assert (parsed.probe_allow, parsed.allow_system_namespaces, parsed.leader_elect, parsed.lease_namespace,
+            parsed.lease_name, parsed.lease_duration, parsed.renew_deadline, parsed.retry_period, parsed.verbose,
+            parsed.identity) == ("*.svc,10.0.0.0/8", True, False, "certpolicy-system", "cp-lease", 30, 20, 4, True, "x")
+    # the leader Lease moved: the Role that grants it and the admission policy's Lease rule follow
+    role = one(docs, "Role", "leader-election")
+    assert role["metadata"]["namespace"] == "certpolicy-system" and role["rules"][0]["resourceNames"] == ["cp-lease"]
+    assert one(docs, "RoleBinding", "leader-election")["metadata"]["namespace"] == "certpolicy-system"
+    vap = one(docs, "ValidatingAdmissionPolicy")
+    lease_rules = [v for v in vap["spec"]["validations"] if "variables.lease" in v["expression"]]
+    assert lease_rules and all('request.namespace == "certpolicy-system" && request.name == "cp-lease"' in v["expression"]
+                               for v in lease_rules)
+    assert "certpolicy-system/cp-lease" in lease_rules[0]["messageExpression"]
+    assert "kube-system/certpolicy-operator" not in yaml.safe_dump(lease_rules)
+
+
+def test_crds_enabled_and_keep(helm):
+    """The CRD is a template: installed and upgraded with the release, kept on uninstall by default."""
+    crd = one(render(helm), "CustomResourceDefinition")
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert crd["spec"] == yaml.safe_load((REPO / "crds" / "certificatepolicies.certpolicy.io.yaml").read_text())["spec"]
+    assert "annotations" not in one(render(helm, "--set", "crds.keep=false"), "CustomResourceDefinition")["metadata"]
+    assert objs(render(helm, "--set", "crds.enabled=false"), "CustomResourceDefinition") == []
+
+
+def test_service_account_create_and_name(helm):
+    docs = render(helm, "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=platform-sa")
+    assert objs(docs, "ServiceAccount") == []
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "platform-sa"
+    subjects = [s for d in objs(docs, "ClusterRoleBinding") + objs(docs, "RoleBinding") for s in d["subjects"]]
+    assert subjects and {s["name"] for s in subjects} == {"platform-sa"}
+    assert one(docs, "ValidatingAdmissionPolicy")["spec"]["matchConditions"][0]["expression"] == \
+        f'request.userInfo.username == "system:serviceaccount:{NAMESPACE}:platform-sa"'
+    proc = run([helm, "template", RELEASE, CHART, "--set", "serviceAccount.create=false"])
+    assert proc.returncode != 0 and "serviceAccount.create=false needs serviceAccount.name" in proc.stderr
+
+
+def test_name_overrides(helm):
+    docs = render(helm, "--set", "nameOverride=certs", release="prod")
+    assert one(docs, "Deployment")["metadata"]["name"] == "prod-certs"
+    assert one(docs, "Deployment")["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "certs"
+    docs = render(helm, "--set", "fullnameOverride=pki", release="prod")
+    names = {d["metadata"]["name"] for d in docs if d["kind"] not in ("CustomResourceDefinition",
+                                                                       "ValidatingWebhookConfiguration")}
+    assert all(n.startswith("pki") for n in names), names
+    assert one(docs, "Deployment")["metadata"]["name"] == "pki"
+    env = {e["name"]: e.get("value") for e in container(docs)["env"]}
+    assert env["CERTPOLICY_WEBHOOK_SERVICE"] == "pki-webhook" and one(docs, "Service", "-webhook")["metadata"]["name"] == "pki-webhook"
+
+
+def test_topology_spread_and_disruption_budget(helm, tmp_path):
+    docs = render(helm, *values_file(tmp_path, {"topologySpreadConstraints": [{
+        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "{{ .Release.Name }}"}}}],
+        "podDisruptionBudget": {"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow"}}))
+    spread = one(docs, "Deployment")["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread[0]["labelSelector"]["matchLabels"] == {"app.kubernetes.io/instance": RELEASE}  # through tpl
+    assert one(docs, "PodDisruptionBudget")["spec"] == {
+        "maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "certpolicy-operator", "app.kubernetes.io/instance": RELEASE}}}
+    assert objs(render(helm, "--set", "podDisruptionBudget.enabled=false"), "PodDisruptionBudget") == []
+    assert objs(render(helm, "--set", "replicaCount=1"), "PodDisruptionBudget") == []
+
+
+def test_image_digest_and_pull_secrets(helm, tmp_path):
+    digest = "sha256:" + "a" * 64
+    docs = render(helm, *values_file(tmp_path, {"image": {"digest": digest, "tag": "ignored"},
+                                                "global": {"imagePullSecrets": ["shared", {"name": "regcred"}]},
+                                                "imagePullSecrets": [{"name": "regcred"}, {"name": "mine"}]}))
+    assert container(docs)["image"] == f"ghcr.io/certpolicy/certpolicy-operator@{digest}"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "shared"}, {"name": "regcred"}, {"name": "mine"}]
+    test_pod = next(d for d in docs if is_hook(d))
+    assert test_pod["spec"]["imagePullSecrets"] == pod["imagePullSecrets"]
+    assert test_pod["spec"]["containers"][0]["image"] == container(docs)["image"]
+    assert container(render(helm, "--set", "image.tag=1.2.3"))["image"] == "ghcr.io/certpolicy/certpolicy-operator:1.2.3"
+
+
+def test_service_monitor_values(helm, tmp_path):
+    relabel = [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}]
+    drop = [{"sourceLabels": ["__name__"], "regex": "certpolicy_watch_events_total", "action": "drop"}]
+    docs = render(helm, *values_file(tmp_path, {"serviceMonitor": {
+        "enabled": True, "namespace": "monitoring", "honorLabels": True, "scrapeTimeout": "10s",
+        "relabelings": relabel, "metricRelabelings": drop, "labels": {"release": "kps"}}}))
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["metadata"]["namespace"] == "monitoring" and monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}  # still the operator's Service
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s",
+                                             "scrapeTimeout": "10s", "honorLabels": True,
+                                             "relabelings": relabel, "metricRelabelings": drop}]
+
+
+def test_prometheus_rule_thresholds_labels_and_per_alert_switches(helm, tmp_path, promtool):
+    docs = render(helm, *values_file(tmp_path, {"prometheusRule": {
+        "enabled": True, "namespace": "monitoring", "annotations": {"owner": "pki"},
+        "additionalRuleLabels": {"team": "pki"}, "additionalRuleAnnotations": {"dashboard": "https://grafana/d/certpolicy-operator"},
+        "runbookBaseURL": "https://wiki.example.com/certpolicy/troubleshooting",
+        "alerts": {"CertpolicyLeafExpiringSoon": {"days": 21, "for": "30m"},
+                   "CertpolicyPolicyDegraded": {"for": "2h", "severity": "critical"},
+                   "CertpolicyMultipleLeaders": {"enabled": False},
+                   "CertpolicyWatchDown": {"labels": {"page": "yes"}}}}}))
+    rule = one(docs, "PrometheusRule")
+    assert rule["metadata"]["namespace"] == "monitoring" and rule["metadata"]["annotations"] == {"owner": "pki"}
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    shipped = {r["alert"]: r for g in yaml.safe_load((REPO / "manifests" / "prometheusrule.yaml").read_text())["spec"]["groups"]
+               for r in g["rules"]}
+    assert set(alerts) == set(shipped) - {"CertpolicyMultipleLeaders"}
+    leaf = alerts["CertpolicyLeafExpiringSoon"]
+    assert leaf["expr"] == shipped["CertpolicyLeafExpiringSoon"]["expr"].replace("< 14 * 86400", "< 21 * 86400")
+    assert leaf["for"] == "30m" and "expires in less than 21 days" in leaf["annotations"]["summary"]
+    degraded = alerts["CertpolicyPolicyDegraded"]
+    assert degraded["for"] == "2h" and degraded["labels"]["severity"] == "critical"
+    assert degraded["annotations"]["summary"] == "CertificatePolicy {{ $labels.policy }} has been Degraded for 2h"
+    assert alerts["CertpolicyWatchDown"]["labels"] == {"severity": "warning", "team": "pki", "page": "yes"}
+    for name, r in alerts.items():
+        assert r["labels"]["team"] == "pki" and r["annotations"]["dashboard"].startswith("https://grafana/")
+        anchor = shipped[name]["annotations"]["runbook_url"].split("#")[1]
+        assert r["annotations"]["runbook_url"] == f"https://wiki.example.com/certpolicy/troubleshooting#{anchor}"
+    untouched = {k: v for k, v in alerts["CertpolicyRotationStuck"].items() if k not in ("labels", "annotations")}
+    assert untouched == {k: v for k, v in shipped["CertpolicyRotationStuck"].items() if k not in ("labels", "annotations")}
+    # what the chart rendered is still a rule file promtool accepts
+    path = tmp_path / "rendered.rules.yaml"
+    path.write_text(yaml.safe_dump(rule["spec"]))
+    check = subprocess.run([promtool, "check", "rules", path], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_network_policy(helm, tmp_path):
+    assert objs(render(helm), "NetworkPolicy") == []
+    prom = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    egress = [{"ports": [{"port": 6443, "protocol": "TCP"}, {"port": 443, "protocol": "TCP"}]}]
+    docs = render(helm, *values_file(tmp_path, {"networkPolicy": {"enabled": True, "metricsFrom": prom, "egress": egress}}))
+    spec = one(docs, "NetworkPolicy")["spec"]
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert spec["policyTypes"] == ["Ingress", "Egress"] and spec["egress"] == egress
+    by_port = {r["ports"][0]["port"]: r for r in spec["ingress"]}
+    assert set(by_port) == {p["name"] for p in container(docs)["ports"]} == {"webhook", "metrics", "health"}
+    assert "from" not in by_port["webhook"] and "from" not in by_port["health"]
+    test_pod = next(d for d in docs if is_hook(d))
+    assert by_port["metrics"]["from"][0] == prom[0]
+    assert by_port["metrics"]["from"][1]["podSelector"]["matchLabels"].items() <= test_pod["metadata"]["labels"].items()
+    only_ingress = render(helm, "--set", "networkPolicy.enabled=true")
+    assert one(only_ingress, "NetworkPolicy")["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_extra_objects(helm, tmp_path):
+    docs = render(helm, *values_file(tmp_path, {"extraObjects": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "{{ .Release.Name }}-extra"}, "data": {"a": "b"}},
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second-{{ .Release.Namespace }}\n"]}))
+    names = {d["metadata"]["name"] for d in objs(docs, "ConfigMap")}
+    assert {f"{RELEASE}-extra", f"second-{NAMESPACE}"} <= names
+
+
+def test_aggregated_view_and_edit_roles(helm):
+    default = render(helm)
+    view = one(default, "ClusterRole", "-view")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert view["rules"] == [{"apiGroups": ["certpolicy.io"], "resources": ["certificatepolicies", "certificatepolicies/status"],
+                              "verbs": ["get", "list", "watch"]}]
+    assert [d for d in objs(default, "ClusterRole") if d["metadata"]["name"].endswith("-edit")] == []
+    docs = render(helm, "--set", "rbac.aggregateToEdit=true", "--set", "rbac.aggregateToView=false")
+    edit = one(docs, "ClusterRole", "-edit")
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert set(edit["rules"][0]["verbs"]) == {"create", "update", "patch", "delete", "deletecollection"}
+    assert [d for d in objs(docs, "ClusterRole") if d["metadata"]["name"].endswith("-view")] == []
+
+
+def test_helm_test_pod(helm):
+    """`helm test` runs a Pod that reads the metrics Service: no token, no RBAC, the chart's securityContexts."""
+    docs = render(helm)
+    pod = next(d for d in docs if is_hook(d))
+    assert pod["kind"] == "Pod" and pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = pod["spec"]
+    assert spec["automountServiceAccountToken"] is False and "serviceAccountName" not in spec
+    assert spec["restartPolicy"] == "Never" and spec["securityContext"]["runAsNonRoot"] is True
+    script = spec["containers"][0]["args"][0]
+    service = one(docs, "Service", "-metrics")
+    assert f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{service['spec']['ports'][0]['port']}/metrics" in script
+    compile(script, "helm-test", "exec")  # the check is valid Python
+
+
+@pytest.mark.parametrize("bad, complaint", [
+    (["--set", "prometheusRule.alerts.CertpolicyNoSuchAlert.enabled=false"], "CertpolicyNoSuchAlert"),
+    (["--set", "prometheusRule.alerts.CertpolicyNoLeader.days=3"], "days"),  # days: expiry alerts only
+    (["--set", "operator.logLevel=trace"], "logLevel"),
+    (["--set", "image.digest=latest"], "digest"),
+    (["--set", "serviceMonitor.scrapeTimeout=soon"], "scrapeTimeout"),
+])
+def test_schema_rejects_bad_new_values(helm, bad, complaint):
+    proc = run([helm, "template", RELEASE, CHART, *bad])
+    assert proc.returncode != 0 and complaint in proc.stderr, proc.stderr
+
+
+def test_schema_alerts_are_the_shipped_alerts():
+    """prometheusRule.alerts names exactly manifests/prometheusrule.yaml's alerts (a typo is refused)."""
+    import json
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    names = set(schema["properties"]["prometheusRule"]["properties"]["alerts"]["properties"])
+    shipped = {r["alert"] for g in yaml.safe_load((REPO / "manifests" / "prometheusrule.yaml").read_text())["spec"]["groups"]
+               for r in g["rules"]}
+    assert names == shipped
+
+
+NEW_VALUES = {
+    "operator": {"probeAllow": ["*.svc"], "leaseDuration": 20, "logLevel": "debug"},
+    "extraEnv": [{"name": "TZ", "value": "UTC"}],
+    "serviceAccount": {"create": True, "name": "cp-dry"},
+    "nameOverride": "cpdry",
+    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                   "whenUnsatisfiable": "ScheduleAnyway",
+                                   "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "{{ .Release.Name }}"}}}],
+    "podDisruptionBudget": {"maxUnavailable": 1},
+    "image": {"digest": "sha256:" + "b" * 64},
+    "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {}}],
+                      "egress": [{"ports": [{"port": 443, "protocol": "TCP"}]}]},
+    "extraObjects": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "{{ .Release.Name }}-extra"},
+                      "data": {"a": "b"}}],
+    "rbac": {"aggregateToEdit": True},
+    "crds": {"keep": True},
+    "grafanaDashboard": {"enabled": True},
+}
+
+
+def test_server_side_dry_run_with_the_new_values(cluster, helm, namespace, tmp_path):
+    """The API server accepts what the new values render (NetworkPolicy, aggregated roles, the
+    helm test Pod, a PDB by maxUnavailable, topology spread, extra objects, ...)."""
+    docs = render(helm, *values_file(tmp_path, NEW_VALUES), release="dry", namespace=namespace)
+    kinds = {d["kind"] for d in docs}
+    assert {"NetworkPolicy", "Pod", "PodDisruptionBudget", "CustomResourceDefinition", "ConfigMap"} <= kinds
+    out = dry_run(cluster, docs)
+    for _kind, _ns, name in map(key, docs):
+        assert f"{name} serverside-applied (server dry run)" in out, (name, out)
