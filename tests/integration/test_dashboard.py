@@ -65,11 +65,21 @@ def test_dashboard_has_the_panels_the_runbook_names():
     dash = json.loads(DASHBOARD.read_text())
     titles = {p["title"] for p in dash["panels"]}
     for wanted in ("Certificates by time left", "Findings by reason and namespace", "Policies' compliance",
-                   "Rotation step", "Rotation history", "Seconds since each watch last heard from the API server"):
+                   "Rotation step", "Rotation history", "Seconds since each watch last heard from the API server",
+                   # issue #26 item 8: per-Secret findings, the leader, the build version, the watch state
+                   "Findings by Secret", "Replicas leading", "Leader", "Build version", "Watch state",
+                   "Policies Degraded", "Findings not exported (series cap)", "Admission webhook"):
         assert wanted in titles
     assert {p["type"] for p in dash["panels"]} <= PANEL_KINDS
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
+    taken: dict[tuple[int, int], str] = {}  # no panel covers another
+    for p in dash["panels"]:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24, p["title"]
+        for cell in ((x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])):
+            assert cell not in taken, (p["title"], taken[cell])
+            taken[cell] = p["title"]
     for p in dash["panels"]:
         if p["type"] != "row":
             assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"} and p["targets"], p["title"]
@@ -177,7 +187,8 @@ def test_every_query_and_alert_uses_exposed_metrics_and_labels(scrape, stored):
         if stored and (used.grouping | shown | {x for labels in used.metrics.values() for x in labels}) & TARGET_LABELS:
             problems.append(f"{where}: filters, groups or prints a target label, the operator's not the Secret's")
     assert not problems, "\n".join(problems)
-    assert {"certpolicy_findings", "certpolicy_watch_silence_seconds", "certpolicy_rotation_step"} <= set(have)
+    assert {"certpolicy_findings", "certpolicy_watch_silence_seconds", "certpolicy_rotation_step", "certpolicy_secret_findings",
+            "certpolicy_leader", "certpolicy_build_info", "certpolicy_watch_up", "certpolicy_policy_degraded"} <= set(have)
 
 
 def degraded_samples(text: str, policy: str) -> dict[str, float]:
