@@ -153,8 +153,8 @@ class PolicyCollector(Collector):
         degraded = GaugeMetricFamily("certpolicy_policy_degraded",
                                      "1 while the policy's Degraded condition is True (reason: its reason), else 0.",
                                      labels=["policy", "reason"])
-        for policy, reason in sorted(degraded_reasons.items()):
-            degraded.add_metric([policy, reason or "AsExpected"], 0.0 if reason is None else 1.0)
+        for policy, why in sorted(degraded_reasons.items()):
+            degraded.add_metric([policy, why or "AsExpected"], 0.0 if why is None else 1.0)
         yield from (not_after, findings, compliant, selected, violating, rotation, rotation_finished, degraded)
         yield from self._object_findings(reports)
         build = GaugeMetricFamily("certpolicy_build_info", "The operator's version (always 1).",

@@ -372,9 +372,14 @@ def test_a_clean_up_that_cannot_finish_is_degraded_and_a_warning_event_until_it_
                       timeout=30, what="a Warning DeletionFailed event")
     assert events[0].type == "Warning" and len(events) == 1  # retried every second, reported once
     assert _ca_secrets(core_v1, operator_namespace, unique_name)  # kept while a bundle holds the CA
+    degraded = f'certpolicy_policy_degraded{{policy="{unique_name}",reason="DeletionFailed"}} 1.0'
+    assert degraded in in_process_scrape()  # what CertpolicyPolicyDegraded reads
     core_v1.delete_namespaced_config_map("java-ca", namespace)
     wait_for(lambda: _gone(custom_api, unique_name), timeout=60, what="deleted once the target is gone")
     assert not _ca_secrets(core_v1, operator_namespace, unique_name)
+    # and the series goes with the policy: no Degraded alert for a policy that no longer exists
+    assert wait_for(lambda: f'certpolicy_policy_degraded{{policy="{unique_name}"' not in in_process_scrape(), timeout=30,
+                    what="the degraded series gone")
 
 
 def test_a_fault_in_the_deletion_handler_is_degraded_and_a_warning_event(

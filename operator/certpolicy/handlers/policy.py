@@ -126,6 +126,7 @@ async def delete_policy(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -
                    f"{DELETION_RETRY} s")
         await asyncio.to_thread(report_problem, runtime, name, Problem(DELETION_FAILED, message), key)
         raise kopf.TemporaryError(message, delay=DELETION_RETRY)
+    COLLECTOR.forget(name)  # a failed attempt exported Degraded/DeletionFailed after the loop forgot the policy
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
