@@ -3,6 +3,10 @@
 One source of truth: the chart's CRD, its ClusterRole's rules and its PrometheusRule's groups are
 the files in crds/ and manifests/ themselves (symlinks under charts/certpolicy-operator/), and
 the templated objects are held to `kubectl kustomize manifests/` here, object by object.
+
+Then each value users asked for (issue #26 item 7) is rendered and its effect on the objects
+checked, the helm test Pod's check is run against a real operator, and a chart rendered with the
+new values is applied to the API server with a server-side dry run.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ HELM_LABELS = {"helm.sh/chart", "app.kubernetes.io/instance", "app.kubernetes.io
                "app.kubernetes.io/managed-by",
                "helm.sh/resource-policy"}  # an annotation: crds.keep, on the CRD
 ALL_OPTIONAL = ["--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true",
-                "--set", "grafanaDashboard.enabled=true"]
+                "--set", "grafanaDashboard.enabled=true", "--set", "networkPolicy.enabled=true",
+                "--set", "rbac.aggregateToEdit=true"]
 
 
 def run(cmd: list, **kw) -> subprocess.CompletedProcess:
@@ -470,3 +475,30 @@ def test_server_side_dry_run_with_the_new_values(cluster, helm, namespace, tmp_p
     out = dry_run(cluster, docs)
     for _kind, _ns, name in map(key, docs):
         assert f"{name} serverside-applied (server dry run)" in out, (name, out)
+
+
+def test_the_helm_test_check_passes_on_a_running_operator_and_fails_otherwise(operator, helm, tmp_path):
+    """The helm test Pod's script, run here against the real operator's /metrics (URL swapped for
+    its loopback port): it passes; against a scrape with a watch down, or no operator, it fails."""
+    import sys
+
+    pod = next(d for d in render(helm) if is_hook(d))
+    script = pod["spec"]["containers"][0]["args"][0]
+    url = f"http://{RELEASE}-metrics.{NAMESPACE}.svc:9090/metrics"
+    assert url in script
+
+    def check(target: str, deadline: int = 120) -> subprocess.CompletedProcess:
+        body = script.replace(url, target).replace("time.monotonic() + 120", f"time.monotonic() + {deadline}")
+        return run([sys.executable, "-c", body])
+
+    ok = check(f"http://127.0.0.1:{operator.metrics_port}/metrics")
+    assert ok.returncode == 0 and "with its watches up" in ok.stdout, ok.stdout + ok.stderr
+    down = tmp_path / "metrics.txt"
+    down.write_text('certpolicy_build_info{version="0.1.0",python_version="3.11"} 1.0\n'
+                    'certpolicy_watch_up{watch="secrets"} 1.0\ncertpolicy_watch_up{watch="pods"} 0.0\n')
+    failed = check(down.as_uri(), deadline=1)
+    assert failed.returncode == 1 and 'watches down: certpolicy_watch_up{watch="pods"} 0.0' in failed.stdout, failed.stdout
+    other = tmp_path / "other.txt"
+    other.write_text("up 1\n")
+    failed = check(other.as_uri(), deadline=1)
+    assert failed.returncode == 1 and "not the operator" in failed.stdout, failed.stdout
