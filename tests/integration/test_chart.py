@@ -341,7 +341,8 @@ def test_prometheus_rule_thresholds_labels_and_per_alert_switches(helm, tmp_path
         "alerts": {"CertpolicyLeafExpiringSoon": {"days": 21, "for": "30m"},
                    "CertpolicyPolicyDegraded": {"for": "2h", "severity": "critical"},
                    "CertpolicyMultipleLeaders": {"enabled": False},
-                   "CertpolicyWatchDown": {"labels": {"page": "yes"}}}}}))
+                   "CertpolicyWatchDown": {"labels": {"page": "yes"}},
+                   "CertpolicyRotationStuck": {"for": "1h"}}}}))
     rule = one(docs, "PrometheusRule")
     assert rule["metadata"]["namespace"] == "monitoring" and rule["metadata"]["annotations"] == {"owner": "pki"}
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
@@ -359,8 +360,11 @@ def test_prometheus_rule_thresholds_labels_and_per_alert_switches(helm, tmp_path
         assert r["labels"]["team"] == "pki" and r["annotations"]["dashboard"].startswith("https://grafana/")
         anchor = shipped[name]["annotations"]["runbook_url"].split("#")[1]
         assert r["annotations"]["runbook_url"] == f"https://wiki.example.com/certpolicy/troubleshooting#{anchor}"
-    untouched = {k: v for k, v in alerts["CertpolicyRotationStuck"].items() if k not in ("labels", "annotations")}
-    assert untouched == {k: v for k, v in shipped["CertpolicyRotationStuck"].items() if k not in ("labels", "annotations")}
+    # a summary that does not state its for: duration keeps its words (12 hours = 6 h window + for)
+    stuck = alerts["CertpolicyRotationStuck"]
+    assert stuck["for"] == "1h" and stuck["annotations"]["summary"] == shipped["CertpolicyRotationStuck"]["annotations"]["summary"]
+    untouched = {k: v for k, v in alerts["CertpolicyMissingClientAuth"].items() if k not in ("labels", "annotations")}
+    assert untouched == {k: v for k, v in shipped["CertpolicyMissingClientAuth"].items() if k not in ("labels", "annotations")}
     # what the chart rendered is still a rule file promtool accepts
     path = tmp_path / "rendered.rules.yaml"
     path.write_text(yaml.safe_dump(rule["spec"]))
