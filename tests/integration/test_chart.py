@@ -421,6 +421,10 @@ def test_helm_test_pod(helm):
     spec = pod["spec"]
     assert spec["automountServiceAccountToken"] is False and "serviceAccountName" not in spec
     assert spec["restartPolicy"] == "Never" and spec["securityContext"]["runAsNonRoot"] is True
+    # no Service, Deployment or PDB of the release selects it (an endpoint of the webhook Service that is not the webhook)
+    selectors = [d["spec"]["selector"] for d in objs(docs, "Service")] + \
+        [d["spec"]["selector"]["matchLabels"] for d in objs(docs, "Deployment") + objs(docs, "PodDisruptionBudget")]
+    assert selectors and not [s for s in selectors if s.items() <= pod["metadata"]["labels"].items()]
     script = spec["containers"][0]["args"][0]
     service = one(docs, "Service", "-metrics")
     assert f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{service['spec']['ports'][0]['port']}/metrics" in script
