@@ -172,8 +172,13 @@ def test_blast_radius_of_a_policys_ca(cluster, world, admission_api, core_v1):
 def test_blast_radius_of_an_unknown_ca_exits_3(cluster, crd):
     proc = plugin(cluster, "blast-radius", "sha256:00000000deadbeef")
     assert proc.returncode == 3 and "no certificate with fingerprint" in proc.stderr
-    proc = plugin(cluster, "blast-radius", "configmap/nowhere")
+    proc = plugin(cluster, "blast-radius", "configmap/")
     assert proc.returncode == 3 and "expected configmap/NAMESPACE/NAME" in proc.stderr
+    # without a namespace: -n, else the context's (none here: default), as kubectl
+    proc = plugin(cluster, "blast-radius", "configmap/nowhere")
+    assert proc.returncode == 3 and "ConfigMap default/nowhere not found" in proc.stderr
+    proc = plugin(cluster, "-n", "elsewhere", "blast-radius", "configmap/nowhere")
+    assert proc.returncode == 3 and "ConfigMap elsewhere/nowhere not found" in proc.stderr
     proc = plugin(cluster, "status", "--bogus")
     assert proc.returncode == 3
     proc = via_kubectl(cluster, "blast-radius", "sha256:00000000deadbeef")
@@ -278,10 +283,14 @@ def test_rotate_plan_names_what_would_stall(cluster, world, core_v1, custom_api,
     from cryptography.hazmat.primitives import serialization
 
     ns, names, fp = world
-    clean = plugin(cluster, "rotate", names["good"], "--plan", "-o", "json")
+    clean = plugin(cluster, "rotate", "plan", names["good"], "-o", "json")
     assert clean.returncode == 0, clean.stderr
     plan = json.loads(clean.stdout)
-    assert same_through_kubectl(cluster, "rotate", names["good"], "--plan", "-o", "json") == plan
+    assert same_through_kubectl(cluster, "rotate", "plan", names["good"], "-o", "json") == plan
+    # the deprecated form, kept one release: the same plan, and a warning naming the new one
+    old = plugin(cluster, "rotate", names["good"], "--plan", "-o", "json")
+    assert old.returncode == 0 and json.loads(old.stdout) == plan
+    assert f"use `kubectl certpolicy rotate plan {names['good']}`" in old.stderr
     assert plan["ca"]["fingerprint"] == fp and plan["completes"] and plan["forecast"]["outcome"] == "Completed"
     assert plan["managedLeaves"] == [f"{ns}/api-tls"]
     assert plan["targets"] == [{"id": f"{ns}/ConfigMap/plugin-ca/ca.crt", "writable": True}]
@@ -302,7 +311,7 @@ def test_rotate_plan_names_what_would_stall(cluster, world, core_v1, custom_api,
         "volumes": [{"name": "ca", "configMap": {"name": "plugin-ca"}}]}})
 
     def stalled():
-        proc = plugin(cluster, "rotate", names["good"], "--plan", "-o", "json")
+        proc = plugin(cluster, "rotate", "plan", names["good"], "-o", "json")
         doc = json.loads(proc.stdout)
         return (proc, doc) if doc["unmanagedLeaves"] and doc["podsReadingAtStart"] else None
 
@@ -315,12 +324,12 @@ def test_rotate_plan_names_what_would_stall(cluster, world, core_v1, custom_api,
     fc = plan["forecast"]
     assert (fc["outcome"], fc["step"], fc["reason"]) == ("Stalled", 4, "Stalled") and "outbound-tls" in fc["message"]
     assert fc["afterSeconds"] == 120 + 24 * 3600  # step 4 reports Stalled leafTimeout after it began
-    table = plugin(cluster, "rotate", names["good"], "--plan")
+    table = plugin(cluster, "rotate", "plan", names["good"])
     assert table.returncode == 1 and "WOULD STALL at step 4/5 AwaitLeaves" in table.stdout
     assert "outbound-tls" in table.stdout
-    through = via_kubectl(cluster, "rotate", names["good"], "--plan")
+    through = via_kubectl(cluster, "rotate", "plan", names["good"])
     assert through.returncode == 1 and through.stdout == table.stdout
-    assert plugin(cluster, "rotate", names["bad"], "--plan").returncode == 3  # no CA: nothing to rotate
+    assert plugin(cluster, "rotate", "plan", names["bad"]).returncode == 3  # no CA: nothing to rotate
 
 
 def test_status_of_a_policy_lists_its_secrets_worst_first(cluster, core_v1, policies, unique_name):

@@ -1,4 +1,4 @@
-"""``kubectl certpolicy rotate --plan`` against what the operator then does, on a real API server.
+"""``kubectl certpolicy rotate plan`` against what the operator then does, on a real API server.
 
 For each cluster state the plan is made first (through the plugin's entry point, as a user runs
 it); then the rotation is requested and the operator is followed until it reaches the place the
@@ -30,7 +30,7 @@ GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 def _plan(cluster, name: str):
     from test_plugin import plugin
 
-    proc = plugin(cluster, "rotate", name, "--plan", "--request", "r1", "-o", "json")
+    proc = plugin(cluster, "rotate", "plan", name, "--request", "r1", "-o", "json")
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
@@ -77,7 +77,7 @@ def test_the_plan_stops_where_the_operator_stops(state, cluster, operator, polic
         st = wait_for(lambda: (s := status()) and ((s.get("rotation") or {}).get("history") or [{}])[0].get(
             "outcome") == "Completed" and s, timeout=90, what="the operator completes the rotation")
         took = time.monotonic() - requested
-        figures.record(f"rotate --plan, plain rotation: planned {plan['expectedSeconds']} s, the operator took "
+        figures.record(f"rotate plan, plain rotation: planned {plan['expectedSeconds']} s, the operator took "
                        f"{took:.1f} s from the request to Completed")
         assert rotating(st)["reason"] == fc["reason"] == "Completed"
         assert [s["phase"] for s in fc["steps"]] == ["AddNewCA", "VerifyBundles", "IssueFromNewCA", "AwaitLeaves",

@@ -25,7 +25,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,16 @@ class Mount:
     pod: str
     via: str
     sub_path: bool
+
+
+def mounts_index(pods: Iterable[PodRecord], kind: str = "Secret") -> dict[Key, list[Mount]]:
+    """(namespace, name) of each Secret (or ConfigMap) these Pods reference -> the Pods referencing it."""
+    index: dict[Key, list[Mount]] = defaultdict(list)
+    for pod in pods:
+        for ref in pod.references:
+            if ref.kind == kind:
+                index[(pod.namespace, ref.name)].append(Mount(pod.namespace, pod.name, ref.via, ref.sub_path))
+    return dict(index)
 
 
 def _parse_named_secret(obj: dict) -> SecretRecord | None:
@@ -335,12 +345,7 @@ class Inventory:
         cache = self._mounts_cache
         if kind == "Secret" and cache and cache[0] == version:
             return cache[1]
-        index: dict[Key, list[Mount]] = defaultdict(list)
-        for pod in self.pods.snapshot().values():
-            for ref in pod.references:
-                if ref.kind == kind:
-                    index[(pod.namespace, ref.name)].append(Mount(pod.namespace, pod.name, ref.via, ref.sub_path))
-        result = dict(index)
+        result = mounts_index(self.pods.snapshot().values(), kind)
         if kind == "Secret":
             self._mounts_cache = (version, result)
         return result

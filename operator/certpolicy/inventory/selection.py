@@ -10,13 +10,37 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from certpolicy.inventory.interest import label_selectors, named_keys
-from certpolicy.inventory.inventory import Inventory, Mount
-from certpolicy.inventory.labelled import LEAF_SECRETS, watch_key
-from certpolicy.inventory.records import SecretRecord
+from certpolicy.inventory.inventory import Mount
+from certpolicy.inventory.labelled import LEAF_SECRETS, WatchKey, watch_key
+from certpolicy.inventory.records import NamespaceRecord, SecretRecord
 from certpolicy.inventory.store import Key
+
+R_co = TypeVar("R_co", covariant=True)
+
+
+class Snapshots(Protocol[R_co]):
+    def snapshot(self) -> Mapping[Key, R_co]: ...
+
+
+class Selectable(Protocol):
+    """What :func:`select` reads: the operator's :class:`~certpolicy.inventory.inventory.Inventory`,
+    or the plugin's :class:`~certpolicy.plugin.scoped.ScopedInventory` (the same records, read for
+    one question instead of watched)."""
+
+    @property
+    def namespaces(self) -> Snapshots[NamespaceRecord]: ...
+
+    @property
+    def secrets(self) -> Snapshots[SecretRecord]: ...
+
+    def labelled_records(self, key: WatchKey) -> Mapping[Key, SecretRecord]: ...
+
+    def secret(self, key: Key) -> SecretRecord | None: ...
+
+    def mounts(self, kind: str = "Secret") -> Mapping[Key, list[Mount]]: ...
 
 
 @dataclass(frozen=True)
@@ -28,7 +52,7 @@ class Selection:
     why_empty: str = ""
 
 
-def select(inventory: Inventory, selector_spec: Mapping[str, Any]) -> Selection:
+def select(inventory: Selectable, selector_spec: Mapping[str, Any]) -> Selection:
     """The selection from what the inventory holds; named Secrets are held once the policy's
     ``Reads`` are declared (:meth:`Inventory.declare`), which the caller does first."""
     by_label = label_selectors(selector_spec)

@@ -42,8 +42,8 @@ from certpolicy.pki.fingerprint import PREFIX, certificate_fingerprint, short
 from certpolicy.pki.inspect import summarize
 from certpolicy.pki.load import load_certificates
 from certpolicy.pki.secretdata import material_from_manifest
-from certpolicy.plugin.output import dump, table
-from certpolicy.plugin.reads import Objects
+from certpolicy.plugin.output import dump, structured, table
+from certpolicy.plugin.reads import Objects, read
 from certpolicy.policy.evaluate import evaluate
 from certpolicy.policy.spec import requirements_from_spec
 from certpolicy.timestamps import rfc3339
@@ -107,6 +107,22 @@ def _pem_values(data: Mapping[str, Any] | None, *, encoded: bool, skip: Iterable
         raw = _decode(value) if encoded else (value.encode() if isinstance(value, str) else b"")
         if b"-----BEGIN CERTIFICATE-----" in raw:
             yield key, raw
+
+
+_CERTIFICATE_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def certificates_only(secret: Mapping[str, Any]) -> dict[str, Any]:
+    """The Secret with its data cut to the PEM certificates it carries (``tls.crt``, ``ca.crt``, a
+    trust bundle under any other key), each value re-encoded from its CERTIFICATE blocks alone:
+    no private key (``tls.key``, nor one pasted into ``tls.crt``), password or token stays in
+    memory. Applied to each Secret as its page arrives."""
+    data: dict[str, str] = {}
+    for key, raw in _pem_values(secret.get("data"), encoded=True):
+        blocks = _CERTIFICATE_PEM.findall(raw)
+        if blocks:
+            data[key] = base64.b64encode(b"\n".join(blocks) + b"\n").decode()
+    return {**{k: v for k, v in secret.items() if k not in ("data", "stringData")}, "data": data}
 
 
 def _fingerprints(raw: bytes) -> dict[str, x509.Certificate]:
@@ -297,6 +313,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                           "fingerprint (sha256:..., or a unique prefix), configmap/NS/NAME[:KEY], secret/NS/NAME[:KEY], "
                           "clustertrustbundle/NAME or policy/NAME.")
     parser.add_argument("target", metavar="CA|BUNDLE")
+    parser.add_argument("--all-secrets", action="store_true",
+                        help="read every Secret, not only TLS Secrets and the operator's bundle targets: finds a trust "
+                             "bundle kept in a Secret of another type (each cut to its certificates as it arrives)")
+    parser.epilog = ("Reads: list CertificatePolicies, ClusterTrustBundles, webhook configurations, APIServices and "
+                     "CRDs; list ConfigMaps, Pods, Secrets of type kubernetes.io/tls (fieldSelector) and Secrets "
+                     "labelled certpolicy.io/bundle (every Secret with --all-secrets), cluster-wide or, with -n NS, in "
+                     "NS only; get the Secret a secret/NS/NAME target names. Each Secret is cut to its certificates "
+                     "as its page arrives: no tls.key is kept or printed. configmap/NAME and secret/NAME without a "
+                     "namespace: -n, else the context's namespace.")
 
 
 def report(target: str, objects: Objects, now: dt.datetime) -> dict[str, Any]:
@@ -312,13 +337,55 @@ def report(target: str, objects: Objects, now: dt.datetime) -> dict[str, Any]:
             "unavailable": objects.unavailable}
 
 
-def run(args: argparse.Namespace, raw) -> int:
-    from certpolicy.plugin.reads import read
+#: Kinds that live in a namespace: with -n, listed in that namespace only.
+NAMESPACED = {"Secret": "secrets", "ConfigMap": "configmaps", "Pod": "pods"}
 
-    objects = read(raw, KINDS)
-    doc = report(args.target, objects, dt.datetime.now(dt.UTC))
-    if args.output == "json":
-        dump(doc, sys.stdout)
+
+def read_objects(raw, target: str, all_secrets: bool, namespace: str | None = None) -> Objects:
+    """What blast-radius reads: the kinds of :data:`KINDS` (Secrets, ConfigMaps and Pods only in
+    ``namespace`` when given); of Secrets, each cut to its certificates as it arrives
+    (:func:`certificates_only`), only ``kubernetes.io/tls`` ones (the API server filters) and the
+    operator's bundle targets (``certpolicy.io/bundle`` label) — or, with ``all_secrets``, every
+    Secret (a trust bundle in an Opaque Secret of your own) — plus the Secret ``target`` names."""
+    from certpolicy.kube.ownership import BUNDLE_LABEL
+    from certpolicy.plugin.reads import get_object, list_kind
+
+    objects = read(raw, {kind: required for kind, required in KINDS.items() if kind not in NAMESPACED})
+
+    def path(kind: str) -> str:
+        return f"/api/v1/namespaces/{namespace}/{NAMESPACED[kind]}" if namespace else f"/api/v1/{NAMESPACED[kind]}"
+
+    for kind in ("ConfigMap", "Pod"):
+        list_kind(raw, kind, objects, required=KINDS[kind], path=path(kind))
+    queries = [{}] if all_secrets else [{"fieldSelector": "type=kubernetes.io/tls"}, {"labelSelector": BUNDLE_LABEL}]
+    for query in queries:
+        list_kind(raw, "Secret", objects, required=True, query=query, keep=certificates_only, path=path("Secret"))
+    kind, _, rest = target.strip().partition("/")
+    ns, _, name = rest.partition(":")[0].partition("/")
+    if kind.lower() == "secret" and ns and name:
+        obj = get_object(raw, f"/api/v1/namespaces/{ns}/secrets/{name}", f"Secret {ns}/{name}")
+        objects.items.setdefault("Secret", []).extend([{**certificates_only(obj), "kind": "Secret"}] if obj else [])
+    unique = {_meta(s): s for s in objects.of("Secret")}
+    objects.items["Secret"] = list(unique.values())
+    return objects
+
+
+def with_namespace(target: str, namespace: str) -> str:
+    """``configmap/NAME[:KEY]`` and ``secret/NAME[:KEY]`` in ``namespace`` (-n, else the context's)."""
+    kind, _, rest = target.strip().partition("/")
+    if kind.lower() in ("configmap", "cm", "secret") and "/" not in rest.partition(":")[0]:
+        return f"{kind}/{namespace}/{rest}"
+    return target
+
+
+def run(args: argparse.Namespace, raw) -> int:
+    from certpolicy.plugin.reads import context_namespace
+
+    target = with_namespace(args.target, args.namespace or context_namespace(args.kubeconfig, args.context))
+    objects = read_objects(raw, target, args.all_secrets, args.namespace)
+    doc = report(target, objects, dt.datetime.now(dt.UTC))
+    if structured(args):
+        dump(doc, sys.stdout, args.output)
         return 0
     for ca in doc["cas"]:
         print(f"CA {ca['fingerprint']}  {ca['subject']}  notAfter {ca['notAfter']}")

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from certpolicy.plugin.output import dump, table
+from certpolicy.plugin.output import dump, structured, table
 
 DELETED, EARLIER, PRESENT = "deleted", "re-created", "present"
 
@@ -39,6 +39,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Every object a CertificatePolicy (present or deleted) left in the cluster — CA keys, "
                           "retired CA keys, bundle targets, leaves — with the command that removes it.")
     parser.add_argument("policy", metavar="POLICY", nargs="?", help="one policy's name (default: every policy)")
+    parser.epilog = ("Reads: list CertificatePolicies; list Secrets, ConfigMaps and ClusterTrustBundles labelled "
+                     "certpolicy.io/managed-by or certpolicy.io/bundle as metadata only (PartialObjectMetadata: no "
+                     "Secret data). With -n NS: only what lives in NS (cluster-scoped objects are still listed).")
 
 
 def _in_use(policy: Mapping[str, Any]) -> set[str]:
@@ -115,9 +118,10 @@ def run(args: argparse.Namespace, raw) -> int:
             print(f"note: {kind} not listed: {why}", file=sys.stderr)
         for kind in listing.capped:
             print(f"note: more {kind} than could be listed; only the first were looked at", file=sys.stderr)
-    rows = leftovers(labelled.objects, holders.objects, policies, args.policy)
-    if args.output == "json":
-        dump({"policy": args.policy, "leftovers": rows}, sys.stdout)
+    rows = [r for r in leftovers(labelled.objects, holders.objects, policies, args.policy)
+            if not args.namespace or r["namespace"] in ("", args.namespace)]
+    if structured(args):
+        dump({"policy": args.policy, "leftovers": rows}, sys.stdout, args.output)
         return 0
     who = f"CertificatePolicy {args.policy}" if args.policy else "any CertificatePolicy"
     if not rows:

@@ -1,50 +1,27 @@
-"""The operator's own view of a live cluster, for the plugin: its inventory, its selection, its
-trust bundles. Read-only: the inventory lists and watches; nothing is written.
+"""The operator's own view of a live cluster, for the plugin: its selection, its trust bundles.
+Read-only: only ``get`` and ``list``; nothing is written, nothing is watched.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from cryptography import x509
 
-from certpolicy.checkcmd import ClusterReader, UsageError, _cluster_bundle
-
-SYNC_TIMEOUT = 60.0
+from certpolicy.checkcmd import ClusterReader, _cluster_bundle
 
 
-class LiveInventory:
-    """``with LiveInventory(api_client) as live: live.select(key, spec)`` — the Secrets a policy
-    spec selects, decided by the operator's inventory and selection code."""
+def select_live(raw, spec: Mapping[str, Any], namespace: str | None = None):
+    """The Secrets a policy spec selects in the live cluster, decided by the operator's selection
+    code on the part of the inventory that spec reads (:func:`certpolicy.plugin.scoped.for_policy`:
+    label- and field-selected lists, named Secrets by ``get``; no Secret it cannot select is
+    read; with ``namespace``, only there). Returns (selection, the lists cut at the cap)."""
+    from certpolicy.inventory.selection import select
+    from certpolicy.plugin.scoped import for_policy
 
-    def __init__(self, api_client) -> None:
-        from certpolicy.inventory.inventory import Inventory
-
-        self.inventory = Inventory(api_client)
-
-    def __enter__(self) -> LiveInventory:
-        self.inventory.start()
-        if not self.inventory.wait_synced(SYNC_TIMEOUT):
-            self.inventory.stop()
-            raise UsageError(f"the cluster's Secrets, Pods and namespaces could not be listed within {SYNC_TIMEOUT:.0f} s")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.inventory.stop()
-
-    def select(self, key: str, spec: Mapping[str, Any]):
-        from certpolicy.environment import operator_namespace
-        from certpolicy.inventory.interest import Reads
-        from certpolicy.inventory.selection import select
-
-        deadline = time.monotonic() + SYNC_TIMEOUT
-        while not self.inventory.declare(key, Reads.of(spec, operator_namespace())):
-            if time.monotonic() > deadline:
-                raise UsageError("the Secrets named by the policy could not be read in time")
-            time.sleep(0.1)
-        return select(self.inventory, spec.get("selector") or {})
+    inventory = for_policy(raw, spec, namespace=namespace)
+    return select(inventory, spec.get("selector") or {}), inventory.capped
 
 
 def trusted_by_policy(policy: Mapping[str, Any]) -> list[x509.Certificate]:

@@ -1,4 +1,4 @@
-"""Tables and JSON for every verb: the same data, two renderings."""
+"""Tables, JSON and YAML for every verb: the same data, three renderings (``-o``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,22 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) ->
         out.write("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
 
 
-def dump(doc: Any, out: TextIO) -> None:
+#: -o values; every verb takes all three.
+FORMATS = ("table", "json", "yaml")
+
+
+def structured(args: Any) -> bool:
+    """-o json or -o yaml: the document instead of the table."""
+    return getattr(args, "output", "table") in ("json", "yaml")
+
+
+def dump(doc: Any, out: TextIO, fmt: str = "json") -> None:
+    """``doc`` as JSON (2-space indent) or YAML (block style, keys in the document's order)."""
+    if fmt == "yaml":
+        import yaml
+
+        yaml.safe_dump(doc, out, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        return
     json.dump(doc, out, indent=2, sort_keys=False)
     out.write("\n")
 

@@ -1,4 +1,4 @@
-"""``kubectl certpolicy rotate POLICY --plan``: what a CA rotation of this policy would do, and where it would stop.
+"""``kubectl certpolicy rotate plan POLICY`` (formerly ``rotate POLICY --plan``): what a CA rotation of this policy would do, and where it would stop.
 
 A dry run (nothing is written; a rotation itself is requested with the ``certpolicy.io/rotate``
 annotation, docs/rotation.md). The plan has no rules of its own: it builds the observation the
@@ -37,23 +37,30 @@ from dataclasses import replace
 from typing import Any
 
 from certpolicy.plugin.blast import TargetError
-from certpolicy.plugin.output import dump, table
+from certpolicy.plugin.output import dump, structured, table
+from certpolicy.plugin.reads import MAX_ITEMS
 from certpolicy.policy.durations import format_duration
 from certpolicy.policy.spec import PolicySpecError
 
-PLAN = "kubectl-certpolicy-plan"
 EXIT_ATTENTION = 1
 #: Target states (status.bundleTargets) in which the operator cannot write the target.
 UNWRITABLE = frozenset({"Error", "NotManaged", "Refused", "Conflict", "TooLarge", "NotServed"})
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Dry run of a CA rotation with the operator's own decision code: the steps, how long, and "
-                          "where and why it would stall or be held. Exit 1 when it would not complete.")
-    parser.add_argument("policy", metavar="POLICY")
-    parser.add_argument("--plan", action="store_true", required=True,
-                        help="required: only the plan is made here (a rotation is requested with the "
+    parser.description = ("rotate plan POLICY: dry run of a CA rotation with the operator's own decision code: the "
+                          "steps, how long, and where and why it would stall or be held. Exit 1 when it would not "
+                          "complete.")
+    parser.epilog = ("Reads: get the CertificatePolicy; list Namespaces; the Secrets its selector can select (TLS "
+                     "Secrets by fieldSelector and its secretSelector, in the namespaces its namespaceSelector "
+                     "matches; Secrets of other types with its labels; get each Secret in selector.names and "
+                     "issuance); list Pods; get each CA Secret as metadata only. Secrets are parsed as they arrive: "
+                     "no tls.key is kept or printed.")
+    parser.add_argument("words", nargs="+", metavar="plan POLICY",
+                        help="plan POLICY: make the plan (a rotation itself is requested with the "
                              "certpolicy.io/rotate annotation)")
+    parser.add_argument("--plan", action="store_true",
+                        help="deprecated (kept for one release): `rotate POLICY --plan` is `rotate plan POLICY`")
     parser.add_argument("--request", metavar="ID", default="plan",
                         help="the certpolicy.io/rotate value you will set: the rotation's id in the plan's messages "
                              "(default: plan)")
@@ -201,25 +208,46 @@ def run(args: argparse.Namespace, raw) -> int:
     from certpolicy import GROUP, PLURAL, VERSION
     from certpolicy.checkcmd import UsageError
     from certpolicy.environment import operator_namespace
-    from certpolicy.plugin.live import LiveInventory
+    from certpolicy.plugin.scoped import for_policy
 
+    args.policy = policy_argument(args)
     try:
         policy = raw.get(f"/apis/{GROUP}/{VERSION}/{PLURAL}/{args.policy}")
     except ApiException as e:
         raise TargetError(f"CertificatePolicy {args.policy} not found" if e.status == 404
                           else f"cannot read CertificatePolicy {args.policy}: HTTP {e.status}") from None
+    spec = policy.get("spec") or {}
+    issued = [(i["namespace"], i["secretName"]) for i in spec.get("issuance") or ()
+              if isinstance(i, dict) and i.get("namespace") and i.get("secretName")]
+    # What the operator's observation reads: the policy's selection, its issued leaves, every Pod
+    # (which ones read a leaf or bundle only at start); no other Secret.
+    inventory = for_policy(raw, spec, extra_names=issued, pods=True)
+    for what in inventory.capped:
+        print(f"warning: more than {MAX_ITEMS} {what}: only the first were examined", file=sys.stderr)
     try:
-        with LiveInventory(raw.api_client) as live:
-            live.select(f"{PLAN}/{args.policy}", policy.get("spec") or {})  # declares its reads: named Secrets
-            doc = make_plan(raw, policy, live.inventory, operator_namespace(), dt.datetime.now(dt.UTC),
-                            args.probe_allow, args.request)
+        doc = make_plan(raw, policy, inventory, operator_namespace(), dt.datetime.now(dt.UTC),
+                        args.probe_allow, args.request)
     except UsageError as e:
         raise TargetError(str(e)) from None
-    if args.output == "json":
-        dump(doc, sys.stdout)
+    if structured(args):
+        dump(doc, sys.stdout, args.output)
     else:
         write(doc, sys.stdout)
     return 0 if doc["completes"] else EXIT_ATTENTION
+
+
+def policy_argument(args: argparse.Namespace) -> str:
+    """POLICY of ``rotate plan POLICY``, or of the deprecated ``rotate POLICY --plan`` (with a
+    warning on stderr); anything else is a usage error (exit 3)."""
+    words = list(args.words)
+    if len(words) == 2 and words[0] == "plan":
+        return str(words[1])
+    if len(words) == 1 and args.plan:
+        print("warning: `kubectl certpolicy rotate POLICY --plan` is deprecated and goes in the next release; use "
+              f"`kubectl certpolicy rotate plan {words[0]}`", file=sys.stderr)
+        return str(words[0])
+    raise TargetError("usage: kubectl certpolicy rotate plan POLICY (only the plan is made here; a rotation is "
+                      "requested with the certpolicy.io/rotate annotation)")
 
 
 def _human(seconds: int) -> str:

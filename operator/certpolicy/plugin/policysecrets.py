@@ -1,8 +1,8 @@
 """``kubectl certpolicy status POLICY``: one policy's Secrets, worst first.
 
 A policy's status holds counts and at most 50 violations, never the compliant Secrets. This view
-lists every Secret the policy selects, chosen by the operator's own inventory and selection code
-(run read-only, as ``why`` does) and judged by the operator's evaluation against the bundle the
+lists every Secret the policy selects, chosen by the operator's own selection code run on what
+the selector can select (``plugin/scoped.py``: no other Secret is read) and judged by the operator's evaluation against the bundle the
 policy uses, so it agrees with the policy's status. Worst first: a Secret named in
 ``selector.names`` that does not exist, then Critical, then Warning, then compliant; within a rank
 the one that breaks first (the earliest notAfter on its path), then namespace/name.
@@ -18,14 +18,13 @@ from typing import Any
 
 from certpolicy.checkcmd import UsageError
 from certpolicy.plugin.blast import TargetError
-from certpolicy.plugin.output import dump, table
-from certpolicy.plugin.reads import read
+from certpolicy.plugin.output import dump, structured, table
+from certpolicy.plugin.reads import MAX_ITEMS, read
 from certpolicy.policy.evaluate import Evaluation
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 from certpolicy.timestamps import rfc3339
 
 RANKS = ("Missing", "Critical", "Warning", "OK")
-STATUS = "kubectl-certpolicy-status"
 
 
 def secret_row(namespace: str, name: str, ev: Evaluation | None) -> dict[str, Any]:
@@ -47,7 +46,7 @@ def worst_first(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 
 def run(args: argparse.Namespace, raw) -> int:
-    from certpolicy.plugin.live import LiveInventory, policy_bundle
+    from certpolicy.plugin.live import policy_bundle, select_live
     from certpolicy.plugin.status import row as policy_row
     from certpolicy.policy.evaluate import evaluate
 
@@ -63,19 +62,22 @@ def run(args: argparse.Namespace, raw) -> int:
     now = dt.datetime.now(dt.UTC)
     try:
         bundle, note = policy_bundle(spec, policy, args.kubeconfig, args.context)
-        with LiveInventory(raw.api_client) as live:
-            selection = live.select(f"{STATUS}/{args.policy}", spec)
+        selection, capped = select_live(raw, spec, args.namespace)
     except UsageError as e:
         raise TargetError(str(e)) from None
+    for what in capped:
+        print(f"warning: more than {MAX_ITEMS} {what}: only the first were examined", file=sys.stderr)
     rows = [secret_row(rec.namespace, rec.name, evaluate(requirements, rec.material, bundle, now))
             for rec in selection.secrets]
     rows += [secret_row(ns, name, None) for ns, name in selection.missing]
+    rows = [r for r in rows if not args.namespace or r["namespace"] == args.namespace]
     p, ordered = policy_row(policy), worst_first(rows)
-    if args.output == "json":
-        dump({"policy": p, "evaluatedAt": rfc3339(now), "note": note, "secrets": ordered}, sys.stdout)
+    if structured(args):
+        dump({"policy": p, "evaluatedAt": rfc3339(now), "note": note, "secrets": ordered}, sys.stdout, args.output)
         return 0
     sys.stdout.write(f"CertificatePolicy {p['name']}: {p['rank']}, Compliant={p['compliant']}, "
-                     f"{len(rows)} Secrets selected (judged now, as the operator judges them)\n")
+                     f"{len(rows)} Secrets selected{f' in namespace {args.namespace}' if args.namespace else ''} "
+                     "(judged now, as the operator judges them)\n")
     if note:
         sys.stdout.write(f"note: {note}\n")
     if not rows:

@@ -7,7 +7,7 @@ Read-only by construction: this module only GETs. Each list is paged (``limit``)
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,24 +70,67 @@ def connect(kubeconfig: str | None, context: str | None):
     return RawClient(api)
 
 
-def list_kind(raw, kind: str, out: Objects, *, required: bool = False) -> None:
-    from kubernetes.client import ApiException
+def context_namespace(kubeconfig: str | None, context: str | None) -> str:
+    """The namespace kubectl uses for this context (``-n`` unset): the context's ``namespace``,
+    else ``default`` (also in-cluster, and when the kubeconfig cannot be read: connect says why)."""
+    try:
+        from kubernetes import config
 
-    items: list[dict[str, Any]] = []
+        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
+    except Exception:
+        return "default"
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
+
+
+def list_items(raw, path: str, query: Mapping[str, Any] | None = None, *, limit: int = MAX_ITEMS,
+               keep: Callable[[dict[str, Any]], Any] = lambda obj: obj) -> tuple[list[Any], bool]:
+    """``keep(obj)`` of each object of a list, page by page (``PAGE``), at most ``limit``; returns
+    (kept, capped). ``keep`` runs as each page arrives and what it returns is all that stays: a
+    Secret parsed into a record or cut to its certificates leaves its body with the page. None is
+    left out. Raises ApiException (the caller says what it means) and ReadError when unreachable."""
+    items: list[Any] = []
     cont = None
     try:
         while True:
-            query: dict[str, Any] = {"limit": PAGE}
-            if cont:
-                query["continue"] = cont
-            page = raw.get(PATHS[kind], query)
-            items.extend(page.get("items") or ())
+            page = raw.get(path, {**(query or {}), "limit": PAGE, **({"continue": cont} if cont else {})})
+            for obj in page.get("items") or ():
+                kept = keep(obj)
+                if kept is not None:
+                    items.append(kept)
             cont = (page.get("metadata") or {}).get("continue")
             if not cont:
-                break
-            if len(items) >= MAX_ITEMS:
-                out.capped.append(kind)
-                break
+                return items, False
+            if len(items) >= limit:
+                return items[:limit], True
+    except OSError as e:
+        raise ReadError(f"cannot reach the API server ({type(e).__name__}: {e})") from None
+
+
+def get_object(raw, path: str, what: str) -> dict[str, Any] | None:
+    """One object (None: it does not exist); any other refusal is a ReadError naming ``what``."""
+    from kubernetes.client import ApiException
+
+    try:
+        obj: dict[str, Any] = raw.get(path)
+        return obj
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise ReadError(f"cannot read {what}: HTTP {e.status} {e.reason or ''}".rstrip()) from None
+    except OSError as e:
+        raise ReadError(f"cannot reach the API server ({type(e).__name__}: {e})") from None
+
+
+def list_kind(raw, kind: str, out: Objects, *, required: bool = False, query: Mapping[str, Any] | None = None,
+              keep: Callable[[dict[str, Any]], Any] | None = None, path: str | None = None) -> None:
+    """List ``kind`` into ``out`` (``query``: label or field selectors; ``keep``: what to keep of
+    each object, see :func:`list_items`). A kind the user may not list or the cluster does not
+    serve goes to ``out.unavailable``, or raises ReadError when ``required``."""
+    from kubernetes.client import ApiException
+
+    try:
+        items, capped = list_items(raw, path or PATHS[kind], query, keep=keep or (lambda obj: obj))
     except ApiException as e:
         reason = f"HTTP {e.status} {e.reason or ''}".strip()
         if e.status == 404 and kind == "CertificatePolicy":  # the group/version is not served at all
@@ -96,11 +139,11 @@ def list_kind(raw, kind: str, out: Objects, *, required: bool = False) -> None:
             raise ReadError(reason if reason == CRD_MISSING else f"cannot list {kind}: {reason}") from None
         out.unavailable[kind] = reason
         return
-    except OSError as e:
-        raise ReadError(f"cannot reach the API server ({type(e).__name__}: {e})") from None
+    if capped:
+        out.capped.append(kind)
     for obj in items:
         obj.setdefault("kind", kind)
-    out.items[kind] = items[:MAX_ITEMS]
+    out.items[kind] = out.items.get(kind, []) + items
 
 
 def read(raw, kinds: Mapping[str, bool]) -> Objects:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from certpolicy.plugin.output import dump, table
+from certpolicy.plugin.output import dump, structured, table
 
 RANKS = ("Critical", "Warning", "Degraded", "NotReady", "Unknown", "OK")
 
@@ -75,7 +75,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Every CertificatePolicy, worst first (from the operator's status); with POLICY, "
                           "that policy's Secrets, worst first.")
     parser.add_argument("policy", nargs="?", metavar="POLICY",
-                        help="list the Secrets this policy selects, worst first (plugin/policysecrets.py)")
+                        help="list the Secrets this policy selects, worst first (plugin/policysecrets.py); with -n NS, "
+                             "only those in NS")
+    parser.epilog = ("Reads: list CertificatePolicies. With POLICY, also what its selector can select: list Namespaces; "
+                     "list TLS Secrets by fieldSelector and its secretSelector, in the namespaces its "
+                     "namespaceSelector matches (with -n: in NS only); Secrets of other types with its labels; get "
+                     "each Secret in selector.names; list Pods only for mountedOnly; get its "
+                     "requirements.trustBundle. Secrets are parsed as they arrive: no tls.key is kept or printed.")
 
 
 def run(args: argparse.Namespace, raw) -> int:
@@ -88,8 +94,8 @@ def run(args: argparse.Namespace, raw) -> int:
 
     objects = read(raw, {"CertificatePolicy": True})
     result = rows(objects.of("CertificatePolicy"))
-    if args.output == "json":
-        dump({"policies": result}, sys.stdout)
+    if structured(args):
+        dump({"policies": result}, sys.stdout, args.output)
     elif not result:
         print("No CertificatePolicies.")
     else:

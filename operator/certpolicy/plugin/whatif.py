@@ -1,11 +1,11 @@
 """``kubectl certpolicy check --cluster --policy FILE [--at +90d]``: a new or changed policy, over the live cluster.
 
 A what-if for GitOps pre-merge gates: the Secrets the policy *would* select — chosen by the
-operator's own inventory and selection code, so ``names``, ``namespaceSelector``,
+operator's own selection code (on what the selector can select, ``plugin/scoped.py``), so ``names``, ``namespaceSelector``,
 ``secretSelector`` and ``mountedOnly`` mean exactly what they mean to the operator — judged by
 the operator's evaluation at ``--at``, and reported like ``certpolicy check`` (same table, same
 JSON results, same exit codes: 0 compliant, 1 warnings, 2 critical, 3 unknown). Read-only: it
-lists and watches, never writes.
+gets and lists, never watches or writes.
 
 The exit code follows the operator's ``Compliant`` rule (``certpolicy.policy.report.compliance``):
 0 only when Secrets were selected and every requirement was checked on each; a violation wins
@@ -21,7 +21,6 @@ Secrets are then reported as not chaining to it, as the operator would.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -41,12 +40,12 @@ from certpolicy.checkcmd import (
     write_table,
 )
 from certpolicy.plugin.live import policy_bundle
+from certpolicy.plugin.output import dump, structured
+from certpolicy.plugin.reads import MAX_ITEMS
 from certpolicy.policy.evaluate import evaluate
 from certpolicy.policy.report import Unchecked, compliance
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 from certpolicy.timestamps import rfc3339
-
-WHAT_IF = "kubectl-certpolicy-what-if"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +58,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--at", metavar="TIME", help="judge at this time: RFC 3339 or an offset ('+90d', '+720h')")
     parser.add_argument("--trust-bundle", metavar="FILE", help="CA bundle the chains must lead to (default: the policy's)")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.epilog = ("Reads: what the policy's selector can select (list Namespaces; TLS Secrets by fieldSelector and "
+                     "its secretSelector, in the namespaces its namespaceSelector matches; Secrets of other types "
+                     "with its labels; get each Secret in selector.names; Pods only for mountedOnly); get its "
+                     "requirements.trustBundle, or the live policy of that name for spec.ca. Secrets are parsed as "
+                     "they arrive: no tls.key is kept or printed.")
 
 
 def _live_policy(raw, name: str) -> Mapping[str, Any] | None:
@@ -74,12 +78,14 @@ def _live_policy(raw, name: str) -> Mapping[str, Any] | None:
         raise
 
 
-def _select(api_client, name: str, spec: Mapping[str, Any]):
-    """The operator's selection of this spec, from an inventory of the live cluster."""
-    from certpolicy.plugin.live import LiveInventory
+def _select(raw, spec: Mapping[str, Any]):
+    """The operator's selection of this spec in the live cluster (what it can select, read)."""
+    from certpolicy.plugin.live import select_live
 
-    with LiveInventory(api_client) as live:
-        return live.select(f"{WHAT_IF}/{name}", spec)
+    selection, capped = select_live(raw, spec)
+    for what in capped:
+        print(f"warning: more than {MAX_ITEMS} {what}: only the first were examined", file=sys.stderr)
+    return selection
 
 
 def run(args: argparse.Namespace, raw) -> int:
@@ -105,7 +111,7 @@ def run(args: argparse.Namespace, raw) -> int:
                 unchecked.append(Unchecked("TrustBundleUnreadable", f"requirements.trustBundle: {e}; chains are "
                                                                     "not checked"))
             notes += [note] if note else []
-        selection = _select(raw.api_client, name, spec)
+        selection = _select(raw, spec)
     except UsageError as e:
         print(f"kubectl certpolicy check: {e}", file=sys.stderr)
         return EXIT_UNKNOWN
@@ -128,10 +134,9 @@ def run(args: argparse.Namespace, raw) -> int:
     notes += [f"not checked: {u.message}" for u in unchecked if u.reason != "SecretNotFound"]
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    if args.output == "json":
-        json.dump({"exitCode": code, "evaluatedAt": rfc3339(now), "policy": name, "selected": len(selection.secrets),
-                   "results": [t.to_dict() for t in targets]}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+    if structured(args):
+        dump({"exitCode": code, "evaluatedAt": rfc3339(now), "policy": name, "selected": len(selection.secrets),
+              "results": [t.to_dict() for t in targets]}, sys.stdout, args.output)
     else:
         write_table(targets, sys.stdout, color=_use_color(args.color, sys.stdout))
     return code

@@ -15,59 +15,96 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from certpolicy.checkcmd import EXIT_UNKNOWN, UsageError
-from certpolicy.plugin.blast import CHAINS, KINDS, TargetError, pod_references, radius
-from certpolicy.plugin.output import dump, table
-from certpolicy.plugin.reads import read
+from certpolicy.plugin.blast import CHAINS, TargetError, certificates_only, pod_references, radius
+from certpolicy.plugin.output import dump, structured, table
+from certpolicy.plugin.reads import Objects, context_namespace, get_object, read
 from certpolicy.policy.evaluate import CertificateEntry, evaluate
 from certpolicy.policy.report import Unchecked, compliance
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 from certpolicy.timestamps import rfc3339
 
 WHY = "kubectl-certpolicy-why"
+#: Secrets named as bundles (targets in policies' status, trust bundle sources) read at most.
+MAX_BUNDLE_SECRETS = 2000
 BUNDLE_KINDS = ("ConfigMap", "Secret", "ClusterTrustBundle", "ValidatingWebhookConfiguration",
                 "MutatingWebhookConfiguration", "APIService", "CustomResourceDefinition")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Why a Secret (NS/NAME) or a Pod (pod/NS/NAME) is judged as it is: selecting policies, "
-                          "findings, chain and anchor, the bundles holding its CA, when it first breaks.")
-    parser.add_argument("target", metavar="NS/SECRET|pod/NS/NAME")
+    parser.description = ("Why a Secret ([NS/]NAME) or a Pod (pod/[NS/]NAME) is judged as it is: selecting policies, "
+                          "findings, chain and anchor, the bundles holding its CA, when it first breaks. Without NS: "
+                          "-n, else the context's namespace.")
+    parser.add_argument("target", metavar="[NS/]SECRET|pod/[NS/]NAME")
+    parser.epilog = (
+        "Reads: list CertificatePolicies; get the Secret (for a Pod: get the Pod, then each Secret it uses) and its "
+        "Namespace; list Pods in that namespace only when a policy is mountedOnly; get each policy's "
+        "requirements.trustBundle; list ConfigMaps, ClusterTrustBundles, webhook configurations, APIServices and "
+        "CRDs (where its CA's bundles are); get the Secret bundle targets the policies' status names. It never lists "
+        "Secrets. The Secret's key is checked against its certificate, as the operator checks it, and dropped: only "
+        "the outcome is kept, never printed.")
 
 
-def _secrets_of(target: str, objects) -> tuple[str, list[tuple[str, str]]]:
+def _secrets_of(target: str, raw, namespace: str) -> tuple[str, list[tuple[str, str]]]:
+    """The Secrets a target names: ``NS/SECRET``, ``SECRET``, ``secret/[NS/]SECRET`` or
+    ``pod/[NS/]NAME`` (a Pod: every Secret it uses); ``namespace`` where the target names none."""
     parts = target.split("/")
-    if len(parts) == 3 and parts[0].lower() in ("pod", "pods", "po"):
-        pod = next((p for p in objects.of("Pod") if (p["metadata"].get("namespace"), p["metadata"]["name"]) == (parts[1], parts[2])), None)
+    if parts[0].lower() in ("pod", "pods", "po") and len(parts) in (2, 3):
+        ns, name = (parts[1], parts[2]) if len(parts) == 3 else (namespace, parts[1])
+        pod = get_object(raw, f"/api/v1/namespaces/{ns}/pods/{name}", f"Pod {ns}/{name}") if ns and name else None
         if pod is None:
-            raise TargetError(f"Pod {parts[1]}/{parts[2]} not found")
-        refs = sorted({(ns, name) for kind, ns, name, _how in pod_references(pod) if kind == "Secret"})
-        return f"pod {parts[1]}/{parts[2]}", refs
-    if len(parts) == 3 and parts[0].lower() in ("secret", "secrets"):
+            raise TargetError(f"Pod {ns}/{name} not found")
+        refs = sorted({(ref_ns, ref) for kind, ref_ns, ref, _how in pod_references(pod) if kind == "Secret"})
+        return f"pod {ns}/{name}", refs
+    if parts[0].lower() in ("secret", "secrets") and len(parts) in (2, 3):
         parts = parts[1:]
+    if len(parts) == 1:
+        parts = [namespace, parts[0]]
     if len(parts) != 2 or not all(parts):
-        raise TargetError(f"{target}: expected NAMESPACE/SECRET or pod/NAMESPACE/NAME")
+        raise TargetError(f"{target}: expected [NAMESPACE/]SECRET or pod/[NAMESPACE/]NAME")
     return f"secret {parts[0]}/{parts[1]}", [(parts[0], parts[1])]
 
 
-def explain(secret_key: tuple[str, str], objects, selections: Mapping[str, Any], bundles: Mapping[str, Any],
-            now: dt.datetime) -> dict[str, Any]:
-    """The explanation of one Secret, from objects already read and each policy's selection and
-    trust bundle (the I/O is in :func:`run`)."""
-    from certpolicy.pki.secretdata import material_from_manifest
+def bundle_objects(raw, policies: Sequence[Mapping[str, Any]]) -> Objects:
+    """Where a CA's peers get their trust, read without listing Secrets: ConfigMaps,
+    ClusterTrustBundles and the caBundle kinds are listed; Secrets are read one by one — the
+    bundle targets the policies' status names and their ``requirements.trustBundle`` Secrets —
+    each cut to its certificates (:func:`certificates_only`)."""
+    objects = read(raw, {kind: False for kind in BUNDLE_KINDS if kind != "Secret"})
+    names: set[tuple[str, str]] = set()
+    for policy in policies:
+        for t in ((policy.get("status") or {}).get("bundleTargets") or {}).get("targets") or ():
+            if isinstance(t, Mapping) and t.get("kind") == "Secret" and t.get("namespace") and t.get("name"):
+                names.add((t["namespace"], t["name"]))
+        source = (((policy.get("spec") or {}).get("requirements") or {}).get("trustBundle") or {}).get("secret") or {}
+        if source.get("namespace") and source.get("name"):
+            names.add((source["namespace"], source["name"]))
+    secrets = []
+    for ns, name in sorted(names)[:MAX_BUNDLE_SECRETS]:
+        obj = get_object(raw, f"/api/v1/namespaces/{ns}/secrets/{name}", f"Secret {ns}/{name}")
+        if obj is not None:
+            secrets.append({**certificates_only(obj), "kind": "Secret"})
+    if len(names) > MAX_BUNDLE_SECRETS:
+        objects.capped.append("Secret")
+    objects.items["Secret"] = secrets
+    return objects
 
+
+def explain(secret_key: tuple[str, str], material, policies: Sequence[Mapping[str, Any]], objects: Objects,
+            selections: Mapping[str, Any], bundles: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The explanation of one Secret (``material`` None: it does not exist), from what was already
+    read: the policies, the bundle objects, each policy's selection and trust bundle (the I/O is
+    in :func:`run`)."""
     ns, name = secret_key
-    obj = next((s for s in objects.of("Secret") if (s["metadata"].get("namespace"), s["metadata"]["name"]) == secret_key), None)
-    out: dict[str, Any] = {"namespace": ns, "name": name, "exists": obj is not None, "policies": []}
-    if obj is None:
+    out: dict[str, Any] = {"namespace": ns, "name": name, "exists": material is not None, "policies": []}
+    if material is None:
         return out
-    material = material_from_manifest(obj)
-    policies = {p["metadata"]["name"]: p for p in objects.of("CertificatePolicy")}
+    by_name = {p["metadata"]["name"]: p for p in policies}
     anchor_fp, anchor_cert = None, None
     path: list[CertificateEntry] = []
     for pname, selection in sorted(selections.items()):
         if not any((rec.namespace, rec.name) == secret_key for rec in selection.secrets):
             continue
-        spec = policies[pname].get("spec") or {}
+        spec = by_name[pname].get("spec") or {}
         try:
             requirements = requirements_from_spec(spec.get("requirements") or {})
         except PolicySpecError as e:
@@ -109,30 +146,41 @@ def _fp(cert) -> str:
 
 
 def run(args: argparse.Namespace, raw) -> int:
-    from certpolicy.plugin.live import LiveInventory, policy_bundle
+    from certpolicy.inventory.selection import select
+    from certpolicy.plugin.live import policy_bundle
+    from certpolicy.plugin.scoped import for_secret
 
-    objects = read(raw, KINDS)
-    what, keys = _secrets_of(args.target, objects)
+    policy_list = read(raw, {"CertificatePolicy": False})
+    policies = policy_list.of("CertificatePolicy")
+    if args.all_namespaces:
+        raise TargetError("why is about one Secret or Pod: -A/--all-namespaces does not apply")
+    what, keys = _secrets_of(args.target, raw, args.namespace or context_namespace(args.kubeconfig, args.context))
     now = dt.datetime.now(dt.UTC)
-    try:
-        bundles: dict[str, Any] = {}
-        selections: dict[str, Any] = {}
-        with LiveInventory(raw.api_client) as live:
-            for policy in objects.of("CertificatePolicy"):
-                pname, spec = policy["metadata"]["name"], policy.get("spec") or {}
-                selections[pname] = live.select(f"{WHY}/{pname}", spec)
-                try:
-                    bundles[pname] = (*policy_bundle(spec, policy, args.kubeconfig, args.context), ())
-                except UsageError as e:  # as the operator and `check --cluster`: chains not checked
-                    note = f"trust bundle not read: {e}; chains are not checked"
-                    bundles[pname] = (None, note, (Unchecked("TrustBundleUnreadable", note),))
-    except UsageError as e:
-        raise TargetError(str(e)) from None
-    secrets = [explain(k, objects, selections, bundles, now) for k in keys]
+    chosen = []
+    for key in keys:
+        inventory = for_secret(raw, key, policies)
+        record = inventory.secret(key)
+        chosen.append((key, record, {p["metadata"]["name"]: select(inventory, (p.get("spec") or {}).get("selector") or {})
+                                     for p in policies}))
+    selecting = {name for _k, _r, sel in chosen for name, s in sel.items() if s.secrets}
+    bundles: dict[str, Any] = {}
+    for policy in policies:  # the trust bundle of each policy that selects one of them, as the operator reads it
+        pname, spec = policy["metadata"]["name"], policy.get("spec") or {}
+        if pname not in selecting:
+            continue
+        try:
+            bundles[pname] = (*policy_bundle(spec, policy, args.kubeconfig, args.context), ())
+        except UsageError as e:  # as the operator and `check --cluster`: chains not checked
+            note = f"trust bundle not read: {e}; chains are not checked"
+            bundles[pname] = (None, note, (Unchecked("TrustBundleUnreadable", note),))
+    objects = bundle_objects(raw, policies)
+    objects.unavailable.update(policy_list.unavailable)
+    secrets = [explain(key, record.material if record else None, policies, objects, selections, bundles, now)
+               for key, record, selections in chosen]
     doc = {"target": what, "evaluatedAt": rfc3339(now), "secrets": secrets, "capped": objects.capped,
            "unavailable": objects.unavailable}
-    if args.output == "json":
-        dump(doc, sys.stdout)
+    if structured(args):
+        dump(doc, sys.stdout, args.output)
     else:
         write(doc, sys.stdout)
     for kind in objects.capped:  # as blast-radius: what was not looked at is said, never left out silently
