@@ -169,3 +169,31 @@ def test_status_of_a_policy_lists_secrets_only_where_it_selects(cluster, crd, wo
 
     as_yaml = run_plugin(kubeconfig, "status", names["labels"], "-o", "yaml")
     assert without_time(yaml.safe_load(as_yaml.stdout))["secrets"] == doc["secrets"]
+
+
+def test_version_names_the_operator_deployment_in_the_operator_namespace(cluster, api_client, namespace, reader,
+                                                                          monkeypatch):
+    """`version` lists the operator's Deployments (by label) in --operator-namespace, which wins over
+    CERTPOLICY_NAMESPACE; it may list Deployments there and nothing else."""
+    apps = kubernetes.client.AppsV1Api(api_client)
+    labels = {"app.kubernetes.io/name": "certpolicy-operator"}
+    apps.create_namespaced_deployment(namespace, {"metadata": {"name": "certpolicy-operator", "labels": labels},
+                                                  "spec": {"replicas": 2, "selector": {"matchLabels": labels},
+                                                           "template": {"metadata": {"labels": labels}, "spec": {
+                                                               "containers": [{"name": "operator",
+                                                                               "image": "example.test/certpolicy:9.9.9"}]}}}})
+    kubeconfig = reader(namespace, [], [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list"]}])
+    monkeypatch.setenv("CERTPOLICY_NAMESPACE", "certpolicy-system")  # where this user may not list
+    from_env = run_plugin(kubeconfig, "version")
+    assert from_env.returncode == 3 and "Operator: unknown: cannot list Deployments in certpolicy-system: HTTP 403" in from_env.stdout
+    proc = run_plugin(kubeconfig, "--operator-namespace", namespace, "version", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    from certpolicy import __version__
+
+    assert doc["client"]["version"] == __version__
+    assert doc["operator"] == {"namespace": namespace, "error": None, "deployments": [
+        {"name": "certpolicy-operator", "namespace": namespace, "images": ["example.test/certpolicy:9.9.9"],
+         "readyReplicas": 0, "replicas": 2}]}  # no controller manager here: nothing is ready
+    monkeypatch.setenv("CERTPOLICY_NAMESPACE", namespace)  # the environment variable is the default
+    assert run_plugin(kubeconfig, "version").returncode == 0

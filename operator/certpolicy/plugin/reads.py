@@ -1,7 +1,9 @@
-"""What the plugin reads from the cluster: bounded, paginated lists of plain JSON objects.
+"""What the plugin reads from the cluster: single objects and bounded, paginated lists.
 
 Read-only by construction: this module only GETs. Each list is paged (``limit``) and capped at
-:data:`MAX_ITEMS` objects per kind; a capped list is reported, never silently cut.
+:data:`MAX_ITEMS` objects per kind; a capped list is reported, never silently cut. A list may
+keep less than the objects (``keep``: a Secret parsed into a record or cut to its certificates
+as its page arrives), so no Secret body outlives its page.
 """
 
 from __future__ import annotations

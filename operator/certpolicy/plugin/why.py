@@ -1,4 +1,4 @@
-"""``kubectl certpolicy why NS/SECRET | pod/NS/NAME``: everything the operator knows about one Secret.
+"""``kubectl certpolicy why [NS/]SECRET | pod/[NS/]NAME``: everything the operator knows about one Secret.
 
 Which policies select it (the operator's selection), its findings under each (the operator's
 evaluation, against the trust bundle that policy uses), its chain and the CA it anchors to, the
@@ -23,7 +23,6 @@ from certpolicy.policy.report import Unchecked, compliance
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 from certpolicy.timestamps import rfc3339
 
-WHY = "kubectl-certpolicy-why"
 #: Secrets named as bundles (targets in policies' status, trust bundle sources) read at most.
 MAX_BUNDLE_SECRETS = 2000
 BUNDLE_KINDS = ("ConfigMap", "Secret", "ClusterTrustBundle", "ValidatingWebhookConfiguration",
