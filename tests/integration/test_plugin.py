@@ -126,6 +126,13 @@ def test_status_worst_first(cluster, world):
     order = [line.split()[0] for line in lines[1:] if line.split()[0] in names.values()]
     assert order == [names["bad"], names["degraded"], names["good"]]
     assert f"{ns}/legacy-tls MissingClientAuth" in table and "Degraded/TrustBundleMissing" in table
+    # kubectl's flags before the verb, as kubectl users type them, through kubectl's plugin discovery
+    flags_first = via_kubectl(cluster, "--kubeconfig", str(cluster.kubeconfig), "-o", "yaml", "status")
+    assert flags_first.returncode == 0, flags_first.stderr
+    import yaml
+
+    listed = [p["name"] for p in yaml.safe_load(flags_first.stdout)["policies"] if p["name"] in names.values()]
+    assert listed == [names["bad"], names["degraded"], names["good"]]
 
 
 def test_blast_radius_of_a_policys_ca(cluster, world, admission_api, core_v1):

@@ -150,10 +150,11 @@ class Recorder:
     """Answers GETs from a dict of path -> list of objects (a list) or object (a get); records them."""
 
     def __init__(self, answers: Mapping[str, Any]) -> None:
-        self.answers, self.requests = answers, []
+        self.answers, self.requests, self.accepts = answers, [], []
 
-    def get(self, path: str, query: Mapping[str, Any] | None = None, **_kw: Any) -> dict:
+    def get(self, path: str, query: Mapping[str, Any] | None = None, accept: str = "application/json") -> dict:
         self.requests.append((path, dict(query or {})))
+        self.accepts.append(accept)
         found = self.answers.get(path)
         if isinstance(found, list):
             return {"items": [o for o in found if _matches(o, query or {})], "metadata": {}}
@@ -203,6 +204,9 @@ def test_a_policys_selection_lists_only_where_and_what_it_selects():
         ("/api/v1/namespaces/b/secrets/named-tls", None, None),
         ("/api/v1/namespaces/b/secrets/gone", None, None),
     ]  # never /api/v1/secrets, never Pods (not mountedOnly)
+    from certpolicy.kube.rawapi import METADATA_ONLY
+
+    assert raw.accepts[0] == METADATA_ONLY  # namespaces: labels only, as PartialObjectMetadata
     selection = select(inventory, spec["selector"])
     assert [(r.namespace, r.name) for r in selection.secrets] == [("a", "web-tls"), ("b", "named-tls")]
     assert selection.missing == (("b", "gone"),)

@@ -51,7 +51,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = ("rotate plan POLICY: dry run of a CA rotation with the operator's own decision code: the "
                           "steps, how long, and where and why it would stall or be held. Exit 1 when it would not "
                           "complete.")
-    parser.epilog = ("Reads: get the CertificatePolicy; list Namespaces; the Secrets its selector can select (TLS "
+    parser.epilog = ("Reads: get the CertificatePolicy; list Namespaces (metadata only); the Secrets its selector can select (TLS "
                      "Secrets by fieldSelector and its secretSelector, in the namespaces its namespaceSelector "
                      "matches; Secrets of other types with its labels; get each Secret in selector.names and "
                      "issuance); list Pods; get each CA Secret as metadata only. Secrets are parsed as they arrive: "

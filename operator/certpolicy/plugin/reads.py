@@ -86,16 +86,19 @@ def context_namespace(kubeconfig: str | None, context: str | None) -> str:
 
 
 def list_items(raw, path: str, query: Mapping[str, Any] | None = None, *, limit: int = MAX_ITEMS,
-               keep: Callable[[dict[str, Any]], Any] = lambda obj: obj) -> tuple[list[Any], bool]:
+               keep: Callable[[dict[str, Any]], Any] = lambda obj: obj,
+               accept: str = "application/json") -> tuple[list[Any], bool]:
     """``keep(obj)`` of each object of a list, page by page (``PAGE``), at most ``limit``; returns
     (kept, capped). ``keep`` runs as each page arrives and what it returns is all that stays: a
     Secret parsed into a record or cut to its certificates leaves its body with the page. None is
-    left out. Raises ApiException (the caller says what it means) and ReadError when unreachable."""
+    left out. ``accept``: ``kube.rawapi.METADATA_ONLY`` where bodies are not needed. Raises
+    ApiException (the caller says what it means) and ReadError when unreachable."""
     items: list[Any] = []
     cont = None
     try:
         while True:
-            page = raw.get(path, {**(query or {}), "limit": PAGE, **({"continue": cont} if cont else {})})
+            page = raw.get(path, {**(query or {}), "limit": PAGE, **({"continue": cont} if cont else {})},
+                           accept=accept)
             for obj in page.get("items") or ():
                 kept = keep(obj)
                 if kept is not None:
@@ -109,12 +112,13 @@ def list_items(raw, path: str, query: Mapping[str, Any] | None = None, *, limit:
         raise ReadError(f"cannot reach the API server ({type(e).__name__}: {e})") from None
 
 
-def get_object(raw, path: str, what: str) -> dict[str, Any] | None:
-    """One object (None: it does not exist); any other refusal is a ReadError naming ``what``."""
+def get_object(raw, path: str, what: str, accept: str = "application/json") -> dict[str, Any] | None:
+    """One object (None: it does not exist); any other refusal is a ReadError naming ``what``.
+    ``accept``: ``kube.rawapi.METADATA_ONLY_WATCH`` for its metadata only."""
     from kubernetes.client import ApiException
 
     try:
-        obj: dict[str, Any] = raw.get(path)
+        obj: dict[str, Any] = raw.get(path, accept=accept)
         return obj
     except ApiException as e:
         if e.status == 404:

@@ -41,6 +41,7 @@ from certpolicy.inventory.records import (
     parse_secret_object,
 )
 from certpolicy.inventory.store import Key
+from certpolicy.kube.rawapi import METADATA_ONLY, METADATA_ONLY_WATCH
 from certpolicy.kube.selectors import LabelSelector
 from certpolicy.plugin.reads import get_object, list_items
 
@@ -75,10 +76,10 @@ class ScopedInventory:
 
 
 def _records(raw, inv: ScopedInventory, what: str, path: str, query: Mapping[str, Any],
-             parse: Callable[[dict[str, Any]], R | None]) -> Records[R]:
+             parse: Callable[[dict[str, Any]], R | None], accept: str = "application/json") -> Records[R]:
     """A paged, capped list parsed item by item as pages arrive: only records are kept (a
     Secret's body goes with its page)."""
-    items, capped = list_items(raw, path, query, keep=parse)
+    items, capped = list_items(raw, path, query, keep=parse, accept=accept)
     if capped:
         inv.capped.append(what)
     return Records({(getattr(r, "namespace", ""), r.name): r for r in items})
@@ -107,7 +108,10 @@ def for_policy(raw, spec: Mapping[str, Any], *, extra_names: Sequence[Key] = (),
     (``-n``: a selection outside it is not read, so not to be reported)."""
     inv = ScopedInventory()
     selector = spec.get("selector") or {}
-    inv.namespaces.update(_records(raw, inv, "Namespaces", "/api/v1/namespaces", {}, parse_namespace_object))
+    # Namespaces as metadata only (PartialObjectMetadata): labels and deletionTimestamp are all
+    # selection and bundle targets read of them.
+    inv.namespaces.update(_records(raw, inv, "Namespaces", "/api/v1/namespaces", {}, parse_namespace_object,
+                                   accept=METADATA_ONLY))
     by_label = label_selectors(selector)
     if by_label is not None:
         ns_sel, secret_sel = by_label
@@ -146,7 +150,7 @@ def for_secret(raw, key: Key, policies: Sequence[Mapping[str, Any]]) -> ScopedIn
     obj = _get_secret(raw, key)
     if obj is None:
         return inv
-    ns = get_object(raw, f"/api/v1/namespaces/{key[0]}", f"Namespace {key[0]}")
+    ns = get_object(raw, f"/api/v1/namespaces/{key[0]}", f"Namespace {key[0]}", accept=METADATA_ONLY_WATCH)
     if ns is not None:
         inv.namespaces[("", key[0])] = parse_namespace_object(ns)
     record = parse_secret_object(obj)

@@ -77,7 +77,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("policy", nargs="?", metavar="POLICY",
                         help="list the Secrets this policy selects, worst first (plugin/policysecrets.py); with -n NS, "
                              "only those in NS")
-    parser.epilog = ("Reads: list CertificatePolicies. With POLICY, also what its selector can select: list Namespaces; "
+    parser.epilog = ("Reads: list CertificatePolicies. With POLICY, also what its selector can select: list Namespaces (metadata only); "
                      "list TLS Secrets by fieldSelector and its secretSelector, in the namespaces its "
                      "namespaceSelector matches (with -n: in NS only); Secrets of other types with its labels; get "
                      "each Secret in selector.names; list Pods only for mountedOnly; get its "

@@ -58,7 +58,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--at", metavar="TIME", help="judge at this time: RFC 3339 or an offset ('+90d', '+720h')")
     parser.add_argument("--trust-bundle", metavar="FILE", help="CA bundle the chains must lead to (default: the policy's)")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    parser.epilog = ("Reads: what the policy's selector can select (list Namespaces; TLS Secrets by fieldSelector and "
+    parser.epilog = ("Reads: what the policy's selector can select (list Namespaces (metadata only); TLS Secrets by fieldSelector and "
                      "its secretSelector, in the namespaces its namespaceSelector matches; Secrets of other types "
                      "with its labels; get each Secret in selector.names; Pods only for mountedOnly); get its "
                      "requirements.trustBundle, or the live policy of that name for spec.ca. Secrets are parsed as "

@@ -36,7 +36,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="[NS/]SECRET|pod/[NS/]NAME")
     parser.epilog = (
         "Reads: list CertificatePolicies; get the Secret (for a Pod: get the Pod, then each Secret it uses) and its "
-        "Namespace; list Pods in that namespace only when a policy is mountedOnly; get each policy's "
+        "Namespace (metadata only); list Pods in that namespace only when a policy is mountedOnly; get each policy's "
         "requirements.trustBundle; list ConfigMaps, ClusterTrustBundles, webhook configurations, APIServices and "
         "CRDs (where its CA's bundles are); get the Secret bundle targets the policies' status names. It never lists "
         "Secrets. The Secret's key is checked against its certificate, as the operator checks it, and dropped: only "
