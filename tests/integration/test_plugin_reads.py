@@ -197,3 +197,12 @@ def test_version_names_the_operator_deployment_in_the_operator_namespace(cluster
          "readyReplicas": 0, "replicas": 2}]}  # no controller manager here: nothing is ready
     monkeypatch.setenv("CERTPOLICY_NAMESPACE", namespace)  # the environment variable is the default
     assert run_plugin(kubeconfig, "version").returncode == 0
+    # a Helm release with nameOverride labels its Deployment app.kubernetes.io/name=<override>
+    renamed = {"app.kubernetes.io/name": "renamed"}
+    apps.create_namespaced_deployment(namespace, {"metadata": {"name": "renamed", "labels": renamed}, "spec": {
+        "selector": {"matchLabels": renamed}, "template": {"metadata": {"labels": renamed}, "spec": {
+            "containers": [{"name": "operator", "image": "example.test/certpolicy:9.9.10"}]}}}})
+    by_selector = run_plugin(kubeconfig, "version", "-l", "app.kubernetes.io/name=renamed", "-o", "json")
+    assert by_selector.returncode == 0, by_selector.stderr
+    assert [d["images"] for d in json.loads(by_selector.stdout)["operator"]["deployments"]] == [
+        ["example.test/certpolicy:9.9.10"]]

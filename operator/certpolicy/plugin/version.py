@@ -4,8 +4,9 @@ The client is this package's version (``certpolicy.__version__``, what the opera
 ``certpolicy_build_info{version}`` metric reports for the same build) and its Python. The
 operator's build is read from its Deployments in the operator's namespace (``--operator-namespace``,
 default ``$CERTPOLICY_NAMESPACE``, else ``certpolicy-system``), found by the label every install
-carries (``app.kubernetes.io/name=certpolicy-operator``, kustomize and Helm alike): each one's
-container images and ready replicas. ``--client`` reads nothing from the cluster.
+carries (``app.kubernetes.io/name=certpolicy-operator``, kustomize and Helm alike; ``--selector``
+for a Helm release with ``nameOverride``): each one's container images and ready replicas.
+``--client`` reads nothing from the cluster.
 
 Exit 0 when both are known; 3 when the operator's Deployment cannot be read or there is none
 (the client's version is still printed): "green means checked".
@@ -28,16 +29,19 @@ OPERATOR_LABEL = "app.kubernetes.io/name=certpolicy-operator"
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client", action="store_true", help="the plugin's version only; nothing is read")
-    parser.epilog = (f"Reads: list Deployments labelled {OPERATOR_LABEL} in the operator's namespace (nothing with "
+    parser.add_argument("-l", "--selector", default=OPERATOR_LABEL, metavar="LABELS",
+                        help=f"the operator's Deployments (default: {OPERATOR_LABEL}; a Helm release with "
+                             "nameOverride: app.kubernetes.io/name=<nameOverride>)")
+    parser.epilog = ("Reads: list the Deployments matching --selector in the operator's namespace (nothing with "
                      "--client).")
 
 
-def operator_builds(raw, namespace: str) -> list[dict[str, Any]]:
+def operator_builds(raw, namespace: str, selector: str = OPERATOR_LABEL) -> list[dict[str, Any]]:
     """The operator's Deployments in ``namespace``: name, images, replicas ready/wanted."""
     from certpolicy.plugin.reads import list_items
 
     items, _capped = list_items(raw, f"/apis/apps/v1/namespaces/{namespace}/deployments",
-                                {"labelSelector": OPERATOR_LABEL}, limit=100)
+                                {"labelSelector": selector}, limit=100)
     out = []
     for d in items:
         containers = (((d.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or ()
@@ -61,10 +65,11 @@ def run(args: argparse.Namespace, raw) -> int:
         namespace = operator_namespace()
         doc["operator"] = {"namespace": namespace, "deployments": [], "error": None}
         try:
-            doc["operator"]["deployments"] = operator_builds(connect(args.kubeconfig, args.context), namespace)
+            doc["operator"]["deployments"] = operator_builds(connect(args.kubeconfig, args.context), namespace,
+                                                             args.selector)
             if not doc["operator"]["deployments"]:
-                doc["operator"]["error"] = (f"no Deployment labelled {OPERATOR_LABEL} in namespace {namespace} "
-                                            "(--operator-namespace)")
+                doc["operator"]["error"] = (f"no Deployment labelled {args.selector} in namespace {namespace} "
+                                            "(--operator-namespace, --selector)")
         except ApiException as e:
             doc["operator"]["error"] = f"cannot list Deployments in {namespace}: HTTP {e.status} {e.reason or ''}".rstrip()
         except ReadError as e:
