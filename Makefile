@@ -43,9 +43,10 @@ deps: $(VENV)/.installed system-deps
 system-deps:
 	@scripts/install-system-deps.sh
 
-# kube-apiserver and kubectl: built once from the Go module proxy, then cached (~/.cache/certpolicy).
+# kube-apiserver and kubectl: built once from the Go module proxy, then cached (~/.cache/certpolicy);
+# cert-manager's controller for the integration tests too (tests/tools/cert-manager-controller).
 binaries: deps
-	@$(BIN)/certpolicy local-cluster --build-only >/dev/null
+	@$(BIN)/certpolicy local-cluster --build-only --cert-manager >/dev/null
 
 node-deps:
 	@scripts/install-system-deps.sh --node

@@ -134,6 +134,28 @@ def promtool():
     return _go_tool("promtool")
 
 
+@pytest.fixture(scope="session")
+def cert_manager(cluster, tmp_path_factory):
+    """cert-manager's real controllers (tests/certmanager.py) on the session's control plane: its
+    CRDs installed, the controller running until the session ends, its exit status then 0. Built by
+    ``make binaries`` (or here on first use; the cold build's cost goes in the summary)."""
+    import certmanager
+    from certpolicy.localcluster.binaries import GO_MAINS
+
+    cm = certmanager.CertManager(cluster, tmp_path_factory.mktemp("cert-manager"))
+    try:
+        cm.start()
+    finally:
+        if cm.build_seconds is not None:
+            AUDIT_SUMMARY.append(f"{certmanager.NAME} (cert-manager {GO_MAINS[certmanager.NAME].module_version()}): "
+                                 f"built from the Go module proxy in {cm.build_seconds:.0f} s (then cached)")
+    yield cm
+    alive = cm.alive()
+    status = cm.stop()
+    assert alive, f"{certmanager.NAME} exited during the session ({status}):\n{cm.log_text()[-3000:]}"
+    assert status in (0, -15), f"{certmanager.NAME} exited with {status} on SIGTERM:\n{cm.log_text()[-3000:]}"
+
+
 #: Summary lines sent by pytest-xdist workers (each has its own control plane, operator and audit).
 WORKER_SUMMARIES: list[str] = []
 

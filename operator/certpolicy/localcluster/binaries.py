@@ -19,12 +19,20 @@ it in the assets directory, the cache, or builds it with ``go install pkg@versio
 modules have no ``replace`` directives, so no throwaway module is needed). Every build, of any
 tool, holds the same lock: a second process waits instead of building the same thing twice,
 and two builds never compete for the machine's cores.
+
+Some tools have no ``cmd/`` package the proxy serves: cert-manager's controller binary lives in a
+separate module (``cmd/controller``) that is not published. For those the repository keeps a
+small Go ``main`` with its own go.mod and go.sum under ``tests/tools/<name>/`` (:data:`GO_MAINS`),
+built with ``go build`` by :func:`ensure_go_main` into a cache directory keyed by the source's
+digest, next to the files it needs from the module it builds on (cert-manager's CRDs).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -107,6 +115,56 @@ GO_TOOLS: dict[str, GoTool] = {
         tags=("remove_all_sd",),
         ldflags=("-X github.com/prometheus/common/version.Version=0.316.0",),
     ),
+}
+
+
+#: Where the repository keeps the Go mains of :data:`GO_MAINS` (a checkout, not an installed wheel).
+GO_MAIN_DIR = Path(__file__).resolve().parents[3] / "tests" / "tools"
+
+
+@dataclass(frozen=True)
+class GoMain:
+    """A Go ``main`` kept in this repository (``GO_MAIN_DIR/<name>``, its own go.mod and go.sum),
+    built on a published module whose own command is not served by the module proxy.
+
+    ``module_files`` are paths inside that module (at the version go.mod requires) copied next to
+    the binary in the cache, e.g. the CRDs the controller serves.
+    """
+
+    name: str
+    module: str
+    module_files: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> Path:
+        return GO_MAIN_DIR / self.name
+
+    def module_version(self) -> str:
+        """The version of :attr:`module` that the main's go.mod requires."""
+        for line in (self.source / "go.mod").read_text().splitlines():
+            words = line.split()
+            if self.module in words:
+                return words[words.index(self.module) + 1]
+        raise BinaryError(f"{self.source / 'go.mod'} does not require {self.module}")
+
+    def digest(self) -> str:
+        """Of the source files: an edited main.go or a new go.sum is a new cache entry."""
+        h = hashlib.sha256()
+        for f in sorted(self.source.glob("*")):
+            if f.suffix in (".go", ".mod", ".sum"):
+                h.update(f.name.encode() + b"\0" + f.read_bytes())
+        return h.hexdigest()[:12]
+
+    @property
+    def cache(self) -> Path:
+        return cache_root() / f"{self.name}-{self.module_version()}-{self.digest()}"
+
+
+GO_MAINS: dict[str, GoMain] = {
+    # cert-manager's Certificate, CertificateRequest (CA, SelfSigned) and Issuer controllers, for
+    # the integration tests that judge what cert-manager issues (tests/certmanager.py).
+    "cert-manager-controller": GoMain("cert-manager-controller", "github.com/cert-manager/cert-manager",
+                                      module_files=("deploy/crds",)),
 }
 
 
@@ -255,6 +313,66 @@ def ensure_tool(name: str, log=sys.stderr) -> Path:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     return cached
+
+
+def build_go_main(main: GoMain, dest: Path, log=sys.stderr) -> None:
+    """``go build`` the main into ``dest`` (go.sum checked: -mod=readonly) and copy its module files."""
+    go = shutil.which("go")
+    if not go:
+        raise BinaryError(f"{main.name} is not cached and Go is not installed to build it: install Go >= 1.26")
+    if not (main.source / "go.mod").is_file():
+        raise BinaryError(f"{main.name}: no Go source at {main.source} (it is built from a checkout of this repository)")
+    version = main.module_version()
+    print(f"certpolicy: building {main.name} ({main.module} {version}) from the Go module proxy "
+          "(first use only, several minutes)...", file=log, flush=True)
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly", GO111MODULE="on")
+    dest.mkdir(parents=True, exist_ok=True)
+    steps = [
+        [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(dest / main.name), "."],
+        [go, "mod", "download", "-json", f"{main.module}@{version}"],
+    ]
+    outputs = []
+    for cmd in steps:
+        proc = subprocess.run(cmd, cwd=main.source, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BinaryError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+        outputs.append(proc.stdout)
+    module_dir = Path(json.loads(outputs[1])["Dir"])
+    for rel in main.module_files:
+        src = module_dir / rel
+        if src.is_dir():
+            shutil.copytree(src, dest / rel)
+        else:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest / rel)
+    # The module cache is read-only; the copies need not be.
+    for path in dest.rglob("*"):
+        path.chmod(0o755 if path.is_dir() or path.name == main.name else 0o644)
+
+
+def ensure_go_main(name: str, log=sys.stderr) -> Path:
+    """The cache directory of a :data:`GO_MAINS` entry: the binary ``<dir>/<name>`` and its module
+    files, built on first use under :func:`build_lock` (concurrent callers build it once). The
+    directory appears whole (staged, then renamed) or not at all."""
+    main = GO_MAINS[name]
+    cache = main.cache
+    if _executable(cache / name):
+        return cache
+    with build_lock():
+        if not _executable(cache / name):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache.parent))
+            try:
+                build_go_main(main, staging, log=log)
+                os.replace(staging, cache)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return cache
+
+
+def go_main_cached(name: str) -> bool:
+    """Whether :func:`ensure_go_main` would return at once (no build)."""
+    return _executable(GO_MAINS[name].cache / name)
 
 
 def _assets_dir() -> Path | None:

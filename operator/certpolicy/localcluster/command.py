@@ -15,6 +15,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node", action="store_true",
                         help="add one node (containerd, kubelet, kube-proxy, kube-controller-manager, "
                              "kube-scheduler) so Pods really run; needs root (see docs/operations.md)")
+    parser.add_argument("--cert-manager", action="store_true",
+                        help="with --build-only: also build cert-manager's controller for the integration tests "
+                             "(tests/tools/cert-manager-controller, see docs/cert-manager.md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
         print(ensure_binaries())
         if args.node:
             print(ensure_node_binaries())
+        if args.cert_manager:
+            from certpolicy.localcluster.binaries import ensure_go_main
+
+            print(ensure_go_main("cert-manager-controller"))
         return 0
     cluster = LocalCluster(workdir=args.dir, node=args.node)
     cluster.start()
