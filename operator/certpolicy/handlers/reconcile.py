@@ -39,6 +39,7 @@ from certpolicy.kube.rawapi import api_error_text, redact
 from certpolicy.kube.status import describe_change, patch_status, policy_path, status_changed
 from certpolicy.metrics import COLLECTOR, EVENTS_POSTED, RECONCILE_DURATION, STATUS_WRITES
 from certpolicy.policy.bundleref import BundleRef
+from certpolicy.policy.certmanager import name_owner
 from certpolicy.policy.report import UNCHECKED_REASONS, PolicyReport, SecretResult, Unchecked, build_report
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 from certpolicy.timestamps import rfc3339
@@ -109,6 +110,9 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     results = [SecretResult(rec.namespace, rec.name, ev) for rec, ev in zip(secrets, evaluations)]
     records = {(rec.namespace, rec.name): rec for rec in secrets}
     results = renewal_stage(ctx, results, records)  # renewal regressions against each Secret's baseline
+    # A Secret that cert-manager writes: every finding names its Certificate and what to change there.
+    results = [dataclasses.replace(r, evaluation=name_owner(r.evaluation, records[(r.namespace, r.name)].cert_manager))
+               for r in results]
     # Trust stores and caBundles, each judged on its own; trustedBy stores must anchor every leaf.
     stores = trust_stores_stage(ctx, leaves=leaf_anchors(results, {k: r.material for k, r in records.items()}, bundle))
     report = build_report(results + stores, now, resync=RESYNC, unchecked=_unchecked(ctx, own_anchors=bool(trusted)),

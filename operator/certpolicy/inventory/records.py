@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from certpolicy.pki.secretdata import SecretMaterial, material_from_secret
+from certpolicy.policy.certmanager import CertManagerOwner, owner_of
 from certpolicy.timestamps import parse_rfc3339
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class SecretRecord:
     material: SecretMaterial
     #: The ``certpolicy.io/renewal-accepted`` annotation (a leaf's SHA-256), read, never written.
     renewal_accepted: str | None = None
+    #: The cert-manager Certificate that writes this Secret (its annotations), named in findings.
+    cert_manager: CertManagerOwner | None = None
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -63,6 +66,7 @@ def parse_secret_object(obj: dict[str, Any]) -> SecretRecord:
         labels=tuple(sorted((meta.get("labels") or {}).items())),
         material=material,
         renewal_accepted=(meta.get("annotations") or {}).get(RENEWAL_ACCEPTED_ANNOTATION),
+        cert_manager=owner_of(meta.get("namespace", ""), meta.get("annotations")),
     )
 
 

@@ -18,6 +18,7 @@ from certpolicy.checkcmd import EXIT_UNKNOWN, UsageError
 from certpolicy.plugin.blast import CHAINS, TargetError, certificates_only, pod_references, radius
 from certpolicy.plugin.output import dump, structured, table
 from certpolicy.plugin.reads import Objects, context_namespace, get_object, read
+from certpolicy.policy.certmanager import CertManagerOwner, name_owner
 from certpolicy.policy.evaluate import CertificateEntry, evaluate
 from certpolicy.policy.report import Unchecked, compliance
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
@@ -89,14 +90,17 @@ def bundle_objects(raw, policies: Sequence[Mapping[str, Any]]) -> Objects:
 
 
 def explain(secret_key: tuple[str, str], material, policies: Sequence[Mapping[str, Any]], objects: Objects,
-            selections: Mapping[str, Any], bundles: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
+            selections: Mapping[str, Any], bundles: Mapping[str, Any], now: dt.datetime,
+            owner: CertManagerOwner | None = None) -> dict[str, Any]:
     """The explanation of one Secret (``material`` None: it does not exist), from what was already
     read: the policies, the bundle objects, each policy's selection and trust bundle (the I/O is
-    in :func:`run`)."""
+    in :func:`run`). ``owner``: the cert-manager Certificate that writes the Secret (its annotations)."""
     ns, name = secret_key
     out: dict[str, Any] = {"namespace": ns, "name": name, "exists": material is not None, "policies": []}
     if material is None:
         return out
+    if owner is not None:
+        out["certManager"] = owner.to_dict()
     by_name = {p["metadata"]["name"]: p for p in policies}
     anchor_fp, anchor_cert = None, None
     path: list[CertificateEntry] = []
@@ -110,7 +114,7 @@ def explain(secret_key: tuple[str, str], material, policies: Sequence[Mapping[st
             out["policies"].append({"name": pname, "error": f"invalid policy: {'; '.join(e.problems)}"})
             continue
         bundle, note, unchecked = bundles[pname]
-        ev = evaluate(requirements, material, bundle, now)
+        ev = name_owner(evaluate(requirements, material, bundle, now), owner)  # as the operator names it
         # The operator's rule (policy.report.compliance): a violation is False; a trust bundle that
         # could not be read leaves chains unchecked, so no verdict (None), never "compliant".
         verdict = compliance(1, 0 if ev.compliant else 1, unchecked)
@@ -174,7 +178,8 @@ def run(args: argparse.Namespace, raw) -> int:
             bundles[pname] = (None, note, (Unchecked("TrustBundleUnreadable", note),))
     objects = bundle_objects(raw, policies)
     objects.unavailable.update(policy_list.unavailable)
-    secrets = [explain(key, record.material if record else None, policies, objects, selections, bundles, now)
+    secrets = [explain(key, record.material if record else None, policies, objects, selections, bundles, now,
+                       record.cert_manager if record else None)
                for key, record, selections in chosen]
     doc = {"target": what, "evaluatedAt": rfc3339(now), "secrets": secrets, "capped": objects.capped,
            "unavailable": objects.unavailable}
@@ -203,6 +208,10 @@ def write(doc: Mapping[str, Any], out) -> None:
         out.write(f"Secret {s['namespace']}/{s['name']}" + ("" if s["exists"] else ": not found") + "\n")
         if not s["exists"]:
             continue
+        if s.get("certManager"):
+            cm = s["certManager"]
+            issuer = f" from {cm['issuer']}" if cm.get("issuer") else ""
+            out.write(f"  written by     cert-manager Certificate {cm['certificate']}{issuer} (change it there)\n")
         if s.get("firstBreaks"):
             fb = s["firstBreaks"]
             out.write(f"  first breaks   {fb['at']}  ({fb['role']} {fb['subject']} expires)\n")

@@ -24,6 +24,7 @@ from cryptography import x509
 
 from certpolicy.pki.fingerprint import certificate_fingerprint
 from certpolicy.pki.secretdata import SecretMaterial
+from certpolicy.policy.certmanager import CertManagerOwner, name_finding
 from certpolicy.policy.evaluate import Evaluation, TrustBundle
 from certpolicy.policy.findings import REASONS, Finding, Severity
 from certpolicy.policy.renewal import CHANGED_ANCHOR, baseline_of, plain_fingerprint, regressions
@@ -136,12 +137,14 @@ def renewal_regressions(old_leaf: x509.Certificate, old_anchor: str | None, new_
 def judge_secret(policy: str, enforcement: Enforcement, what: str, old: SecretMaterial | None,
                  new: SecretMaterial, bundle: TrustBundle | None, evaluate: Evaluate, *,
                  ignore: frozenset[str] = frozenset(), own_anchors: frozenset[str] = frozenset(),
-                 accepted: str | None = None) -> Verdict:
+                 accepted: str | None = None, owner: CertManagerOwner | None = None) -> Verdict:
     """A CREATE (``old`` None) or UPDATE of a selected Secret. ``evaluate`` is the operator's cached
     evaluator bound to the policy's requirements and ``now``. Renewal regressions are judged on an
     UPDATE that replaces the leaf, except those in ``ignore`` (``requirements.renewal.ignore``) and
     all of them when ``accepted`` (the new object's ``certpolicy.io/renewal-accepted``) names the
-    new leaf's SHA-256."""
+    new leaf's SHA-256. ``owner``: the cert-manager Certificate that writes the Secret (its
+    annotations); the refusal then names it and what to change there, since cert-manager is the
+    writer that reports it."""
     if enforcement is Enforcement.AUDIT:
         return ALLOW
     after = evaluate(new, bundle)
@@ -154,6 +157,8 @@ def judge_secret(policy: str, enforcement: Enforcement, what: str, old: SecretMa
                                         ignore=ignore, own_anchors=own_anchors)
             have = {_kind(f) for f in worse}
             worse += [f for f in found if _kind(f) not in have]
+    if owner is not None:
+        worse = [name_finding(f, owner) for f in worse]
     return verdict(policy, enforcement, what, worse)
 
 

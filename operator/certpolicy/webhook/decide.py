@@ -18,6 +18,7 @@ from certpolicy.inventory.records import RENEWAL_ACCEPTED_ANNOTATION, parse_bund
 from certpolicy.inventory.selection import select
 from certpolicy.pki.secretdata import SecretMaterial, material_from_secret
 from certpolicy.policy.admission import ALLOW, Verdict, judge_bundle, judge_secret, orphans
+from certpolicy.policy.certmanager import owner_of
 from certpolicy.policy.evaluate import Evaluation, Evaluator, TrustBundle
 from certpolicy.policy.spec import Requirements
 from certpolicy.webhook.policies import EnforcedPolicy, PolicyIndex
@@ -61,10 +62,12 @@ class Decider:
             return ALLOW
         new = material_from_secret(obj.get("type") or "Opaque", obj.get("data") or {})
         old = self._stored(request) if request.operation == "UPDATE" else None
-        accepted = ((obj.get("metadata") or {}).get("annotations") or {}).get(RENEWAL_ACCEPTED_ANNOTATION)
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
         return judge_secret(policy.name, policy.enforcement, f"Secret {request.namespace}/{request.name}", old, new,
                             self.trust_bundle(policy), self._evaluate(policy.requirements),
-                            ignore=policy.renewal_ignore, own_anchors=policy.own_anchors, accepted=accepted)
+                            ignore=policy.renewal_ignore, own_anchors=policy.own_anchors,
+                            accepted=annotations.get(RENEWAL_ACCEPTED_ANNOTATION),
+                            owner=owner_of(request.namespace, annotations))
 
     def _stored(self, request: Request) -> SecretMaterial | None:
         old = request.old_object
