@@ -181,6 +181,17 @@ def wait_ready(custom: Any, namespace: str, plural: str, name: str, timeout: flo
                     timeout=timeout, interval=0.3, what=f"{plural}/{name} Ready")
 
 
+def wait_issued(custom: Any, namespace: str, name: str, revision: int = 1, timeout: float = 60.0) -> dict:
+    """A Certificate Ready at ``status.revision`` >= ``revision`` (Ready can be written a moment
+    before the issuing controller records the revision)."""
+    def issued() -> dict | None:
+        cert = get(custom, namespace, "certificates", name)
+        return cert if is_ready(cert) and (cert.get("status") or {}).get("revision", 0) >= revision else None
+
+    return wait_for(issued, timeout=timeout, interval=0.3, what=f"Certificate {namespace}/{name} issued at "
+                                                                f"revision {revision}")
+
+
 def ca_issuer(core: Any, custom: Any, namespace: str, name: str, ca_pem: bytes, key_pem: bytes,
               timeout: float = 60.0) -> dict:
     """A CA Issuer signing with ``ca_pem``/``key_pem`` (kept in Secret ``<name>-ca``), once Ready."""

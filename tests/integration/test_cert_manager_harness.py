@@ -11,7 +11,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 import certgen
 import certmanager
-from kubewait import wait_for
 
 
 def leaf(core_v1, namespace: str, secret: str) -> x509.Certificate:
@@ -25,7 +24,7 @@ def test_ca_issuer_issues_what_the_certificate_asks_and_renews(cert_manager, cor
     certmanager.apply(custom_api, namespace, "certificates", certmanager.certificate(
         "mirth", issuer_name="ca", secret_name="mirth-tls", dns_names=["mirth.example.test"],
         usages=["digital signature", "key encipherment", "server auth", "client auth"]))
-    cert = certmanager.wait_ready(custom_api, namespace, "certificates", "mirth")
+    cert = certmanager.wait_issued(custom_api, namespace, "mirth")
 
     first = leaf(core_v1, namespace, "mirth-tls")
     assert first.issuer == ca.cert.subject
@@ -39,11 +38,7 @@ def test_ca_issuer_issues_what_the_certificate_asks_and_renews(cert_manager, cor
     assert annotations[certmanager.ISSUER_NAME_ANNOTATION] == "ca"
 
     certmanager.renew(custom_api, namespace, "mirth")
-    revision = cert["status"]["revision"]
-    wait_for(lambda: (certmanager.get(custom_api, namespace, "certificates", "mirth")["status"].get("revision", 0)
-                      > revision and certmanager.is_ready(certmanager.get(custom_api, namespace, "certificates",
-                                                                          "mirth"))),
-             timeout=60, interval=0.3, what="the renewed Certificate's next revision, Ready")
+    certmanager.wait_issued(custom_api, namespace, "mirth", revision=cert["status"]["revision"] + 1)
     second = leaf(core_v1, namespace, "mirth-tls")
     assert second.serial_number != first.serial_number
     second.verify_directly_issued_by(ca.cert)
