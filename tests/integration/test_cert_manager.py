@@ -146,3 +146,27 @@ def wait_enforced(cluster, namespace: str, policy: str) -> None:
         return p.returncode != 0 and policy in p.stderr
 
     wait_for(refused, timeout=60, interval=0.5, what=f"the webhook refusing for {policy}")
+
+
+def test_the_cert_manager_example_reaches_its_documented_state_and_its_fix_works(
+        cert_manager, operator, crd, core_v1, custom_api, cluster, audit):
+    """examples/cert-manager/mtls-certificates.yaml as its header says: applied as it is, then fixed."""
+    from paths import REPO
+
+    example = REPO / "examples" / "cert-manager" / "mtls-certificates.yaml"
+    ns, policy = "cert-manager-demo", "cert-manager-mtls"
+    cluster.kubectl("apply", "-f", str(example))
+    try:
+        v = wait_for(lambda: violation(custom_api, policy, ns), timeout=90, what="the example's violation")
+        assert v["reasons"] == ["MissingClientAuth"], v
+        assert (f"Certificate {ns}/mirth (Issuer {ns}/demo-ca): {FIX}") in v["message"]
+        st = custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, policy)["status"]
+        assert (st["summary"]["selected"], st["summary"]["violating"]) == (1, 1), st["summary"]
+
+        # The fix the header gives, as a user types it.
+        cluster.kubectl("-n", ns, "patch", "certificate", "mirth", "--type", "merge", "-p",
+                        json.dumps({"spec": {"usages": USAGES_MTLS}}))
+        wait_for(lambda: compliant(custom_api, policy), timeout=90, what="Compliant=True after the fix")
+    finally:
+        audit.add(f"policy {policy}", str(custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, policy)))
+        custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, policy)
