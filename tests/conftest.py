@@ -145,6 +145,9 @@ def cert_manager(cluster, tmp_path_factory):
     cm = certmanager.CertManager(cluster, tmp_path_factory.mktemp("cert-manager"))
     try:
         cm.start()
+    except BaseException:
+        cm.stop()  # started but not working: not left running for the rest of the session
+        raise
     finally:
         if cm.build_seconds is not None:
             AUDIT_SUMMARY.append(f"{certmanager.NAME} (cert-manager {GO_MAINS[certmanager.NAME].module_version()}): "
