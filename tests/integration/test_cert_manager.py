@@ -85,7 +85,20 @@ def test_a_finding_names_the_certificate_its_issuer_and_the_field(cert_manager, 
     doc = json.loads(subprocess.run(
         [str(PLUGIN), "why", f"{namespace}/mirth-tls", "-o", "json", "--kubeconfig", str(cluster.kubeconfig)],
         capture_output=True, text=True, timeout=120, check=True).stdout)
-    assert doc["secrets"][0]["certManager"] == {"certificate": f"{namespace}/mirth", "issuer": f"Issuer {namespace}/ca"}
+    assert doc["secrets"][0]["certManager"] == {"certificate": f"{namespace}/mirth", "issuer": f"Issuer {namespace}/ca",
+                                                "spec": "judged"}
+    # Its spec would issue the same again: the renewal will lack clientAuth too.
+    [mine] = [p for p in doc["secrets"][0]["policies"] if p["name"] == unique_name]
+    assert [f["reason"] for f in mine["findings"]].count("CertificateSpecViolates") == 1
+
+    # The Certificate gone (or cert-manager's CRDs absent: the same 404): said, not fatal.
+    custom_api.delete_namespaced_custom_object(certmanager.GROUP, certmanager.VERSION, namespace, "certificates", "mirth")
+    gone = json.loads(subprocess.run(
+        [str(PLUGIN), "why", f"{namespace}/mirth-tls", "-o", "json", "--kubeconfig", str(cluster.kubeconfig)],
+        capture_output=True, text=True, timeout=120, check=True).stdout)["secrets"][0]
+    assert gone["certManager"]["spec"].startswith("not found")
+    [mine] = [p for p in gone["policies"] if p["name"] == unique_name]
+    assert "CertificateSpecViolates" not in [f["reason"] for f in mine["findings"]]
 
 
 def test_deny_refuses_the_reissue_that_drops_client_auth_and_keeps_the_old_leaf(
@@ -132,6 +145,19 @@ def test_deny_refuses_the_reissue_that_drops_client_auth_and_keeps_the_old_leaf(
     assert now["status"]["revision"] == revision
     issuing = certmanager.condition(now, "Issuing")
     assert issuing is not None and issuing["status"] == "True"
+
+    # kubectl certpolicy why reads the Certificate: its spec will still issue a leaf without
+    # clientAuth, at the renewal time cert-manager set (CertificateSpecViolates).
+    doc = json.loads(subprocess.run(
+        [str(PLUGIN), "why", f"{namespace}/mirth-tls", "-o", "json", "--kubeconfig", str(cluster.kubeconfig)],
+        capture_output=True, text=True, timeout=120, check=True).stdout)
+    [secret] = doc["secrets"]
+    assert secret["certManager"]["spec"] == "judged"
+    [mine] = [p for p in secret["policies"] if p["name"] == unique_name]
+    ahead = [f["message"] for f in mine["findings"] if f["reason"] == "CertificateSpecViolates"]
+    assert ahead == [f"the renewal at {now['status']['renewalTime']} will lack clientAuth — Certificate "
+                     f"{namespace}/mirth: {FIX}"], mine
+    assert mine["compliant"] is False
 
 
 def wait_enforced(cluster, namespace: str, policy: str) -> None:

@@ -18,7 +18,8 @@ from certpolicy.checkcmd import EXIT_UNKNOWN, UsageError
 from certpolicy.plugin.blast import CHAINS, TargetError, certificates_only, pod_references, radius
 from certpolicy.plugin.output import dump, structured, table
 from certpolicy.plugin.reads import Objects, context_namespace, get_object, read
-from certpolicy.policy.certmanager import CertManagerOwner, name_owner
+from certpolicy.policy.certmanager import GROUP as CM_GROUP
+from certpolicy.policy.certmanager import CertManagerOwner, judge_certificate_spec, name_owner
 from certpolicy.policy.evaluate import CertificateEntry, evaluate
 from certpolicy.policy.report import Unchecked, compliance
 from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
@@ -91,16 +92,18 @@ def bundle_objects(raw, policies: Sequence[Mapping[str, Any]]) -> Objects:
 
 def explain(secret_key: tuple[str, str], material, policies: Sequence[Mapping[str, Any]], objects: Objects,
             selections: Mapping[str, Any], bundles: Mapping[str, Any], now: dt.datetime,
-            owner: CertManagerOwner | None = None) -> dict[str, Any]:
+            owner: CertManagerOwner | None = None, certificate: dict | str | None = None) -> dict[str, Any]:
     """The explanation of one Secret (``material`` None: it does not exist), from what was already
     read: the policies, the bundle objects, each policy's selection and trust bundle (the I/O is
-    in :func:`run`). ``owner``: the cert-manager Certificate that writes the Secret (its annotations)."""
+    in :func:`run`). ``owner``: the cert-manager Certificate that writes the Secret (its
+    annotations); ``certificate``: that Certificate as read, or why it was not read."""
     ns, name = secret_key
     out: dict[str, Any] = {"namespace": ns, "name": name, "exists": material is not None, "policies": []}
     if material is None:
         return out
     if owner is not None:
-        out["certManager"] = owner.to_dict()
+        out["certManager"] = {**owner.to_dict(), "spec": "judged" if isinstance(certificate, dict)
+                              else certificate or "not read"}
     by_name = {p["metadata"]["name"]: p for p in policies}
     anchor_fp, anchor_cert = None, None
     path: list[CertificateEntry] = []
@@ -115,12 +118,14 @@ def explain(secret_key: tuple[str, str], material, policies: Sequence[Mapping[st
             continue
         bundle, note, unchecked = bundles[pname]
         ev = name_owner(evaluate(requirements, material, bundle, now), owner)  # as the operator names it
+        # What the Certificate's next issuance will produce (CertificateSpecViolates, Warning).
+        ahead = judge_certificate_spec(certificate, requirements) if isinstance(certificate, dict) else []
         # The operator's rule (policy.report.compliance): a violation is False; a trust bundle that
         # could not be read leaves chains unchecked, so no verdict (None), never "compliant".
-        verdict = compliance(1, 0 if ev.compliant else 1, unchecked)
+        verdict = compliance(1, 0 if ev.compliant and not ahead else 1, unchecked)
         out["policies"].append({"name": pname, "compliant": verdict, "note": note,
                                 "findings": [{"severity": f.severity.label, "reason": f.reason, "message": f.message}
-                                             for f in ev.findings]})
+                                             for f in (*ev.findings, *ahead)]})
         if ev.anchor_fingerprint and anchor_fp is None:
             anchor_fp = ev.anchor_fingerprint
             anchor_cert = next((c for c in bundle or () if _fp(c) == anchor_fp), None)
@@ -140,6 +145,18 @@ def explain(secret_key: tuple[str, str], material, policies: Sequence[Mapping[st
                        if d.kind in BUNDLE_KINDS and (d.namespace, d.name) != secret_key and not d.via.startswith(CHAINS)]  # a peer, not a bundle
                       if anchor_cert is not None else [])
     return out
+
+
+def _certificate(raw, owner: CertManagerOwner) -> dict | str:
+    """The cert-manager Certificate that writes a Secret (one GET, with the caller's credentials),
+    or why it could not be read."""
+    from kubernetes.client import ApiException
+
+    try:
+        return raw.get(f"/apis/{CM_GROUP}/v1/namespaces/{owner.namespace}/certificates/{owner.certificate}", timeout=30)
+    except ApiException as e:  # absent CRD or Certificate (404), no RBAC (403): said, not fatal
+        return {404: "not found (cert-manager's CRDs absent, or the Certificate was deleted)",
+                403: "not allowed to read certificates.cert-manager.io"}.get(e.status, f"not read (HTTP {e.status})")
 
 
 def _fp(cert) -> str:
@@ -179,7 +196,8 @@ def run(args: argparse.Namespace, raw) -> int:
     objects = bundle_objects(raw, policies)
     objects.unavailable.update(policy_list.unavailable)
     secrets = [explain(key, record.material if record else None, policies, objects, selections, bundles, now,
-                       record.cert_manager if record else None)
+                       record.cert_manager if record else None,
+                       _certificate(raw, record.cert_manager) if record and record.cert_manager else None)
                for key, record, selections in chosen]
     doc = {"target": what, "evaluatedAt": rfc3339(now), "secrets": secrets, "capped": objects.capped,
            "unavailable": objects.unavailable}
@@ -211,7 +229,8 @@ def write(doc: Mapping[str, Any], out) -> None:
         if s.get("certManager"):
             cm = s["certManager"]
             issuer = f" from {cm['issuer']}" if cm.get("issuer") else ""
-            out.write(f"  written by     cert-manager Certificate {cm['certificate']}{issuer} (change it there)\n")
+            out.write(f"  written by     cert-manager Certificate {cm['certificate']}{issuer} (change it there); "
+                      f"its spec: {cm['spec']}\n")
         if s.get("firstBreaks"):
             fb = s["firstBreaks"]
             out.write(f"  first breaks   {fb['at']}  ({fb['role']} {fb['subject']} expires)\n")

@@ -15,11 +15,15 @@ rewrites an evaluation's findings. Usage names are cert-manager's spelling (``Ke
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from certpolicy.policy.findings import MISSING_EKU_REASON, Finding, Role
+from certpolicy.policy.dnsnames import pattern_allows, san_covers
+from certpolicy.policy.durations import format_duration, parse_duration
+from certpolicy.policy.findings import MISSING_EKU_REASON, Finding, Role, finding
+from certpolicy.policy.spec import Requirements
 
 if TYPE_CHECKING:
     from certpolicy.policy.evaluate import Evaluation
@@ -151,3 +155,94 @@ def name_owner(evaluation: Evaluation, owner: CertManagerOwner | None) -> Evalua
     if owner is None or not evaluation.findings:
         return evaluation
     return dataclasses.replace(evaluation, findings=tuple(name_finding(f, owner) for f in evaluation.findings))
+
+
+# --- judging a Certificate's spec: what its next issuance will produce ----------------------------
+
+#: cert-manager's usages when ``spec.usages`` is empty (``DefaultKeyUsages``): no EKU at all.
+DEFAULT_USAGES = ("digital signature", "key encipherment")
+#: cert-manager's default key: RSA 2048; ECDSA defaults to P-256 (``pkg/util/pki/generate.go``).
+_DEFAULT_SIZE = {"RSA": 2048, "ECDSA": 256}
+_ECDSA_CURVES = {256: "P-256", 384: "P-384", 521: "P-521"}
+#: cert-manager's default spec.duration (90 days).
+DEFAULT_DURATION_HOURS = 2160
+_EKU_OF_USAGE = {name: eku for eku, name in USAGE_NAMES.items()}
+
+
+def judge_certificate_spec(certificate: Mapping[str, Any], req: Requirements) -> list[Finding]:
+    """``CertificateSpecViolates`` findings: what the Certificate's spec would put into its next
+    leaf that ``req`` refuses (usages, dnsNames, privateKey, duration), naming ``status.renewalTime``.
+
+    Pure and defensive: a spec field of the wrong type is judged as absent (cert-manager's webhook
+    would refuse such a Certificate, so it issues nothing from it) and never raises.
+    """
+    meta = _mapping(certificate.get("metadata"))
+    spec = _mapping(certificate.get("spec"))
+    status = _mapping(certificate.get("status"))
+    ref = f"Certificate {meta.get('namespace', '')}/{meta.get('name', '')}"
+    when = (f"the renewal at {status['renewalTime']}" if isinstance(status.get("renewalTime"), str)
+            else "the next issuance")
+    lacks: list[tuple[str, str]] = []  # (what the leaf will lack or carry, the field to change)
+
+    usages = _strings(spec.get("usages")) or list(DEFAULT_USAGES)
+    have = {_EKU_OF_USAGE[u] for u in usages if u in _EKU_OF_USAGE}
+    for eku in req.extended_key_usages:
+        if eku not in have:
+            name = USAGE_NAMES.get(eku, eku)
+            lacks.append((f"will lack {eku}", f"add `{name}` to spec.usages"))
+
+    dns = _strings(spec.get("dnsNames"))
+    if req.allowed_dns_names:
+        for name in dns:
+            if not any(pattern_allows(p, name) for p in req.allowed_dns_names):
+                lacks.append((f"will carry the DNS name {name!r}, which allowedDNSNames does not allow",
+                              "remove it from spec.dnsNames"))
+    for required in req.required_dns_names:
+        if not any(san_covers(name, required) for name in dns):
+            lacks.append((f"will lack the required DNS name {required!r}", "add it to spec.dnsNames"))
+    if req.require_san and not dns and not _strings(spec.get("ipAddresses")) and not _strings(spec.get("uris")) \
+            and not _strings(spec.get("emailAddresses")):
+        lacks.append(("will have no subjectAltName", "set spec.dnsNames (or spec.ipAddresses)"))
+
+    key = _mapping(spec.get("privateKey"))
+    algorithm = key.get("algorithm") if isinstance(key.get("algorithm"), str) else "RSA"
+    size = key.get("size") if isinstance(key.get("size"), int) and not isinstance(key.get("size"), bool) else None
+    if algorithm == "RSA":
+        bits = size or _DEFAULT_SIZE["RSA"]
+        if bits < req.minimum_rsa_bits:
+            lacks.append((f"will have an RSA {bits}-bit key, below minimumRSABits {req.minimum_rsa_bits}",
+                          "raise spec.privateKey.size"))
+    elif algorithm == "ECDSA":
+        curve = _ECDSA_CURVES.get(size or _DEFAULT_SIZE["ECDSA"])
+        if curve is not None and curve not in req.allowed_ec_curves:
+            lacks.append((f"will have a {curve} key, not in allowedECCurves", "set spec.privateKey.size to an "
+                          f"allowed curve ({', '.join(req.allowed_ec_curves)})"))
+    else:
+        lacks.append((f"will have an {algorithm} key, which the checks do not accept",
+                      "set spec.privateKey.algorithm to RSA or ECDSA"))
+
+    duration = _duration(spec.get("duration"))
+    if duration is not None and duration <= req.critical_before:
+        lacks.append((f"will live {format_duration(duration)}, within expiry.criticalBefore "
+                      f"({format_duration(req.critical_before)}): ExpiringSoon from the day it is issued",
+                      "lengthen spec.duration"))
+
+    return [finding("CertificateSpecViolates", f"{when} {what} — {ref}: {fix}") for what, fix in lacks]
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _strings(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _duration(value: object) -> dt.timedelta | None:
+    if value is None:
+        return dt.timedelta(hours=DEFAULT_DURATION_HOURS)
+    try:
+        duration = parse_duration(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return duration if duration is not None and duration > dt.timedelta(0) else None

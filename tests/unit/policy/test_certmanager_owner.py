@@ -13,6 +13,7 @@ from certpolicy.policy.certmanager import (
     CERTIFICATE_FIX,
     USAGE_NAMES,
     CertManagerOwner,
+    judge_certificate_spec,
     name_owner,
     owner_of,
 )
@@ -115,3 +116,71 @@ def test_deny_refusal_names_the_certificate_cert_manager_reports():
     assert "Certificate integration/mirth (Issuer integration/ca): add `client auth` to spec.usages" in v.message
     unnamed = judge_secret("mtls", Enforcement.DENY, "Secret integration/mirth-tls", old, new, [CA.cert], evaluate)
     assert "Certificate integration/mirth" not in unnamed.message
+
+
+# --- CertificateSpecViolates: judging what the next issuance will produce ----------------------------
+
+def cm_certificate(spec: dict | None = None, renewal: str | None = "2027-01-10T04:00:00Z", **extra) -> dict:
+    body = {"metadata": {"namespace": "integration", "name": "mirth"},
+            "spec": {"secretName": "mirth-tls", "dnsNames": ["mirth.example.com"],
+                     "usages": ["digital signature", "key encipherment", "server auth", "client auth"],
+                     **(spec or {})}, **extra}
+    if renewal:
+        body["status"] = {"renewalTime": renewal}
+    return body
+
+
+def messages(certificate, req=MTLS) -> list[str]:
+    found = judge_certificate_spec(certificate, req)
+    assert all(f.reason == "CertificateSpecViolates" and f.severity.label == "Warning" for f in found)
+    return [f.message for f in found]
+
+
+def test_a_spec_that_issues_a_compliant_leaf_is_no_finding():
+    assert messages(cm_certificate()) == []
+
+
+def test_dropping_client_auth_names_the_renewal_time_and_the_field():
+    [m] = messages(cm_certificate({"usages": ["digital signature", "key encipherment", "server auth"]}))
+    assert m == ("the renewal at 2027-01-10T04:00:00Z will lack clientAuth — Certificate integration/mirth: "
+                 "add `client auth` to spec.usages")
+
+
+def test_empty_usages_are_cert_managers_defaults_with_no_eku():
+    found = messages(cm_certificate({"usages": []}, renewal=None))
+    assert found == ["the next issuance will lack serverAuth — Certificate integration/mirth: add `server auth` to spec.usages",
+                     "the next issuance will lack clientAuth — Certificate integration/mirth: add `client auth` to spec.usages"]
+    assert messages(cm_certificate({"usages": ["any"]}))  # `any` is not the usages listed
+
+
+def test_names_keys_and_duration():
+    found = messages(cm_certificate({"dnsNames": ["mirth.prod.test"], "privateKey": {"algorithm": "RSA", "size": 1024},
+                                     "duration": "24h"}))
+    assert any("'mirth.prod.test', which allowedDNSNames does not allow" in m for m in found)
+    assert any("RSA 1024-bit key, below minimumRSABits 2048 — Certificate integration/mirth: raise spec.privateKey.size"
+               in m for m in found)
+    assert any("within expiry.criticalBefore" in m and "lengthen spec.duration" in m for m in found)
+    assert len(found) == 3
+    assert any("P-521 key, not in allowedECCurves" in m for m in messages(
+        cm_certificate({"privateKey": {"algorithm": "ECDSA", "size": 521}}),
+        requirements_from_spec({"allowedECCurves": ["P-256"]})))
+    assert any("Ed25519 key" in m for m in messages(cm_certificate({"privateKey": {"algorithm": "Ed25519"}})))
+    assert messages(cm_certificate({"dnsNames": []})) == [
+        "the renewal at 2027-01-10T04:00:00Z will have no subjectAltName — Certificate integration/mirth: "
+        "set spec.dnsNames (or spec.ipAddresses)"]
+
+
+@pytest.mark.parametrize("spec", [
+    {"usages": "client auth"}, {"usages": [None, 3, {"x": 1}]}, {"dnsNames": "mirth.example.com"},
+    {"dnsNames": [None]}, {"privateKey": "RSA"}, {"privateKey": {"algorithm": 7, "size": "big"}},
+    {"privateKey": {"size": True}}, {"duration": 90}, {"duration": "90d"}, {"duration": "-1h"}, {"duration": ""},
+])
+def test_malformed_specs_never_raise(spec):
+    judge_certificate_spec(cm_certificate(spec), MTLS)
+
+
+@pytest.mark.parametrize("certificate", [{}, {"spec": None}, {"spec": [], "status": "x", "metadata": 3},
+                                         {"spec": {"usages": None}, "status": {"renewalTime": 5}}])
+def test_malformed_certificates_are_judged_as_cert_managers_defaults(certificate):
+    found = messages(certificate)
+    assert found and all(m.startswith("the next issuance will") for m in found)
