@@ -40,8 +40,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "Reads: list CertificatePolicies; get the Secret (for a Pod: get the Pod, then each Secret it uses) and its "
         "Namespace (metadata only); list Pods in that namespace only when a policy is mountedOnly; get each policy's "
         "requirements.trustBundle; list ConfigMaps, ClusterTrustBundles, webhook configurations, APIServices and "
-        "CRDs (where its CA's bundles are); get the Secret bundle targets the policies' status names. It never lists "
-        "Secrets. The Secret's key is checked against its certificate, as the operator checks it, and dropped: only "
+        "CRDs (where its CA's bundles are); get the Secret bundle targets the policies' status names; for a Secret "
+        "cert-manager writes, get its Certificate (cert-manager.io; not found or not allowed is said, not fatal). It "
+        "never lists Secrets. The Secret's key is checked against its certificate, as the operator checks it, and dropped: only "
         "the outcome is kept, never printed.")
 
 
