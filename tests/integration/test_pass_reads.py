@@ -1,4 +1,5 @@
-"""What one reconciliation pass reads from the API server, counted on the real one.
+"""What one reconciliation pass reads from the API server, counted on the real one: each password
+Secret and each CA Secret once.
 
 The policy's passes run in-process here (``reconcile_policy``, as the operator's loop calls it,
 no kopf), on a :class:`~certpolicy.kube.rawapi.RawClient` that counts the requests it sends, so
@@ -42,7 +43,7 @@ class CountingRawClient(RawClient):
         return super()._call(method, path, query, *args, **kwargs)
 
 
-def test_each_password_secret_is_read_once_per_pass_with_and_without_a_rotation(
+def test_each_password_secret_and_each_ca_secret_is_read_once_per_pass_with_and_without_a_rotation(
         api_client, core_v1, custom_api, policies, operator_namespace, unique_name):
     assert operator_namespace == passes_namespace()  # where the passes look for password Secrets
     ns = f"t-{uuid.uuid4().hex[:10]}"
@@ -76,7 +77,9 @@ def test_each_password_secret_is_read_once_per_pass_with_and_without_a_rotation(
     }
     policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
               "spec": spec})
-    password_paths = {f"/api/v1/namespaces/{operator_namespace}/secrets/{s}": s for s in (shared, other, bad)}
+    secrets = f"/api/v1/namespaces/{operator_namespace}/secrets/"
+    password_paths = {f"{secrets}{s}": s for s in (shared, other, bad)}
+    ca_path = f"{secrets}{unique_name}-ca"
     targets = f"/api/v1/namespaces/{ns}/configmaps"  # created by POST here, updated at .../NAME
 
     raw = CountingRawClient(api_client)
@@ -90,9 +93,15 @@ def test_each_password_secret_is_read_once_per_pass_with_and_without_a_rotation(
                  what="the policy's sources synced")
 
         def one_pass() -> tuple[dict[str, int], int, dict]:
-            """(GETs of each password Secret, writes to the targets, the policy's status) of one pass."""
+            """(GETs of each password Secret, writes to the targets, the policy's status) of one pass.
+            Every CA Secret (the policy's, a rotation's new one) is read at most once, the policy's
+            exactly once: the CA store (handlers/castore.py) reads it for every stage (issue 24)."""
             raw.requests.clear()
             reconcile_policy(runtime, unique_name)
+            secret_reads = {path: n for (method, path), n in raw.requests.items()
+                            if method == "GET" and path.startswith(secrets) and path not in password_paths}
+            assert secret_reads.get(ca_path) == 1, secret_reads
+            assert all(n == 1 for n in secret_reads.values()), secret_reads
             reads = {secret: raw.requests[("GET", path)] for path, secret in password_paths.items()}
             writes = sum(n for (method, path), n in raw.requests.items()
                          if method in ("POST", "PUT", "PATCH") and path.startswith(targets))

@@ -56,7 +56,7 @@ def adopt_stage(ctx: PassContext) -> list[PolicyObject]:
             return []
         listing = list_policy_objects(ctx.raw, ctx.name)
         for o in listing.objects:
-            if _takeable(o, ctx, live) and adopt(ctx.raw, o.kind, o.namespace, o.name, ctx.policy, frozenset(live)):
+            if _takeable(o, ctx, live) and _adopt(ctx, o, frozenset(live)):
                 taken.append(o)
     except (ApiException, NotManaged) as e:
         detail = f"HTTP {e.status}" if isinstance(e, ApiException) else str(e)
@@ -74,6 +74,14 @@ def adopt_stage(ctx: PassContext) -> list[PolicyObject]:
                    f"(uid {', '.join(uids)}; spec.ca.adopt): {_names(taken)}")
         ctx.policy_event("Normal", ADOPTED, message, [ADOPTED, *uids, str(len(taken))])
     return taken
+
+
+def _adopt(ctx: PassContext, o: PolicyObject, live: frozenset[str]) -> bool:
+    """A CA Secret through the pass's CA store (its one writer; the CA stage reads what it
+    patched), anything else through ``managed.adopt``."""
+    if o.role == ROLE_CA:
+        return ctx.cas.adopt(o.name, live)
+    return adopt(ctx.raw, o.kind, o.namespace, o.name, ctx.policy, live)
 
 
 def _names(objects: list[PolicyObject]) -> str:

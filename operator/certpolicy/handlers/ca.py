@@ -14,6 +14,9 @@ outage by design), so nothing is generated here: the lost CA stays trusted in th
 its certificate in the history, and the rotation stage replaces it through the five steps, with
 their delays and probes (trigger ``CAMissing``).
 
+Every CA Secret is read and written through the pass's store, ``ctx.cas``
+(:mod:`certpolicy.handlers.castore`): read once per pass, written only there.
+
 The CAs a policy has ever put in bundles are tracked explicitly in ``status.ca.history`` (read
 through :mod:`certpolicy.policy.cahistory`) — bundles are merged by that record, never by
 guessing from subjects.
@@ -21,95 +24,30 @@ guessing from subjects.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
 
-from certpolicy.environment import operator_namespace
 from certpolicy.handlers.adopt import adopt_stage, adopt_wanted
+from certpolicy.handlers.castore import CASecret
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
-from certpolicy.kube.managed import NotManaged, read, write_managed_secret
-from certpolicy.kube.ownership import (
-    MANAGED_BY,
-    ROLE_CA,
-    ROLE_LABEL,
-    Owner,
-    adopt_hint,
-    created_for,
-    owner_description,
-    predecessor_uid,
-)
+from certpolicy.kube.ownership import predecessor_uid
 from certpolicy.kube.policyobjects import live_policies
-from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.fingerprint import short
 from certpolicy.pki.inspect import summarize
-from certpolicy.pki.issue import KeyPair, ca_common_name, create_ca, load_key_pair
+from certpolicy.pki.issue import KeyPair, ca_common_name, create_ca
 from certpolicy.policy.cahistory import active_in_history, retired_fingerprints, trusted_certificates
 from certpolicy.policy.durations import parse_duration
 from certpolicy.timestamps import rfc3339
 
+__all__ = ["CA_MISSING", "CASecret", "ca_missing", "ca_status_stage", "ensure_ca", "generate_ca", "record_history",
+           "retire"]
+
 #: Problem reason (Degraded) for a CA Secret that is gone while the history records its CA active.
 CA_MISSING = "CAMissing"
-
-@dataclass(frozen=True)
-class CASecret:
-    """A CA key pair as read from its Secret in the operator's namespace."""
-
-    secret_name: str
-    key_pair: KeyPair
-
-    @property
-    def fingerprint(self) -> str:
-        return self.key_pair.fingerprint
-
-
-def _decode(data: Mapping[str, str], key: str) -> bytes | None:
-    value = data.get(key)
-    if not value:
-        return None
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def load_ca_secret(raw: RawClient, name: str, owner: Owner, namespace: str | None = None
-                   ) -> tuple[CASecret | None, Problem | None]:
-    """Read ``owner``'s CA key pair from a Secret; (None, None) when the Secret does not exist,
-    (None, CANotOwned) when it belongs to another policy or to nobody."""
-    namespace = namespace or operator_namespace()
-    obj = read(raw, "Secret", namespace, name)
-    if obj is None:
-        return None, None
-    where = f"CA Secret {namespace}/{name}"
-    role = ((obj.get("metadata") or {}).get("labels") or {}).get(ROLE_LABEL, ROLE_CA)
-    if (earlier := predecessor_uid(obj, owner)) is not None and role == ROLE_CA:
-        return None, Problem("CANotOwned", f"{where} was created for an earlier CertificatePolicy {owner.name} (uid "
-                                           f"{earlier}), not for this one (uid {owner.uid}). If that policy was "
-                                           f"deleted, {adopt_hint(owner)}: it takes over this Secret and the "
-                                           "bundle targets and leaves that policy left, in one go")
-    if not created_for(obj, owner) or role != ROLE_CA:
-        return None, Problem("CANotOwned", f"{where} belongs to {owner_description(obj)}, not to CertificatePolicy "
-                                           f"{owner.name}; a CA Secret serves one policy. To hand a CA made "
-                                           f"elsewhere to this policy, label it {MANAGED_BY}={owner.name}")
-    data = obj.get("data") or {}
-    cert_pem, key_pem = _decode(data, "tls.crt"), _decode(data, "tls.key")
-    if not cert_pem or not key_pem:
-        return None, Problem("CAUnusable", f"{where} needs tls.crt and tls.key (PEM)")
-    try:
-        kp = load_key_pair(cert_pem, key_pem)
-    except Exception as e:  # noqa: BLE001 - reported; the message names no key material
-        return None, Problem("CAUnusable", f"{where} cannot be used: {type(e).__name__}: "
-                                           f"{str(e).splitlines()[0][:200] if str(e) else ''}")
-    if not summarize(kp.cert).is_ca:
-        return None, Problem("CAUnusable", f"{where} holds a certificate that is not a CA (basicConstraints CA:FALSE)")
-    return CASecret(name, kp), None
 
 
 def generate_ca(ctx: PassContext) -> KeyPair:
@@ -129,10 +67,9 @@ def ensure_ca(ctx: PassContext) -> CASecret | None:
     ``CAMissing`` and a Warning, and the rotation stage replaces the CA through the five steps
     (see the module docstring for why an instant replacement is an outage).
     """
-    ca_spec = ctx.spec["ca"]
-    name = ca_spec["secretName"]
+    name = ctx.spec["ca"]["secretName"]
     adopt_stage(ctx)
-    ca, problem = load_ca_secret(ctx.raw, name, ctx.policy, ctx.namespace)
+    ca, problem = ctx.cas.load(name)
     if ca is not None or problem is not None:
         if problem is not None and adopt_wanted(ctx):
             problem = _not_adoptable(ctx, name, problem)
@@ -149,15 +86,10 @@ def ensure_ca(ctx: PassContext) -> CASecret | None:
         ctx.out.problems.append(missing)
         ctx.policy_event("Warning", missing.reason, missing.message, [missing.reason, missing.message])
         return None
-    kp = generate_ca(ctx)
-    try:
-        write_managed_secret(ctx.raw, ctx.namespace, name, ctx.policy,
-                             {"tls.crt": kp.cert_pem, "tls.key": kp.key_pem, "ca.crt": kp.cert_pem}, role=ROLE_CA)
-    except NotManaged as e:  # created by someone else a moment ago
-        ctx.out.problems.append(Problem("CANotOwned", str(e)))
-        return None
-    # Read back: if another writer won a race, use what is stored, never the copy in memory.
-    ca, problem = load_ca_secret(ctx.raw, name, ctx.policy, ctx.namespace)
+    # Create-only: if another writer won a race, what it stored is read and used (or refused as
+    # not this policy's), never the copy in memory.
+    ctx.cas.create(name, generate_ca(ctx))
+    ca, problem = ctx.cas.load(name)
     ctx.out.problems += [problem] if problem else []
     return ca
 
@@ -167,8 +99,7 @@ def _not_adoptable(ctx: PassContext, name: str, problem: Problem) -> Problem:
     is a live policy (never taken over), or it is not labelled for this policy at all."""
     if problem.reason != "CANotOwned":
         return problem
-    obj = read(ctx.raw, "Secret", ctx.namespace, name)
-    uid = predecessor_uid(obj, ctx.policy)
+    uid = predecessor_uid(ctx.cas.object(name), ctx.policy)
     if uid is None:
         return problem
     owner = (live_policies(ctx.raw) or {}).get(uid)

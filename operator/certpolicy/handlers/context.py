@@ -5,7 +5,8 @@ in order. Each stage takes the :class:`PassContext` plus keyword-only arguments 
 previous stages produced, and adds what it found to the pass's :class:`StageOutput`. Nothing is
 passed along only to be passed on: a stage that needs the clients, the policy's name, its spec
 or the time of the pass reads them here. What several stages read from the API alike (the
-password Secrets) is read once per pass, through the context.
+password Secrets, the CA Secrets) is read once per pass, through the context: ``passwords`` and
+``cas``, which is also the only writer of CA Secrets (:mod:`certpolicy.handlers.castore`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certpolicy import API_VERSION, KIND
+from certpolicy.handlers.castore import CAStore, ca_store
 from certpolicy.handlers.passwords import PasswordSecrets
 from certpolicy.handlers.problems import Problem
 from certpolicy.handlers.runtime import PolicyMemory
@@ -65,9 +67,11 @@ class PassContext:
     out: StageOutput = field(default_factory=StageOutput)  # what the stages found, for the status
     wake: Callable[[], None] | None = None  # runs this policy's next pass soon (from any thread)
     passwords: PasswordSecrets = field(init=False)  # each password Secret read once in this pass
+    cas: CAStore = field(init=False)  # the policy's CA Secrets: each read once in this pass, written only there
 
     def __post_init__(self) -> None:
         self.passwords = PasswordSecrets(self.raw)
+        self.cas = ca_store(self.raw, self.policy, self.namespace)
 
     @property
     def name(self) -> str:

@@ -16,6 +16,9 @@
 Independently of deletion, a CA Secret of the policy whose certificate has expired and that is
 neither the active CA nor the one a rotation is moving to is deleted: a retired key has no use
 once nothing can chain to it, and keeping it only keeps a key around.
+
+Both go through the policy's CA store (:mod:`certpolicy.handlers.castore`), the one writer of CA
+Secrets: deletes carry the uid and resourceVersion listed, so a Secret changed since is not deleted.
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ from kubernetes.client import ApiException
 
 from certpolicy.environment import operator_namespace
 from certpolicy.handlers.bundles import distribute
-from certpolicy.handlers.ca import load_ca_secret
+from certpolicy.handlers.castore import ca_store
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
 from certpolicy.inventory.inventory import Inventory
-from certpolicy.kube.ownership import MANAGED_BY, ROLE_CA, ROLE_LABEL, Owner, created_for
+from certpolicy.kube.ownership import Owner
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.load import load_certificates
 
@@ -50,49 +53,16 @@ def deletion_policy(spec: Mapping[str, Any] | None) -> str:
     return (spec or {}).get("deletionPolicy") or RETAIN
 
 
-def own_ca_secrets(raw: RawClient, owner: Owner) -> list[dict[str, Any]]:
-    """Every CA Secret created for this policy in the operator's namespace (by label, then UID)."""
-    ns = operator_namespace()
-    listing = raw.get(f"/api/v1/namespaces/{ns}/secrets",
-                      {"labelSelector": f"{MANAGED_BY}={owner.name},{ROLE_LABEL}={ROLE_CA}"})
-    return [s for s in listing.get("items") or () if created_for(s, owner)]
-
-
-def _delete_secret(raw: RawClient, obj: Mapping[str, Any]) -> bool:
-    meta = obj["metadata"]
-    try:
-        raw.delete(f"/api/v1/namespaces/{meta['namespace']}/secrets/{meta['name']}")
-        return True
-    except ApiException as e:
-        if e.status == 404:
-            return False
-        raise
-
-
-def sweep_expired_ca_secrets(raw: RawClient, owner: Owner, keep: set[str], now: dt.datetime) -> list[str]:
-    """Delete this policy's CA Secrets whose certificate expired and that hold none of ``keep``
-    (the active CA and a rotation's new one). Returns the names deleted."""
-    deleted = []
-    for obj in own_ca_secrets(raw, owner):
-        pair, _ = load_ca_secret(raw, obj["metadata"]["name"], owner)
-        if pair is None:
-            continue
-        if pair.fingerprint in keep or pair.key_pair.cert.not_valid_after_utc >= now:
-            continue
-        if _delete_secret(raw, obj):
-            deleted.append(obj["metadata"]["name"])
-    return deleted
-
-
 def delete_everything(raw: RawClient, inventory: Inventory, policy: Mapping[str, Any]) -> list[str]:
     """``deletionPolicy: Delete``: the policy's CAs out of every bundle, then its CA Secrets.
     Returns what could not be done (the finalizer stays and kopf retries until it is empty)."""
     owner = Owner.of(policy)
     spec = policy.get("spec") or {}
     status = policy.get("status") or {}
-    secrets = own_ca_secrets(raw, owner)
+    store = ca_store(raw, owner, operator_namespace())
+    owned = store.owned()
     fingerprints = {h["fingerprint"] for h in (status.get("ca") or {}).get("history") or () if h.get("fingerprint")}
-    for obj in secrets:
+    for obj in owned.secrets:
         data = obj.get("data") or {}
         if data.get("tls.crt"):
             fingerprints |= set(load_certificates(base64.b64decode(data["tls.crt"])).fingerprints)
@@ -105,10 +75,11 @@ def delete_everything(raw: RawClient, inventory: Inventory, policy: Mapping[str,
                 failures.append(f"{t.kind} {t.namespace}/{t.name}: {t.state} {t.message}".strip())
     if failures:
         return failures  # keep the keys until no bundle holds their CA any more
-    for obj in secrets:
-        _delete_secret(raw, obj)
+    deleted = store.delete_all(owned)
     log.info("policy %s deleted with deletionPolicy Delete: its CAs removed from the bundles, %d CA Secrets deleted",
-             owner.name, len(secrets))
+             owner.name, deleted)
+    if owned.capped:  # the finalizer stays: the next try lists (and deletes) the rest
+        return [f"more CA Secrets labelled for {owner.name} than one try lists; the rest on the next"]
     return []
 
 
@@ -119,7 +90,7 @@ def expired_ca_keys_stage(ctx: PassContext, *, keep: set[str]) -> None:
         return
     memory.last_ca_sweep = time.monotonic()
     try:
-        for secret in sweep_expired_ca_secrets(ctx.raw, ctx.policy, keep, ctx.now):
+        for secret in ctx.cas.sweep_expired(keep, ctx.now):
             ctx.policy_event("Normal", "ExpiredCAKeyDeleted",
                              f"CA Secret {secret} held a CA that has expired; its key was deleted",
                              ["ExpiredCAKeyDeleted", secret])

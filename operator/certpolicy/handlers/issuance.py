@@ -20,7 +20,7 @@ from cryptography import x509
 from kubernetes.client import ApiException
 
 from certpolicy.environment import allow_system_namespaces
-from certpolicy.handlers.ca import CASecret
+from certpolicy.handlers.castore import CASecret
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
 from certpolicy.inventory.records import SecretRecord, parse_secret_object

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from certpolicy.handlers.ca import CASecret
+from certpolicy.handlers.castore import CASecret
 from certpolicy.handlers.peerchain import HandshakeCertificates, peer_chain
 from certpolicy.handlers.rotation_memory import RotationMemory
 from certpolicy.pki.fingerprint import certificate_fingerprint, short

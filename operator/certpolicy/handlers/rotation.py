@@ -1,8 +1,9 @@
 """Driving the five-step CA rotation: observe the cluster, ask the pure machine, perform its actions.
 
 The machine (``certpolicy.rotation``) decides; this module only reads and writes. Every
-observation is a fresh read from the API (CA Secrets, each bundle target read back on its own,
-the leaves in scope), so progress never rests on "the write succeeded". Actions are idempotent:
+observation is a fresh read from the API in this pass (the CA Secrets through the pass's CA store,
+``ctx.cas``, which also makes every CA Secret write; each bundle target read back on its own; the
+leaves in scope), so progress never rests on "the write succeeded". Actions are idempotent:
 a restarted operator repeats the last decision's actions harmlessly (create-only CA Secrets,
 merges that add what is present already, re-issues only of leaves still on the old CA).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,22 +22,15 @@ from kubernetes.client import ApiException
 
 from certpolicy.environment import PROBE_RETRY
 from certpolicy.handlers.bundles import TargetEntry, distribute, target_fingerprints
-from certpolicy.handlers.ca import (
-    CA_MISSING,
-    CASecret,
-    ca_missing,
-    ensure_ca,
-    generate_ca,
-    load_ca_secret,
-)
+from certpolicy.handlers.ca import CA_MISSING, CASecret, ca_missing, ensure_ca, generate_ca
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.issuance import RateLimiter, issue_all
 from certpolicy.handlers.probes import submit_probes
 from certpolicy.handlers.problems import Problem
 from certpolicy.inventory.bundletargets import target_ids
 from certpolicy.inventory.observation import TargetReading, build_observation
-from certpolicy.kube.managed import NotManaged, b64, read, write_managed_secret
-from certpolicy.kube.ownership import ROLE_CA
+from certpolicy.kube import managed
+from certpolicy.kube.managed import NotManaged
 from certpolicy.metrics import COLLECTOR
 from certpolicy.pki.fingerprint import short
 from certpolicy.policy.cahistory import history_certificates
@@ -129,7 +123,7 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
     cas: dict[str, CAInfo | None] = {}
     absent: set[str] = set()
     for name in secrets_to_observe(state, settings):
-        pair, problem = load_ca_secret(ctx.raw, name, ctx.policy)
+        pair, problem = ctx.cas.load(name)
         if pair is not None:
             pairs[name] = pair
             cas[name] = CAInfo(pair.fingerprint, pair.key_pair.cert.not_valid_after_utc)
@@ -155,13 +149,13 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
 
 def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret]) -> None:
     """Carry out the decision's actions in order; stop at the first failure (observed again next pass)."""
-    name, ns = ctx.name, ctx.namespace
+    name = ctx.name
     memory = ctx.memory.rotation
 
     def pair_for(ref: CARef) -> CASecret:
         pair = pairs.get(ref.secret_name)
         if pair is None or pair.fingerprint != ref.fingerprint:
-            pair, _ = load_ca_secret(ctx.raw, ref.secret_name, ctx.policy)
+            pair, _ = ctx.cas.load(ref.secret_name)  # as this pass wrote it, or read now
             if pair is not None:
                 pairs[ref.secret_name] = pair
         if pair is None or pair.fingerprint != ref.fingerprint:
@@ -187,7 +181,8 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
             if isinstance(action, EmitEvent):
                 ctx.policy_event(action.type, action.reason, action.message, [action.reason, action.message])
             elif isinstance(action, GenerateNewCA):
-                _generate(ctx, action)
+                if ctx.cas.object(action.secret_name) is None:  # create-only: the first one is kept
+                    ctx.cas.create(action.secret_name, generate_ca(ctx), rotation_id=action.rotation_id)
             elif isinstance(action, UpdateBundles):
                 certs = [cert_for(ref) for ref in action.add]
                 wanted = set(action.targets)
@@ -202,7 +197,10 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
                 submit_probes(action.probes, pair, memory, ctx.wake,
                               verify_served=[cert_for(r) for r in action.verify_served])
             elif isinstance(action, PromoteNewCA):
-                _promote(ctx, action, pair_for)
+                current, _ = ctx.cas.load(action.ca_secret_name)
+                if current is None or current.fingerprint != action.new.fingerprint:
+                    ctx.cas.promote(action.ca_secret_name, pair_for(action.new),
+                                    old_fingerprint=action.old_fingerprint, keep_old_as=action.retired_secret_name)
             elif isinstance(action, ReissueLeaf):
                 pair = pair_for(action.ca)
                 leaf_ns, leaf_name = action.leaf.split("/", 1)
@@ -213,9 +211,7 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
             elif isinstance(action, RestartWorkload):
                 restart_workload(ctx, action)
             elif isinstance(action, DeleteCASecret):
-                stored, _ = load_ca_secret(ctx.raw, action.secret_name, ctx.policy)  # None unless it is ours
-                if stored is not None and stored.fingerprint == action.fingerprint:
-                    ctx.raw.delete(f"/api/v1/namespaces/{ns}/secrets/{action.secret_name}")
+                ctx.cas.delete(action.secret_name, action.fingerprint)
         except (ApiException, NotManaged, CAUnavailable) as e:
             detail = f"HTTP {e.status}" if isinstance(e, ApiException) else str(e)
             ctx.out.problems.append(Problem("RotationActionFailed", f"{action.kind} failed: {detail[:300]}; "
@@ -227,13 +223,17 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 #: Pod template annotation: which policy's rotation step last restarted this owner.
 RESTARTED_FOR = "certpolicy.io/restarted-for"
-_RESTART_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
+
+
+def restart_annotations(stamp: str, done_for: str) -> dict[str, str]:
+    """The two pod-template annotations a restart sets, and nothing else (the admission policy on
+    the operator's own writes allows exactly these two)."""
+    return {RESTARTED_AT: stamp, RESTARTED_FOR: done_for}
 
 
 def restart_patch(stamp: str, done_for: str) -> dict[str, Any]:
-    """The whole body of a restart: the two pod-template annotations and nothing else (the
-    admission policy on the operator's own writes allows exactly these two)."""
-    return {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp, RESTARTED_FOR: done_for}}}}}
+    """The whole body of a restart, as ``managed.restart_workload`` sends it."""
+    return managed.restart_body(restart_annotations(stamp, done_for))
 
 
 def restart_workload(ctx: PassContext, action: RestartWorkload) -> bool:
@@ -249,9 +249,8 @@ def restart_workload(ctx: PassContext, action: RestartWorkload) -> bool:
     too early.
     """
     kind, ns, name = action.owner.split("/", 2)
-    path = f"/apis/apps/v1/namespaces/{ns}/{_RESTART_PLURALS[kind]}/{name}"
     try:
-        obj = ctx.raw.get(path)
+        obj = ctx.raw.get(managed.workload_path(kind, ns, name))
     except ApiException as e:
         if e.status == 404:
             return False
@@ -274,43 +273,5 @@ def restart_workload(ctx: PassContext, action: RestartWorkload) -> bool:
     if 0 < wait <= 1:
         time.sleep(wait)
     now = max(ctx.now, dt.datetime.now(dt.UTC))
-    value = rfc3339(now)
-    ctx.raw.patch(path, restart_patch(value, done_for))
+    managed.restart_workload(ctx.raw, kind, ns, name, restart_annotations(rfc3339(now), done_for))
     return True
-
-
-def _generate(ctx: PassContext, action: GenerateNewCA) -> None:
-    ns = ctx.namespace
-    if read(ctx.raw, "Secret", ns, action.secret_name) is not None:  # create-only
-        return
-    kp = generate_ca(ctx)
-    try:
-        ctx.raw.post(f"/api/v1/namespaces/{ns}/secrets", {
-            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": action.secret_name, "labels": ctx.policy.labels(ROLE_CA),
-                         "annotations": {**ctx.policy.annotations(), "certpolicy.io/rotation": action.rotation_id}},
-            "data": {"tls.crt": b64(kp.cert_pem), "tls.key": b64(kp.key_pem), "ca.crt": b64(kp.cert_pem)}})
-    except ApiException as e:
-        if e.status != 409:  # 409: it is there already, keep the first one
-            raise
-
-
-def _promote(ctx: PassContext, action: PromoteNewCA, pair_for: Callable[[CARef], CASecret]) -> None:
-    ns = ctx.namespace
-    current, _ = load_ca_secret(ctx.raw, action.ca_secret_name, ctx.policy)
-    if current is not None and current.fingerprint == action.new.fingerprint:
-        return
-    new = pair_for(action.new)
-    if current is not None and current.fingerprint == action.old_fingerprint:
-        # Keep the old CA's key pair (create-only) until step 5 ends.
-        if read(ctx.raw, "Secret", ns, action.retired_secret_name) is None:
-            try:
-                write_managed_secret(ctx.raw, ns, action.retired_secret_name, ctx.policy,
-                                     {"tls.crt": current.key_pair.cert_pem, "tls.key": current.key_pair.key_pem,
-                                      "ca.crt": current.key_pair.cert_pem}, role=ROLE_CA)
-            except ApiException as e:
-                if e.status != 409:
-                    raise
-    write_managed_secret(ctx.raw, ns, action.ca_secret_name, ctx.policy,
-                         {"tls.crt": new.key_pair.cert_pem, "tls.key": new.key_pair.key_pem,
-                          "ca.crt": new.key_pair.cert_pem}, role=ROLE_CA)

@@ -8,6 +8,11 @@ they get the ``certpolicy.io/bundle`` label so the operator can watch them.
 
 Updates carry the ``resourceVersion`` that was read: a concurrent change by someone else gives
 409 Conflict, and the caller re-reads and re-merges instead of overwriting what it did not see.
+
+This module is the one door for the operator's writes to objects it does not keep as its own
+records: no module outside ``certpolicy/kube`` sends a POST, PUT, PATCH or DELETE
+(``tests/unit/kube/test_one_write_door.py`` keeps it so). The operator's own records have their
+own modules here: status (``status.py``), events (``events.py``) and the Lease (``lease.py``).
 """
 
 from __future__ import annotations
@@ -42,8 +47,10 @@ from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.targets import TARGET_KINDS
 
 __all__ = ["BUNDLE_LABEL", "BUNDLE_POLICIES", "MANAGED_BY", "NotManaged", "Owner", "TargetConflict", "WriteResult",
-           "adopt", "b64", "delete_managed_configmap", "kind_served", "merge_into_target", "read",
-           "sync_managed_secret_metadata", "write_managed_configmap", "write_managed_secret"]
+           "adopt", "adopt_object", "b64", "create_managed_secret", "delete_managed_configmap",
+           "delete_managed_secret", "kind_served", "merge_into_target", "read", "restart_body", "restart_workload",
+           "sync_managed_secret_metadata", "update_managed_secret", "whoami", "write_managed_configmap",
+           "write_managed_secret", "write_operator_object"]
 
 MAX_CONFLICT_RETRIES = 5
 
@@ -117,6 +124,57 @@ def write_managed_secret(raw: RawClient, namespace: str, name: str, owner: Owner
     meta.setdefault("labels", {}).update(meta_labels)
     meta.setdefault("annotations", {}).update(meta_annotations)
     return WriteResult(raw.put(_path("Secret", namespace, name), existing), True)
+
+
+def create_managed_secret(raw: RawClient, namespace: str, name: str, owner: Owner, data: Mapping[str, bytes],
+                          *, role: str, annotations: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """Create-only: the Secret as stored, or None when one of that name exists already (409; the
+    caller reads what is there and never overwrites it). The CA Secrets are made this way: a key
+    pair, once written, is never replaced by another writer's copy in memory."""
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": namespace, "labels": owner.labels(role),
+                         "annotations": {**owner.annotations(), **(annotations or {})}},
+            "data": {k: b64(v) for k, v in data.items()}}
+    try:
+        return raw.post(_path("Secret", namespace), body)
+    except ApiException as e:
+        if e.status == 409:
+            return None
+        raise
+
+
+def update_managed_secret(raw: RawClient, current: Mapping[str, Any], owner: Owner, data: Mapping[str, bytes],
+                          *, role: str) -> WriteResult:
+    """Replace the data of ``current`` (a Secret as the caller read it) when it was created for
+    ``owner`` in ``role``: a PUT at the resourceVersion read, so a change made since gives 409 and
+    the caller decides again on fresh data. No read of its own: the caller's read is the one."""
+    meta = current["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    check_managed(current, owner, role, f"Secret {namespace}/{name}")
+    encoded = {k: b64(v) for k, v in data.items()}
+    labels = {**(meta.get("labels") or {}), **owner.labels(role)}
+    annotations = {**(meta.get("annotations") or {}), **owner.annotations()}
+    if current.get("data") == encoded and labels == meta.get("labels") and annotations == meta.get("annotations"):
+        return WriteResult(dict(current), False)
+    body = {**current, "metadata": {**meta, "labels": labels, "annotations": annotations}, "data": encoded}
+    return WriteResult(raw.put(_path("Secret", namespace, name), body), True)
+
+
+def delete_managed_secret(raw: RawClient, current: Mapping[str, Any], owner: Owner, *, role: str) -> bool:
+    """Delete ``current`` (a Secret as the caller read it) when it was created for ``owner`` in
+    ``role`` and is still that object at that version (preconditions on uid and resourceVersion: a
+    change since gives 409). False when it is gone already."""
+    meta = current["metadata"]
+    check_managed(current, owner, role, f"Secret {meta['namespace']}/{meta['name']}")
+    try:
+        raw.delete(_path("Secret", meta["namespace"], meta["name"]),
+                   body={"kind": "DeleteOptions", "apiVersion": "v1",
+                         "preconditions": {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}})
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return True
 
 
 def sync_managed_secret_metadata(raw: RawClient, namespace: str, name: str, owner: Owner, labels: Mapping[str, str],
@@ -193,12 +251,60 @@ def adopt(raw: RawClient, kind: str, namespace: str, name: str, owner: Owner, li
     with the ``resourceVersion`` read (409 if it changed meanwhile: the next pass looks again).
     The label is not touched, so the admission policy (manifests/admissionpolicy.yaml) lets it
     through. False when the object is gone or not adoptable any more."""
-    current = read(raw, kind, namespace, name)
+    return adopt_object(raw, kind, read(raw, kind, namespace, name), owner, live_uids) is not None
+
+
+def adopt_object(raw: RawClient, kind: str, current: Mapping[str, Any] | None, owner: Owner,
+                 live_uids: frozenset[str]) -> dict[str, Any] | None:
+    """:func:`adopt` on an object the caller has just read: the object as patched, or None when
+    it is gone or not adoptable."""
     if current is None or not adoptable(current, owner, live_uids):
-        return False
-    raw.patch(_path(kind, namespace, name), {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"],
-                                                          "annotations": {OWNER_UID: owner.uid}}})
-    return True
+        return None
+    meta = current["metadata"]
+    return raw.patch(_path(kind, meta.get("namespace") or "", meta["name"]),
+                     {"metadata": {"resourceVersion": meta["resourceVersion"], "annotations": {OWNER_UID: owner.uid}}})
+
+
+#: The workload kinds a rotation may rollout-restart (``spec.rotation.restartWorkloads``), by API plural.
+RESTARTABLE = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
+
+
+def workload_path(kind: str, namespace: str, name: str) -> str:
+    return f"/apis/apps/v1/namespaces/{namespace}/{RESTARTABLE[kind]}/{name}"
+
+
+def restart_workload(raw: RawClient, kind: str, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+    """``kubectl rollout restart``: a merge patch of pod-template annotations and nothing else.
+
+    The owner opted in through its policy's ``spec.rotation.restartWorkloads``; the admission
+    policy on the operator's own writes (manifests/admissionpolicy.yaml) admits exactly the
+    ``restartedAt`` + ``restarted-for`` annotations, so any other body is refused there too."""
+    raw.patch(workload_path(kind, namespace, name), restart_body(annotations))
+
+
+def restart_body(annotations: Mapping[str, str]) -> dict[str, Any]:
+    """The whole merge patch of a rollout restart: pod-template annotations only."""
+    return {"spec": {"template": {"metadata": {"annotations": dict(annotations)}}}}
+
+
+def write_operator_object(raw: RawClient, collection: str, name: str, body: Mapping[str, Any],
+                          existing: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Create or replace one of the operator's install-level objects (the webhook's Secrets and its
+    ValidatingWebhookConfiguration), which belong to no policy: created when ``existing`` (the
+    caller's read, after it checked the object is the operator's) is None, else replaced at its
+    resourceVersion (409 if it changed since)."""
+    if existing is None:
+        return raw.post(collection, dict(body))
+    meta = {**body.get("metadata", {}), "resourceVersion": existing["metadata"]["resourceVersion"]}
+    return raw.put(f"{collection}/{name}", {**body, "metadata": meta})
+
+
+def whoami(raw: RawClient) -> str:
+    """The operator's own user name, from a SelfSubjectReview: a POST that stores nothing, but
+    sent through the write gate like every POST, so only the leader asks."""
+    review = raw.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                      {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    return str(((review.get("status") or {}).get("userInfo") or {}).get("username") or "")
 
 
 def merge_into_target(raw: RawClient, kind: str, namespace: str, name: str, owner: Owner,

@@ -22,6 +22,7 @@ from typing import Any
 
 from kubernetes.client import ApiException
 
+from certpolicy.kube.managed import write_operator_object
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.webhook.policies import EnforcedPolicy
 from certpolicy.webhook.server import BUNDLE_PATH, SECRET_PATH
@@ -141,12 +142,11 @@ def apply(raw: RawClient, body: dict[str, Any]) -> bool:
     except ApiException as e:
         if e.status != 404:
             raise
-        raw.post(CONFIG_PATH, body)
+        write_operator_object(raw, CONFIG_PATH, CONFIG_NAME, body, None)
         return True
     if ((existing.get("metadata") or {}).get("annotations") or {}).get(HASH_ANNOTATION) == digest:
         return False
-    body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
     # Keep what others annotated (kubectl's last-applied configuration, say); only the webhooks are ours.
     body["metadata"]["annotations"] = {**(existing["metadata"].get("annotations") or {}), HASH_ANNOTATION: digest}
-    raw.put(f"{CONFIG_PATH}/{CONFIG_NAME}", body)
+    write_operator_object(raw, CONFIG_PATH, CONFIG_NAME, body, existing)
     return True

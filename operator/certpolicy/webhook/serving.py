@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography import x509
 
-from certpolicy.kube.managed import b64, read
+from certpolicy.kube.managed import b64, read, write_operator_object
 from certpolicy.kube.ownership import MANAGED_BY, ROLE_LABEL
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.targets import TARGET_KINDS
@@ -83,11 +83,7 @@ def _write(raw: RawClient, namespace: str, name: str, pair: KeyPair, existing: d
         "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY: MANAGER, ROLE_LABEL: ROLE},
                      "annotations": annotations or {}},
         "data": {"tls.crt": b64(pair.cert_pem), "tls.key": b64(pair.key_pem), **extra}}
-    path = TARGET_KINDS["Secret"].path(namespace)
-    if existing is None:
-        return raw.post(path, body)
-    body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-    return raw.put(f"{path}/{name}", body)
+    return write_operator_object(raw, TARGET_KINDS["Secret"].path(namespace), name, body, existing)
 
 
 #: On the CA Secret: a value different from ROTATED starts a rotation of the webhook CA now.

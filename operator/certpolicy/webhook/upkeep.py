@@ -24,6 +24,7 @@ from kubernetes.client import ApiClient
 
 from certpolicy import metrics
 from certpolicy.inventory.inventory import Inventory
+from certpolicy.kube.managed import whoami
 from certpolicy.kube.rawapi import RawClient, redact
 from certpolicy.kube.writegate import WRITE_GATE, NotLeader
 from certpolicy.policy.admission import ALLOW, Verdict
@@ -201,10 +202,7 @@ class Webhook:
     def _whoami(self) -> str:
         """The operator's own user name (SelfSubjectReview): its bundle writes are not guarded."""
         try:  # a POST, so through the write gate: only the leader asks (a standby sends nothing)
-            review = self.raw.post(
-                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
-            return ((review.get("status") or {}).get("userInfo") or {}).get("username") or ""
+            return whoami(self.raw)
         except NotLeader:
             raise
         except Exception as e:  # noqa: BLE001 - without it, the operator's own bundle writes are guarded too

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import certgen
-from certpolicy.handlers.ca import CASecret
+from certpolicy.handlers.castore import CASecret
 from certpolicy.handlers.probes import AllowList, canary_handshake, served_by
 from certpolicy.pki.fingerprint import certificate_fingerprint
 from certpolicy.pki.issue import create_ca
