@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from cryptography import x509
@@ -57,7 +56,10 @@ _KEY_USAGE_FIELDS = (
 )
 
 
-@dataclass(frozen=True, eq=False)
+_UNSET: Any = object()  # a lazily computed field not computed yet (None is a value: no CN)
+
+
+@dataclass(frozen=True, eq=False, slots=True)
 class CertSummary:
     """A certificate's public facts, JSON-friendly. Times are aware UTC.
 
@@ -65,6 +67,9 @@ class CertSummary:
     and ``self_signed`` are computed on first use: turning a DER name into Python objects and a
     string costs more than every check together, and most evaluations of a compliant leaf never
     print its name.
+
+    Slotted: the inventory keeps one summary per selected leaf (100,000 and more); without an
+    instance dict one takes ~600 bytes less (docs/benchmarks.md, "Memory per Secret").
     """
 
     fingerprint: str
@@ -94,6 +99,13 @@ class CertSummary:
     aki: str | None
     extension_error: str | None = None
     certificate: x509.Certificate | None = field(default=None, repr=False)
+    # The lazily computed facts, each _UNSET until first asked for (set through object.__setattr__:
+    # the dataclass is frozen for everyone else).
+    _subject: Any = field(default=_UNSET, init=False, repr=False)
+    _issuer: Any = field(default=_UNSET, init=False, repr=False)
+    _common_name: Any = field(default=_UNSET, init=False, repr=False)
+    _self_issued: Any = field(default=_UNSET, init=False, repr=False)
+    _self_signed: Any = field(default=_UNSET, init=False, repr=False)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CertSummary) and other.fingerprint == self.fingerprint
@@ -101,32 +113,53 @@ class CertSummary:
     def __hash__(self) -> int:
         return hash(self.fingerprint)
 
-    @cached_property
+    @property
     def subject(self) -> str:
-        name = subject_of(self.certificate) if self.certificate is not None else None
-        return _rfc4514(name) if name is not None else "(unparsable name)"
+        v = self._subject
+        if v is _UNSET:
+            name = subject_of(self.certificate) if self.certificate is not None else None
+            v = _rfc4514(name) if name is not None else "(unparsable name)"
+            object.__setattr__(self, "_subject", v)
+        return v  # type: ignore[no-any-return]
 
-    @cached_property
+    @property
     def issuer(self) -> str:
-        name = issuer_of(self.certificate) if self.certificate is not None else None
-        return _rfc4514(name) if name is not None else "(unparsable name)"
+        v = self._issuer
+        if v is _UNSET:
+            name = issuer_of(self.certificate) if self.certificate is not None else None
+            v = _rfc4514(name) if name is not None else "(unparsable name)"
+            object.__setattr__(self, "_issuer", v)
+        return v  # type: ignore[no-any-return]
 
-    @cached_property
+    @property
     def common_name(self) -> str | None:
-        name = subject_of(self.certificate) if self.certificate is not None else None
-        return _common_name(name) if name is not None else None
+        v = self._common_name
+        if v is _UNSET:
+            name = subject_of(self.certificate) if self.certificate is not None else None
+            v = _common_name(name) if name is not None else None
+            object.__setattr__(self, "_common_name", v)
+        return v  # type: ignore[no-any-return]
 
-    @cached_property
+    @property
     def self_issued(self) -> bool:
         """Subject equals issuer."""
-        return self.certificate is not None and self.subject == self.issuer
+        v = self._self_issued
+        if v is _UNSET:
+            v = self.certificate is not None and self.subject == self.issuer
+            object.__setattr__(self, "_self_issued", v)
+        return v  # type: ignore[no-any-return]
 
-    @cached_property
+    @property
     def self_signed(self) -> bool:
         """Self-issued, and its own key verifies its signature."""
-        if self.ski is not None and self.aki is not None and self.ski != self.aki:
-            return False  # signed by another key: no need to look at names (the common leaf case)
-        return self.self_issued and self.certificate is not None and signed_by(self.certificate, self.certificate)
+        v = self._self_signed
+        if v is _UNSET:
+            if self.ski is not None and self.aki is not None and self.ski != self.aki:
+                v = False  # signed by another key: no need to look at names (the common leaf case)
+            else:
+                v = self.self_issued and self.certificate is not None and signed_by(self.certificate, self.certificate)
+            object.__setattr__(self, "_self_signed", v)
+        return v  # type: ignore[no-any-return]
 
     @property
     def key_description(self) -> str:
@@ -238,39 +271,9 @@ def _summarize(cert: x509.Certificate, fp: str, public_key: Any = None) -> CertS
         serial = format(cert.serial_number, "x")
     except Exception:
         serial = "?"
-    # A frozen dataclass's generated __init__ sets each of its 27 fields through
-    # object.__setattr__; on this hot path the values go into the instance dict in one step.
-    summary = object.__new__(CertSummary)
-    summary.__dict__.update(
-        fingerprint=fp,
-        serial=serial,
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        version=version,
-        is_ca=is_ca,
-        has_basic_constraints=has_bc,
-        basic_constraints_critical=bc_critical,
-        path_length=path_length,
-        has_key_usage=has_ku,
-        key_usage=ku,
-        has_eku=has_eku,
-        extended_key_usages=ekus,
-        has_san=has_san,
-        dns_names=dns,
-        ip_addresses=ips,
-        uris=uris,
-        emails=emails,
-        key_algorithm=key_algorithm,
-        key_size=key_size,
-        key_curve=key_curve,
-        signature_algorithm=sig_name,
-        signature_hash=sig_hash,
-        ski=ski,
-        aki=aki,
-        extension_error=error,
-        certificate=cert,
-    )
-    return summary
+    return CertSummary(fp, serial, cert.not_valid_before_utc, cert.not_valid_after_utc, version, is_ca, has_bc,
+                       bc_critical, path_length, has_ku, ku, has_eku, ekus, has_san, dns, ips, uris, emails,
+                       key_algorithm, key_size, key_curve, sig_name, sig_hash, ski, aki, error, cert)
 
 
 def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -9,7 +9,7 @@ from cryptography import x509
 
 import certgen
 from certpolicy.pki.fingerprint import certificate_fingerprint, fingerprint
-from certpolicy.pki.inspect import CertSummary, summarize
+from certpolicy.pki.inspect import _UNSET, CertSummary, summarize
 from certpolicy.pki.keys import curve_display_name
 
 
@@ -43,7 +43,12 @@ def test_summary_is_cached_and_frozen(ec_pki):
     a, b = summarize(ec_pki.leaf.cert), summarize(ec_pki.leaf.cert)
     assert a is b
     with pytest.raises(AttributeError):
+        a.fingerprint = "x"  # type: ignore[misc]
+    # A lazily computed fact cannot be set either (Python 3.11's frozen, slotted dataclass raises
+    # TypeError for a name that is not a field, 3.12+ FrozenInstanceError, an AttributeError).
+    with pytest.raises((AttributeError, TypeError)):
         a.subject = "x"  # type: ignore[misc]
+    assert a.subject == summarize(ec_pki.leaf.cert).subject != "x"
 
 
 def test_certificate_fingerprint_matches_the_shared_definition(ec_pki):
@@ -127,7 +132,7 @@ def test_every_field_is_set(ec_pki):
 def test_names_are_lazy_but_right(ec_pki):
     c = certgen.leaf(ec_pki.intermediate, "lazy.example.com").cert
     s = summarize(c)
-    assert "subject" not in s.__dict__  # not computed until asked
+    assert s._subject is _UNSET and s._issuer is _UNSET  # not computed until asked
     assert s.subject == c.subject.rfc4514_string() and s.issuer == c.issuer.rfc4514_string()
 
 
