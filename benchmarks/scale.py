@@ -107,8 +107,12 @@ def seed_tls_secrets(core: kubernetes.client.CoreV1Api, count: int, namespace_co
     return secrets, created
 
 
-def start_operator(kubeconfig: Path, log_path: Path) -> subprocess.Popen:
+def start_operator(kubeconfig: Path, log_path: Path, source: Path | None = None) -> subprocess.Popen:
+    """``certpolicy run`` as its own process; ``source``: another tree's ``operator/`` directory
+    to run instead of this one (an A/B comparison against a baseline commit)."""
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), CERTPOLICY_METRICS_PORT="-1")
+    if source is not None:
+        env["PYTHONPATH"] = str(source)  # ahead of the editable install of this tree
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process by the caller's exit
     return subprocess.Popen([sys.executable, "-m", "certpolicy.cli", "run",
                              f"--liveness=http://127.0.0.1:{free_port()}/healthz"], env=env, stdout=log, stderr=log)

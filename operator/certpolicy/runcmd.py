@@ -146,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
         _stop_webhook(webhook)
         inventory.stop()
         return 0
+    # The Lease is asked for now, while the first LIST runs and kopf loads (~0.6 s): a replica that
+    # finds it free leads by the time kopf is ready instead of starting its first try then.
+    early_log = _early_logging(args.verbose)
+    standby = _Standby.begin(args, api_client, inventory) if args.leader_elect else None
 
     import kopf
 
@@ -153,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     from certpolicy.handlers.settings import quiet_client_loggers
 
     gc.freeze()  # kopf's modules too
+    logging.getLogger().removeHandler(early_log)  # kopf's handler from here on, same format
     kopf.configure(debug=args.verbose, verbose=args.verbose)  # logging, for the standby's lines too
     logging.getLogger("kopf.objects").setLevel(logging.INFO)
     quiet_client_loggers()
@@ -196,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
     # ends the loop; SIGTERM to a standby stops it (it holds nothing) with exit 0 too.
     while True:
         termination.install()  # again: kopf's event loop resets SIGTERM to the default when it closes
-        elector = _standby_until_leader(args, api_client, inventory, termination.requested)
+        elector = (standby or _Standby.begin(args, api_client, inventory)).until_leader(termination.requested)
+        standby = None
         if elector is None:
             break
         term.elector = elector
@@ -292,38 +298,68 @@ class _Term:
             self._timer = None
 
 
-def _standby_until_leader(args: argparse.Namespace, api_client, inventory, stop: threading.Event):
-    """Run as a standby (inventory warm, /healthz served, nothing written) until this replica
-    holds the leader Lease; return its elector, which keeps renewing it. None when ``stop`` is
-    set first (SIGTERM): the elector is stopped, the Lease released if it was just taken."""
-    from certpolicy import metrics
-    from certpolicy.environment import operator_namespace
-    from certpolicy.kube.client import instance_identity
-    from certpolicy.kube.lease import LeaderElector, LeaseConfig
-    from certpolicy.kube.rawapi import RawClient
-    from certpolicy.kube.writegate import WRITE_GATE
-    from certpolicy.standby import StandbyHealth
+#: kopf's own log format (kopf.configure's LogFormat.FULL), for the lines logged before it is loaded.
+_KOPF_LOG_FORMAT = "[%(asctime)s] %(name)-20.20s [%(levelname)-8.8s] %(message)s"
 
-    config = LeaseConfig(namespace=args.lease_namespace, identity=instance_identity(), name=args.lease_name,
-                         install_namespace=operator_namespace(), lease_duration=args.lease_duration,
-                         renew_deadline=args.renew_deadline, retry_period=args.retry_period)
-    elector = LeaderElector(RawClient(api_client, gated=False), config, WRITE_GATE)
-    health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}",
-                           own_namespace=config.install_namespace).start()
-    elector.on_observed = health.observe
-    logging.getLogger("certpolicy.operator").info("standby: inventory warming, waiting for Lease %s/%s as %s",
-                                                  config.namespace, config.name, config.identity)
-    metrics.LEADER.set(0)
-    elector.start()
-    try:
-        while not elector.wait_leading(0.2):  # a signal handler cannot wake a wait: look at ``stop`` often
-            if stop.is_set():
-                break
-    finally:
-        elector.on_observed = lambda holder, install: None
-        health.clear()
-        health.stop()  # kopf serves the same address from now on
-    if stop.is_set():
-        elector.stop(release=True)
-        return None
-    return elector
+
+def _early_logging(verbose: bool) -> logging.Handler:
+    """A handler on the root logger, in kopf's format, for what happens before kopf is imported
+    (the standby's first lines, the Lease taken); removed when kopf installs its own."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(_KOPF_LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name in ("kubernetes", "urllib3"):  # as handlers.settings.quiet_client_loggers, without kopf
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return handler
+
+
+class _Standby:
+    """A replica waiting for the leader Lease: its elector (already trying) and the /healthz it
+    serves meanwhile (inventory warm, nothing written)."""
+
+    def __init__(self, elector: LeaderElector, health) -> None:
+        self.elector, self.health = elector, health
+
+    @classmethod
+    def begin(cls, args: argparse.Namespace, api_client, inventory) -> _Standby:
+        """Start serving /healthz and trying for the Lease; returns at once."""
+        from certpolicy import metrics
+        from certpolicy.environment import operator_namespace
+        from certpolicy.kube.client import instance_identity
+        from certpolicy.kube.lease import LeaseConfig
+        from certpolicy.kube.rawapi import RawClient
+        from certpolicy.kube.writegate import WRITE_GATE
+        from certpolicy.standby import StandbyHealth
+
+        config = LeaseConfig(namespace=args.lease_namespace, identity=instance_identity(), name=args.lease_name,
+                             install_namespace=operator_namespace(), lease_duration=args.lease_duration,
+                             renew_deadline=args.renew_deadline, retry_period=args.retry_period)
+        elector = LeaderElector(RawClient(api_client, gated=False), config, WRITE_GATE)
+        health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}",
+                               own_namespace=config.install_namespace).start()
+        elector.on_observed = health.observe
+        logging.getLogger("certpolicy.operator").info("standby: inventory warming, waiting for Lease %s/%s as %s",
+                                                      config.namespace, config.name, config.identity)
+        metrics.LEADER.set(0)
+        elector.start()
+        return cls(elector, health)
+
+    def until_leader(self, stop: threading.Event) -> LeaderElector | None:
+        """Wait until this replica holds the Lease; return its elector, which keeps renewing it.
+        None when ``stop`` is set first (SIGTERM): the elector is stopped, the Lease released if
+        it was just taken."""
+        elector, health = self.elector, self.health
+        try:
+            while not elector.wait_leading(0.2):  # a signal handler cannot wake a wait: look at ``stop`` often
+                if stop.is_set():
+                    break
+        finally:
+            elector.on_observed = lambda holder, install: None
+            health.clear()
+            health.stop()  # kopf serves the same address from now on
+        if stop.is_set():
+            elector.stop(release=True)
+            return None
+        return elector
