@@ -137,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     from certpolicy.inventory.inventory import Inventory
     from certpolicy.kube.client import new_api_client
 
+    # Logging before anything logs: the webhook's first lines (its configuration, the serving CA's
+    # first rotation step) come before kopf is imported and would otherwise be dropped.
+    early_log = _early_logging(args.verbose)
     tune_gc()
     api_client = new_api_client()
     inventory = Inventory(api_client).start()
@@ -145,10 +148,10 @@ def run(args: argparse.Namespace) -> int:
     if termination.requested.is_set():
         _stop_webhook(webhook)
         inventory.stop()
+        logging.getLogger().removeHandler(early_log)
         return 0
     # The Lease is asked for now, while the first LIST runs and kopf loads (~0.6 s): a replica that
     # finds it free leads by the time kopf is ready instead of starting its first try then.
-    early_log = _early_logging(args.verbose)
     standby = _Standby.begin(args, api_client, inventory) if args.leader_elect else None
 
     import kopf
