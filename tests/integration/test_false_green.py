@@ -181,9 +181,9 @@ def test_trust_stores_beyond_the_per_pass_cap_are_not_checked_so_not_compliant(
         operator_in_process, core_v1, custom_api, policies, unique_name, namespace, monkeypatch):
     """The cap on stores judged per pass (500) used to drop the rest silently; now they are counted
     in a problem and Compliant is Unknown. The cap is lowered to 1 in-process for the test."""
-    from certpolicy.handlers import stores
+    from certpolicy.handlers import truststores
 
-    monkeypatch.setattr(stores, "MAX_STORES", 1)
+    monkeypatch.setattr(truststores, "MAX_TRUSTSTORES", 1)
     ca = certgen.root("false-green store CA")
     for name in ("store-a", "store-b"):
         core_v1.create_namespaced_config_map(namespace, client.V1ConfigMap(

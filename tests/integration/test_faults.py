@@ -16,7 +16,7 @@ import certgen
 import timers
 from certpolicy.handlers import bundles
 from certpolicy.inventory import bundletargets
-from certpolicy.inventory.store import RecordStore
+from certpolicy.inventory.recordstore import RecordStore
 from certpolicy.inventory.watch import ListWatcher
 from certpolicy.kube.ownership import INJECT_CA_FROM, MANAGED_BY, Owner
 from certpolicy.kube.rawapi import RawClient

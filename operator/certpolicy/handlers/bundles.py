@@ -90,26 +90,26 @@ class BundleReport:
 # ---- truststore encodings -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class StoreFormat:
+class TruststoreFormat:
     """One truststore encoding a target can carry next to its PEM (``formats.<name>`` of an entry).
-    A new encoding is one more entry in :data:`STORE_FORMATS`."""
+    A new encoding is one more entry in :data:`TRUSTSTORE_FORMATS`."""
 
     build: Callable[[Sequence[x509.Certificate], str, Password, str | None], bytes]
     matches: Callable[[bytes | None, Password, Sequence[x509.Certificate], str, str | None], bool]
     read: Callable[[bytes, Password], frozenset[TruststoreEntry] | None]
 
 
-STORE_FORMATS: dict[str, StoreFormat] = {
-    "pkcs12": StoreFormat(build_truststore, truststore_matches, read_truststore),
-    "jks": StoreFormat(build_jks_truststore, functools.partial(truststore_matches, jks=True), read_jks_truststore),
+TRUSTSTORE_FORMATS: dict[str, TruststoreFormat] = {
+    "pkcs12": TruststoreFormat(build_truststore, truststore_matches, read_truststore),
+    "jks": TruststoreFormat(build_jks_truststore, functools.partial(truststore_matches, jks=True), read_jks_truststore),
 }
 
 
 @dataclass(frozen=True)
-class Store:
+class TargetTruststore:
     """One truststore of an entry: its encoding, key, alias and password (None: unreadable)."""
 
-    format: StoreFormat
+    format: TruststoreFormat
     key: str
     alias: str | None
     password: bytes | None
@@ -122,7 +122,7 @@ class TargetEntry:
     spec: Mapping[str, Any]
     ref: BundleRef
     kind: TargetKind
-    stores: tuple[Store, ...]
+    stores: tuple[TargetTruststore, ...]
     problems: tuple[Problem, ...] = ()
 
     @property
@@ -135,14 +135,14 @@ class TargetEntry:
         kind = target_kind(ref.kind)
         stores, problems = [], []
         for name, fmt in (entry.get("formats") or {}).items():
-            if name not in STORE_FORMATS or not fmt or not kind.holds_stores:
+            if name not in TRUSTSTORE_FORMATS or not fmt or not kind.holds_truststores:
                 continue
             # The password Secret is in the policy's Reads: a password created after the policy,
             # or changed, wakes it and re-encodes the truststore at once. Read once per pass.
             password, problem = passwords.truststore(fmt.get("passwordSecretRef"))
             if problem:
                 problems.append(problem)
-            stores.append(Store(STORE_FORMATS[name], fmt["key"], fmt.get("alias"), password))
+            stores.append(TargetTruststore(TRUSTSTORE_FORMATS[name], fmt["key"], fmt.get("alias"), password))
         return cls(entry, ref, kind, tuple(stores), tuple(problems))
 
     def namespaces(self, inventory: Inventory) -> list[str]:
@@ -168,7 +168,7 @@ def target_fingerprints(raw: RawClient, entry: TargetEntry, namespace: str,
         return fps, None
     primary = None
     for i, store in enumerate(entry.stores):
-        data = entry.kind.read_store(obj, store.key)
+        data = entry.kind.read_truststore_bytes(obj, store.key)
         held = store.format.read(data, store.password) if data else None
         # A CA counts only when every format of the target holds it.
         fps = fps & frozenset(e.fingerprint for e in held) if held is not None else frozenset()
@@ -280,7 +280,7 @@ def _write_target(raw: RawClient, job: _BundleWrite, entry: TargetEntry, ns: str
             if not certs:
                 # Nothing left to trust (a deleted policy's CAs removed, nothing foreign): the
                 # truststore key is removed, not written empty. See docs/trust-bundles.md.
-                if kind.read_store(current, store.key) is not None:
+                if kind.read_truststore_bytes(current, store.key) is not None:
                     stores[store.key] = None
                     changed = True
                 continue
@@ -288,7 +288,7 @@ def _write_target(raw: RawClient, job: _BundleWrite, entry: TargetEntry, ns: str
                 continue  # its password is unreadable: reported, the truststore is left as it is
             alias = store.alias or job.owner.name
             prim = job.primary if job.primary in {fingerprint(c) for c in certs} else None
-            if not store.format.matches(kind.read_store(current, store.key), store.password, certs, alias, prim):
+            if not store.format.matches(kind.read_truststore_bytes(current, store.key), store.password, certs, alias, prim):
                 stores[store.key] = store.format.build(certs, alias, store.password, prim)
                 changed = True
         if not changed:

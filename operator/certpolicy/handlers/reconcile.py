@@ -28,7 +28,7 @@ from certpolicy.handlers.problems import Problem, degraded_condition
 from certpolicy.handlers.renewal import renewal_stage
 from certpolicy.handlers.rotation import rotation_stage
 from certpolicy.handlers.runtime import Runtime
-from certpolicy.handlers.stores import keystores_with_password, leaf_anchors, trust_stores_stage
+from certpolicy.handlers.truststores import keystores_with_password, leaf_anchors, trust_stores_stage
 from certpolicy.inventory.interest import Reads, bundle_source
 from certpolicy.inventory.records import SecretRecord
 from certpolicy.inventory.selection import Selection, select

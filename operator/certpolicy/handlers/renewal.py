@@ -31,7 +31,7 @@ from typing import Any
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
 from certpolicy.inventory.records import RENEWAL_ACCEPTED_ANNOTATION, SecretRecord
-from certpolicy.kube.baselines import MAX_SHARD_BYTES, BaselineShards, BaselineStoreError
+from certpolicy.kube.baselines import MAX_SHARD_BYTES, BaselineShards, BaselinesUnavailable
 from certpolicy.kube.writegate import NotLeader
 from certpolicy.policy.findings import CertRef, Finding, Role
 from certpolicy.policy.renewal import CHANGED_ANCHOR, LeafBaseline, baseline_of, plain_fingerprint, regressions
@@ -83,7 +83,7 @@ def renewal_stage(ctx: PassContext, results: list[SecretResult],
             store.unreadable, store.damaged = 0, []
         _save(ctx, store)
         return out
-    except (BaselineStoreError, NotLeader) as e:
+    except (BaselinesUnavailable, NotLeader) as e:
         memory.baselines = None  # read afresh next pass
         ctx.out.problems.append(Problem("RenewalBaselineUnavailable", f"{e}; renewals are not compared "
                                         "until the baselines can be read and written"))

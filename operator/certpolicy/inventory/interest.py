@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from certpolicy.inventory.labelled import CABUNDLE_KINDS, LABELLED, LEAF_SECRETS, STORE_KINDS, WatchKey, watch_key
+from certpolicy.inventory.labelled import CABUNDLE_KINDS, LABELLED, LEAF_SECRETS, TRUSTSTORE_KINDS, WatchKey, watch_key
 from certpolicy.inventory.records import NamespaceRecord, PodRecord, SecretRecord
-from certpolicy.inventory.store import Change, Key
+from certpolicy.inventory.recordstore import Change, Key
 from certpolicy.kube.selectors import LabelSelector
 from certpolicy.policy.bundleref import BundleRef, BundleRefError
 
@@ -86,14 +86,14 @@ def labelled_watches(spec: Mapping[str, Any]) -> frozenset[WatchKey]:
         keys.add(watch_key(LEAF_SECRETS, q))
     for stores in (spec.get("trustStores"), (spec.get("requirements") or {}).get("trustedBy")):
         if isinstance(stores, Mapping) and (q := _query(stores.get("selector"))):
-            keys.update(watch_key(k, q) for k in STORE_KINDS)
+            keys.update(watch_key(k, q) for k in TRUSTSTORE_KINDS)
     cab = spec.get("caBundles")
     if isinstance(cab, Mapping) and (q := _query(cab.get("selector"))):
         keys.update(watch_key(k, q) for k in CABUNDLE_KINDS)
     return frozenset(keys)
 
 
-def store_password_names(spec: Mapping[str, Any]) -> frozenset[str]:
+def keystore_password_names(spec: Mapping[str, Any]) -> frozenset[str]:
     """The Secret names of ``passwordSecretRef`` in spec.selector, spec.trustStores and
     spec.requirements.trustedBy (each a Secret in the keystore's own namespace)."""
     names = set()
@@ -125,7 +125,7 @@ class Reads:
     ca_secret: str | None = None  # spec.ca.secretName; its rotation siblings share it as a prefix
     #: Keystore password Secrets (spec.selector, spec.trustStores, requirements.trustedBy
     #: passwordSecretRef): a name, in each keystore's own namespace, so watched in every one.
-    store_passwords: frozenset[str] = frozenset()
+    keystore_passwords: frozenset[str] = frozenset()
     #: Label-selected watches: Secrets of any type (secretSelector), trust stores (spec.trustStores,
     #: requirements.trustedBy), caBundle holders (spec.caBundles). Never with an empty selector.
     labelled: frozenset[WatchKey] = frozenset()
@@ -151,7 +151,7 @@ class Reads:
             passwords=frozenset(passwords),
             ca_secret=((spec.get("ca") or {}).get("secretName") or None),
             labelled=labelled_watches(spec),
-            store_passwords=store_password_names(spec),
+            keystore_passwords=keystore_password_names(spec),
         )
 
     # ---- what the inventory holds for this policy ---------------------------------------------
@@ -212,7 +212,7 @@ class Reads:
         if source.startswith(LABELLED + ":"):
             return source[len(LABELLED) + 1:] in {str(k) for k in self.labelled}
         if source == PASSWORD_SECRETS:
-            return change.key[1] in self.store_passwords
+            return change.key[1] in self.keystore_passwords
         if source == BUNDLE_SOURCES:
             return self.bundle_source is not None and (change.kind, *change.key) == source_ref(self.bundle_source)
         return True  # an unknown source: waking too often is safe, missing a change is not

@@ -54,7 +54,7 @@ from certpolicy.inventory.records import (
     parse_pod_object,
     parse_secret_object,
 )
-from certpolicy.inventory.store import Change, Key, RecordStore
+from certpolicy.inventory.recordstore import Change, Key, RecordStore
 from certpolicy.inventory.watch import ListWatcher, Watched
 from certpolicy.kube.managed import kind_served
 from certpolicy.kube.rawapi import RawClient
@@ -257,7 +257,7 @@ class Inventory:
 
     def _hold(self, reads: Reads) -> None:
         self.named["Secret"].acquire("secret", reads.tracked_secrets())
-        self.named["Secret"].acquire_names("password", reads.store_passwords)
+        self.named["Secret"].acquire_names("password", reads.keystore_passwords)
         if reads.bundle_source is not None:
             src = reads.bundle_source
             self.named[src.kind].acquire("bundle", [(src.namespace, src.name)])
@@ -268,7 +268,7 @@ class Inventory:
     def _release(self, reads: Reads) -> None:
         self.labelled.release(reads.labelled)
         self.named["Secret"].release("secret", reads.tracked_secrets())
-        self.named["Secret"].release_names("password", reads.store_passwords)
+        self.named["Secret"].release_names("password", reads.keystore_passwords)
         if reads.bundle_source is not None:
             src = reads.bundle_source
             self.named[src.kind].release("bundle", [(src.namespace, src.name)])

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from certpolicy.inventory.store import Change, RecordStore
+from certpolicy.inventory.recordstore import Change, RecordStore
 from certpolicy.inventory.watch import ListWatcher, Watched
 from certpolicy.kube.rawapi import RawClient
 
@@ -132,13 +132,13 @@ class LabelledWatches:
 def _kinds() -> dict[str, LabelledKind]:
     from functools import partial
 
-    from certpolicy.inventory.records import parse_cabundle_object, parse_labelled_secret, parse_store_object
+    from certpolicy.inventory.records import parse_cabundle_object, parse_labelled_secret, parse_truststore_object
 
     kinds = [
         # Secrets of any type but kubernetes.io/tls (those are in the TLS watch already).
         LabelledKind("labelled-secrets", "Secret", "/api/v1/secrets", "type!=kubernetes.io/tls", parse_labelled_secret),
-        LabelledKind("store-configmaps", "ConfigMap", "/api/v1/configmaps", None, partial(parse_store_object, kind="ConfigMap")),
-        LabelledKind("store-secrets", "Secret", "/api/v1/secrets", None, partial(parse_store_object, kind="Secret")),
+        LabelledKind("store-configmaps", "ConfigMap", "/api/v1/configmaps", None, partial(parse_truststore_object, kind="ConfigMap")),
+        LabelledKind("store-secrets", "Secret", "/api/v1/secrets", None, partial(parse_truststore_object, kind="Secret")),
     ]
     for kind, path in CABUNDLE_PATHS.items():
         kinds.append(LabelledKind(f"cabundle-{kind.lower()}s", kind, path, None, partial(parse_cabundle_object, kind=kind)))
@@ -154,5 +154,5 @@ CABUNDLE_PATHS = {
 }
 KINDS = _kinds()
 LEAF_SECRETS = KINDS["labelled-secrets"]
-STORE_KINDS = (KINDS["store-configmaps"], KINDS["store-secrets"])
+TRUSTSTORE_KINDS = (KINDS["store-configmaps"], KINDS["store-secrets"])
 CABUNDLE_KINDS = tuple(KINDS[f"cabundle-{k.lower()}s"] for k in CABUNDLE_PATHS)

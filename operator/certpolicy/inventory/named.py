@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 from kubernetes.client import ApiException
 
-from certpolicy.inventory.store import Key, RecordStore, key_of
+from certpolicy.inventory.recordstore import Key, RecordStore, key_of
 from certpolicy.inventory.watch import ListWatcher, Watched
 from certpolicy.kube.rawapi import RawClient
 

@@ -263,7 +263,7 @@ def parse_labelled_secret(obj: dict[str, Any]) -> SecretRecord | None:
 
 
 @dataclass(frozen=True)
-class StoreEntry:
+class TruststoreDataKey:
     """One data key holding certificates: what it holds and what could not be read."""
 
     key: str
@@ -274,7 +274,7 @@ class StoreEntry:
 
 
 @dataclass(frozen=True)
-class StoreRecord:
+class TruststoreRecord:
     """A ConfigMap or Secret selected as holding trust stores: each store-like data key, read."""
 
     kind: str
@@ -283,7 +283,7 @@ class StoreRecord:
     uid: str
     resource_version: str
     labels: tuple[tuple[str, str], ...]
-    entries: tuple[StoreEntry, ...]
+    entries: tuple[TruststoreDataKey, ...]
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -313,24 +313,24 @@ def _decoded(obj: dict[str, Any], kind: str) -> tuple[dict[str, bytes], list[str
     return raw, bad
 
 
-def parse_store_object(obj: dict[str, Any], kind: str) -> StoreRecord:
+def parse_truststore_object(obj: dict[str, Any], kind: str) -> TruststoreRecord:
     """Every data key that may hold certificates (by the key patterns), read by content with its
     sibling password if there is one. Which keys count as trust stores is the policy's choice."""
+    from certpolicy.pki.certstores import JCEKS, JKS, PKCS12, read_certstore, sibling_password
     from certpolicy.pki.load import LoadProblem
     from certpolicy.pki.secretdata import classify_data_key
-    from certpolicy.pki.stores import JCEKS, JKS, PKCS12, read_store, sibling_password
 
     meta = obj.get("metadata") or {}
     raw, bad = _decoded(obj, kind)
-    entries = [StoreEntry(k, "", (), (LoadProblem("MalformedSecretData", "value is not valid base64", k),)) for k in bad]
+    entries = [TruststoreDataKey(k, "", (), (LoadProblem("MalformedSecretData", "value is not valid base64", k),)) for k in bad]
     for k in sorted(raw):
         if classify_data_key(k) in (None, "key", "password"):
             continue
         _, password = sibling_password(k, raw)
-        store = read_store(raw[k], password, source=k)
+        store = read_certstore(raw[k], password, source=k)
         needs = password is None and store.format in (PKCS12, JKS, JCEKS) and (store.unreadable or store.unverified)
-        entries.append(StoreEntry(k, store.format, store.certificates, store.problems, needs))
-    return StoreRecord(kind, meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""),
+        entries.append(TruststoreDataKey(k, store.format, store.certificates, store.problems, needs))
+    return TruststoreRecord(kind, meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""),
                        meta.get("resourceVersion", ""), tuple(sorted((meta.get("labels") or {}).items())),
                        tuple(entries))
 

@@ -16,7 +16,7 @@ from certpolicy.inventory.interest import label_selectors, named_keys
 from certpolicy.inventory.inventory import Mount
 from certpolicy.inventory.labelled import LEAF_SECRETS, WatchKey, watch_key
 from certpolicy.inventory.records import NamespaceRecord, SecretRecord
-from certpolicy.inventory.store import Key
+from certpolicy.inventory.recordstore import Key
 
 R_co = TypeVar("R_co", covariant=True)
 

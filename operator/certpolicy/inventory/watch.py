@@ -23,7 +23,7 @@ from certpolicy.kube.rawapi import METADATA_ONLY, METADATA_ONLY_WATCH, RawClient
 log = logging.getLogger(__name__)
 
 
-class Store(Protocol):
+class WatchSink(Protocol):
     def replace(self, items: Iterable[dict]) -> None: ...
     def upsert(self, obj: dict) -> None: ...
     def delete(self, obj: dict) -> None: ...
@@ -57,7 +57,7 @@ class Watched:
 
 
 class ListWatcher:
-    def __init__(self, raw: RawClient, path: str, store: Store, *, name: str,
+    def __init__(self, raw: RawClient, path: str, store: WatchSink, *, name: str,
                  query: Mapping[str, Any] | None = None, page_size: int = 500,
                  watch_timeout: int = 240, backoff_max: float = 10.0, metadata_only: bool = False) -> None:
         self.raw = raw
@@ -80,7 +80,7 @@ class ListWatcher:
         self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
 
     @classmethod
-    def of(cls, raw: RawClient, watched: Watched, store: Store, *, watch_timeout: int = 240) -> ListWatcher:
+    def of(cls, raw: RawClient, watched: Watched, store: WatchSink, *, watch_timeout: int = 240) -> ListWatcher:
         return cls(raw, watched.path, store, name=watched.name, query=watched.query(), watch_timeout=watch_timeout,
                    metadata_only=watched.metadata_only)
 

@@ -72,7 +72,7 @@ def shard_bytes(entries: Mapping[str, str]) -> int:
     return sum(len(k) + len(v.encode()) for k, v in entries.items())
 
 
-class BaselineStoreError(Exception):
+class BaselinesUnavailable(Exception):
     """A shard could not be read or written; the message names it, never its content."""
 
 
@@ -129,7 +129,7 @@ class BaselineShards:
                     break
                 query["continue"] = token
         except ApiException as e:
-            raise BaselineStoreError(f"the renewal baselines in namespace {namespace} could not be read "
+            raise BaselinesUnavailable(f"the renewal baselines in namespace {namespace} could not be read "
                                      f"(HTTP {e.status})") from e
         return store
 
@@ -196,7 +196,7 @@ class BaselineShards:
 
     def save(self, raw: RawClient) -> int:
         """Write the changed shards (one request each; empty ones deleted); returns how many
-        requests were made. Raises BaselineStoreError; a 409 means the copy in memory is stale."""
+        requests were made. Raises BaselinesUnavailable; a 409 means the copy in memory is stale."""
         writes = 0
         for index in sorted(self.dirty):
             shard = self.shards[index]
@@ -216,7 +216,7 @@ class BaselineShards:
                     shard.resource_version = result.obj["metadata"]["resourceVersion"]
                     writes += 1
             except ApiException as e:
-                raise BaselineStoreError(f"the renewal baselines could not be written to ConfigMap "
+                raise BaselinesUnavailable(f"the renewal baselines could not be written to ConfigMap "
                                          f"{self.namespace}/{name} (HTTP {e.status})") from e
             self.dirty.discard(index)
         return writes

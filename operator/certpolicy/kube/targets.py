@@ -70,7 +70,7 @@ class TargetKind(ApiKind):
     """A kind of object that holds a trust bundle. Subclasses say how it stores one."""
 
     #: whether it can hold truststores (``formats``) next to the PEM
-    holds_stores: bool = True
+    holds_truststores: bool = True
     #: top-level fields of a newly created object besides metadata and the content
     create_fields: Mapping[str, Any] = field(default_factory=dict)
     #: what to do when the API server does not serve the kind (for a beta API)
@@ -86,7 +86,7 @@ class TargetKind(ApiKind):
         """The PEM bundle stored at ``key``; None when the object or the key is absent."""
         raise NotImplementedError
 
-    def read_store(self, obj: Obj | None, key: str) -> bytes | None:
+    def read_truststore_bytes(self, obj: Obj | None, key: str) -> bytes | None:
         """The truststore file stored at ``key``; None when absent or unreadable."""
         return None
 
@@ -110,7 +110,7 @@ class ConfigMapTarget(TargetKind):
         value = (obj or {}).get("data", {}) or {}
         return value[key].encode() if key in value else None
 
-    def read_store(self, obj: Obj | None, key: str) -> bytes | None:
+    def read_truststore_bytes(self, obj: Obj | None, key: str) -> bytes | None:
         return _b64decode(((obj or {}).get("binaryData") or {}).get(key)) or None
 
     def contents(self, obj: Obj) -> dict[str, bytes | None]:
@@ -136,7 +136,7 @@ class SecretTarget(TargetKind):
     def read_pem(self, obj: Obj | None, key: str) -> bytes | None:
         return _b64decode(((obj or {}).get("data") or {}).get(key))
 
-    def read_store(self, obj: Obj | None, key: str) -> bytes | None:
+    def read_truststore_bytes(self, obj: Obj | None, key: str) -> bytes | None:
         return _b64decode(((obj or {}).get("data") or {}).get(key)) or None
 
     def contents(self, obj: Obj) -> dict[str, bytes | None]:
@@ -178,7 +178,7 @@ TARGET_KINDS: dict[str, TargetKind] = {
     CONFIG_MAP: ConfigMapTarget(CONFIG_MAP, "v1", "configmaps"),
     SECRET: SecretTarget(SECRET, "v1", "secrets", create_fields={"type": "Opaque"}),
     CLUSTER_TRUST_BUNDLE: ClusterTrustBundleTarget(CLUSTER_TRUST_BUNDLE, CTB_GROUP_VERSION, "clustertrustbundles",
-                                                   namespaced=False, holds_stores=False,
+                                                   namespaced=False, holds_truststores=False,
                                                    served_note="beta: enable the ClusterTrustBundle feature gate "
                                                                "and that runtime-config"),
 }

@@ -12,7 +12,7 @@ Input shapes handled:
   ``cert.pem``, ``*.crt``/``*.pem``/``*.cer``/``*.der`` (PEM or DER), a separate ``chain.pem``; CA
   files such as ``ca.crt``/``ca.pem``; keys under ``tls.key``/``*.key``/``privkey.pem`` or inside
   the certificate PEM; keystores — PKCS#12 ``*.p12``/``*.pfx``, JKS/JCEKS ``*.jks``/``*.jceks``/
-  ``*.ks``, or a key named ``keystore`` — recognised by content (:mod:`certpolicy.pki.stores`) and
+  ``*.ks``, or a key named ``keystore`` — recognised by content (:mod:`certpolicy.pki.certstores`) and
   opened with the password passed in (a Secret reference resolved by the operator), else a
   sibling data key (``keystore.jks.password``, ``keystore-password``, ``password``, ...), else
   none. Trust stores (``truststore.jks``, ``cacerts``, ...) are not part of a Secret's own
@@ -37,6 +37,7 @@ from typing import Any
 from cryptography import x509
 
 from certpolicy.pki.cache import FifoCache
+from certpolicy.pki.certstores import is_password_key, is_truststore_key, read_certstore, sibling_password
 from certpolicy.pki.fingerprint import certificate_fingerprint
 from certpolicy.pki.inspect import summarize
 from certpolicy.pki.keys import describe_key
@@ -49,7 +50,6 @@ from certpolicy.pki.load import (
     load_pkcs12,
     load_private_key,
 )
-from certpolicy.pki.stores import is_password_key, is_truststore_key, read_store, sibling_password
 
 TLS_TYPE = "kubernetes.io/tls"
 OPAQUE_TYPE = "Opaque"
@@ -438,7 +438,7 @@ def _from_opaque_keystore(
     source = roles["keystore"][0]
     if password is None:
         _, password = sibling_password(source, decoded)
-    store = read_store(decoded[source], password, source=source)
+    store = read_certstore(decoded[source], password, source=source)
     if not store.certificates:
         problems.extend(store.problems)
         why = next((p.message for p in store.problems), "")

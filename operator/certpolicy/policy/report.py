@@ -30,7 +30,7 @@ UNCHECKED_REASONS = frozenset({
     "TrustBundleEmpty",  # ... holds no certificate
     "SecretNotFound",  # a Secret named in spec.selector.names does not exist
     "OwnCANotAvailable",  # spec.ca without a trustBundle: chains must lead to the policy's CAs, and it has none
-    "TrustStoresNotJudged",  # more trust stores / caBundle holders selected than a pass judges (handlers/stores.py)
+    "TrustStoresNotJudged",  # more trust stores / caBundle holders selected than a pass judges (handlers/truststores.py)
     "RenewalBaselineUnavailable",  # the renewal guard's baselines cannot be read or written: renewals not compared
     "RenewalBaselineFull",  # some selected Secrets have no baseline (shards full): their renewals cannot be compared
     "RenewalBaselineUnreadable",  # damaged baselines: those Secrets' current leaves were not compared (retaken)

@@ -82,7 +82,7 @@ FIELDS = (
     "allowedSignatureHashes",
     "requirePrivateKey",
     "trustBundle",  # resolved by the operator, not here
-    "trustedBy",  # the peers' trust stores: parsed by store_selection_from_spec, resolved by the operator
+    "trustedBy",  # the peers' trust stores: parsed by truststore_selection_from_spec, resolved by the operator
     "renewal",  # the renewal regression guard: parsed by renewal_guard_from_spec, kept by the operator
 )
 
@@ -184,7 +184,7 @@ def requirements_from_spec(spec: Mapping[str, Any] | None) -> Requirements:
     hashes = _hashes(spec.get("allowedSignatureHashes"), problems)
     require_key = _bool("requirePrivateKey", spec.get("requirePrivateKey"), False, problems)
     if spec.get("trustedBy") is not None:
-        store_selection_from_spec(spec.get("trustedBy"), "requirements.trustedBy", problems)
+        truststore_selection_from_spec(spec.get("trustedBy"), "requirements.trustedBy", problems)
     _renewal_guard(spec.get("renewal"), problems)
     if problems:
         raise PolicySpecError(problems)
@@ -359,7 +359,7 @@ def _hashes(value: Any, problems: list[str]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class StoreSelection:
+class TruststoreSelection:
     """ConfigMaps and Secrets holding trust stores, selected by label (``spec.trustStores`` and
     ``spec.requirements.trustedBy`` share this shape). Selectors stay in their spec form; the
     operator turns them into server-side label selectors."""
@@ -405,7 +405,7 @@ def password_ref_from_spec(ref: Any, where: str, problems: list[str]) -> tuple[s
     return ref["name"], str(ref.get("key") or "password")
 
 
-def store_selection_from_spec(value: Any, where: str, problems: list[str] | None = None) -> StoreSelection | None:
+def truststore_selection_from_spec(value: Any, where: str, problems: list[str] | None = None) -> TruststoreSelection | None:
     """Validate ``trustedBy`` / ``trustStores``. With ``problems`` given, problems are appended
     there; otherwise :class:`PolicySpecError` is raised. None when ``value`` is None."""
     own = problems is None
@@ -434,7 +434,7 @@ def store_selection_from_spec(value: Any, where: str, problems: list[str] | None
         raise PolicySpecError(problems)
     if problems:
         return None
-    return StoreSelection(_frozen(selector), _frozen(ns_sel or {}), _dedupe(keys), pw_name, pw_key)
+    return TruststoreSelection(_frozen(selector), _frozen(ns_sel or {}), _dedupe(keys), pw_name, pw_key)
 
 
 # --- the renewal regression guard ---------------------------------------------------------------

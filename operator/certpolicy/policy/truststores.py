@@ -4,7 +4,7 @@ The lesson of the HL7 outage: each trust store was replaced or left stale on its
 is judged on its own — a ConfigMap PEM bundle, a PKCS#12 or JKS truststore in a Secret, a
 webhook's ``caBundle``. Two kinds of check:
 
-* **The store itself** (:func:`check_store`): every CA's expiry, weak keys and signatures (the
+* **The store itself** (:func:`check_truststore`): every CA's expiry, weak keys and signatures (the
   same rules as for a leaf's chain, at full severity: this finding is *about the store*), a
   certificate that is not a CA, the same certificate twice, and what could not be read.
 * **What the store must anchor** (:func:`missing_anchors`): ``requirements.trustedBy`` names the
@@ -80,21 +80,21 @@ def _issues(ca: x509.Certificate, chain: Sequence[x509.Certificate]) -> bool:
 
 
 @dataclass(frozen=True)
-class StoreCheck:
+class TruststoreCheck:
     """The findings on one store and the instant they may next change by time alone."""
 
     findings: tuple[Finding, ...]
     valid_until: dt.datetime | None
 
 
-def check_store(
+def check_truststore(
     req: Requirements,
     certificates: Sequence[x509.Certificate],
     problems: Iterable[LoadProblem],
     now: dt.datetime,
     *,
     what: str = "the trust store",
-) -> StoreCheck:
+) -> TruststoreCheck:
     """Findings on one store: what could not be read, then each certificate on its own."""
     out: list[Finding] = []
     for p in problems:
@@ -122,7 +122,7 @@ def check_store(
             if t > now and (upcoming is None or t < upcoming):
                 upcoming = t
     out.sort(key=Finding.sort_key)
-    return StoreCheck(tuple(out), upcoming)
+    return TruststoreCheck(tuple(out), upcoming)
 
 
 def anchors(certificates: Sequence[x509.Certificate], leaf: LeafAnchor) -> bool:

@@ -17,7 +17,7 @@ from cryptography import x509
 
 from certpolicy import GROUP, PLURAL, VERSION
 from certpolicy.inventory.interest import bundle_source, label_selectors, named_keys
-from certpolicy.inventory.store import Change, Key, RecordStore
+from certpolicy.inventory.recordstore import Change, Key, RecordStore
 from certpolicy.inventory.watch import ListWatcher, Watched
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.selectors import LabelSelector

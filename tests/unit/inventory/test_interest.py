@@ -16,7 +16,7 @@ from certpolicy.inventory.interest import (
     bundle_source,
 )
 from certpolicy.inventory.records import NamespaceRecord, PodRecord, Reference, SecretRecord
-from certpolicy.inventory.store import Change
+from certpolicy.inventory.recordstore import Change
 from certpolicy.pki.secretdata import material_from_secret
 from certpolicy.policy.bundleref import BundleRef
 
@@ -79,7 +79,7 @@ def test_keystore_password_secrets_wake_the_policies_naming_them_in_any_namespac
                                                 "passwordSecretRef": {"name": "peer-pw", "key": "k"}}})
     selector = Reads.of({"selector": {"secretSelector": {"matchLabels": {"a": "1"}},
                                       "passwordSecretRef": {"name": "ks-pw", "key": "pw"}}}, OPNS)
-    assert reads.store_passwords == {"ts-pw", "peer-pw"} and selector.store_passwords == {"ks-pw"}
+    assert reads.keystore_passwords == {"ts-pw", "peer-pw"} and selector.keystore_passwords == {"ks-pw"}
     for ns in ("team-a", "team-b", "anywhere"):
         assert concerns(reads, PASSWORD_SECRETS, Change("Secret", (ns, "ts-pw"), None, "1"))
         assert concerns(reads, PASSWORD_SECRETS, Change("Secret", (ns, "peer-pw"), "1", None))
@@ -87,7 +87,7 @@ def test_keystore_password_secrets_wake_the_policies_naming_them_in_any_namespac
         assert not concerns(selector, PASSWORD_SECRETS, Change("Secret", (ns, "ts-pw"), "1", "2"))
     assert not concerns(by_team("a"), PASSWORD_SECRETS, Change("Secret", ("team-a", "ts-pw"), None, "1"))
     # A malformed ref (the CRD refuses it) names nothing.
-    assert Reads.of({"selector": {"passwordSecretRef": {"key": "pw"}}, "trustStores": "x"}, OPNS).store_passwords == set()
+    assert Reads.of({"selector": {"passwordSecretRef": {"key": "pw"}}, "trustStores": "x"}, OPNS).keystore_passwords == set()
 
 
 def test_pods_wake_policies_through_the_secrets_they_mount():

@@ -9,7 +9,7 @@ read ``SecretNotFound`` for a Secret that exists (tests/integration/test_watch_b
 from __future__ import annotations
 
 from certpolicy.inventory.named import NamedObjects
-from certpolicy.inventory.store import RecordStore
+from certpolicy.inventory.recordstore import RecordStore
 
 
 def meta(namespace: str, name: str, rv: str = "1") -> dict:

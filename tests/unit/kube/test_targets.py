@@ -15,12 +15,12 @@ PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 def test_render_then_read_gives_back_the_pem_and_keeps_other_content(kind):
     target = target_kind(kind)
     other = {"spec": {"signerName": None}} if kind == "ClusterTrustBundle" else {"data": {"other": "keep"}}
-    stores = {"truststore.p12": b"\x30\x82store"} if target.holds_stores else {}
+    stores = {"truststore.p12": b"\x30\x82store"} if target.holds_truststores else {}
     content = target.render(other, "ca.crt", PEM, stores)
     obj = {**other, **content}
     assert target.read_pem(obj, "ca.crt") == PEM
-    if target.holds_stores:
-        assert target.read_store(obj, "truststore.p12") == b"\x30\x82store"
+    if target.holds_truststores:
+        assert target.read_truststore_bytes(obj, "truststore.p12") == b"\x30\x82store"
         assert obj["data"]["other"] == "keep"
     else:
         assert "signerName" in obj["spec"]
@@ -29,7 +29,7 @@ def test_render_then_read_gives_back_the_pem_and_keeps_other_content(kind):
 def test_absent_object_or_key_reads_as_none_and_undecodable_secret_data_as_empty():
     for kind in TARGET_KINDS.values():
         assert kind.read_pem(None, "ca.crt") is None
-        assert kind.read_store(None, "x") is None
+        assert kind.read_truststore_bytes(None, "x") is None
     assert target_kind("ConfigMap").read_pem({"data": {}}, "ca.crt") is None
     assert target_kind("Secret").read_pem({"data": {"ca.crt": "%%%"}}, "ca.crt") == b""
     assert target_kind("Secret").read_pem({"data": {"ca.crt": base64.b64encode(PEM).decode()}}, "ca.crt") == PEM
@@ -64,10 +64,10 @@ def test_a_store_rendered_as_none_is_removed_and_the_rest_kept(kind):
                "metadata": {"name": "x"}}
     content = target.render(current, "ca.crt", b"", {"truststore.p12": None})
     obj = {**current, **content}
-    assert target.read_store(obj, "truststore.p12") is None
-    assert target.read_store(obj, "truststore.jks") == b"jks"
+    assert target.read_truststore_bytes(obj, "truststore.p12") is None
+    assert target.read_truststore_bytes(obj, "truststore.jks") == b"jks"
     content = target.render(obj, "ca.crt", b"", {"truststore.jks": None, "never-there": None})
     obj = {**obj, **content}
-    assert target.read_store(obj, "truststore.jks") is None and target.read_pem(obj, "ca.crt") == b""
+    assert target.read_truststore_bytes(obj, "truststore.jks") is None and target.read_pem(obj, "ca.crt") == b""
     field = "binaryData" if kind == "ConfigMap" else "data"
     assert set(obj.get(field) or {}) <= {"ca.crt"}

@@ -99,9 +99,9 @@ def test_load_pkcs12_never_raises(data, password):
 
 # --- Java keystores and the store reader ---------------------------------------------------------
 
+from certpolicy.pki.certstores import CertstoreRead, read_certstore  # noqa: E402
 from certpolicy.pki.javakeystore import JavaKeystoreLoad, encode_jks_truststore, load_java_keystore  # noqa: E402
 from certpolicy.pki.secretdata import SecretMaterial, material_from_secret  # noqa: E402
-from certpolicy.pki.stores import StoreRead, read_store  # noqa: E402
 
 JKS_KS = certgen.golden_store("p256/leaf.jks")  # written by keytool, password changeit
 JCEKS_KS = certgen.golden_store("p256/leaf.jceks")
@@ -122,8 +122,8 @@ def test_load_java_keystore_never_raises(data, password):
 
 
 @given(st.one_of(java_stores, anything), passwords)
-def test_read_store_never_raises(data, password):
-    assert isinstance(read_store(data, password, source="store"), StoreRead)
+def test_read_certstore_never_raises(data, password):
+    assert isinstance(read_certstore(data, password, source="store"), CertstoreRead)
 
 
 @given(st.one_of(java_stores, mutated(P12)), st.sampled_from(["keystore.jks", "keystore", "store.p12", "truststore.jks"]),

@@ -11,8 +11,8 @@ from certpolicy.pki.load import LoadProblem
 from certpolicy.pki.secretdata import material_from_secret
 from certpolicy.policy.evaluate import evaluate
 from certpolicy.policy.findings import Severity
-from certpolicy.policy.spec import PolicySpecError, Requirements, requirements_from_spec, store_selection_from_spec
-from certpolicy.policy.truststores import LeafAnchor, anchors, check_store, missing_anchors
+from certpolicy.policy.spec import PolicySpecError, Requirements, requirements_from_spec, truststore_selection_from_spec
+from certpolicy.policy.truststores import LeafAnchor, anchors, check_truststore, missing_anchors
 
 NOW = certgen.utcnow()
 REQ = Requirements()
@@ -25,7 +25,7 @@ def reasons(check):
 
 
 def test_a_healthy_store_has_no_findings_and_knows_when_to_look_again():
-    check = check_store(REQ, [PKI.root.cert, OTHER.root.cert], (), NOW)
+    check = check_truststore(REQ, [PKI.root.cert, OTHER.root.cert], (), NOW)
     assert check.findings == ()
     assert check.valid_until is not None and check.valid_until > NOW
 
@@ -34,7 +34,7 @@ def test_every_ca_is_checked_for_expiry():
     expiring = certgen.root("expiring CA", valid_for=dt.timedelta(days=3), key_kind="p384", key_slot=5)
     expired = certgen.root("expired CA", not_before=NOW - dt.timedelta(days=30), not_after=NOW - dt.timedelta(days=1),
                            key_slot=6)
-    check = check_store(REQ, [PKI.root.cert, expiring.cert, expired.cert], (), NOW, what="ConfigMap hl7/peers ca.crt")
+    check = check_truststore(REQ, [PKI.root.cert, expiring.cert, expired.cert], (), NOW, what="ConfigMap hl7/peers ca.crt")
     by = {f.reason: f for f in check.findings}
     assert by["ExpiringSoon"].severity is Severity.CRITICAL and "expiring CA" in by["ExpiringSoon"].message
     assert by["Expired"].severity is Severity.CRITICAL and "expired CA" in by["Expired"].message
@@ -42,16 +42,16 @@ def test_every_ca_is_checked_for_expiry():
 
 def test_weak_key_duplicate_and_non_ca():
     weak = certgen.root("weak CA", key_kind="rsa1024")
-    check = check_store(REQ, [weak.cert, PKI.root.cert, PKI.root.cert, PKI.leaf.cert], (), NOW, what="the store")
+    check = check_truststore(REQ, [weak.cert, PKI.root.cert, PKI.root.cert, PKI.leaf.cert], (), NOW, what="the store")
     assert set(reasons(check)) >= {"WeakRSAKey", "DuplicateCertificate", "NonCACertificateInBundle"}
     dup = next(f for f in check.findings if f.reason == "DuplicateCertificate")
     assert "2 times" in dup.message
 
 
 def test_unreadable_and_empty_stores():
-    unreadable = check_store(REQ, [], [LoadProblem("KeystoreUnreadable", "JKS keystore integrity check failed", "truststore.jks")], NOW)
+    unreadable = check_truststore(REQ, [], [LoadProblem("KeystoreUnreadable", "JKS keystore integrity check failed", "truststore.jks")], NOW)
     assert reasons(unreadable) == ["KeystoreUnreadable"]
-    assert reasons(check_store(REQ, [], (), NOW)) == ["NoCertificate"]
+    assert reasons(check_truststore(REQ, [], (), NOW)) == ["NoCertificate"]
 
 
 def _anchor(pki, name="hl7/engine-tls"):
@@ -99,7 +99,7 @@ def test_webhook_cabundle_expiring_in_three_days_and_not_anchoring_its_leaf():
     ca = certgen.root("webhook CA", valid_for=dt.timedelta(days=3), key_slot=7)
     served = certgen.leaf(ca, "webhook.svc")
     bundle = [ca.cert]
-    check = check_store(REQ, bundle, (), NOW, what="caBundle of ValidatingWebhookConfiguration guard")
+    check = check_truststore(REQ, bundle, (), NOW, what="caBundle of ValidatingWebhookConfiguration guard")
     (f,) = check.findings
     assert f.reason == "ExpiringSoon" and f.severity is Severity.CRITICAL and "webhook CA" in f.message
     m = material_from_secret("kubernetes.io/tls", certgen.tls_secret(served, encoded=False)["data"])
@@ -108,7 +108,7 @@ def test_webhook_cabundle_expiring_in_three_days_and_not_anchoring_its_leaf():
 
 
 def test_trusted_by_spec():
-    sel = store_selection_from_spec({"selector": {"matchLabels": {"role": "peer"}}, "keys": ["truststore.jks"],
+    sel = truststore_selection_from_spec({"selector": {"matchLabels": {"role": "peer"}}, "keys": ["truststore.jks"],
                                      "passwordSecretRef": {"name": "pw"}}, "requirements.trustedBy")
     assert sel.selector_spec() == {"matchLabels": {"role": "peer"}} and sel.keys == ("truststore.jks",)
     assert (sel.password_secret, sel.password_key) == ("pw", "password")
@@ -116,4 +116,4 @@ def test_trusted_by_spec():
     with pytest.raises(PolicySpecError, match="select by label"):
         requirements_from_spec({"trustedBy": {"selector": {}}})
     with pytest.raises(PolicySpecError, match="unknown field"):
-        store_selection_from_spec({"selector": {"matchLabels": {"a": "b"}}, "nmes": []}, "trustStores")
+        truststore_selection_from_spec({"selector": {"matchLabels": {"a": "b"}}, "nmes": []}, "trustStores")

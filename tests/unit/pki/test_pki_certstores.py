@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import certgen
+from certpolicy.pki.certstores import detect_format, read_certstore, sibling_password, truststore_keys
 from certpolicy.pki.inspect import certificate_fingerprint
 from certpolicy.pki.javakeystore import encode_jks_truststore
 from certpolicy.pki.secretdata import KeyStatus, classify_data_key, material_from_secret
-from certpolicy.pki.stores import detect_format, read_store, sibling_password, truststore_keys
 
 PKI = certgen.golden_pki("p256")  # the PKI of the golden Java stores (tests/data/java)
 OTHER = certgen.pki("rsa2048")
@@ -32,13 +32,13 @@ STORES = {
 def test_format_is_recognised_by_content(fmt):
     data = STORES[fmt]()
     assert detect_format(data) == fmt
-    store = read_store(data, PW.encode(), source="x")
+    store = read_certstore(data, PW.encode(), source="x")
     assert store.format == fmt and store.certificates and not store.problems
 
 
 @pytest.mark.parametrize("fmt", ["PKCS12", "JKS", "JCEKS"])
 def test_keystore_with_wrong_password_is_unreadable_and_names_no_password(fmt):
-    store = read_store(STORES[fmt](), b"wrong-pass-123", source="keystore")
+    store = read_certstore(STORES[fmt](), b"wrong-pass-123", source="keystore")
     assert store.unreadable
     (p,) = store.problems
     assert p.reason == "KeystoreUnreadable" and p.source == "keystore"

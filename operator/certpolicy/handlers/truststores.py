@@ -31,36 +31,36 @@ from kubernetes.client import ApiException
 
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.problems import Problem
-from certpolicy.inventory.labelled import CABUNDLE_KINDS, STORE_KINDS, watch_key
-from certpolicy.inventory.records import CABundleRecord, SecretRecord, StoreEntry, StoreRecord
+from certpolicy.inventory.labelled import CABUNDLE_KINDS, TRUSTSTORE_KINDS, watch_key
+from certpolicy.inventory.records import CABundleRecord, SecretRecord, TruststoreDataKey, TruststoreRecord
 from certpolicy.kube.selectors import LabelSelector
+from certpolicy.pki.certstores import is_truststore_key, read_certstore
 from certpolicy.pki.load import LoadProblem
 from certpolicy.pki.secretdata import KeyStatus, SecretMaterial, material_from_secret
-from certpolicy.pki.stores import is_truststore_key, read_store
 from certpolicy.policy.evaluate import Evaluation
 from certpolicy.policy.findings import Finding
 from certpolicy.policy.report import SecretResult
-from certpolicy.policy.spec import StoreSelection, password_ref_from_spec, store_selection_from_spec
-from certpolicy.policy.truststores import LeafAnchor, check_store, missing_anchors
+from certpolicy.policy.spec import TruststoreSelection, password_ref_from_spec, truststore_selection_from_spec
+from certpolicy.policy.truststores import LeafAnchor, check_truststore, missing_anchors
 
 log = logging.getLogger("certpolicy.stores")
-MAX_STORES = 500  # stores (and caBundle holders) judged per policy and pass: the rest are counted in a problem
+MAX_TRUSTSTORES = 500  # stores (and caBundle holders) judged per policy and pass: the rest are counted in a problem
 STORES_NOT_JUDGED = "TrustStoresNotJudged"  # that problem's reason (Degraded; Compliant=Unknown)
 MAX_PASSWORD_READS = 50  # stores re-read with a passwordSecretRef per pass
 
 
-def _selected_stores(ctx: PassContext, sel: StoreSelection) -> list[StoreRecord]:
+def _selected_truststores(ctx: PassContext, sel: TruststoreSelection) -> list[TruststoreRecord]:
     query = LabelSelector.from_spec(sel.selector_spec()).to_query()
     ns_sel = LabelSelector.from_spec(sel.namespace_selector_spec())
-    out: dict[tuple[str, str, str], StoreRecord] = {}
-    for kind in STORE_KINDS:
+    out: dict[tuple[str, str, str], TruststoreRecord] = {}
+    for kind in TRUSTSTORE_KINDS:
         for (ns, name), rec in ctx.inventory.labelled_records(watch_key(kind, query)).items():
             if ns_sel.empty or ns_sel.matches(ctx.inventory.namespace_labels(ns)):
                 out[(rec.kind, ns, name)] = rec
     return [out[k] for k in sorted(out)]
 
 
-def _wanted(entry: StoreEntry, sel: StoreSelection) -> bool:
+def _wanted(entry: TruststoreDataKey, sel: TruststoreSelection) -> bool:
     if sel.keys:
         return any(fnmatch.fnmatchcase(entry.key, p) for p in sel.keys)
     return is_truststore_key(entry.key)
@@ -88,14 +88,14 @@ def _password(ctx: PassContext, namespace: str, secret: str, key: str) -> tuple[
 
 def _remember(ctx: PassContext, cache_key: tuple, versions: tuple, result: Any) -> Any:
     memo = ctx.memory.store_reads
-    if len(memo) > 4 * MAX_STORES:
+    if len(memo) > 4 * MAX_TRUSTSTORES:
         memo.clear()
     memo[cache_key] = (versions, result)
     return result
 
 
-def _with_password(ctx: PassContext, rec: StoreRecord, entry: StoreEntry, sel: StoreSelection,
-                   budget: list[int]) -> StoreEntry:
+def _with_password(ctx: PassContext, rec: TruststoreRecord, entry: TruststoreDataKey, sel: TruststoreSelection,
+                   budget: list[int]) -> TruststoreDataKey:
     """Re-read a store that needs a password, with ``passwordSecretRef``; else the entry as it was."""
     if not entry.needs_password or not sel.password_secret or budget[0] <= 0:
         return entry
@@ -103,7 +103,7 @@ def _with_password(ctx: PassContext, rec: StoreRecord, entry: StoreEntry, sel: S
     password, pw_version, why = _password(ctx, rec.namespace, sel.password_secret, sel.password_key)
     versions = (rec.resource_version, pw_version)
     if password is None:
-        return StoreEntry(entry.key, entry.format, (), (LoadProblem("KeystoreUnreadable", why, entry.key),))
+        return TruststoreDataKey(entry.key, entry.format, (), (LoadProblem("KeystoreUnreadable", why, entry.key),))
     hit = ctx.memory.store_reads.get(cache_key)
     if hit is not None and hit[0] == versions:
         return hit[1]
@@ -113,10 +113,10 @@ def _with_password(ctx: PassContext, rec: StoreRecord, entry: StoreEntry, sel: S
     field = "binaryData" if rec.kind == "ConfigMap" else "data"
     value = (obj.get(field) or {}).get(entry.key)
     raw = (obj.get("data") or {}).get(entry.key, "").encode() if value is None else base64.b64decode(value)
-    store = read_store(raw, password, source=entry.key)
+    store = read_certstore(raw, password, source=entry.key)
     del raw, password
     return _remember(ctx, cache_key, versions,
-                     StoreEntry(entry.key, store.format, store.certificates, store.problems, False))
+                     TruststoreDataKey(entry.key, store.format, store.certificates, store.problems, False))
 
 
 def _needs_password(material: SecretMaterial) -> bool:
@@ -136,7 +136,7 @@ def keystores_with_password(ctx: PassContext, secrets: Sequence[SecretRecord]) -
     out = [_keystore_with_password(ctx, rec, name, key, budget) if _needs_password(rec.material) else rec
            for rec in secrets]
     # The password Secret is watched by name in every namespace (inventory/interest.py Reads
-    # .store_passwords): creating, changing or deleting it wakes this policy at once.
+    # .keystore_passwords): creating, changing or deleting it wakes this policy at once.
     return out
 
 
@@ -181,19 +181,19 @@ def trust_stores_stage(ctx: PassContext, *, leaves: Iterable[LeafAnchor]) -> lis
     results: list[SecretResult] = []
     seen: set[tuple[str, str, str]] = set()
     budget = [MAX_PASSWORD_READS]
-    selections: list[tuple[StoreSelection, bool]] = []
+    selections: list[tuple[TruststoreSelection, bool]] = []
     for value, anchored in ((ctx.spec.get("trustStores"), False),
                             ((ctx.spec.get("requirements") or {}).get("trustedBy"), True)):
         try:
-            sel = store_selection_from_spec(value, "trustedBy" if anchored else "trustStores")
+            sel = truststore_selection_from_spec(value, "trustedBy" if anchored else "trustStores")
         except ValueError:
             sel = None  # reported by requirements_from_spec / rejected by the CRD schema
         if sel is not None:
             selections.append((sel, anchored))
     skipped = 0
     for sel, anchored in selections:
-        for rec in _selected_stores(ctx, sel):
-            if len(results) >= MAX_STORES:
+        for rec in _selected_truststores(ctx, sel):
+            if len(results) >= MAX_TRUSTSTORES:
                 skipped += 1
                 continue
             key = (rec.kind, rec.namespace, rec.name)
@@ -204,7 +204,7 @@ def trust_stores_stage(ctx: PassContext, *, leaves: Iterable[LeafAnchor]) -> lis
             until: dt.datetime | None = None
             for e in entries:
                 what = f"{rec.kind} {rec.namespace}/{rec.name} key {e.key}"
-                check = check_store(ctx.requirements, e.certificates, e.problems, ctx.now, what=what)
+                check = check_truststore(ctx.requirements, e.certificates, e.problems, ctx.now, what=what)
                 findings.extend(check.findings)
                 until = _earliest(until, check.valid_until)
                 if anchored and e.certificates:
@@ -220,7 +220,7 @@ def trust_stores_stage(ctx: PassContext, *, leaves: Iterable[LeafAnchor]) -> lis
     if skipped:
         # Not judged is not compliant: the policy's Compliant is Unknown (policy.report.UNCHECKED_REASONS).
         ctx.out.problems.append(Problem(STORES_NOT_JUDGED, f"{skipped} selected trust stores or caBundle holders "
-                                                           f"were not judged: a policy judges at most {MAX_STORES} "
+                                                           f"were not judged: a policy judges at most {MAX_TRUSTSTORES} "
                                                            "of each per pass; narrow its selectors"))
     return results
 
@@ -230,7 +230,7 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
 
 
 def _ca_bundles(ctx: PassContext) -> tuple[list[SecretResult], int]:
-    """The judged caBundle holders (at most MAX_STORES) and how many more were not judged."""
+    """The judged caBundle holders (at most MAX_TRUSTSTORES) and how many more were not judged."""
     cab = ctx.spec.get("caBundles")
     if not isinstance(cab, Mapping) or not cab.get("selector"):
         return [], 0
@@ -239,7 +239,7 @@ def _ca_bundles(ctx: PassContext) -> tuple[list[SecretResult], int]:
         return [], 0
     records = [rec for kind in CABUNDLE_KINDS
                for _key, rec in sorted(ctx.inventory.labelled_records(watch_key(kind, query)).items())]
-    return [_ca_bundle_result(ctx, rec) for rec in records[:MAX_STORES]], max(0, len(records) - MAX_STORES)
+    return [_ca_bundle_result(ctx, rec) for rec in records[:MAX_TRUSTSTORES]], max(0, len(records) - MAX_TRUSTSTORES)
 
 
 def _ca_bundle_result(ctx: PassContext, rec: CABundleRecord) -> SecretResult:
@@ -252,7 +252,7 @@ def _ca_bundle_result(ctx: PassContext, rec: CABundleRecord) -> SecretResult:
     until: dt.datetime | None = None
     for where, certs, problems in rec.bundles:
         what = f"the caBundle at {where} of {rec.kind} {rec.name}"
-        check = check_store(ctx.requirements, certs, problems, ctx.now, what=what)
+        check = check_truststore(ctx.requirements, certs, problems, ctx.now, what=what)
         findings.extend(check.findings)
         until = _earliest(until, check.valid_until)
         if served is not None and certs:

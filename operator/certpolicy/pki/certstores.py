@@ -1,6 +1,6 @@
 """Certificate stores of any format, recognised by content: PEM, DER, PKCS#12, JKS, JCEKS.
 
-One entry point, :func:`read_store`, for every place that holds "some certificates, maybe a key,
+One entry point, :func:`read_certstore`, for every place that holds "some certificates, maybe a key,
 maybe behind a password": a keystore in an Opaque Secret, a truststore in a ConfigMap, a PEM
 bundle under ``ca.crt``. The format comes from the bytes (a JKS magic number, the PKCS#12
 ``PFX`` version, a PEM marker), never from the file name alone: ``truststore`` without an
@@ -27,7 +27,7 @@ PEM, DER, PKCS12, JKS, JCEKS = "PEM", "DER", "PKCS12", "JKS", "JCEKS"
 
 
 @dataclass(frozen=True)
-class StoreRead:
+class CertstoreRead:
     """What one store holds. ``key`` is transient (out of repr and equality)."""
 
     format: str
@@ -70,14 +70,14 @@ def detect_format(data: bytes) -> str:
     return DER
 
 
-def read_store(data: bytes, password: bytes | None = None, *, source: str = "") -> StoreRead:
+def read_certstore(data: bytes, password: bytes | None = None, *, source: str = "") -> CertstoreRead:
     """The certificates (and, for keystores, the key) of one stored value. Never raises.
 
     ``password``: for PKCS#12 and Java keystores; ignored for PEM and DER. A store that cannot be
     opened gives a ``KeystoreUnreadable`` problem naming the reason (never the password).
     """
     if not isinstance(data, (bytes, bytearray)):
-        return StoreRead("", (), (LoadProblem("NoCertificate", "no data", source),))
+        return CertstoreRead("", (), (LoadProblem("NoCertificate", "no data", source),))
     data = bytes(data)
     fmt = detect_format(data)
     if fmt in (JKS, JCEKS):
@@ -85,10 +85,10 @@ def read_store(data: bytes, password: bytes | None = None, *, source: str = "") 
     if fmt == PKCS12:
         return _read_pkcs12(data, password, source)
     loaded = load_certificates(data)
-    return StoreRead(fmt, loaded.certificates, tuple(p.with_source(source) for p in loaded.problems))
+    return CertstoreRead(fmt, loaded.certificates, tuple(p.with_source(source) for p in loaded.problems))
 
 
-def _read_pkcs12(data: bytes, password: bytes | None, source: str) -> StoreRead:
+def _read_pkcs12(data: bytes, password: bytes | None, source: str) -> CertstoreRead:
     p12 = load_pkcs12(data, password)
     certs = ((p12.certificate,) if p12.certificate is not None else ()) + p12.additional_certificates
     problems: list[LoadProblem] = []
@@ -99,10 +99,10 @@ def _read_pkcs12(data: bytes, password: bytes | None, source: str) -> StoreRead:
     elif p12.problem:
         problems.append(LoadProblem(p12.problem, p12.detail, source))
     key_cert = p12.certificate if p12.key is not None else None
-    return StoreRead(PKCS12, certs, tuple(problems), key_cert, p12.key)
+    return CertstoreRead(PKCS12, certs, tuple(problems), key_cert, p12.key)
 
 
-def _read_java(data: bytes, password: bytes | None, fmt: str, source: str) -> StoreRead:
+def _read_java(data: bytes, password: bytes | None, fmt: str, source: str) -> CertstoreRead:
     ks = load_java_keystore(data, password)
     problems: list[LoadProblem] = []
     if ks.problem:
@@ -120,7 +120,7 @@ def _read_java(data: bytes, password: bytes | None, fmt: str, source: str) -> St
     chain = next((e.certificates for e in ks.entries if e.kind == "privateKey" and e.certificates), ())
     ordered = [c for e in ks.entries if e.kind == "privateKey" for c in e.certificates]
     ordered += [c for e in ks.entries if e.kind != "privateKey" for c in e.certificates]
-    return StoreRead(fmt, tuple(ordered), tuple(problems), key_cert, key, key_problem,
+    return CertstoreRead(fmt, tuple(ordered), tuple(problems), key_cert, key, key_problem,
                      unverified=bool(ks.format) and not ks.verified and not ks.problem, key_chain=chain)
 
 
@@ -160,7 +160,7 @@ def sibling_password(name: str, data: Mapping[str, bytes]) -> tuple[str | None, 
     """(data key, password) of the sibling holding ``name``'s password, or (None, None).
 
     The value is stripped of surrounding whitespace and line ends (``echo`` adds one); it is a
-    password only to :func:`read_store`, never logged or returned in a message.
+    password only to :func:`read_certstore`, never logged or returned in a message.
     """
     lower = {k.lower(): k for k in data}
     stem = name.rsplit(".", 1)[0] if "." in name else name
