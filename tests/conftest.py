@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 import timers
+from crd import GROUP, PLURAL, VERSION
 from paths import CRD_FILE
 
 
@@ -200,7 +201,7 @@ def audit(cluster, core_v1, custom_api):
         keys += hygiene.keys_in_secret_data(secret.data)
     for event in core_v1.list_event_for_all_namespaces().items:
         collected.add(f"event {event.metadata.namespace}/{event.metadata.name}", f"{event.reason} {event.message}")
-    for policy in custom_api.list_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies")["items"]:
+    for policy in custom_api.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]:
         collected.add(f"policy {policy['metadata']['name']}", str(policy))
     assert collected.volume > 0
     leaks = collected.leaks(keys)
@@ -294,7 +295,7 @@ def policies(custom_api, crd, audit):
     created: list[str] = []
 
     def create(body: dict) -> dict:
-        obj = custom_api.create_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", body)
+        obj = custom_api.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
         created.append(obj["metadata"]["name"])
         return obj
 
@@ -302,14 +303,14 @@ def policies(custom_api, crd, audit):
     for name in created:
         try:  # the status as the test left it, for the hygiene audit
             audit.add(f"policy {name}", str(custom_api.get_cluster_custom_object(
-                "certpolicy.io", "v1alpha1", "certificatepolicies", name)))
+                GROUP, VERSION, PLURAL, name)))
         except ApiException as e:
             if e.status != 404:
                 raise
         for call in (
             # B023: each lambda is called within this iteration, while `name` is still this one
-            lambda: custom_api.delete_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name),  # noqa: B023
-            lambda: custom_api.patch_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies", name,  # noqa: B023
+            lambda: custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name),  # noqa: B023
+            lambda: custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name,  # noqa: B023
                                                            {"metadata": {"finalizers": None}}),
         ):
             try:

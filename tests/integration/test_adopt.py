@@ -12,14 +12,10 @@ from __future__ import annotations
 import base64
 import uuid
 
+from crd import GROUP, PLURAL, VERSION, condition
 from kubewait import policy_gone, wait_for
 
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 MANAGED_BY, OWNER_UID, ROLE = "certpolicy.io/managed-by", "certpolicy.io/managed-by-uid", "certpolicy.io/role"
-
-
-def _condition(st: dict, kind: str) -> dict:
-    return next((c for c in st.get("conditions") or () if c["type"] == kind), {})
 
 
 def test_a_re_created_policy_adopts_what_its_deleted_predecessor_left_and_nothing_of_a_live_one(
@@ -38,7 +34,7 @@ def test_a_re_created_policy_adopts_what_its_deleted_predecessor_left_and_nothin
 
     def settled(st: dict) -> bool:
         return ((st.get("issued") or {}).get("ready") == 1 and (st.get("bundleTargets") or {}).get("verified") == 1
-                and _condition(st, "Degraded").get("status") == "False")
+                and condition(st, "Degraded").get("status") == "False")
 
     first_uid = policies(body)["metadata"]["uid"]
     ca_fp = wait_for(lambda: (s := status()) and settled(s) and s["ca"]["fingerprint"], timeout=60,
@@ -65,9 +61,9 @@ def test_a_re_created_policy_adopts_what_its_deleted_predecessor_left_and_nothin
 
     second_uid = policies(body)["metadata"]["uid"]
     assert second_uid != first_uid
-    st = wait_for(lambda: (s := status()) and _condition(s, "Degraded").get("reason") == "CANotOwned" and s,
+    st = wait_for(lambda: (s := status()) and condition(s, "Degraded").get("reason") == "CANotOwned" and s,
                   timeout=60, what="the re-created policy is CANotOwned")
-    message = _condition(st, "Degraded")["message"]
+    message = condition(st, "Degraded")["message"]
     assert f"earlier CertificatePolicy {name} (uid {first_uid})" in message, message
     assert "set spec.ca.adopt: true" in message and (
         f"kubectl patch certificatepolicy {name} --type=merge -p '{{\"spec\":{{\"ca\":{{\"adopt\":true}}}}}}'"

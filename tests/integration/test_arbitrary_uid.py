@@ -22,6 +22,7 @@ import pytest
 import certgen
 from certpolicy.kube.lease import DEFAULT_LEASE_NAMESPACE
 from certpolicy.kube.rawapi import RawClient
+from crd import GROUP, PLURAL, VERSION
 from kubewait import wait_for
 from operator_process import OperatorProcess
 
@@ -74,7 +75,7 @@ def test_certpolicy_run_leads_and_reconciles_under_a_uid_with_no_passwd_entry(
 
         def compliant():
             assert proc.proc.poll() is None, (tmp_path / "operator.log").read_text()[-2000:]
-            status = custom_api.get_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies",
+            status = custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL,
                                                           unique_name).get("status") or {}
             cond = next((c for c in status.get("conditions") or () if c["type"] == "Compliant"), None)
             return cond if cond and cond["status"] == "True" and status.get("summary", {}).get("selected") == 1 else None

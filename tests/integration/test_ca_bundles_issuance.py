@@ -21,7 +21,7 @@ import ssl
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,9 +34,9 @@ from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.ownership import INJECT_CA_FROM, MANAGED_BY, Owner
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.timestamps import rfc3339
+from crd import GROUP, PLURAL, VERSION, condition, wait_status
 from kubewait import wait_for
 
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 RUN_LABEL = "certpolicy-cbi-run"
 
 
@@ -74,26 +74,6 @@ def policy_body(name: str, label: str, *, requirements: dict | None = None, **sp
 def bundle_entry(cm_name: str, label: str, **extra) -> dict:
     return {"configMap": {"name": cm_name, "key": "ca.crt"},
             "namespaceSelector": {"matchLabels": {RUN_LABEL: label}}, **extra}
-
-
-def get_policy(custom_api, name: str) -> dict:
-    return custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
-
-
-def get_status(custom_api, name: str) -> dict:
-    return get_policy(custom_api, name).get("status") or {}
-
-
-def condition(status: dict, type_: str) -> dict:
-    return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
-
-
-def wait_status(custom_api, name: str, predicate: Callable[[dict], object], what: str, timeout: float = 30) -> dict:
-    def probe():
-        st = get_status(custom_api, name)
-        return st if predicate(st) else None
-
-    return wait_for(probe, timeout=timeout, what=what)
 
 
 def ca_fingerprint(custom_api, name: str) -> str:

@@ -10,9 +10,8 @@ import pytest
 import yaml
 from kubernetes.client import ApiException
 
+from crd import GROUP, PLURAL, VERSION
 from paths import EXAMPLES
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 def policy(spec: dict) -> dict:

@@ -21,13 +21,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import certgen
 from certpolicy.kube.namespaces import ensure_namespace
+from crd import GROUP, PLURAL, VERSION
 from kubewait import wait_for
 from paths import REPO
 from promql import names
 
 DASHBOARD = REPO / "charts" / "certpolicy-operator" / "dashboards" / "certpolicy-operator.json"
 RULES = REPO / "manifests" / "prometheusrule.yaml"
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 # Grafana's variables, as a query would be sent
 VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$policy": ".*", "$namespace": ".*",
              "$role": ".*", "$severity": ".*"}

@@ -17,10 +17,10 @@ from kubernetes.client import ApiException
 
 import certgen
 from certpolicy.localcluster.cluster import free_port
+from crd import GROUP, PLURAL, VERSION
 from kubewait import wait_for
 from operator_process import OperatorProcess
 
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 CONFIG = "certpolicy-operator"
 CONFIG_PATH = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 

@@ -46,11 +46,11 @@ from kopf.testing import KopfRunner
 from certpolicy import metrics
 from certpolicy.localcluster import LocalCluster
 from certpolicy.localcluster.cluster import free_port
+from crd import GROUP, PLURAL, VERSION
 from kubewait import WaitTimeout, events_since, wait_for
 from paths import EXAMPLES, REPO
 
 DOC_FILES = [REPO / "examples" / "README.md", REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 FENCE = re.compile(r"^\s*```(sh|bash|shell|console)\s*$")
 MARK = re.compile(r"^\s*<!-- (runnable|not runnable: .+) -->\s*$")
 

@@ -44,10 +44,10 @@ from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.localcluster import LocalCluster
 from certpolicy.localcluster.cluster import free_port
+from crd import GROUP, PLURAL, VERSION
 from kubewait import wait_for
 from operator_process import OperatorProcess
 
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 OPERATOR_NS = "certpolicy-system"
 #: certpolicy run's defaults (--lease-duration, --retry-period): what the tests without timing flags run with.
 LEASE_DURATION, RETRY_PERIOD = 15.0, 2.0

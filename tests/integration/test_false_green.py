@@ -19,14 +19,13 @@ import subprocess
 import time
 
 from kubernetes import client
-from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret
+from test_reconcile import labelled_namespace, make_policy, put_secret
 from test_selection_truth import PolicyVersions, kubectl_wait_passes
 
 import certgen
+from crd import GROUP, PLURAL, VERSION, condition, policy_status
 from figures import record as figure
 from kubewait import wait_for
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 def policy_events(core_v1, name: str) -> list:
@@ -78,7 +77,7 @@ def _never_green_until_fixed(cluster, operator, api_client, custom_api, core_v1,
         policies(body)
         wait = KubectlWait(cluster, name)
         st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("reason") == reason else None)(
-            get_status(custom_api, name)), timeout=30, what=f"Compliant=Unknown/{reason}")
+            policy_status(custom_api, name)), timeout=30, what=f"Compliant=Unknown/{reason}")
         compliant = condition(st, "Compliant")
         assert compliant["status"] == "Unknown", compliant
         assert st["summary"]["selected"] >= 1 and st["summary"]["violating"] == 0  # judged, not all checked
@@ -99,7 +98,7 @@ def _never_green_until_fixed(cluster, operator, api_client, custom_api, core_v1,
         assert wait.proc.wait(60) == 0, wait.proc.communicate()
         figure(f"{reason}: {len(before)} stored versions before the fix-up, none Compliant=True, kubectl wait "
                f"still waiting; it passed {time.monotonic() - started:.2f} s after the fix-up")
-        st = get_status(custom_api, name)
+        st = policy_status(custom_api, name)
         assert condition(st, "Compliant")["reason"] == "AllCompliant" and condition(st, "Degraded")["status"] == "False"
         assert wait_for(lambda: compliant_metric(operator.scrape, name) == "1.0", timeout=30, what="the metric at 1")
     finally:
@@ -121,7 +120,7 @@ def test_a_missing_trust_bundle_is_never_compliant_until_it_exists(
         metadata=client.V1ObjectMeta(name="trust"), data={"ca.crt": certgen.pem(ca).decode(), "other": "x"}))
 
     def fix():
-        st = get_status(custom_api, unique_name)
+        st = policy_status(custom_api, unique_name)
         assert "has no key 'ca.pem' (its PEM keys: 'ca.crt', 'other')" in condition(st, "Compliant")["message"]
         core_v1.patch_namespaced_config_map("trust", ns, {"data": {"ca.pem": certgen.pem(ca).decode()}})
 
@@ -170,7 +169,7 @@ def test_a_violation_wins_over_a_part_not_checked(operator, core_v1, custom_api,
                                               {"namespace": namespace, "name": "gone-tls"}]},
                        "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"]}}})
     st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("status") == "False" else None)(
-        get_status(custom_api, unique_name)), timeout=30, what="Compliant=False")
+        policy_status(custom_api, unique_name)), timeout=30, what="Compliant=False")
     compliant = condition(st, "Compliant")
     assert compliant["reason"] == "MissingClientAuth" and "Not checked:" in compliant["message"]
     assert f"{namespace}/gone-tls" in compliant["message"]
@@ -193,18 +192,18 @@ def test_trust_stores_beyond_the_per_pass_cap_are_not_checked_so_not_compliant(
               "spec": {"selector": {"namespaceSelector": {"matchLabels": {"no-secrets": unique_name}}}, "trustStores": {"selector": {"matchLabels": {"fg-store": unique_name}}},
                        "requirements": {}}})
     st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("reason") == "TrustStoresNotJudged" else None)(
-        get_status(custom_api, unique_name)), timeout=30, what="Compliant=Unknown/TrustStoresNotJudged")
+        policy_status(custom_api, unique_name)), timeout=30, what="Compliant=Unknown/TrustStoresNotJudged")
     assert condition(st, "Compliant")["status"] == "Unknown" and st["summary"]["selected"] == 1
     assert "1 selected trust stores or caBundle holders were not judged" in condition(st, "Degraded")["message"]
     core_v1.patch_namespaced_config_map("store-b", namespace, {"metadata": {"labels": {"fg-store": None}}})
-    wait_for(lambda: condition(get_status(custom_api, unique_name), "Compliant").get("reason") == "AllCompliant",
+    wait_for(lambda: condition(policy_status(custom_api, unique_name), "Compliant").get("reason") == "AllCompliant",
              timeout=30, what="AllCompliant once every selected store is judged")
 
 
 def test_nothing_selected_says_which_part_matched_nothing(operator, custom_api, policies, unique_name):
     make_policy(policies, unique_name, f"{unique_name}-nowhere", {})
     st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("reason") == "NothingSelected" else None)(
-        get_status(custom_api, unique_name)), timeout=30, what="NothingSelected")
+        policy_status(custom_api, unique_name)), timeout=30, what="NothingSelected")
     assert "(namespaceSelector matches 0 namespaces)" in condition(st, "Compliant")["message"]
 
 
@@ -245,7 +244,7 @@ def test_a_fault_in_any_stage_is_degraded_with_its_reason_and_a_warning_event(
 
     def visible(name: str, stage: str) -> None:
         st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("reason") == "ReconcileFailed" else None)(
-            get_status(custom_api, name)), timeout=30, what=f"Degraded/ReconcileFailed from {stage}")
+            policy_status(custom_api, name)), timeout=30, what=f"Degraded/ReconcileFailed from {stage}")
         assert f"InjectedFault: injected fault in {stage}" in condition(st, "Degraded")["message"], stage
         assert condition(st, "Compliant")["status"] == "Unknown", condition(st, "Compliant")
         events = wait_for(lambda: [e for e in policy_events(core_v1, name) if e.reason == "ReconcileFailed"],
@@ -271,7 +270,7 @@ def test_a_pass_that_raises_does_not_repeat_the_last_green_verdict(
     policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
               "spec": {"selector": {"names": [{"namespace": namespace, "name": "app-tls"}]},
                        "requirements": {"requireSAN": True}}})
-    wait_for(lambda: condition(get_status(custom_api, unique_name), "Compliant").get("status") == "True", timeout=30,
+    wait_for(lambda: condition(policy_status(custom_api, unique_name), "Compliant").get("status") == "True", timeout=30,
              what="Compliant=True")
     assert wait_for(lambda: compliant_metric(in_process_scrape, unique_name), timeout=30, what="the metric") == "1.0"
 
@@ -283,11 +282,11 @@ def test_a_pass_that_raises_does_not_repeat_the_last_green_verdict(
         m.setattr(reconcile, "select", injected_fault("select"))
         touch(False)
         st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("reason") == "ReconcileFailed" else None)(
-            get_status(custom_api, unique_name)), timeout=30, what="Compliant=Unknown/ReconcileFailed")
+            policy_status(custom_api, unique_name)), timeout=30, what="Compliant=Unknown/ReconcileFailed")
         assert condition(st, "Compliant")["status"] == "Unknown" and condition(st, "Degraded")["status"] == "True"
         assert compliant_metric(in_process_scrape, unique_name) == "0.0"
     touch(True)
-    wait_for(lambda: condition(get_status(custom_api, unique_name), "Compliant").get("status") == "True", timeout=45,
+    wait_for(lambda: condition(policy_status(custom_api, unique_name), "Compliant").get("status") == "True", timeout=45,
              what="Compliant=True again once a pass checks everything")
     assert wait_for(lambda: compliant_metric(in_process_scrape, unique_name) == "1.0", timeout=30, what="the metric back at 1")
 
@@ -301,7 +300,7 @@ def test_a_stage_problem_with_a_real_cause_is_degraded_and_a_warning_event(
                                                                 data={"ca.crt": ""}))
     policies(_full_policy(unique_name, ns))
     st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("status") == "True" else None)(
-        get_status(custom_api, unique_name)), timeout=30, what="Degraded")
+        policy_status(custom_api, unique_name)), timeout=30, what="Degraded")
     assert condition(st, "Degraded")["reason"] == "BundleTargetNotOwned", condition(st, "Degraded")
     events = wait_for(lambda: [e for e in policy_events(core_v1, unique_name) if e.reason == "BundleTargetNotOwned"],
                       timeout=30, what="a Warning BundleTargetNotOwned event")
@@ -338,7 +337,7 @@ def test_delete_with_a_pkcs12_truststore_finishes_and_removes_the_empty_truststo
     """Issue 22 item 1: removing the last CA left an empty truststore, which PKCS#12 cannot encode
     (cryptography raised 'You must supply at least one cert'); the deletion hung for ever."""
     policies(_pkcs12_policy(unique_name, namespace))
-    wait_for(lambda: (get_status(custom_api, unique_name).get("bundleTargets") or {}).get("verified") == 1,
+    wait_for(lambda: (policy_status(custom_api, unique_name).get("bundleTargets") or {}).get("verified") == 1,
              timeout=30, what="the truststores written")
     cm = core_v1.read_namespaced_config_map("java-ca", namespace)
     assert {"truststore.p12", "truststore.jks"} <= set(cm.binary_data or {})
@@ -360,12 +359,12 @@ def test_a_clean_up_that_cannot_finish_is_degraded_and_a_warning_event_until_it_
 
     monkeypatch.setattr(policy, "DELETION_RETRY", 1)  # kopf's TemporaryError delay, read per attempt
     policies(_pkcs12_policy(unique_name, namespace))
-    wait_for(lambda: (get_status(custom_api, unique_name).get("bundleTargets") or {}).get("verified") == 1,
+    wait_for(lambda: (policy_status(custom_api, unique_name).get("bundleTargets") or {}).get("verified") == 1,
              timeout=30, what="the bundle written")
     core_v1.patch_namespaced_config_map("java-ca", namespace, {"immutable": True})
     custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name)
     st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("reason") == "DeletionFailed" else None)(
-        get_status(custom_api, unique_name)), timeout=30, what="Degraded/DeletionFailed")
+        policy_status(custom_api, unique_name)), timeout=30, what="Degraded/DeletionFailed")
     message = condition(st, "Degraded")["message"]
     assert f"ConfigMap {namespace}/java-ca: Error HTTP 422" in message and "CA keys are kept" in message, message
     events = wait_for(lambda: [e for e in policy_events(core_v1, unique_name) if e.reason == "DeletionFailed"],
@@ -388,13 +387,13 @@ def test_a_fault_in_the_deletion_handler_is_degraded_and_a_warning_event(
 
     monkeypatch.setattr(policy, "DELETION_RETRY", 1)
     policies(_pkcs12_policy(unique_name, namespace))
-    wait_for(lambda: (get_status(custom_api, unique_name).get("bundleTargets") or {}).get("verified") == 1,
+    wait_for(lambda: (policy_status(custom_api, unique_name).get("bundleTargets") or {}).get("verified") == 1,
              timeout=30, what="the bundle written")
     with monkeypatch.context() as m:
         m.setattr(policy, "delete_everything", injected_fault("delete_everything"))
         custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name)
         st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("reason") == "DeletionFailed" else None)(
-            get_status(custom_api, unique_name)), timeout=30, what="Degraded/DeletionFailed")
+            policy_status(custom_api, unique_name)), timeout=30, what="Degraded/DeletionFailed")
         message = condition(st, "Degraded")["message"]
         assert "InjectedFault: injected fault in delete_everything" in message and "retried every 1 s" in message
         events = wait_for(lambda: [e for e in policy_events(core_v1, unique_name) if e.reason == "DeletionFailed"],

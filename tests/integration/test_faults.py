@@ -9,7 +9,7 @@ import uuid
 
 from kubernetes import client
 from rotation_support import Recorder
-from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret, secret_events
+from test_reconcile import labelled_namespace, make_policy, put_secret, secret_events
 from test_rotation import CASecretCounter, assert_each_rotation_sound, disrupt_during_each_step, rotation_setup, settled  # noqa: F401 (rotation_setup is a fixture)
 
 import certgen
@@ -23,10 +23,9 @@ from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.bundle import read_bundle
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.runcmd import EXIT_LEADERSHIP_LOST
+from crd import condition, policy_status
 from kubewait import wait_for
 from operator_process import OperatorProcess
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 def outage(cluster, *, compact: bool = True) -> None:
@@ -82,7 +81,7 @@ def test_api_server_restart_during_reconciliation_loses_nothing(
     make_policy(policies, unique_name, label, {
         "extendedKeyUsages": ["serverAuth", "clientAuth"],
         "trustBundle": {"configMap": {"namespace": ns, "name": bundle}}})
-    wait_for(lambda: get_status(custom_api, unique_name).get("summary", {}).get("selected") == 8, timeout=30,
+    wait_for(lambda: policy_status(custom_api, unique_name).get("summary", {}).get("selected") == 8, timeout=30,
              what="8 Secrets selected")
 
     outage(cluster)
@@ -95,7 +94,7 @@ def test_api_server_restart_during_reconciliation_loses_nothing(
 
     st = wait_for(lambda: (lambda s: s if s.get("summary") == {"selected": 8, "compliant": 4, "violating": 4,
                                                                 "expiringSoon": 0} else None)(
-        get_status(custom_api, unique_name)), timeout=60, what="status after the outage")
+        policy_status(custom_api, unique_name)), timeout=60, what="status after the outage")
     assert condition(st, "Compliant")["reason"] == "MissingClientAuth"
     assert sorted(v["name"] for v in st["violations"]) == bad
     for name in bad:
@@ -182,12 +181,12 @@ def test_bad_policies_get_actionable_conditions_and_no_retry_storm(
     make_policy(policies, f"{unique_name}-none", f"no-such-{label}", {"extendedKeyUsages": ["serverAuth"]})
 
     st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("status") == "True" else None)(
-        get_status(custom_api, f"{unique_name}-ca")), timeout=30, what="Degraded on the policy with a leaf as its CA")
+        policy_status(custom_api, f"{unique_name}-ca")), timeout=30, what="Degraded on the policy with a leaf as its CA")
     degraded = condition(st, "Degraded")
     assert degraded["reason"] == "CAUnusable"
     assert f"{unique_name}-leaf-as-ca" in degraded["message"] and "not a CA" in degraded["message"]
     st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("reason") == "NothingSelected" else None)(
-        get_status(custom_api, f"{unique_name}-none")), timeout=30, what="NothingSelected")
+        policy_status(custom_api, f"{unique_name}-none")), timeout=30, what="NothingSelected")
     assert condition(st, "Ready")["status"] == "True"
     assert condition(st, "Compliant")["status"] == "Unknown"  # judged nothing: not "compliant"
     assert condition(st, "Compliant")["message"].startswith(

@@ -13,23 +13,14 @@ import pytest
 from kubernetes import client
 
 from certpolicy.kube.namespaces import ensure_namespace
+from crd import GROUP, PLURAL, VERSION, condition, policy_status
 from figures import record as figure
 from kubewait import wait_for
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 def body(name: str, **spec) -> dict:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": name},
             "spec": {"selector": {"namespaceSelector": {"matchLabels": {"hostile-policy": name}}}, **spec}}
-
-
-def status(custom_api, name: str) -> dict:
-    return custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}
-
-
-def condition(st: dict, type_: str) -> dict:
-    return next((c for c in st.get("conditions") or () if c["type"] == type_), {})
 
 
 def new_namespace(core_v1, **labels) -> str:
@@ -49,7 +40,7 @@ def test_non_utf8_truststore_password_is_a_finding_not_a_dead_pass(operator, pol
         {"configMap": {"name": "java-ca"}, "namespaces": [ns], "formats": {"pkcs12": {
             "key": "truststore.p12", "passwordSecretRef": {"name": f"{unique_name}-pw", "key": "password"}}}}]))
     st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("status") == "True" else None)(
-        status(custom_api, unique_name)), timeout=30, what="Degraded on the policy")
+        policy_status(custom_api, unique_name)), timeout=30, what="Degraded on the policy")
     degraded = condition(st, "Degraded")
     assert degraded["reason"] == "TruststorePasswordInvalid", degraded
     assert f"{unique_name}-pw" in degraded["message"] and "UTF-8" in degraded["message"]
@@ -81,7 +72,7 @@ def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator_i
     monkeypatch.setattr(reconcile, "trust_bundle_stage", broken)
     policies(body(unique_name))
     st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("reason") == "ReconcileFailed" else None)(
-        status(custom_api, unique_name)), timeout=30, what="ReconcileFailed on a policy whose pass raises")
+        policy_status(custom_api, unique_name)), timeout=30, what="ReconcileFailed on a policy whose pass raises")
     message = condition(st, "Degraded")["message"]
     assert "RuntimeError: simulated bug in one stage reading <redacted> and <redacted>)" in message, message
     assert "retried" in message
@@ -98,7 +89,7 @@ def test_a_pass_that_raises_leaves_degraded_with_reason_on_the_policy(operator_i
     monkeypatch.undo()
     custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {"spec": {"requirements": {
         "requireSAN": True}}})
-    wait_for(lambda: condition(status(custom_api, unique_name), "Degraded").get("status") == "False", timeout=45,
+    wait_for(lambda: condition(policy_status(custom_api, unique_name), "Degraded").get("status") == "False", timeout=45,
              what="recovered once the stage works again")
 
 
@@ -147,7 +138,7 @@ def test_a_pass_refused_by_the_api_is_reconcile_failed_and_retried(operator, pol
             return [r.when for r in operator.log_records() if r.message.startswith(failed)]
 
         st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("reason") == "ReconcileFailed" else None)(
-            status(custom_api, unique_name)), timeout=30, what="ReconcileFailed on a policy whose CA create is refused")
+            policy_status(custom_api, unique_name)), timeout=30, what="ReconcileFailed on a policy whose CA create is refused")
         degraded = condition(st, "Degraded")
         assert degraded["status"] == "True" and "403" in degraded["message"], degraded
         # Which request the API refused, as a person needs it to act: the verb, the path, the CA Secret.
@@ -172,7 +163,7 @@ def test_a_pass_refused_by_the_api_is_reconcile_failed_and_retried(operator, pol
                 if e.status != 404:
                     raise
     removed = time.time()
-    wait_for(lambda: condition(status(custom_api, unique_name), "Degraded").get("status") == "False",
+    wait_for(lambda: condition(policy_status(custom_api, unique_name), "Degraded").get("status") == "False",
              timeout=ERROR_RETRY.seconds() + 30, what="recovered by the retry once the refusal is gone")
     assert core_v1.read_namespaced_secret(secret_name, operator_namespace).metadata.labels
     figure(f"ReconcileFailed retry: 2nd attempt {first_retry:.1f} s after the 1st (woken by its own status write), "
@@ -203,17 +194,17 @@ def test_probes_to_a_port_that_never_answers_delay_no_other_policy(operator, pol
             policies(obj)
 
         def probing(name):
-            rot = status(custom_api, name).get("rotation") or {}
+            rot = policy_status(custom_api, name).get("rotation") or {}
             return "waiting for probes" in (rot.get("message") or "")
 
         wait_for(lambda: all(probing(n) for n in names), timeout=60, what="6 rotations waiting on silent probes")
         other = f"{unique_name}-other"
         policies(body(other))
-        wait_for(lambda: status(custom_api, other).get("observedGeneration") == 1, timeout=30, what="other evaluated")
+        wait_for(lambda: policy_status(custom_api, other).get("observedGeneration") == 1, timeout=30, what="other evaluated")
         started = time.monotonic()
         gen = custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, other, {"spec": {"requirements": {
             "extendedKeyUsages": ["serverAuth", "clientAuth"]}}})["metadata"]["generation"]
-        wait_for(lambda: status(custom_api, other).get("observedGeneration") == gen, timeout=60,
+        wait_for(lambda: policy_status(custom_api, other).get("observedGeneration") == gen, timeout=60,
                  what="the unrelated policy's update reconciled")
         took = time.monotonic() - started
         figure(f"6 policies probing a silent port (timeout 30 s): an unrelated policy's update reconciled in "
@@ -252,7 +243,7 @@ def test_1700_foreign_cas_are_all_kept_and_a_leaf_of_ca_1500_verifies(operator, 
                   trustBundles=[{"configMap": {"name": "big-bundle"}, "namespaces": [ns]}]))
     st = wait_for(lambda: (lambda s: s if (s.get("bundleTargets") or {}).get("verified") == 1
                            and (s.get("summary") or {}).get("selected") == 1 else None)(
-        status(custom_api, unique_name)), timeout=60, what="the big target verified and the leaf evaluated")
+        policy_status(custom_api, unique_name)), timeout=60, what="the big target verified and the leaf evaluated")
     ours = st["ca"]["fingerprint"]
     after = read_bundle(core_v1.read_namespaced_config_map("big-bundle", ns).data["ca.crt"])
     assert not after.truncated and after.fingerprint_set == foreign | {ours}
@@ -285,7 +276,7 @@ def test_a_target_above_the_loaders_cap_is_too_large_and_never_written(operator_
     policies(body(unique_name, ca={"secretName": f"{unique_name}-ca"},
                   trustBundles=[{"configMap": {"name": "big-bundle"}, "namespaces": [ns]}]))
     st = wait_for(lambda: (lambda s: s if condition(s, "Degraded").get("reason") == "BundleTooLarge" else None)(
-        status(custom_api, unique_name)), timeout=60, what="the target reported TooLarge")
+        policy_status(custom_api, unique_name)), timeout=60, what="the target reported TooLarge")
     (target,) = st["bundleTargets"]["targets"]
     assert target["state"] == "TooLarge" and target["name"] == "big-bundle" and target["namespace"] == ns
     assert "50 certificates" in target["message"] and "it is not written" in target["message"], target
@@ -329,7 +320,7 @@ def test_deleting_a_policy_by_default_breaks_no_workload(operator, policies, cus
     policies(_lifecycle_policy(unique_name, ns))
     st = wait_for(lambda: (lambda s: s if (s.get("issued") or {}).get("ready") == 1
                            and (s.get("bundleTargets") or {}).get("verified") == 1 else None)(
-        status(custom_api, unique_name)), timeout=30, what="CA, bundle and leaf")
+        policy_status(custom_api, unique_name)), timeout=30, what="CA, bundle and leaf")
     ours = st["ca"]["fingerprint"]
     # kopf's finalizer is on every policy while the operator runs (its loop is a kopf daemon, stopped
     # before the object goes); with Retain, deletion waits only for that loop to stop.
@@ -385,7 +376,7 @@ def test_deletion_policy_delete_removes_the_ca_from_bundles_and_every_ca_key(
     ns = new_namespace(core_v1)
     partner = certgen.root("Partner CA kept after deletion")
     policies(_lifecycle_policy(unique_name, ns, deletionPolicy="Delete"))
-    wait_for(lambda: (status(custom_api, unique_name).get("bundleTargets") or {}).get("verified") == 1, timeout=30,
+    wait_for(lambda: (policy_status(custom_api, unique_name).get("bundleTargets") or {}).get("verified") == 1, timeout=30,
              what="the bundle written")
     core_v1.patch_namespaced_config_map("app-ca", ns, {"data": {"ca.crt": core_v1.read_namespaced_config_map(
         "app-ca", ns).data["ca.crt"] + certgen.pem(partner).decode()}})
@@ -393,7 +384,7 @@ def test_deletion_policy_delete_removes_the_ca_from_bundles_and_every_ca_key(
     custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
                                            {"metadata": {"annotations": {"certpolicy.io/rotate": "before-delete"}}})
     st = wait_for(lambda: (lambda s: s if ((s.get("rotation") or {}).get("history") or [{}])[0].get("outcome")
-                           == "Completed" else None)(status(custom_api, unique_name)), timeout=60,
+                           == "Completed" else None)(policy_status(custom_api, unique_name)), timeout=60,
                   what="a completed rotation")
     ours = {h["fingerprint"] for h in st["ca"]["history"]}
     selector = f"{MANAGED_BY}={unique_name},{ROLE_LABEL}=ca"
@@ -417,7 +408,7 @@ def test_an_expired_retired_ca_key_is_deleted(operator_in_process, policies, cus
     from certpolicy.kube.ownership import MANAGED_BY, OWNER_UID, ROLE_LABEL
 
     obj = policies(body(unique_name, ca={"secretName": f"{unique_name}-ca"}))
-    wait_for(lambda: (status(custom_api, unique_name).get("ca") or {}).get("fingerprint"), timeout=30, what="CA")
+    wait_for(lambda: (policy_status(custom_api, unique_name).get("ca") or {}).get("fingerprint"), timeout=30, what="CA")
     owner = {"labels": {MANAGED_BY: unique_name, ROLE_LABEL: "ca"},
              "annotations": {OWNER_UID: obj["metadata"]["uid"]}}
     expired = certgen.root("long retired CA", not_before=certgen.utcnow() - dt.timedelta(days=30),

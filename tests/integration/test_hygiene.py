@@ -14,11 +14,10 @@ from kubernetes import client
 
 import certgen
 from certpolicy.kube.namespaces import ensure_namespace
+from crd import GROUP, PLURAL, VERSION
 from hostile import hostile_secrets
 from hygiene import key_markers
 from kubewait import wait_for
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 def _b64(data: bytes) -> str:

@@ -6,6 +6,7 @@ import base64
 import uuid
 
 from certpolicy.kube.namespaces import ensure_namespace
+from crd import GROUP, PLURAL, VERSION
 from kubewait import wait_for
 
 
@@ -26,7 +27,7 @@ def test_ca_bundle_and_leaf(operator, policies, core_v1, custom_api, unique_name
     })
 
     def status():
-        st = custom_api.get_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies",
+        st = custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL,
                                                   unique_name).get("status") or {}
         conds = {c["type"]: c for c in st.get("conditions", [])}
         return st if conds.get("Compliant", {}).get("status") == "True" and st.get("summary", {}).get("selected") else None

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from crd import GROUP, PLURAL, VERSION
 from kubewait import wait_for
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 def ready_condition(custom_api, name):

@@ -19,10 +19,10 @@ import timers
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.ownership import INJECT_CA_FROM, MANAGED_BY, OWNER_UID
 from certpolicy.kube.rawapi import RawClient
+from crd import GROUP, PLURAL, VERSION, condition, policy_status
 from figures import record as figure
 from kubewait import events_since, wait_for
 
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 LABEL = "certpolicy-owner-test"
 
 
@@ -31,17 +31,9 @@ def policy(name: str, **spec) -> dict:
             "spec": {"selector": {"namespaceSelector": {"matchLabels": {LABEL: name}}}, **spec}}
 
 
-def status(custom_api, name: str) -> dict:
-    return custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}
-
-
-def condition(st: dict, type_: str) -> dict:
-    return next((c for c in st.get("conditions") or () if c["type"] == type_), {})
-
-
 def wait_degraded(custom_api, name: str, reason: str) -> dict:
     def probe():
-        st = status(custom_api, name)
+        st = policy_status(custom_api, name)
         return st if reason in condition(st, "Degraded").get("message", "") + condition(st, "Degraded").get(
             "reason", "") or any(reason == t.get("state") for t in (st.get("bundleTargets") or {}).get("targets", ())) \
             else None
@@ -67,7 +59,7 @@ def owner_policy(operator, policies, custom_api, core_v1, unique_name, operator_
     ns = new_namespace(core_v1)
     policies(policy(unique_name, ca={"secretName": f"{unique_name}-ca"},
                     issuance=[{"secretName": "app-tls", "namespace": ns, "dnsNames": ["app.owner.test"]}]))
-    wait_for(lambda: (status(custom_api, unique_name).get("issued") or {}).get("ready") == 1, timeout=30,
+    wait_for(lambda: (policy_status(custom_api, unique_name).get("issued") or {}).get("ready") == 1, timeout=30,
              what="A's CA and leaf")
     ca = core_v1.read_namespaced_secret(f"{unique_name}-ca", operator_namespace)
     leaf = core_v1.read_namespaced_secret("app-tls", ns)
@@ -117,7 +109,7 @@ def test_another_policys_ca_key_is_never_a_bundle_target(owner_policy, policies,
     assert condition(st, "Degraded")["reason"] == "BundleTargetRefused", condition(st, "Degraded")
     assert "holds CA material only" in condition(st, "Degraded")["message"]
     assert_untouched(core_v1, ca)
-    assert condition(status(custom_api, a), "Degraded")["status"] == "False"
+    assert condition(policy_status(custom_api, a), "Degraded")["status"] == "False"
 
 
 def test_another_policys_leaf_is_never_written(owner_policy, policies, custom_api, core_v1):
@@ -148,7 +140,7 @@ def test_an_applications_configmap_is_written_only_when_it_opts_in(operator, pol
     # is the policy as it is: the spec change is observed first): the CA is merged, config.yaml kept.
     gen = custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {"spec": {"trustBundles": [
         {"configMap": {"name": "app-config", "key": "ca.crt"}, "namespaces": [ns]}]}})["metadata"]["generation"]
-    wait_for(lambda: status(custom_api, unique_name).get("observedGeneration") == gen, timeout=30,
+    wait_for(lambda: policy_status(custom_api, unique_name).get("observedGeneration") == gen, timeout=30,
              what="the new key observed")
     core_v1.patch_namespaced_config_map("app-config", ns, {"metadata": {"annotations": {INJECT_CA_FROM: unique_name}}})
     cm = wait_for(lambda: (lambda c: c if "ca.crt" in (c.data or {}) else None)(
@@ -189,7 +181,7 @@ def test_a_policy_cannot_issue_from_another_policys_ca(owner_policy, policies, c
     # Another pass later still nothing was issued, and A's CA is untouched.
     gen = custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, b, {"spec": {"requirements": {
         "requireSAN": True}}})["metadata"]["generation"]
-    wait_for(lambda: status(custom_api, b).get("observedGeneration") == gen, timeout=30, what="another pass")
+    wait_for(lambda: policy_status(custom_api, b).get("observedGeneration") == gen, timeout=30, what="another pass")
     assert_never_created(core_v1.list_namespaced_secret, ns, "payments-tls", ca.metadata.resource_version)
     with pytest.raises(ApiException) as err:
         core_v1.read_namespaced_secret("payments-tls", ns)
@@ -209,7 +201,7 @@ def test_an_unlabelled_ca_secret_is_adopted_only_by_label(operator, policies, cu
     assert_untouched(core_v1, secret)
     core_v1.patch_namespaced_secret(secret.metadata.name, operator_namespace,
                                     {"metadata": {"labels": {MANAGED_BY: unique_name}}})
-    wait_for(lambda: (status(custom_api, unique_name).get("ca") or {}).get("secretName") == secret.metadata.name,
+    wait_for(lambda: (policy_status(custom_api, unique_name).get("ca") or {}).get("secretName") == secret.metadata.name,
              timeout=30, what="the CA adopted once labelled")
 
 
@@ -221,13 +213,13 @@ def test_two_exclusive_policies_on_one_target_do_not_fight(operator, policies, c
         name="shared", annotations={INJECT_CA_FROM: f"{a},{b}"})))
     entry = {"configMap": {"name": "shared", "key": "ca.crt"}, "namespaces": [ns], "exclusive": True}
     policies(policy(a, ca={"secretName": f"{a}-ca"}, trustBundles=[entry]))
-    wait_for(lambda: (status(custom_api, a).get("bundleTargets") or {}).get("verified") == 1, timeout=30,
+    wait_for(lambda: (policy_status(custom_api, a).get("bundleTargets") or {}).get("verified") == 1, timeout=30,
              what="A's exclusive target verified")
     policies(policy(b, ca={"secretName": f"{b}-ca"}, trustBundles=[entry]))
     st = wait_degraded(custom_api, b, "Conflict")
     assert condition(st, "Degraded")["reason"] == "BundleTargetConflict"
     assert f"{a} (exclusive)" in condition(st, "Degraded")["message"]
-    assert condition(status(custom_api, a), "Degraded")["status"] == "False"
+    assert condition(policy_status(custom_api, a), "Degraded")["status"] == "False"
 
     # Settled: count every write to the ConfigMap for five of the operator's re-check periods
     # (reported: 334 writes in 30 s, a fight paced by the watches, not by any timer).

@@ -26,9 +26,8 @@ from certpolicy.kube.events import EventRecorder
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.policy.evaluate import Evaluator
+from crd import GROUP, PLURAL, VERSION
 from kubewait import wait_for
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 class CountingRawClient(RawClient):

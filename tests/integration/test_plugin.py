@@ -19,10 +19,10 @@ import pytest
 
 import certgen
 from certpolicy.kube.namespaces import ensure_namespace
+from crd import GROUP, PLURAL, VERSION, condition, policy_status
 from kubewait import wait_for
 from paths import REPO
 
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 PLUGIN = Path(sys.executable).parent / "kubectl-certpolicy"
 
 
@@ -50,14 +50,6 @@ def same_through_kubectl(cluster, *args: str, drop: tuple[str, ...] = ()) -> dic
             doc.pop(key)
     assert docs[0] == docs[1]
     return docs[1]
-
-
-def status_of(custom_api, name):
-    return custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}
-
-
-def condition(st, kind):
-    return next((c for c in st.get("conditions") or () if c["type"] == kind), {})
 
 
 @pytest.fixture
@@ -94,7 +86,7 @@ def world(operator, policies, core_v1, custom_api, unique_name):
             "volumes": [volume]}})
 
     def settled():
-        bad_st, deg_st, good_st = (status_of(custom_api, names[k]) for k in ("bad", "degraded", "good"))
+        bad_st, deg_st, good_st = (policy_status(custom_api, names[k]) for k in ("bad", "degraded", "good"))
         return (condition(bad_st, "Compliant").get("status") == "False"
                 and condition(deg_st, "Degraded").get("status") == "True"
                 and (good_st.get("issued") or {}).get("ready") == 1
@@ -102,7 +94,7 @@ def world(operator, policies, core_v1, custom_api, unique_name):
                 and condition(good_st, "Compliant").get("status") == "True")
 
     wait_for(settled, timeout=60, what="three policies settled")
-    return ns, names, status_of(custom_api, names["good"])["ca"]["fingerprint"]
+    return ns, names, policy_status(custom_api, names["good"])["ca"]["fingerprint"]
 
 
 def test_status_worst_first(cluster, world):

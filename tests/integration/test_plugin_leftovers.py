@@ -13,9 +13,8 @@ import json
 import subprocess
 
 from certpolicy.rotation.triggers import retired_ca_secret_name
+from crd import GROUP, PLURAL, VERSION
 from kubewait import policy_gone, wait_for
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 def kubectl_certpolicy(cluster, *args: str) -> subprocess.CompletedProcess:

@@ -18,11 +18,10 @@ from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.targets import TARGET_KINDS
 from certpolicy.policy.bundleref import CLUSTER_TRUST_BUNDLE
+from crd import GROUP, PLURAL, VERSION
 from kubewait import wait_for, wait_until_refused
 from operator_process import OperatorProcess
 from paths import REPO
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 def test_reconcile_issuance_and_rotation_with_manifest_rbac_only(

@@ -15,9 +15,8 @@ from kubernetes import client
 import certgen
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.timestamps import rfc3339
+from crd import GROUP, PLURAL, VERSION, condition, wait_status
 from kubewait import events_since, wait_for
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -46,22 +45,6 @@ def put_secret(core_v1, namespace: str, name: str, secret: dict, labels: dict | 
         if e.status != 409:
             raise
         return core_v1.replace_namespaced_secret(name, namespace, body)
-
-
-def get_status(custom_api, name: str) -> dict:
-    return custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}
-
-
-def condition(status: dict, type_: str) -> dict:
-    return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
-
-
-def wait_status(custom_api, name: str, predicate, what: str, timeout: float = 30) -> dict:
-    def probe():
-        st = get_status(custom_api, name)
-        return st if predicate(st) else None
-
-    return wait_for(probe, timeout=timeout, what=what)
 
 
 def secret_events(core_v1, namespace: str, secret: str) -> list:

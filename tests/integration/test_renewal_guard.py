@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 from test_pass_reads import CountingRawClient
-from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret, secret_events
+from test_reconcile import labelled_namespace, make_policy, put_secret, secret_events
 
 import certgen
 import figures
@@ -33,6 +33,7 @@ from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.policy.evaluate import Evaluator
 from certpolicy.policy.renewal import LeafBaseline, plain_fingerprint
 from certpolicy.timestamps import rfc3339
+from crd import condition, policy_status
 from kubewait import wait_for
 from operator_process import OperatorProcess
 
@@ -86,7 +87,7 @@ def test_dropped_client_auth_is_reported_survives_a_restart_and_is_cleared_by_th
                         what="the first leaf stored as the baseline")
         assert base.sha256 == sha(first) and base.ekus == ("clientAuth", "serverAuth")
         # (the status is written after the baselines in the same pass)
-        wait_for(lambda: condition(get_status(custom_api, unique_name), "Compliant").get("status") == "True",
+        wait_for(lambda: condition(policy_status(custom_api, unique_name), "Compliant").get("status") == "True",
                  what="Compliant=True on first sight")
         assert secret_events(core_v1, ns, "feed-tls") == []
 
@@ -99,7 +100,7 @@ def test_dropped_client_auth_is_reported_survives_a_restart_and_is_cleared_by_th
         [event] = events
         assert event.type == "Warning"
         assert "[clientAuth, serverAuth] → [serverAuth]" in event.message and sha(renewed) in event.message
-        st = wait_for(lambda: (s := get_status(custom_api, unique_name)) and violation(s, "feed-tls") and s,
+        st = wait_for(lambda: (s := policy_status(custom_api, unique_name)) and violation(s, "feed-tls") and s,
                       what="the violation in the status")
         v = violation(st, "feed-tls")
         assert v["reasons"] == ["RenewalDroppedUsage"] and v["severity"] == "Critical", v
@@ -116,7 +117,7 @@ def test_dropped_client_auth_is_reported_survives_a_restart_and_is_cleared_by_th
     op.start()
     try:
         # A restarted operator reads the baseline back: the regression is still one, with no new event.
-        st = wait_for(lambda: (s := get_status(custom_api, unique_name)) and s.get("lastEvaluationTime", "") > evaluated
+        st = wait_for(lambda: (s := policy_status(custom_api, unique_name)) and s.get("lastEvaluationTime", "") > evaluated
                       and s, timeout=60, what="a pass of the restarted operator")
         assert violation(st, "feed-tls")["reasons"] == ["RenewalDroppedUsage"], st
         assert [e.reason for e in secret_events(core_v1, ns, "feed-tls")] == ["RenewalDroppedUsage"]
@@ -125,14 +126,14 @@ def test_dropped_client_auth_is_reported_survives_a_restart_and_is_cleared_by_th
         annotate(core_v1, ns, "feed-tls", sha(other))
         marker_ns_secret = "marker-tls"  # a change after the annotation: once it is judged, so was the annotation
         put_secret(core_v1, ns, marker_ns_secret, certgen.tls_secret(certgen.leaf(ca, "m.example.com")))
-        st = wait_for(lambda: (s := get_status(custom_api, unique_name)) and s["summary"]["selected"] == 2 and s,
+        st = wait_for(lambda: (s := policy_status(custom_api, unique_name)) and s["summary"]["selected"] == 2 and s,
                       what="the marker Secret selected")
         assert violation(st, "feed-tls")["reasons"] == ["RenewalDroppedUsage"], st
         assert stored_baseline(core_v1, operator_namespace, unique_name, ns, "feed-tls").sha256 == sha(first)
 
         # ... the new leaf's fingerprint clears it and makes it the baseline.
         annotate(core_v1, ns, "feed-tls", sha(renewed))
-        st = wait_for(lambda: (s := get_status(custom_api, unique_name)) and not violation(s, "feed-tls") and s,
+        st = wait_for(lambda: (s := policy_status(custom_api, unique_name)) and not violation(s, "feed-tls") and s,
                       what="the regression cleared by the annotation")
         assert condition(st, "Compliant")["status"] == "True", st
         wait_for(lambda: stored_baseline(core_v1, operator_namespace, unique_name, ns, "feed-tls").sha256
@@ -163,7 +164,7 @@ def test_dropped_dns_name_and_weaker_key(policies, operator, operator_namespace,
     put_secret(core_v1, ns, "api-tls", certgen.tls_secret(certgen.leaf(ca, "api.example.com",
                                                                        dns_names=["api.example.com"])))
     put_secret(core_v1, ns, "db-tls", certgen.tls_secret(certgen.leaf(ca, "db.example.com", key_kind="p256")))
-    st = wait_for(lambda: (s := get_status(custom_api, unique_name)) and s["summary"]["violating"] == 2 and s,
+    st = wait_for(lambda: (s := policy_status(custom_api, unique_name)) and s["summary"]["violating"] == 2 and s,
                   what="two regressions")
     assert violation(st, "api-tls")["reasons"] == ["RenewalDroppedDNSName"]
     assert "api.internal" in violation(st, "api-tls")["message"]
@@ -180,12 +181,12 @@ def test_guard_false_reports_nothing_and_keeps_no_baseline(policies, operator, o
     ns = labelled_namespace(core_v1, label)
     put_secret(core_v1, ns, "feed-tls", certgen.tls_secret(certgen.leaf(ca, "feed.example.com")))
     make_policy(policies, unique_name, label, {"renewal": {"guard": False}})
-    wait_for(lambda: condition(get_status(custom_api, unique_name), "Compliant").get("status") == "True",
+    wait_for(lambda: condition(policy_status(custom_api, unique_name), "Compliant").get("status") == "True",
              what="Compliant=True")
     put_secret(core_v1, ns, "feed-tls", certgen.tls_secret(certgen.leaf(ca, "feed.example.com", eku=["serverAuth"])))
     # A marker written after the renewal: once its finding shows, the renewal was judged too.
     put_secret(core_v1, ns, "marker-tls", certgen.tls_secret(certgen.leaf(ca, "m.example.com", key_kind="rsa1024")))
-    st = wait_for(lambda: (s := get_status(custom_api, unique_name)) and violation(s, "marker-tls") and s,
+    st = wait_for(lambda: (s := policy_status(custom_api, unique_name)) and violation(s, "marker-tls") and s,
                   what="the marker's violation")
     assert violation(st, "feed-tls") is None, st
     assert st["summary"]["violating"] == 1
@@ -242,11 +243,11 @@ def test_baseline_writes_are_per_shard_skipped_when_unchanged_and_read_back_by_a
         wait_for(lambda: inventory.secrets.get((ns, "s1-tls")).material.leaf == renewed.cert,
                  what="the renewals in the inventory")
         assert one_pass(leader) == (1, 0), "only s0's shard is rewritten; s1's baseline stays"
-        assert violation(get_status(custom_api, unique_name), "s1-tls")["reasons"] == ["RenewalDroppedUsage"]
+        assert violation(policy_status(custom_api, unique_name), "s1-tls")["reasons"] == ["RenewalDroppedUsage"]
 
         standby = runtime()  # took over: no memory of the baselines
         assert one_pass(standby) == (0, 1)
-        assert violation(get_status(custom_api, unique_name), "s1-tls")["reasons"] == ["RenewalDroppedUsage"]
+        assert violation(policy_status(custom_api, unique_name), "s1-tls")["reasons"] == ["RenewalDroppedUsage"]
         assert stored_baseline(core_v1, operator_namespace, unique_name, ns, "s1-tls").ekus == ("clientAuth",
                                                                                               "serverAuth")
     finally:
@@ -270,7 +271,7 @@ def test_a_damaged_baseline_is_not_green_and_names_its_secret(
         raw = CountingRawClient(api_client)  # a fresh runtime: reads the baselines afresh
         reconcile_policy(Runtime(api_client=api_client, raw=raw, inventory=inventory, recorder=EventRecorder(raw),
                                  evaluator=Evaluator(), loop=loop), unique_name)
-        return get_status(custom_api, unique_name)
+        return policy_status(custom_api, unique_name)
 
     try:
         assert inventory.wait_synced(30)

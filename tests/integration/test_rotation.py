@@ -9,10 +9,9 @@ from rotation_support import Recorder, bundle_fingerprints, check_invariant, wat
 
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
+from crd import GROUP, PLURAL, VERSION
 from kubewait import events_since, wait_for
 from operator_process import OperatorProcess
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 @pytest.fixture

@@ -21,10 +21,9 @@ import time
 import pytest
 
 import figures
+from crd import GROUP, PLURAL, VERSION
 from kubewait import wait_for
 from pods import start_pod
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 def _plan(cluster, name: str):

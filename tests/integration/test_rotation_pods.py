@@ -19,10 +19,10 @@ from kubernetes import client
 
 import certgen
 from certpolicy.kube.namespaces import ensure_namespace
+from crd import GROUP, PLURAL, VERSION
 from kubewait import wait_for
 from pods import start_pod
 
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 

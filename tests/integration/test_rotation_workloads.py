@@ -16,10 +16,9 @@ import uuid
 from rotation_support import MTLSPair
 
 from certpolicy.kube.namespaces import ensure_namespace
+from crd import GROUP, PLURAL, VERSION
 from kubewait import wait_for
 from operator_process import OperatorProcess
-
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 
 
 def test_two_mtls_workloads_never_fail_a_handshake_through_three_rotations_and_a_crash(

@@ -20,17 +20,17 @@ import threading
 import uuid
 
 from rotation_support import watch_versions
-from test_reconcile import condition, get_status, labelled_namespace, make_policy, put_secret, wait_status
+from test_reconcile import labelled_namespace, make_policy, put_secret
 
 import certgen
 import figures
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.timestamps import rfc3339
+from crd import GROUP, PLURAL, VERSION, condition, policy_status, wait_status
 from kubewait import wait_for
 from operator_process import OperatorProcess
 
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 POLICIES_PATH = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
 MTLS = {"extendedKeyUsages": ["serverAuth", "clientAuth"]}
 
@@ -181,18 +181,18 @@ def test_a_name_in_an_already_watched_namespace_is_found_at_once(operator, polic
         policies(named_policy(p2, [(ks, "b")]))
         wait_status(custom_api, p2, lambda s: (s.get("summary") or {}).get("selected") == 1, "P2 found ks/b",
                     timeout=10)
-        st = get_status(custom_api, p2)
+        st = policy_status(custom_api, p2)
         assert condition(st, "Compliant")["status"] == "True"
         assert condition(st, "Degraded")["status"] == "False"
         # P3 names ks/c before it exists: reported missing, and found the moment it is created.
         policies(named_policy(p3, [(ks, "c")]))
         wait_status(custom_api, p3, lambda s: condition(s, "Degraded").get("reason") == "SecretNotFound",
                     "ks/c reported missing")
-        assert condition(get_status(custom_api, p3), "Compliant")["status"] == "Unknown"
+        assert condition(policy_status(custom_api, p3), "Compliant")["status"] == "Unknown"
         put_secret(core_v1, ks, "c", opaque(certgen.leaf(ca, "c.names.test")))
         wait_status(custom_api, p3, lambda s: (s.get("summary") or {}).get("selected") == 1,
                     "ks/c found once created", timeout=10)
-        assert condition(get_status(custom_api, p3), "Degraded")["status"] == "False"
+        assert condition(policy_status(custom_api, p3), "Degraded")["status"] == "False"
     finally:
         versions.stop()
     p2_seen = [s for s in versions.of(p2) if s.get("conditions")]

@@ -19,9 +19,9 @@ import certgen
 from certpolicy.kube.namespaces import ensure_namespace
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.pki.javakeystore import encode_jks_truststore
+from crd import GROUP, PLURAL, VERSION, condition, policy_status
 from kubewait import wait_for
 
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 PW = "hl7-store-pw-7f3a"  # the stores' password: it must never appear in status, events or metrics
 WRONG = "not-the-pw-91c2"
 
@@ -53,14 +53,6 @@ def policy(policies, name: str, label: str, spec: dict) -> None:
             "requirements": spec.pop("requirements", {})}
     policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": name},
               "spec": {**base, **spec}})
-
-
-def status(custom_api, name: str) -> dict:
-    return custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}
-
-
-def condition(st: dict, type_: str) -> dict:
-    return next((c for c in st.get("conditions", []) if c["type"] == type_), {})
 
 
 def violations(st: dict) -> dict[tuple[str, str], list[str]]:
@@ -138,7 +130,7 @@ def test_keystore_and_truststore_matrix(operator, policies, core_v1, custom_api,
     total = len(good) + len(bad) + 7
 
     def settled():
-        st = status(custom_api, unique_name)
+        st = policy_status(custom_api, unique_name)
         return st if (st.get("summary") or {}).get("selected") == total and set(violations(st)) == set(expected_bad) else None
 
     st = wait_for(settled, timeout=60, what=f"{total} objects judged, violations {sorted(expected_bad)}")
@@ -175,7 +167,7 @@ def test_leaf_keystore_password_from_secret_ref(operator, policies, core_v1, cus
     def judged(expected: dict[str, set[str]]) -> dict:
         """Both judged; each Secret's reasons include ``expected[name]`` (absent: no violation)."""
         def settled():
-            st = status(custom_api, unique_name)
+            st = policy_status(custom_api, unique_name)
             found = {n: set(r) for (_, n), r in violations(st).items()}
             ok = (st.get("summary") or {}).get("selected") == 2 and set(found) == set(expected) and all(
                 expected[n] <= found[n] for n in expected)
@@ -183,7 +175,7 @@ def test_leaf_keystore_password_from_secret_ref(operator, policies, core_v1, cus
         try:
             return wait_for(settled, timeout=60, what=f"violations {expected}")
         except Exception as e:
-            st = status(custom_api, unique_name)
+            st = policy_status(custom_api, unique_name)
             raise AssertionError(f"{e}: summary {st.get('summary')}, violations {st.get('violations')}") from None
 
     judged({"engine-p12": {"KeystoreUnreadable", "NoCertificate"}, "engine-jks": {"EncryptedKey", "KeystoreUnreadable"}})
@@ -217,7 +209,7 @@ def test_trusted_by_names_the_peer_store_that_lacks_the_anchor(operator, policie
     })
 
     def settled():
-        st = status(custom_api, unique_name)
+        st = policy_status(custom_api, unique_name)
         return st if (st.get("summary") or {}).get("selected") == 4 and violations(st) else None
 
     st = wait_for(settled, timeout=60, what="the leaf and three peer stores judged")
@@ -230,7 +222,7 @@ def test_trusted_by_names_the_peer_store_that_lacks_the_anchor(operator, policie
     core_v1.patch_namespaced_secret("peer-c", ns, {"data": {"truststore.p12": b64(
         certgen.java_truststore((other.root.cert, pki.root.cert), PW, "PKCS12"))}})
     st = wait_for(lambda: (lambda s: s if condition(s, "Compliant").get("status") == "True" else None)(
-        status(custom_api, unique_name)), timeout=60, what="Compliant once peer-c holds the anchor")
+        policy_status(custom_api, unique_name)), timeout=60, what="Compliant once peer-c holds the anchor")
     assert st["violations"] == []
     assert_no_password_anywhere(operator, core_v1, custom_api, unique_name, [ns])
 
@@ -267,7 +259,7 @@ def test_webhook_ca_bundle_expiring_in_three_days(operator, policies, core_v1, c
                 url="https://127.0.0.1:1/validate", ca_bundle=b64(certgen.pem(ca))))]))
     policy(policies, unique_name, label, {"caBundles": {"selector": {"matchLabels": {"webhook-run": label}}},
                                           "requirements": {"expiry": {"warningBefore": "720h", "criticalBefore": "168h"}}})
-    st = wait_for(lambda: (lambda s: s if violations(s) else None)(status(custom_api, unique_name)),
+    st = wait_for(lambda: (lambda s: s if violations(s) else None)(policy_status(custom_api, unique_name)),
                   timeout=60, what="the caBundle judged")
     reasons = violations(st)[("ValidatingWebhookConfiguration", name)]
     assert reasons == ["ExpiringSoon", "TruststoreMissingAnchor"], reasons
@@ -302,7 +294,7 @@ def test_jks_bundle_target_passes_keytool(operator, policies, core_v1, custom_ap
         return cm if "truststore.jks" in (cm.binary_data or {}) else None
 
     cm = wait_for(target, timeout=60, what="the JKS truststore in the ConfigMap")
-    ca_fp = wait_for(lambda: (status(custom_api, unique_name).get("ca") or {}).get("fingerprint"), what="the CA")
+    ca_fp = wait_for(lambda: (policy_status(custom_api, unique_name).get("ca") or {}).get("fingerprint"), what="the CA")
     listing = certgen.keytool_list(base64.b64decode(cm.binary_data["truststore.jks"]), PW)
     assert "Your keystore contains 1 entry" in listing and "Alias name: hl7-ca" in listing
     hexfp = ca_fp.removeprefix("sha256:").upper()

@@ -17,10 +17,10 @@ from kubernetes import client
 import certgen
 import figures
 from certpolicy.kube.namespaces import ensure_namespace
+from crd import GROUP, PLURAL, VERSION
 from kubewait import policy_gone, wait_for
 from operator_process import OperatorProcess
 
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 POLICIES = 10
 NAMES = 1_000
 CYCLES = 200
@@ -62,7 +62,6 @@ def delete_policy(custom_api, name: str) -> None:
     except client.ApiException as e:
         if e.status != 404:
             raise
-
 
 
 def test_ten_policies_naming_a_thousand_secrets_each_and_200_cycles_stay_flat(

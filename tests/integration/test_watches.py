@@ -26,7 +26,6 @@ from test_ca_bundles_issuance import (
     passes_logged,
     pem_fingerprints,
     policy_body,
-    wait_status,
 )
 
 import certgen
@@ -34,6 +33,7 @@ import figures
 from certpolicy.kube.managed import BUNDLE_LABEL, MANAGED_BY
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.timestamps import rfc3339
+from crd import GROUP, PLURAL, VERSION, wait_status
 from kubewait import wait_for
 
 CTB_PATH = "/apis/certificates.k8s.io/v1beta1/clustertrustbundles"
@@ -89,7 +89,7 @@ def test_an_edit_dropping_our_ca_is_repaired_by_the_watch(operator, policies, ap
     assert (obj["metadata"].get("labels") or {}).get(BUNDLE_LABEL) == "true"  # what the target watch selects
     # Without a wake-up, the policy's loop sleeps until this (its CA's and leaves' checks, or the
     # periodic resync): a repair before it was woken by the target's watch.
-    scheduled = custom_api.get_cluster_custom_object("certpolicy.io", "v1alpha1", "certificatepolicies",
+    scheduled = custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL,
                                                      unique_name)["status"]["nextEvaluationTime"]
 
     # The user replaces the bundle with only their CA: ours is gone.
