@@ -179,10 +179,18 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.leader_elect:
         metrics.LEADER.set(1)
+        stop_flag = termination.stops(threading.Event())
+
+        @kopf.on.cleanup()
+        def release_stop_flag(**_) -> None:
+            """kopf stopped on a signal its own handlers caught (they replace ours while it runs):
+            set the stop flag it waits on in a thread of its own, or that thread holds up kopf's
+            return and the process lingers until SIGKILL (as ``hand_over`` does below)."""
+            stop_flag.set()
+
         # standalone: kopf's peering is not leader election (and would write KopfPeering objects).
         kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, identity=identity,
-                 stop_flag=termination.stops(threading.Event()),
-                 memo=kopf.Memo(api_client=api_client, inventory=inventory))
+                 stop_flag=stop_flag, memo=kopf.Memo(api_client=api_client, inventory=inventory))
         _stop_webhook(webhook)
         inventory.stop()
         return 0

@@ -5,7 +5,8 @@ a replica that was still starting or a standby died from the signal (status -15:
 disposition) instead of stopping. Each instant below is found by observing the process (its
 signal mask, its log, the Lease), never by sleeping: as soon as it catches SIGTERM (the inventory
 starting, kopf being imported), as a standby behind another holder of the Lease, and as the
-leader (which hands the Lease back).
+leader (which hands the Lease back), and without leader election (``--no-leader-elect``, where
+the process used to linger after kopf stopped until it was killed).
 """
 
 from __future__ import annotations
@@ -100,3 +101,16 @@ def test_sigterm_to_the_leader_exits_0_and_hands_the_lease_back(cluster, crd, op
                  lambda op: log_has(op, f"became the leader: Lease {operator_namespace}/{lease_name}"), "the leader phase")
     assert terminate(op) == 0, Path(op.log_path).read_text(errors="replace")[-3000:]
     assert not coordination.read_namespaced_lease(lease_name, operator_namespace).spec.holder_identity
+
+
+def test_sigterm_without_leader_election_exits_0(cluster, crd, operator_namespace, lease_name, tmp_path):
+    """kopf's own handler catches SIGTERM there; the stop flag it waits on was never set, so the
+    process stayed up after kopf stopped until SIGKILL (15 s in every test that stopped one)."""
+    op = OperatorProcess(cluster, tmp_path / "no-leader-elect.log", args=["--no-leader-elect"])
+    op.start()
+    try:
+        wait_for(lambda: log_has(op, "Activity 'start_runtime' succeeded"), timeout=90, what="kopf running")
+    except BaseException:
+        op.stop()
+        raise
+    assert terminate(op) == 0, Path(op.log_path).read_text(errors="replace")[-3000:]
