@@ -2,6 +2,8 @@
 # Multi-stage: wheels are built with the build tools in the first stage; the final image has only
 # the interpreter, the installed packages and a non-root user. Works with a read-only root
 # filesystem: no bytecode is written at run time and only /tmp (an emptyDir) is writable.
+# .dockerignore leaves certpolicy/localcluster (root-only development tooling) out of the context,
+# so out of the wheel built here.
 #
 # Python 3.11: the minor version the tests and CI run on (and Debian bookworm's python3). Any
 # Debian-based image with python3.11, `python` and the venv module works as BASE_IMAGE; the e2e

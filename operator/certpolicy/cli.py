@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -22,11 +23,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Subcommands built on certpolicy.localcluster, the root-only development tooling the operator's
+#: image leaves out (.dockerignore): there they say so instead of failing on an import.
+DEVELOPMENT_ONLY = {"local-cluster", "demo"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen in DEVELOPMENT_ONLY and importlib.util.find_spec("certpolicy.localcluster") is None:
+        print(f"certpolicy {chosen}: not in this installation (the operator image leaves out the local "
+              "cluster tooling); run it from a source checkout: make deps && .venv/bin/certpolicy "
+              f"{chosen}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="certpolicy", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         sp.set_defaults(_module=module_name)

@@ -13,14 +13,10 @@ crashed test run never leaves an orphaned etcd or API server behind.
 from __future__ import annotations
 
 import base64
-import contextlib
-import ctypes
 import datetime as dt
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -36,6 +32,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from certpolicy.localcluster.binaries import Binaries, ensure_binaries
+from certpolicy.localcluster.procs import ChildProcess, ClusterError, free_port, log_tail
 from certpolicy.pki.issue import KeyPair, create_ca, generate_key, issue_leaf
 
 if TYPE_CHECKING:
@@ -43,66 +40,6 @@ if TYPE_CHECKING:
 
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"
-_PR_SET_PDEATHSIG = 1
-
-
-class ClusterError(RuntimeError):
-    """The control plane did not start; the message includes the tail of the failing log."""
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    os.setsid()
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-@dataclass
-class _Proc:
-    name: str
-    argv: list[str]
-    log: Path
-    popen: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        logf = open(self.log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-        try:
-            self.popen = subprocess.Popen(
-                self.argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - setsid + PDEATHSIG only
-            )
-        finally:
-            logf.close()
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        p = self.popen
-        if p is None or p.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait(5)
-
-
 @dataclass
 class LocalCluster:
     """Start with ``with LocalCluster() as c:``; ``c.kubeconfig`` is a file any client can use."""
@@ -116,7 +53,7 @@ class LocalCluster:
     audit_policy: str | None = None  # an audit.k8s.io/v1 Policy (YAML): the API server logs to audit_log
     node: bool = False  # add a node (containerd, kubelet, kube-proxy, controller-manager, scheduler)
     _node: Node | None = None
-    _procs: dict[str, _Proc] = field(default_factory=dict)
+    _procs: dict[str, ChildProcess] = field(default_factory=dict)
     _own_workdir: bool = False
     _ca: KeyPair | None = None
     _admin: KeyPair | None = None
@@ -287,7 +224,7 @@ class LocalCluster:
             f"--initial-cluster=default=http://127.0.0.1:{peer}",
             "--log-level=warn",
         ]
-        proc = self._procs["etcd"] = _Proc("etcd", argv, self._dir / "etcd.log")
+        proc = self._procs["etcd"] = ChildProcess("etcd", argv, self._dir / "etcd.log")
         proc.start()
         self._wait_http(proc, f"http://127.0.0.1:{self.etcd_port}/health", timeout, tls=False)
 
@@ -335,7 +272,7 @@ class LocalCluster:
             policy.write_text(self.audit_policy)
             argv += [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}", "--audit-log-format=json",
                      "--audit-log-mode=blocking"]
-        proc = self._procs["kube-apiserver"] = _Proc("kube-apiserver", argv, self._dir / "kube-apiserver.log")
+        proc = self._procs["kube-apiserver"] = ChildProcess("kube-apiserver", argv, self._dir / "kube-apiserver.log")
         proc.start()
         self._write_kubeconfig()
         self._wait_http(proc, f"{self.server}/readyz", timeout, tls=True)
@@ -350,13 +287,13 @@ class LocalCluster:
         ctx.load_cert_chain(str(certfile))
         return ctx
 
-    def _wait_http(self, proc: _Proc, url: str, timeout: float, tls: bool) -> None:
+    def _wait_http(self, proc: ChildProcess, url: str, timeout: float, tls: bool) -> None:
         deadline = time.monotonic() + timeout
         ctx = self._ssl_context() if tls else None
         last = ""
         while time.monotonic() < deadline:
             if not proc.alive():
-                raise ClusterError(f"{proc.name} exited during start-up; last log lines:\n{_tail(proc.log)}")
+                raise ClusterError(f"{proc.name} exited during start-up; last log lines:\n{log_tail(proc.log)}")
             try:
                 with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:  # noqa: S310 - loopback
                     if resp.status == 200:
@@ -364,7 +301,7 @@ class LocalCluster:
             except (urllib.error.URLError, OSError) as e:
                 last = str(e)
             time.sleep(0.1)
-        raise ClusterError(f"{proc.name} not ready after {timeout:.0f}s ({last}); last log lines:\n{_tail(proc.log)}")
+        raise ClusterError(f"{proc.name} not ready after {timeout:.0f}s ({last}); last log lines:\n{log_tail(proc.log)}")
 
     def _write_kubeconfig(self) -> None:
         self.write_kubeconfig(self.kubeconfig, self._admin_pair)

@@ -191,7 +191,7 @@ def pause_archive(log=sys.stderr) -> Path:
 
 
 # ---- operator: the repository's Dockerfile -----------------------------------------------------
-_OPERATOR_INPUTS = ("Dockerfile", "pyproject.toml", "README.md", "operator", "crds")
+_OPERATOR_INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "operator", "crds")
 
 
 def _tree_hash(repo: Path) -> str:

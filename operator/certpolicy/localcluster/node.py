@@ -27,14 +27,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol, TextIO
 
 import yaml
 
 from certpolicy.localcluster.binaries import NodeBinaries, ensure_node_binaries
-from certpolicy.localcluster.cluster import ClusterError, LocalCluster, _Proc, _tail, free_port
 from certpolicy.localcluster.images import PAUSE_IMAGE
-from certpolicy.pki.issue import issue_leaf
+from certpolicy.localcluster.procs import ChildProcess, ClusterError, free_port, log_tail
+from certpolicy.pki.issue import KeyPair, issue_leaf
 
 NODE_NAME = "certpolicy-node"
 BRIDGE = "cpol0"
@@ -71,13 +71,30 @@ def check_host() -> None:
     cni_bin_dir()
 
 
+class ControlPlane(Protocol):
+    """What a node needs of the control plane it joins (a ``LocalCluster``): a Protocol, so this
+    module does not import cluster.py, which imports this one to start a node."""
+
+    log: TextIO
+
+    @property
+    def _dir(self) -> Path: ...
+
+    @property
+    def _ca_pair(self) -> KeyPair: ...
+
+    def write_kubeconfig(self, path: Path, client: KeyPair) -> Path: ...
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess: ...
+
+
 @dataclass
 class Node:
     """The node's processes and host state; started and stopped by ``LocalCluster(node=True)``."""
 
-    cluster: LocalCluster  # which imports this module lazily, only for node=True
+    cluster: ControlPlane  # a LocalCluster, which imports this module lazily, only for node=True
     binaries: NodeBinaries | None = None
-    _procs: dict[str, _Proc] = field(default_factory=dict)
+    _procs: dict[str, ChildProcess] = field(default_factory=dict)
     _lock: IO[str] | None = None
     _netns_before: set[str] = field(default_factory=set)
     _ip_forward_before: str | None = None
@@ -146,7 +163,7 @@ class Node:
         while time.monotonic() < deadline:
             for name, proc in self._procs.items():
                 if not proc.alive():
-                    raise NodeError(f"{name} exited; last log lines:\n{_tail(proc.log)}")
+                    raise NodeError(f"{name} exited; last log lines:\n{log_tail(proc.log)}")
             out = self.cluster.kubectl("get", "node", NODE_NAME, "-o", "json", check=False)
             if out.returncode == 0:
                 conditions = json.loads(out.stdout).get("status", {}).get("conditions", [])
@@ -158,7 +175,7 @@ class Node:
                 last = out.stderr.strip()
             time.sleep(1)
         raise NodeError(f"node {NODE_NAME} not Ready after {timeout:.0f}s ({last}); kubelet log:\n"
-                        f"{_tail(self._procs['kubelet'].log)}")
+                        f"{log_tail(self._procs['kubelet'].log)}")
 
     # ---- pieces ----------------------------------------------------------------------------
     def _write_pki(self) -> None:
@@ -217,17 +234,17 @@ state = "{d / 'state'}"
     snapshotter = "overlayfs"
 """
         (d / "config.toml").write_text(config)
-        proc = self._procs["containerd"] = _Proc(
+        proc = self._procs["containerd"] = ChildProcess(
             "containerd", ["containerd", f"--config={d / 'config.toml'}", "--log-level=warn"], self.dir / "containerd.log")
         proc.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not proc.alive():
-                raise NodeError(f"containerd exited; last log lines:\n{_tail(proc.log)}")
+                raise NodeError(f"containerd exited; last log lines:\n{log_tail(proc.log)}")
             if self.ctr("version", check=False).returncode == 0:
                 return
             time.sleep(0.2)
-        raise NodeError(f"containerd not answering on {self.containerd_socket}:\n{_tail(proc.log)}")
+        raise NodeError(f"containerd not answering on {self.containerd_socket}:\n{log_tail(proc.log)}")
 
     def _enable_forwarding(self) -> None:
         """A Pod reaching another Pod through a Service goes via the host (kube-proxy's DNAT), which
@@ -314,7 +331,7 @@ state = "{d / 'state'}"
         raise ValueError(name)
 
     def _start(self, name: str) -> None:
-        proc = self._procs[name] = _Proc(name, self._argv(name), self.dir / f"{name}.log")
+        proc = self._procs[name] = ChildProcess(name, self._argv(name), self.dir / f"{name}.log")
         proc.start()
 
     def _stop(self, name: str) -> None:
