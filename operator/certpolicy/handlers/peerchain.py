@@ -80,7 +80,7 @@ def peer_chain(tls: ssl.SSLSocket, recorded: HandshakeCertificates | None = None
     """The certificates the server sent, leaf first (at most :data:`MAX_CERTIFICATES`)."""
     if public_chain_api():
         try:
-            return [bytes(c) for c in tls.get_unverified_chain() or ()][:MAX_CERTIFICATES]  # type: ignore[attr-defined]
+            return [bytes(c) for c in tls.get_unverified_chain() or ()][:MAX_CERTIFICATES]  # type: ignore[attr-defined]  # Python 3.13+ (public_chain_api() checked); mypy targets 3.11
         except (ValueError, ssl.SSLError):
             return []
     leaf = tls.getpeercert(binary_form=True)

@@ -110,7 +110,7 @@ def canary_handshake(probe: Probe, ca: CASecret, now: dt.datetime,
 
     # The one way the ssl module tells whether the server sent a CertificateRequest (and, before
     # Python 3.13, which chain it sent: see certpolicy.handlers.peerchain).
-    ctx._msg_callback = watch_handshake  # type: ignore[attr-defined]  # noqa: SLF001
+    ctx._msg_callback = watch_handshake  # type: ignore[attr-defined]  # noqa: SLF001 - private, so not in typeshed (why it is used: above)
     timeout = probe.timeout.total_seconds()
 
     served: list[str | None] = [None]

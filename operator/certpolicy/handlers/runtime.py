@@ -19,6 +19,7 @@ from kubernetes.client import ApiClient
 
 from certpolicy.handlers.rotation_memory import RotationMemory
 from certpolicy.inventory.inventory import Inventory
+from certpolicy.kube.baselines import BaselineShards
 from certpolicy.kube.events import EventRecorder
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.policy.evaluate import Evaluator, retain_caches
@@ -43,7 +44,7 @@ class PolicyMemory:
     #: ((store resourceVersion, password resourceVersion), the parsed entry). Certificates only.
     store_reads: dict[tuple, tuple] = field(default_factory=dict)
     #: The renewal guard's baselines (kube.baselines.BaselineShards), read once per process.
-    baselines: Any = None
+    baselines: BaselineShards | None = None
 
 
 @dataclass

@@ -24,7 +24,7 @@ import datetime as dt
 import fnmatch
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from kubernetes.client import ApiException
@@ -42,6 +42,8 @@ from certpolicy.policy.findings import Finding
 from certpolicy.policy.report import SecretResult
 from certpolicy.policy.spec import TruststoreSelection, password_ref_from_spec, truststore_selection_from_spec
 from certpolicy.policy.truststores import LeafAnchor, check_truststore, missing_anchors
+
+T = TypeVar("T")
 
 log = logging.getLogger("certpolicy.stores")
 MAX_TRUSTSTORES = 500  # stores (and caBundle holders) judged per policy and pass: the rest are counted in a problem
@@ -86,7 +88,7 @@ def _password(ctx: PassContext, namespace: str, secret: str, key: str) -> tuple[
     return password, version, ""
 
 
-def _remember(ctx: PassContext, cache_key: tuple, versions: tuple, result: Any) -> Any:
+def _remember(ctx: PassContext, cache_key: tuple, versions: tuple, result: T) -> T:
     memo = ctx.memory.store_reads
     if len(memo) > 4 * MAX_TRUSTSTORES:
         memo.clear()

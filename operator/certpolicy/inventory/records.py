@@ -104,7 +104,7 @@ class PodRecord:
     trust_at_start: bool = False
 
 
-def _time(value: Any) -> dt.datetime | None:
+def _time(value: object) -> dt.datetime | None:
     try:
         return parse_rfc3339(str(value)) if value else None
     except ValueError:

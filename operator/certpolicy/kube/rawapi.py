@@ -67,7 +67,7 @@ def api_error_text(error: ApiException) -> str:
     return redact(f"({error.status}) {where}{': ' if where and what else ''}{what}")
 
 
-def request_line(method: str, path: str, body: Any) -> str:
+def request_line(method: str, path: str, body: object) -> str:
     """``VERB path`` of a request, with the object's name when it is a create (its path has none)."""
     name = ((body.get("metadata") or {}).get("name") if method == "POST" and isinstance(body, Mapping) else None)
     return f"{method} {path}" + (f" (name {name})" if name else "")
@@ -81,7 +81,7 @@ class RawClient:
         self.api_client = api_client
         self.gated = gated
 
-    def _call(self, method: str, path: str, query: Mapping[str, Any] | None, body: Any = None,
+    def _call(self, method: str, path: str, query: Mapping[str, Any] | None, body: object = None,
               content_type: str = "application/json", timeout: float | tuple[float, float] | None = 60,
               accept: str = "application/json"):
         if self.gated:
@@ -105,17 +105,17 @@ class RawClient:
             accept: str = "application/json") -> dict:
         return json.loads(self._call("GET", path, query, timeout=timeout, accept=accept).read())
 
-    def patch(self, path: str, body: Any, content_type: str = "application/merge-patch+json",
+    def patch(self, path: str, body: object, content_type: str = "application/merge-patch+json",
               query: Mapping[str, Any] | None = None) -> dict:
         return json.loads(self._call("PATCH", path, query, body=body, content_type=content_type).read())
 
-    def post(self, path: str, body: Any, query: Mapping[str, Any] | None = None, timeout: float = 60) -> dict:
+    def post(self, path: str, body: object, query: Mapping[str, Any] | None = None, timeout: float = 60) -> dict:
         return json.loads(self._call("POST", path, query, body=body, timeout=timeout).read())
 
-    def put(self, path: str, body: Any, query: Mapping[str, Any] | None = None, timeout: float = 60) -> dict:
+    def put(self, path: str, body: object, query: Mapping[str, Any] | None = None, timeout: float = 60) -> dict:
         return json.loads(self._call("PUT", path, query, body=body, timeout=timeout).read())
 
-    def delete(self, path: str, query: Mapping[str, Any] | None = None, body: Any = None) -> dict:
+    def delete(self, path: str, query: Mapping[str, Any] | None = None, body: object = None) -> dict:
         """``body``: DeleteOptions, e.g. preconditions on uid and resourceVersion."""
         return json.loads(self._call("DELETE", path, query, body=body).read())
 

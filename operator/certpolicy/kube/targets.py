@@ -36,7 +36,9 @@ def _b64decode(value: str | None) -> bytes | None:
         return b""  # present but unreadable: merged as an empty bundle, then rewritten
 
 
-def _b64_or_none(value: Any) -> bytes | None:
+def _b64_or_none(value: object) -> bytes | None:
+    if not isinstance(value, str | bytes):
+        return None  # b64decode's TypeError, said first
     try:
         return base64.b64decode(value)
     except (binascii.Error, ValueError, TypeError):

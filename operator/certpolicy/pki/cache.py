@@ -19,11 +19,12 @@ cache at once and :func:`clear_all` empties them (benchmarks, tests). A new cach
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -95,11 +96,11 @@ class FifoCache(Generic[K, V]):
         return key in self._data
 
 
-_REGISTRY: weakref.WeakSet[FifoCache] = weakref.WeakSet()  # type: ignore[type-arg]
+_REGISTRY: weakref.WeakSet[FifoCache[Any, Any]] = weakref.WeakSet()
 _LOCK = threading.Lock()
 
 
-def registered() -> list[FifoCache]:  # type: ignore[type-arg]
+def registered() -> list[FifoCache[Any, Any]]:
     with _LOCK:
         return sorted(_REGISTRY, key=lambda c: c.name or "")
 
@@ -115,7 +116,11 @@ def sweep(live: Live) -> int:
     returns how many entries were dropped. Always safe: anything dropped is recomputed on demand."""
     dropped = 0
     for cache in registered():
-        rule = cache.keep
-        if rule is not None:
-            dropped += cache.retain(lambda k, v, rule=rule: rule(k, v, live))  # type: ignore[misc]
+        if cache.keep is not None:
+            dropped += cache.retain(functools.partial(_kept, cache.keep, live))
     return dropped
+
+
+def _kept(rule: Callable[[Any, Any, Live], bool], live: Live, key: Any, value: Any) -> bool:
+    """``rule`` with ``live`` bound: what :meth:`FifoCache.retain` asks of each entry."""
+    return rule(key, value, live)

@@ -18,6 +18,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, PublicKeyAlgorithmOID
 
@@ -214,7 +215,7 @@ _SUMMARIES: FifoCache[str, CertSummary] = FifoCache(
 _DER = Encoding.DER
 
 
-def summarize(cert: x509.Certificate, fingerprint: str | None = None, *, public_key: Any = None) -> CertSummary:
+def summarize(cert: x509.Certificate, fingerprint: str | None = None, *, public_key: CertificatePublicKeyTypes | None = None) -> CertSummary:
     """The summary of ``cert``, computed once per distinct certificate (cached by fingerprint;
     pass ``fingerprint`` when it is known, which saves hashing the certificate, and the
     certificate's ``public_key()`` if the caller has it: building an EC key object is not free).
@@ -227,7 +228,7 @@ def summarize(cert: x509.Certificate, fingerprint: str | None = None, *, public_
     return s
 
 
-def _summarize(cert: x509.Certificate, fp: str, public_key: Any = None) -> CertSummary:
+def _summarize(cert: x509.Certificate, fp: str, public_key: CertificatePublicKeyTypes | None = None) -> CertSummary:
     try:
         version = 1 if cert.version == x509.Version.v1 else 3
     except Exception:
@@ -316,9 +317,9 @@ def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
         key = issuer.public_key()
         params = child.signature_algorithm_parameters
         if isinstance(key, rsa.RSAPublicKey):
-            key.verify(child.signature, child.tbs_certificate_bytes, params, child.signature_hash_algorithm)  # type: ignore[arg-type]
+            key.verify(child.signature, child.tbs_certificate_bytes, params, child.signature_hash_algorithm)  # type: ignore[arg-type]  # params: the RSA padding of this signature; typed as the union of every algorithm's
         elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(child.signature, child.tbs_certificate_bytes, params)  # type: ignore[arg-type]
+            key.verify(child.signature, child.tbs_certificate_bytes, params)  # type: ignore[arg-type]  # params: ECDSA(hash) for an EC signature; typed as the union
         else:
             return False
         return True
@@ -384,7 +385,7 @@ def _key_usage_names(ku: x509.KeyUsage) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _key_facts(cert: x509.Certificate, key: Any = None) -> tuple[str, int | None, str | None]:
+def _key_facts(cert: x509.Certificate, key: CertificatePublicKeyTypes | None = None) -> tuple[str, int | None, str | None]:
     try:
         if key is None:
             key = cert.public_key()

@@ -322,6 +322,8 @@ def _unprotect(protected: bytes, password: bytes | None, fmt: str) -> tuple[Priv
         key = serialization.load_der_private_key(plain, None, unsafe_skip_rsa_key_validation=True)
     except Exception:
         return None, "the decrypted key could not be parsed"
+    # load_der_private_key is typed with every key type cryptography knows (DH, X25519, ...); a JKS
+    # key entry holds an RSA, EC or DSA key (what keytool writes), the types PrivateKey names.
     return key, None  # type: ignore[return-value]
 
 

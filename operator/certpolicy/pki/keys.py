@@ -6,9 +6,8 @@ certificate summaries (the key a certificate carries), which is why it lives on 
 
 from __future__ import annotations
 
-from typing import Any
-
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 _CURVE_NAMES = {
     "secp256r1": "P-256",
@@ -25,7 +24,7 @@ def curve_display_name(name: str) -> str:
     return _CURVE_NAMES.get(name.lower(), name)
 
 
-def describe_key(key: Any) -> str:
+def describe_key(key: PublicKeyTypes | PrivateKeyTypes) -> str:
     """A public description of a key's type ("RSA 2048", "EC P-256", "Ed25519"): never its value."""
     if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
         return f"RSA {key.key_size}"

@@ -186,7 +186,7 @@ class PemBlock(NamedTuple):
     body_end: int
 
 
-def _as_bytes(data: Any) -> bytes | None:
+def _as_bytes(data: object) -> bytes | None:
     if isinstance(data, bytes):
         return data
     if isinstance(data, (bytearray, memoryview)):
@@ -310,7 +310,7 @@ class _Collector:
         return CertificateLoad(tuple(self.certs), tuple(self.problems), tuple(self.fps))
 
 
-def load_certificates(data: Any) -> CertificateLoad:
+def load_certificates(data: object) -> CertificateLoad:
     """Every certificate in ``data`` (PEM, DER, concatenated DER or PKCS#7), in order. Never raises."""
     raw = _as_bytes(data)
     if raw is not None and len(raw) <= MAX_INPUT_BYTES:
@@ -474,7 +474,7 @@ _SIGNING_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519P
 _SIGNING_TYPES: dict[type, bool] = {}
 
 
-def _can_sign(key: Any) -> TypeGuard[PrivateKey]:
+def _can_sign(key: object) -> TypeGuard[PrivateKey]:
     """isinstance() against cryptography's key ABCs is slow; the answer per concrete type is not."""
     t = type(key)
     ok = _SIGNING_TYPES.get(t)
@@ -483,7 +483,7 @@ def _can_sign(key: Any) -> TypeGuard[PrivateKey]:
     return ok
 
 
-def load_private_key(data: Any, password: bytes | None = None) -> KeyLoad:
+def load_private_key(data: object, password: bytes | None = None) -> KeyLoad:
     """The first private key in ``data`` (PEM PKCS#8 / PKCS#1 / SEC1, encrypted or not, or DER).
 
     RSA keys are loaded with ``unsafe_skip_rsa_key_validation``: validating the private primes
@@ -566,7 +566,7 @@ def _finish(loader: Any, password: bytes | None, encrypted: bool, label: str) ->
 # --- PKCS#12 -------------------------------------------------------------------------------------
 
 
-def load_pkcs12(data: Any, password: bytes | None = None) -> Pkcs12Load:
+def load_pkcs12(data: object, password: bytes | None = None) -> Pkcs12Load:
     """The certificate, chain and key of a PKCS#12 keystore (``.p12``/``.pfx``). Never raises.
 
     PKCS#12 does not say whether a failure is a wrong password or a damaged file, so both are

@@ -238,7 +238,7 @@ def _digest(secret_type: str, items: Sequence[tuple[str, Any]]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _decode(name: str, value: Any, problems: list[LoadProblem]) -> bytes | None:
+def _decode(name: str, value: object, problems: list[LoadProblem]) -> bytes | None:
     if value is None:
         return b""
     if isinstance(value, (bytes, bytearray, memoryview)):

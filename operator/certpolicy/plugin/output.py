@@ -26,7 +26,7 @@ def structured(args: Any) -> bool:
     return getattr(args, "output", "table") in ("json", "yaml")
 
 
-def dump(doc: Any, out: TextIO, fmt: str = "json") -> None:
+def dump(doc: object, out: TextIO, fmt: str = "json") -> None:
     """``doc`` as JSON (2-space indent) or YAML (block style, keys in the document's order)."""
     if fmt == "yaml":
         import yaml

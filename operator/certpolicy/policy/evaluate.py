@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -165,7 +165,7 @@ class _Run:
             self._guard(self._certificates, "certificate")
         return self._result()
 
-    def _guard(self, step: Any, what: str) -> bool:
+    def _guard(self, step: Callable[[], object], what: str) -> bool:
         try:
             step()
             return True

@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from certpolicy.pki.inspect import CertSummary
+
 
 class Severity(enum.IntEnum):
     """Ordered: ``CRITICAL > WARNING > INFO``. Printed (and serialised) as ``Critical`` etc."""
@@ -56,7 +58,7 @@ class CertRef:
     fingerprint: str
 
     @classmethod
-    def of(cls, role: Role, summary: Any) -> CertRef:
+    def of(cls, role: Role, summary: CertSummary) -> CertRef:
         """The reference to a summarised certificate (:class:`certpolicy.pki.inspect.CertSummary`)."""
         return cls(role, summary.subject, summary.fingerprint)
 

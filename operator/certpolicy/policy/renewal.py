@@ -35,7 +35,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from cryptography import x509
 
@@ -121,15 +120,15 @@ class LeafBaseline:
                    lifetime, issuer)
 
 
-def _is_hex(v: Any) -> bool:
+def _is_hex(v: object) -> bool:
     return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
 
 
-def _str_list(v: Any) -> bool:
+def _str_list(v: object) -> bool:
     return isinstance(v, list) and all(isinstance(i, str) for i in v)
 
 
-def _int(v: Any) -> bool:
+def _int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 

@@ -204,7 +204,7 @@ def requirements_from_spec(spec: Mapping[str, Any] | None) -> Requirements:
     )
 
 
-def _list(name: str, value: Any, problems: list[str]) -> list[Any]:
+def _list(name: str, value: object, problems: list[str]) -> list[Any]:
     if value is None:
         return []
     if isinstance(value, str) or not isinstance(value, Iterable) or isinstance(value, Mapping):
@@ -213,7 +213,7 @@ def _list(name: str, value: Any, problems: list[str]) -> list[Any]:
     return list(value)
 
 
-def _strings(name: str, value: Any, problems: list[str]) -> list[str]:
+def _strings(name: str, value: object, problems: list[str]) -> list[str]:
     out = []
     for i, v in enumerate(_list(name, value, problems)):
         if not isinstance(v, str) or not v.strip():
@@ -227,7 +227,7 @@ def _dedupe(items: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _ekus(value: Any, problems: list[str]) -> tuple[str, ...]:
+def _ekus(value: object, problems: list[str]) -> tuple[str, ...]:
     by_lower = {n.lower(): n for n in EKU_BY_NAME}
     out = []
     for v in _strings("extendedKeyUsages", value, problems):
@@ -239,7 +239,7 @@ def _ekus(value: Any, problems: list[str]) -> tuple[str, ...]:
     return _dedupe(out)
 
 
-def _patterns(name: str, value: Any, problems: list[str]) -> tuple[str, ...]:
+def _patterns(name: str, value: object, problems: list[str]) -> tuple[str, ...]:
     out = []
     for v in _strings(name, value, problems):
         try:
@@ -249,7 +249,7 @@ def _patterns(name: str, value: Any, problems: list[str]) -> tuple[str, ...]:
     return _dedupe(out)
 
 
-def _ranges(value: Any, problems: list[str]) -> tuple[IPNetwork, ...]:
+def _ranges(value: object, problems: list[str]) -> tuple[IPNetwork, ...]:
     out = []
     for v in _strings("allowedIPRanges", value, problems):
         try:
@@ -259,7 +259,7 @@ def _ranges(value: Any, problems: list[str]) -> tuple[IPNetwork, ...]:
     return _dedupe(out)
 
 
-def _addresses(value: Any, problems: list[str]) -> tuple[IPAddress, ...]:
+def _addresses(value: object, problems: list[str]) -> tuple[IPAddress, ...]:
     out = []
     for v in _strings("requiredIPAddresses", value, problems):
         try:
@@ -269,7 +269,7 @@ def _addresses(value: Any, problems: list[str]) -> tuple[IPAddress, ...]:
     return _dedupe(out)
 
 
-def _bool(name: str, value: Any, default: bool, problems: list[str]) -> bool:
+def _bool(name: str, value: object, default: bool, problems: list[str]) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
@@ -278,7 +278,7 @@ def _bool(name: str, value: Any, default: bool, problems: list[str]) -> bool:
     return value
 
 
-def _int(name: str, value: Any, default: int, lo: int, hi: int, problems: list[str]) -> int:
+def _int(name: str, value: object, default: int, lo: int, hi: int, problems: list[str]) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
@@ -290,7 +290,7 @@ def _int(name: str, value: Any, default: int, lo: int, hi: int, problems: list[s
     return value
 
 
-def _expiry(value: Any, problems: list[str]) -> tuple[dt.timedelta, dt.timedelta]:
+def _expiry(value: object, problems: list[str]) -> tuple[dt.timedelta, dt.timedelta]:
     warning, critical = DEFAULT_WARNING_BEFORE, DEFAULT_CRITICAL_BEFORE
     if value is None:
         return warning, critical
@@ -325,7 +325,7 @@ def _expiry(value: Any, problems: list[str]) -> tuple[dt.timedelta, dt.timedelta
     return warning, critical
 
 
-def _curves(value: Any, problems: list[str]) -> tuple[str, ...]:
+def _curves(value: object, problems: list[str]) -> tuple[str, ...]:
     if value is None:
         return DEFAULT_EC_CURVES
     out = []
@@ -338,7 +338,7 @@ def _curves(value: Any, problems: list[str]) -> tuple[str, ...]:
     return _dedupe(out)
 
 
-def _hashes(value: Any, problems: list[str]) -> tuple[str, ...]:
+def _hashes(value: object, problems: list[str]) -> tuple[str, ...]:
     if value is None:
         return DEFAULT_SIGNATURE_HASHES
     out = []
@@ -393,7 +393,7 @@ def _thawed(value: Any) -> Any:
     return value
 
 
-def password_ref_from_spec(ref: Any, where: str, problems: list[str]) -> tuple[str | None, str]:
+def password_ref_from_spec(ref: object, where: str, problems: list[str]) -> tuple[str | None, str]:
     """(Secret name, data key) of a ``passwordSecretRef`` under ``where`` (``spec.selector``,
     ``trustStores``, ``trustedBy``): a Secret in the keystore's own namespace. (None, "password")
     when absent; a malformed one is appended to ``problems``."""
@@ -405,7 +405,7 @@ def password_ref_from_spec(ref: Any, where: str, problems: list[str]) -> tuple[s
     return ref["name"], str(ref.get("key") or "password")
 
 
-def truststore_selection_from_spec(value: Any, where: str, problems: list[str] | None = None) -> TruststoreSelection | None:
+def truststore_selection_from_spec(value: object, where: str, problems: list[str] | None = None) -> TruststoreSelection | None:
     """Validate ``trustedBy`` / ``trustStores``. With ``problems`` given, problems are appended
     there; otherwise :class:`PolicySpecError` is raised. None when ``value`` is None."""
     own = problems is None
@@ -466,7 +466,7 @@ def renewal_guard_from_spec(spec: Mapping[str, Any] | None) -> RenewalGuard:
     return guard
 
 
-def _renewal_guard(value: Any, problems: list[str]) -> RenewalGuard:
+def _renewal_guard(value: object, problems: list[str]) -> RenewalGuard:
     if value is None:
         return RenewalGuard()
     if not isinstance(value, Mapping):

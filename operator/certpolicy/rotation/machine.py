@@ -44,6 +44,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from certpolicy.kube.conditions import ROTATING, Condition
 from certpolicy.pki.fingerprint import short
@@ -150,8 +151,8 @@ class _Ctx:
     def act(self, action: Action) -> None:
         self.actions.append(action)
 
-    def event(self, type_: str, reason: str, message: str) -> None:
-        self.actions.append(EmitEvent(type_, reason, message))  # type: ignore[arg-type]
+    def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.actions.append(EmitEvent(type_, reason, message))
 
     def wake(self, at: dt.datetime | None) -> None:
         if at is not None:

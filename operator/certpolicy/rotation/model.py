@@ -124,6 +124,7 @@ class RotationSettings:
         if problems:
             raise PolicySpecError(problems)
         try:
+            # settings maps each field to its parsed value: dict[str, object] to mypy, one field's type each.
             return cls(**settings)  # type: ignore[arg-type]
         except ValueError as e:
             raise PolicySpecError([str(e)]) from None

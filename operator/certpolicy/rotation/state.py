@@ -238,7 +238,7 @@ def time_text(t: dt.datetime | None) -> str | None:
     return rfc3339_micro(t)  # exact: the steps' waits are measured from these instants
 
 
-def _time(value: Any) -> dt.datetime | None:
+def _time(value: object) -> dt.datetime | None:
     if value is None:
         return None
     try:
@@ -399,7 +399,7 @@ def _history_to_dict(h: HistoryEntry) -> dict[str, Any]:
     }
 
 
-def _history_from_dict(d: Any) -> HistoryEntry:
+def _history_from_dict(d: object) -> HistoryEntry:
     if not isinstance(d, Mapping):
         raise StateError("status.rotation.history entries must be objects")
     outcome = str(d.get("outcome"))
