@@ -16,9 +16,9 @@ from cryptography import x509
 
 import certgen
 import certmanager
+from crd import GROUP, PLURAL, VERSION, policy_status
 from kubewait import wait_for
 
-GROUP, VERSION, PLURAL = "certpolicy.io", "v1alpha1", "certificatepolicies"
 PLUGIN = Path(sys.executable).parent / "kubectl-certpolicy"
 USAGES_MTLS = ["digital signature", "key encipherment", "server auth", "client auth"]
 FIX = "add `client auth` to spec.usages"
@@ -49,7 +49,7 @@ def leaf(core_v1, namespace: str) -> x509.Certificate:
 
 
 def violation(custom_api, policy: str, namespace: str) -> dict | None:
-    st = custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, policy).get("status") or {}
+    st = policy_status(custom_api, policy)
     return next((v for v in st.get("violations") or () if (v.get("namespace"), v["name"]) == (namespace, "mirth-tls")),
                 None)
 

@@ -40,7 +40,7 @@ from certpolicy.inventory.records import (
     parse_pod_object,
     parse_secret_object,
 )
-from certpolicy.inventory.store import Key
+from certpolicy.inventory.recordstore import Key
 from certpolicy.kube.rawapi import METADATA_ONLY, METADATA_ONLY_WATCH
 from certpolicy.kube.selectors import LabelSelector
 from certpolicy.plugin.reads import get_object, list_items
