@@ -55,12 +55,12 @@ class CertManager:
     _proc: Any = field(default=None, repr=False)
 
     def start(self, timeout: float = 120.0) -> None:
-        from certpolicy.localcluster.cluster import _Proc
+        from certpolicy.localcluster.procs import ChildProcess
 
         where, self.build_seconds = build()
         self.install_crds(where / "deploy" / "crds", timeout=timeout)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._proc = _Proc(NAME, [str(where / NAME), f"--kubeconfig={self.cluster.kubeconfig}",
+        self._proc = ChildProcess(NAME, [str(where / NAME), f"--kubeconfig={self.cluster.kubeconfig}",
                                   f"--cluster-resource-namespace={CLUSTER_RESOURCE_NAMESPACE}"],
                            self.workdir / f"{NAME}.log")
         self._proc.start()
