@@ -45,6 +45,7 @@ from certpolicy.policy.bundleref import CONFIG_MAP, SECRET, BundleRef, BundleRef
 from certpolicy.policy.durations import parse_duration, resolve_at
 from certpolicy.policy.evaluate import Evaluation, evaluate
 from certpolicy.policy.findings import Severity
+from certpolicy.policy.knobs import declared
 from certpolicy.policy.spec import PolicySpecError, Requirements, requirements_from_spec
 from certpolicy.timestamps import rfc3339
 
@@ -72,18 +73,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", metavar="OLD", help="compare the one certificate file given (NEW) with OLD, as the renewal guard does: exit 1 on a regression (see docs/check.md)")
 
     req = parser.add_argument_group("requirements (each replaces the policy's value)")
-    req.add_argument("--require-eku", action="append", metavar="USAGE", help="required EKU: serverAuth, clientAuth, ...; repeatable or comma-separated")
-    req.add_argument("--allow-dns", action="append", metavar="PATTERN", help="allowed DNS SAN pattern ('*' = one label); repeatable")
-    req.add_argument("--require-dns", action="append", metavar="NAME", help="DNS name the certificate must cover; repeatable")
-    req.add_argument("--allow-ip-range", action="append", metavar="CIDR", help="allowed IP SAN range; repeatable")
-    req.add_argument("--require-ip", action="append", metavar="ADDRESS", help="IP address the certificate must carry; repeatable")
-    req.add_argument("--warn-before", metavar="DURATION", help="warn when a certificate expires within this (Go duration, default 720h)")
-    req.add_argument("--critical-before", metavar="DURATION", help="critical when it expires within this (default 168h)")
-    req.add_argument("--min-rsa-bits", type=int, metavar="BITS", help="minimum RSA key size (default 2048)")
-    req.add_argument("--allow-curve", action="append", metavar="CURVE", help="allowed EC curve (default P-256, P-384, P-521); repeatable")
-    req.add_argument("--allow-hash", action="append", metavar="HASH", help="allowed signature hash (default sha256, sha384, sha512); repeatable")
-    req.add_argument("--require-san", action=argparse.BooleanOptionalAction, default=None, help="require a subjectAltName (default: yes)")
-    req.add_argument("--require-key", action=argparse.BooleanOptionalAction, default=None, help="require a matching private key (default: no)")
+    _requirement_flags(req)
 
     inp = parser.add_argument_group("input")
     inp.add_argument("--key", metavar="FILE", help="private key for a single certificate file")
@@ -297,37 +287,44 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
+def _requirement_flags(group: argparse._ArgumentGroup) -> None:
+    """One flag per requirement knob that declares one (``Requirements``' fields, policy/knobs.py);
+    its kind follows the field's default."""
+    for d in declared(Requirements):
+        flag = d.knob.flag
+        if flag is None:
+            continue
+        if isinstance(d.default, bool):
+            group.add_argument(flag.name, action=argparse.BooleanOptionalAction, default=None, help=flag.help)
+        elif isinstance(d.default, int):
+            group.add_argument(flag.name, type=int, metavar=flag.metavar, help=flag.help)
+        elif isinstance(d.default, tuple):
+            group.add_argument(flag.name, action="append", metavar=flag.metavar, help=flag.help)
+        else:
+            group.add_argument(flag.name, metavar=flag.metavar, help=flag.help)
+
+
 def _requirements(doc: Mapping[str, Any] | None, args: argparse.Namespace) -> Requirements:
+    """The policy's requirements with each flag given replacing its knob's value."""
     spec = _policy_spec(doc)
-    overrides = {
-        "extendedKeyUsages": _split(args.require_eku),
-        "allowedDNSNames": args.allow_dns,
-        "requiredDNSNames": args.require_dns,
-        "allowedIPRanges": _split(args.allow_ip_range),
-        "requiredIPAddresses": _split(args.require_ip),
-        "minimumRSABits": args.min_rsa_bits,
-        "allowedECCurves": _split(args.allow_curve),
-        "allowedSignatureHashes": _split(args.allow_hash),
-        "requireSAN": args.require_san,
-        "requirePrivateKey": args.require_key,
-    }
-    for k, v in overrides.items():
-        if v is not None:
-            spec[k] = v
-    for flag, value in (("--warn-before", args.warn_before), ("--critical-before", args.critical_before)):
-        if value:
+    for d in declared(Requirements):
+        flag = d.knob.flag
+        value = getattr(args, flag.name.lstrip("-").replace("-", "_")) if flag else None
+        if flag is None or value is None or value == "":
+            continue
+        if flag.split:
+            value = _split(value)
+        if isinstance(value, str) and isinstance(d.default, dt.timedelta):
             try:
                 parse_duration(value)
             except ValueError as e:
-                raise UsageError(f"{flag} {value!r}: {e}. Accepted: a Go duration, a number with a unit "
+                raise UsageError(f"{flag.name} {value!r}: {e}. Accepted: a Go duration, a number with a unit "
                                  f"h, m, s, ms, us or ns, e.g. 720h (30 days) or 1h30m") from None
-    if args.warn_before or args.critical_before:
-        expiry = dict(spec.get("expiry") or {})
-        if args.warn_before:
-            expiry["warningBefore"] = args.warn_before
-        if args.critical_before:
-            expiry["criticalBefore"] = args.critical_before
-        spec["expiry"] = expiry
+        *outer, name = d.knob.path
+        holder = spec
+        for part in outer:
+            holder[part] = holder = dict(holder.get(part) or {})
+        holder[name] = value
     return requirements_from_spec(spec)
 
 

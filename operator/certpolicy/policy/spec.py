@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certpolicy.pki.inspect import EKU_BY_NAME
+from certpolicy.policy import knobs
 from certpolicy.policy.dnsnames import pattern_allows, quoted, validate_pattern
 from certpolicy.policy.durations import format_duration, parse_duration
 from certpolicy.policy.findings import REASONS
+from certpolicy.policy.knobs import Flag, Group, Knob, declared, knob, schema_properties, top_level_names
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -41,6 +43,11 @@ class PolicySpecError(ValueError):
 
 
 # --- requirements --------------------------------------------------------------------------------
+#
+# Each requirement is one field of :class:`Requirements` declared with :func:`knob`: its spec name,
+# parser, CRD schema (with its description) and ``certpolicy check`` flag sit together, and the
+# known fields, ``requirements_from_spec``, ``to_spec``, the CRD fragment (``scripts/gen_crd.py``)
+# and the check command's flags are derived from them (``policy/knobs.py``).
 
 DEFAULT_WARNING_BEFORE = dt.timedelta(hours=720)
 DEFAULT_CRITICAL_BEFORE = dt.timedelta(hours=168)
@@ -69,139 +76,13 @@ _CURVES = {
 }
 _HASHES = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sha3-224", "sha3-256", "sha3-384", "sha3-512")
 
-FIELDS = (
-    "extendedKeyUsages",
-    "allowedDNSNames",
-    "requiredDNSNames",
-    "allowedIPRanges",
-    "requiredIPAddresses",
-    "requireSAN",
-    "expiry",
-    "minimumRSABits",
-    "allowedECCurves",
-    "allowedSignatureHashes",
-    "requirePrivateKey",
-    "trustBundle",  # resolved by the operator, not here
-    "trustedBy",  # the peers' trust stores: parsed by truststore_selection_from_spec, resolved by the operator
-    "renewal",  # the renewal regression guard: parsed by renewal_guard_from_spec, kept by the operator
-)
-
-
-@dataclass(frozen=True)
-class Requirements:
-    """What a policy demands of every certificate it governs. Hashable (cached hash): it is part of
-    the evaluation cache key, looked up hundreds of thousands of times a second."""
-
-    extended_key_usages: tuple[str, ...] = ()
-    allowed_dns_names: tuple[str, ...] = ()
-    required_dns_names: tuple[str, ...] = ()
-    allowed_ip_ranges: tuple[IPNetwork, ...] = ()
-    required_ip_addresses: tuple[IPAddress, ...] = ()
-    require_san: bool = True
-    warning_before: dt.timedelta = DEFAULT_WARNING_BEFORE
-    critical_before: dt.timedelta = DEFAULT_CRITICAL_BEFORE
-    minimum_rsa_bits: int = 2048
-    allowed_ec_curves: tuple[str, ...] = DEFAULT_EC_CURVES
-    allowed_signature_hashes: tuple[str, ...] = DEFAULT_SIGNATURE_HASHES
-    require_private_key: bool = False
-    _hash: int = field(default=0, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash(self._key()))
-
-    def _key(self) -> tuple[Any, ...]:
-        return (
-            self.extended_key_usages,
-            self.allowed_dns_names,
-            self.required_dns_names,
-            self.allowed_ip_ranges,
-            self.required_ip_addresses,
-            self.require_san,
-            self.warning_before,
-            self.critical_before,
-            self.minimum_rsa_bits,
-            self.allowed_ec_curves,
-            self.allowed_signature_hashes,
-            self.require_private_key,
-        )
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def to_spec(self) -> dict[str, Any]:
-        """The ``spec.requirements`` mapping that parses back to these requirements."""
-        return {
-            "extendedKeyUsages": list(self.extended_key_usages),
-            "allowedDNSNames": list(self.allowed_dns_names),
-            "requiredDNSNames": list(self.required_dns_names),
-            "allowedIPRanges": [str(n) for n in self.allowed_ip_ranges],
-            "requiredIPAddresses": [str(a) for a in self.required_ip_addresses],
-            "requireSAN": self.require_san,
-            "expiry": {"warningBefore": format_duration(self.warning_before), "criticalBefore": format_duration(self.critical_before)},
-            "minimumRSABits": self.minimum_rsa_bits,
-            "allowedECCurves": list(self.allowed_ec_curves),
-            "allowedSignatureHashes": list(self.allowed_signature_hashes),
-            "requirePrivateKey": self.require_private_key,
-        }
-
-
-def requirements_from_spec(spec: Mapping[str, Any] | None) -> Requirements:
-    """Validate and type a policy's requirements.
-
-    ``spec`` is either the ``spec.requirements`` mapping or the whole ``spec`` (its
-    ``requirements`` is used). Missing fields take the CRD's defaults. Raises
-    :class:`PolicySpecError` listing every problem found, each phrased as what to change.
-    """
-    if spec is None:
-        return Requirements()
-    if not isinstance(spec, Mapping):
-        raise PolicySpecError([f"spec.requirements must be a mapping, got {type(spec).__name__}"])
-    if isinstance(spec.get("requirements"), Mapping) or ("requirements" in spec and spec.get("requirements") is None):
-        spec = spec.get("requirements") or {}
-    problems: list[str] = []
-    for k in spec:
-        if k not in FIELDS:
-            close = difflib.get_close_matches(str(k), FIELDS, n=1)
-            problems.append(f"unknown field spec.requirements.{k}" + (f" (did you mean '{close[0]}'?)" if close else f"; known fields: {', '.join(FIELDS)}"))
-
-    ekus = _ekus(spec.get("extendedKeyUsages"), problems)
-    allowed = _patterns("allowedDNSNames", spec.get("allowedDNSNames"), problems)
-    required = _patterns("requiredDNSNames", spec.get("requiredDNSNames"), problems)
-    if allowed:
-        for name in required:
-            if not any(pattern_allows(p, name) for p in allowed):
-                problems.append(f"requiredDNSNames '{name}' is not allowed by allowedDNSNames [{quoted(allowed)}]: no certificate could satisfy this policy")
-    ranges = _ranges(spec.get("allowedIPRanges"), problems)
-    ips = _addresses(spec.get("requiredIPAddresses"), problems)
-    if ranges:
-        for ip in ips:
-            if not any(ip in r for r in ranges if r.version == ip.version):
-                problems.append(f"requiredIPAddresses '{ip}' is outside allowedIPRanges {[str(r) for r in ranges]}: no certificate could satisfy this policy")
-    require_san = _bool("requireSAN", spec.get("requireSAN"), True, problems)
-    warning, critical = _expiry(spec.get("expiry"), problems)
-    min_rsa = _int("minimumRSABits", spec.get("minimumRSABits"), 2048, 1024, 16384, problems)
-    curves = _curves(spec.get("allowedECCurves"), problems)
-    hashes = _hashes(spec.get("allowedSignatureHashes"), problems)
-    require_key = _bool("requirePrivateKey", spec.get("requirePrivateKey"), False, problems)
-    if spec.get("trustedBy") is not None:
-        truststore_selection_from_spec(spec.get("trustedBy"), "requirements.trustedBy", problems)
-    _renewal_guard(spec.get("renewal"), problems)
-    if problems:
-        raise PolicySpecError(problems)
-    return Requirements(
-        extended_key_usages=ekus,
-        allowed_dns_names=allowed,
-        required_dns_names=required,
-        allowed_ip_ranges=ranges,
-        required_ip_addresses=ips,
-        require_san=require_san,
-        warning_before=warning,
-        critical_before=critical,
-        minimum_rsa_bits=min_rsa,
-        allowed_ec_curves=curves,
-        allowed_signature_hashes=hashes,
-        require_private_key=require_key,
-    )
+#: A Go duration as the CRD's CEL rules match it (the API server's check; ``parse_duration`` is ours).
+_DURATION_RE = "^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$"
+_DURATION_RULES = [{
+    "rule": f"self.matches('{_DURATION_RE}')",
+    "message": "not a duration: write hours, minutes or seconds with a unit: 720h for 30 days, 168h for 7 days, "
+               "1h30m, 90s (also ms, us, ns); days are not a unit",
+}]
 
 
 def _list(name: str, value: object, problems: list[str]) -> list[Any]:
@@ -227,48 +108,6 @@ def _dedupe(items: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _ekus(value: object, problems: list[str]) -> tuple[str, ...]:
-    by_lower = {n.lower(): n for n in EKU_BY_NAME}
-    out = []
-    for v in _strings("extendedKeyUsages", value, problems):
-        canon = by_lower.get(v.lower())
-        if canon is None:
-            problems.append(f"extendedKeyUsages: unknown usage '{v}'; use one of {', '.join(EKU_BY_NAME)}")
-        else:
-            out.append(canon)
-    return _dedupe(out)
-
-
-def _patterns(name: str, value: object, problems: list[str]) -> tuple[str, ...]:
-    out = []
-    for v in _strings(name, value, problems):
-        try:
-            out.append(validate_pattern(v))
-        except ValueError as e:
-            problems.append(f"{name}: {e}")
-    return _dedupe(out)
-
-
-def _ranges(value: object, problems: list[str]) -> tuple[IPNetwork, ...]:
-    out = []
-    for v in _strings("allowedIPRanges", value, problems):
-        try:
-            out.append(ipaddress.ip_network(v, strict=False))
-        except ValueError:
-            problems.append(f"allowedIPRanges: '{v}' is not a CIDR range such as '10.0.0.0/8' or 'fd00::/8'")
-    return _dedupe(out)
-
-
-def _addresses(value: object, problems: list[str]) -> tuple[IPAddress, ...]:
-    out = []
-    for v in _strings("requiredIPAddresses", value, problems):
-        try:
-            out.append(ipaddress.ip_address(v))
-        except ValueError:
-            problems.append(f"requiredIPAddresses: '{v}' is not an IP address")
-    return _dedupe(out)
-
-
 def _bool(name: str, value: object, default: bool, problems: list[str]) -> bool:
     if value is None:
         return default
@@ -278,81 +117,349 @@ def _bool(name: str, value: object, default: bool, problems: list[str]) -> bool:
     return value
 
 
-def _int(name: str, value: object, default: int, lo: int, hi: int, problems: list[str]) -> int:
+# Knob parsers: (knob, value as written, default, problems) -> typed value (policy/knobs.py).
+
+def _ekus(knob: Knob, value: object, default: tuple[str, ...], problems: list[str]) -> tuple[str, ...]:
+    by_lower = {n.lower(): n for n in EKU_BY_NAME}
+    out = []
+    for v in _strings(knob.key, value, problems):
+        canon = by_lower.get(v.lower())
+        if canon is None:
+            problems.append(f"{knob.key}: unknown usage '{v}'; use one of {', '.join(EKU_BY_NAME)}")
+        else:
+            out.append(canon)
+    return _dedupe(out)
+
+
+def _patterns(knob: Knob, value: object, default: tuple[str, ...], problems: list[str]) -> tuple[str, ...]:
+    out = []
+    for v in _strings(knob.key, value, problems):
+        try:
+            out.append(validate_pattern(v))
+        except ValueError as e:
+            problems.append(f"{knob.key}: {e}")
+    return _dedupe(out)
+
+
+def _ranges(knob: Knob, value: object, default: tuple[IPNetwork, ...], problems: list[str]) -> tuple[IPNetwork, ...]:
+    out = []
+    for v in _strings(knob.key, value, problems):
+        try:
+            out.append(ipaddress.ip_network(v, strict=False))
+        except ValueError:
+            problems.append(f"{knob.key}: '{v}' is not a CIDR range such as '10.0.0.0/8' or 'fd00::/8'")
+    return _dedupe(out)
+
+
+def _addresses(knob: Knob, value: object, default: tuple[IPAddress, ...], problems: list[str]) -> tuple[IPAddress, ...]:
+    out = []
+    for v in _strings(knob.key, value, problems):
+        try:
+            out.append(ipaddress.ip_address(v))
+        except ValueError:
+            problems.append(f"{knob.key}: '{v}' is not an IP address")
+    return _dedupe(out)
+
+
+def _flag(knob: Knob, value: object, default: bool, problems: list[str]) -> bool:
+    return _bool(knob.key, value, default, problems)
+
+
+def _int(knob: Knob, value: object, default: int, problems: list[str]) -> int:
+    """An integer within the schema's ``minimum`` and ``maximum`` (one statement of the bounds)."""
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        problems.append(f"{name} must be an integer, got {value!r}")
+        problems.append(f"{knob.key} must be an integer, got {value!r}")
         return default
+    lo, hi = knob.schema["minimum"], knob.schema["maximum"]
     if not lo <= value <= hi:
-        problems.append(f"{name} must be between {lo} and {hi}, got {value}")
+        problems.append(f"{knob.key} must be between {lo} and {hi}, got {value}")
         return default
     return value
 
 
-def _expiry(value: object, problems: list[str]) -> tuple[dt.timedelta, dt.timedelta]:
-    warning, critical = DEFAULT_WARNING_BEFORE, DEFAULT_CRITICAL_BEFORE
+def _duration(knob: Knob, value: Any, default: dt.timedelta, problems: list[str]) -> dt.timedelta:
+    # Any: parse_duration refuses a non-string itself, with the message users read.
     if value is None:
-        return warning, critical
-    if not isinstance(value, Mapping):
-        problems.append(f"expiry must be a mapping like {{warningBefore: 720h, criticalBefore: 168h}}, got {value!r}")
-        return warning, critical
-    for k in value:
-        if k not in ("warningBefore", "criticalBefore"):
-            problems.append(f"unknown field spec.requirements.expiry.{k} (known: warningBefore, criticalBefore)")
-    parsed = {}
-    for k, default in (("warningBefore", warning), ("criticalBefore", critical)):
-        raw = value.get(k)
-        if raw is None:
-            parsed[k] = default
-            continue
-        try:
-            d = parse_duration(raw)
-        except ValueError as e:
-            problems.append(f"expiry.{k}: {e}")
-            parsed[k] = default
-            continue
-        if d < dt.timedelta(0):
-            problems.append(f"expiry.{k} must not be negative, got {raw!r}")
-            d = default
-        parsed[k] = d
-    warning, critical = parsed["warningBefore"], parsed["criticalBefore"]
+        return default
+    try:
+        d = parse_duration(value)
+    except ValueError as e:
+        problems.append(f"{knob.key}: {e}")
+        return default
+    if d < dt.timedelta(0):
+        problems.append(f"{knob.key} must not be negative, got {value!r}")
+        return default
+    return d
+
+
+def _curves(knob: Knob, value: object, default: tuple[str, ...], problems: list[str]) -> tuple[str, ...]:
+    if value is None:
+        return default
+    out = []
+    for v in _strings(knob.key, value, problems):
+        canon = _CURVES.get(v.lower())
+        if canon is None:
+            problems.append(f"{knob.key}: unknown curve '{v}'; use P-256, P-384, P-521 (or secp256k1, brainpoolP256r1, ...)")
+        else:
+            out.append(canon)
+    return _dedupe(out)
+
+
+def _hashes(knob: Knob, value: object, default: tuple[str, ...], problems: list[str]) -> tuple[str, ...]:
+    if value is None:
+        return default
+    out = []
+    for v in _strings(knob.key, value, problems):
+        canon = v.lower().replace("_", "-")
+        if canon.startswith("sha-"):
+            canon = "sha" + canon[4:]
+        if canon not in _HASHES:
+            problems.append(f"{knob.key}: unknown hash '{v}'; use sha256, sha384, sha512")
+        else:
+            out.append(canon)
+    if isinstance(value, list) and not value:
+        problems.append(f"{knob.key} is empty: every certificate would be rejected; omit it for the default [sha256, sha384, sha512]")
+    return _dedupe(out)
+
+
+def _strs(values: Iterable[Any]) -> list[str]:
+    return [str(v) for v in values]
+
+
+#: Objects of spec.requirements that hold knobs (``expiry.warningBefore``): their own schema.
+GROUPS: dict[str, Group] = {
+    "expiry": Group(
+        schema={
+            "type": "object",
+            "default": {},
+            "description": "How long before notAfter a certificate is reported, at every level of the chain (leaf, "
+                           "intermediate, root, bundle CA). Every duration field of a policy is a Go duration: "
+                           "numbers each with a unit h, m, s, ms, us or ns, e.g. 720h, 1h30m, 90s, 1.5h; days are "
+                           "not a unit (30 days: 720h), and anything else is refused with that advice.",
+            "x-kubernetes-validations": [{
+                "rule": "!has(self.warningBefore) || !has(self.criticalBefore) || "
+                        f"!self.warningBefore.matches('{_DURATION_RE}') || "
+                        f"!self.criticalBefore.matches('{_DURATION_RE}') || "
+                        "duration(self.criticalBefore) <= duration(self.warningBefore)",
+                "message": "criticalBefore must not be longer than warningBefore",
+            }],
+        },
+        example="{warningBefore: 720h, criticalBefore: 168h}",
+    ),
+}
+
+#: spec.requirements fields that are not knobs of :class:`Requirements`: each has a parser and a
+#: hand-written CRD schema of its own.
+OTHER_FIELDS = (
+    "trustBundle",  # resolved by the operator, not here
+    "trustedBy",  # the peers' trust stores: parsed by truststore_selection_from_spec, resolved by the operator
+    "renewal",  # the renewal regression guard: parsed by renewal_guard_from_spec, kept by the operator
+)
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a policy demands of every certificate it governs. Hashable (cached hash): it is part of
+    the evaluation cache key, looked up hundreds of thousands of times a second.
+
+    Each field is a knob (``policy/knobs.py``): its spec name, parser, CRD schema and flag are
+    declared here and nowhere else; ``scripts/gen_crd.py`` writes the CRD's fragment from them."""
+
+    extended_key_usages: tuple[str, ...] = knob(
+        (), key="extendedKeyUsages", parse=_ekus, dump=list,
+        schema={
+            "type": "array",
+            "maxItems": 6,
+            "description": "Extended Key Usages the leaf must carry. mTLS peers that present their certificate as a "
+                           "client need clientAuth; public CAs stopped issuing it in 2026.",
+            # The API server defaults a policy to serverAuth; `certpolicy check` without a policy requires none.
+            "default": ["serverAuth"],
+            "x-kubernetes-list-type": "set",
+            "items": {"type": "string", "enum": list(EKU_BY_NAME)},
+        },
+        flag=Flag("--require-eku", "required EKU: serverAuth, clientAuth, ...; repeatable or comma-separated",
+                  "USAGE", split=True))
+    allowed_dns_names: tuple[str, ...] = knob(
+        (), key="allowedDNSNames", parse=_patterns, dump=list,
+        schema={
+            "type": "array",
+            "maxItems": 512,
+            "description": 'Patterns every DNS SAN must match. "*" matches exactly one label (RFC 6125), so '
+                           '"*.uat.example.com" allows "a.uat.example.com" but not "a.b.uat.example.com". Empty '
+                           "allows any name.",
+            "items": {"type": "string", "maxLength": 253,
+                      "pattern": r"^(\*\.)?([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?\.)*[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$"},
+        },
+        flag=Flag("--allow-dns", "allowed DNS SAN pattern ('*' = one label); repeatable", "PATTERN"))
+    required_dns_names: tuple[str, ...] = knob(
+        (), key="requiredDNSNames", parse=_patterns, dump=list,
+        schema={
+            "type": "array",
+            "maxItems": 512,
+            "description": "DNS names that must each be present as a SAN.",
+            "items": {"type": "string", "minLength": 1, "maxLength": 253},
+        },
+        flag=Flag("--require-dns", "DNS name the certificate must cover; repeatable", "NAME"))
+    allowed_ip_ranges: tuple[IPNetwork, ...] = knob(
+        (), key="allowedIPRanges", parse=_ranges, dump=_strs,
+        schema={
+            "type": "array",
+            "maxItems": 256,
+            "description": "CIDR ranges every IP SAN must fall in. Empty allows any address.",
+            "items": {"type": "string", "maxLength": 64, "x-kubernetes-validations": [
+                {"rule": "isCIDR(self)", "message": "must be a CIDR such as 10.0.0.0/8 or fd00::/8"}]},
+        },
+        flag=Flag("--allow-ip-range", "allowed IP SAN range; repeatable", "CIDR", split=True))
+    required_ip_addresses: tuple[IPAddress, ...] = knob(
+        (), key="requiredIPAddresses", parse=_addresses, dump=_strs,
+        schema={
+            "type": "array",
+            "maxItems": 256,
+            "description": "IP addresses that must each be present as a SAN.",
+            "items": {"type": "string", "maxLength": 64, "x-kubernetes-validations": [
+                {"rule": "isIP(self)", "message": "must be an IPv4 or IPv6 address"}]},
+        },
+        flag=Flag("--require-ip", "IP address the certificate must carry; repeatable", "ADDRESS", split=True))
+    require_san: bool = knob(
+        True, key="requireSAN", parse=_flag,
+        schema={
+            "type": "boolean",
+            "default": True,
+            "description": "A certificate with no SAN at all (CN only) is a finding; clients check SANs, not the CN.",
+        },
+        flag=Flag("--require-san", "require a subjectAltName (default: yes)"))
+    warning_before: dt.timedelta = knob(
+        DEFAULT_WARNING_BEFORE, key="expiry.warningBefore", parse=_duration, dump=format_duration,
+        schema={
+            "type": "string",
+            "default": "720h",
+            "description": "An ExpiringSoon Warning when less than this remains.",
+            "maxLength": 32,
+            "x-kubernetes-validations": _DURATION_RULES,
+        },
+        flag=Flag("--warn-before", "warn when a certificate expires within this (Go duration, default 720h)", "DURATION"))
+    critical_before: dt.timedelta = knob(
+        DEFAULT_CRITICAL_BEFORE, key="expiry.criticalBefore", parse=_duration, dump=format_duration,
+        schema={
+            "type": "string",
+            "default": "168h",
+            "description": "An ExpiringSoon Critical when less than this remains.",
+            "maxLength": 32,
+            "x-kubernetes-validations": _DURATION_RULES,
+        },
+        flag=Flag("--critical-before", "critical when it expires within this (default 168h)", "DURATION"))
+    minimum_rsa_bits: int = knob(
+        2048, key="minimumRSABits", parse=_int,
+        schema={
+            "type": "integer",
+            "default": 2048,
+            "minimum": 1024,
+            "maximum": 16384,
+            "description": "Smallest RSA modulus accepted, for the leaf and every CA.",
+        },
+        flag=Flag("--min-rsa-bits", "minimum RSA key size (default 2048)", "BITS"))
+    allowed_ec_curves: tuple[str, ...] = knob(
+        DEFAULT_EC_CURVES, key="allowedECCurves", parse=_curves, dump=list,
+        schema={
+            "type": "array",
+            "maxItems": 3,
+            "default": list(DEFAULT_EC_CURVES),
+            "description": "Elliptic curves accepted for EC keys.",
+            "items": {"type": "string", "enum": ["P-256", "P-384", "P-521"]},
+        },
+        flag=Flag("--allow-curve", "allowed EC curve (default P-256, P-384, P-521); repeatable", "CURVE", split=True))
+    allowed_signature_hashes: tuple[str, ...] = knob(
+        DEFAULT_SIGNATURE_HASHES, key="allowedSignatureHashes", parse=_hashes, dump=list,
+        schema={
+            "type": "array",
+            "maxItems": 6,
+            "default": list(DEFAULT_SIGNATURE_HASHES),
+            "description": "Signature hash algorithms accepted (SHA-1 and MD5 are always findings unless listed).",
+            "items": {"type": "string", "enum": ["md5", "sha1", "sha224", "sha256", "sha384", "sha512"]},
+        },
+        flag=Flag("--allow-hash", "allowed signature hash (default sha256, sha384, sha512); repeatable", "HASH",
+                  split=True))
+    require_private_key: bool = knob(
+        False, key="requirePrivateKey", parse=_flag,
+        schema={
+            "type": "boolean",
+            "default": False,
+            "description": "When true, a Secret without a private key matching its certificate is a finding.",
+        },
+        flag=Flag("--require-key", "require a matching private key (default: no)"))
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash(self._key()))
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, d.attribute) for d in declared(Requirements))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def to_spec(self) -> dict[str, Any]:
+        """The ``spec.requirements`` mapping that parses back to these requirements."""
+        return knobs.dump(self)
+
+
+#: Every field spec.requirements may hold: the knobs' names, then the others.
+FIELDS = (*top_level_names(Requirements), *OTHER_FIELDS)
+
+
+def requirements_schema_properties() -> dict[str, Any]:
+    """The CRD schema of every knob of spec.requirements (what ``scripts/gen_crd.py`` writes)."""
+    return schema_properties(Requirements, GROUPS)
+
+
+def requirements_from_spec(spec: Mapping[str, Any] | None) -> Requirements:
+    """Validate and type a policy's requirements.
+
+    ``spec`` is either the ``spec.requirements`` mapping or the whole ``spec`` (its
+    ``requirements`` is used). Missing fields take the CRD's defaults. Raises
+    :class:`PolicySpecError` listing every problem found, each phrased as what to change.
+    """
+    if spec is None:
+        return Requirements()
+    if not isinstance(spec, Mapping):
+        raise PolicySpecError([f"spec.requirements must be a mapping, got {type(spec).__name__}"])
+    if isinstance(spec.get("requirements"), Mapping) or ("requirements" in spec and spec.get("requirements") is None):
+        spec = spec.get("requirements") or {}
+    problems: list[str] = []
+    for k in spec:
+        if k not in FIELDS:
+            close = difflib.get_close_matches(str(k), FIELDS, n=1)
+            problems.append(f"unknown field spec.requirements.{k}" + (f" (did you mean '{close[0]}'?)" if close else f"; known fields: {', '.join(FIELDS)}"))
+    values = knobs.read(spec, Requirements, GROUPS, "spec.requirements", problems)
+    _satisfiable(values, problems)
+    if spec.get("trustedBy") is not None:
+        truststore_selection_from_spec(spec.get("trustedBy"), "requirements.trustedBy", problems)
+    _renewal_guard(spec.get("renewal"), problems)
+    if problems:
+        raise PolicySpecError(problems)
+    return Requirements(**values)
+
+
+def _satisfiable(values: Mapping[str, Any], problems: list[str]) -> None:
+    """The rules between knobs: what no certificate could satisfy, or a warning never seen."""
+    allowed, required = values["allowed_dns_names"], values["required_dns_names"]
+    if allowed:
+        for name in required:
+            if not any(pattern_allows(p, name) for p in allowed):
+                problems.append(f"requiredDNSNames '{name}' is not allowed by allowedDNSNames [{quoted(allowed)}]: no certificate could satisfy this policy")
+    ranges = values["allowed_ip_ranges"]
+    if ranges:
+        for ip in values["required_ip_addresses"]:
+            if not any(ip in r for r in ranges if r.version == ip.version):
+                problems.append(f"requiredIPAddresses '{ip}' is outside allowedIPRanges {[str(r) for r in ranges]}: no certificate could satisfy this policy")
+    warning, critical = values["warning_before"], values["critical_before"]
     if critical > warning:
         problems.append(
             f"expiry.criticalBefore ({format_duration(critical)}) is longer than expiry.warningBefore ({format_duration(warning)}): "
             "the warning would never be seen; make warningBefore the longer one"
         )
-    return warning, critical
-
-
-def _curves(value: object, problems: list[str]) -> tuple[str, ...]:
-    if value is None:
-        return DEFAULT_EC_CURVES
-    out = []
-    for v in _strings("allowedECCurves", value, problems):
-        canon = _CURVES.get(v.lower())
-        if canon is None:
-            problems.append(f"allowedECCurves: unknown curve '{v}'; use P-256, P-384, P-521 (or secp256k1, brainpoolP256r1, ...)")
-        else:
-            out.append(canon)
-    return _dedupe(out)
-
-
-def _hashes(value: object, problems: list[str]) -> tuple[str, ...]:
-    if value is None:
-        return DEFAULT_SIGNATURE_HASHES
-    out = []
-    for v in _strings("allowedSignatureHashes", value, problems):
-        canon = v.lower().replace("_", "-")
-        if canon.startswith("sha-"):
-            canon = "sha" + canon[4:]
-        if canon not in _HASHES:
-            problems.append(f"allowedSignatureHashes: unknown hash '{v}'; use sha256, sha384, sha512")
-        else:
-            out.append(canon)
-    if isinstance(value, list) and not value:
-        problems.append("allowedSignatureHashes is empty: every certificate would be rejected; omit it for the default [sha256, sha384, sha512]")
-    return _dedupe(out)
 
 
 # --- trust stores selected by label ----------------------------------------------------------
