@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certpolicy import API_VERSION, KIND
+from certpolicy.conditions import Condition
 from certpolicy.handlers.castore import CAStore, ca_store
 from certpolicy.handlers.passwords import PasswordSecrets
 from certpolicy.handlers.problems import Problem
 from certpolicy.handlers.runtime import PolicyMemory
 from certpolicy.inventory.inventory import Inventory
-from certpolicy.kube.conditions import Condition
 from certpolicy.kube.events import EventRecorder, ObjectRef
 from certpolicy.kube.ownership import Owner
 from certpolicy.kube.rawapi import RawClient

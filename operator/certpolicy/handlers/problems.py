@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from certpolicy.kube.conditions import DEGRADED, Condition
+from certpolicy.conditions import DEGRADED, Condition
 
 MAX_DEGRADED_MESSAGES = 5
 

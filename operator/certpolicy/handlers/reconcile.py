@@ -18,6 +18,7 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
+from certpolicy.conditions import COMPLIANT, DEGRADED, READY, Condition, find, merge_conditions
 from certpolicy.environment import ERROR_RETRY, operator_namespace
 from certpolicy.handlers.bundles import bundles_stage, entry_namespaces
 from certpolicy.handlers.ca import ca_status_stage, ensure_ca
@@ -32,7 +33,6 @@ from certpolicy.handlers.truststores import keystores_with_password, leaf_anchor
 from certpolicy.inventory.interest import Reads, bundle_source
 from certpolicy.inventory.records import SecretRecord
 from certpolicy.inventory.selection import Selection, select
-from certpolicy.kube.conditions import COMPLIANT, DEGRADED, READY, Condition, find, merge_conditions
 from certpolicy.kube.events import ObjectRef
 from certpolicy.kube.ownership import Owner
 from certpolicy.kube.rawapi import api_error_text, redact

@@ -22,9 +22,12 @@ from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.baselines import BaselineShards
 from certpolicy.kube.events import EventRecorder
 from certpolicy.kube.rawapi import RawClient
+from certpolicy.pki.cache import FifoCache
 from certpolicy.policy.evaluate import Evaluator, retain_caches
 
 log = logging.getLogger("certpolicy.operator")
+#: Password-read stores remembered per policy: 4 x handlers.truststores.MAX_TRUSTSTORES judged per pass.
+MAX_STORE_READS = 2000
 SWEEP_INTERVAL = 20.0  # seconds between sweeps of the engine's caches (bounds growth under churn)
 
 
@@ -42,7 +45,9 @@ class PolicyMemory:
     rotation: RotationMemory = field(default_factory=RotationMemory)
     #: Stores re-read with a passwordSecretRef, by (kind, namespace, name, key, password Secret, key):
     #: ((store resourceVersion, password resourceVersion), the parsed entry). Certificates only.
-    store_reads: dict[tuple, tuple] = field(default_factory=dict)
+    #: A FifoCache like every engine cache: bounded, and emptied by ``pki.cache.clear_all``.
+    store_reads: FifoCache[tuple, tuple] = field(
+        default_factory=lambda: FifoCache(MAX_STORE_READS, name="store-reads"))
     #: The renewal guard's baselines (kube.baselines.BaselineShards), read once per process.
     baselines: BaselineShards | None = None
 

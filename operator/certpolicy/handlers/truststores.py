@@ -89,10 +89,7 @@ def _password(ctx: PassContext, namespace: str, secret: str, key: str) -> tuple[
 
 
 def _remember(ctx: PassContext, cache_key: tuple, versions: tuple, result: T) -> T:
-    memo = ctx.memory.store_reads
-    if len(memo) > 4 * MAX_TRUSTSTORES:
-        memo.clear()
-    memo[cache_key] = (versions, result)
+    ctx.memory.store_reads.put(cache_key, (versions, result))
     return result
 
 

@@ -55,10 +55,11 @@ from certpolicy.inventory.records import (
     parse_secret_object,
 )
 from certpolicy.inventory.recordstore import Change, Key, RecordStore
-from certpolicy.inventory.watch import ListWatcher, Watched
+from certpolicy.inventory.watch import ListWatcher
 from certpolicy.kube.managed import kind_served
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.targets import TARGET_KINDS
+from certpolicy.kube.watched import Watched
 
 log = logging.getLogger(__name__)
 TLS_TYPE = "kubernetes.io/tls"

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from certpolicy.inventory.recordstore import Change, RecordStore
-from certpolicy.inventory.watch import ListWatcher, Watched
+from certpolicy.inventory.watch import ListWatcher
 from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.watched import Watched
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,9 @@ from collections.abc import Iterable
 from kubernetes.client import ApiException
 
 from certpolicy.inventory.recordstore import Key, RecordStore, key_of
-from certpolicy.inventory.watch import ListWatcher, Watched
+from certpolicy.inventory.watch import ListWatcher
 from certpolicy.kube.rawapi import RawClient
+from certpolicy.kube.watched import Watched
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubernetes.client import ApiException
 
 from certpolicy.kube.rawapi import METADATA_ONLY, METADATA_ONLY_WATCH, RawClient
+from certpolicy.kube.watched import Watched
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +31,6 @@ class WatchSink(Protocol):
 
 class Gone(Exception):
     """The watch's resourceVersion is too old: relist."""
-
-
-@dataclass(frozen=True)
-class Watched:
-    """How one resource is watched: one cluster-wide list-then-watch, filtered by the API server.
-
-    ``metadata_only`` asks for names, versions and labels without bodies, for resources whose
-    bodies the operator must not hold in bulk (every Secret of the cluster).
-    """
-
-    name: str
-    path: str  # the cluster-wide collection, e.g. /api/v1/configmaps
-    label_selector: str | None = None
-    field_selector: str | None = None
-    metadata_only: bool = False
-
-    def query(self) -> dict[str, str]:
-        q = {}
-        if self.label_selector:
-            q["labelSelector"] = self.label_selector
-        if self.field_selector:
-            q["fieldSelector"] = self.field_selector
-        return q
 
 
 class ListWatcher:

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from certpolicy.inventory.watch import Watched
 from certpolicy.kube.ownership import BUNDLE_LABEL
+from certpolicy.kube.watched import Watched
 from certpolicy.policy.bundleref import CLUSTER_TRUST_BUNDLE, CONFIG_MAP, CTB_KEY, SECRET
 
 CTB_GROUP_VERSION = "certificates.k8s.io/v1beta1"

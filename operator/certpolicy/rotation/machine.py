@@ -46,7 +46,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from certpolicy.kube.conditions import ROTATING, Condition
+from certpolicy.conditions import ROTATING, Condition
 from certpolicy.pki.fingerprint import short
 from certpolicy.policy.durations import format_duration
 from certpolicy.rotation.actions import (

@@ -18,9 +18,10 @@ from cryptography import x509
 from certpolicy import GROUP, PLURAL, VERSION
 from certpolicy.inventory.interest import bundle_source, label_selectors, named_keys
 from certpolicy.inventory.recordstore import Change, Key, RecordStore
-from certpolicy.inventory.watch import ListWatcher, Watched
+from certpolicy.inventory.watch import ListWatcher
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.selectors import LabelSelector
+from certpolicy.kube.watched import Watched
 from certpolicy.pki.fingerprint import certificate_fingerprint
 from certpolicy.policy.admission import Enforcement, enforcement_from_spec
 from certpolicy.policy.bundleref import BundleRef, BundleRefError

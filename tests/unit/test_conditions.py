@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from certpolicy.kube.conditions import Condition, merge_conditions
+from certpolicy.conditions import Condition, merge_conditions
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, 0, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)
