@@ -7,12 +7,12 @@ declaration three ways:
 
 - to hold the sources: objects named one by one are tracked (reference-counted) while some
   policy declares them, and released when none does;
-- to route changes: a change wakes only the policies whose ``Reads`` it concerns, judged on the
-  object's record before *and* after the change (a label removed still wakes the policy that
-  selected it);
+- to route changes: a change wakes only the policies whose ``Reads`` it concerns, by the map
+  function of its source in ``inventory/wakes.py`` (the table of every watch);
 - to gate evaluation: a policy is evaluated only once every source it reads is synced.
 
-A new wake-up source is one field here, one branch in :meth:`Reads.concerns`.
+A new wake-up source is an entry in ``inventory/wakes.py``; it needs a field here only when its
+map function needs something of the spec that ``Reads`` does not hold yet.
 """
 
 from __future__ import annotations
@@ -22,20 +22,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from certpolicy.inventory.labelled import CABUNDLE_KINDS, LABELLED, LEAF_SECRETS, TRUSTSTORE_KINDS, WatchKey, watch_key
-from certpolicy.inventory.records import NamespaceRecord, PodRecord, SecretRecord
-from certpolicy.inventory.recordstore import Change, Key
+from certpolicy.inventory.labelled import CABUNDLE_KINDS, LEAF_SECRETS, TRUSTSTORE_KINDS, WatchKey, watch_key
+from certpolicy.inventory.records import SecretRecord
+from certpolicy.inventory.recordstore import Key
 from certpolicy.kube.selectors import LabelSelector
 from certpolicy.policy.bundleref import BundleRef, BundleRefError
-
-# Where a change comes from (one per kind of source the inventory holds).
-TLS_SECRETS = "secrets"  # every kubernetes.io/tls Secret, cluster-wide
-NAMED_SECRETS = "named-secrets"  # Secrets of other types, named one by one
-PODS = "pods"
-NAMESPACES = "namespaces"
-BUNDLE_TARGETS = "bundle-targets"  # objects carrying BUNDLE_LABEL, every target kind
-BUNDLE_SOURCES = "bundle-sources"  # requirements.trustBundle objects, named one by one
-PASSWORD_SECRETS = "password-secrets"  # keystore password Secrets, by name in every namespace
 
 SourceRef = tuple[str, str, str]  # (kind, namespace, name)
 
@@ -166,13 +157,14 @@ class Reads:
     def tracked_sources(self) -> frozenset[SourceRef]:
         return frozenset({source_ref(self.bundle_source)}) if self.bundle_source else frozenset()
 
-    # ---- which changes wake it ------------------------------------------------------------------
+    # ---- what its map functions ask (inventory/wakes.py) --------------------------------------
     @cached_property
     def exact_secrets(self) -> frozenset[Key]:
         """Secrets whose every change concerns this policy, whatever their labels."""
         return self.tracked_secrets() | self.issued
 
-    def _selects(self, rec: SecretRecord | None, ns_labels: Callable[[str], Mapping[str, str] | None]) -> bool:
+    def selects(self, rec: SecretRecord | None, ns_labels: Callable[[str], Mapping[str, str] | None]) -> bool:
+        """Whether the policy selects ``rec`` by label (its namespace's and its own)."""
         if rec is None or self.by_label is None:
             return False
         ns_sel, secret_sel = self.by_label
@@ -180,39 +172,8 @@ class Reads:
             return False
         return secret_sel.matches(rec.label_map)
 
-    def _own_secret(self, key: Key) -> bool:
+    def owns_secret(self, key: Key) -> bool:
+        """A Secret the policy names, issues or keeps its CA in (the CA's rotation siblings too)."""
         if key in self.exact_secrets:
             return True
         return bool(key[0] == self.operator_namespace and self.ca_secret and key[1].startswith(self.ca_secret))
-
-    def concerns(self, source: str, change: Change, ns_labels: Callable[[str], Mapping[str, str] | None],
-                 secret: Callable[[Key], SecretRecord | None]) -> bool:
-        """Whether ``change`` (from ``source``) can alter what this policy concludes or writes."""
-        if source in (TLS_SECRETS, NAMED_SECRETS):
-            return self._own_secret(change.key) or any(self._selects(r, ns_labels) for r in (change.old, change.new))
-        if source == PODS:
-            # Mounts feed mountedOnly, the subPath report and a rotation's wait for Pods that read a
-            # leaf or bundle only at start: a Pod matters through the Secrets and targets it references.
-            refs = set()
-            for pod in (change.old, change.new):
-                if isinstance(pod, PodRecord):
-                    refs |= {(pod.namespace, r.name) for r in pod.references if r.kind == "Secret"}
-                    if any((r.kind, r.name) in self.targets for r in pod.references):
-                        return True
-            return any(k in self.names or k in self.issued or self._selects(secret(k), ns_labels) for k in refs)
-        if source == NAMESPACES:
-            if self.targets or self.labelled:
-                return True  # bundle targets follow namespaces (created, relabelled, terminating)
-            if self.by_label is None or self.by_label[0].empty:
-                return False
-            return any(isinstance(r, NamespaceRecord) and self.by_label[0].matches(r.label_map)
-                       for r in (change.old, change.new))
-        if source == BUNDLE_TARGETS:
-            return (change.kind, change.key[1]) in self.targets
-        if source.startswith(LABELLED + ":"):
-            return source[len(LABELLED) + 1:] in {str(k) for k in self.labelled}
-        if source == PASSWORD_SECRETS:
-            return change.key[1] in self.keystore_passwords
-        if source == BUNDLE_SOURCES:
-            return self.bundle_source is not None and (change.kind, *change.key) == source_ref(self.bundle_source)
-        return True  # an unknown source: waking too often is safe, missing a change is not

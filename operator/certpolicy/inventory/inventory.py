@@ -12,9 +12,12 @@ A fixed, small set of watches, each shared by every policy and filtered by the A
 However many policies, names or namespaces, that is at most 3 + 3 + 2 watch threads. Records
 hold parsed certificate summaries, never Secret data.
 
-What each policy reads is declared in one place (:class:`~certpolicy.inventory.interest.Reads`):
-:meth:`Inventory.declare` holds those sources for it, a change wakes only the policies it
-concerns, and :meth:`Inventory.declare` says whether everything the policy reads is synced.
+Every one of these watches, and which policies a change from it wakes, is one entry of the table
+in :mod:`certpolicy.inventory.wakes`; this class builds the stores and watches from it. What each
+policy reads is declared in one place (:class:`~certpolicy.inventory.interest.Reads`):
+:meth:`Inventory.declare` holds those sources for it through the table, a change wakes only the
+policies its source's map function says it concerns, and :meth:`Inventory.declare` says whether
+everything the policy reads is synced.
 """
 
 from __future__ import annotations
@@ -31,16 +34,7 @@ from typing import Any
 
 from kubernetes.client import ApiClient, ApiException
 
-from certpolicy.inventory.interest import (
-    BUNDLE_SOURCES,
-    BUNDLE_TARGETS,
-    NAMED_SECRETS,
-    NAMESPACES,
-    PASSWORD_SECRETS,
-    PODS,
-    TLS_SECRETS,
-    Reads,
-)
+from certpolicy.inventory.interest import Reads
 from certpolicy.inventory.labelled import KINDS as LABELLED_KINDS
 from certpolicy.inventory.labelled import LABELLED, LabelledWatches, WatchKey
 from certpolicy.inventory.named import NamedObjects
@@ -50,34 +44,36 @@ from certpolicy.inventory.records import (
     PodRecord,
     SecretRecord,
     parse_bundle_object,
-    parse_namespace_object,
-    parse_pod_object,
-    parse_secret_object,
 )
 from certpolicy.inventory.recordstore import Change, Key, RecordStore
+from certpolicy.inventory.wakes import (
+    BUNDLE_SOURCES,
+    NAMED_SECRETS,
+    NAMED_WATCHES,
+    NAMESPACES,
+    PASSWORD_SECRETS,
+    PODS,
+    TLS_SECRETS,
+    WAKES,
+    Always,
+    Labelled,
+    Named,
+    PerTargetKind,
+    Seen,
+    Wake,
+    concerns,
+)
 from certpolicy.inventory.watch import ListWatcher
 from certpolicy.kube.managed import kind_served
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.targets import TARGET_KINDS
-from certpolicy.kube.watched import Watched
 
 log = logging.getLogger(__name__)
-TLS_TYPE = "kubernetes.io/tls"
 WATCH_TIMEOUT_ENV = "CERTPOLICY_WATCH_TIMEOUT"
 #: Seconds of silence after which a watch counts as dead (default: the watch timeout + 90 s).
 WATCH_SILENCE_LIMIT_ENV = "CERTPOLICY_WATCH_SILENCE_LIMIT"
 DEFAULT_WATCH_TIMEOUT = 240
 MAX_GONE = 1000
-
-TLS_SECRETS_WATCH = Watched(TLS_SECRETS, "/api/v1/secrets", field_selector=f"type={TLS_TYPE}")
-PODS_WATCH = Watched(PODS, "/api/v1/pods")
-NAMESPACES_WATCH = Watched(NAMESPACES, "/api/v1/namespaces")
-#: Objects named one by one: which of them changed, from their metadata only.
-NAMED_WATCHES = {
-    "Secret": Watched("named-secrets", "/api/v1/secrets", metadata_only=True),
-    "ConfigMap": Watched("named-configmaps", "/api/v1/configmaps", metadata_only=True),
-}
-BUNDLE_SOURCE_KINDS = ("ConfigMap", "Secret")
 
 
 @dataclass(frozen=True)
@@ -98,14 +94,11 @@ def mounts_index(pods: Iterable[PodRecord], kind: str = "Secret") -> dict[Key, l
     return dict(index)
 
 
-def _parse_named_secret(obj: dict) -> SecretRecord | None:
-    # A named TLS Secret is in the TLS watch already; this store holds the other types.
-    return None if obj.get("type") == TLS_TYPE else parse_secret_object(obj)
-
-
-def _password_version(meta_obj: dict) -> str:
-    """A password Secret's record: its resourceVersion (from the metadata watch; never its data)."""
-    return str((meta_obj.get("metadata") or {}).get("resourceVersion") or "")
+def _by_kind(pairs: Iterable[tuple[str, Key]]) -> dict[str, list[Key]]:
+    out: dict[str, list[Key]] = defaultdict(list)
+    for kind, key in pairs:
+        out[kind].append(key)
+    return out
 
 
 def default_watch_timeout() -> int:
@@ -116,31 +109,29 @@ class Inventory:
     def __init__(self, api_client: ApiClient, *, watch_timeout: int | None = None) -> None:
         self.raw = RawClient(api_client)
         self.watch_timeout = watch_timeout or default_watch_timeout()
-        self.secrets: RecordStore[SecretRecord] = RecordStore("Secret", parse_secret_object)
-        self.pods: RecordStore[PodRecord] = RecordStore("Pod", parse_pod_object)
-        self.namespaces: RecordStore[NamespaceRecord] = RecordStore("Namespace", parse_namespace_object)
-        self.watchers = [ListWatcher.of(self.raw, w, s, watch_timeout=self.watch_timeout) for w, s in (
-            (TLS_SECRETS_WATCH, self.secrets), (PODS_WATCH, self.pods), (NAMESPACES_WATCH, self.namespaces))]
+        # Every store and watch comes from the table of wake-up sources (inventory/wakes.py).
+        self.watchers: list[ListWatcher] = []  # the Always watches, started with the inventory
+        self.stores: dict[str, RecordStore[Any]] = {}  # source -> its store (Always)
+        # Objects named one by one: one metadata watch per resource, bodies read for tracked names only.
+        self.named = {kind: NamedObjects(self.raw, w, watch_timeout=self.watch_timeout)
+                      for kind, w in NAMED_WATCHES.items()}
+        self.named_stores: dict[str, dict[str, RecordStore[Any]]] = {}  # source -> kind -> store (Named)
         # Bundle targets, one store and watch per kind, started when a policy first declares one.
         self.bundle_targets: dict[str, RecordStore[BundleRecord]] = {
             kind: RecordStore(kind, functools.partial(parse_bundle_object, kind=kind)) for kind in TARGET_KINDS}
         self._target_watchers: dict[str, ListWatcher] = {}
-        # Objects named one by one: one metadata watch per resource, bodies read for tracked names only.
-        self.named = {kind: NamedObjects(self.raw, w, watch_timeout=self.watch_timeout)
-                      for kind, w in NAMED_WATCHES.items()}
-        self.named_secrets: RecordStore[SecretRecord] = self.named["Secret"].purpose(
-            "secret", RecordStore("Secret", _parse_named_secret))
-        # Keystore password Secrets (passwordSecretRef names a Secret in each keystore's namespace):
-        # tracked by name in every namespace, metadata only, to wake the policies that use them.
-        self.password_secrets: RecordStore[str] = self.named["Secret"].purpose(
-            "password", RecordStore("Secret", _password_version))
-        self.bundle_sources: dict[str, RecordStore[BundleRecord]] = {
-            kind: self.named[kind].purpose("bundle", RecordStore(kind, functools.partial(parse_bundle_object,
-                                                                                         kind=kind)))
-            for kind in BUNDLE_SOURCE_KINDS}
         # Label-selected watches (Secrets of any type, trust stores, caBundles), shared and counted.
         self.labelled = LabelledWatches(self.raw, LABELLED_KINDS, watch_timeout=self.watch_timeout,
                                         on_change=lambda key, change: self._route(f"{LABELLED}:{key}", change))
+        for wake in WAKES:
+            self._build(wake)
+        self.secrets: RecordStore[SecretRecord] = self.stores[TLS_SECRETS]
+        self.pods: RecordStore[PodRecord] = self.stores[PODS]
+        self.namespaces: RecordStore[NamespaceRecord] = self.stores[NAMESPACES]
+        self.named_secrets: RecordStore[SecretRecord] = self.named_stores[NAMED_SECRETS]["Secret"]
+        # Keystore password Secrets: by name in every namespace, metadata only (their resourceVersion).
+        self.password_secrets: RecordStore[str] = self.named_stores[PASSWORD_SECRETS]["Secret"]
+        self.bundle_sources: dict[str, RecordStore[BundleRecord]] = self.named_stores[BUNDLE_SOURCES]
         self._reads: dict[str, Reads] = {}
         # Policies whose loop ended, most recent last: a pass still running then must not hold
         # anything again. A late pass comes seconds after; the most recent MAX_GONE are enough.
@@ -153,14 +144,28 @@ class Inventory:
         self._served: dict[str, bool] = {}  # per target kind: whether the API server serves it
         self._mounts_cache: tuple[int, dict[Key, list[Mount]]] | None = None
         self._pods_version = 0
-        self.pods.listeners.append(self._pods_changed)
-        routed: list[tuple[str, RecordStore[Any]]] = [
-            (TLS_SECRETS, self.secrets), (PODS, self.pods), (NAMESPACES, self.namespaces),
-            (NAMED_SECRETS, self.named_secrets), (PASSWORD_SECRETS, self.password_secrets),
-            *((BUNDLE_TARGETS, s) for s in self.bundle_targets.values()),
-            *((BUNDLE_SOURCES, s) for s in self.bundle_sources.values())]
-        for source, store in routed:
-            store.listeners.append(functools.partial(self._route, source))
+        self.pods.listeners.insert(0, self._pods_changed)  # before routing: a woken pass sees the new mounts
+
+    def _build(self, wake: Wake) -> None:
+        """The store(s) and watch of one wake-up source, each change routed under its name."""
+        route = functools.partial(self._route, wake.source)
+        w = wake.watch
+        stores: list[RecordStore[Any]] = []
+        if isinstance(w, Always):
+            store: RecordStore[Any] = RecordStore(w.kind, w.parse)
+            self.stores[wake.source] = store
+            self.watchers.append(ListWatcher.of(self.raw, w.watched, store, watch_timeout=self.watch_timeout))
+            stores.append(store)
+        elif isinstance(w, Named):
+            by_kind = self.named_stores.setdefault(wake.source, {})
+            for kind in w.kinds:
+                by_kind[kind] = self.named[kind].purpose(w.purpose, RecordStore(kind, w.parse(kind)))
+                stores.append(by_kind[kind])
+        elif isinstance(w, PerTargetKind):
+            stores += self.bundle_targets.values()
+        # Labelled: its watches start as policies declare them, routed as LABELLED:<key> (on_change).
+        for store in stores:
+            store.listeners.append(route)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Inventory:
@@ -257,22 +262,31 @@ class Inventory:
             return dict(self._reads)
 
     def _hold(self, reads: Reads) -> None:
-        self.named["Secret"].acquire("secret", reads.tracked_secrets())
-        self.named["Secret"].acquire_names("password", reads.keystore_passwords)
-        if reads.bundle_source is not None:
-            src = reads.bundle_source
-            self.named[src.kind].acquire("bundle", [(src.namespace, src.name)])
-        for kind, _name in reads.targets:
-            self._watch_targets(kind)
-        self.labelled.acquire(reads.labelled)
+        for wake in WAKES:
+            w = wake.watch
+            if isinstance(w, Named):
+                for kind, keys in _by_kind(w.keys(reads) if w.keys else ()).items():
+                    self.named[kind].acquire(w.purpose, keys)
+                if w.names:
+                    for kind in w.kinds:
+                        self.named[kind].acquire_names(w.purpose, w.names(reads))
+            elif isinstance(w, PerTargetKind):
+                for kind in w.kinds(reads):
+                    self._watch_targets(kind)
+            elif isinstance(w, Labelled):
+                self.labelled.acquire(w.keys(reads))
 
     def _release(self, reads: Reads) -> None:
-        self.labelled.release(reads.labelled)
-        self.named["Secret"].release("secret", reads.tracked_secrets())
-        self.named["Secret"].release_names("password", reads.keystore_passwords)
-        if reads.bundle_source is not None:
-            src = reads.bundle_source
-            self.named[src.kind].release("bundle", [(src.namespace, src.name)])
+        for wake in reversed(WAKES):  # target watches are never released: they serve every policy
+            w = wake.watch
+            if isinstance(w, Labelled):
+                self.labelled.release(w.keys(reads))
+            elif isinstance(w, Named):
+                for kind, keys in _by_kind(w.keys(reads) if w.keys else ()).items():
+                    self.named[kind].release(w.purpose, keys)
+                if w.names:
+                    for kind in w.kinds:
+                        self.named[kind].release_names(w.purpose, w.names(reads))
 
     def _watch_targets(self, kind: str) -> None:
         if kind not in TARGET_KINDS:
@@ -296,13 +310,18 @@ class Inventory:
         watcher.start()
 
     def synced_for(self, reads: Reads) -> bool:
-        if not all(w.synced.is_set() for w in self.watchers) or not self.labelled.synced(reads.labelled):
+        """Every Always watch listed, and what ``reads`` holds through the others: its labelled
+        watches listed and each object it names one by one read."""
+        if not all(w.synced.is_set() for w in self.watchers):
             return False
-        unread = self.named["Secret"].unread(reads.tracked_secrets())
-        if reads.bundle_source is not None:
-            src = reads.bundle_source
-            unread |= self.named[src.kind].unread([(src.namespace, src.name)])
-        return not unread
+        for wake in WAKES:
+            w = wake.watch
+            if isinstance(w, Labelled) and not self.labelled.synced(w.keys(reads)):
+                return False
+            if isinstance(w, Named) and w.keys:
+                if any(self.named[kind].unread(keys) for kind, keys in _by_kind(w.keys(reads)).items()):
+                    return False
+        return True
 
     def _route(self, source: str, change: Change) -> None:
         wake = self._wake
@@ -312,7 +331,8 @@ class Inventory:
             reads = list(self._reads.items())
         if not reads:
             return
-        hits = [policy for policy, r in reads if r.concerns(source, change, self._namespace_labels, self.secret)]
+        seen = Seen(source, self._namespace_labels, self.secret)
+        hits = [policy for policy, r in reads if concerns(r, change, seen)]
         if hits:
             wake(hits)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from certpolicy.inventory.interest import label_selectors, named_keys
-from certpolicy.inventory.inventory import TLS_TYPE, Mount, mounts_index
+from certpolicy.inventory.inventory import Mount, mounts_index
 from certpolicy.inventory.labelled import LEAF_SECRETS, WatchKey, watch_key
 from certpolicy.inventory.records import (
     NamespaceRecord,
@@ -41,6 +41,7 @@ from certpolicy.inventory.records import (
     parse_secret_object,
 )
 from certpolicy.inventory.recordstore import Key
+from certpolicy.inventory.wakes import TLS_TYPE
 from certpolicy.kube.rawapi import METADATA_ONLY, METADATA_ONLY_WATCH
 from certpolicy.kube.selectors import LabelSelector
 from certpolicy.plugin.reads import get_object, list_items

@@ -395,7 +395,7 @@ class Requirements:
         object.__setattr__(self, "_hash", hash(self._key()))
 
     def _key(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, d.attribute) for d in declared(Requirements))
+        return tuple(getattr(self, a) for a in _KNOB_ATTRIBUTES)
 
     def __hash__(self) -> int:
         return self._hash
@@ -404,6 +404,8 @@ class Requirements:
         """The ``spec.requirements`` mapping that parses back to these requirements."""
         return knobs.dump(self)
 
+
+_KNOB_ATTRIBUTES = tuple(d.attribute for d in declared(Requirements))  # what equality and the hash see
 
 #: Every field spec.requirements may hold: the knobs' names, then the others.
 FIELDS = (*top_level_names(Requirements), *OTHER_FIELDS)

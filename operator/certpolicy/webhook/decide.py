@@ -13,9 +13,10 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from certpolicy.inventory.inventory import TLS_TYPE, Inventory
+from certpolicy.inventory.inventory import Inventory
 from certpolicy.inventory.records import RENEWAL_ACCEPTED_ANNOTATION, parse_bundle_object, parse_labelled_secret
 from certpolicy.inventory.selection import select
+from certpolicy.inventory.wakes import TLS_TYPE
 from certpolicy.pki.secretdata import SecretMaterial, material_from_secret
 from certpolicy.policy.admission import ALLOW, Verdict, judge_bundle, judge_secret, orphans
 from certpolicy.policy.certmanager import owner_of
