@@ -31,6 +31,10 @@ The four mechanisms (how a source is watched):
 
 A new source is one entry in ``WAKES`` and its map function; if the map function needs something
 of the policy's spec that ``Reads`` does not hold yet, a field in ``Reads`` filled in ``Reads.of``.
+
+Not in the table, because they wake no policy: the admission webhook's own list-then-watch of the
+policies (``webhook/policies.py``) and the trust bundle sources it holds through the ``bundle``
+purpose of the named watches (``webhook/upkeep.py``).
 """
 
 from __future__ import annotations
