@@ -5,6 +5,8 @@ file derived from it was edited by hand or not regenerated (``scripts/gen_crd.py
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import ipaddress
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from certpolicy.checkcmd import configure_parser
+from certpolicy.checkcmd import _requirements, configure_parser
 from certpolicy.policy.knobs import declared
 from certpolicy.policy.spec import FIELDS, Requirements, requirements_from_spec, requirements_schema_properties
 
@@ -69,3 +71,42 @@ def test_every_flag_replaces_its_knob():
     assert flags, "no knob declares a flag"
     for d in flags:
         assert d.knob.flag.name in options, d.knob.flag.name
+
+
+H = dt.timedelta(hours=1)
+#: Each flag once, with what it must put in the requirements (over a policy whose expiry leaves room).
+FLAG_CASES = {
+    "--require-eku": (["clientAuth,serverAuth"], "extended_key_usages", ("clientAuth", "serverAuth")),
+    "--allow-dns": (["*.example.com"], "allowed_dns_names", ("*.example.com",)),
+    "--require-dns": (["a.example.com"], "required_dns_names", ("a.example.com",)),
+    "--allow-ip-range": (["10.0.0.0/8,fd00::/8"], "allowed_ip_ranges",
+                         (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))),
+    "--require-ip": (["10.0.0.1"], "required_ip_addresses", (ipaddress.ip_address("10.0.0.1"),)),
+    "--require-san": ([], "require_san", True),
+    "--no-require-san": ([], "require_san", False),
+    "--warn-before": (["2000h"], "warning_before", 2000 * H),
+    "--critical-before": (["1h30m"], "critical_before", dt.timedelta(minutes=90)),
+    "--min-rsa-bits": (["4096"], "minimum_rsa_bits", 4096),
+    "--allow-curve": (["P-384"], "allowed_ec_curves", ("P-384",)),
+    "--allow-hash": (["sha384,sha512"], "allowed_signature_hashes", ("sha384", "sha512")),
+    "--require-key": ([], "require_private_key", True),
+    "--no-require-key": ([], "require_private_key", False),
+}
+
+
+def test_every_flag_has_a_case_below():
+    declared_flags = {d.knob.flag.name for d in declared(Requirements) if d.knob.flag}
+    assert declared_flags == {f for f in FLAG_CASES if not f.startswith("--no-")}
+
+
+@pytest.mark.parametrize("flag", FLAG_CASES)
+def test_a_flag_replaces_the_policys_value(flag):
+    values, attribute, expected = FLAG_CASES[flag]
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    args = parser.parse_args(["cert.pem", flag, *values])
+    requirements: dict = {"expiry": {"warningBefore": "4000h", "criticalBefore": "1h"}}
+    if isinstance(expected, bool):  # the policy says the opposite, so the flag must replace it
+        requirements[next(d.knob.key for d in declared(Requirements) if d.attribute == attribute)] = not expected
+    policy = {"spec": {"requirements": requirements}}
+    assert getattr(_requirements(policy, args), attribute) == expected
