@@ -31,6 +31,10 @@ The four mechanisms (how a source is watched):
 
 A new source is one entry in ``WAKES`` and its map function; if the map function needs something
 of the policy's spec that ``Reads`` does not hold yet, a field in ``Reads`` filled in ``Reads.of``.
+An ``Always`` watch gates every policy's pass on its first list, so it is only for resources every
+cluster serves: one the cluster may lack (a CRD such as cert-manager's Certificate) would never
+list, and hold every policy; watch it, like the bundle target kinds, only once the API server
+says it serves it (``kube.managed.kind_served``).
 
 Not in the table, because they wake no policy: the admission webhook's own list-then-watch of the
 policies (``webhook/policies.py``) and the trust bundle sources it holds through the ``bundle``
