@@ -6,6 +6,11 @@ than the warning one, a required name the allowed patterns exclude) with message
 change. The same code validates ``certpolicy check --policy FILE`` and its flags, where no API
 server stands in front.
 
+Each field of :class:`Requirements` is a knob (``policy/knobs.py``) that declares, in one place,
+its spec name, parser, CRD schema and ``certpolicy check`` flag; the CRD's schema of the knobs is
+written from here by ``scripts/gen_crd.py``, so the types the API server checks and the meanings
+this module checks are stated side by side.
+
 The trust bundle is deliberately not part of :class:`Requirements`: the operator resolves
 ``spec.requirements.trustBundle`` from the cluster and hands the certificates to the evaluator.
 """
