@@ -3,7 +3,7 @@
 
 The knobs are the fields of ``certpolicy.policy.spec.Requirements`` (``policy/knobs.py``); each
 carries its schema and description. This script rewrites the block between the two marker
-comments under ``spec.requirements.properties`` in ``crds/`` (the chart's ``crds/`` is a link to
+comments under ``spec.requirements.properties`` in ``crds/`` (the chart's ``files/crd.yaml`` is a link to
 that file), then ``docs/crd-reference.md`` (``scripts/gen_crd_docs.py``). Everything else in the
 CRD is written by hand. ``tests/unit/policy/test_spec_crd.py`` fails when the two disagree.
 

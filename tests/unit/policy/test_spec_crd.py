@@ -20,7 +20,7 @@ from certpolicy.policy.spec import FIELDS, Requirements, requirements_from_spec,
 
 REPO = Path(__file__).resolve().parents[3]
 CRDS = [REPO / "crds" / "certificatepolicies.certpolicy.io.yaml",
-        REPO / "charts" / "certpolicy-operator" / "crds" / "certificatepolicies.certpolicy.io.yaml"]
+        REPO / "charts" / "certpolicy-operator" / "files" / "crd.yaml"]
 
 
 def _requirements_schema(path: Path) -> dict:
