@@ -80,13 +80,29 @@ def rejection(custom_api, spec: dict) -> str:
         # Issue 23: the renewal guard's ignore list takes only its own reasons.
         ({"requirements": {"renewal": {"ignore": ["RenewalChangedAnchr"]}}}, "Unsupported value: \"RenewalChangedAnchr\""),
         ({"requirements": {"renewal": {"guard": "off"}}}, "spec.requirements.renewal.guard"),
+        # Issue 27 item 3: a cert-manager CA Issuer handed to the policy.
+        ({"ca": {"secretName": "ca", "certManager": {"issuerRef": {"kind": "Issuer", "name": "ca"}}}},
+         "issuerRef.namespace is required for an Issuer"),
+        ({"ca": {"secretName": "ca", "certManager": {"issuerRef": {"kind": "ClusterIssuer", "name": "ca",
+                                                                   "namespace": "x"}}}},
+         "not allowed for a ClusterIssuer"),
+        ({"ca": {"secretName": "ca", "certManager": {"issuerRef": {"kind": "Issuer", "name": "ca", "namespace": "n"}}},
+          "issuance": [{"secretName": "s", "namespace": "n", "dnsNames": ["a.example.com"]}]},
+         "spec.ca.certManager is not allowed with spec.issuance"),
+        ({"ca": {"secretName": "ca", "adopt": True,
+                 "certManager": {"issuerRef": {"kind": "ClusterIssuer", "name": "ca"}}}},
+         "nor with spec.ca.adopt"),
+        ({"ca": {"secretName": "ca", "certManager": {"issuerRef": {"kind": "Vault", "name": "ca"}}}},
+         'Unsupported value: "Vault"'),
     ],
     ids=["unknown-eku", "malformed-duration", "critical-longer-than-warning", "bad-selector-operator",
          "selector-without-values", "bad-cidr", "tiny-rsa", "two-bundle-sources", "issuance-without-ca",
          "issuance-without-names", "enforce-unknown", "two-target-kinds", "ctb-with-formats", "ctb-signer-name",
          "ca-validity-1h-default-rotate-before", "rotate-before-near-validity", "renew-before-equals-validity",
          "probe-timeout-240s", "bundle-into-tls-key", "bundle-into-key-file", "allowed-names-6000",
-         "required-names-20000", "renewal-ignore-typo", "renewal-guard-not-bool"],
+         "required-names-20000", "renewal-ignore-typo", "renewal-guard-not-bool", "issuer-without-namespace",
+         "cluster-issuer-with-namespace", "cert-manager-with-issuance", "cert-manager-with-adopt",
+         "cert-manager-unknown-kind"],
 )
 def test_invalid_specs_are_rejected_with_a_clear_message(crd, custom_api, spec, expected):
     assert expected in rejection(custom_api, spec)
@@ -182,7 +198,7 @@ def test_kubectl_explain_and_short_name(crd, cluster):
     out = cluster.kubectl("explain", "certpol.status.conditions").stdout
     assert "Compliant" in out
     for field in ("spec.issuance.validity", "spec.issuanceLimits.perMinute", "spec.rotation.probes.host",
-                  "status.summary.violating"):  # shown as <no description> before
+                  "status.summary.violating", "spec.ca.certManager.issuerRef.kind"):  # shown as <no description> before
         out = cluster.kubectl("explain", f"certpol.{field}").stdout
         assert "no description" not in out and "DESCRIPTION" in out, out
 
