@@ -14,6 +14,8 @@ from dataclasses import dataclass
 OPERATOR_NAMESPACE_ENV = "CERTPOLICY_NAMESPACE"
 DEFAULT_OPERATOR_NAMESPACE = "certpolicy-system"
 ALLOW_SYSTEM_NAMESPACES_ENV = "CERTPOLICY_ALLOW_SYSTEM_NAMESPACES"
+CERT_MANAGER_NAMESPACE_ENV = "CERTPOLICY_CERT_MANAGER_NAMESPACE"
+DEFAULT_CERT_MANAGER_NAMESPACE = "cert-manager"
 
 
 def operator_namespace() -> str:
@@ -25,6 +27,12 @@ def allow_system_namespaces() -> bool:
     """``--allow-system-namespaces``: bundles and leaves may go to kube-system, kube-public and
     kube-node-lease (off by default: the API server trusts some of their ConfigMaps)."""
     return os.environ.get(ALLOW_SYSTEM_NAMESPACES_ENV, "").lower() in ("1", "true", "yes")
+
+
+def cert_manager_namespace() -> str:
+    """cert-manager's ``--cluster-resource-namespace``: where a ClusterIssuer's CA Secret lives,
+    for ``spec.ca.certManager`` with a ClusterIssuer (env CERTPOLICY_CERT_MANAGER_NAMESPACE)."""
+    return os.environ.get(CERT_MANAGER_NAMESPACE_ENV, DEFAULT_CERT_MANAGER_NAMESPACE)
 
 
 @dataclass(frozen=True)

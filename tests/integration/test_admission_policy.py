@@ -449,3 +449,39 @@ def test_adopting_a_deleted_predecessors_objects_passes_and_only_that(objects, c
     # the same annotation write to an object nobody labelled: refused by the API server
     denied(lambda: as_operator.patch(f"/api/v1/namespaces/{ns}/secrets/user-tls", {"metadata": {
         "annotations": {"certpolicy.io/managed-by-uid": owner.uid}}}))
+
+
+def test_an_issuer_ca_secret_only_as_a_ca_key_pair_swap(objects, core_v1, operator_client):
+    """spec.ca.certManager, step 3: the operator's write into a cert-manager CA Issuer's Secret
+    (kube/certmanager.py, the very function the rotation uses) passes; the same Secret relabelled,
+    re-annotated, with another data key changed or a ca.crt that is not the new tls.crt, is refused."""
+    from certpolicy.kube.certmanager import write_issuer_ca_secret
+
+    ns, raw = objects, RawClient(operator_client)
+    old, new = certgen.root("issuer old"), certgen.root("issuer new")
+    core_v1.create_namespaced_secret(ns, {"metadata": {"name": "issuer-ca", "annotations": {"team": "pki"}},
+                                          "type": "kubernetes.io/tls",
+                                          "data": {"tls.crt": b64(old.pem.decode()),
+                                                   "tls.key": b64(old.key_pem().decode()), "extra": b64("kept")}})
+    current = raw.get(f"/api/v1/namespaces/{ns}/secrets/issuer-ca")
+    data = {"tls.crt": new.pem, "tls.key": new.key_pem(), "ca.crt": new.pem}
+    stored = write_issuer_ca_secret(raw, current, data)
+    assert stored["data"]["tls.crt"] == b64(new.pem.decode()) and stored["data"]["extra"] == b64("kept")
+    assert stored["metadata"]["annotations"] == {"team": "pki"} and not stored["metadata"].get("labels")
+
+    def refused(change) -> None:
+        body = raw.get(f"/api/v1/namespaces/{ns}/secrets/issuer-ca")
+        change(body)
+        with pytest.raises(ApiException) as err:
+            raw.put(f"/api/v1/namespaces/{ns}/secrets/issuer-ca", body)
+        assert err.value.status == 403 and POLICY in str(err.value.body), err.value.body
+
+    refused(lambda b: b["metadata"].setdefault("labels", {}).update({"app": "x"}))
+    refused(lambda b: b["metadata"]["annotations"].update({"team": "attacker"}))
+    refused(lambda b: b["data"].update({"extra": b64("changed")}))
+    refused(lambda b: b["data"].update({"ca.crt": b64(old.pem.decode())}))  # ca.crt is not the new tls.crt
+    # An Opaque Secret (not a key pair) is never written this way.
+    with pytest.raises(ApiException) as err:
+        write_issuer_ca_secret(raw, raw.get(f"/api/v1/namespaces/{ns}/secrets/user-tls"), data)
+    assert err.value.status == 403
+    assert core_v1.read_namespaced_secret("user-tls", ns).data == {"tls.crt": b64("theirs")}

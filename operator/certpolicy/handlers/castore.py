@@ -37,8 +37,11 @@ from typing import Any, Protocol
 
 from kubernetes.client import ApiException
 
+from certpolicy.environment import cert_manager_namespace
 from certpolicy.handlers.problems import Problem
+from certpolicy.kube.certmanager import IssuerRef, read_issuer, write_issuer_ca_secret
 from certpolicy.kube.managed import (
+    NotManaged,
     adopt_object,
     create_managed_secret,
     delete_managed_secret,
@@ -266,7 +269,110 @@ class PolicyCASecrets:
         return sum(self._delete(obj["metadata"]["name"], obj) for obj in owned.secrets)
 
 
-def ca_store(raw: RawClient, owner: Owner, namespace: str) -> CAStore:
-    """The store of a policy's CAs. One implementation today; the spec picks among them once a
-    CA can live elsewhere (see the module docstring)."""
+def parse_issuer_ca_secret(obj: Mapping[str, Any], where: str) -> tuple[CASecret | None, Problem | None]:
+    """The CA key pair a cert-manager CA Issuer signs with (its Secret's ``tls.crt``/``tls.key``).
+    No ownership test: the policy's ``spec.ca.certManager`` is the opt-in."""
+    data = obj.get("data") or {}
+    cert_pem, key_pem = _decode(data, "tls.crt"), _decode(data, "tls.key")
+    if not cert_pem or not key_pem:
+        return None, Problem("CAUnusable", f"{where} needs tls.crt and tls.key (PEM)")
+    try:
+        kp = load_key_pair(cert_pem, key_pem)
+    except Exception as e:  # noqa: BLE001 - reported; the message names no key material
+        return None, Problem("CAUnusable", f"{where} cannot be used: {type(e).__name__}")
+    if not summarize(kp.cert).is_ca:
+        return None, Problem("CAUnusable", f"{where} holds a certificate that is not a CA (basicConstraints CA:FALSE)")
+    return CASecret(obj["metadata"]["name"], kp), None
+
+
+class IssuerCASecret(PolicyCASecrets):
+    """``spec.ca.certManager``: the policy's active CA is the one a cert-manager CA Issuer signs
+    with, in the Issuer's Secret (``spec.ca.secretName`` names it and must be the Issuer's
+    ``spec.ca.secretName``). Every other CA Secret of the policy (a rotation's new CA, the old one
+    kept until step 5) is kept as :class:`PolicyCASecrets` keeps them, in the operator's namespace.
+
+    The Issuer's Secret is never created, deleted, labelled or adopted; it is written at one
+    moment only, the promotion of step 3 (:func:`~certpolicy.kube.certmanager.write_issuer_ca_secret`:
+    ``tls.crt``, ``tls.key`` and ``ca.crt``, at the resourceVersion read). Before step 3 nothing of
+    the Issuer is written, so an abort leaves it untouched.
+    """
+
+    def __init__(self, raw: RawClient, owner: Owner, namespace: str, *, active: str, issuer: IssuerRef) -> None:
+        super().__init__(raw, owner, namespace)
+        self.active, self.issuer = active, issuer
+        self._issuer_problem: Problem | None | bool = False  # False: not checked yet in this pass
+
+    def _check_issuer(self) -> Problem | None:
+        """The Issuer exists, is a CA Issuer, and signs with the Secret the policy names (read
+        once per pass)."""
+        if self._issuer_problem is False:
+            self._issuer_problem = self._issuer_mismatch(read_issuer(self.raw, self.issuer))
+        return self._issuer_problem if isinstance(self._issuer_problem, Problem) else None
+
+    def _issuer_mismatch(self, obj: Mapping[str, Any] | None) -> Problem | None:
+        if obj is None:
+            return Problem("IssuerNotFound", f"{self.issuer} (spec.ca.certManager.issuerRef) does not exist; "
+                                             "nothing is rotated")
+        secret = (((obj.get("spec") or {}).get("ca")) or {}).get("secretName")
+        if not secret:
+            return Problem("IssuerSecretMismatch", f"{self.issuer} is not a CA Issuer (no spec.ca.secretName); "
+                                                   "nothing is rotated")
+        if secret != self.active:
+            return Problem("IssuerSecretMismatch", f"{self.issuer} signs with Secret {secret!r}, not "
+                                                   f"spec.ca.secretName {self.active!r}: set spec.ca.secretName "
+                                                   f"to {secret!r}; nothing is rotated meanwhile")
+        return None
+
+    @property
+    def where(self) -> str:
+        return f"CA Secret {self.issuer.namespace}/{self.active} of {self.issuer}"
+
+    def object(self, name: str) -> dict[str, Any] | None:
+        if name != self.active:
+            return super().object(name)
+        if name not in self._objects:
+            self._objects[name] = read(self.raw, "Secret", self.issuer.namespace, name)
+        return self._objects[name]
+
+    def load(self, name: str) -> tuple[CASecret | None, Problem | None]:
+        if name != self.active:
+            return super().load(name)
+        if (problem := self._check_issuer()) is not None:
+            return None, problem
+        obj = self.object(name)
+        if obj is None:  # never created here: a missing Issuer Secret is reported, never a CAMissing rotation
+            return None, Problem("CAUnusable", f"{self.where} does not exist; certpolicy never creates it")
+        return parse_issuer_ca_secret(obj, self.where)
+
+    def create(self, name: str, key_pair: KeyPair, *, rotation_id: str | None = None) -> bool:
+        if name == self.active:
+            return False  # the Issuer's Secret is its owner's to create
+        return super().create(name, key_pair, rotation_id=rotation_id)
+
+    def _update(self, name: str, obj: Mapping[str, Any], key_pair: KeyPair) -> None:
+        if name != self.active:
+            super()._update(name, obj, key_pair)
+            return
+        if (problem := self._check_issuer()) is not None:
+            raise NotManaged(problem.message)
+        try:
+            self._objects[name] = write_issuer_ca_secret(self.raw, obj, _secret_data(key_pair))
+        except ApiException:
+            self._objects.pop(name, None)
+            raise
+
+    def delete(self, name: str, fingerprint: str) -> bool:
+        return False if name == self.active else super().delete(name, fingerprint)
+
+    def adopt(self, name: str, live_uids: frozenset[str]) -> bool:
+        return False if name == self.active else super().adopt(name, live_uids)
+
+
+def ca_store(raw: RawClient, owner: Owner, namespace: str, spec: Mapping[str, Any] | None = None) -> CAStore:
+    """The store of a policy's CAs: :class:`IssuerCASecret` with ``spec.ca.certManager`` (the
+    opt-in to write the Issuer's Secret), :class:`PolicyCASecrets` otherwise."""
+    ref = IssuerRef.from_spec(spec or {}, cert_manager_namespace())
+    active = ((spec or {}).get("ca") or {}).get("secretName")
+    if ref is not None and active:
+        return IssuerCASecret(raw, owner, namespace, active=str(active), issuer=ref)
     return PolicyCASecrets(raw, owner, namespace)

@@ -71,7 +71,7 @@ class PassContext:
 
     def __post_init__(self) -> None:
         self.passwords = PasswordSecrets(self.raw)
-        self.cas = ca_store(self.raw, self.policy, self.namespace)
+        self.cas = ca_store(self.raw, self.policy, self.namespace, self.spec)
 
     @property
     def name(self) -> str:

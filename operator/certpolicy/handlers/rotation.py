@@ -23,6 +23,7 @@ from kubernetes.client import ApiException
 from certpolicy.environment import PROBE_RETRY
 from certpolicy.handlers.bundles import TargetEntry, distribute, target_fingerprints
 from certpolicy.handlers.ca import CA_MISSING, CASecret, ca_missing, ensure_ca, generate_ca
+from certpolicy.handlers.castore import IssuerCASecret
 from certpolicy.handlers.context import PassContext
 from certpolicy.handlers.issuance import RateLimiter, issue_all
 from certpolicy.handlers.probes import submit_probes
@@ -30,7 +31,9 @@ from certpolicy.handlers.problems import Problem
 from certpolicy.inventory.bundletargets import target_ids
 from certpolicy.inventory.observation import TargetReading, build_observation
 from certpolicy.kube import managed
+from certpolicy.kube.certmanager import MAX_CERTIFICATES, IssuedCertificates, is_ready, list_issued, request_reissue
 from certpolicy.kube.managed import NotManaged
+from certpolicy.kube.rawapi import api_error_text
 from certpolicy.metrics import COLLECTOR
 from certpolicy.pki.fingerprint import short
 from certpolicy.policy.cahistory import history_certificates
@@ -94,9 +97,16 @@ def rotation_stage(ctx: PassContext, *, ca: CASecret | None) -> RotationStage | 
     except PolicySpecError as e:
         ctx.out.problems.append(Problem("RotationSettingsInvalid", str(e)))
         return None
-    obs, pairs = observe(ctx, state=state, settings=settings)
+    try:  # the Certificates matter from step 3 on; a rotation never reaches it in the decision that starts it
+        issued = issuer_certificates(ctx) if state.current is not None else None
+    except ApiException as e:  # unread, the rotation could not tell which Certificates are still on the old CA
+        ctx.out.problems.append(Problem("IssuerCertificatesUnreadable", f"listing the Certificates of the Issuer "
+                                                                        f"failed: {api_error_text(e)}; retried"))
+        ctx.out.wake_by(ctx.now + PROBE_RETRY.delta())
+        return None
+    obs, pairs = observe(ctx, state=state, settings=settings, issued=issued)
     decision = decide(state, obs, settings, ctx.now)
-    perform(ctx, decision, pairs=pairs)
+    perform(ctx, decision, pairs=pairs, certificates=issued)
     ctx.out.status["rotation"] = decision.state.to_dict()
     ctx.out.conditions.append(decision.condition)
     ctx.out.wake_by(decision.next_wake)
@@ -114,8 +124,22 @@ def rotation_stage(ctx: PassContext, *, ca: CASecret | None) -> RotationStage | 
 
 # ---- observation ------------------------------------------------------------------------------------
 
-def observe(ctx: PassContext, *, state: RotationState, settings: RotationSettings
-            ) -> tuple[Observation, dict[str, CASecret]]:
+def issuer_certificates(ctx: PassContext) -> IssuedCertificates | None:
+    """With ``spec.ca.certManager``: the Certificates whose issuerRef names the Issuer, by their
+    Secret, one bounded list per pass (None without the field). A capped list is a problem: the
+    Certificates not seen would be left on the old CA."""
+    if not isinstance(ctx.cas, IssuerCASecret):
+        return None
+    issued = list_issued(ctx.raw, ctx.cas.issuer)
+    if issued.capped:
+        ctx.out.problems.append(Problem("IssuerCertificatesCapped",
+                                        f"more than {MAX_CERTIFICATES} Certificates were listed for {ctx.cas.issuer}; "
+                                        "only those seen are re-issued and waited for"))
+    return issued
+
+
+def observe(ctx: PassContext, *, state: RotationState, settings: RotationSettings,
+            issued: IssuedCertificates | None = None) -> tuple[Observation, dict[str, CASecret]]:
     """A fresh read of everything the machine decides on: CA Secrets, each bundle target read back
     on its own (its truststore passwords read through the pass, once), the leaves in scope; put
     together by the builder the rotation plan uses too (``inventory/observation.py``)."""
@@ -141,13 +165,16 @@ def observe(ctx: PassContext, *, state: RotationState, settings: RotationSetting
 
     obs = build_observation(ctx.inventory, ctx.spec, ctx.status, ctx.annotations, ctx.now, settings, cas=cas,
                             absent=absent, ca_certs=[p.key_pair.cert for p in pairs.values()],
-                            read_target=read_target, probe_results=ctx.memory.rotation.drain())
+                            read_target=read_target, probe_results=ctx.memory.rotation.drain(),
+                            issuer_leaves=None if issued is None else
+                            {leaf: is_ready(cert) for leaf, cert in issued.by_secret.items()})
     return obs, pairs
 
 
 # ---- actions ----------------------------------------------------------------------------------------
 
-def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret]) -> None:
+def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret],
+            certificates: IssuedCertificates | None = None) -> None:
     """Carry out the decision's actions in order; stop at the first failure (observed again next pass)."""
     name = ctx.name
     memory = ctx.memory.rotation
@@ -201,6 +228,12 @@ def perform(ctx: PassContext, decision: Decision, *, pairs: dict[str, CASecret])
                 if current is None or current.fingerprint != action.new.fingerprint:
                     ctx.cas.promote(action.ca_secret_name, pair_for(action.new),
                                     old_fingerprint=action.old_fingerprint, keep_old_as=action.retired_secret_name)
+            elif isinstance(action, ReissueLeaf) and isinstance(ctx.cas, IssuerCASecret):
+                certificate = (certificates.by_secret if certificates else {}).get(action.leaf)
+                if certificate is not None:  # cmctl renew: cert-manager issues from the Issuer's new CA
+                    request_reissue(ctx.raw, certificate, ctx.now,
+                                    f"CertificatePolicy {name}: CA rotation re-issues from the new CA "
+                                    f"{short(action.ca.fingerprint)}")
             elif isinstance(action, ReissueLeaf):
                 pair = pair_for(action.ca)
                 leaf_ns, leaf_name = action.leaf.split("/", 1)

@@ -45,10 +45,13 @@ ReadTarget = Callable[[Mapping[str, Any], str], TargetReading]
 def build_observation(inventory: Inventory, spec: Mapping[str, Any], status: Mapping[str, Any],
                       annotations: Mapping[str, str], now: dt.datetime, settings: RotationSettings, *,
                       cas: Mapping[str, CAInfo | None], absent: set[str], ca_certs: Sequence[x509.Certificate],
-                      read_target: ReadTarget, probe_results: Sequence[ProbeResult] = ()) -> Observation:
+                      read_target: ReadTarget, probe_results: Sequence[ProbeResult] = (),
+                      issuer_leaves: Mapping[str, bool] | None = None) -> Observation:
     """``cas``: the CA each Secret of ``secrets_to_observe`` holds (None: absent or unusable);
     ``absent``: those of them that do not exist; ``ca_certs``: the CA certificates read with them
-    (leaves chain to these, or to a CA the history keeps)."""
+    (leaves chain to these, or to a CA the history keeps); ``issuer_leaves``: with
+    ``spec.ca.certManager``, the Secrets (``namespace/name``) of the Certificates whose issuerRef
+    names the Issuer, and whether each Certificate is Ready: managed leaves, re-issued by cert-manager."""
     history = (status.get("ca") or {}).get("history")
     kept = history_certificates(history)  # parsed once per pass: the lost CA and the leaves' anchors
     lost = None
@@ -71,14 +74,20 @@ def build_observation(inventory: Inventory, spec: Mapping[str, Any], status: Map
     anchors = [*ca_certs, *kept.values()]
     leaves = []
     managed = {(i["namespace"], i["secretName"]) for i in spec.get("issuance") or ()}
+    ready: dict[tuple[str, str], bool] = {}
+    for leaf_id, is_ready in (issuer_leaves or {}).items():
+        ns, _, name = leaf_id.partition("/")
+        ready[(ns, name)] = is_ready
+    managed |= set(ready)
     seen = set()
     for rec in select(inventory, spec.get("selector") or {}).secrets:
         seen.add((rec.namespace, rec.name))
-        leaves.append(leaf_of(rec, anchors, now, (rec.namespace, rec.name) in managed))
+        leaves.append(leaf_of(rec, anchors, now, (rec.namespace, rec.name) in managed,
+                              ready.get((rec.namespace, rec.name), True)))
     for key in managed - seen:
         found = inventory.secret(key)
         if found is not None:
-            leaves.append(leaf_of(found, anchors, now, True))
+            leaves.append(leaf_of(found, anchors, now, True, ready.get(key, True)))
     return Observation(
         ca_secrets=cas, targets=targets, leaves=tuple(leaves), probe_results=tuple(probe_results),
         rotate_request=annotations.get(ROTATE_ANNOTATION), force=annotations.get(FORCE_ANNOTATION),
@@ -107,10 +116,11 @@ def start_only_pods(inventory: Inventory, leaf_ids: set[str],
     return tuple(sorted(out, key=lambda p: p.id))
 
 
-def leaf_of(rec: SecretRecord, anchors: Sequence[x509.Certificate], now: dt.datetime, managed: bool) -> Leaf:
+def leaf_of(rec: SecretRecord, anchors: Sequence[x509.Certificate], now: dt.datetime, managed: bool,
+            ready: bool = True) -> Leaf:
     """A selected or managed Secret as the machine sees it: the policy CA its chain reaches."""
     issuer = None
     if rec.material.leaf is not None and anchors:
         result = verify_chain(rec.material.leaf, rec.material.intermediates, anchors, now)
         issuer = result.anchor_fingerprint if result.trusted else None
-    return Leaf(f"{rec.namespace}/{rec.name}", issuer, managed)
+    return Leaf(f"{rec.namespace}/{rec.name}", issuer, managed, ready)

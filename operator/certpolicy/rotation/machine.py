@@ -559,7 +559,7 @@ def _issue_from_new_ca(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
     if not facts.promoted:
         ctx.act(PromoteNewCA(ctx.settings.ca_secret_name, facts.new_ref, facts.old, rot.retired_ca_secret_name))
     rot = _reissue(ctx, rot, facts)
-    on_old = [leaf for leaf in ctx.obs.leaves if leaf.managed and leaf.issuer == facts.old]
+    on_old = [leaf for leaf in ctx.obs.leaves if leaf.managed and (leaf.issuer == facts.old or not leaf.ready)]
     if facts.promoted and not on_old:
         return _enter(ctx, rot, AWAIT_LEAVES,
                       f"new CA {short(facts.new)} is the issuing CA and every managed leaf is re-issued; "
@@ -639,6 +639,12 @@ def _await_leaves(ctx: _Ctx, rot: Rotation, facts: _Facts) -> Rotation:
                               f"{len(on_old)} leaves still chain to the old CA {short(facts.old)}: "
                               f"{_names(x.id for x in on_old)}",
                               "Replace them with certificates from the new CA")
+    unready = sorted(leaf.id for leaf in ctx.obs.leaves if leaf.managed and not leaf.ready)
+    if unready:
+        rot = replace(rot, waiting_pods=(), waiting_pods_count=0, probes_serving_old=(), probes_serving_other=())
+        return _wait_or_stall(ctx, rot, AWAIT_LEAVES,
+                              f"{len(unready)} cert-manager Certificates are not Ready yet: {_names(unready)}",
+                              "See why on the Certificates (kubectl describe certificate)")
     rot, waiting = _workload_evidence(ctx, rot, facts)
     if waiting is None:
         return _enter(ctx, rot, REMOVE_OLD_CA,

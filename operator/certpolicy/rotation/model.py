@@ -152,13 +152,17 @@ class Leaf:
     """One in-scope leaf Secret and the policy CA its chain leads to.
 
     ``issuer`` is the fingerprint of the root the leaf's chain reaches (None when it reaches none
-    of the policy's CAs). ``managed`` is True for leaves from ``spec.issuance`` (the operator
-    re-issues them itself); others are named in events until someone replaces them.
+    of the policy's CAs). ``managed`` is True for leaves the operator has re-issued: from
+    ``spec.issuance`` (it issues them itself), or the Secrets of the cert-manager Certificates of
+    ``spec.ca.certManager``'s Issuer (it asks cert-manager to). Others are named in events until
+    someone replaces them. ``ready`` is False for such a Certificate that is not Ready (or still
+    issuing): step 3 and step 4 wait for it even when its Secret chains to the new CA already.
     """
 
     id: str  # "namespace/name"
     issuer: str | None
     managed: bool = False
+    ready: bool = True
 
 
 @dataclass(frozen=True)

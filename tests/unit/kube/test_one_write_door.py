@@ -27,7 +27,8 @@ CLIENT_WRITES = {name for cls_name, api in inspect.getmembers(kubernetes.client,
                  if cls_name.endswith("Api") for name in dir(api)
                  if name.split("_", 1)[0] in ("create", "patch", "replace", "delete")}
 #: The managed.py writers of CA Secrets; only the CA store may use them.
-CA_WRITERS = {"create_managed_secret", "update_managed_secret", "delete_managed_secret", "adopt_object"}
+CA_WRITERS = {"create_managed_secret", "update_managed_secret", "delete_managed_secret", "adopt_object",
+              "write_issuer_ca_secret"}
 CA_STORE = PACKAGE / "handlers" / "castore.py"
 
 

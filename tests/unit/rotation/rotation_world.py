@@ -81,6 +81,7 @@ class LeafModel:
     managed: bool
     renew_every: dt.timedelta | None  # None: only replaced by hand (or by the operator if managed)
     next_renewal: dt.datetime | None = None
+    ready: bool = True  # a cert-manager Certificate's Ready (spec.ca.certManager)
 
 
 @dataclass
@@ -219,7 +220,7 @@ class World:
         return Observation(
             ca_secrets=cas,
             targets={t: frozenset(fps) for t, fps in self.targets.items()},
-            leaves=tuple(Leaf(k, v.issuer, v.managed) for k, v in sorted(self.leaves.items())),
+            leaves=tuple(Leaf(k, v.issuer, v.managed, v.ready) for k, v in sorted(self.leaves.items())),
             probe_results=results,
             rotate_request=self.annotation,
             force=self.force,

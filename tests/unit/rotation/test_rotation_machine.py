@@ -383,6 +383,32 @@ def test_replacing_the_leaves_unblocks_await_leaves() -> None:
     assert d.condition.reason == COMPLETED
 
 
+def test_a_managed_leaf_that_is_not_ready_holds_step_3_and_step_4_although_it_chains_to_the_new_ca() -> None:
+    """spec.ca.certManager: a Certificate re-issued from the new CA but not Ready (still issuing, or
+    failed) is waited for, by name, until it is Ready."""
+    driver = make(managed=2, unmanaged=0, propagation_delay=dt.timedelta(0))
+    driver.world.leaves["integration/managed-1"].ready = False
+    d = _at_step(driver, 3)
+    for _ in range(5):
+        d = driver.step()
+        driver.world.advance(driver.world.now + dt.timedelta(minutes=1))
+    new = driver.world.ca_secrets[CA_SECRET]
+    assert driver.world.leaves["integration/managed-1"].issuer == new
+    assert d.state.current is not None and d.state.current.step == 3
+    # Past step 3 (Ready again), then not Ready at step 4: named, and the old CA stays.
+    driver.world.leaves["integration/managed-1"].ready = True
+    d = _at_step(driver, 4)
+    driver.world.leaves["integration/managed-0"].ready = False
+    for _ in range(3):
+        d = driver.step()
+        driver.world.advance(driver.world.now + dt.timedelta(minutes=1))
+    assert d.state.current is not None and d.state.current.step == 4
+    assert "integration/managed-0" in d.condition.message and "not Ready" in d.condition.message
+    driver.world.leaves["integration/managed-0"].ready = True
+    d = run_until(driver, lambda d: d.state.current is None)
+    assert d.condition.reason == COMPLETED
+
+
 def test_old_ca_is_not_removed_while_a_leaf_chains_to_it_again() -> None:
     driver = make(unmanaged=1, unmanaged_every=None, propagation_delay=dt.timedelta(0))
     run_until(driver, lambda d: d.state.current is not None and d.state.current.step == 4)
