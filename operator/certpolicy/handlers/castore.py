@@ -61,6 +61,7 @@ from certpolicy.kube.ownership import (
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.pki.inspect import summarize
 from certpolicy.pki.issue import KeyPair, load_key_pair
+from certpolicy.policy.certmanager import CERTIFICATE_NAME_ANNOTATION
 
 #: Annotation on a rotation's generated CA Secret: the rotation it was made for.
 ROTATION_ANNOTATION = "certpolicy.io/rotation"
@@ -342,6 +343,13 @@ class IssuerCASecret(PolicyCASecrets):
         obj = self.object(name)
         if obj is None:  # never created here: a missing Issuer Secret is reported, never a CAMissing rotation
             return None, Problem("CAUnusable", f"{self.where} does not exist; certpolicy never creates it")
+        certificate = ((obj.get("metadata") or {}).get("annotations") or {}).get(CERTIFICATE_NAME_ANNOTATION)
+        if certificate:  # cert-manager would put its own CA back over a rotated one
+            return None, Problem("IssuerSecretFromCertificate",
+                                 f"{self.where} is written by cert-manager Certificate {self.issuer.namespace}/"
+                                 f"{certificate} (an isCA Certificate): cert-manager would overwrite a rotated "
+                                 "CA with its own. Rotate that Certificate with cert-manager, or hand certpolicy a "
+                                 "CA Secret made outside cert-manager")
         return parse_issuer_ca_secret(obj, self.where)
 
     def create(self, name: str, key_pair: KeyPair, *, rotation_id: str | None = None) -> bool:
