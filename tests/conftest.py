@@ -33,7 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
 #: alphabetical order put test_watch_bounds among the last files). The rest keep their order.
 RUN_FIRST = ("test_faults.py", "test_watch_bounds.py", "test_rotation_workloads.py", "test_failover.py",
              "test_examples.py", "test_rotation.py", "test_plugin_leftovers.py", "test_enforcement.py",
-             "test_plugin.py", "test_selection_truth.py", "test_check_cluster.py")
+             "test_plugin.py", "test_selection_truth.py", "test_check_cluster.py", "test_cert_manager_rotation.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -251,3 +251,65 @@ def test_the_issuer_rotation_example_reaches_its_documented_state_and_rotates(
     finally:
         audit.add(f"policy {policy}", str(custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, policy)))
         custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, policy)
+
+
+def test_a_cluster_issuer_rotates_its_certificates_in_every_namespace_and_no_other(
+        cert_manager, operator, custom_api, core_v1, namespace, policies, unique_name):
+    """A ClusterIssuer's Secret lives in cert-manager's cluster resource namespace; its Certificates
+    in two namespaces move to the new CA, and a Certificate from another Issuer is never asked to
+    re-issue."""
+    from certpolicy.kube.namespaces import ensure_namespace
+
+    other_ns = f"t-{uuid.uuid4().hex[:10]}"
+    ensure_namespace(core_v1, other_ns)
+    cm_ns, name = certmanager.CLUSTER_RESOURCE_NAMESPACE, f"ci-{uuid.uuid4().hex[:8]}"
+    ca = certgen.root(f"cluster issuer CA {name}")
+    core_v1.create_namespaced_secret(cm_ns, {"metadata": {"name": name}, "type": "kubernetes.io/tls",
+                                             "data": {"tls.crt": base64.b64encode(ca.pem).decode(),
+                                                      "tls.key": base64.b64encode(ca.key_pem()).decode()}})
+    custom_api.create_cluster_custom_object(certmanager.GROUP, certmanager.VERSION, "clusterissuers", {
+        "apiVersion": f"{certmanager.GROUP}/{certmanager.VERSION}", "kind": "ClusterIssuer",
+        "metadata": {"name": name}, "spec": {"ca": {"secretName": name}}})
+    placed = [(namespace, "a"), (other_ns, "b")]
+    for ns, cert in placed:
+        certmanager.apply(custom_api, ns, "certificates", certmanager.certificate(
+            cert, issuer_name=name, issuer_kind="ClusterIssuer", secret_name=f"{cert}-tls", dns_names=[f"{cert}.test"],
+            usages=USAGES, private_key={"algorithm": "ECDSA", "size": 256}))
+    # Another Issuer's Certificate in the same namespace: not the ClusterIssuer's, never touched.
+    other_ca = certgen.root("another issuer")
+    certmanager.ca_issuer(core_v1, custom_api, namespace, "other", other_ca.pem, other_ca.key_pem())
+    certmanager.apply(custom_api, namespace, "certificates", certmanager.certificate(
+        "bystander", issuer_name="other", secret_name="bystander-tls", dns_names=["bystander.test"], usages=USAGES,
+        private_key={"algorithm": "ECDSA", "size": 256}))
+    for ns, cert in [*placed, (namespace, "bystander")]:
+        certmanager.wait_issued(custom_api, ns, cert, timeout=90)
+    policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
+              "spec": {"selector": {"namespaceSelector": {"matchExpressions": [
+                  {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace, other_ns]}]},
+                  "secretSelector": {"matchLabels": ISSUED}},
+                  "ca": {"secretName": name, "certManager": {"issuerRef": {"kind": "ClusterIssuer", "name": name}}},
+                  "trustBundles": [{"configMap": {"name": BUNDLE}, "namespaceSelector": {
+                      "matchLabels": {"kubernetes.io/metadata.name": namespace}}}],
+                  "rotation": {"propagationDelay": "1s", "leafPropagationDelay": "1s"}}})
+
+    def status() -> dict:
+        return policy_status(custom_api, unique_name)
+
+    wait_for(lambda: (status().get("ca") or {}).get("fingerprint") == fingerprint(ca.cert), timeout=60,
+             what="the ClusterIssuer's CA active")
+    custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
+                                           {"metadata": {"annotations": {"certpolicy.io/rotate": "ci-1"}}})
+
+    def completed() -> dict | None:
+        rot = status().get("rotation") or {}
+        hist = rot.get("history") or []
+        return hist[0] if not rot.get("id") and hist and hist[0]["id"] == "ci-1" else None
+
+    done = wait_for(completed, timeout=120, what="the ClusterIssuer rotation completed")
+    assert done["outcome"] == "Completed", done
+    new_ca = secret_cert(issuer_secret_named(core_v1, cm_ns, name))
+    assert fingerprint(new_ca) == done["newCA"]
+    for ns, cert in placed:
+        assert leaf_issuer_fingerprint(core_v1, ns, f"{cert}-tls", [ca.cert, new_ca]) == done["newCA"], (ns, cert)
+    bystander = certmanager.get(custom_api, namespace, "certificates", "bystander")
+    assert bystander["status"]["revision"] == 1 and certmanager.condition(bystander, "Issuing") is None
