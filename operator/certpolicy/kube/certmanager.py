@@ -135,7 +135,22 @@ def is_ready(certificate: Mapping[str, Any]) -> bool:
 
 def request_reissue(raw: RawClient, certificate: Mapping[str, Any], now: dt.datetime, message: str) -> bool:
     """What ``cmctl renew`` does: set ``Issuing=True`` (reason ``ManuallyTriggered``) through the
-    status subresource, at the resourceVersion read. False when an issuance is already running."""
+    status subresource, at the resourceVersion read. False when an issuance is already running.
+
+    cert-manager writes a Certificate's status often; a write that loses to one of its own (409)
+    is tried once more on the Certificate read again, so one busy Certificate does not hold the
+    re-issue requests of the others in the same pass until the next retry."""
+    try:
+        return _request_reissue(raw, certificate, now, message)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        meta = certificate["metadata"]
+        fresh = raw.get(f"/apis/{GROUP}/{VERSION}/namespaces/{meta['namespace']}/certificates/{meta['name']}")
+        return _request_reissue(raw, fresh, now, message)
+
+
+def _request_reissue(raw: RawClient, certificate: Mapping[str, Any], now: dt.datetime, message: str) -> bool:
     issuing = condition(certificate, "Issuing")
     if issuing is not None and issuing.get("status") == "True":
         return False
