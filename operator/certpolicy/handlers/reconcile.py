@@ -114,7 +114,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     results = [dataclasses.replace(r, evaluation=name_owner(r.evaluation, records[(r.namespace, r.name)].cert_manager))
                for r in results]
     # Trust stores and caBundles, each judged on its own; trustedBy stores must anchor every leaf.
-    stores = trust_stores_stage(ctx, leaves=leaf_anchors(results, {k: r.material for k, r in records.items()}, bundle))
+    stores = trust_stores_stage(ctx, leaves=lambda: leaf_anchors(results, {k: r.material for k, r in records.items()}, bundle))
     report = build_report(results + stores, now, resync=RESYNC, unchecked=_unchecked(ctx, own_anchors=bool(trusted)),
                           nothing_selected=selection.why_empty)
     _post_store_events(ctx, stores)

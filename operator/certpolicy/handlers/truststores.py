@@ -23,7 +23,7 @@ import dataclasses
 import datetime as dt
 import fnmatch
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from cryptography import x509
@@ -172,11 +172,23 @@ def _earliest(*ts: dt.datetime | None) -> dt.datetime | None:
     return min(known) if known else None
 
 
-def trust_stores_stage(ctx: PassContext, *, leaves: Iterable[LeafAnchor]) -> list[SecretResult]:
+def trust_stores_stage(ctx: PassContext, *, leaves: Callable[[], Sequence[LeafAnchor]]) -> list[SecretResult]:
     """Every store selected by ``spec.trustStores`` or ``requirements.trustedBy`` (checked on its
-    own; ``trustedBy`` stores must also anchor each of ``leaves``) and every caBundle selected by
-    ``spec.caBundles``, as report results."""
-    leaves = list(leaves)
+    own; ``trustedBy`` stores must also anchor each of the leaves ``leaves()`` returns) and every
+    caBundle selected by ``spec.caBundles``, as report results.
+
+    ``leaves`` is called at most once, and only when a ``trustedBy`` store holds certificates:
+    building every selected leaf's anchors costs a signature check per leaf and CA certificate it
+    carries (~150 µs each, uncached), which every pass of every policy paid before, trustedBy or
+    not: 75% of a steady pass at 2,000 Secrets, and the 10,000-Secret Secret change → Warning
+    event latency went from p95 0.5 s to 3-10 s (issue 28; docs/benchmarks-cluster.md)."""
+    anchors: list[Sequence[LeafAnchor]] = []
+
+    def wanted() -> Sequence[LeafAnchor]:
+        if not anchors:
+            anchors.append(leaves())
+        return anchors[0]
+
     results: list[SecretResult] = []
     seen: set[tuple[str, str, str]] = set()
     budget = [MAX_PASSWORD_READS]
@@ -207,7 +219,7 @@ def trust_stores_stage(ctx: PassContext, *, leaves: Iterable[LeafAnchor]) -> lis
                 findings.extend(check.findings)
                 until = _earliest(until, check.valid_until)
                 if anchored and e.certificates:
-                    findings.extend(missing_anchors(e.certificates, leaves, what=what))
+                    findings.extend(missing_anchors(e.certificates, wanted(), what=what))
             if key in seen:
                 # selected by both: keep the anchored verdict, which includes the plain one
                 results = [r for r in results if (r.kind, r.namespace, r.name) != key]
