@@ -23,7 +23,7 @@ import dataclasses
 import datetime as dt
 import fnmatch
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from cryptography import x509
