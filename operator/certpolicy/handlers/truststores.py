@@ -22,6 +22,7 @@ import binascii
 import dataclasses
 import datetime as dt
 import fnmatch
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -182,13 +183,7 @@ def trust_stores_stage(ctx: PassContext, *, leaves: Callable[[], Sequence[LeafAn
     carries (~150 µs each, uncached), which every pass of every policy paid before, trustedBy or
     not: 75% of a steady pass at 2,000 Secrets, and the 10,000-Secret Secret change → Warning
     event latency went from p95 0.5 s to 3-10 s (issue 28; docs/benchmarks-cluster.md)."""
-    anchors: list[Sequence[LeafAnchor]] = []
-
-    def wanted() -> Sequence[LeafAnchor]:
-        if not anchors:
-            anchors.append(leaves())
-        return anchors[0]
-
+    wanted = functools.cache(leaves)
     results: list[SecretResult] = []
     seen: set[tuple[str, str, str]] = set()
     budget = [MAX_PASSWORD_READS]
