@@ -135,6 +135,23 @@ def _decode(data: Mapping[str, str], key: str) -> bytes | None:
         return None
 
 
+def _ca_key_pair(obj: Mapping[str, Any], name: str, where: str) -> tuple[CASecret | None, Problem | None]:
+    """The CA key pair in a Secret's ``tls.crt``/``tls.key``, or why it cannot sign: shared by the
+    policy's own CA Secrets and a cert-manager Issuer's, which differ only in who may own them."""
+    data = obj.get("data") or {}
+    cert_pem, key_pem = _decode(data, "tls.crt"), _decode(data, "tls.key")
+    if not cert_pem or not key_pem:
+        return None, Problem("CAUnusable", f"{where} needs tls.crt and tls.key (PEM)")
+    try:
+        kp = load_key_pair(cert_pem, key_pem)
+    except Exception as e:  # noqa: BLE001 - reported; the message names no key material
+        return None, Problem("CAUnusable", f"{where} cannot be used: {type(e).__name__}: "
+                                           f"{str(e).splitlines()[0][:200] if str(e) else ''}")
+    if not summarize(kp.cert).is_ca:
+        return None, Problem("CAUnusable", f"{where} holds a certificate that is not a CA (basicConstraints CA:FALSE)")
+    return CASecret(name, kp), None
+
+
 def parse_ca_secret(obj: Mapping[str, Any], owner: Owner) -> tuple[CASecret | None, Problem | None]:
     """``owner``'s CA key pair in a CA Secret as read, or why it is not usable by this policy."""
     meta = obj.get("metadata") or {}
@@ -150,18 +167,7 @@ def parse_ca_secret(obj: Mapping[str, Any], owner: Owner) -> tuple[CASecret | No
         return None, Problem("CANotOwned", f"{where} belongs to {owner_description(obj)}, not to CertificatePolicy "
                                            f"{owner.name}; a CA Secret serves one policy. To hand a CA made "
                                            f"elsewhere to this policy, label it {MANAGED_BY}={owner.name}")
-    data = obj.get("data") or {}
-    cert_pem, key_pem = _decode(data, "tls.crt"), _decode(data, "tls.key")
-    if not cert_pem or not key_pem:
-        return None, Problem("CAUnusable", f"{where} needs tls.crt and tls.key (PEM)")
-    try:
-        kp = load_key_pair(cert_pem, key_pem)
-    except Exception as e:  # noqa: BLE001 - reported; the message names no key material
-        return None, Problem("CAUnusable", f"{where} cannot be used: {type(e).__name__}: "
-                                           f"{str(e).splitlines()[0][:200] if str(e) else ''}")
-    if not summarize(kp.cert).is_ca:
-        return None, Problem("CAUnusable", f"{where} holds a certificate that is not a CA (basicConstraints CA:FALSE)")
-    return CASecret(name, kp), None
+    return _ca_key_pair(obj, name, where)
 
 
 def _secret_data(kp: KeyPair) -> dict[str, bytes]:
@@ -273,17 +279,7 @@ class PolicyCASecrets:
 def parse_issuer_ca_secret(obj: Mapping[str, Any], where: str) -> tuple[CASecret | None, Problem | None]:
     """The CA key pair a cert-manager CA Issuer signs with (its Secret's ``tls.crt``/``tls.key``).
     No ownership test: the policy's ``spec.ca.certManager`` is the opt-in."""
-    data = obj.get("data") or {}
-    cert_pem, key_pem = _decode(data, "tls.crt"), _decode(data, "tls.key")
-    if not cert_pem or not key_pem:
-        return None, Problem("CAUnusable", f"{where} needs tls.crt and tls.key (PEM)")
-    try:
-        kp = load_key_pair(cert_pem, key_pem)
-    except Exception as e:  # noqa: BLE001 - reported; the message names no key material
-        return None, Problem("CAUnusable", f"{where} cannot be used: {type(e).__name__}")
-    if not summarize(kp.cert).is_ca:
-        return None, Problem("CAUnusable", f"{where} holds a certificate that is not a CA (basicConstraints CA:FALSE)")
-    return CASecret(obj["metadata"]["name"], kp), None
+    return _ca_key_pair(obj, obj["metadata"]["name"], where)
 
 
 class IssuerCASecret(PolicyCASecrets):
