@@ -157,6 +157,7 @@ class Inventory:
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
+        self._stopping = threading.Event()  # ends the Served checks
         self._served: dict[str, bool] = {}  # per target kind: whether the API server serves it
         self._mounts_cache: tuple[int, dict[Key, list[Mount]]] | None = None
         self._pods_version = 0
@@ -196,20 +197,26 @@ class Inventory:
             self._started = True
         for w in self.watchers:
             w.start()
-        self._start_served(force=True)
+        if not self._start_served():
+            threading.Thread(target=self._served_checks, name="served-check", daemon=True).start()
         return self
 
-    def _start_served(self, *, force: bool = False) -> None:
+    def _served_checks(self) -> None:
+        """Until every Served watch runs: ask again every ``recheck`` seconds (one discovery GET),
+        so a CRD installed after the operator started is watched within that time."""
+        interval = min(sw.wake.recheck for sw in self.served.values())
+        while not self._stopping.wait(interval):
+            if self._start_served():
+                return
+
+    def _start_served(self) -> bool:
         """Start each Served watch whose resource the API server now serves and lets us list;
-        asked at most every ``recheck`` seconds (``force``: now)."""
-        now = time.monotonic()
+        returns whether every one runs."""
         for sw in self.served.values():
             with self._lock:
                 if sw.watcher is not None or self._closed or not self._started:
                     continue
-                if not force and sw.checked_at is not None and now - sw.checked_at < sw.wake.recheck:
-                    continue
-                sw.checked_at = now
+                sw.checked_at = time.monotonic()
             w = sw.wake
             try:
                 if not resource_served(self.raw, w.api_version, w.plural):
@@ -227,10 +234,13 @@ class Inventory:
                 sw.watcher = ListWatcher.of(self.raw, w.watched, sw.store, watch_timeout=self.watch_timeout)
             log.info("%s served: watching them", w.plural)
             sw.watcher.start()
+        with self._lock:
+            return all(sw.watcher is not None for sw in self.served.values())
 
     def stop(self) -> None:
         with self._lock:
             self._closed = True
+        self._stopping.set()
         for named in self.named.values():
             named.stop()
         self.labelled.stop()
@@ -286,7 +296,6 @@ class Inventory:
                     return False  # a pass still running when its loop was stopped
                 old = self._reads.get(policy)
                 self._reads[policy] = reads
-            self._start_served()
             if old != reads:
                 self._hold(reads)
                 if old is not None:

@@ -449,6 +449,10 @@ def _strs(value: object) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str))[:MAX_CERTIFICATE_LIST] if isinstance(value, list) else ()
 
 
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -456,16 +460,13 @@ def _str(value: object) -> str | None:
 def parse_certificate_object(obj: dict[str, Any]) -> CertificateRecord:
     """A ``certificates.cert-manager.io/v1`` object, trimmed to :class:`CertificateRecord`; a field
     of the wrong type is kept as absent (the judge treats it so too)."""
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
-    status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
-    key = spec.get("privateKey") if isinstance(spec.get("privateKey"), dict) else {}
+    meta, spec, status = _dict(obj.get("metadata")), _dict(obj.get("spec")), _dict(obj.get("status"))
+    key, issuer = _dict(spec.get("privateKey")), _dict(spec.get("issuerRef"))
     size = key.get("size")
-    issuer = spec.get("issuerRef") if isinstance(spec.get("issuerRef"), dict) else {}
     ready = next((c.get("status") for c in status.get("conditions") or ()
                   if isinstance(c, dict) and c.get("type") == "Ready"), None)
     return CertificateRecord(
-        namespace=meta.get("namespace", ""), name=meta.get("name", ""),
+        namespace=_str(meta.get("namespace")) or "", name=_str(meta.get("name")) or "",
         secret_name=_str(spec.get("secretName")) or "",
         usages=_strs(spec.get("usages")), dns_names=_strs(spec.get("dnsNames")),
         ip_addresses=_strs(spec.get("ipAddresses")), uris=_strs(spec.get("uris")),

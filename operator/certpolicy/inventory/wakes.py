@@ -8,7 +8,7 @@ Read it like a controller-runtime builder chain::
     .Watches(Pods,          pods_concern)      feeds it, and its map function, which says whether a
     ...                                        change concerns one policy's Reads
 
-Each :class:`Wake` names its source, declares its watch as one of four mechanisms, and gives its
+Each :class:`Wake` names its source, declares its watch as one of five mechanisms, and gives its
 map function next to it. :class:`~certpolicy.inventory.inventory.Inventory` builds the stores and
 watches from the table, holds and releases what each policy's ``Reads`` names through it, gates a
 policy's pass on it (synced), and routes every store change through it: a change wakes the
@@ -128,15 +128,15 @@ class Named:
 class Served:
     """An :class:`Always` watch of a resource the cluster may not serve (a CRD): started once the
     API server serves ``api_version``/``plural`` and lets the operator list it (asked at the
-    inventory's start, then again on a policy's declaration at most every ``recheck`` seconds),
-    and never gating a policy's pass: a cluster without the CRD holds no policy."""
+    inventory's start, then every ``recheck`` seconds until it does: one discovery GET each), and
+    never gating a policy's pass: a cluster without the CRD holds no policy."""
 
     watched: Watched
     kind: str
     parse: Callable[[dict], Any]
     api_version: str  # group/version, e.g. cert-manager.io/v1
     plural: str
-    recheck: float = 60.0
+    recheck: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ stage that judges each selected Secret's Certificate (handlers/certmanager.py)."
 from __future__ import annotations
 
 import dataclasses
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,7 +19,6 @@ from certpolicy.inventory import wakes
 from certpolicy.inventory.interest import Reads
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.inventory.records import CertificateRecord, parse_certificate_object, parse_secret_object
-from certpolicy.inventory.recordstore import Change
 from certpolicy.inventory.watch import ListWatcher
 from certpolicy.policy.certmanager import judge_certificate_spec
 from certpolicy.policy.evaluate import Evaluator
@@ -178,7 +178,7 @@ def gated(monkeypatch: pytest.MonkeyPatch) -> tuple[Inventory, FakeRaw]:
 
 def test_without_the_crd_nothing_is_watched_and_no_policy_is_held(gated):
     inv, raw = gated
-    inv._start_served(force=True)  # noqa: SLF001 - what start() does
+    assert not inv._start_served()  # noqa: SLF001 - what start() does: not every Served watch runs
     sw = inv.served[wakes.CERTIFICATES]
     assert sw.watcher is None and raw.calls == [CM_PATH]
     assert inv.certificates_unreadable() is None  # nothing to judge, nothing to say
@@ -190,12 +190,9 @@ def test_without_the_crd_nothing_is_watched_and_no_policy_is_held(gated):
 
 def test_the_watch_starts_when_the_crd_appears_later(gated):
     inv, raw = gated
-    inv._start_served(force=True)  # noqa: SLF001
-    raw.served = True
-    inv._start_served()  # noqa: SLF001 - asked again only after `recheck` seconds
-    assert inv.served[wakes.CERTIFICATES].watcher is None
-    inv.served[wakes.CERTIFICATES].checked_at = -1e9  # recheck seconds later
-    inv.declare("p", Reads.of({"selector": {"secretSelector": {}}}, OPNS))  # a pass declares: asks again
+    assert not inv._start_served()  # noqa: SLF001
+    raw.served = True  # the CRD is installed
+    assert inv._start_served()  # noqa: SLF001 - what the served-check thread does every `recheck` s
     watcher = inv.served[wakes.CERTIFICATES].watcher
     assert watcher is not None and watcher.path == f"{CM_PATH}/certificates"
     assert watcher in inv.all_watchers()
@@ -204,10 +201,26 @@ def test_the_watch_starts_when_the_crd_appears_later(gated):
     assert inv.certificates_unreadable() is None
 
 
+def test_start_checks_again_until_the_crd_is_served(gated, monkeypatch: pytest.MonkeyPatch):
+    inv, raw = gated
+    inv._started = False  # noqa: SLF001
+    for w in inv.watchers:
+        monkeypatch.setattr(w, "start", lambda: None)
+    monkeypatch.setattr(inv.served[wakes.CERTIFICATES], "wake", dataclasses.replace(
+        inv.served[wakes.CERTIFICATES].wake, recheck=0.01))
+    inv.start()
+    raw.served = True
+    deadline = time.monotonic() + 10  # polled with a deadline for the state expected
+    while inv.served[wakes.CERTIFICATES].watcher is None and time.monotonic() < deadline:
+        inv._stopping.wait(0.01)  # noqa: SLF001
+    inv._stopping.set()  # noqa: SLF001 - stop() would also join the (never started) Always watches
+    assert inv.served[wakes.CERTIFICATES].watcher is not None
+
+
 def test_a_refused_list_is_a_stated_reason_not_a_looping_watch(gated):
     inv, raw = gated
     raw.served, raw.list_status = True, 403
-    inv._start_served(force=True)  # noqa: SLF001
+    inv._start_served()  # noqa: SLF001
     assert inv.served[wakes.CERTIFICATES].watcher is None
     assert "may not list certificates.cert-manager.io (HTTP 403 Forbidden)" in (inv.certificates_unreadable() or "")
 
@@ -249,7 +262,7 @@ def test_a_compliant_certificate_adds_nothing_and_another_secrets_certificate_is
 def test_unreadable_certificates_are_a_problem_for_a_cert_manager_secret(gated):
     inv, raw = gated
     raw.served, raw.list_status = True, 403
-    inv._start_served(force=True)  # noqa: SLF001
+    inv._start_served()  # noqa: SLF001
     _, out = _stage(inv, tls_secret(annotations={"cert-manager.io/certificate-name": "mirth"}))
     assert [p.reason for p in out.problems] == ["CertificatesUnreadable"]
     assert "apps/mirth-tls" in out.problems[0].message and "HTTP 403" in out.problems[0].message
