@@ -398,13 +398,14 @@ class Inventory:
             wake(hits)
 
     # ---- cert-manager Certificates -------------------------------------------------------------
-    def certificates_unreadable(self) -> str | None:
-        """Why Certificates are served but not (yet) read: refused (RBAC) or still listing; None
-        when they are read or the cluster serves none (then no Secret has one to judge)."""
+    def certificates_unreadable(self, wait: float = 5.0) -> str | None:
+        """Why Certificates are served but not (yet) read: refused (RBAC) or still listing after
+        ``wait`` seconds (a first list just started); None when they are read or the cluster
+        serves none (then no Secret has one to judge)."""
         sw = self.served[CERTIFICATES]
         if sw.unreadable:
             return f"the operator may not list certificates.cert-manager.io ({sw.unreadable})"
-        if sw.watcher is not None and not sw.watcher.synced.is_set():
+        if sw.watcher is not None and not sw.watcher.synced.wait(wait):
             return "the operator has not finished listing certificates.cert-manager.io"
         return None
 

@@ -196,7 +196,7 @@ def test_the_watch_starts_when_the_crd_appears_later(gated):
     watcher = inv.served[wakes.CERTIFICATES].watcher
     assert watcher is not None and watcher.path == f"{CM_PATH}/certificates"
     assert watcher in inv.all_watchers()
-    assert inv.certificates_unreadable() == "the operator has not finished listing certificates.cert-manager.io"
+    assert inv.certificates_unreadable(wait=0) == "the operator has not finished listing certificates.cert-manager.io"
     watcher.synced.set()
     assert inv.certificates_unreadable() is None
 
