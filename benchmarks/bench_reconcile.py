@@ -43,6 +43,7 @@ from scale import (
     seed_tls_secrets,
     start_operator,
     stop_operator,
+    wait_for_operator,
 )
 
 
@@ -99,13 +100,7 @@ def main() -> int:
                         return False
                 return True
 
-            while not complete():
-                if proc.poll() is not None:
-                    raise SystemExit(f"operator exited {proc.returncode}; see {log_path}")
-                if time.monotonic() - start > 300:
-                    raise SystemExit("status not complete after 300s")
-                time.sleep(0.05)
-            to_complete = time.monotonic() - start
+            to_complete = wait_for_operator(proc, log_path, complete, start, timeout=300, poll=0.05)
             print(f"operator start -> every policy status complete: {to_complete:.2f}s", flush=True)
 
             # Latency: replace a compliant certificate with one lacking clientAuth, wait for the event.

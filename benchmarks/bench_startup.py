@@ -26,7 +26,17 @@ import sys
 import time
 from pathlib import Path
 
-from scale import GROUP, PLURAL, VERSION, bench_cluster, rss_mib, seed_tls_secrets, start_operator, stop_operator
+from scale import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    bench_cluster,
+    rss_mib,
+    seed_tls_secrets,
+    start_operator,
+    stop_operator,
+    wait_for_operator,
+)
 
 _STAMP = re.compile(rb"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*became the leader", re.M)
 
@@ -66,16 +76,11 @@ def main() -> int:
             wall, start = time.time(), time.monotonic()
             proc = start_operator(cluster.kubeconfig, log_path, source)
             try:
-                while True:
+                def complete() -> bool:
                     st = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}
-                    if (st.get("summary") or {}).get("selected") == created:
-                        break
-                    if proc.poll() is not None:
-                        raise SystemExit(f"operator exited {proc.returncode}; see {log_path}")
-                    if time.monotonic() - start > 120:
-                        raise SystemExit(f"status not complete after 120 s; see {log_path}")
-                    time.sleep(0.01)
-                took = time.monotonic() - start
+                    return (st.get("summary") or {}).get("selected") == created
+
+                took = wait_for_operator(proc, log_path, complete, start, timeout=120, poll=0.01)
                 peak = rss_mib(proc.pid)
             finally:
                 stop_operator(proc)

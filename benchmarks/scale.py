@@ -118,6 +118,20 @@ def start_operator(kubeconfig: Path, log_path: Path, source: Path | None = None)
                              f"--liveness=http://127.0.0.1:{free_port()}/healthz"], env=env, stdout=log, stderr=log)
 
 
+def wait_for_operator(proc: subprocess.Popen, log_path: Path, complete: Callable[[], bool], start: float,
+                      timeout: float, poll: float) -> float:
+    """Poll ``complete()`` until it holds and return the seconds since ``start`` (monotonic); the
+    operator exiting or the deadline ends the benchmark with where to look. One loop for every
+    "start the operator, time its first complete picture" benchmark."""
+    while not complete():
+        if proc.poll() is not None:
+            raise SystemExit(f"operator exited {proc.returncode}; see {log_path}")
+        if time.monotonic() - start > timeout:
+            raise SystemExit(f"status not complete after {timeout:.0f} s; see {log_path}")
+        time.sleep(poll)
+    return time.monotonic() - start
+
+
 def stop_operator(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:

@@ -38,6 +38,7 @@ from scale import (
     seed_tls_secrets,
     start_operator,
     stop_operator,
+    wait_for_operator,
 )
 
 
@@ -47,14 +48,11 @@ def operator_peak(bench, expected: int, settle: float, tag: str) -> tuple[float,
     start = time.monotonic()
     proc = start_operator(bench.cluster.kubeconfig, log_path)
     try:
-        while (bench.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, "bench-all").get("status") or {}
-               ).get("summary", {}).get("selected") != expected or _stale(bench, start):
-            if proc.poll() is not None:
-                raise SystemExit(f"operator exited {proc.returncode}; see {log_path}")
-            if time.monotonic() - start > 600:
-                raise SystemExit(f"status not complete after 600s; see {log_path}")
-            time.sleep(0.2)
-        took = time.monotonic() - start
+        def complete() -> bool:
+            st = bench.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, "bench-all").get("status") or {}
+            return st.get("summary", {}).get("selected") == expected and not _stale(bench, start)
+
+        took = wait_for_operator(proc, log_path, complete, start, timeout=600, poll=0.2)
         time.sleep(settle)
         return took, rss_mib(proc.pid)
     finally:
