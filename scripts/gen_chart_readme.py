@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from generated import write_or_check
+
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "certpolicy-operator"
 OUT = CHART / "README.md"
@@ -96,14 +98,7 @@ def missing_descriptions() -> list[str]:
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT} is out of date: run python scripts/gen_chart_readme.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text)
-    return 0
+    return write_or_check(OUT, render(), "gen_chart_readme.py")
 
 
 if __name__ == "__main__":

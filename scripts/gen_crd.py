@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from certpolicy.policy.spec import requirements_schema_properties
+from generated import write_or_check
 
 REPO = Path(__file__).resolve().parents[1]
 CRD = REPO / "crds" / "certificatepolicies.certpolicy.io.yaml"
@@ -47,13 +48,9 @@ def render(text: str) -> str:
 
 def main() -> int:
     text = CRD.read_text()
-    new = render(text)
-    if "--check" in sys.argv:
-        if new != text:
-            print(f"{CRD} is out of date: run python scripts/gen_crd.py", file=sys.stderr)
-            return 1
-        return 0
-    CRD.write_text(new)
+    rc = write_or_check(CRD, render(text), "gen_crd.py", current=text)
+    if rc or "--check" in sys.argv:
+        return rc
     return subprocess.call([sys.executable, str(REPO / "scripts" / "gen_crd_docs.py")])
 
 

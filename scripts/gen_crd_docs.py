@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from generated import write_or_check
+
 REPO = Path(__file__).resolve().parents[1]
 CRD = REPO / "crds" / "certificatepolicies.certpolicy.io.yaml"
 OUT = REPO / "docs" / "crd-reference.md"
@@ -86,15 +88,7 @@ def render() -> str:
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT} is out of date: run python scripts/gen_crd_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(text)
-    return 0
+    return write_or_check(OUT, render(), "gen_crd_docs.py")
 
 
 if __name__ == "__main__":
