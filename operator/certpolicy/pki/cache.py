@@ -15,6 +15,15 @@ to tell a live entry (``keep``) from what is known to be live (:class:`Live`: th
 and content digests in the inventory and trust bundles); :func:`sweep` drops the rest of every
 cache at once and :func:`clear_all` empties them (benchmarks, tests). A new cache is one
 ``FifoCache(..., name=..., keep=...)`` line; nothing else needs to know about it.
+
+A fixed bound is wrong for the caches that every pass looks up once per selected Secret (the
+evaluations, the certificate summaries, fingerprints and check results): FIFO eviction under a
+scan larger than the bound hits nothing, so a cluster one Secret larger than the bound re-verifies
+every chain on every pass (at 100,000 Secrets a Secret change took 18-68 s to reach its event).
+Those caches say how many entries one selected Secret needs (``per_secret``) and grow with the
+working set (:func:`fit`, called by the evaluator with the size of what it is asked to judge), up
+to :data:`MAX_CAPACITY`; a sweep still drops whatever is no longer live, so a larger bound is room,
+not memory.
 """
 
 from __future__ import annotations
@@ -29,6 +38,10 @@ from typing import Any, Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
+#: No cache grows beyond this many entries, however large the working set (a bound on what a
+#: hostile number of Secrets can make the operator hold in its caches).
+MAX_CAPACITY = 1 << 22
+
 
 @dataclass(frozen=True)
 class Live:
@@ -41,12 +54,13 @@ class Live:
 class FifoCache(Generic[K, V]):
     """Bounded mapping, first-in-first-out eviction (see the module docstring); safe to share
     between threads. ``name`` registers it for :func:`clear_all` and :func:`sweep`; ``keep`` says
-    which entries a sweep keeps (without it, a sweep leaves the cache alone)."""
+    which entries a sweep keeps (without it, a sweep leaves the cache alone); ``per_secret``, how
+    many entries each Secret of the working set needs (0: ``maxsize`` is fixed; see :func:`fit`)."""
 
-    __slots__ = ("__weakref__", "_data", "_max", "hits", "keep", "misses", "name")
+    __slots__ = ("__weakref__", "_data", "_max", "hits", "keep", "misses", "name", "per_secret")
 
     def __init__(self, maxsize: int, *, name: str | None = None,
-                 keep: Callable[[K, V, Live], bool] | None = None) -> None:
+                 keep: Callable[[K, V, Live], bool] | None = None, per_secret: int = 0) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self._data: dict[K, V] = {}
@@ -55,6 +69,7 @@ class FifoCache(Generic[K, V]):
         self.misses = 0
         self.name = name
         self.keep = keep
+        self.per_secret = per_secret
         if name is not None:
             with _LOCK:
                 _REGISTRY.add(self)
@@ -77,6 +92,16 @@ class FifoCache(Generic[K, V]):
             except (StopIteration, KeyError, RuntimeError):
                 pass
         data[key] = value
+
+    @property
+    def maxsize(self) -> int:
+        return self._max
+
+    def reserve(self, entries: int) -> None:
+        """Make room for at least ``entries`` (never below the initial bound, never above
+        :data:`MAX_CAPACITY`): the working set grew past what the bound was sized for."""
+        if entries > self._max:
+            self._max = min(entries, MAX_CAPACITY)
 
     def retain(self, keep: Callable[[K, V], bool]) -> int:
         """Drop every entry for which ``keep(key, value)`` is false; returns how many were dropped."""
@@ -109,6 +134,14 @@ def clear_all() -> None:
     """Empty every registered cache (for benchmarks and tests: a cold start)."""
     for cache in registered():
         cache.clear()
+
+
+def fit(secrets: int) -> None:
+    """Size every registered cache that scales with the working set for ``secrets`` Secrets
+    judged per pass (summed over distinct requirements: a check result is per requirements)."""
+    for cache in registered():
+        if cache.per_secret:
+            cache.reserve(cache.per_secret * secrets)
 
 
 def sweep(live: Live) -> int:

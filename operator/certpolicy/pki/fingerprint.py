@@ -16,7 +16,7 @@ PREFIX = "sha256:"
 # The fingerprint of each certificate object the engine has seen: the loader records it when it
 # hashes the DER it parses, and any other certificate is fingerprinted once.
 _KNOWN: FifoCache[x509.Certificate, str] = FifoCache(
-    65536, name="fingerprints", keep=lambda _cert, fp, live: fp in live.fingerprints)
+    65536, name="fingerprints", keep=lambda _cert, fp, live: fp in live.fingerprints, per_secret=2)
 
 
 def fingerprint(cert: x509.Certificate) -> str:

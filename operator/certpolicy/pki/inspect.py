@@ -211,7 +211,7 @@ class CertSummary:
 _SUMMARY_SLOTS = tuple(getattr(CertSummary, f.name).__set__ for f in fields(CertSummary) if f.init)
 _new_summary = object.__new__
 _SUMMARIES: FifoCache[str, CertSummary] = FifoCache(
-    65536, name="summaries", keep=lambda fp, _summary, live: fp in live.fingerprints)
+    65536, name="summaries", keep=lambda fp, _summary, live: fp in live.fingerprints, per_secret=2)
 _DER = Encoding.DER
 
 

@@ -46,3 +46,24 @@ def test_loading_certificates_does_not_import_the_summaries_module():
     code = "import sys, certpolicy.pki.load; print('certpolicy.pki.inspect' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_reserve_grows_the_bound_up_to_the_cap_and_never_shrinks_it():
+    c: FifoCache[int, int] = FifoCache(4)
+    c.reserve(2)
+    assert c.maxsize == 4
+    c.reserve(10)
+    for i in range(10):
+        c.put(i, i)
+    assert len(c) == 10 and c.get(0) == 0
+    c.reserve(cache.MAX_CAPACITY * 2)
+    assert c.maxsize == cache.MAX_CAPACITY
+
+
+def test_fit_sizes_only_the_caches_that_scale_with_the_working_set():
+    scaled: FifoCache[int, int] = FifoCache(4, name="test-scaled", per_secret=2)
+    fixed: FifoCache[int, int] = FifoCache(4, name="test-fixed")
+    cache.fit(100)
+    assert scaled.maxsize == 200 and fixed.maxsize == 4
+    per_pass = {c.name for c in cache.registered() if c.per_secret}
+    assert {"summaries", "fingerprints", "checks"} <= per_pass, "the caches every pass reads per Secret must scale"

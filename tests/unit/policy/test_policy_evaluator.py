@@ -97,6 +97,20 @@ def test_cache_is_bounded(ec_pki, now):
     assert len(ev._cache) == 2
 
 
+def test_a_pass_larger_than_the_bound_still_hits_on_the_next_pass(ec_pki, now):
+    """FIFO under a scan larger than its bound hits nothing: with a fixed bound, every pass over
+    more Secrets than that re-verified every chain (100,000 Secrets: 18-68 s per Secret change)."""
+    ev = Evaluator(max_entries=4, public_roots=PublicRoots.of([]), workers=1)
+    ms = [material(certgen.leaf(ec_pki.intermediate, f"n{i}.example.com"), [ec_pki.intermediate]) for i in range(10)]
+    other = requirements_from_spec({"extendedKeyUsages": ["serverAuth"]})
+    ev.evaluate_many(REQ, ms, ec_pki.bundle, now)
+    ev.evaluate_many(other, ms[:6], ec_pki.bundle, now)
+    misses = ev.misses
+    ev.evaluate_many(REQ, ms, ec_pki.bundle, now)
+    ev.evaluate_many(other, ms[:6], ec_pki.bundle, now)
+    assert ev.misses == misses and ev.hits == 16, "the second pass of both policies must be all hits"
+
+
 def test_internal_errors_become_findings_and_are_logged(ec_pki, now, monkeypatch, caplog):
     import certpolicy.policy.evaluate as mod
 
