@@ -14,8 +14,11 @@ starts afresh), labelled ``certpolicy.io/managed-by=<policy>`` and
 removes them with it). A Secret's shard is a hash of ``namespace/name``; its data key is
 ``<namespace>.<name>`` (a namespace has no dot; a hash of the name when the key would exceed 253
 characters) and its value :meth:`LeafBaseline.to_compact`. At 10,000 Secrets that is about 290
-bytes per entry and under 200 KiB per shard (``benchmarks/renewal_baseline.py``); a shard that
-would pass :data:`MAX_SHARD_BYTES` takes no new entry, and the policy reports it.
+bytes per entry and under 60 KiB per shard (``benchmarks/renewal_baseline.py``); a shard that
+would pass :data:`MAX_SHARD_BYTES` takes no new entry, and the policy reports it. 64 shards hold
+about 140,000 Secrets per policy; there were 16 (about 35,000) until a policy selecting 100,000
+Secrets was measured: an entry written then is found in shard ``its shard % 16`` (64 is a multiple
+of 16, so that is where the old hash put it) and moved to its shard on first read.
 
 Reads and writes. A pass works on the policy's copy in memory (:class:`BaselineShards`), read with
 one labelled list when the process has none (start, failover, after a conflict). Only the shards
@@ -43,7 +46,9 @@ from certpolicy.policy.renewal import LeafBaseline
 log = logging.getLogger(__name__)
 
 ROLE_BASELINE = "renewal-baseline"
-SHARDS = 16
+SHARDS = 64
+#: The shard count before 64; an entry of that layout lives in shard ``shard_of(...) % LEGACY_SHARDS``.
+LEGACY_SHARDS = 16
 #: A shard stays well under the API server's 1 MiB object limit: beyond this, no new entry.
 MAX_SHARD_BYTES = 768 * 1024
 MAX_KEY = 253
@@ -138,8 +143,11 @@ class BaselineShards:
         hit = self.parsed.get(key)
         if hit is not None:
             return hit
-        shard = self.shards.get(shard_of(namespace, name))
+        index = shard_of(namespace, name)
+        shard = self.shards.get(index)
         text = shard.entries.get(key) if shard else None
+        if text is None:
+            text = self._migrate(key, index)
         if text is None:
             return None
         try:
@@ -150,6 +158,21 @@ class BaselineShards:
             return None
         self.parsed[key] = hit
         return hit
+
+    def _migrate(self, key: str, index: int) -> str | None:
+        """The entry ``key`` written under the 16-shard layout, moved to shard ``index`` (both
+        shards written by the next save); None when there is none. Left where it is when the new
+        shard is full: it is still found there, and ``retain`` keeps it."""
+        old = self.shards.get(index % LEGACY_SHARDS) if index >= LEGACY_SHARDS else None
+        text = old.entries.get(key) if old else None
+        if old is None or text is None:
+            return None
+        shard = self.shards.setdefault(index, _Shard(None, {}))
+        if shard.bytes() + len(key) + len(text.encode()) <= MAX_SHARD_BYTES:
+            old.set(key, None)
+            shard.set(key, text)
+            self.dirty.update((index, index % LEGACY_SHARDS))
+        return text
 
     def put(self, namespace: str, name: str, baseline: LeafBaseline) -> bool:
         """Record ``baseline``; False when its shard is full (the entry is not kept)."""
@@ -172,7 +195,9 @@ class BaselineShards:
         """Drop the entries of Secrets not in ``live`` (no longer selected, or gone); returns how many."""
         keep: dict[int, set[str]] = {}
         for ns, name in live:
-            keep.setdefault(shard_of(ns, name), set()).add(entry_key(ns, name))
+            index, key = shard_of(ns, name), entry_key(ns, name)
+            keep.setdefault(index, set()).add(key)
+            keep.setdefault(index % LEGACY_SHARDS, set()).add(key)  # not moved yet (see _migrate)
         dropped = 0
         for index, shard in self.shards.items():
             wanted = keep.get(index, set())

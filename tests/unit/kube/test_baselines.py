@@ -11,7 +11,7 @@ import pytest
 
 import certgen
 from certpolicy.kube import baselines
-from certpolicy.kube.baselines import SHARDS, BaselineShards, _Shard, entry_key, shard_name, shard_of
+from certpolicy.kube.baselines import LEGACY_SHARDS, SHARDS, BaselineShards, _Shard, entry_key, shard_name, shard_of
 from certpolicy.kube.ownership import Owner
 from certpolicy.policy.renewal import baseline_of
 
@@ -66,3 +66,26 @@ def test_a_full_shard_takes_no_new_entry(base, monkeypatch):
     assert store.get("ns1", same_shard[2]) is None
     # replacing an entry of the same size still fits
     assert store.put("ns1", same_shard[0], dataclasses.replace(base, sha256="b" * 64))
+
+
+def test_an_entry_of_the_16_shard_layout_is_found_and_moved(base):
+    """Before 64 shards there were 16: an upgrade must not forget a baseline (the guard would take
+    the current leaf afresh and compare a renewal with nothing)."""
+    name = next(f"s{i}" for i in range(400) if shard_of("ns1", f"s{i}") >= LEGACY_SHARDS)
+    index, key = shard_of("ns1", name), entry_key("ns1", name)
+    store = BaselineShards(OWNER, "ns")
+    store.shards[index % LEGACY_SHARDS] = _Shard("7", {key: base.to_compact()})
+    assert store.get("ns1", name) == base
+    assert key in store.shards[index].entries and key not in store.shards[index % LEGACY_SHARDS].entries
+    assert store.dirty == {index, index % LEGACY_SHARDS}
+    assert store.retain([("ns1", name)]) == 0 and store.get("ns1", name) == base
+
+
+def test_a_legacy_entry_that_cannot_move_stays_found(base, monkeypatch):
+    monkeypatch.setattr(baselines, "MAX_SHARD_BYTES", 1)
+    name = next(f"s{i}" for i in range(400) if shard_of("ns1", f"s{i}") >= LEGACY_SHARDS)
+    index, key = shard_of("ns1", name), entry_key("ns1", name)
+    store = BaselineShards(OWNER, "ns")
+    store.shards[index % LEGACY_SHARDS] = _Shard("7", {key: base.to_compact()})
+    assert store.get("ns1", name) == base and store.retain([("ns1", name)]) == 0
+    assert key in store.shards[index % LEGACY_SHARDS].entries
