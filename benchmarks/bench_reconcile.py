@@ -5,7 +5,8 @@ namespaces, a policy selecting all of them and one selecting a tenth, then start
 as a separate process (``certpolicy run``) and measures:
 
 * time from operator start to every policy's status being complete (goal <= 6 s),
-* latency from a Secret update to its Warning event (p50/p95 over 20 updates; goal p95 <= 1 s),
+* latency from a Secret update to its Warning event (p50/p95 over 20 updates of Secrets that only the
+  policy selecting every Secret judges, the largest pass; goal p95 <= 1 s),
 * the operator's peak RSS (goal <= 150 MiB), read from /proc/<pid>/status VmHWM.
 
 and, with ``--why N``, how long ``kubectl certpolicy why NS/NAME`` takes for N Secrets (the plugin
@@ -107,6 +108,10 @@ def main() -> int:
             latencies = []
             for k in range(args.updates):
                 i = k * (created // args.updates)
+                if (i // per_ns % args.namespaces) % 10 == 0:
+                    # Selected by bench-tenth too, whose pass over a tenth of the Secrets would post
+                    # the event first: time the Secrets only the policy selecting all of them judges.
+                    i += per_ns
                 ns = namespaces[i // per_ns % args.namespaces]
                 bad = issue_leaf(ca, dns_names=[f"svc-{i}.bench.example.com"], usages=["serverAuth"], key=secrets.key)
                 t = time.monotonic()

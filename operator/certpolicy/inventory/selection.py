@@ -65,11 +65,16 @@ def select(inventory: Selectable, selector_spec: Mapping[str, Any]) -> Selection
         ns_sel, secret_sel = by_label
         ns_labels = {k[1]: rec.label_map for k, rec in inventory.namespaces.snapshot().items()}
         in_namespaces = 0
+        ns_match: dict[str, bool] = {}  # judged once per namespace, not once per Secret
         for key, rec in inventory.secrets.snapshot().items():
-            if not ns_sel.empty and not ns_sel.matches(ns_labels.get(rec.namespace)):
-                continue
+            if not ns_sel.empty:
+                ok = ns_match.get(rec.namespace)
+                if ok is None:
+                    ok = ns_match[rec.namespace] = ns_sel.matches(ns_labels.get(rec.namespace))
+                if not ok:
+                    continue
             in_namespaces += 1
-            if not secret_sel.matches(rec.label_map):
+            if not secret_sel.empty and not secret_sel.matches(rec.label_map):
                 continue
             chosen[key] = rec
         if not secret_sel.empty:

@@ -114,6 +114,8 @@ class BaselineShards:
     parsed: dict[str, LeafBaseline] = field(default_factory=dict)  # data key -> baseline, parsed once
     unreadable: int = 0  # entries that were not a baseline (dropped at the next write of their shard)
     damaged: list[str] = field(default_factory=list)  # their Secrets ("namespace/name"), for the report
+    #: The selection of the last :meth:`retain`: the same selection again has nothing to drop.
+    retained: frozenset[tuple[str, str]] | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, raw: RawClient, owner: Owner, namespace: str) -> BaselineShards:
@@ -192,7 +194,16 @@ class BaselineShards:
         return True
 
     def retain(self, live: Iterable[tuple[str, str]]) -> int:
-        """Drop the entries of Secrets not in ``live`` (no longer selected, or gone); returns how many."""
+        """Drop the entries of Secrets not in ``live`` (no longer selected, or gone); returns how many.
+
+        Every entry is of a Secret that was live when it was put (or read), so when ``live`` is the
+        selection of the last call there is nothing to drop: a pass over an unchanged selection
+        then costs one set comparison, not a hash of every Secret's name (at 100,000 Secrets, on
+        every pass)."""
+        live = frozenset(live)
+        if live == self.retained:
+            return 0
+        self.retained = live
         keep: dict[int, set[str]] = {}
         for ns, name in live:
             index, key = shard_of(ns, name), entry_key(ns, name)
@@ -212,6 +223,7 @@ class BaselineShards:
 
     def clear(self) -> None:
         """Forget every entry (the guard was turned off): every existing shard is deleted by save."""
+        self.retained = None
         for index, shard in self.shards.items():
             if shard.entries or shard.resource_version is not None:
                 shard.entries.clear()

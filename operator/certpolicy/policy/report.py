@@ -76,12 +76,16 @@ class SecretResult:
     @property
     def problems(self) -> tuple[Finding, ...]:
         """Findings that make the Secret violating (Warning and Critical), worst first."""
-        return tuple(f for f in self.evaluation.findings if f.severity >= Severity.WARNING)
+        evaluation = self.evaluation
+        if evaluation.compliant:  # findings are worst first: the common case costs one comparison
+            return ()
+        return tuple(f for f in evaluation.findings if f.severity >= Severity.WARNING)
 
     @property
     def signature(self) -> tuple[str, ...]:
         """What changed means an event: the sorted set of problem reasons."""
-        return tuple(sorted({f.reason for f in self.problems}))
+        problems = self.problems
+        return tuple(sorted({f.reason for f in problems})) if problems else ()
 
 
 @dataclass(frozen=True)

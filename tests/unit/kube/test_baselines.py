@@ -89,3 +89,16 @@ def test_a_legacy_entry_that_cannot_move_stays_found(base, monkeypatch):
     store.shards[index % LEGACY_SHARDS] = _Shard("7", {key: base.to_compact()})
     assert store.get("ns1", name) == base and store.retain([("ns1", name)]) == 0
     assert key in store.shards[index % LEGACY_SHARDS].entries
+
+
+def test_retain_of_an_unchanged_selection_hashes_no_name(base, monkeypatch):
+    store = BaselineShards(OWNER, "ns")
+    live = [("ns1", f"s{i}") for i in range(50)]
+    for ns, name in live:
+        store.put(ns, name, base)
+    assert store.retain(live) == 0
+    calls = []
+    monkeypatch.setattr(baselines, "shard_of", lambda *a: calls.append(a) or 0)
+    assert store.retain(list(live)) == 0 and calls == []
+    monkeypatch.undo()
+    assert store.retain(live[1:]) == 1 and store.get(*live[0]) is None and store.size == 49
