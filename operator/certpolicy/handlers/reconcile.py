@@ -111,8 +111,8 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     records = {(rec.namespace, rec.name): rec for rec in secrets}
     results = renewal_stage(ctx, results, records)  # renewal regressions against each Secret's baseline
     # A Secret that cert-manager writes: every finding names its Certificate and what to change there.
-    results = [r if (owner := records[(r.namespace, r.name)].cert_manager) is None
-               else dataclasses.replace(r, evaluation=name_owner(r.evaluation, owner)) for r in results]
+    results = [r if (cm_owner := records[(r.namespace, r.name)].cert_manager) is None
+               else dataclasses.replace(r, evaluation=name_owner(r.evaluation, cm_owner)) for r in results]
     # Trust stores and caBundles, each judged on its own; trustedBy stores must anchor every leaf.
     stores = trust_stores_stage(ctx, leaves=lambda: leaf_anchors(results, {k: r.material for k, r in records.items()}, bundle))
     report = build_report(results + stores, now, resync=RESYNC, unchecked=_unchecked(ctx, own_anchors=bool(trusted)),
