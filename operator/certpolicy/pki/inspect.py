@@ -302,10 +302,30 @@ def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
     *recognise* such certificates (an old self-signed root, a SHA-1 leaf under a known CA) the
     signature is then checked with the public-key primitives. This never decides trust: the chain
     verifier does, and it rejects those algorithms.
+
+    The answer depends on the two certificates' bytes only, so it is cached by their fingerprints
+    (:data:`_SIGNATURES`): ``requirements.trustedBy`` asks it for every leaf against every store CA
+    of the same name on every pass (~150 µs each for RSA), and a re-check must cost no signature.
     """
     child_issuer, issuer_subject = issuer_of(child), subject_of(issuer)
     if child_issuer is None or issuer_subject is None or child_issuer != issuer_subject:
         return False
+    key = (certificate_fingerprint(child), certificate_fingerprint(issuer))
+    ok = _SIGNATURES.get(key)
+    if ok is None:
+        ok = _signature_verifies(child, issuer)
+        _SIGNATURES.put(key, ok)
+    return ok
+
+
+#: (child fingerprint, issuer fingerprint) → whether the issuer's key verifies the child's signature.
+#: Only pairs whose names link up are checked and cached (the others cost no signature).
+_SIGNATURES: FifoCache[tuple[str, str], bool] = FifoCache(
+    65536, name="signatures", keep=lambda key, _ok, live: key[0] in live.fingerprints)
+
+
+def _signature_verifies(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """The signature check of :func:`signed_by`, uncached."""
     try:
         child.verify_directly_issued_by(issuer)
         return True

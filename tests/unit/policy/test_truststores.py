@@ -117,3 +117,28 @@ def test_trusted_by_spec():
         requirements_from_spec({"trustedBy": {"selector": {}}})
     with pytest.raises(PolicySpecError, match="unknown field"):
         truststore_selection_from_spec({"selector": {"matchLabels": {"a": "b"}}, "nmes": []}, "trustStores")
+
+
+def test_a_recheck_of_a_trusted_by_anchor_costs_no_signature(monkeypatch):
+    """The store CA that signed the top of an unverified chain anchors it by signature; asking
+    again (the next pass) is answered from the (child, issuer) fingerprint cache, for a match and
+    for a same-named CA with another key alike."""
+    from certpolicy.pki import cache, inspect
+
+    cache.clear_all()
+    checked: list[tuple[str, str]] = []
+    real = inspect._signature_verifies
+
+    def counting(child, issuer):
+        checked.append((child.subject.rfc4514_string(), issuer.subject.rfc4514_string()))
+        return real(child, issuer)
+
+    monkeypatch.setattr(inspect, "_signature_verifies", counting)
+    m = material_from_secret("kubernetes.io/tls", PKI.secret(encoded=False)["data"])
+    leaf = LeafAnchor.of("ns/s", m)
+    rekeyed = certgen.root(key_slot=9)
+    first = [anchors([PKI.root.cert], leaf), anchors([rekeyed.cert], leaf)]
+    signatures = len(checked)
+    assert first == [True, False] and signatures == 2
+    again = [anchors([PKI.root.cert], leaf), anchors([rekeyed.cert], leaf)]
+    assert again == first and len(checked) == signatures
