@@ -349,18 +349,36 @@ def _load_into(raw: bytes, out: _Collector, depth: int) -> None:
         out.problem("NoCertificate", "no certificate found (only other PEM blocks)")
 
 
-# Well-formed certificate blocks: a base64 body cannot contain "-", so each match stops at the next
-# marker and the scan stays linear. Anything else (headers, other labels, damage) takes the slow path.
-_FAST_CERT_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*)-----END CERTIFICATE-----")
+# Well-formed certificate blocks: BEGIN and END CERTIFICATE markers around a body of base64 text
+# and whitespace only. Anything else (headers, other labels, damage) takes the careful scanner.
+_BEGIN_CERT = b"-----BEGIN CERTIFICATE-----"
+_END_CERT = b"-----END CERTIFICATE-----"
+#: What a body on the fast path may hold; ``translate`` deletes these and anything left over sends
+#: the input to the careful scanner. (A regex over the same class cost ~50,000 instructions per
+#: leaf + intermediate, ~2 % of a Secret's evaluation: docs/benchmarks.md, issue 28.)
+_BODY_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=" + _WHITESPACE
 
 
 def _load_pem_fast(raw: bytes) -> CertificateLoad | None:
-    """The common case — only CERTIFICATE blocks, each well-formed — in one regex pass; None when
-    the input needs the careful scanner."""
-    bodies = _FAST_CERT_BLOCK.findall(raw)
-    if not bodies or len(bodies) != raw.count(b"-----BEGIN") or len(bodies) != raw.count(b"-----END") or len(bodies) > MAX_CERTIFICATES:
+    """The common case — only CERTIFICATE blocks, each well-formed — found with ``bytes.find``;
+    None when the input needs the careful scanner."""
+    n = raw.count(b"-----BEGIN")
+    if not n or n > MAX_CERTIFICATES or n != raw.count(b"-----END"):
         return None
+    bodies = []
+    find, begin_len, pos = raw.find, len(_BEGIN_CERT), 0
     try:
+        for _ in range(n):
+            start = find(_BEGIN_CERT, pos)
+            if start < 0:
+                return None
+            start += begin_len
+            end = find(_END_CERT, start)
+            body = raw[start:end]
+            if end < 0 or body.translate(None, _BODY_CHARS):
+                return None
+            bodies.append(body)
+            pos = end + len(_END_CERT)
         parsed = [parse_der(binascii.a2b_base64(body)) for body in bodies]
     except Exception:
         return None
