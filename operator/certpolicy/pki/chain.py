@@ -110,11 +110,22 @@ class TrustAnchors:
 
     @classmethod
     def of(cls, certs: Iterable[x509.Certificate]) -> TrustAnchors:
+        # A tuple is immutable: the same tuple object (the operator passes one bundle tuple to every
+        # evaluation of a pass) is looked up by identity. The content lookup below hashes every
+        # certificate in it, which cryptography does by walking each one's parsed structure:
+        # ~35,000 instructions per CA, paid by every evaluation (docs/benchmarks.md, issue 28).
+        given = certs if type(certs) is tuple else None
+        if given is not None:
+            same = _ANCHORS_BY_ID.get(id(given))
+            if same is not None and same[0] is given:
+                return same[1]
         certs = tuple(certs)
         cached = _ANCHORS.get(certs)
         if cached is None:
             cached = cls._build(certs)
             _ANCHORS.put(certs, cached)
+        if given is not None:
+            _ANCHORS_BY_ID.put(id(given), (given, cached))  # holds the tuple: its id is not reused meanwhile
         return cached
 
     @classmethod
@@ -157,6 +168,7 @@ class TrustAnchors:
 
 
 _ANCHORS: FifoCache[tuple[x509.Certificate, ...], TrustAnchors] = FifoCache(1024, name="trust-anchors")
+_ANCHORS_BY_ID: FifoCache[int, tuple[tuple[x509.Certificate, ...], TrustAnchors]] = FifoCache(256, name="trust-anchors-by-identity")
 
 
 @dataclass(frozen=True)

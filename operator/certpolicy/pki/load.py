@@ -166,7 +166,7 @@ def parse_der(der: bytes) -> tuple[x509.Certificate, str]:
         cert = x509.load_der_x509_certificate(der)
         hit = (cert, PREFIX + digest.hex())
         _PARSED.put(digest, hit)
-        remember_fingerprint(cert, hit[1])
+        remember_fingerprint(hit)
     return hit
 
 

@@ -190,3 +190,21 @@ def test_unknown_root_is_named_with_where_it_was_found(ec_pki, now):
     assert r.root.same_name_in_bundle  # certgen's roots share a subject
     r = verify_chain(other.leaf.cert, [other.intermediate.cert], ec_pki.bundle, now, described_by=[other.root.cert])
     assert r.reason == "UnknownRoot" and r.root.found_in == "ca.crt"
+
+
+def test_the_same_bundle_tuple_is_found_by_identity_without_hashing_its_certificates(any_pki):
+    """Issue 28: TrustAnchors.of(bundle) ran for every evaluation and looked the tuple up by
+    content, which hashes each certificate's parsed structure (~35,000 instructions per CA). The
+    same tuple object is now found by identity; an equal tuple still finds the same anchors by
+    content."""
+    from certpolicy.pki import cache, chain
+
+    cache.clear_all()
+    bundle = tuple(any_pki.bundle)
+    first = TrustAnchors.of(bundle)
+    content_lookups = chain._ANCHORS.hits + chain._ANCHORS.misses
+    assert TrustAnchors.of(bundle) is first
+    assert chain._ANCHORS.hits + chain._ANCHORS.misses == content_lookups  # not looked up by content
+    assert TrustAnchors.of(tuple(list(bundle))) is first  # another tuple, same certificates
+    assert chain._ANCHORS.hits == 1
+    assert TrustAnchors.of(list(bundle)) is first and TrustAnchors.of(bundle + (any_pki.intermediate.cert,)) is not first

@@ -10,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import certgen
-from certpolicy.pki.load import CertificateLoad, KeyLoad, _load_pem_fast, load_certificates, load_pkcs12, load_private_key, parse_der
+from certpolicy.pki.load import (
+    CertificateLoad,
+    KeyLoad,
+    _load_pem_fast,
+    load_certificates,
+    load_pkcs12,
+    load_private_key,
+    parse_der,
+)
 
 _PKI = certgen.pki()
 CHAIN = _PKI.chain_pem

@@ -92,6 +92,22 @@ def test_same_certificate_is_parsed_once(ec_pki):
     assert known_fingerprint(a) == fingerprint(a)
 
 
+def test_known_fingerprints_are_kept_per_object_not_per_content(ec_pki):
+    """Issue 28: looking a certificate object up by content made cryptography hash its whole
+    parsed structure on every lookup. Keyed by identity, an equal certificate in another object is
+    not "known" (it is fingerprinted once more, to the same value)."""
+    from cryptography import x509
+
+    from certpolicy.pki.fingerprint import certificate_fingerprint
+
+    a = load_certificates(ec_pki.leaf.pem).certificates[0]
+    other = x509.load_der_x509_certificate(ec_pki.leaf.der)
+    assert other == a and other is not a
+    assert known_fingerprint(a) == fingerprint(a)
+    assert known_fingerprint(other) is None
+    assert certificate_fingerprint(other) == fingerprint(a) == known_fingerprint(other)
+
+
 # --- certificates: bad input --------------------------------------------------------------------
 
 
