@@ -320,8 +320,10 @@ def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 #: (child fingerprint, issuer fingerprint) → whether the issuer's key verifies the child's signature.
 #: Only pairs whose names link up are checked and cached (the others cost no signature).
+#: Grows with the working set like the other per-Secret caches (``per_secret``): a trustedBy pass
+#: asks about every selected leaf, and a FIFO scan larger than the bound would hit nothing.
 _SIGNATURES: FifoCache[tuple[str, str], bool] = FifoCache(
-    65536, name="signatures", keep=lambda key, _ok, live: key[0] in live.fingerprints)
+    65536, name="signatures", keep=lambda key, _ok, live: key[0] in live.fingerprints, per_secret=1)
 
 
 def _signature_verifies(child: x509.Certificate, issuer: x509.Certificate) -> bool:
