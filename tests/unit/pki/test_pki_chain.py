@@ -208,3 +208,18 @@ def test_the_same_bundle_tuple_is_found_by_identity_without_hashing_its_certific
     assert TrustAnchors.of(tuple(list(bundle))) is first  # another tuple, same certificates
     assert chain._ANCHORS.hits == 1
     assert TrustAnchors.of(list(bundle)) is first and TrustAnchors.of(bundle + (any_pki.intermediate.cert,)) is not first
+
+
+def test_path_certificates_are_named_by_identity_else_by_equality(any_pki, now):
+    """The verifier hands back the objects it was given, so the path is named by identity (an
+    equality test costs ~2 µs: cryptography compares parsed structures); an equal certificate in
+    another object is still found by equality."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    ta = TrustAnchors.of(any_pki.bundle)
+    r = verify_chain(any_pki.leaf.cert, [any_pki.intermediate.cert], ta, now)
+    assert r.certificates[1] is any_pki.intermediate.cert and r.certificates[-1] is ta.certificates[0]
+    assert r.path[-1] == ta.fingerprint_of(ta.certificates[0]) == fingerprint(any_pki.root.cert)
+    copy = x509.load_der_x509_certificate(any_pki.root.cert.public_bytes(Encoding.DER))
+    assert copy is not ta.certificates[0] and ta.fingerprint_of(copy) == fingerprint(any_pki.root.cert)
