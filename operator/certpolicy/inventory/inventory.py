@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 WATCH_TIMEOUT_ENV = "CERTPOLICY_WATCH_TIMEOUT"
 #: Seconds of silence after which a watch counts as dead (default: the watch timeout + 90 s).
 WATCH_SILENCE_LIMIT_ENV = "CERTPOLICY_WATCH_SILENCE_LIMIT"
+#: The silence limit is at least the watch timeout plus this (seconds): see :meth:`Inventory.health`.
+MIN_SILENCE_MARGIN = 3
 DEFAULT_WATCH_TIMEOUT = 240
 MAX_GONE = 1000
 
@@ -270,6 +272,10 @@ class Inventory:
         answers of /healthz (kopf's probe in the leader, the standby's own server) apply the same.
         """
         max_silence = max_silence or float(os.environ.get(WATCH_SILENCE_LIMIT_ENV) or 0) or (self.watch_timeout + 90)
+        # A healthy watch on a quiet cluster may hear nothing for a whole watch period: a limit at
+        # or below it fails /healthz (and restarts the Pod) whenever nothing changes for that long,
+        # and "healthy again" would need every watch to reconnect within one limit of the others.
+        max_silence = max(max_silence, self.watch_timeout + MIN_SILENCE_MARGIN)
         now = time.monotonic()
         for w in self.all_watchers():
             if w.stopped:
