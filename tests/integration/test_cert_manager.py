@@ -183,8 +183,10 @@ def test_the_cert_manager_example_reaches_its_documented_state_and_its_fix_works
     ns, policy = "cert-manager-demo", "cert-manager-mtls"
     cluster.kubectl("apply", "-f", str(example))
     try:
-        v = wait_for(lambda: violation(custom_api, policy, ns), timeout=90, what="the example's violation")
-        assert v["reasons"] == ["MissingClientAuth"], v
+        # the leaf lacks clientAuth, and so will its renewal (the operator reads the Certificate)
+        v = wait_for(lambda: (lambda v: v if v and "CertificateSpecViolates" in v["reasons"] else None)(
+            violation(custom_api, policy, ns)), timeout=90, what="the example's violation")
+        assert sorted(v["reasons"]) == ["CertificateSpecViolates", "MissingClientAuth"], v
         assert (f"Certificate {ns}/mirth (Issuer {ns}/demo-ca): {FIX}") in v["message"]
         st = custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, policy)["status"]
         assert (st["summary"]["selected"], st["summary"]["violating"]) == (1, 1), st["summary"]
@@ -196,3 +198,46 @@ def test_the_cert_manager_example_reaches_its_documented_state_and_its_fix_works
     finally:
         audit.add(f"policy {policy}", str(custom_api.get_cluster_custom_object(GROUP, VERSION, PLURAL, policy)))
         custom_api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, policy)
+
+
+def test_an_edit_that_drops_client_auth_is_reported_before_any_reissue(
+        cert_manager, operator, policies, core_v1, custom_api, namespace, unique_name):
+    """The operator watches Certificates: an edit of one re-judges the Secret it writes, and what
+    its next leaf will lack is a finding (status, Warning event) while the old leaf is still there.
+    Issuance is paused by deleting the Issuer first, so no re-issue can replace the leaf: without
+    the watch, the still-compliant Secret would give no finding at all."""
+    issue(core_v1, custom_api, namespace, USAGES_MTLS)
+    before = leaf(core_v1, namespace)
+    policies(mtls_policy(unique_name, namespace))
+    wait_for(lambda: compliant(custom_api, unique_name), timeout=60, what="the issued Secret judged compliant")
+    custom_api.delete_namespaced_custom_object(certmanager.GROUP, certmanager.VERSION, namespace, "issuers", "ca")
+    wait_for(lambda: not any(i["metadata"]["name"] == "ca" for i in custom_api.list_namespaced_custom_object(
+        certmanager.GROUP, certmanager.VERSION, namespace, "issuers")["items"]), timeout=30, what="the Issuer gone")
+
+    custom_api.patch_namespaced_custom_object(certmanager.GROUP, certmanager.VERSION, namespace, "certificates",
+                                              "mirth", {"spec": {"usages": USAGES_MTLS[:3]}})
+    renewal = certmanager.get(custom_api, namespace, "certificates", "mirth")["status"]["renewalTime"]
+    ahead = f"the renewal at {renewal} will lack clientAuth — Certificate {namespace}/mirth: {FIX}"
+    v = wait_for(lambda: (lambda v: v if v and "CertificateSpecViolates" in v["reasons"] else None)(
+        violation(custom_api, unique_name, namespace)), timeout=60, what="CertificateSpecViolates in the status")
+    assert v["reasons"] == ["CertificateSpecViolates"] and ahead in v["message"], v
+
+    def event():
+        return next((e for e in core_v1.list_namespaced_event(
+            namespace, field_selector="involvedObject.kind=Secret,involvedObject.name=mirth-tls").items
+            if e.reason == "CertificateSpecViolates"), None)
+
+    e = wait_for(event, timeout=30, what="the Warning event on the Secret")
+    assert e.type == "Warning" and f"CertificatePolicy {unique_name}: {ahead}" in e.message, e.message
+    # ... posted for the old leaf, which is still the Secret's: no re-issue happened.
+    after = leaf(core_v1, namespace)
+    assert after.serial_number == before.serial_number
+    assert x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in after.extensions.get_extension_for_class(
+        x509.ExtendedKeyUsage).value
+    assert not compliant(custom_api, unique_name)
+
+    # The usage put back: re-judged from the watch, compliant again (still without a re-issue).
+    custom_api.patch_namespaced_custom_object(certmanager.GROUP, certmanager.VERSION, namespace, "certificates",
+                                              "mirth", {"spec": {"usages": USAGES_MTLS}})
+    wait_for(lambda: compliant(custom_api, unique_name), timeout=60, what="Compliant=True with the usage back")
+    assert leaf(core_v1, namespace).serial_number == before.serial_number

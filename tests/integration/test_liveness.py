@@ -36,7 +36,12 @@ def leading(op: OperatorProcess) -> bool:
 
 
 def test_healthz_fails_while_watches_are_silent_and_recovers(cluster, crd, operator_namespace, tmp_path):
-    op = OperatorProcess(cluster, tmp_path / "operator.log", env={"CERTPOLICY_WATCH_SILENCE_LIMIT": "3"})
+    # A 2 s watch timeout under a 5 s silence limit: each healthy watch hears from the server at
+    # least every 2 s even when nothing changes, as at the defaults (240 s under 330 s). A limit
+    # below the watch period made "healthy again" depend on every watch reconnecting within 3 s
+    # of the others, which one more watch (cert-manager's Certificates) made fail every time.
+    op = OperatorProcess(cluster, tmp_path / "operator.log",
+                         env={"CERTPOLICY_WATCH_TIMEOUT": "2", "CERTPOLICY_WATCH_SILENCE_LIMIT": "5"})
     op.start()
     try:
         wait_for(lambda: leading(op), timeout=60, what="a healthy leading operator")

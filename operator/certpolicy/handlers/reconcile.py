@@ -22,6 +22,7 @@ from certpolicy.conditions import COMPLIANT, DEGRADED, READY, Condition, find, m
 from certpolicy.environment import ERROR_RETRY, operator_namespace
 from certpolicy.handlers.bundles import bundles_stage, entry_namespaces
 from certpolicy.handlers.ca import ca_status_stage, ensure_ca
+from certpolicy.handlers.certmanager import certificate_spec_stage
 from certpolicy.handlers.context import PassContext, policy_object_ref
 from certpolicy.handlers.deletion import expired_ca_keys_stage
 from certpolicy.handlers.issuance import issuance_stage
@@ -113,6 +114,8 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     # A Secret that cert-manager writes: every finding names its Certificate and what to change there.
     results = [r if (cm_owner := records[(r.namespace, r.name)].cert_manager) is None
                else dataclasses.replace(r, evaluation=name_owner(r.evaluation, cm_owner)) for r in results]
+    # ... and what its Certificate's spec will put into the next leaf (the renewal ahead).
+    results = certificate_spec_stage(ctx, results, records)
     # Trust stores and caBundles, each judged on its own; trustedBy stores must anchor every leaf.
     stores = trust_stores_stage(ctx, leaves=lambda: leaf_anchors(results, {k: r.material for k, r in records.items()}, bundle))
     report = build_report(results + stores, now, resync=RESYNC, unchecked=_unchecked(ctx, own_anchors=bool(trusted)),

@@ -40,6 +40,7 @@ from certpolicy.inventory.labelled import LABELLED, LabelledWatches, WatchKey
 from certpolicy.inventory.named import NamedObjects
 from certpolicy.inventory.records import (
     BundleRecord,
+    CertificateRecord,
     NamespaceRecord,
     PodRecord,
     SecretRecord,
@@ -48,6 +49,7 @@ from certpolicy.inventory.records import (
 from certpolicy.inventory.recordstore import Change, Key, RecordStore
 from certpolicy.inventory.wakes import (
     BUNDLE_SOURCES,
+    CERTIFICATES,
     NAMED_SECRETS,
     NAMED_WATCHES,
     NAMESPACES,
@@ -60,11 +62,12 @@ from certpolicy.inventory.wakes import (
     Named,
     PerTargetKind,
     Seen,
+    Served,
     Wake,
     concerns,
 )
 from certpolicy.inventory.watch import ListWatcher
-from certpolicy.kube.managed import kind_served
+from certpolicy.kube.managed import kind_served, resource_served
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.targets import TARGET_KINDS
 
@@ -72,6 +75,8 @@ log = logging.getLogger(__name__)
 WATCH_TIMEOUT_ENV = "CERTPOLICY_WATCH_TIMEOUT"
 #: Seconds of silence after which a watch counts as dead (default: the watch timeout + 90 s).
 WATCH_SILENCE_LIMIT_ENV = "CERTPOLICY_WATCH_SILENCE_LIMIT"
+#: The silence limit is at least the watch timeout plus this (seconds): see :meth:`Inventory.health`.
+MIN_SILENCE_MARGIN = 3
 DEFAULT_WATCH_TIMEOUT = 240
 MAX_GONE = 1000
 
@@ -101,6 +106,17 @@ def _by_kind(pairs: Iterable[tuple[str, Key]]) -> dict[str, list[Key]]:
     return out
 
 
+@dataclass
+class _ServedWatch:
+    """A :class:`~certpolicy.inventory.wakes.Served` source: its store, and its watch once started."""
+
+    wake: Served
+    store: RecordStore[Any]
+    watcher: ListWatcher | None = None
+    checked_at: float | None = None  # monotonic time of the last "is it served and listable?"
+    unreadable: str | None = None  # why it is served but cannot be listed (RBAC), else None
+
+
 def default_watch_timeout() -> int:
     return int(os.environ.get(WATCH_TIMEOUT_ENV) or DEFAULT_WATCH_TIMEOUT)
 
@@ -112,6 +128,7 @@ class Inventory:
         # Every store and watch comes from the table of wake-up sources (inventory/wakes.py).
         self.watchers: list[ListWatcher] = []  # the Always watches, started with the inventory
         self.stores: dict[str, RecordStore[Any]] = {}  # source -> its store (Always)
+        self.served: dict[str, _ServedWatch] = {}  # source -> its store and watch (Served)
         # Objects named one by one: one metadata watch per resource, bodies read for tracked names only.
         self.named = {kind: NamedObjects(self.raw, w, watch_timeout=self.watch_timeout)
                       for kind, w in NAMED_WATCHES.items()}
@@ -132,6 +149,7 @@ class Inventory:
         # Keystore password Secrets: by name in every namespace, metadata only (their resourceVersion).
         self.password_secrets: RecordStore[str] = self.named_stores[PASSWORD_SECRETS]["Secret"]
         self.bundle_sources: dict[str, RecordStore[BundleRecord]] = self.named_stores[BUNDLE_SOURCES]
+        self.certificates: RecordStore[CertificateRecord] = self.served[CERTIFICATES].store
         self._reads: dict[str, Reads] = {}
         # Policies whose loop ended, most recent last: a pass still running then must not hold
         # anything again. A late pass comes seconds after; the most recent MAX_GONE are enough.
@@ -141,6 +159,7 @@ class Inventory:
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
+        self._stopping = threading.Event()  # ends the Served checks
         self._served: dict[str, bool] = {}  # per target kind: whether the API server serves it
         self._mounts_cache: tuple[int, dict[Key, list[Mount]]] | None = None
         self._pods_version = 0
@@ -155,6 +174,10 @@ class Inventory:
             store: RecordStore[Any] = RecordStore(w.kind, w.parse)
             self.stores[wake.source] = store
             self.watchers.append(ListWatcher.of(self.raw, w.watched, store, watch_timeout=self.watch_timeout))
+            stores.append(store)
+        elif isinstance(w, Served):
+            store = RecordStore(w.kind, w.parse)
+            self.served[wake.source] = _ServedWatch(w, store)
             stores.append(store)
         elif isinstance(w, Named):
             by_kind = self.named_stores.setdefault(wake.source, {})
@@ -176,11 +199,50 @@ class Inventory:
             self._started = True
         for w in self.watchers:
             w.start()
+        if not self._start_served():
+            threading.Thread(target=self._served_checks, name="served-check", daemon=True).start()
         return self
+
+    def _served_checks(self) -> None:
+        """Until every Served watch runs: ask again every ``recheck`` seconds (one discovery GET),
+        so a CRD installed after the operator started is watched within that time."""
+        interval = min(sw.wake.recheck for sw in self.served.values())
+        while not self._stopping.wait(interval):
+            if self._start_served():
+                return
+
+    def _start_served(self) -> bool:
+        """Start each Served watch whose resource the API server now serves and lets us list;
+        returns whether every one runs."""
+        for sw in self.served.values():
+            with self._lock:
+                if sw.watcher is not None or self._closed or not self._started:
+                    continue
+                sw.checked_at = time.monotonic()
+            w = sw.wake
+            try:
+                if not resource_served(self.raw, w.api_version, w.plural):
+                    sw.unreadable = None  # not served: nothing of that kind exists to judge
+                    continue
+                self.raw.get(w.watched.path, {"limit": 1})  # RBAC: a refused list would loop the watch
+            except ApiException as e:
+                sw.unreadable = f"HTTP {e.status} {e.reason or ''}".strip()
+                log.warning("cannot list %s (%s): asked again in %.0fs", w.watched.path, sw.unreadable, w.recheck)
+                continue
+            sw.unreadable = None
+            with self._lock:
+                if sw.watcher is not None or self._closed:
+                    continue
+                sw.watcher = ListWatcher.of(self.raw, w.watched, sw.store, watch_timeout=self.watch_timeout)
+            log.info("%s served: watching them", w.plural)
+            sw.watcher.start()
+        with self._lock:
+            return all(sw.watcher is not None for sw in self.served.values())
 
     def stop(self) -> None:
         with self._lock:
             self._closed = True
+        self._stopping.set()
         for named in self.named.values():
             named.stop()
         self.labelled.stop()
@@ -190,6 +252,7 @@ class Inventory:
     def all_watchers(self) -> list[ListWatcher]:
         with self._lock:
             named = [n.watcher for n in self.named.values() if n.watcher is not None]
+            named += [sw.watcher for sw in self.served.values() if sw.watcher is not None]
             targets = list(self._target_watchers.values())
         return self.watchers + targets + named + self.labelled.watchers()
 
@@ -209,6 +272,10 @@ class Inventory:
         answers of /healthz (kopf's probe in the leader, the standby's own server) apply the same.
         """
         max_silence = max_silence or float(os.environ.get(WATCH_SILENCE_LIMIT_ENV) or 0) or (self.watch_timeout + 90)
+        # A healthy watch on a quiet cluster may hear nothing for a whole watch period: a limit at
+        # or below it fails /healthz (and restarts the Pod) whenever nothing changes for that long,
+        # and "healthy again" would need every watch to reconnect within one limit of the others.
+        max_silence = max(max_silence, self.watch_timeout + MIN_SILENCE_MARGIN)
         now = time.monotonic()
         for w in self.all_watchers():
             if w.stopped:
@@ -335,6 +402,39 @@ class Inventory:
         hits = [policy for policy, r in reads if concerns(r, change, seen)]
         if hits:
             wake(hits)
+
+    # ---- cert-manager Certificates -------------------------------------------------------------
+    def certificates_unreadable(self, wait: float = 5.0) -> str | None:
+        """Why Certificates are served but not (yet) read: refused (RBAC) or still listing after
+        ``wait`` seconds (a first list just started); None when they are read or the cluster
+        serves none (then no Secret has one to judge)."""
+        sw = self.served[CERTIFICATES]
+        if sw.unreadable:
+            return f"the operator may not list certificates.cert-manager.io ({sw.unreadable})"
+        if sw.watcher is not None and not sw.watcher.synced.wait(wait):
+            return "the operator has not finished listing certificates.cert-manager.io"
+        return None
+
+    def certificates_by_secret(self) -> dict[Key, CertificateRecord]:
+        """(namespace, spec.secretName) -> its Certificate (the first by name when several name it);
+        one pass over the store, so a policy's pass builds it once for all its Secrets."""
+        out: dict[Key, CertificateRecord] = {}
+        for rec in sorted(self.certificates.snapshot().values(), key=lambda r: (r.namespace, r.name), reverse=True):
+            if rec.secret_name:
+                out[rec.secret_key] = rec
+        return out
+
+    def certificate_for(self, secret: SecretRecord, by_secret: Mapping[Key, CertificateRecord]
+                        ) -> CertificateRecord | None:
+        """The Certificate that writes ``secret``: the one its cert-manager annotation names (when
+        its spec.secretName still names the Secret), else one whose spec.secretName names it (the
+        annotation is written at the first issuance only)."""
+        owner = secret.cert_manager
+        if owner is not None:
+            rec = self.certificates.get((secret.namespace, owner.certificate))
+            if rec is not None and rec.secret_name == secret.name:
+                return rec
+        return by_secret.get((secret.namespace, secret.name))
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         return self._namespace_labels(namespace)

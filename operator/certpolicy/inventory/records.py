@@ -400,3 +400,81 @@ def parse_cabundle_object(obj: dict[str, Any], kind: str) -> CABundleRecord:
             break
     return CABundleRecord(kind, meta.get("name", ""), meta.get("uid", ""), meta.get("resourceVersion", ""),
                           tuple(sorted((meta.get("labels") or {}).items())), serving, tuple(bundles))
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    """What judging a cert-manager ``Certificate`` needs (``policy/certmanager.judge_certificate_spec``)
+    and nothing more: the watch keeps thousands of them, so not their whole objects."""
+
+    namespace: str
+    name: str
+    secret_name: str
+    usages: tuple[str, ...] = ()
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
+    email_addresses: tuple[str, ...] = ()
+    key_algorithm: str | None = None
+    key_size: int | None = None
+    duration: str | None = None
+    issuer_ref: tuple[str, str, str] = ("", "", "")  # name, kind, group
+    renewal_time: str | None = None
+    not_after: str | None = None
+    ready: str | None = None  # the Ready condition's status: "True", "False", "Unknown" or None
+
+    @property
+    def secret_key(self) -> tuple[str, str]:
+        return (self.namespace, self.secret_name)
+
+    def as_object(self) -> dict[str, Any]:
+        """The Certificate as ``judge_certificate_spec`` reads it (an absent field stays absent)."""
+        key = {k: v for k, v in (("algorithm", self.key_algorithm), ("size", self.key_size)) if v is not None}
+        spec: dict[str, Any] = {"secretName": self.secret_name, "usages": list(self.usages),
+                                "dnsNames": list(self.dns_names), "ipAddresses": list(self.ip_addresses),
+                                "uris": list(self.uris), "emailAddresses": list(self.email_addresses),
+                                "privateKey": key}
+        if self.duration is not None:
+            spec["duration"] = self.duration
+        status = {k: v for k, v in (("renewalTime", self.renewal_time), ("notAfter", self.not_after)) if v}
+        return {"metadata": {"namespace": self.namespace, "name": self.name}, "spec": spec, "status": status}
+
+
+#: Bound on each list a Certificate record keeps (cert-manager's own webhook allows more; the
+#: judge needs the names, and a Certificate with more is refused by most issuers anyway).
+MAX_CERTIFICATE_LIST = 100
+
+
+def _strs(value: object) -> tuple[str, ...]:
+    return tuple(v for v in value if isinstance(v, str))[:MAX_CERTIFICATE_LIST] if isinstance(value, list) else ()
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def parse_certificate_object(obj: dict[str, Any]) -> CertificateRecord:
+    """A ``certificates.cert-manager.io/v1`` object, trimmed to :class:`CertificateRecord`; a field
+    of the wrong type is kept as absent (the judge treats it so too)."""
+    meta, spec, status = _dict(obj.get("metadata")), _dict(obj.get("spec")), _dict(obj.get("status"))
+    key, issuer = _dict(spec.get("privateKey")), _dict(spec.get("issuerRef"))
+    size = key.get("size")
+    ready = next((c.get("status") for c in status.get("conditions") or ()
+                  if isinstance(c, dict) and c.get("type") == "Ready"), None)
+    return CertificateRecord(
+        namespace=_str(meta.get("namespace")) or "", name=_str(meta.get("name")) or "",
+        secret_name=_str(spec.get("secretName")) or "",
+        usages=_strs(spec.get("usages")), dns_names=_strs(spec.get("dnsNames")),
+        ip_addresses=_strs(spec.get("ipAddresses")), uris=_strs(spec.get("uris")),
+        email_addresses=_strs(spec.get("emailAddresses")),
+        key_algorithm=_str(key.get("algorithm")),
+        key_size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+        duration=_str(spec.get("duration")),
+        issuer_ref=(_str(issuer.get("name")) or "", _str(issuer.get("kind")) or "", _str(issuer.get("group")) or ""),
+        renewal_time=_str(status.get("renewalTime")), not_after=_str(status.get("notAfter")),
+        ready=_str(ready),
+    )

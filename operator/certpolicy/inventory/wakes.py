@@ -8,7 +8,7 @@ Read it like a controller-runtime builder chain::
     .Watches(Pods,          pods_concern)      feeds it, and its map function, which says whether a
     ...                                        change concerns one policy's Reads
 
-Each :class:`Wake` names its source, declares its watch as one of four mechanisms, and gives its
+Each :class:`Wake` names its source, declares its watch as one of five mechanisms, and gives its
 map function next to it. :class:`~certpolicy.inventory.inventory.Inventory` builds the stores and
 watches from the table, holds and releases what each policy's ``Reads`` names through it, gates a
 policy's pass on it (synced), and routes every store change through it: a change wakes the
@@ -17,10 +17,13 @@ after the change (a label removed still wakes the policy that selected it). A ch
 source the table does not know wakes every policy (waking too often is safe, missing a change is
 not).
 
-The four mechanisms (how a source is watched):
+The five mechanisms (how a source is watched):
 
 - :class:`Always`: one cluster-wide list-then-watch, running from the inventory's start
   (``inventory/watch.py``), filtered by the API server;
+- :class:`Served`: like :class:`Always`, for a resource the cluster may not serve (a CRD such as
+  cert-manager's Certificate): started once the API server serves it and lets the operator list
+  it, and gating no policy's pass;
 - :class:`Named`: objects named one by one: one metadata-only watch per resource, a GET for each
   tracked object (``inventory/named.py``); with ``names`` instead of ``keys``, a name tracked in
   every namespace, metadata only, never read;
@@ -33,8 +36,8 @@ A new source is one entry in ``WAKES`` and its map function; if the map function
 of the policy's spec that ``Reads`` does not hold yet, a field in ``Reads`` filled in ``Reads.of``.
 An ``Always`` watch gates every policy's pass on its first list, so it is only for resources every
 cluster serves: one the cluster may lack (a CRD such as cert-manager's Certificate) would never
-list, and hold every policy; watch it, like the bundle target kinds, only once the API server
-says it serves it (``kube.managed.kind_served``).
+list, and hold every policy; watch it with :class:`Served`, which starts once the API server
+says it serves it (``kube.managed.resource_served``) and gates no policy.
 
 Not in the table, because they wake no policy: the admission webhook's own list-then-watch of the
 policies (``webhook/policies.py``) and the trust bundle sources it holds through the ``bundle``
@@ -51,10 +54,12 @@ from typing import Any
 from certpolicy.inventory.interest import Reads, source_ref
 from certpolicy.inventory.labelled import LABELLED, WatchKey
 from certpolicy.inventory.records import (
+    CertificateRecord,
     NamespaceRecord,
     PodRecord,
     SecretRecord,
     parse_bundle_object,
+    parse_certificate_object,
     parse_namespace_object,
     parse_pod_object,
     parse_secret_object,
@@ -72,6 +77,7 @@ NAMESPACES = "namespaces"
 BUNDLE_TARGETS = "bundle-targets"  # objects carrying BUNDLE_LABEL, every target kind
 BUNDLE_SOURCES = "bundle-sources"  # requirements.trustBundle objects, named one by one
 PASSWORD_SECRETS = "password-secrets"  # keystore password Secrets, by name in every namespace
+CERTIFICATES = "certificates"  # cert-manager's Certificates, cluster-wide, once the cluster serves them
 
 #: Objects named one by one: which of them changed, from their metadata only (one watch per resource).
 NAMED_WATCHES = {
@@ -119,6 +125,21 @@ class Named:
 
 
 @dataclass(frozen=True)
+class Served:
+    """An :class:`Always` watch of a resource the cluster may not serve (a CRD): started once the
+    API server serves ``api_version``/``plural`` and lets the operator list it (asked at the
+    inventory's start, then every ``recheck`` seconds until it does: one discovery GET each), and
+    never gating a policy's pass: a cluster without the CRD holds no policy."""
+
+    watched: Watched
+    kind: str
+    parse: Callable[[dict], Any]
+    api_version: str  # group/version, e.g. cert-manager.io/v1
+    plural: str
+    recheck: float = 30.0
+
+
+@dataclass(frozen=True)
 class PerTargetKind:
     """A list-then-watch per bundle target kind the API server serves, started when a policy first
     declares a target of that kind (``kinds``), never stopped."""
@@ -139,7 +160,7 @@ class Wake:
     """One wake-up source: its name, how it is watched, which policies a change concerns."""
 
     source: str
-    watch: Always | Named | PerTargetKind | Labelled
+    watch: Always | Served | Named | PerTargetKind | Labelled
     concerns: MapFn
 
 
@@ -186,6 +207,13 @@ def password_concerns(reads: Reads, change: Change, seen: Seen) -> bool:
     return change.key[1] in reads.keystore_passwords
 
 
+def certificate_concerns(reads: Reads, change: Change, seen: Seen) -> bool:
+    """A cert-manager Certificate is judged with the Secret it writes (``spec.secretName``): its
+    change concerns the policies that select that Secret, before or after the change."""
+    keys = {r.secret_key for r in (change.old, change.new) if isinstance(r, CertificateRecord) and r.secret_name}
+    return any(reads.owns_secret(k) or reads.selects(seen.secret(k), seen.namespace_labels) for k in keys)
+
+
 def labelled_concerns(reads: Reads, change: Change, seen: Seen) -> bool:
     return seen.source[len(LABELLED) + 1:] in {str(k) for k in reads.labelled}
 
@@ -223,6 +251,10 @@ WAKES: tuple[Wake, ...] = (
     Wake(BUNDLE_SOURCES, Named("bundle", ("ConfigMap", "Secret"),
                                lambda kind: functools.partial(parse_bundle_object, kind=kind),
                                keys=_bundle_source_keys), bundle_source_concerns),
+    # cert-manager Certificates (cert-manager.io/v1), judged with the Secret each writes; a cluster
+    # without cert-manager serves none, and the watch starts when the CRD appears.
+    Wake(CERTIFICATES, Served(Watched(CERTIFICATES, "/apis/cert-manager.io/v1/certificates"), "Certificate",
+                              parse_certificate_object, "cert-manager.io/v1", "certificates"), certificate_concerns),
     # spec.trustBundles targets: every object carrying the bundle label, so an edit is repaired at once.
     Wake(BUNDLE_TARGETS, PerTargetKind(lambda r: [kind for kind, _name in r.targets]), bundle_target_concerns),
     # secretSelector, spec.trustStores, requirements.trustedBy, spec.caBundles: by label selector.

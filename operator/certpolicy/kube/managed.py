@@ -48,7 +48,7 @@ from certpolicy.kube.targets import TARGET_KINDS
 
 __all__ = ["BUNDLE_LABEL", "BUNDLE_POLICIES", "MANAGED_BY", "NotManaged", "Owner", "TargetConflict", "WriteResult",
            "adopt", "adopt_object", "b64", "create_managed_secret", "delete_managed_configmap",
-           "delete_managed_secret", "kind_served", "merge_into_target", "read", "restart_body", "restart_workload",
+           "delete_managed_secret", "kind_served", "merge_into_target", "resource_served", "read", "restart_body", "restart_workload",
            "sync_managed_secret_metadata", "update_managed_secret", "whoami", "write_managed_configmap",
            "write_managed_secret", "write_operator_object"]
 
@@ -69,15 +69,19 @@ def kind_served(raw: RawClient, kind: str) -> bool:
     """Whether the API server serves this kind (core kinds always; a beta kind such as
     ClusterTrustBundle only where its API is enabled)."""
     target = TARGET_KINDS[kind]
-    if target.api_version == "v1":
-        return True
+    return target.api_version == "v1" or resource_served(raw, target.api_version, target.plural)
+
+
+def resource_served(raw: RawClient, api_version: str, plural: str) -> bool:
+    """Whether the API server serves ``plural`` in the group/version ``api_version`` (a CRD's
+    resource is served only while the CRD is installed)."""
     try:
-        resources = raw.get(f"/apis/{target.api_version}").get("resources") or ()
+        resources = raw.get(f"/apis/{api_version}").get("resources") or ()
     except ApiException as e:
         if e.status == 404:
             return False
         raise
-    return any(r.get("name") == target.plural for r in resources)
+    return any(r.get("name") == plural for r in resources)
 
 
 def read(raw: RawClient, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
