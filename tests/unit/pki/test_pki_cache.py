@@ -61,6 +61,7 @@ def test_reserve_grows_the_bound_up_to_the_cap_and_never_shrinks_it():
 
 
 def test_fit_sizes_only_the_caches_that_scale_with_the_working_set():
+    import certpolicy.policy.evaluate  # noqa: F401 - registers the "checks" cache, whatever ran before
     scaled: FifoCache[int, int] = FifoCache(4, name="test-scaled", per_secret=2)
     fixed: FifoCache[int, int] = FifoCache(4, name="test-fixed")
     cache.fit(100)
