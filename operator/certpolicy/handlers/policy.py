@@ -90,10 +90,12 @@ def watches_alive(memo: kopf.Memo, **_: Any) -> str:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def policy_changed(name: str, memo: kopf.Memo, **_: Any) -> None:
+def policy_changed(name: str, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
+    """A change of the policy wakes its loop, except the echo of the loop's own status write
+    (``Runtime.policy_changed``): a Secret change costs one pass, not two."""
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
-        runtime.wake(name)
+        runtime.policy_changed(name, None if type == "DELETED" else dict(body))
 
 
 #: Seconds between two attempts of a failed clean-up. kopf's own delay for an unexpected exception

@@ -24,6 +24,7 @@ from certpolicy.handlers.bundles import bundles_stage, entry_namespaces
 from certpolicy.handlers.ca import ca_status_stage, ensure_ca
 from certpolicy.handlers.context import PassContext, policy_object_ref
 from certpolicy.handlers.deletion import expired_ca_keys_stage
+from certpolicy.handlers.echoes import LastPass
 from certpolicy.handlers.issuance import issuance_stage
 from certpolicy.handlers.problems import Problem, degraded_condition
 from certpolicy.handlers.renewal import renewal_stage
@@ -74,6 +75,9 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     if not runtime.inventory.declare(name, Reads.of(spec, operator_namespace())):
         log.debug("policy %s: waiting for the sources it reads to sync", name)
         return now + SYNC_RETRY
+    COLLECTOR.count_pass(name)
+    memory = runtime.memory(name)
+    memory.last_pass = read = LastPass.read(policy)
 
     try:
         requirements = requirements_from_spec(spec.get("requirements") or {})
@@ -85,6 +89,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         ], generation, now)
         COLLECTOR.not_checked(name, Unchecked("InvalidSpec", str(e)))
         new_status = {"observedGeneration": generation, "conditions": conditions}
+        memory.last_pass = read.deciding(new_status)  # before the write: its echo finds it
         if status_changed(status, new_status):
             patch_status(runtime.raw, name, new_status)
             runtime.recorder.post(policy_object_ref(owner), "Warning", "InvalidSpec", str(e), [str(generation)], now)
@@ -92,7 +97,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
 
     ctx = PassContext(raw=runtime.raw, inventory=runtime.inventory, recorder=runtime.recorder, policy=owner,
                       generation=generation, spec=spec, status=status, annotations=policy["metadata"].get("annotations") or {},
-                      requirements=requirements, memory=runtime.memory(name), now=now,
+                      requirements=requirements, memory=memory, now=now,
                       namespace=operator_namespace(), wake=lambda: runtime.wake_threadsafe([name]))
     # The stages, in order: what the chains must lead to, then the policy's own CA, its rotation,
     # its bundles and leaves, then the evaluation of every selected Secret.
@@ -130,7 +135,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     _post_policy_transition(ctx, new_status)
     _post_degraded_transition(ctx, new_status)
 
-    memory = ctx.memory
+    memory.last_pass = read.deciding(new_status)  # before the write: its echo finds it
     change = describe_change(status, new_status)
     if change:
         log.info("policy %s: %s", name, change)
