@@ -12,11 +12,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import ApiClient
 
+from certpolicy.conditions import Condition
 from certpolicy.handlers.echoes import LastPass
 from certpolicy.handlers.rotation_memory import RotationMemory
 from certpolicy.inventory.inventory import Inventory
@@ -69,6 +71,8 @@ class Runtime:
     memories: dict[str, PolicyMemory] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_sweep: float | None = None  # monotonic
+    #: the webhook's Enforced verdicts by policy (``Webhook.enforced``); None: no webhook runs here
+    enforcement: Callable[[str], Condition | None] | None = None
 
     def sweep_caches(self, min_interval: float = SWEEP_INTERVAL) -> int | None:
         """Drop cached engine state about Secrets that are gone or changed, at most once per
