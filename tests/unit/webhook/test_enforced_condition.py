@@ -112,3 +112,31 @@ def test_without_a_webhook_or_a_verdict_enforcement_is_not_green():
     assert (pending.status, pending.reason) == (None, "WebhookStarting")
     verdict = Condition(ENFORCED, True, "Registered", "ok")
     assert enforced_condition({"enforcement": "Deny"}, lambda _n: verdict, "p") is verdict
+
+
+def _transition(old: dict | None, new: dict) -> list[tuple[str, str]]:
+    import types
+
+    from certpolicy.handlers.enforced import post_enforced_transition
+
+    posted: list[tuple[str, str]] = []
+    ctx = types.SimpleNamespace(status={"conditions": [old] if old else []},
+                                policy_event=lambda type_, reason, message, key: posted.append((type_, reason)))
+    post_enforced_transition(ctx, {"conditions": [new]})  # type: ignore[arg-type]
+    return posted
+
+
+def _c(status: str, reason: str) -> dict:
+    return {"type": ENFORCED, "status": status, "reason": reason, "message": "m", "lastTransitionTime": "t"}
+
+
+def test_events_on_transitions_only_and_none_for_the_first_wait():
+    assert _transition(None, _c("Unknown", "WebhookStarting")) == []
+    assert _transition(_c("Unknown", "WebhookStarting"), _c("True", "Registered")) == []
+    assert _transition(_c("True", "Registered"), _c("True", "Registered")) == []
+    assert _transition(_c("True", "Registered"), _c("False", "WebhookUpkeepFailed")) == [
+        ("Warning", "WebhookUpkeepFailed")]
+    assert _transition(None, _c("False", "WebhookNotRunning")) == [("Warning", "WebhookNotRunning")]
+    assert _transition(_c("False", "WebhookUpkeepFailed"), _c("False", "NotRegistered")) == [
+        ("Warning", "NotRegistered")]
+    assert _transition(_c("False", "WebhookUpkeepFailed"), _c("True", "Registered")) == [("Normal", "Enforced")]
