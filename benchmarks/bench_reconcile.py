@@ -7,7 +7,9 @@ as a separate process (``certpolicy run``) and measures:
 * time from operator start to every policy's status being complete (goal <= 6 s),
 * latency from a Secret update to its Warning event (p50/p95 over 20 updates of Secrets that only the
   policy selecting every Secret judges, the largest pass; goal p95 <= 1 s),
-* the operator's peak RSS (goal <= 150 MiB), read from /proc/<pid>/status VmHWM.
+* the operator's peak RSS (goal <= 150 MiB), read from /proc/<pid>/status VmHWM,
+* the operator's CPU seconds (user + system) over the updates, with the load average: what the
+  passes those changes woke cost (one pass per change since the status write's echo wakes none).
 
 and, with ``--why N``, how long ``kubectl certpolicy why NS/NAME`` takes for N Secrets (the plugin
 run as a user runs it, a process of its own; goal ≤ 1 s at 100,000 Secrets).
@@ -17,7 +19,11 @@ run as a user runs it, a process of its own; goal ≤ 1 s at 100,000 Secrets).
 Secrets takes ~10 minutes and ~1 GiB of etcd on tmpfs: it is not part of ``make bench`` or CI; the
 figures go to docs/benchmarks-cluster.md.
 
+``--source DIR`` runs another tree's ``operator/`` directory instead of this one (an A/B
+comparison against a baseline commit, e.g. ``git archive main | tar -x -C /tmp/base``).
+
 Usage: .venv/bin/python benchmarks/bench_reconcile.py [--secrets 10000] [--namespaces 100] [--why 0] [--scale-100k]
+       [--source DIR]
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from certpolicy.pki.issue import issue_leaf
 from scale import (
@@ -40,6 +47,7 @@ from scale import (
     VERSION,
     b64,
     bench_cluster,
+    cpu_seconds,
     rss_mib,
     seed_tls_secrets,
     start_operator,
@@ -66,6 +74,11 @@ def main() -> int:
     ap.add_argument("--updates", type=int, default=20)
     ap.add_argument("--why", type=int, default=0, metavar="N", help="time `kubectl certpolicy why` for N Secrets")
     ap.add_argument("--scale-100k", action="store_true", help="100,000 Secrets in 1,000 namespaces, --why 20")
+    ap.add_argument("--gap", type=float, default=0.0, metavar="SECONDS",
+                    help="pause after each update's event (0: the next update at once, so a pass the last "
+                         "one woke, such as its status write's echo, may merge with the next one's)")
+    ap.add_argument("--source", type=Path, default=None, metavar="DIR",
+                    help="another tree's operator/ directory to run instead of this one (A/B)")
     args = ap.parse_args()
     if args.scale_100k:
         args.secrets, args.namespaces, args.why = 100_000, 1_000, max(args.why, 20)
@@ -92,7 +105,7 @@ def main() -> int:
 
         log_path = cluster.workdir / "bench-operator.log"
         start = time.monotonic()
-        proc = start_operator(cluster.kubeconfig, log_path)
+        proc = start_operator(cluster.kubeconfig, log_path, args.source)
         try:
             def complete() -> bool:
                 for name, n in expected.items():
@@ -106,6 +119,7 @@ def main() -> int:
 
             # Latency: replace a compliant certificate with one lacking clientAuth, wait for the event.
             latencies = []
+            cpu_before, load_before = cpu_seconds(proc.pid), os.getloadavg()[0]
             for k in range(args.updates):
                 i = k * (created // args.updates)
                 if (i // per_ns % args.namespaces) % 10 == 0:
@@ -124,6 +138,8 @@ def main() -> int:
                         raise SystemExit(f"no event for tls-{i} after 30s")
                     time.sleep(0.01)
                 latencies.append(time.monotonic() - t)
+                time.sleep(args.gap)  # independent changes, as a cluster's are: not a wait for a state
+            updates_cpu = cpu_seconds(proc.pid) - cpu_before  # the gaps included: what the changes cost in all
             latencies.sort()
             p50 = statistics.median(latencies)
             p95 = latencies[max(0, int(round(0.95 * len(latencies))) - 1)]
@@ -136,10 +152,14 @@ def main() -> int:
             print(f"secret update -> Warning event: p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms "
                   f"(n={len(latencies)}, includes the 10 ms polling of this benchmark)", flush=True)
             print(f"operator peak RSS (VmHWM): {peak:.0f} MiB", flush=True)
+            print(f"operator CPU over the {len(latencies)} updates ({args.gap:g} s apart): {updates_cpu:.2f} s "
+                  f"(load average {load_before:.1f} at their start)", flush=True)
             result = {
                 "date": dt.date.today().isoformat(), "secrets": created, "namespaces": len(namespaces),
                 "start_to_complete_s": round(to_complete, 2), "event_latency_p50_ms": round(p50 * 1000),
                 "event_latency_p95_ms": round(p95 * 1000), "peak_rss_mib": round(peak),
+                "updates_cpu_s": round(updates_cpu, 2), "updates_load_average": round(load_before, 2),
+                "gap_s": args.gap,
                 "python": platform.python_version(), "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
                 **({"why_median_s": round(statistics.median(whys), 2), "why_max_s": round(max(whys), 2)} if whys else {}),
             }

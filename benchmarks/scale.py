@@ -58,6 +58,12 @@ def rss_mib(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used so far (/proc/<pid>/stat), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
 class TLSSecrets:
     """Distinct leaves (one shared key, to keep set-up fast) from ``ca`` in ``namespaces``."""
 

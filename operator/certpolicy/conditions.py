@@ -22,6 +22,7 @@ READY = "Ready"
 COMPLIANT = "Compliant"
 DEGRADED = "Degraded"
 ROTATING = "Rotating"
+ENFORCED = "Enforced"  # spec.enforcement Warn/Deny only: its rules are registered with the webhook
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,13 @@ def merge_conditions(
         if generation is not None:
             new["observedGeneration"] = generation
         by_type[cond.type] = new
-    order = {READY: 0, COMPLIANT: 1, DEGRADED: 2, ROTATING: 3}
+    order = {READY: 0, COMPLIANT: 1, DEGRADED: 2, ROTATING: 3, ENFORCED: 4}
     return sorted(by_type.values(), key=lambda c: (order.get(c["type"], 99), c["type"]))
+
+
+def without(conditions: Sequence[Mapping[str, Any]], type_: str) -> list[dict[str, Any]]:
+    """The list without the condition of that type: one that no longer applies (merge keeps it)."""
+    return [dict(c) for c in conditions if c.get("type") != type_]
 
 
 def find(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:

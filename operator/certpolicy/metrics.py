@@ -67,6 +67,7 @@ class PolicyCollector(Collector):
         self._rotation_steps: dict[str, int] = {}
         self._rotations_finished: dict[str, dict[str, float]] = {}  # policy -> outcome -> finishedAt
         self._degraded: dict[str, str | None] = {}  # policy -> Degraded reason, None when not Degraded
+        self._passes: dict[str, int] = {}  # policy -> evaluation passes of its loop in this process
         self.inventory: Inventory | None = None  # set by the operator: for watch and inventory gauges
 
     def update(self, policy: str, report: PolicyReport) -> None:
@@ -87,6 +88,13 @@ class PolicyCollector(Collector):
         with self._lock:
             self._degraded[policy] = reason
 
+    def count_pass(self, policy: str) -> None:
+        """One evaluation pass of the policy began (counted before it writes anything, so a
+        status it wrote is never seen before its pass is counted): what each change costs, in
+        passes, is the rate of this series against the rate of the changes that woke it."""
+        with self._lock:
+            self._passes[policy] = self._passes.get(policy, 0) + 1
+
     def set_rotation_step(self, policy: str, step: int, history: Sequence = ()) -> None:
         """The current step, and from the policy's (bounded) rotation history the time the latest
         rotation of each outcome finished: the dashboard's rotation history."""
@@ -104,6 +112,7 @@ class PolicyCollector(Collector):
             self._rotation_steps.pop(policy, None)
             self._rotations_finished.pop(policy, None)
             self._degraded.pop(policy, None)
+            self._passes.pop(policy, None)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -111,6 +120,7 @@ class PolicyCollector(Collector):
             steps = dict(self._rotation_steps)
             finished = {p: dict(by_outcome) for p, by_outcome in self._rotations_finished.items()}
             degraded_reasons = dict(self._degraded)
+            passes = dict(self._passes)
         not_after = GaugeMetricFamily(
             "certpolicy_certificate_not_after_timestamp_seconds",
             "notAfter of each certificate in a selected Secret and its trust bundle (Unix seconds).",
@@ -155,7 +165,14 @@ class PolicyCollector(Collector):
                                      labels=["policy", "reason"])
         for policy, why in sorted(degraded_reasons.items()):
             degraded.add_metric([policy, why or "AsExpected"], 0.0 if why is None else 1.0)
-        yield from (not_after, findings, compliant, selected, violating, rotation, rotation_finished, degraded)
+        passes_total = CounterMetricFamily(
+            "certpolicy_policy_passes",
+            "Evaluation passes of the policy (each evaluates everything it selects) since the operator started.",
+            labels=["policy"])
+        for policy, n in sorted(passes.items()):
+            passes_total.add_metric([policy], n)
+        yield from (not_after, findings, compliant, selected, violating, rotation, rotation_finished, degraded,
+                    passes_total)
         yield from self._object_findings(reports)
         build = GaugeMetricFamily("certpolicy_build_info", "The operator's version (always 1).",
                                   labels=["version", "python_version"])

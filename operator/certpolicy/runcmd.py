@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
 
         # standalone: kopf's peering is not leader election (and would write KopfPeering objects).
         kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, identity=identity,
-                 stop_flag=stop_flag, memo=kopf.Memo(api_client=api_client, inventory=inventory))
+                 stop_flag=stop_flag, memo=kopf.Memo(api_client=api_client, inventory=inventory, webhook=webhook))
         _stop_webhook(webhook)
         inventory.stop()
         return 0
@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         # standalone: kopf's peering is not leader election (and would write KopfPeering objects);
         # the Lease decides which replica runs kopf at all (docs/operations.md, "High availability").
         kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, stop_flag=term.stop_flag,
-                 identity=identity, memo=kopf.Memo(api_client=api_client, inventory=inventory))
+                 identity=identity, memo=kopf.Memo(api_client=api_client, inventory=inventory, webhook=webhook))
         termination.install()
         term.cancel_exit()
         metrics.LEADER.set(0)

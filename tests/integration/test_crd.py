@@ -208,3 +208,5 @@ def test_printer_columns(crd, cluster, policies):
     policies(body)
     header = cluster.kubectl("get", "certpol", body["metadata"]["name"]).stdout.splitlines()[0].split()
     assert header == ["NAME", "COMPLIANT", "VIOLATIONS", "SELECTED", "ROTATION", "DEGRADED", "AGE"]
+    wide = cluster.kubectl("get", "certpol", body["metadata"]["name"], "-o", "wide").stdout.splitlines()[0].split()
+    assert wide[-3:] == ["READY", "ENFORCED", "AGE"]

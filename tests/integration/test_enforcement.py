@@ -344,3 +344,69 @@ def test_the_webhook_ca_rotates_without_one_failed_admission_call(cluster, core_
     log = (tmp_path / "operator.log").read_text()
     assert "webhook CA rotation: next CA" in log and "is the only one now" in log
     assert refused and not admitted, f"{len(admitted)} of {len(admitted) + len(refused)} calls were not refused"
+
+
+def policy_events(core_v1, name: str, reason: str) -> list:
+    return [e for e in core_v1.list_namespaced_event("default", field_selector=f"involvedObject.name={name}").items
+            if e.reason == reason]
+
+
+def test_a_failing_webhook_upkeep_is_enforced_false_on_the_policy_until_it_recovers(
+        cluster, core_v1, custom_api, namespace, policies, unique_name, operator_namespace, operator_proc):
+    """A real upkeep failure, no code patched: the webhook's CA Secret stops being the operator's
+    own (its managed-by label removed), so the upkeep refuses to use it and raises every time.
+    Entries already registered stay in force; a policy whose spec changes meanwhile cannot have
+    its new entries written: ``Enforced=False/WebhookUpkeepFailed`` naming the cause, with a
+    Warning event, not only the metric. With the label back the next upkeep writes them: True
+    again, with a Normal event."""
+    from certpolicy.kube.ownership import MANAGED_BY
+    from certpolicy.webhook.serving import CA_SECRET
+    from crd import wait_status
+
+    policies(mtls_policy(unique_name, namespace, "Deny"))
+    st = wait_status(custom_api, unique_name, lambda s: enforced_in(s) == ("True", "Registered"),
+                     "Enforced=True/Registered", timeout=60)
+    assert CONFIG in next(c for c in st["conditions"] if c["type"] == "Enforced")["message"]
+
+    manager = core_v1.read_namespaced_secret(CA_SECRET, operator_namespace).metadata.labels[MANAGED_BY]
+    core_v1.patch_namespaced_secret(CA_SECRET, operator_namespace, {"metadata": {"labels": {MANAGED_BY: None}}})
+    try:
+        # a change of what the policy selects: its entries must be written again, and cannot be
+        custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {"spec": {"selector": {
+            "secretSelector": {"matchLabels": {"tier": "payments"}}}}})
+        st = wait_status(custom_api, unique_name, lambda s: enforced_in(s) == ("False", "WebhookUpkeepFailed"),
+                         "Enforced=False/WebhookUpkeepFailed", timeout=60)
+        message = next(c for c in st["conditions"] if c["type"] == "Enforced")["message"]
+        assert "not in force" in message and "was not created by the operator's webhook" in message, message
+        assert f"{unique_name}.secrets.certpolicy.io" in message
+        wait_for(lambda: policy_events(core_v1, unique_name, "WebhookUpkeepFailed"), what="the Warning event")
+    finally:
+        core_v1.patch_namespaced_secret(CA_SECRET, operator_namespace, {"metadata": {"labels": {MANAGED_BY: manager}}})
+    wait_status(custom_api, unique_name, lambda s: enforced_in(s) == ("True", "Registered"),
+                "Enforced=True again once the upkeep works", timeout=60)
+    wait_for(lambda: policy_events(core_v1, unique_name, "Enforced"), what="the Normal event of the recovery")
+    assert len(policy_events(core_v1, unique_name, "WebhookUpkeepFailed")) == 1
+
+
+def test_entries_someone_else_removed_are_written_again(cluster, custom_api, api_client, namespace, policies,
+                                                        unique_name, operator_proc):
+    """A re-apply of the shipped (empty) configuration keeps the operator's hash annotation: the
+    upkeep used to trust the annotation and never wrote the entries again, so enforcement stayed
+    off with nothing saying so. Now it compares the entries it reads back."""
+    from certpolicy.kube.rawapi import RawClient
+    from crd import policy_status, wait_status
+
+    policies(mtls_policy(unique_name, namespace, "Deny"))
+    wait_status(custom_api, unique_name, lambda s: enforced_in(s) == ("True", "Registered"),
+                "Enforced=True/Registered", timeout=60)
+    raw = RawClient(api_client, gated=False)
+    raw.patch(f"{CONFIG_PATH}/{CONFIG}", {"webhooks": []})
+    wait_for(lambda: registered(cluster, unique_name), timeout=60, interval=0.5,
+             what="the policy's entries written again by the upkeep")
+    wait_enforced(cluster, namespace, unique_name)  # a violating write is refused again
+    assert enforced_in(policy_status(custom_api, unique_name)) == ("True", "Registered")
+
+
+def enforced_in(status: dict) -> tuple[str | None, str | None]:
+    c = next((c for c in status.get("conditions") or () if c["type"] == "Enforced"), {})
+    return c.get("status"), c.get("reason")

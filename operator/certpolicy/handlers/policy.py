@@ -56,6 +56,10 @@ async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
         loop=asyncio.get_running_loop(), owns_inventory=given is None,
     )
     inventory.wake_with(runtime.wake_threadsafe)
+    webhook = getattr(memo, "webhook", None)  # certpolicy run's; None under kopf run or --webhook-port -1
+    if webhook is not None:
+        runtime.enforcement = webhook.enforced
+        webhook.wake_with(runtime.wake_threadsafe)  # a changed Enforced verdict wakes its policy
     inventory.start()  # idempotent: a no-op when `certpolicy run` started it already
     synced = await asyncio.to_thread(inventory.wait_synced, INVENTORY_SYNC_TIMEOUT)
     if not synced:
@@ -71,6 +75,9 @@ async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.cleanup()
 async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = getattr(memo, "runtime", None)
+    webhook = getattr(memo, "webhook", None)
+    if webhook is not None:
+        webhook.wake_with(None)  # this event loop closes; the next kopf run sets its own
     if runtime is not None:
         if runtime.owns_inventory:  # one passed in (certpolicy run) outlives kopf: a standby keeps it warm
             await asyncio.to_thread(runtime.inventory.stop)
@@ -90,10 +97,12 @@ def watches_alive(memo: kopf.Memo, **_: Any) -> str:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def policy_changed(name: str, memo: kopf.Memo, **_: Any) -> None:
+def policy_changed(name: str, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
+    """A change of the policy wakes its loop, except the echo of the loop's own status write
+    (``Runtime.policy_changed``): a Secret change costs one pass, not two."""
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
-        runtime.wake(name)
+        runtime.policy_changed(name, None if type == "DELETED" else dict(body))
 
 
 #: Seconds between two attempts of a failed clean-up. kopf's own delay for an unexpected exception

@@ -18,13 +18,15 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
-from certpolicy.conditions import COMPLIANT, DEGRADED, READY, Condition, find, merge_conditions
+from certpolicy.conditions import COMPLIANT, DEGRADED, ENFORCED, READY, Condition, find, merge_conditions, without
 from certpolicy.environment import ERROR_RETRY, operator_namespace
 from certpolicy.handlers.bundles import bundles_stage, entry_namespaces
 from certpolicy.handlers.ca import ca_status_stage, ensure_ca
 from certpolicy.handlers.certmanager import certificate_spec_stage
 from certpolicy.handlers.context import PassContext, policy_object_ref
 from certpolicy.handlers.deletion import expired_ca_keys_stage
+from certpolicy.handlers.echoes import LastPass
+from certpolicy.handlers.enforced import enforced_condition, post_enforced_transition
 from certpolicy.handlers.issuance import issuance_stage
 from certpolicy.handlers.problems import Problem, degraded_condition
 from certpolicy.handlers.renewal import renewal_stage
@@ -75,6 +77,9 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     if not runtime.inventory.declare(name, Reads.of(spec, operator_namespace())):
         log.debug("policy %s: waiting for the sources it reads to sync", name)
         return now + SYNC_RETRY
+    COLLECTOR.count_pass(name)
+    memory = runtime.memory(name)
+    memory.last_pass = read = LastPass.read(policy)
 
     try:
         requirements = requirements_from_spec(spec.get("requirements") or {})
@@ -86,6 +91,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         ], generation, now)
         COLLECTOR.not_checked(name, Unchecked("InvalidSpec", str(e)))
         new_status = {"observedGeneration": generation, "conditions": conditions}
+        memory.last_pass = read.deciding(new_status)  # before the write: its echo finds it
         if status_changed(status, new_status):
             patch_status(runtime.raw, name, new_status)
             runtime.recorder.post(policy_object_ref(owner), "Warning", "InvalidSpec", str(e), [str(generation)], now)
@@ -93,7 +99,7 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
 
     ctx = PassContext(raw=runtime.raw, inventory=runtime.inventory, recorder=runtime.recorder, policy=owner,
                       generation=generation, spec=spec, status=status, annotations=policy["metadata"].get("annotations") or {},
-                      requirements=requirements, memory=runtime.memory(name), now=now,
+                      requirements=requirements, memory=memory, now=now,
                       namespace=operator_namespace(), wake=lambda: runtime.wake_threadsafe([name]))
     # The stages, in order: what the chains must lead to, then the policy's own CA, its rotation,
     # its bundles and leaves, then the evaluation of every selected Secret.
@@ -124,7 +130,12 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
 
     _post_secret_events(ctx, results, records)
     subpath = _subpath_mounts(ctx, selection)
+    enforced = enforced_condition(spec, runtime.enforcement, name)
+    if enforced is not None:
+        ctx.out.conditions.append(enforced)
     new_status = _status(ctx, report, subpath)
+    if enforced is None:  # Audit: a condition left from an earlier Warn/Deny no longer applies
+        new_status["conditions"] = without(new_status["conditions"], ENFORCED)
     new_status.update(ctx.out.status)
     next_at = ctx.out.next_at
     if next_at and (report.next_evaluation is None or next_at < report.next_evaluation):
@@ -132,8 +143,9 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         report = dataclasses.replace(report, next_evaluation=next_at)
     _post_policy_transition(ctx, new_status)
     _post_degraded_transition(ctx, new_status)
+    post_enforced_transition(ctx, new_status)
 
-    memory = ctx.memory
+    memory.last_pass = read.deciding(new_status)  # before the write: its echo finds it
     change = describe_change(status, new_status)
     if change:
         log.info("policy %s: %s", name, change)

@@ -12,11 +12,14 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import ApiClient
 
+from certpolicy.conditions import Condition
+from certpolicy.handlers.echoes import LastPass
 from certpolicy.handlers.rotation_memory import RotationMemory
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.baselines import BaselineShards
@@ -50,6 +53,8 @@ class PolicyMemory:
         default_factory=lambda: FifoCache(MAX_STORE_READS, name="store-reads"))
     #: The renewal guard's baselines (kube.baselines.BaselineShards), read once per process.
     baselines: BaselineShards | None = None
+    #: What the last pass read and the status it decided on: its own write's echo wakes nothing.
+    last_pass: LastPass | None = None
 
 
 @dataclass
@@ -66,6 +71,8 @@ class Runtime:
     memories: dict[str, PolicyMemory] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_sweep: float | None = None  # monotonic
+    #: the webhook's Enforced verdicts by policy (``Webhook.enforced``); None: no webhook runs here
+    enforcement: Callable[[str], Condition | None] | None = None
 
     def sweep_caches(self, min_interval: float = SWEEP_INTERVAL) -> int | None:
         """Drop cached engine state about Secrets that are gone or changed, at most once per
@@ -101,6 +108,16 @@ class Runtime:
         with self.lock:
             self.memories.pop(policy, None)
         self.inventory.forget(policy)
+
+    def policy_changed(self, policy: str, body: dict[str, Any] | None) -> None:
+        """kopf heard a change of the policy (``body``; None: it is gone): wake its loop unless
+        the change is only the echo of the last pass's own status write (handlers/echoes.py)."""
+        with self.lock:
+            memory = self.memories.get(policy)
+        last = memory.last_pass if memory is not None else None
+        if body is not None and last is not None and last.echoed_by(body):
+            return
+        self.wake(policy)
 
     def wake(self, policy: str) -> None:
         event = self.wakeups.get(policy)

@@ -36,6 +36,11 @@ def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> boo
     return _stable(relevant) != _stable(new)
 
 
+def same_status(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """Whether two whole statuses are equal in everything but the evaluation timestamps."""
+    return _stable(a or {}) == _stable(b or {})
+
+
 def patch_status(raw: RawClient, name: str, status: Mapping[str, Any]) -> dict:
     """Merge-patch the given top-level status fields (each one replaced as a whole)."""
     return raw.patch(policy_path(name, "status"), {"status": dict(status)})

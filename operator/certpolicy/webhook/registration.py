@@ -9,15 +9,16 @@ has ``failurePolicy: Ignore`` and a short timeout: an operator outage never bloc
 
 The operator writes only its own configuration (RBAC ``resourceNames``). In a cluster it is
 shipped empty by the manifests and chart (RBAC cannot grant ``create`` by name); outside one,
-``certpolicy run`` creates it. A hash of what was written is kept in an annotation, so an
-unchanged configuration is never rewritten.
+``certpolicy run`` creates it. A hash of what was written is kept in an annotation, and the
+configuration is rewritten only when that hash differs or its entries, read back, no longer hold
+what was written (someone removed or changed them and kept the annotation).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubernetes.client import ApiException
@@ -132,21 +133,45 @@ def configuration(policies: Sequence[EnforcedPolicy], client: ClientConfig, ca_b
             "webhooks": webhooks}
 
 
-def apply(raw: RawClient, body: dict[str, Any]) -> bool:
-    """Make the configuration ``body``; returns whether it was written (False: already so)."""
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    body = json.loads(json.dumps(body))
-    body["metadata"]["annotations"] = {HASH_ANNOTATION: digest}
+def read(raw: RawClient) -> dict[str, Any] | None:
+    """The configuration as the API server holds it (None: there is none)."""
     try:
-        existing = raw.get(f"{CONFIG_PATH}/{CONFIG_NAME}")
+        return raw.get(f"{CONFIG_PATH}/{CONFIG_NAME}")
     except ApiException as e:
         if e.status != 404:
             raise
-        write_operator_object(raw, CONFIG_PATH, CONFIG_NAME, body, None)
-        return True
-    if ((existing.get("metadata") or {}).get("annotations") or {}).get(HASH_ANNOTATION) == digest:
-        return False
+        return None
+
+
+def apply(raw: RawClient, body: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Make the configuration ``body`` from ``existing`` (as :func:`read` returned it); returns
+    what the API server stored when it was written, None when it already was so. "Already so" is
+    the hash of what was last written *and* the entries held as written: a configuration whose
+    entries someone else changed (a re-apply of the shipped empty one keeps the annotation) is
+    written again."""
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    body = json.loads(json.dumps(body))
+    body["metadata"]["annotations"] = {HASH_ANNOTATION: digest}
+    if existing is None:
+        return write_operator_object(raw, CONFIG_PATH, CONFIG_NAME, body, None)
+    if (((existing.get("metadata") or {}).get("annotations") or {}).get(HASH_ANNOTATION) == digest
+            and _holds_entries(existing, body)):
+        return None
     # Keep what others annotated (kubectl's last-applied configuration, say); only the webhooks are ours.
     body["metadata"]["annotations"] = {**(existing["metadata"].get("annotations") or {}), HASH_ANNOTATION: digest}
-    write_operator_object(raw, CONFIG_PATH, CONFIG_NAME, body, existing)
-    return True
+    return write_operator_object(raw, CONFIG_PATH, CONFIG_NAME, body, existing)
+
+
+def holds(live: Any, wanted: Any) -> bool:
+    """Whether ``live`` holds everything of ``wanted`` (the API server adds defaults, never
+    removes what was written): dicts key by key, lists item by item, the rest equal."""
+    if isinstance(wanted, Mapping):
+        return isinstance(live, Mapping) and all(holds(live.get(k), v) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return isinstance(live, list) and len(live) == len(wanted) and all(map(holds, live, wanted))
+    return bool(live == wanted)
+
+
+def _holds_entries(live: dict[str, Any], body: dict[str, Any]) -> bool:
+    have = {w.get("name"): w for w in live.get("webhooks") or ()}
+    return len(have) == len(body["webhooks"]) and all(holds(have.get(w["name"]), w) for w in body["webhooks"])

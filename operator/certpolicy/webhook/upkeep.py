@@ -18,11 +18,14 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography import x509
 from kubernetes.client import ApiClient
 
 from certpolicy import metrics
+from certpolicy.conditions import Condition
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.managed import whoami
 from certpolicy.kube.rawapi import RawClient, redact
@@ -30,6 +33,7 @@ from certpolicy.kube.writegate import WRITE_GATE, NotLeader
 from certpolicy.policy.admission import ALLOW, Verdict
 from certpolicy.webhook import registration, serving
 from certpolicy.webhook.decide import Decider
+from certpolicy.webhook.enforcement import judge
 from certpolicy.webhook.policies import PolicyIndex
 from certpolicy.webhook.review import Request
 from certpolicy.webhook.server import WebhookServer
@@ -79,6 +83,13 @@ class Webhook:
         self._rotating = False
         self._held: set[tuple[str, str, str]] = set()
         self._left_out: list[str] = []  # enforcing policies beyond registration.MAX_POLICIES
+        #: the configuration as last read back or written by this upkeep (None: not this time)
+        self._live: dict | None = None
+        self._serving_cert: x509.Certificate | None = None  # what the server serves
+        #: each enforcing policy's Enforced condition, judged after every upkeep of the leader
+        self._enforced: dict[str, Condition] = {}
+        self._enforced_lock = threading.Lock()
+        self._notify: Callable[[list[str]], None] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhook-upkeep", daemon=True)
@@ -107,19 +118,63 @@ class Webhook:
         return ALLOW
 
     # ---- upkeep ---------------------------------------------------------------------------------
+    def enforced(self, policy: str) -> Condition | None:
+        """The policy's ``Enforced`` condition as the last upkeep judged it (None: not judged,
+        the policy is not enforcing or this replica is not the leader)."""
+        with self._enforced_lock:
+            return self._enforced.get(policy)
+
+    def wake_with(self, callback: Callable[[list[str]], None] | None) -> None:
+        """``callback(policies)`` is called (from the upkeep thread) with the policies whose
+        ``Enforced`` verdict changed; the operator's policy loops, set again each time kopf runs."""
+        self._notify = callback
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
+            error = None
             try:
+                self._live = None
                 self.upkeep()
                 metrics.WEBHOOK_UPKEEP_FAILING.set(0)
             except NotLeader:
                 pass  # lost the Lease meanwhile: the new leader does it
-            except Exception as e:  # noqa: BLE001 - retried at the next period; logged and in the metric
+            except Exception as e:  # noqa: BLE001 - retried at the next period; logged, in the metric and the condition
                 metrics.WEBHOOK_UPKEEP_FAILING.set(1)
-                log.warning("webhook upkeep failed (%s); retrying", redact(f"{type(e).__name__}: {e}")[:200])
+                error = redact(f"{type(e).__name__}: {e}")[:200]
+                log.warning("webhook upkeep failed (%s); retrying", error)
+            try:
+                self._judge(error)
+            except NotLeader:
+                pass
+            except Exception as e:  # noqa: BLE001 - the verdicts are judged again after the next upkeep
+                log.warning("judging the enforcing policies' registration failed (%s)",
+                            redact(f"{type(e).__name__}: {e}")[:200])
             # A CA rotation moves on as soon as its delay allows; otherwise every UPKEEP_PERIOD.
             self._wake.wait(min(UPKEEP_PERIOD, self.propagation / 2) if self._rotating else UPKEEP_PERIOD)
+
+    def _judge(self, error: str | None) -> None:
+        """Each enforcing policy's ``Enforced`` verdict from the configuration as the API server
+        holds it (webhook/enforcement.py); the policies whose verdict changed are woken."""
+        if not WRITE_GATE.is_open():
+            return  # a standby runs no policy loop; the leader judges
+        live = self._live
+        if live is None and (self.server.loaded.is_set() and self.index.synced):
+            try:  # the upkeep failed before it read the configuration: read it now
+                live = registration.read(self.raw)
+            except Exception:  # noqa: BLE001 - unknown then: judged with the upkeep's error
+                live = None
+        enforcing = self.index.enforcing()
+        verdicts = judge(enforcing, lambda p: registration.entries(p, self._client_config, "", self.namespace,
+                                                                    self.operator_user),
+                         live, self._serving_cert, error=error, left_out=frozenset(self._left_out))
+        with self._enforced_lock:
+            changed = sorted(n for n in set(verdicts) | set(self._enforced)
+                             if verdicts.get(n) != self._enforced.get(n))
+            self._enforced = verdicts
+        notify = self._notify
+        if changed and notify is not None:
+            notify(changed)
 
     def upkeep(self) -> None:
         if WRITE_GATE.is_open():  # the leader
@@ -165,7 +220,10 @@ class Webhook:
                         ", ".join(p.name for p in left_out))
         self._left_out = [p.name for p in left_out]
         body = registration.configuration(enforcing, self._client_config, bundle, self.namespace, self.operator_user)
-        if registration.apply(self.raw, body):
+        self._live = live = registration.read(self.raw)
+        written = registration.apply(self.raw, body, live)
+        if written is not None:
+            self._live = written
             log.info("webhook configuration %s: %d entries for %d enforcing policies", registration.CONFIG_NAME,
                      len(body["webhooks"]), len(enforcing))
         if self._bundle_since is None or self._bundle_since[0] != bundle:
@@ -179,6 +237,7 @@ class Webhook:
         if current is None or current.resource_version == self._serving_version:
             return
         self.server.load_certificate(current.cert_pem, current.key_pem)
+        self._serving_cert = x509.load_pem_x509_certificate(current.cert_pem)
         self._serving_version = current.resource_version
         log.info("webhook serving certificate loaded (Secret %s/%s, resourceVersion %s)", self.namespace,
                  serving.SERVING_SECRET, current.resource_version)

@@ -17,6 +17,8 @@ def _webhook(enforcing: list, upkeep=None) -> Webhook:
     wh.server.loaded.set()
     wh.index = types.SimpleNamespace(synced=True, enforcing=lambda: enforcing)
     wh._client_config, wh.raw = None, None
+    wh._live, wh._serving_cert, wh._enforced, wh._notify = None, None, {}, None
+    wh._enforced_lock = threading.Lock()
     if upkeep is not None:
         wh.upkeep = upkeep
     return wh
@@ -25,7 +27,8 @@ def _webhook(enforcing: list, upkeep=None) -> Webhook:
 def test_policies_beyond_the_limit_are_counted(monkeypatch):
     seen = {}
     monkeypatch.setattr(registration, "configuration", lambda policies, *a: {"webhooks": [], "n": len(policies)})
-    monkeypatch.setattr(registration, "apply", lambda raw, body: seen.setdefault("body", body) and False)
+    monkeypatch.setattr(registration, "read", lambda raw: None)
+    monkeypatch.setattr(registration, "apply", lambda raw, body, existing: seen.setdefault("body", body) and None)
     policies = [types.SimpleNamespace(name=f"p{i:03d}") for i in range(registration.MAX_POLICIES + 3)]
     wh = _webhook(policies)
     wh._register("bundle")
