@@ -11,67 +11,13 @@ CI (kubelet sync 10 s on the local node, propagation delay 30 s).
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import time
 import uuid
 
 import yaml
+from e2e_workloads import OPERATOR_NAMESPACE, WORKLOAD, bundle_fps, last_counts, pem_fp, workload_spec
 
 from kubewait import WaitTimeout, wait_for
-from paths import REPO
-
-OPERATOR_NAMESPACE = "certpolicy-system"
-WORKLOAD = REPO / "tests" / "e2e" / "mtls_workload.py"
-
-
-def _fp(pem: str) -> str:
-    der = base64.b64decode("".join(line for line in pem.strip().splitlines() if "-----" not in line))
-    return hashlib.sha256(der).hexdigest()[:16]
-
-
-def _bundle_fps(pem: str) -> list[str]:
-    parts = [p + "-----END CERTIFICATE-----" for p in pem.split("-----END CERTIFICATE-----") if "BEGIN" in p]
-    return sorted(_fp(p) for p in parts)
-
-
-def _workload(name: str, ns: str, image: str, role: str, secret: str, sub_path: bool = False) -> dict:
-    """A Pod, or (subPath) a Deployment: what the operator can rollout-restart."""
-    if sub_path:
-        mounts = [{"name": "tls", "mountPath": "/tls/tls.crt", "subPath": "tls.crt"}]
-        command = ["python3", "-c", "import time; time.sleep(10**9)"]
-    else:
-        mounts = [{"name": "tls", "mountPath": "/tls", "readOnly": True},
-                  {"name": "ca", "mountPath": "/ca", "readOnly": True},
-                  {"name": "app", "mountPath": "/app", "readOnly": True}]
-        command = ["python3", "-u", "/app/mtls_workload.py", role]
-    pod = {
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
-        "spec": {
-            "terminationGracePeriodSeconds": 1,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": role, "image": image, "imagePullPolicy": "IfNotPresent", "command": command,
-                "volumeMounts": mounts,
-                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]}},
-            }],
-            "volumes": [{"name": "tls", "secret": {"secretName": secret}},
-                        {"name": "ca", "configMap": {"name": "mtls-ca"}},
-                        {"name": "app", "configMap": {"name": "mtls-app"}}],
-        },
-    }
-    if not sub_path:
-        return {"apiVersion": "v1", "kind": "Pod", **pod}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}}, "spec": pod["spec"]}}}
-
-
-def _last_counts(backend, ns: str, pod: str) -> dict | None:
-    lines = backend.kubectl("logs", "-n", ns, pod, "--tail=50").splitlines()
-    counts = [json.loads(line) for line in lines if line.startswith("{") and '"counts"' in line]
-    return counts[-1] if counts else None
 
 
 def _policy(backend, name: str) -> dict:
@@ -111,13 +57,13 @@ def test_rotation_with_real_workloads_and_an_operator_restart(installed):
              interval=1, what="the trust bundle ConfigMap")
 
     image = installed.workload_image
-    docs = [_workload("mtls-server", ns, image, "server", "server-tls")]
+    docs = [workload_spec("mtls-server", ns, image, "server", "server-tls")]
     k("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-    wait_for(lambda: _last_counts(installed, ns, "mtls-server"), timeout=120, interval=1, what="the server to serve")
-    docs = [_workload("mtls-client", ns, image, "client", "client-tls"),
-            _workload("subpath-leaf", ns, image, "subpath", "server-tls", sub_path=True)]
+    wait_for(lambda: last_counts(installed, ns, "mtls-server"), timeout=120, interval=1, what="the server to serve")
+    docs = [workload_spec("mtls-client", ns, image, "client", "client-tls"),
+            workload_spec("subpath-leaf", ns, image, "subpath", "server-tls", sub_path=True)]
     k("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-    wait_for(lambda: (_last_counts(installed, ns, "mtls-client") or {}).get("workload", {}).get("ok", 0) > 5,
+    wait_for(lambda: (last_counts(installed, ns, "mtls-client") or {}).get("workload", {}).get("ok", 0) > 5,
              timeout=120, interval=1, what="the client's first handshakes")
 
     # The subPath mount is reported before anything rotates.
@@ -160,19 +106,19 @@ def test_rotation_with_real_workloads_and_an_operator_restart(installed):
 
     # Both workloads end on the new leaves and a bundle without the old CA, loaded from their
     # volumes; every handshake on the way succeeded.
-    server_leaf = _fp(base64.b64decode(installed.get("secret", "-n", ns, "server-tls")["data"]["tls.crt"]).decode())
-    client_leaf = _fp(base64.b64decode(installed.get("secret", "-n", ns, "client-tls")["data"]["tls.crt"]).decode())
-    bundle = _bundle_fps(installed.get("configmap", "-n", ns, "mtls-ca")["data"]["ca.crt"])
+    server_leaf = pem_fp(base64.b64decode(installed.get("secret", "-n", ns, "server-tls")["data"]["tls.crt"]).decode())
+    client_leaf = pem_fp(base64.b64decode(installed.get("secret", "-n", ns, "client-tls")["data"]["tls.crt"]).decode())
+    bundle = bundle_fps(installed.get("configmap", "-n", ns, "mtls-ca")["data"]["ca.crt"])
 
     def settled():
-        server, client = _last_counts(installed, ns, "mtls-server"), _last_counts(installed, ns, "mtls-client")
+        server, client = last_counts(installed, ns, "mtls-server"), last_counts(installed, ns, "mtls-client")
         done = (server["leaf"] == server_leaf and client["leaf"] == client_leaf and server["bundle"] == bundle
                 and client["bundle"] == bundle and client["workload"]["peer"] == server_leaf
                 and server["workload"]["peer"] == client_leaf)
         return done and (server, client)
     server, client = wait_for(settled, timeout=120, interval=2, what="both workloads on the new leaves and bundle")
     time.sleep(3)  # a few more handshakes on the final material (counted below, not a wait for state)
-    server, client = _last_counts(installed, ns, "mtls-server"), _last_counts(installed, ns, "mtls-client")
+    server, client = last_counts(installed, ns, "mtls-server"), last_counts(installed, ns, "mtls-client")
     print(f"mTLS handshakes through the rotation: client ok={client['workload']['ok']} "
           f"failed={client['workload']['failed']}; server ok={server['workload']['ok']} "
           f"failed={server['workload']['failed']}; leaf reloads: client {client['reloads']}, server "

@@ -8,9 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 from cryptography import x509
 
@@ -18,8 +16,8 @@ import certgen
 import certmanager
 from crd import GROUP, PLURAL, VERSION, policy_status
 from kubewait import wait_for
+from plugincli import PLUGIN
 
-PLUGIN = Path(sys.executable).parent / "kubectl-certpolicy"
 USAGES_MTLS = ["digital signature", "key encipherment", "server auth", "client auth"]
 FIX = "add `client auth` to spec.usages"
 #: cert-manager labels every Secret it issues into so (PartOfCertManagerControllerLabelKey): a policy

@@ -11,6 +11,7 @@ chains to it). An abort before step 3 leaves the Issuer's Secret at its resource
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 
 from cryptography import x509
@@ -22,6 +23,7 @@ from certpolicy.pki.fingerprint import fingerprint
 from crd import GROUP, PLURAL, VERSION, policy_status
 from kubewait import wait_for
 from operator_process import OperatorProcess
+from plugincli import plugin
 
 CERTIFICATES = 30
 USAGES = ["digital signature", "key encipherment", "server auth", "client auth"]
@@ -313,3 +315,35 @@ def test_a_cluster_issuer_rotates_its_certificates_in_every_namespace_and_no_oth
         assert leaf_issuer_fingerprint(core_v1, ns, f"{cert}-tls", [ca.cert, new_ca]) == done["newCA"], (ns, cert)
     bystander = certmanager.get(custom_api, namespace, "certificates", "bystander")
     assert bystander["status"]["revision"] == 1 and certmanager.condition(bystander, "Issuing") is None
+
+
+def test_rotate_plan_lists_the_issuers_certificates_as_the_leaves_step_3_reissues(
+        cert_manager, crd, cluster, operator, custom_api, core_v1, namespace, policies, unique_name):
+    """Without reading the Issuer's Certificates the plan took their Secrets for leaves someone else
+    must replace (unmanagedLeaves: step 4 waiting on their owners), not ones step 3 re-issues."""
+    old = fingerprint(issue_all(core_v1, custom_api, namespace, 3))
+    # A Certificate of another Issuer in the same namespace is not one the rotation re-issues.
+    other = certgen.root(f"other issuer CA {uuid.uuid4().hex[:6]}")
+    certmanager.ca_issuer(core_v1, custom_api, namespace, "other", other.pem, other.key_pem())
+    certmanager.apply(custom_api, namespace, "certificates", certmanager.certificate(
+        "elsewhere", issuer_name="other", secret_name="elsewhere", dns_names=[f"elsewhere.{namespace}.test"],
+        usages=USAGES, private_key={"algorithm": "ECDSA", "size": 256}))
+    certmanager.wait_issued(custom_api, namespace, "elsewhere", timeout=120)
+    policies(issuer_policy(unique_name, namespace, rotation={"propagationDelay": "3s"}))
+    wait_for(lambda: (policy_status(custom_api, unique_name).get("ca") or {}).get("fingerprint") == old, timeout=60,
+             what="the Issuer's CA active in status")
+
+    done = plugin(cluster, "rotate", "plan", unique_name, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    ours = [f"{namespace}/app-{i}" for i in range(3)]
+    assert plan["managedLeaves"] == ours
+    assert plan["unmanagedLeaves"] == []
+    issued = plan["issuerCertificates"]
+    assert issued["issuer"] == f"Issuer {namespace}/{ISSUER}" and not issued["capped"]
+    assert [(c["certificate"], c["secret"], c["ready"], c["chainsTo"], c["onActiveCA"])
+            for c in issued["certificates"]] == [(leaf, leaf, True, old, True) for leaf in ours]
+    assert plan["completes"] and plan["forecast"]["outcome"] == "Completed"
+    human = plugin(cluster, "rotate", "plan", unique_name)
+    assert human.returncode == 0 and f"Certificates of Issuer {namespace}/{ISSUER}" in human.stdout, human.stdout
+    assert "Reads:" in plugin(cluster, "rotate", "--help").stdout

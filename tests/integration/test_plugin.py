@@ -11,9 +11,7 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -22,13 +20,7 @@ from certpolicy.kube.namespaces import ensure_namespace
 from crd import GROUP, PLURAL, VERSION, condition, policy_status
 from kubewait import wait_for
 from paths import REPO
-
-PLUGIN = Path(sys.executable).parent / "kubectl-certpolicy"
-
-
-def plugin(cluster, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(PLUGIN), *args, "--kubeconfig", str(cluster.kubeconfig)],
-                          capture_output=True, text=True, timeout=120)
+from plugincli import PLUGIN, plugin
 
 
 def via_kubectl(cluster, *args: str) -> subprocess.CompletedProcess:

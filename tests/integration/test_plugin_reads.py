@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -22,9 +21,9 @@ import pytest
 
 import certgen
 from certpolicy.kube.namespaces import ensure_namespace
+from plugincli import PLUGIN
 
 GROUP, VERSION = "certpolicy.io", "v1alpha1"
-PLUGIN = Path(sys.executable).parent / "kubectl-certpolicy"
 #: The optional kinds `why` lists to find where a CA is (none of them holds Secret data).
 BUNDLE_KINDS_RULES = [
     {"apiGroups": ["certificates.k8s.io"], "resources": ["clustertrustbundles"], "verbs": ["list"]},

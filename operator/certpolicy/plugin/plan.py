@@ -54,8 +54,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("Reads: get the CertificatePolicy; list Namespaces (metadata only); the Secrets its selector can select (TLS "
                      "Secrets by fieldSelector and its secretSelector, in the namespaces its namespaceSelector "
                      "matches; Secrets of other types with its labels; get each Secret in selector.names and "
-                     "issuance); list Pods; get each CA Secret as metadata only. Secrets are parsed as they arrive: "
-                     "no tls.key is kept or printed.")
+                     "issuance); list Pods; get each CA Secret as metadata only; with spec.ca.certManager, list "
+                     "cert-manager Certificates (the Issuer's namespace; for a ClusterIssuer every namespace, paged "
+                     "and capped) and get the Secret of each one the Issuer signs. Secrets are parsed as they "
+                     "arrive: no tls.key is kept or printed.")
+    parser.add_argument("--cert-manager-namespace", metavar="NS", default=None,
+                        help="cert-manager's cluster resource namespace, where a ClusterIssuer's CA Secret lives "
+                             "(default: $CERTPOLICY_CERT_MANAGER_NAMESPACE, else cert-manager), as the operator's")
     parser.add_argument("words", nargs="+", metavar="plan POLICY",
                         help="plan POLICY: make the plan (a rotation itself is requested with the "
                              "certpolicy.io/rotate annotation)")
@@ -144,11 +149,32 @@ def target_reader(status: Mapping[str, Any], state, active: str | None):
     return read, unwritable
 
 
+def issuer_certificates(raw, spec: Mapping[str, Any], cluster_resource_namespace: str):
+    """With ``spec.ca.certManager``: (the Issuer, the Certificates it signs by their Secret), read
+    as the operator's rotation reads them (one bounded list); None without the field."""
+    from kubernetes.client import ApiException
+
+    from certpolicy.kube.certmanager import IssuerRef, list_issued
+
+    ref = IssuerRef.from_spec(spec, cluster_resource_namespace)
+    if ref is None:
+        return None
+    try:
+        return ref, list_issued(raw, ref)
+    except ApiException as e:
+        if e.status == 404:
+            raise TargetError(f"the policy rotates {ref}, but this cluster serves no certificates.cert-manager.io "
+                              "(cert-manager's CRDs are not installed)") from None
+        raise TargetError(f"cannot list certificates.cert-manager.io for {ref}: HTTP {e.status}") from None
+
+
 def make_plan(raw, policy: Mapping[str, Any], inventory, operator_namespace: str, now: dt.datetime,
-              probe_allow: str | None, request: str = "plan") -> dict[str, Any]:
-    """The plan, from the live policy and an inventory of the cluster (synced, its reads declared)."""
+              probe_allow: str | None, request: str = "plan", issuer=None) -> dict[str, Any]:
+    """The plan, from the live policy and an inventory of the cluster (synced, its reads declared);
+    ``issuer``: :func:`issuer_certificates` of the policy (its Certificates are managed leaves)."""
     from certpolicy.environment import PROBE_RETRY
     from certpolicy.inventory.observation import build_observation
+    from certpolicy.kube.certmanager import is_ready
     from certpolicy.rotation import RotationSettings, RotationState, StateError
     from certpolicy.rotation.forecast import forecast
     from certpolicy.rotation.probeallow import AllowList
@@ -171,12 +197,15 @@ def make_plan(raw, policy: Mapping[str, Any], inventory, operator_namespace: str
     cas, absent = observed_cas(raw, status, state, settings, operator_namespace)
     read_target, unwritable = target_reader(status, state, active)
     annotations = (policy.get("metadata") or {}).get("annotations") or {}
+    issued = issuer[1].by_secret if issuer is not None else None
     obs = build_observation(inventory, spec, status, annotations, now, settings, cas=cas, absent=absent,
-                            ca_certs=(), read_target=read_target)
+                            ca_certs=(), read_target=read_target,
+                            issuer_leaves=None if issued is None else {k: is_ready(c) for k, c in issued.items()})
     allow = AllowList.parse(probe_allow) if probe_allow is not None else AllowList.from_env()
     fc = forecast(state, obs, settings, now, probe_verdict=lambda p: allow.refusal(p.host),
                   unwritable=frozenset(unwritable), request=request)
     leaves = sorted(obs.leaves, key=lambda leaf: leaf.id)
+    by_id = {leaf.id: leaf for leaf in leaves}
     return {
         "policy": name, "ca": {"fingerprint": active, "secretName": settings.ca_secret_name},
         "running": ({"id": state.current.id, "step": state.current.step, "phase": state.current.phase}
@@ -194,6 +223,13 @@ def make_plan(raw, policy: Mapping[str, Any], inventory, operator_namespace: str
                      "events": [{"reason": r, "message": m} for r, m in fc.events]},
         "targets": [{"id": t, "writable": t not in unwritable} for t in sorted(obs.targets)],
         "managedLeaves": [leaf.id for leaf in leaves if leaf.managed],
+        "issuerCertificates": None if issuer is None or issued is None else {
+            "issuer": str(issuer[0]), "capped": issuer[1].capped,
+            "certificates": [{"certificate": f"{k.partition('/')[0]}/{(c.get('metadata') or {}).get('name')}",
+                              "secret": k, "ready": is_ready(c),
+                              "chainsTo": by_id[k].issuer if k in by_id else None,
+                              "onActiveCA": k in by_id and by_id[k].issuer == active}
+                             for k, c in sorted(issued.items())]},
         "unmanagedLeaves": [leaf.id for leaf in leaves if not leaf.managed and leaf.issuer == active],
         "podsReadingAtStart": [{"pod": p.id, "owner": p.owner, "leaves": sorted(p.leaves),
                                 "bundles": sorted(p.bundles)} for p in obs.pods],
@@ -221,12 +257,17 @@ def run(args: argparse.Namespace, raw) -> int:
               if isinstance(i, dict) and i.get("namespace") and i.get("secretName")]
     # What the operator's observation reads: the policy's selection, its issued leaves, every Pod
     # (which ones read a leaf or bundle only at start); no other Secret.
+    from certpolicy.environment import cert_manager_namespace
+
+    issuer = issuer_certificates(raw, spec, args.cert_manager_namespace or cert_manager_namespace())
+    if issuer is not None:  # the Secrets of the Issuer's Certificates are leaves too, selected or not
+        issued += [(k.partition("/")[0], k.partition("/")[2]) for k in issuer[1].by_secret]
     inventory = for_policy(raw, spec, extra_names=issued, pods=True)
     for what in inventory.capped:
         print(f"warning: more than {MAX_ITEMS} {what}: only the first were examined", file=sys.stderr)
     try:
         doc = make_plan(raw, policy, inventory, operator_namespace(), dt.datetime.now(dt.UTC),
-                        args.probe_allow, args.request)
+                        args.probe_allow, args.request, issuer=issuer)
     except UsageError as e:
         raise TargetError(str(e)) from None
     if structured(args):
@@ -271,6 +312,12 @@ def write(doc: Mapping[str, Any], out) -> None:
         ("bundle targets", [[t["id"], "yes" if t["writable"] else "NO (see status.bundleTargets)"]
                             for t in doc["targets"]], ["target", "writable"]),
         ("managed leaves (re-issued in step 3)", [[m] for m in doc["managedLeaves"]], ["leaf"]),
+        *([(f"Certificates of {cm['issuer']} (cert-manager re-issues them in step 3"
+            + ("; MORE WERE NOT LISTED, the list was capped" if cm["capped"] else "") + ")",
+            [[c["certificate"], c["secret"], "yes" if c["ready"] else "NO", (c["chainsTo"] or "-")[:19],
+              "yes" if c["onActiveCA"] else "no"] for c in cm["certificates"]],
+            ["certificate", "secret", "ready", "chains to", "on the active CA"])]
+          if (cm := doc["issuerCertificates"]) is not None else []),
         ("unmanaged leaves on this CA (step 4 waits for their owners)", [[m] for m in doc["unmanagedLeaves"]],
          ["leaf"]),
         ("Pods that read a leaf or bundle only at start (subPath, env, envFrom, trust-loaded-at-start)",
