@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 
+from kubewait import wait_for
 from paths import REPO
 
 OPERATOR_NAMESPACE = "certpolicy-system"
@@ -62,3 +64,28 @@ def last_counts(backend, ns: str, pod: str) -> dict | None:
     return counts[-1] if counts else None
 
 
+
+
+def assert_no_failed_handshake(backend, ns: str, server_leaf: str, client_leaf: str, bundle: list[str],
+                               what: str) -> tuple[dict, dict]:
+    """Wait until both workloads run on these leaves and this bundle, loaded from their volumes,
+    then assert that every handshake on the way succeeded; returns their last counts."""
+    def settled():
+        server, client = last_counts(backend, ns, "mtls-server"), last_counts(backend, ns, "mtls-client")
+        done = (server["leaf"] == server_leaf and client["leaf"] == client_leaf and server["bundle"] == bundle
+                and client["bundle"] == bundle and client["workload"]["peer"] == server_leaf
+                and server["workload"]["peer"] == client_leaf)
+        return done and (server, client)
+    wait_for(settled, timeout=120, interval=2, what="both workloads on the new leaves and bundle")
+    time.sleep(3)  # a few more handshakes on the final material (counted below, not a wait for state)
+    server, client = last_counts(backend, ns, "mtls-server"), last_counts(backend, ns, "mtls-client")
+    print(f"mTLS handshakes through {what}: client ok={client['workload']['ok']} "
+          f"failed={client['workload']['failed']}; server ok={server['workload']['ok']} "
+          f"failed={server['workload']['failed']}; leaf reloads: client {client['reloads']}, server "
+          f"{server['reloads']}; client connections before the Service first routed: "
+          f"{client['workload']['startupFailures']}")
+    assert client["workload"]["failed"] == 0, client["workload"]["lastError"]
+    assert server["workload"]["failed"] == 0, server["workload"]["lastError"]
+    assert client["workload"]["ok"] > 100
+    assert client["reloads"] >= 2 and server["reloads"] >= 2  # new CA in the bundle, new leaf, old CA out
+    return server, client

@@ -18,7 +18,7 @@ import uuid
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from e2e_workloads import WORKLOAD, bundle_fps, last_counts, pem_fp, workload_spec
+from e2e_workloads import WORKLOAD, assert_no_failed_handshake, bundle_fps, last_counts, pem_fp, workload_spec
 
 import certgen
 import certmanager
@@ -114,24 +114,8 @@ def test_a_ca_issuer_rotation_with_two_mtls_pods_fails_no_handshake(installed, t
         bundle = bundle_fps(installed.get("configmap", "-n", ns, "mtls-ca")["data"]["ca.crt"])
         assert bundle == [new_fp]
 
-        def settled():
-            server, client = last_counts(installed, ns, "mtls-server"), last_counts(installed, ns, "mtls-client")
-            done = (server["leaf"] == leaves["server-tls"] and client["leaf"] == leaves["client-tls"]
-                    and server["bundle"] == bundle and client["bundle"] == bundle
-                    and client["workload"]["peer"] == leaves["server-tls"]
-                    and server["workload"]["peer"] == leaves["client-tls"])
-            return done and (server, client)
-        wait_for(settled, timeout=120, interval=2, what="both workloads on the new leaves and bundle")
-        time.sleep(3)  # a few more handshakes on the final material (counted below, not a wait for state)
-        server, client = last_counts(installed, ns, "mtls-server"), last_counts(installed, ns, "mtls-client")
-        print(f"mTLS handshakes through the Issuer rotation: client ok={client['workload']['ok']} "
-              f"failed={client['workload']['failed']}; server ok={server['workload']['ok']} "
-              f"failed={server['workload']['failed']}; leaf reloads: client {client['reloads']}, "
-              f"server {server['reloads']}")
-        assert client["workload"]["failed"] == 0, client["workload"]["lastError"]
-        assert server["workload"]["failed"] == 0, server["workload"]["lastError"]
-        assert client["workload"]["ok"] > 100
-        assert client["reloads"] >= 2 and server["reloads"] >= 2  # new CA in the bundle, new leaf, old CA out
+        assert_no_failed_handshake(installed, ns, leaves["server-tls"], leaves["client-tls"], bundle,
+                                   "the Issuer rotation")
         assert cm.alive(), cm.log_text()[-3000:]
     finally:
         cm.stop()

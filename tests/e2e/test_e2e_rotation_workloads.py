@@ -15,7 +15,15 @@ import time
 import uuid
 
 import yaml
-from e2e_workloads import OPERATOR_NAMESPACE, WORKLOAD, bundle_fps, last_counts, pem_fp, workload_spec
+from e2e_workloads import (
+    OPERATOR_NAMESPACE,
+    WORKLOAD,
+    assert_no_failed_handshake,
+    bundle_fps,
+    last_counts,
+    pem_fp,
+    workload_spec,
+)
 
 from kubewait import WaitTimeout, wait_for
 
@@ -110,24 +118,7 @@ def test_rotation_with_real_workloads_and_an_operator_restart(installed):
     client_leaf = pem_fp(base64.b64decode(installed.get("secret", "-n", ns, "client-tls")["data"]["tls.crt"]).decode())
     bundle = bundle_fps(installed.get("configmap", "-n", ns, "mtls-ca")["data"]["ca.crt"])
 
-    def settled():
-        server, client = last_counts(installed, ns, "mtls-server"), last_counts(installed, ns, "mtls-client")
-        done = (server["leaf"] == server_leaf and client["leaf"] == client_leaf and server["bundle"] == bundle
-                and client["bundle"] == bundle and client["workload"]["peer"] == server_leaf
-                and server["workload"]["peer"] == client_leaf)
-        return done and (server, client)
-    server, client = wait_for(settled, timeout=120, interval=2, what="both workloads on the new leaves and bundle")
-    time.sleep(3)  # a few more handshakes on the final material (counted below, not a wait for state)
-    server, client = last_counts(installed, ns, "mtls-server"), last_counts(installed, ns, "mtls-client")
-    print(f"mTLS handshakes through the rotation: client ok={client['workload']['ok']} "
-          f"failed={client['workload']['failed']}; server ok={server['workload']['ok']} "
-          f"failed={server['workload']['failed']}; leaf reloads: client {client['reloads']}, server "
-          f"{server['reloads']}; client connections before the Service first routed: "
-          f"{client['workload']['startupFailures']}")
-    assert client["workload"]["failed"] == 0, client["workload"]["lastError"]
-    assert server["workload"]["failed"] == 0, server["workload"]["lastError"]
-    assert client["workload"]["ok"] > 100
-    assert client["reloads"] >= 2 and server["reloads"] >= 2  # new CA in the bundle, new leaf, old CA out
+    assert_no_failed_handshake(installed, ns, server_leaf, client_leaf, bundle, "the rotation")
 
     # The subPath Pod could not see the new leaf: the operator restarted its Deployment, and the
     # Pod that runs now has the new leaf at the path it mounts.
