@@ -223,6 +223,8 @@ class Inventory:
             try:
                 if not resource_served(self.raw, w.api_version, w.plural):
                     sw.unreadable = None  # not served: nothing of that kind exists to judge
+                    if len(sw.store):  # its watch ended (CRD removed) a recheck ago: they are gone
+                        sw.store.replace(())
                     continue
                 self.raw.get(w.watched.path, {"limit": 1})  # RBAC: a refused list would loop the watch
             except ApiException as e:
@@ -234,10 +236,31 @@ class Inventory:
                 if sw.watcher is not None or self._closed:
                     continue
                 sw.watcher = ListWatcher.of(self.raw, w.watched, sw.store, watch_timeout=self.watch_timeout)
+                sw.watcher.unserved = functools.partial(self._unserved, sw)
             log.info("%s served: watching them", w.plural)
             sw.watcher.start()
         with self._lock:
             return all(sw.watcher is not None for sw in self.served.values())
+
+    def _unserved(self, sw: _ServedWatch) -> bool:
+        """Asked by a Served watch on a 404: whether its resource is no longer served (the CRD was
+        removed). Then the watch is forgotten and served checks resume, as at start: without this
+        it retried every 10 s forever, heard nothing, and failed /healthz one silence limit later.
+        A 404 while the resource is still listed in discovery (an API server warming up) is retried.
+        The store is emptied only if the next check still finds the resource unserved."""
+        w = sw.wake
+        try:
+            if resource_served(self.raw, w.api_version, w.plural):
+                return False
+        except ApiException:
+            return False
+        with self._lock:
+            if self._closed:
+                return False
+            sw.watcher = None
+        log.info("%s no longer served: asking again every %.0fs", w.plural, w.recheck)
+        threading.Thread(target=self._served_checks, name="served-check", daemon=True).start()
+        return True
 
     def stop(self) -> None:
         with self._lock:

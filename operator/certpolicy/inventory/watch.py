@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from kubernetes.client import ApiException
@@ -46,6 +46,9 @@ class ListWatcher:
         self.page_size = page_size
         self.watch_timeout = watch_timeout
         self.backoff_max = backoff_max
+        # Asked on a 404 (a CRD's resource): whether it is no longer served, so the watch ends
+        # instead of retrying forever while it cannot hear anything (a silent watch fails /healthz).
+        self.unserved: Callable[[], bool] | None = None
         self.resource_version: str | None = None
         self.synced = threading.Event()
         self.last_activity = time.monotonic()  # any list page, event or bookmark: feeds the liveness probe
@@ -164,6 +167,10 @@ class ListWatcher:
                 if e.status == 410:
                     self.relists += 1
                     need_list = True
+                elif e.status == 404 and self.unserved is not None and self.unserved():
+                    log.info("%s no longer served: watch ended", self.name)
+                    self._stop.set()
+                    return
                 else:
                     log.warning("watch of %s failed (HTTP %s %s); retrying in %.1fs", self.name, e.status,
                                 e.reason, backoff)

@@ -5,6 +5,7 @@ stage that judges each selected Secret's Certificate (handlers/certmanager.py)."
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -160,6 +161,8 @@ class FakeRaw:
                 raise ApiException(status=404, reason="Not Found")
             return {"resources": [{"name": "certificates"}, {"name": "certificaterequests"}]}
         if path == f"{CM_PATH}/certificates":
+            if not self.served:
+                raise ApiException(status=404, reason="Not Found")
             if self.list_status:
                 raise ApiException(status=self.list_status, reason="Forbidden")
             return {"items": []}
@@ -215,6 +218,30 @@ def test_start_checks_again_until_the_crd_is_served(gated, monkeypatch: pytest.M
         inv._stopping.wait(0.01)  # noqa: SLF001
     inv._stopping.set()  # noqa: SLF001 - stop() would also join the (never started) Always watches
     assert inv.served[wakes.CERTIFICATES].watcher is not None
+
+
+def test_a_removed_crd_ends_the_watch_and_checks_resume(gated):
+    """cert-manager uninstalled while the operator runs: its watch got 404 on every retry, heard
+    nothing, and failed /healthz one silence limit later (a Pod restart for an optional CRD)."""
+    inv, raw = gated
+    raw.served = True
+    assert inv._start_served()  # noqa: SLF001
+    sw = inv.served[wakes.CERTIFICATES]
+    watcher = sw.watcher
+    assert watcher is not None
+    inv.certificates.upsert(certificate(secret="a-tls"))
+    raw.served = False  # the CRD is deleted
+    thread = threading.Thread(target=watcher._run, daemon=True)  # noqa: SLF001 - the watch's own loop
+    thread.start()
+    thread.join(10)
+    alive = thread.is_alive()
+    watcher._stop.set()  # noqa: SLF001 - ends the loop if it did not end by itself
+    inv._stopping.set()  # noqa: SLF001
+    assert not alive, "the watch kept retrying a resource that is no longer served"
+    assert watcher.stopped and watcher not in inv.all_watchers()  # /healthz reads all_watchers()
+    assert sw.watcher is None
+    inv._start_served()  # noqa: SLF001 - the next check: still not served, so its records are gone
+    assert len(inv.certificates) == 0
 
 
 def test_a_refused_list_is_a_stated_reason_not_a_looping_watch(gated):
