@@ -31,9 +31,9 @@ def pytest_configure(config: pytest.Config) -> None:
 #: longest first. ``make test`` hands whole files to its workers (``--dist loadfile``) in collection
 #: order: one of these handed out last is a tail one worker runs alone while the other idles (the
 #: alphabetical order put test_watch_bounds among the last files). The rest keep their order.
-RUN_FIRST = ("test_faults.py", "test_watch_bounds.py", "test_rotation_workloads.py", "test_failover.py",
-             "test_examples.py", "test_rotation.py", "test_plugin_leftovers.py", "test_enforcement.py",
-             "test_plugin.py", "test_selection_truth.py", "test_check_cluster.py", "test_cert_manager_rotation.py")
+RUN_FIRST = ("test_faults.py", "test_cert_manager_rotation.py", "test_watch_bounds.py", "test_rotation_workloads.py",
+             "test_failover.py", "test_examples.py", "test_rotation.py", "test_plugin_leftovers.py",
+             "test_enforcement.py", "test_plugin.py", "test_selection_truth.py", "test_check_cluster.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
