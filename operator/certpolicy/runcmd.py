@@ -18,8 +18,10 @@ import threading
 
 from certpolicy.environment import (
     ALLOW_SYSTEM_NAMESPACES_ENV,
+    CERT_MANAGER_NAMESPACE_ENV,
     OPERATOR_NAMESPACE_ENV,
     allow_system_namespaces,
+    cert_manager_namespace,
     check_intervals,
 )
 from certpolicy.kube.lease import DEFAULT_LEASE_NAME, DEFAULT_LEASE_NAMESPACE, LeaderElector, check_timing
@@ -47,6 +49,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated host patterns (name, *.suffix) and CIDRs that rotation probes may "
                              "connect to (env CERTPOLICY_PROBE_ALLOW; default: *.svc,*.svc.<cluster domain>)")
     env = os.environ.get
+    parser.add_argument("--cert-manager-namespace", default=cert_manager_namespace(), metavar="NAMESPACE",
+                        help="cert-manager's --cluster-resource-namespace: where the CA Secret of a ClusterIssuer "
+                             "named by spec.ca.certManager.issuerRef lives (env CERTPOLICY_CERT_MANAGER_NAMESPACE; "
+                             "default %(default)s)")
     parser.add_argument("--identity", default=None, metavar="NAME",
                         help="this replica's name: the Lease's holderIdentity, the user agent's suffix, events' "
                              "reportingInstance (env POD_NAME; default: the host name). Unique per replica.")
@@ -78,6 +84,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="the Service in the operator's namespace that routes to the webhook (env "
                              "CERTPOLICY_WEBHOOK_SERVICE); without it the API server is given https://ADDR:PORT")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def export_settings(args: argparse.Namespace) -> None:
+    """Hand the flags to the modules that read them from the environment (certpolicy.environment,
+    kube.client), so that kopf's handlers and ``certpolicy run`` see one value."""
+    if args.identity:
+        os.environ["POD_NAME"] = args.identity  # read by kube.client.instance_identity
+    if args.namespace:
+        os.environ[OPERATOR_NAMESPACE_ENV] = args.namespace
+    if args.probe_allow is not None:
+        os.environ["CERTPOLICY_PROBE_ALLOW"] = args.probe_allow
+    if args.allow_system_namespaces:
+        os.environ[ALLOW_SYSTEM_NAMESPACES_ENV] = "true"
+    os.environ[CERT_MANAGER_NAMESPACE_ENV] = args.cert_manager_namespace  # read by handlers/castore.py
 
 
 def tune_gc() -> None:
@@ -123,14 +143,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"certpolicy run: {e}", file=sys.stderr)
         return 2
-    if args.identity:
-        os.environ["POD_NAME"] = args.identity  # read by kube.client.instance_identity
-    if args.namespace:
-        os.environ[OPERATOR_NAMESPACE_ENV] = args.namespace
-    if args.probe_allow is not None:
-        os.environ["CERTPOLICY_PROBE_ALLOW"] = args.probe_allow
-    if args.allow_system_namespaces:
-        os.environ[ALLOW_SYSTEM_NAMESPACES_ENV] = "true"
+    export_settings(args)
 
     # The inventory's initial LIST starts before kopf is even imported: the API server encodes
     # pages on another core while this process loads kopf (~0.6 s). start_runtime adopts it.

@@ -224,13 +224,14 @@ def test_operator_flags_extra_args_and_env(helm, tmp_path):
     """Each flag of `certpolicy run` has a value; the defaults add none (manifests/ has none)."""
     assert container(render(helm))["args"] == ["run", "--liveness=http://0.0.0.0:8080/healthz"]
     docs = render(helm, *values_file(tmp_path, {
-        "operator": {"probeAllow": ["*.svc", "10.0.0.0/8"], "allowSystemNamespaces": True, "leaderElect": False,
+        "operator": {"probeAllow": ["*.svc", "10.0.0.0/8"], "allowSystemNamespaces": True,
+                     "certManagerNamespace": "cm-system", "leaderElect": False,
                      "leaseNamespace": "certpolicy-system", "leaseName": "cp-lease", "leaseDuration": 30,
                      "renewDeadline": 20, "retryPeriod": 4, "logLevel": "debug"},
         "extraArgs": ["--identity=x"], "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]}))
     c = container(docs)
     assert c["args"] == ["run", "--liveness=http://0.0.0.0:8080/healthz", "--probe-allow=*.svc,10.0.0.0/8",
-                         "--allow-system-namespaces", "--no-leader-elect", "--lease-namespace=certpolicy-system",
+                         "--allow-system-namespaces", "--cert-manager-namespace=cm-system", "--no-leader-elect", "--lease-namespace=certpolicy-system",
                          "--lease-name=cp-lease", "--lease-duration=30", "--renew-deadline=20", "--retry-period=4",
                          "--verbose", "--identity=x"]
     assert c["env"][-1] == {"name": "HTTPS_PROXY", "value": "http://proxy:3128"}
@@ -242,9 +243,10 @@ def test_operator_flags_extra_args_and_env(helm, tmp_path):
     parser = argparse.ArgumentParser()
     configure_parser(parser)
     parsed = parser.parse_args(c["args"][1:])
-    assert (parsed.probe_allow, parsed.allow_system_namespaces, parsed.leader_elect, parsed.lease_namespace,
-            parsed.lease_name, parsed.lease_duration, parsed.renew_deadline, parsed.retry_period, parsed.verbose,
-            parsed.identity) == ("*.svc,10.0.0.0/8", True, False, "certpolicy-system", "cp-lease", 30, 20, 4, True, "x")
+    assert (parsed.probe_allow, parsed.allow_system_namespaces, parsed.cert_manager_namespace, parsed.leader_elect,
+            parsed.lease_namespace, parsed.lease_name, parsed.lease_duration, parsed.renew_deadline,
+            parsed.retry_period, parsed.verbose, parsed.identity) == (
+        "*.svc,10.0.0.0/8", True, "cm-system", False, "certpolicy-system", "cp-lease", 30, 20, 4, True, "x")
     # the leader Lease moved: the Role that grants it and the admission policy's Lease rule follow
     role = one(docs, "Role", "leader-election")
     assert role["metadata"]["namespace"] == "certpolicy-system" and role["rules"][0]["resourceNames"] == ["cp-lease"]

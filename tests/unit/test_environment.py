@@ -41,3 +41,25 @@ def test_certpolicy_run_refuses_an_unusable_interval_before_it_connects() -> Non
                           timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "CERTPOLICY_NOT_MANAGED_RECHECK='30s': not a number of seconds" in proc.stderr
+
+
+def test_cert_manager_namespace_is_a_run_flag_whose_default_is_the_environment(monkeypatch) -> None:
+    """``--cert-manager-namespace`` reaches what the handlers read (environment.cert_manager_namespace);
+    CERTPOLICY_CERT_MANAGER_NAMESPACE is only its default."""
+    import argparse
+
+    from certpolicy.environment import cert_manager_namespace
+    from certpolicy.runcmd import configure_parser, export_settings
+
+    def parsed(*argv: str) -> argparse.Namespace:
+        parser = argparse.ArgumentParser()
+        configure_parser(parser)
+        return parser.parse_args(list(argv))
+
+    monkeypatch.delenv("CERTPOLICY_CERT_MANAGER_NAMESPACE", raising=False)
+    assert parsed().cert_manager_namespace == "cert-manager"
+    monkeypatch.setenv("CERTPOLICY_CERT_MANAGER_NAMESPACE", "from-env")
+    assert parsed().cert_manager_namespace == "from-env"
+    args = parsed("--cert-manager-namespace", "cm-system")
+    export_settings(args)
+    assert cert_manager_namespace() == "cm-system"

@@ -87,6 +87,7 @@ then extraArgs. A YAML list.
 {{- $args := list "run" (printf "--liveness=http://0.0.0.0:%v/healthz" .Values.healthPort) -}}
 {{- if $o.probeAllow -}}{{- $args = append $args (printf "--probe-allow=%s" (join "," $o.probeAllow)) -}}{{- end -}}
 {{- if $o.allowSystemNamespaces -}}{{- $args = append $args "--allow-system-namespaces" -}}{{- end -}}
+{{- if ne $o.certManagerNamespace "cert-manager" -}}{{- $args = append $args (printf "--cert-manager-namespace=%s" $o.certManagerNamespace) -}}{{- end -}}
 {{- if not $o.leaderElect -}}{{- $args = append $args "--no-leader-elect" -}}{{- end -}}
 {{- if ne $o.leaseNamespace "kube-system" -}}{{- $args = append $args (printf "--lease-namespace=%s" $o.leaseNamespace) -}}{{- end -}}
 {{- if ne $o.leaseName "certpolicy-operator" -}}{{- $args = append $args (printf "--lease-name=%s" $o.leaseName) -}}{{- end -}}

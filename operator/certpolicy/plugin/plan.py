@@ -60,7 +60,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      "arrive: no tls.key is kept or printed.")
     parser.add_argument("--cert-manager-namespace", metavar="NS", default=None,
                         help="cert-manager's cluster resource namespace, where a ClusterIssuer's CA Secret lives "
-                             "(default: $CERTPOLICY_CERT_MANAGER_NAMESPACE, else cert-manager), as the operator's")
+                             "(default: $CERTPOLICY_CERT_MANAGER_NAMESPACE, else cert-manager), as the operator's "
+                             "--cert-manager-namespace")
     parser.add_argument("words", nargs="+", metavar="plan POLICY",
                         help="plan POLICY: make the plan (a rotation itself is requested with the "
                              "certpolicy.io/rotate annotation)")
