@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` / `make integration`: each starts its own control plane and
 # operator; --dist loadfile keeps a file's tests on one worker (module fixtures start once). 0 = off.
 # 4 on 2 cores: the tests mostly wait on the API server and on the operator's timers (the suite's
-# CPU is ~1.5 cores busy at 4 workers); 2 workers took 8 min 27 s, 4 took 6 min 9 s (docs/reliability.md).
+# CPU is ~1.5 cores busy at 4 workers); 2 workers took 8 min 27 s, 4 took 5 min 14 s (docs/operations.md).
 JOBS ?= 4
 XDIST  = $(if $(filter-out 0,$(JOBS)),-n $(JOBS) --dist loadfile)
 
