@@ -25,7 +25,7 @@ from cryptography import x509
 from kubernetes.client import ApiClient
 
 from certpolicy import metrics
-from certpolicy.conditions import Condition
+from certpolicy.conditions import ENFORCED, Condition
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.managed import whoami
 from certpolicy.kube.rawapi import RawClient, redact
@@ -148,8 +148,9 @@ class Webhook:
             except NotLeader:
                 pass
             except Exception as e:  # noqa: BLE001 - the verdicts are judged again after the next upkeep
-                log.warning("judging the enforcing policies' registration failed (%s)",
-                            redact(f"{type(e).__name__}: {e}")[:200])
+                why = redact(f"{type(e).__name__}: {e}")[:200]
+                log.warning("judging the enforcing policies' registration failed (%s)", why)
+                self._unjudged(why)
             # A CA rotation moves on as soon as its delay allows; otherwise every UPKEEP_PERIOD.
             self._wake.wait(min(UPKEEP_PERIOD, self.propagation / 2) if self._rotating else UPKEEP_PERIOD)
 
@@ -172,6 +173,18 @@ class Webhook:
             changed = sorted(n for n in set(verdicts) | set(self._enforced)
                              if verdicts.get(n) != self._enforced.get(n))
             self._enforced = verdicts
+        notify = self._notify
+        if changed and notify is not None:
+            notify(changed)
+
+    def _unjudged(self, why: str) -> None:
+        """The verdicts could not be made: a True of the last judgement would now speak for what
+        was not checked, so every policy judged before is Unknown until the next judgement."""
+        message = f"whether this policy's enforcement is in force could not be judged ({why}); retried within 10 s"
+        with self._enforced_lock:
+            before = self._enforced
+            self._enforced = {name: Condition(ENFORCED, None, "EnforcementUnjudged", message) for name in before}
+            changed = sorted(n for n in before if before[n] != self._enforced[n])
         notify = self._notify
         if changed and notify is not None:
             notify(changed)

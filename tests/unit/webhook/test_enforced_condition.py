@@ -140,3 +140,22 @@ def test_events_on_transitions_only_and_none_for_the_first_wait():
     assert _transition(_c("False", "WebhookUpkeepFailed"), _c("False", "NotRegistered")) == [
         ("Warning", "NotRegistered")]
     assert _transition(_c("False", "WebhookUpkeepFailed"), _c("True", "Registered")) == [("Normal", "Enforced")]
+
+
+def test_a_judgement_that_fails_leaves_no_true_behind():
+    """A True of the last judgement would speak for a check that did not run: every policy
+    judged before becomes Unknown (EnforcementUnjudged) and its loop is woken."""
+    import threading
+
+    from certpolicy.conditions import ENFORCED, Condition
+    from certpolicy.webhook.upkeep import Webhook
+
+    hook = Webhook.__new__(Webhook)  # only the verdict bookkeeping, no API server
+    hook._enforced_lock = threading.Lock()
+    hook._enforced = {"a": Condition(ENFORCED, True, "Registered", "in force")}
+    woken: list[list[str]] = []
+    hook._notify = woken.append
+    hook._unjudged("KeyError: 'webhooks'")
+    verdict = hook.enforced("a")
+    assert verdict is not None and (verdict.status, verdict.reason) == (None, "EnforcementUnjudged")
+    assert "KeyError" in verdict.message and woken == [["a"]]
