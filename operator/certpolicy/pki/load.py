@@ -394,11 +394,12 @@ def _load_pem_fast(raw: bytes) -> CertificateLoad | None:
             end = find(_END_CERT, start)
             if end < 0:
                 return None
-            bodies.append(_fast_body(raw[start:end]))
+            der = _fast_body(raw[start:end])
+            if der is None:
+                return None
+            bodies.append(der)
             pos = end + len(_END_CERT)
-        parsed = [parse_der(der) for der in bodies if der is not None] if None not in bodies else None
-        if parsed is None:
-            return None
+        parsed = [parse_der(der) for der in bodies]
     except Exception:
         return None
     return CertificateLoad(tuple(c for c, _ in parsed), (), tuple(fp for _, fp in parsed))
