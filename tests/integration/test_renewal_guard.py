@@ -295,3 +295,52 @@ def test_a_damaged_baseline_is_not_green_and_names_its_secret(
     finally:
         inventory.stop()
         loop.close()
+
+
+def test_a_baseline_stored_by_the_16_shard_version_still_catches_the_next_regression(
+        policies, cluster, crd, operator_namespace, core_v1, custom_api, unique_name, ca, tmp_path):
+    """An upgrade must not forget a baseline: the entry sits where the 16-shard version put it
+    (shard ``index % 16``), the Secret is renewed without clientAuth while the operator is down,
+    and the upgraded operator still reports the regression. Were the entry not found, the renewed
+    leaf would silently become the baseline: the 2026 outage with no alert."""
+    from certpolicy.kube.baselines import LEGACY_SHARDS
+
+    label = uuid.uuid4().hex[:8]
+    ns = labelled_namespace(core_v1, label)
+    name = next(f"s{i}-tls" for i in range(400) if shard_of(ns, f"s{i}-tls") >= LEGACY_SHARDS)
+    first = certgen.leaf(ca, "feed.example.com")  # serverAuth + clientAuth
+    put_secret(core_v1, ns, name, certgen.tls_secret(first))
+    op = OperatorProcess(cluster, tmp_path / "operator.log")
+    op.start()
+    try:
+        make_policy(policies, unique_name, label, {})
+        wait_for(lambda: stored_baseline(core_v1, operator_namespace, unique_name, ns, name),
+                 what="the first leaf stored as the baseline")
+    finally:
+        op.stop()
+    # What the 16-shard version left: the entry in shard index % 16, none in its shard of today.
+    key, index = entry_key(ns, name), shard_of(ns, name)
+    [cm] = [c for c in core_v1.list_namespaced_config_map(
+        operator_namespace, label_selector=f"{MANAGED_BY}={unique_name},{ROLE_LABEL}={ROLE_BASELINE}").items
+        if key in (c.data or {})]
+    assert cm.metadata.name.endswith(f"-{index:02d}")
+    legacy = cm.metadata.name[:-2] + f"{index % LEGACY_SHARDS:02d}"
+    core_v1.create_namespaced_config_map(operator_namespace, {
+        "metadata": {"name": legacy, "labels": cm.metadata.labels,
+                     "ownerReferences": [r.to_dict() for r in cm.metadata.owner_references or ()]},
+        "data": {key: cm.data[key]}})
+    core_v1.delete_namespaced_config_map(cm.metadata.name, operator_namespace)
+
+    put_secret(core_v1, ns, name, certgen.tls_secret(certgen.leaf(ca, "feed.example.com", eku=["serverAuth"])))
+    op.start()
+    try:
+        [event] = wait_for(lambda: [e for e in secret_events(core_v1, ns, name) if e.reason == "RenewalDroppedUsage"],
+                           what="RenewalDroppedUsage after the upgrade")
+        assert "[clientAuth, serverAuth] → [serverAuth]" in event.message, event.message
+        # ... and the entry moved to its shard of today.
+        wait_for(lambda: any(c.metadata.name.endswith(f"-{index:02d}") and key in (c.data or {})
+                             for c in core_v1.list_namespaced_config_map(
+                                 operator_namespace, label_selector=f"{MANAGED_BY}={unique_name}").items),
+                 what="the entry in its 64-shard ConfigMap")
+    finally:
+        op.stop()
