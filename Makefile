@@ -17,15 +17,16 @@ XDIST  = $(if $(filter-out 0,$(JOBS)),-n $(JOBS) --dist loadfile)
 demo: deps binaries
 	$(BIN)/certpolicy demo $(if $(KEEP),--keep)
 
-# --durations=10: the ten slowest steps, printed at the end (CI's log shows where the time goes).
+# --durations=10: the ten slowest steps, printed at the end (CI's log shows where the time goes);
+# -rs: every skipped test with its reason (a skip is not evidence: CI's log says which and why).
 test: deps binaries
-	$(BIN)/pytest $(XDIST) --durations=10 $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) --durations=10 -rs $(PYTEST_ARGS)
 
 unit: deps
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 integration: deps binaries
-	$(BIN)/pytest tests/integration $(XDIST) --durations=10 $(PYTEST_ARGS)
+	$(BIN)/pytest tests/integration $(XDIST) --durations=10 -rs $(PYTEST_ARGS)
 
 # The e2e suite on a local node: containerd + kubelet + kube-proxy + controller-manager +
 # scheduler, the operator image built from the Dockerfile and installed from manifests/.

@@ -146,6 +146,25 @@ def test_why_gets_secrets_and_never_lists_them(cluster, crd, world, reader):
     assert blast.returncode == 3 and "cannot list Secret: HTTP 403" in blast.stderr, blast.stderr
 
 
+def test_the_renewal_baselines_are_not_read_where_bundles_are_looked_for(api_client, core_v1, namespace):
+    """``why`` and ``blast-radius`` list ConfigMaps to find where a CA is; the renewal guard's
+    baseline shards (~30 MB at 100,000 Secrets, no certificate in them) are left out by the API
+    server, and every other ConfigMap, the operator's bundle targets included, is still read."""
+    from certpolicy.kube.ownership import BUNDLE_LABEL, MANAGED_BY, ROLE_BASELINE, ROLE_BUNDLE, ROLE_LABEL
+    from certpolicy.kube.rawapi import RawClient
+    from certpolicy.plugin.reads import read
+
+    pem = certgen.pem(certgen.root("baseline neighbour CA")).decode()
+    for name, labels in (("shard", {MANAGED_BY: "p", ROLE_LABEL: ROLE_BASELINE}),
+                         ("target", {MANAGED_BY: "p", ROLE_LABEL: ROLE_BUNDLE, BUNDLE_LABEL: "p"}),
+                         ("plain", {})):
+        core_v1.create_namespaced_config_map(namespace, {"metadata": {"name": name, "labels": labels},
+                                                         "data": {"ca.crt": pem}})
+    got = {cm["metadata"]["name"] for cm in read(RawClient(api_client), {"ConfigMap": True}).of("ConfigMap")
+           if cm["metadata"]["namespace"] == namespace}
+    assert got == {"target", "plain"}
+
+
 def test_status_of_a_policy_lists_secrets_only_where_it_selects(cluster, crd, world, reader):
     ns, names = world
     kubeconfig = reader(ns, [

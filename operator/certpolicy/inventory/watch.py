@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from kubernetes.client import ApiException
@@ -84,20 +85,29 @@ class ListWatcher:
 
     # ------------------------------------------------------------------------------------------
     def _pages(self):
-        """Items of a paginated LIST, one page at a time: never the whole list in memory at once."""
-        cont = None
-        while True:
-            query = dict(self.query, limit=self.page_size)
-            if cont:
-                query["continue"] = cont
-            page = self.raw.get(self.path, query, accept=METADATA_ONLY if self.metadata_only else "application/json")
-            self.last_activity = time.monotonic()
-            cont = (page.get("metadata") or {}).get("continue")
-            if not cont:
-                self.resource_version = page["metadata"]["resourceVersion"]
-            yield from page.get("items") or ()
-            if not cont:
-                return
+        """Items of a paginated LIST, one page at a time: never more than two pages in memory. The
+        next page is fetched (in a helper thread) while the store parses this one: the API server's
+        time to serve a page overlaps our parsing instead of adding to it."""
+        fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"list-{self.name}")
+        try:
+            pending: Future[dict] | None = fetcher.submit(self._page, None)
+            while pending is not None:
+                page = pending.result()
+                cont = (page.get("metadata") or {}).get("continue")
+                pending = fetcher.submit(self._page, cont) if cont else None
+                if not cont:
+                    self.resource_version = page["metadata"]["resourceVersion"]
+                yield from page.get("items") or ()
+        finally:  # a consumer that stops early (or fails) does not wait for a page in flight
+            fetcher.shutdown(wait=False, cancel_futures=True)
+
+    def _page(self, cont: str | None) -> dict:
+        query = dict(self.query, limit=self.page_size)
+        if cont:
+            query["continue"] = cont
+        page: dict = self.raw.get(self.path, query, accept=METADATA_ONLY if self.metadata_only else "application/json")
+        self.last_activity = time.monotonic()
+        return page
 
     def _list(self) -> None:
         self.store.replace(self._pages())

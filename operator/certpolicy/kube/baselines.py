@@ -39,13 +39,12 @@ from kubernetes.client import ApiException
 
 from certpolicy import API_VERSION, KIND
 from certpolicy.kube.managed import delete_managed_configmap, write_managed_configmap
-from certpolicy.kube.ownership import MANAGED_BY, ROLE_LABEL, Owner
+from certpolicy.kube.ownership import MANAGED_BY, ROLE_BASELINE, ROLE_LABEL, Owner
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.policy.renewal import LeafBaseline
 
 log = logging.getLogger(__name__)
 
-ROLE_BASELINE = "renewal-baseline"
 SHARDS = 64
 #: The shard count before 64; an entry of that layout lives in shard ``shard_of(...) % LEGACY_SHARDS``.
 LEGACY_SHARDS = 16

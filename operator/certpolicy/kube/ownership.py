@@ -47,6 +47,8 @@ INJECT_CA_FROM = "certpolicy.io/inject-ca-from"
 CLAIMS = "certpolicy.io/bundle-claims"
 
 ROLE_CA, ROLE_LEAF, ROLE_BUNDLE = "ca", "leaf", "bundle"
+#: The renewal guard's baseline shards (kube/baselines.py): fingerprints, never a certificate.
+ROLE_BASELINE = "renewal-baseline"
 
 #: Namespaces of the cluster itself; a bundle or leaf lands there only with --allow-system-namespaces.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
