@@ -39,7 +39,7 @@ from cryptography import x509
 from certpolicy.pki.cache import FifoCache
 from certpolicy.pki.certstores import is_password_key, is_truststore_key, read_certstore, sibling_password
 from certpolicy.pki.fingerprint import certificate_fingerprint
-from certpolicy.pki.inspect import summarize
+from certpolicy.pki.inspect import summarize, throwaway_copy
 from certpolicy.pki.keys import describe_key
 from certpolicy.pki.load import (
     MAX_INPUT_BYTES,
@@ -463,10 +463,11 @@ def _key_check(key_load: KeyLoad | None, certs: Sequence[x509.Certificate], key_
     public = key_load.key.public_key()
     for i, c in enumerate(certs):
         try:
-            cert_key = c.public_key()
+            copy = throwaway_copy(c)  # not c.public_key(): cryptography would keep the key on the held leaf
+            cert_key = copy.public_key()
             if cert_key == public:
-                if len(fps) == len(certs):
-                    summarize(c, fps[i], public_key=cert_key)  # the evaluator will want it; the key object is at hand
+                if len(fps) == len(certs):  # the evaluator will want it; the key and the copy are at hand
+                    summarize(c, fps[i], public_key=cert_key, copy=copy)
                 return KeyStatus.MATCH, "", c
         except Exception:
             continue
