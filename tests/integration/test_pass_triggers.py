@@ -85,3 +85,42 @@ def test_a_secret_change_costs_one_pass_and_a_spec_change_still_wakes_the_policy
 
     # one pass per Secret change, plus the spec change's; each of those passes wrote the status
     assert passes(operator, unique_name) - before == CHANGES + 1
+
+
+def test_a_changed_secret_is_judged_ahead_of_the_walk_and_its_event_is_posted_once(
+        policies, operator, core_v1, custom_api, unique_name):
+    """The Secret whose change woke the pass is judged alone first and its Warning event posted
+    before the pass walks every selected Secret (the event does not wait for 100,000 of them). The
+    walk must then find the very same problems: a renewal that drops clientAuth is two problems,
+    the requirement and the regression against the stored baseline, and one event says both. An
+    early judgement that skipped a stage would post a second event here."""
+    label = uuid.uuid4().hex[:8]
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    ensure_namespace(core_v1, ns, labels={"ahead": label})
+    ca = certgen.root("Ahead Root")
+    names = [f"svc-{i}" for i in range(12)]
+    for name in names:
+        body = certgen.tls_secret(certgen.leaf(ca, f"{name}.example.com", eku=["serverAuth", "clientAuth"]))
+        core_v1.create_namespaced_secret(ns, client.V1Secret(metadata=client.V1ObjectMeta(name=name),
+                                                             type=body["type"], data=body["data"]))
+    policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
+              "spec": {"selector": {"namespaceSelector": {"matchLabels": {"ahead": label}}},
+                       "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"]}}})
+    wait_status(custom_api, unique_name, lambda s: s.get("summary", {}).get("selected") == len(names), "all selected")
+
+    def warnings_on(name: str) -> list:
+        return [e for e in core_v1.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
+                if e.type == "Warning" and unique_name in (e.message or "")]
+
+    for k, name in enumerate(names[3:6], start=1):
+        renewed = certgen.tls_secret(certgen.leaf(ca, f"{name}.example.com", eku=["serverAuth"]))
+        core_v1.patch_namespaced_secret(name, ns, {"data": renewed["data"]})
+        wait_for(lambda n=name: warnings_on(n), what=f"the Warning event on {name}")
+        status = wait_status(custom_api, unique_name, lambda s, k=k: s.get("summary", {}).get("violating") == k,
+                             f"{k} violating in the status")
+        violation = next(v for v in status["violations"] if v["name"] == name)
+        assert {"MissingClientAuth", "RenewalDroppedUsage"} <= set(violation["reasons"]), violation
+        (event,) = warnings_on(name)  # the walk found what the early judgement posted: no second event
+        assert event.reason in violation["reasons"] and event.message.count("; ") >= 1, event.message
+    assert re.search(rf"policy {re.escape(unique_name)}: 1 changed Secrets judged ahead of the walk, 1 with problems",
+                     operator.log_text())

@@ -23,7 +23,7 @@ from certpolicy.environment import ERROR_RETRY, operator_namespace
 from certpolicy.handlers.bundles import bundles_stage, entry_namespaces
 from certpolicy.handlers.ca import ca_status_stage, ensure_ca
 from certpolicy.handlers.certmanager import certificate_spec_stage
-from certpolicy.handlers.context import PassContext, policy_object_ref
+from certpolicy.handlers.context import PassContext, StageOutput, policy_object_ref
 from certpolicy.handlers.deletion import expired_ca_keys_stage
 from certpolicy.handlers.echoes import LastPass
 from certpolicy.handlers.enforced import enforced_condition, post_enforced_transition
@@ -35,7 +35,7 @@ from certpolicy.handlers.runtime import Runtime
 from certpolicy.handlers.truststores import keystores_with_password, leaf_anchors, trust_stores_stage
 from certpolicy.inventory.interest import Reads, bundle_source
 from certpolicy.inventory.records import SecretRecord
-from certpolicy.inventory.selection import Selection, select
+from certpolicy.inventory.selection import Selection, select, selected_record
 from certpolicy.kube.events import ObjectRef
 from certpolicy.kube.ownership import Owner
 from certpolicy.kube.rawapi import api_error_text, redact
@@ -107,21 +107,13 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     trusted = own_ca_stages(ctx, explicit_bundle=bundle)
     if bundle is None and trusted and not (spec.get("requirements") or {}).get("trustBundle"):
         bundle = tuple(trusted)  # no explicit bundle: leaves must chain to the policy's own CAs
+    _changed_secrets_first(ctx, runtime, bundle)
     selection = select(ctx.inventory, spec.get("selector") or {})
     for ns, n in selection.missing:
         ctx.out.problems.append(Problem("SecretNotFound",
                                         f"the Secret {ns}/{n} named in spec.selector.names does not exist"))
 
-    secrets = keystores_with_password(ctx, selection.secrets)  # spec.selector.passwordSecretRef
-    evaluations = runtime.evaluator.evaluate_many(requirements, [rec.material for rec in secrets], bundle, now)
-    results = [SecretResult(rec.namespace, rec.name, ev) for rec, ev in zip(secrets, evaluations)]
-    records = {(rec.namespace, rec.name): rec for rec in secrets}
-    results = renewal_stage(ctx, results, records)  # renewal regressions against each Secret's baseline
-    # A Secret that cert-manager writes: every finding names its Certificate and what to change there.
-    results = [r if (cm_owner := records[(r.namespace, r.name)].cert_manager) is None
-               else dataclasses.replace(r, evaluation=name_owner(r.evaluation, cm_owner)) for r in results]
-    # ... and what its Certificate's spec will put into the next leaf (the renewal ahead).
-    results = certificate_spec_stage(ctx, results, records)
+    results, records = _judge_secrets(ctx, runtime, selection.secrets, bundle)
     # Trust stores and caBundles, each judged on its own; trustedBy stores must anchor every leaf.
     stores = trust_stores_stage(ctx, leaves=lambda: leaf_anchors(results, {k: r.material for k, r in records.items()}, bundle))
     report = build_report(results + stores, now, resync=RESYNC, unchecked=_unchecked(ctx, own_anchors=bool(trusted)),
@@ -163,6 +155,46 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     log.debug("policy %s: %d selected, %d violating, status %s", name, report.selected, report.violating,
               "written" if wrote else "unchanged")
     return report.next_evaluation
+
+
+def _judge_secrets(ctx: PassContext, runtime: Runtime, selected: Sequence[SecretRecord],
+                   bundle: tuple[x509.Certificate, ...] | None, *, record_baselines: bool = True,
+                   ) -> tuple[list[SecretResult], dict[tuple[str, str], SecretRecord]]:
+    """Every judgement of the selected Secrets: the checks, renewal regressions against each
+    Secret's baseline (recorded only when ``record_baselines``), and for a Secret that cert-manager
+    writes, findings naming its Certificate plus what its spec will put into the next leaf."""
+    secrets = keystores_with_password(ctx, selected)  # spec.selector.passwordSecretRef
+    evaluations = runtime.evaluator.evaluate_many(ctx.requirements, [rec.material for rec in secrets], bundle, ctx.now)
+    results = [SecretResult(rec.namespace, rec.name, ev) for rec, ev in zip(secrets, evaluations)]
+    records = {(rec.namespace, rec.name): rec for rec in secrets}
+    results = renewal_stage(ctx, results, records, record=record_baselines)
+    results = [r if (cm_owner := records[(r.namespace, r.name)].cert_manager) is None
+               else dataclasses.replace(r, evaluation=name_owner(r.evaluation, cm_owner)) for r in results]
+    results = certificate_spec_stage(ctx, results, records)
+    return results, records
+
+
+def _changed_secrets_first(ctx: PassContext, runtime: Runtime, bundle: tuple[x509.Certificate, ...] | None) -> None:
+    """The Secrets whose change woke this pass (at most MAX_CHANGED_SECRETS) are judged alone and
+    their Warning events posted before the pass walks every selected Secret: at 100,000 selected
+    Secrets that walk takes seconds, and the event is what tells someone a renewal went bad. The
+    judgement is the pass's own (same stages, baselines read but not written, what a stage reports
+    about the policy kept out of the status), so the full walk finds the same signature and posts
+    nothing twice. A Secret that now complies is left to the walk: a green word waits for all."""
+    keys = ctx.inventory.take_changed_secrets(ctx.name)
+    if not keys:
+        return
+    selector = ctx.spec.get("selector") or {}
+    chosen = [rec for key in sorted(keys) if (rec := selected_record(ctx.inventory, selector, key)) is not None]
+    if not chosen:
+        return
+    scratch = dataclasses.replace(ctx, out=StageOutput())  # problems about the policy: the walk reports them
+    results, records = _judge_secrets(scratch, runtime, chosen, bundle, record_baselines=False)
+    warnings = [r for r in results if r.signature]
+    if warnings:
+        _post_secret_events(ctx, warnings, records, sweep=False)
+    log.debug("policy %s: %d changed Secrets judged ahead of the walk, %d with problems", ctx.name, len(results),
+              len(warnings))
 
 
 def report_failure(runtime: Runtime, name: str, error: BaseException) -> None:
@@ -293,7 +325,9 @@ def own_ca_stages(ctx: PassContext, *, explicit_bundle: tuple[x509.Certificate, 
 
 
 def _post_secret_events(ctx: PassContext, results: list[SecretResult],
-                        records: Mapping[tuple[str, str], SecretRecord]) -> None:
+                        records: Mapping[tuple[str, str], SecretRecord], *, sweep: bool = True) -> None:
+    """An event on each Secret whose problems changed; ``sweep``: ``results`` are all selected
+    Secrets, so what is remembered of the others is dropped."""
     policy_name, memory = ctx.name, ctx.memory
     posted = 0
     seen: set[str] = set()
@@ -324,6 +358,8 @@ def _post_secret_events(ctx: PassContext, results: list[SecretResult],
                 EVENTS_POSTED.labels("Normal").inc()
             posted += 1
         memory.signatures[rec.uid] = sig
+    if not sweep:
+        return
     for uid in [u for u in memory.signatures if u not in seen]:
         del memory.signatures[uid]
 

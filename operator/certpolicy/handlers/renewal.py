@@ -42,9 +42,10 @@ log = logging.getLogger("certpolicy.renewal")
 
 
 def renewal_stage(ctx: PassContext, results: list[SecretResult],
-                  records: Mapping[tuple[str, str], SecretRecord]) -> list[SecretResult]:
+                  records: Mapping[tuple[str, str], SecretRecord], *, record: bool = True) -> list[SecretResult]:
     """``results`` with each Secret's renewal regressions added to its evaluation; keeps the
-    policy's baselines (read once per process, written when they changed)."""
+    policy's baselines (read once per process, written when they changed). ``record`` False:
+    compare only, for some of the selected Secrets ahead of the pass that records them all."""
     guard = renewal_guard_from_spec(ctx.spec)  # already validated with the requirements
     memory = ctx.memory
     store: BaselineShards | None = memory.baselines
@@ -52,8 +53,9 @@ def renewal_stage(ctx: PassContext, results: list[SecretResult],
         if store is None or store.owner != ctx.policy:
             store = memory.baselines = BaselineShards.load(ctx.raw, ctx.policy, ctx.namespace)
         if not guard.enabled:
-            store.clear()
-            _save(ctx, store)
+            if record:
+                store.clear()
+                _save(ctx, store)
             return results
         own = _own_anchors(ctx)
         out: list[SecretResult] = []
@@ -66,10 +68,12 @@ def renewal_stage(ctx: PassContext, results: list[SecretResult],
                     result.evaluation, findings=tuple(sorted(result.evaluation.findings + tuple(found),
                                                              key=Finding.sort_key)))))
                 continue
-            if new is not None and not store.put(rec.namespace, rec.name, new):
+            if record and new is not None and not store.put(rec.namespace, rec.name, new):
                 full += 1
             out.append(result)
-        store.retain((r.namespace, r.name) for r in results)
+        if not record:
+            return out
+        store.retain(records.keys())
         if full:
             ctx.out.problems.append(Problem("RenewalBaselineFull", f"{full} selected Secrets have no renewal "
                                             f"baseline: their shards reached {MAX_SHARD_BYTES // 1024} KiB"))

@@ -79,6 +79,9 @@ WATCH_SILENCE_LIMIT_ENV = "CERTPOLICY_WATCH_SILENCE_LIMIT"
 MIN_SILENCE_MARGIN = 3
 DEFAULT_WATCH_TIMEOUT = 240
 MAX_GONE = 1000
+#: Changed Secrets remembered per policy between two of its passes (``take_changed_secrets``);
+#: beyond this the pass learns only that there were too many to single out.
+MAX_CHANGED_SECRETS = 20
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ class Inventory:
         self.bundle_sources: dict[str, RecordStore[BundleRecord]] = self.named_stores[BUNDLE_SOURCES]
         self.certificates: RecordStore[CertificateRecord] = self.served[CERTIFICATES].store
         self._reads: dict[str, Reads] = {}
+        # policy -> the Secrets whose change woke it since its last pass took them (None: too many)
+        self._changed_secrets: dict[str, set[Key] | None] = {}
         # Policies whose loop ended, most recent last: a pass still running then must not hold
         # anything again. A late pass comes seconds after; the most recent MAX_GONE are enough.
         self._gone: dict[str, None] = {}
@@ -339,6 +344,7 @@ class Inventory:
                 while len(self._gone) > MAX_GONE:
                     del self._gone[next(iter(self._gone))]
                 old = self._reads.pop(policy, None)
+                self._changed_secrets.pop(policy, None)
             if old is not None:
                 self._release(old)
 
@@ -424,7 +430,26 @@ class Inventory:
         seen = Seen(source, self._namespace_labels, self.secret)
         hits = [policy for policy, r in reads if concerns(r, change, seen)]
         if hits:
+            if change.kind == "Secret":
+                self._remember_changed(hits, change.key)
             wake(hits)
+
+    def _remember_changed(self, policies: list[str], key: Key) -> None:
+        with self._lock:
+            for policy in policies:
+                keys = self._changed_secrets.setdefault(policy, set())
+                if keys is not None:
+                    keys.add(key)
+                    if len(keys) > MAX_CHANGED_SECRETS:
+                        self._changed_secrets[policy] = None
+
+    def take_changed_secrets(self, policy: str) -> frozenset[Key] | None:
+        """The Secrets whose change concerned ``policy`` since the last call (empty: none), or None
+        when more than :data:`MAX_CHANGED_SECRETS` changed: its pass judges these first and posts
+        their events before it walks every selected Secret (handlers/reconcile.py)."""
+        with self._lock:
+            keys = self._changed_secrets.pop(policy, set())
+        return None if keys is None else frozenset(keys)
 
     # ---- cert-manager Certificates -------------------------------------------------------------
     def certificates_unreadable(self, wait: float = 5.0) -> str | None:

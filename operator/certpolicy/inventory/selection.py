@@ -17,6 +17,7 @@ from certpolicy.inventory.inventory import Mount
 from certpolicy.inventory.labelled import LEAF_SECRETS, WatchKey, watch_key
 from certpolicy.inventory.records import NamespaceRecord, SecretRecord
 from certpolicy.inventory.recordstore import Key
+from certpolicy.pki.secretdata import TLS_TYPE
 
 R_co = TypeVar("R_co", covariant=True)
 
@@ -99,6 +100,41 @@ def select(inventory: Selectable, selector_spec: Mapping[str, Any]) -> Selection
     ordered = tuple(chosen[k] for k in sorted(chosen))
     return Selection(ordered, tuple(missing), {k: mounts[k] for k in chosen if k in mounts},
                      why_empty="" if ordered else why)
+
+
+class OneSecret(Protocol):
+    """What :func:`selected_record` reads: single lookups of the operator's inventory."""
+
+    def secret(self, key: Key) -> SecretRecord | None: ...
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None: ...
+
+    def labelled_records(self, key: WatchKey) -> Mapping[Key, SecretRecord]: ...
+
+    def mounts(self, kind: str = "Secret") -> Mapping[Key, list[Mount]]: ...
+
+
+def selected_record(inventory: OneSecret, selector_spec: Mapping[str, Any], key: Key) -> SecretRecord | None:
+    """The record :func:`select` would give for ``key``, or None when it would not select it: the
+    same rules for one Secret, without walking every Secret (a changed Secret's event is posted
+    before the pass walks them all). ``tests/unit/inventory/test_selection_one.py`` holds it to
+    :func:`select` over every key of a mixed inventory."""
+    chosen: SecretRecord | None = None
+    if key in named_keys(selector_spec):
+        chosen = inventory.secret(key)
+    by_label = label_selectors(selector_spec)
+    if chosen is None and by_label is not None:
+        ns_sel, secret_sel = by_label
+        if ns_sel.empty or ns_sel.matches(inventory.namespace_labels(key[0])):
+            if not secret_sel.empty:
+                chosen = inventory.labelled_records(watch_key(LEAF_SECRETS, secret_sel.to_query())).get(key)
+            if chosen is None:
+                rec = inventory.secret(key)
+                if rec is not None and rec.type == TLS_TYPE and (secret_sel.empty or secret_sel.matches(rec.label_map)):
+                    chosen = rec
+    if chosen is not None and selector_spec.get("mountedOnly") and key not in inventory.mounts("Secret"):
+        return None
+    return chosen
 
 
 def _why_empty(all_namespaces: bool, namespaces: int, tls_secrets: int, any_secret: bool) -> str:
