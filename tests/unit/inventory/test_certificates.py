@@ -25,6 +25,7 @@ from certpolicy.policy.certmanager import judge_certificate_spec
 from certpolicy.policy.evaluate import Evaluator
 from certpolicy.policy.report import SecretResult
 from certpolicy.policy.spec import requirements_from_spec
+from unstarted import inventory_with
 
 OPNS = "certpolicy-system"
 MTLS = requirements_from_spec({"extendedKeyUsages": ["serverAuth", "clientAuth"]})
@@ -105,19 +106,13 @@ def test_lists_are_bounded():
 
 # ---- the map function -------------------------------------------------------------------------
 
-def _inventory_with(policies: dict[str, Reads]) -> tuple[Inventory, list[list[str]]]:
-    inv = Inventory(ApiClient())
-    woken: list[list[str]] = []
-    inv.wake_with(woken.append)
-    inv._reads.update(policies)  # noqa: SLF001 - declare() would read named objects from the API
-    return inv, woken
 
 
 def test_the_certificate_source_is_in_the_table_and_gates_no_policy():
     entry = wakes.BY_SOURCE[wakes.CERTIFICATES]
     assert isinstance(entry.watch, wakes.Served)
     assert entry.watch.watched.path == f"{CM_PATH}/certificates"
-    inv, _ = _inventory_with({})
+    inv, _ = inventory_with({})
     assert wakes.CERTIFICATES not in [w.name for w in inv.watchers]  # not an Always watch: gates nothing
     assert any(getattr(listener, "func", None) == inv._route for listener in inv.certificates.listeners)  # noqa: SLF001
 
@@ -126,7 +121,7 @@ def test_a_certificate_change_wakes_the_policies_that_select_its_secret():
     by_label = Reads.of({"selector": {"secretSelector": {"matchLabels": {"team": "a"}}}}, OPNS)
     by_name = Reads.of({"selector": {"names": [{"namespace": "apps", "name": "other-tls"}]}}, OPNS)
     other = Reads.of({"selector": {"secretSelector": {"matchLabels": {"team": "b"}}}}, OPNS)
-    inv, woken = _inventory_with({"label": by_label, "name": by_name, "other": other})
+    inv, woken = inventory_with({"label": by_label, "name": by_name, "other": other})
     inv.secrets.upsert(tls_secret(team="a"))
     woken.clear()
     inv.certificates.upsert(certificate())
@@ -139,7 +134,7 @@ def test_a_certificate_change_wakes_the_policies_that_select_its_secret():
 
 
 def test_a_certificate_of_a_secret_no_policy_selects_wakes_none():
-    inv, woken = _inventory_with({"a": Reads.of({"selector": {"secretSelector": {"matchLabels": {"t": "a"}}}}, OPNS)})
+    inv, woken = inventory_with({"a": Reads.of({"selector": {"secretSelector": {"matchLabels": {"t": "a"}}}}, OPNS)})
     inv.certificates.upsert(certificate(secret="nobody-tls"))
     assert woken == []
 
@@ -265,7 +260,7 @@ def _stage(inv: Inventory, secret: dict) -> tuple[list[SecretResult], StageOutpu
 
 @pytest.mark.parametrize("annotated", [True, False])
 def test_the_certificate_that_writes_a_secret_is_judged_with_it(annotated):
-    inv, _ = _inventory_with({})
+    inv, _ = inventory_with({})
     inv.certificates.upsert(certificate(usages=["server auth"]))
     ann = {"cert-manager.io/certificate-name": "mirth"} if annotated else {}
     (result,), out = _stage(inv, tls_secret(annotations=ann))
@@ -278,7 +273,7 @@ def test_the_certificate_that_writes_a_secret_is_judged_with_it(annotated):
 
 
 def test_a_compliant_certificate_adds_nothing_and_another_secrets_certificate_is_not_used():
-    inv, _ = _inventory_with({})
+    inv, _ = inventory_with({})
     inv.certificates.upsert(certificate())
     inv.certificates.upsert(certificate(name="other", secret="other-tls", usages=["server auth"]))
     # the annotation names "other", whose secretName is another Secret: not this Secret's writer

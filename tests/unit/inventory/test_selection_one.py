@@ -19,6 +19,7 @@ from certpolicy.inventory.interest import Reads
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.inventory.records import SecretRecord, parse_secret_object
 from certpolicy.inventory.selection import select, selected_record
+from unstarted import inventory_with
 
 OPNS = "certpolicy-system"
 
@@ -71,18 +72,12 @@ def test_one_secret_is_selected_exactly_when_select_selects_it(inventory: Invent
         assert selected_record(inventory, selector, key) is everything.get(key), key
 
 
-def _inventory_with(policies: dict[str, Reads]) -> tuple[Inventory, list[list[str]]]:
-    inv = Inventory(ApiClient())
-    woken: list[list[str]] = []
-    inv.wake_with(woken.append)
-    inv._reads.update(policies)  # noqa: SLF001 - declare() would read named objects from the API
-    return inv, woken
 
 
 def test_the_changed_secrets_a_policy_is_woken_for_are_taken_once():
     team_a = Reads.of({"selector": {"secretSelector": {"matchLabels": {"team": "a"}}}}, OPNS)
     team_b = Reads.of({"selector": {"secretSelector": {"matchLabels": {"team": "b"}}}}, OPNS)
-    inv, woken = _inventory_with({"a": team_a, "b": team_b})
+    inv, woken = inventory_with({"a": team_a, "b": team_b})
     inv.secrets.upsert(_secret("apps", "web", team="a"))
     inv.secrets.upsert(_secret("apps", "api", team="a"))
     inv.namespaces.upsert({"metadata": {"name": "apps", "labels": {}, "resourceVersion": "1"}})  # not a Secret
@@ -95,7 +90,7 @@ def test_the_changed_secrets_a_policy_is_woken_for_are_taken_once():
 def test_more_changed_secrets_than_the_bound_are_none_and_a_forgotten_policy_keeps_none(monkeypatch):
     monkeypatch.setattr(inventory_module, "MAX_CHANGED_SECRETS", 3)
     reads = Reads.of({"selector": {"secretSelector": {"matchLabels": {"team": "a"}}}}, OPNS)
-    inv, _ = _inventory_with({"a": reads})
+    inv, _ = inventory_with({"a": reads})
     for i in range(5):
         inv.secrets.upsert(_secret("apps", f"s{i}", team="a"))
     assert inv.take_changed_secrets("a") is None  # too many: the pass walks them all, as before

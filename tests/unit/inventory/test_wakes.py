@@ -4,14 +4,13 @@ from it and routes every change through its map functions, so a new source is on
 from __future__ import annotations
 
 import pytest
-from kubernetes.client import ApiClient
 
 from certpolicy.inventory import inventory as inventory_module
 from certpolicy.inventory import wakes
 from certpolicy.inventory.interest import Reads
-from certpolicy.inventory.inventory import Inventory
 from certpolicy.inventory.recordstore import Change
 from certpolicy.kube.watched import Watched
+from unstarted import inventory_with
 
 OPNS = "certpolicy-system"
 
@@ -22,19 +21,11 @@ def _tls(ns: str, name: str, **labels: str) -> dict:
                          "labels": labels}, "data": {}}
 
 
-def _inventory_with(policies: dict[str, Reads]) -> tuple[Inventory, list[list[str]]]:
-    """An inventory that is never started (no API calls), with ``policies`` declared as they
-    would be, and the wake-ups it sends."""
-    inv = Inventory(ApiClient())
-    woken: list[list[str]] = []
-    inv.wake_with(woken.append)
-    inv._reads.update(policies)  # noqa: SLF001 - declare() would read named objects from the API
-    return inv, woken
 
 
 def test_every_source_is_named_once_and_every_store_is_routed():
     assert len({w.source for w in wakes.WAKES}) == len(wakes.WAKES)
-    inv, _ = _inventory_with({})
+    inv, _ = inventory_with({})
     routed = [inv.secrets, inv.pods, inv.namespaces, inv.named_secrets, inv.password_secrets,
               *inv.bundle_sources.values(), *inv.bundle_targets.values()]
     for store in routed:
@@ -45,7 +36,7 @@ def test_every_source_is_named_once_and_every_store_is_routed():
 def test_a_store_change_wakes_the_policies_its_map_function_names():
     team_a = Reads.of({"selector": {"secretSelector": {"matchLabels": {"team": "a"}}}}, OPNS)
     team_b = Reads.of({"selector": {"secretSelector": {"matchLabels": {"team": "b"}}}}, OPNS)
-    inv, woken = _inventory_with({"a": team_a, "b": team_b})
+    inv, woken = inventory_with({"a": team_a, "b": team_b})
     inv.secrets.upsert(_tls("apps", "web", team="a"))
     assert woken == [["a"]]
 
@@ -71,7 +62,7 @@ def test_a_new_source_is_one_entry_and_its_map_function(monkeypatch: pytest.Monk
     monkeypatch.setattr(wakes, "BY_SOURCE", {**wakes.BY_SOURCE, entry.source: entry})
     owner = Reads.of({"selector": {"names": [{"namespace": "apps", "name": "web"}]}}, OPNS)
     other = Reads.of({"selector": {"names": [{"namespace": "apps", "name": "db"}]}}, OPNS)
-    inv, woken = _inventory_with({"owner": owner, "other": other})
+    inv, woken = inventory_with({"owner": owner, "other": other})
     assert "example-configmaps" in [w.name for w in inv.watchers]
     inv.stores["example-configmaps"].upsert({"metadata": {"namespace": "apps", "name": "web", "uid": "u",
                                                           "resourceVersion": "1"}})
