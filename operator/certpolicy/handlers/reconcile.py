@@ -189,6 +189,7 @@ def _changed_secrets_first(ctx: PassContext, runtime: Runtime, bundle: tuple[x50
     if not chosen:
         return
     scratch = dataclasses.replace(ctx, out=StageOutput())  # problems about the policy: the walk reports them
+    scratch.passwords, scratch.cas = ctx.passwords, ctx.cas  # still each Secret read once per pass
     results, records = _judge_secrets(scratch, runtime, chosen, bundle, record_baselines=False)
     warnings = [r for r in results if r.signature]
     if warnings:
