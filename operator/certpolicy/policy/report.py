@@ -59,7 +59,7 @@ def compliance(selected: int, violating: int, unchecked: Sequence[Unchecked] = (
     return True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SecretResult:
     namespace: str
     name: str
