@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import kubernetes
 from kubernetes.client import ApiClient
@@ -39,3 +40,14 @@ def new_api_client() -> ApiClient:
         client = kubernetes.config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
     client.user_agent = user_agent()
     return client
+
+
+def client_for(kubeconfig: str | None = None, context: str | None = None) -> ApiClient:
+    """An API client for a command (the plugin, ``certpolicy check --secret``): the kubeconfig
+    named, or ``$KUBECONFIG`` / ``~/.kube/config``, else the in-cluster config, as kubectl decides.
+    Raises what loading the configuration raised (the caller says it in its own terms)."""
+    if kubeconfig or context or os.environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser().exists():
+        return kubernetes.config.new_client_from_config(config_file=kubeconfig, context=context)
+    config = kubernetes.client.Configuration()
+    kubernetes.config.load_incluster_config(client_configuration=config)
+    return ApiClient(config)

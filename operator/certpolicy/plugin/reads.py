@@ -8,10 +8,8 @@ as its page arrives), so no Secret body outlives its page.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from certpolicy.kube.ownership import ROLE_BASELINE, ROLE_LABEL
@@ -63,20 +61,15 @@ class Objects:
 def connect(kubeconfig: str | None, context: str | None):
     """A RawClient for the kubeconfig (or in-cluster config)."""
     try:
-        from kubernetes import client, config
+        from certpolicy.kube.client import client_for
     except ImportError as e:  # pragma: no cover - a dependency
         raise ReadError("the kubernetes Python client is needed") from e
     from certpolicy.kube.rawapi import RawClient
 
     try:
-        if kubeconfig or context or os.environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser().exists():
-            api = config.new_client_from_config(config_file=kubeconfig, context=context)
-        else:
-            config.load_incluster_config()
-            api = client.ApiClient()
+        return RawClient(client_for(kubeconfig, context))
     except Exception as e:
         raise ReadError(f"cannot load a kubeconfig ({type(e).__name__}: {e})") from None
-    return RawClient(api)
 
 
 def context_namespace(kubeconfig: str | None, context: str | None) -> str:
