@@ -18,6 +18,7 @@ forecast of the next leaf, and that is stated, never silently taken as compliant
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 
 from certpolicy.handlers.context import PassContext
@@ -44,7 +45,7 @@ def certificate_spec_stage(ctx: PassContext, results: list[SecretResult],
         return results
     if not len(ctx.inventory.certificates):
         return results
-    by_secret = ctx.inventory.certificates_by_secret()
+    by_secret = functools.cache(ctx.inventory.certificates_by_secret)  # built at most once, only if needed
     out = []
     for r in results:
         cert = ctx.inventory.certificate_for(records[(r.namespace, r.name)], by_secret)

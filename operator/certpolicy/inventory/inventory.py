@@ -472,17 +472,19 @@ class Inventory:
                 out[rec.secret_key] = rec
         return out
 
-    def certificate_for(self, secret: SecretRecord, by_secret: Mapping[Key, CertificateRecord]
+    def certificate_for(self, secret: SecretRecord, by_secret: Callable[[], Mapping[Key, CertificateRecord]]
                         ) -> CertificateRecord | None:
         """The Certificate that writes ``secret``: the one its cert-manager annotation names (when
         its spec.secretName still names the Secret), else one whose spec.secretName names it (the
-        annotation is written at the first issuance only)."""
+        annotation is written at the first issuance only). ``by_secret`` (a cached
+        :meth:`certificates_by_secret`) is asked only then: a pass whose Secrets all carry the
+        annotation never sorts every Certificate."""
         owner = secret.cert_manager
         if owner is not None:
             rec = self.certificates.get((secret.namespace, owner.certificate))
             if rec is not None and rec.secret_name == secret.name:
                 return rec
-        return by_secret.get((secret.namespace, secret.name))
+        return by_secret().get((secret.namespace, secret.name))
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         return self._namespace_labels(namespace)
