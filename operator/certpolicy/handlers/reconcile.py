@@ -158,16 +158,19 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
 
 
 def _judge_secrets(ctx: PassContext, runtime: Runtime, selected: Sequence[SecretRecord],
-                   bundle: tuple[x509.Certificate, ...] | None, *, record_baselines: bool = True,
+                   bundle: tuple[x509.Certificate, ...] | None, *, whole: bool = True,
                    ) -> tuple[list[SecretResult], dict[tuple[str, str], SecretRecord]]:
     """Every judgement of the selected Secrets: the checks, renewal regressions against each
-    Secret's baseline (recorded only when ``record_baselines``), and for a Secret that cert-manager
-    writes, findings naming its Certificate plus what its spec will put into the next leaf."""
+    Secret's baseline, and for a Secret that cert-manager writes, findings naming its Certificate
+    plus what its spec will put into the next leaf. ``whole``: ``selected`` is the pass's whole
+    selection, so the baselines are recorded and the engine's caches sized for it; a few Secrets
+    judged ahead of the walk do neither."""
     secrets = keystores_with_password(ctx, selected)  # spec.selector.passwordSecretRef
-    evaluations = runtime.evaluator.evaluate_many(ctx.requirements, [rec.material for rec in secrets], bundle, ctx.now)
+    evaluations = runtime.evaluator.evaluate_many(ctx.requirements, [rec.material for rec in secrets], bundle,
+                                                  ctx.now, whole=whole)
     results = [SecretResult(rec.namespace, rec.name, ev) for rec, ev in zip(secrets, evaluations)]
     records = {(rec.namespace, rec.name): rec for rec in secrets}
-    results = renewal_stage(ctx, results, records, record=record_baselines)
+    results = renewal_stage(ctx, results, records, record=whole)
     results = [r if (cm_owner := records[(r.namespace, r.name)].cert_manager) is None
                else dataclasses.replace(r, evaluation=name_owner(r.evaluation, cm_owner)) for r in results]
     results = certificate_spec_stage(ctx, results, records)
@@ -190,7 +193,7 @@ def _changed_secrets_first(ctx: PassContext, runtime: Runtime, bundle: tuple[x50
         return
     scratch = dataclasses.replace(ctx, out=StageOutput())  # problems about the policy: the walk reports them
     scratch.passwords, scratch.cas = ctx.passwords, ctx.cas  # still each Secret read once per pass
-    results, records = _judge_secrets(scratch, runtime, chosen, bundle, record_baselines=False)
+    results, records = _judge_secrets(scratch, runtime, chosen, bundle, whole=False)
     warnings = [r for r in results if r.signature]
     if warnings:
         _post_secret_events(ctx, warnings, records, sweep=False)

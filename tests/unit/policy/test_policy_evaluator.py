@@ -111,6 +111,19 @@ def test_a_pass_larger_than_the_bound_still_hits_on_the_next_pass(ec_pki, now):
     assert ev.misses == misses and ev.hits == 16, "the second pass of both policies must be all hits"
 
 
+def test_a_few_secrets_judged_ahead_of_a_pass_do_not_size_the_caches(ec_pki, now):
+    """A pass judges the Secrets whose change woke it before its whole selection
+    (``whole=False``): that batch of one is not what the caches must hold, so the sizes recorded
+    per requirements stay those of the whole selections."""
+    ev = Evaluator(max_entries=4, public_roots=PublicRoots.of([]), workers=1)
+    ms = [material(certgen.leaf(ec_pki.intermediate, f"a{i}.example.com"), [ec_pki.intermediate]) for i in range(6)]
+    ev.evaluate_many(REQ, ms, ec_pki.bundle, now)
+    ev.evaluate_many(REQ, ms[:1], ec_pki.bundle, now, whole=False)
+    assert ev._batches == {REQ: 6}
+    ev.evaluate_many(REQ, ms[:1], ec_pki.bundle, now)
+    assert ev._batches == {REQ: 1}
+
+
 def test_internal_errors_become_findings_and_are_logged(ec_pki, now, monkeypatch, caplog):
     import certpolicy.policy.evaluate as mod
 
