@@ -114,13 +114,19 @@ def test_deny_refuses_the_reissue_that_drops_client_auth_and_keeps_the_old_leaf(
 
     # cert-manager signs the new leaf (its CertificateRequest is Ready), then its write of the
     # Secret is refused: the refusal, which names the Certificate and the fix, is in its log.
+    # The re-issue's request is the one made from the edited spec (its usages), not just any request
+    # annotated revision + 1: seen once in a cold CI run, a Ready request of revision + 1 carried
+    # clientAuth, made from the spec as it was before the edit (cert-manager replaces a request that
+    # no longer matches the spec under the same revision; the Certificate stayed at its revision).
     revision = cert["status"]["revision"]
 
     def signed_request() -> dict | None:
         for cr in custom_api.list_namespaced_custom_object(certmanager.GROUP, certmanager.VERSION, namespace,
                                                            "certificaterequests")["items"]:
             annotations = cr["metadata"].get("annotations") or {}
-            if annotations.get("cert-manager.io/certificate-revision") == str(revision + 1) and certmanager.is_ready(cr):
+            if (int(annotations.get("cert-manager.io/certificate-revision") or 0) > revision
+                    and sorted((cr.get("spec") or {}).get("usages") or ()) == sorted(USAGES_MTLS[:3])
+                    and certmanager.is_ready(cr)):
                 return cr
         return None
 
