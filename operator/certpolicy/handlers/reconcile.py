@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -107,19 +107,24 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     trusted = own_ca_stages(ctx, explicit_bundle=bundle)
     if bundle is None and trusted and not (spec.get("requirements") or {}).get("trustBundle"):
         bundle = tuple(trusted)  # no explicit bundle: leaves must chain to the policy's own CAs
-    _changed_secrets_first(ctx, runtime, bundle)
+    def catch_up() -> None:
+        _changed_secrets_first(ctx, runtime, bundle)
+
+    catch_up()
     selection = select(ctx.inventory, spec.get("selector") or {})
     for ns, n in selection.missing:
         ctx.out.problems.append(Problem("SecretNotFound",
                                         f"the Secret {ns}/{n} named in spec.selector.names does not exist"))
 
-    results, records = _judge_secrets(ctx, runtime, selection.secrets, bundle)
+    catch_up()
+    results, records = _judge_secrets(ctx, runtime, selection.secrets, bundle, between=catch_up)
     # Trust stores and caBundles, each judged on its own; trustedBy stores must anchor every leaf.
     stores = trust_stores_stage(ctx, leaves=lambda: leaf_anchors(results, {k: r.material for k, r in records.items()}, bundle))
     report = build_report(results + stores, now, resync=RESYNC, unchecked=_unchecked(ctx, own_anchors=bool(trusted)),
                           nothing_selected=selection.why_empty)
     _post_store_events(ctx, stores)
 
+    catch_up()
     _post_secret_events(ctx, results, records)
     subpath = _subpath_mounts(ctx, selection)
     enforced = enforced_condition(spec, runtime.enforcement, name)
@@ -159,18 +164,23 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
 
 def _judge_secrets(ctx: PassContext, runtime: Runtime, selected: Sequence[SecretRecord],
                    bundle: tuple[x509.Certificate, ...] | None, *, whole: bool = True,
+                   between: Callable[[], None] = lambda: None,
                    ) -> tuple[list[SecretResult], dict[tuple[str, str], SecretRecord]]:
     """Every judgement of the selected Secrets: the checks, renewal regressions against each
     Secret's baseline, and for a Secret that cert-manager writes, findings naming its Certificate
     plus what its spec will put into the next leaf. ``whole``: ``selected`` is the pass's whole
     selection, so the baselines are recorded and the engine's caches sized for it; a few Secrets
-    judged ahead of the walk do neither."""
+    judged ahead of the walk do neither. ``between`` runs between the steps (each a walk over
+    every selected Secret): the pass's catch-up with Secrets changed since it began."""
     secrets = keystores_with_password(ctx, selected)  # spec.selector.passwordSecretRef
     evaluations = runtime.evaluator.evaluate_many(ctx.requirements, [rec.material for rec in secrets], bundle,
                                                   ctx.now, whole=whole)
+    between()
     results = [SecretResult(rec.namespace, rec.name, ev) for rec, ev in zip(secrets, evaluations)]
     records = {(rec.namespace, rec.name): rec for rec in secrets}
+    between()
     results = renewal_stage(ctx, results, records, record=whole)
+    between()
     results = [r if (cm_owner := records[(r.namespace, r.name)].cert_manager) is None
                else dataclasses.replace(r, evaluation=name_owner(r.evaluation, cm_owner)) for r in results]
     results = certificate_spec_stage(ctx, results, records)
@@ -180,10 +190,15 @@ def _judge_secrets(ctx: PassContext, runtime: Runtime, selected: Sequence[Secret
 def _changed_secrets_first(ctx: PassContext, runtime: Runtime, bundle: tuple[x509.Certificate, ...] | None) -> None:
     """The Secrets whose change woke this pass (at most MAX_CHANGED_SECRETS) are judged alone and
     their Warning events posted before the pass walks every selected Secret: at 100,000 selected
-    Secrets that walk takes seconds, and the event is what tells someone a renewal went bad. The
+    Secrets that walk takes a second, and the event is what tells someone a renewal went bad. The
     judgement is the pass's own (same stages, baselines read but not written, what a stage reports
     about the policy kept out of the status), so the full walk finds the same signature and posts
-    nothing twice. A Secret that now complies is left to the walk: a green word waits for all."""
+    nothing twice. A Secret that now complies is left to the walk: a green word waits for all.
+
+    Called again between the walk's steps, so a Secret changed while the walk runs is judged
+    within one step (~0.3 s at 100,000 Secrets), not after the whole walk and the next pass's
+    start. The walk then holds an older record of that Secret than the one judged here; its
+    events skip such records (see :func:`_post_secret_events`)."""
     keys = ctx.inventory.take_changed_secrets(ctx.name)
     if not keys:
         return
@@ -331,7 +346,12 @@ def own_ca_stages(ctx: PassContext, *, explicit_bundle: tuple[x509.Certificate, 
 def _post_secret_events(ctx: PassContext, results: list[SecretResult],
                         records: Mapping[tuple[str, str], SecretRecord], *, sweep: bool = True) -> None:
     """An event on each Secret whose problems changed; ``sweep``: ``results`` are all selected
-    Secrets, so what is remembered of the others is dropped."""
+    Secrets, so what is remembered of the others is dropped.
+
+    A record the inventory has replaced since the pass selected it is not reported: its judgement
+    is older than what the catch-up may have posted already (a Warning for the new certificate,
+    which the old one's verdict would follow with a false "now complies"), and the change that
+    replaced it has woken the next pass, which judges the current record."""
     policy_name, memory = ctx.name, ctx.memory
     posted = 0
     seen: set[str] = set()
@@ -341,6 +361,8 @@ def _post_secret_events(ctx: PassContext, results: list[SecretResult],
         sig = result.signature
         previous = memory.signatures.get(rec.uid)
         if previous == sig:
+            continue
+        if _superseded(ctx, rec):
             continue
         if posted >= MAX_EVENTS_PER_PASS:
             continue  # reported in a later pass; the policy's status already counts it
@@ -366,6 +388,12 @@ def _post_secret_events(ctx: PassContext, results: list[SecretResult],
         return
     for uid in [u for u in memory.signatures if u not in seen]:
         del memory.signatures[uid]
+
+
+def _superseded(ctx: PassContext, rec: SecretRecord) -> bool:
+    """Whether the inventory no longer holds this version of the Secret (changed or deleted)."""
+    current = ctx.inventory.secret((rec.namespace, rec.name))
+    return current is None or current.resource_version != rec.resource_version
 
 
 def _post_store_events(ctx: PassContext, stores: list[SecretResult]) -> None:
