@@ -72,8 +72,13 @@ def shard_name(owner: Owner, shard: int) -> str:
     return f"renewal-baseline-{stem}-{uid}-{shard:02d}"
 
 
-def shard_bytes(entries: Mapping[str, str]) -> int:
-    return sum(len(k) + len(v.encode()) for k, v in entries.items())
+def compact(entry: str | LeafBaseline) -> str:
+    """An entry's stored text: held as read until parsed, then as the parsed baseline alone."""
+    return entry if isinstance(entry, str) else entry.to_compact()
+
+
+def shard_bytes(entries: Mapping[str, str | LeafBaseline]) -> int:
+    return sum(len(k) + len(compact(v).encode()) for k, v in entries.items())
 
 
 class BaselinesUnavailable(Exception):
@@ -82,9 +87,13 @@ class BaselinesUnavailable(Exception):
 
 @dataclass
 class _Shard:
+    """One ConfigMap's entries. An entry is its stored text until it is parsed, then the parsed
+    baseline alone (the text is written again from it): a policy selecting 100,000 Secrets holds
+    one form of each baseline, not both (~300 bytes each)."""
+
     resource_version: str | None  # None: not in the cluster
-    entries: dict[str, str]  # data key -> compact baseline
-    size: int = -1  # bytes of the entries, kept current by the store (-1: not counted yet)
+    entries: dict[str, str | LeafBaseline]  # data key -> compact baseline text, or the baseline parsed
+    size: int = -1  # bytes of the entries' texts, kept current by the store (-1: not counted yet)
 
     def bytes(self) -> int:
         if self.size < 0:
@@ -95,11 +104,17 @@ class _Shard:
         """Add, replace (``text``) or remove (None) one entry, keeping the byte count."""
         size, old = self.bytes(), self.entries.pop(key, None)
         if old is not None:
-            size -= len(key) + len(old.encode())
+            size -= len(key) + len(compact(old).encode())
         if text is not None:
             self.entries[key] = text
             size += len(key) + len(text.encode())
         self.size = size
+
+    def keep_parsed(self, key: str, baseline: LeafBaseline) -> None:
+        """Hold ``baseline`` in place of its entry's text (the byte count stays: the text is the
+        same, written again by :meth:`LeafBaseline.to_compact`)."""
+        if key in self.entries:
+            self.entries[key] = baseline
 
 
 @dataclass
@@ -153,16 +168,22 @@ class BaselineShards:
             text = self._migrate(key, index)
         if text is None:
             return None
-        try:
-            hit = LeafBaseline.from_compact(text)
-        except ValueError:
-            self.unreadable += 1
-            self.damaged.append(f"{namespace}/{name}")
-            return None
+        if isinstance(text, LeafBaseline):
+            hit = text
+        else:
+            try:
+                hit = LeafBaseline.from_compact(text)
+            except ValueError:
+                self.unreadable += 1
+                self.damaged.append(f"{namespace}/{name}")
+                return None
+            for i in {index, index % LEGACY_SHARDS}:  # where the entry is (see _migrate)
+                if (held := self.shards.get(i)) is not None:
+                    held.keep_parsed(key, hit)
         self.parsed[key] = hit
         return hit
 
-    def _migrate(self, key: str, index: int) -> str | None:
+    def _migrate(self, key: str, index: int) -> str | LeafBaseline | None:
         """The entry ``key`` written under the 16-shard layout, moved to shard ``index`` (both
         shards written by the next save); None when there is none. Left where it is when the new
         shard is full: it is still found there, and ``retain`` keeps it."""
@@ -170,6 +191,7 @@ class BaselineShards:
         text = old.entries.get(key) if old else None
         if old is None or text is None:
             return None
+        text = compact(text)
         shard = self.shards.setdefault(index, _Shard(None, {}))
         if shard.bytes() + len(key) + len(text.encode()) <= MAX_SHARD_BYTES:
             old.set(key, None)
@@ -183,13 +205,14 @@ class BaselineShards:
         text = baseline.to_compact()
         shard = self.shards.setdefault(index, _Shard(None, {}))
         old = shard.entries.get(key)
-        if old == text:
+        if old is not None and (old == baseline or old == text):
+            shard.keep_parsed(key, baseline)
             self.parsed[key] = baseline
             return True
-        if shard.bytes() + len(key) + len(text.encode()) - (len(key) + len(old.encode()) if old else 0) \
+        if shard.bytes() + len(key) + len(text.encode()) - (len(key) + len(compact(old).encode()) if old else 0) \
                 > MAX_SHARD_BYTES:
             return False
-        shard.set(key, text)
+        shard.set(key, text)  # held as text until the shard is written, then as the baseline alone
         self.parsed[key] = baseline
         self.dirty.add(index)
         return True
@@ -249,11 +272,15 @@ class BaselineShards:
                     del self.shards[index]
                 else:
                     result = write_managed_configmap(
-                        raw, self.namespace, name, self.owner, dict(sorted(shard.entries.items())),
+                        raw, self.namespace, name, self.owner,
+                        {k: compact(v) for k, v in sorted(shard.entries.items())},
                         role=ROLE_BASELINE, owner_reference=_owner_reference(self.owner),
                         expected_version=shard.resource_version)
                     shard.resource_version = result.obj["metadata"]["resourceVersion"]
                     writes += 1
+                    for key, entry in shard.entries.items():  # written: the parsed form alone from here on
+                        if isinstance(entry, str) and (parsed := self.parsed.get(key)) is not None:
+                            shard.entries[key] = parsed
             except ApiException as e:
                 raise BaselinesUnavailable(f"the renewal baselines could not be written to ConfigMap "
                                          f"{self.namespace}/{name} (HTTP {e.status})") from e

@@ -252,3 +252,15 @@ def test_crd_enum_is_the_guards_reasons():
     renewal = schema["properties"]["spec"]["properties"]["requirements"]["properties"]["renewal"]
     assert renewal["properties"]["ignore"]["items"]["enum"] == list(RENEWAL_REASONS) == list(RENEWAL_IGNORABLE)
     assert renewal["properties"]["guard"]["default"] is True
+
+
+def test_baselines_of_one_ca_share_what_repeats():
+    """A policy holds a baseline per selected Secret: the fields its CA's leaves repeat (EKUs, key,
+    anchor, issuer) are one object each, whether built from a leaf or read back from the store."""
+    ca = certgen.root("sharing root")
+    built = [baseline_of(certgen.leaf(ca, f"s{i}.example.com").cert, "ab" * 32) for i in range(2)]
+    read = [LeafBaseline.from_compact(b.to_compact()) for b in built]
+    for a, b in (built, read, (built[0], read[1])):
+        assert a.sha256 != b.sha256
+        assert a.ekus is b.ekus and a.issuer is b.issuer and a.anchor is b.anchor
+        assert a.key_algorithm is b.key_algorithm and a.key_curve is b.key_curve
