@@ -148,7 +148,7 @@ def evaluate(
 class _Run:
     """One evaluation; a class only to share its working state between the steps."""
 
-    __slots__ = ("req", "material", "bundle", "now", "public_roots", "findings", "entries", "chain")
+    __slots__ = ("req", "material", "bundle", "now", "public_roots", "findings", "entries", "chain", "leaf_checks")
 
     def __init__(self, req: Requirements, material: SecretMaterial, bundle: TrustBundle | None, now: dt.datetime, public_roots: PublicRoots | None) -> None:
         self.req, self.material, self.bundle, self.now = req, material, bundle, now
@@ -156,6 +156,7 @@ class _Run:
         self.findings: list[Finding] = []
         self.entries: dict[str, CertificateEntry] = {}
         self.chain: ChainResult | None = None
+        self.leaf_checks: _CertChecks | None = None
 
     def run(self) -> Evaluation:
         m = self.material
@@ -241,7 +242,7 @@ class _Run:
     def _per_certificate(self) -> None:
         req, now, out = self.req, self.now, self.findings
         for e in self.entries.values():
-            p = _checks_of(req, e)
+            p = self._checks(e)
             if not p.quiet_from <= now < p.quiet_until:
                 out.extend(check_expiry(req, e.summary, e.role, now, None if e.on_path else Severity.WARNING))
             if p.strength:
@@ -308,15 +309,34 @@ class _Run:
     # --- assembly ---
 
     def _add(self, s: CertSummary, role: Role, on_path: bool, source: str) -> None:
-        if s.fingerprint not in self.entries:
-            self.entries[s.fingerprint] = CertificateEntry(role, s, on_path, source)
+        fp = s.fingerprint
+        if fp in self.entries:
+            return
+        if role is Role.LEAF:
+            self.entries[fp] = CertificateEntry(role, s, on_path, source)
+            return
+        key = (role, fp, on_path, source)
+        e = _ENTRIES.get(key)
+        if e is None or e.summary is not s:
+            e = CertificateEntry(role, s, on_path, source)
+            _ENTRIES.put(key, e)
+        self.entries[fp] = e
+
+    def _checks(self, e: CertificateEntry) -> _CertChecks:
+        """A CA's checks come from the shared cache; the leaf's are computed once per evaluation
+        and not kept: the evaluation itself is cached, and a cache entry per Secret is ~270 bytes."""
+        if e.role is not Role.LEAF:
+            return _checks_of(self.req, e)
+        if self.leaf_checks is None:
+            self.leaf_checks = _cert_checks(self.req, e)
+        return self.leaf_checks
 
     def _result(self) -> Evaluation:
-        now, req = self.now, self.req
+        now = self.now
         upcoming: dt.datetime | None = None
         past: dt.datetime | None = None
         for e in self.entries.values():
-            instants = _checks_of(req, e).instants
+            instants = self._checks(e).instants
             i = bisect_right(instants, now)
             if i < len(instants) and (upcoming is None or instants[i] < upcoming):
                 upcoming = instants[i]
@@ -348,23 +368,34 @@ class _CertChecks(NamedTuple):
     strength: tuple[Finding, ...]
 
 
+#: The checks of CA certificates (the leaf's are not kept, see ``_Run._checks``).
 _CHECKS: FifoCache[tuple[Requirements, str, Role, bool], _CertChecks] = FifoCache(
-    65536, name="checks", keep=lambda key, _checks, live: key[1] in live.fingerprints, per_secret=2)
+    65536, name="checks", keep=lambda key, _checks, live: key[1] in live.fingerprints, per_secret=1)
+
+#: The entries of certificates other than the leaf, one object per (role, certificate, on path,
+#: source) shared by every evaluation that considers it: a CA is considered by every Secret it
+#: issued, and each held evaluation used to carry its own copies (~240 bytes per Secret).
+_ENTRIES: FifoCache[tuple[Role, str, bool, str], CertificateEntry] = FifoCache(
+    4096, name="entries", keep=lambda key, _entry, live: key[1] in live.fingerprints, per_secret=1)
 
 
 def _checks_of(req: Requirements, e: CertificateEntry) -> _CertChecks:
     key = (req, e.summary.fingerprint, e.role, e.on_path)
     c = _CHECKS.get(key)
     if c is None:
-        s = e.summary
-        c = _CertChecks(
-            s.not_before,
-            s.not_after - req.warning_before,
-            tuple(sorted(change_instants(req, s))),
-            tuple(check_strength(req, s, e.role, None if e.on_path else Severity.WARNING)),
-        )
+        c = _cert_checks(req, e)
         _CHECKS.put(key, c)
     return c
+
+
+def _cert_checks(req: Requirements, e: CertificateEntry) -> _CertChecks:
+    s = e.summary
+    return _CertChecks(
+        s.not_before,
+        s.not_after - req.warning_before,
+        tuple(sorted(change_instants(req, s))),
+        tuple(check_strength(req, s, e.role, None if e.on_path else Severity.WARNING)),
+    )
 
 
 def retain_caches(materials: Iterable[SecretMaterial], evaluators: Iterable[Evaluator] = (),

@@ -188,3 +188,24 @@ def test_retain_caches_forgets_what_is_no_longer_live_and_keeps_the_rest(ec_pki,
     assert ev.evaluate(REQ, kept, ec_pki.bundle, now) is first and ev.hits == hits + 1
     # What was dropped is simply recomputed.
     assert ev.evaluate(REQ, gone, ec_pki.bundle, now).compliant
+
+
+def test_held_evaluations_share_their_ca_entries_and_keep_no_leaf_checks(ec_pki, now):
+    """The inventory holds an evaluation per selected Secret: the entries of the CAs every one of
+    them considers are one object each, and nothing per leaf is cached beside the evaluation."""
+    from certpolicy.policy import evaluate as engine
+
+    leaves = [certgen.leaf(ec_pki.intermediate, f"s{i}.example.com") for i in range(3)]
+    checks_before = len(engine._CHECKS)  # noqa: SLF001
+    evs = [evaluate(REQ, material(leaf, [ec_pki.intermediate]), ec_pki.bundle, now, public_roots=PublicRoots.of([]))
+           for leaf in leaves]
+    assert all(ev.compliant for ev in evs)
+    assert len({ev.leaf.fingerprint for ev in evs}) == 3
+    cas = [[e for e in ev.certificates if e.summary is not ev.leaf] for ev in evs]
+    assert len(cas[0]) >= 2
+    for other in cas[1:]:
+        assert [e.summary.fingerprint for e in other] == [e.summary.fingerprint for e in cas[0]]
+        assert all(a is b for a, b in zip(other, cas[0], strict=True))
+    leaf_fps = {ev.leaf.fingerprint for ev in evs}
+    assert not any(key[1] in leaf_fps for key in list(engine._CHECKS._data))  # noqa: SLF001
+    assert len(engine._CHECKS) - checks_before <= len(cas[0])  # noqa: SLF001 - the CAs' only
