@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "certpolicy"
 #: Bottom to top. Equal ranks may import each other; a lower rank never imports a higher one.
 #: The ground floor holds modules every layer may use and that use no layer.
 RANK = {
-    "timestamps": 0, "environment": 0, "conditions": 0,
+    "timestamps": 0, "environment": 0, "conditions": 0, "interning": 0,
     "pki": 1,
     "policy": 2,
     "rotation": 3,

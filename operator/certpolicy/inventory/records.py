@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from certpolicy.interning import shared
 from certpolicy.pki.secretdata import SecretMaterial, material_from_secret
 from certpolicy.policy.certmanager import CertManagerOwner, owner_of
 from certpolicy.timestamps import parse_rfc3339
@@ -58,12 +59,13 @@ def parse_secret_object(obj: dict[str, Any]) -> SecretRecord:
     meta = obj.get("metadata") or {}
     material = material_from_secret(obj.get("type") or "Opaque", obj.get("data") or {})
     return SecretRecord(
-        namespace=meta.get("namespace", ""),
+        # One object for what a namespace's Secrets repeat (the inventory holds every record).
+        namespace=shared(meta.get("namespace", "")),
         name=meta.get("name", ""),
         uid=meta.get("uid", ""),
         resource_version=meta.get("resourceVersion", ""),
-        type=obj.get("type") or "Opaque",
-        labels=tuple(sorted((meta.get("labels") or {}).items())),
+        type=shared(obj.get("type") or "Opaque"),
+        labels=shared(tuple(sorted((meta.get("labels") or {}).items()))),
         material=material,
         renewal_accepted=(meta.get("annotations") or {}).get(RENEWAL_ACCEPTED_ANNOTATION),
         cert_manager=owner_of(meta.get("namespace", ""), meta.get("annotations")),

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, PublicKeyAlgorithmOID
 
+from certpolicy.interning import shared
 from certpolicy.pki.cache import FifoCache
 from certpolicy.pki.fingerprint import certificate_fingerprint
 from certpolicy.pki.keys import curve_display_name
@@ -265,7 +266,7 @@ def _summarize(cert: x509.Certificate, fp: str, public_key: CertificatePublicKey
                 ku = _key_usage_names(v)
             elif t is x509.ExtendedKeyUsage:
                 has_eku = True
-                ekus = tuple([_EKU_NAMES.get(o) or o.dotted_string for o in v])
+                ekus = shared(tuple([_EKU_NAMES.get(o) or o.dotted_string for o in v]))  # one per CA's leaves
             elif t is x509.SubjectAlternativeName:
                 has_san = True
                 for gn in v:
@@ -281,7 +282,7 @@ def _summarize(cert: x509.Certificate, fp: str, public_key: CertificatePublicKey
             elif t is x509.SubjectKeyIdentifier:
                 ski = v.digest.hex()
             elif t is x509.AuthorityKeyIdentifier:
-                aki = v.key_identifier.hex() if v.key_identifier is not None else None
+                aki = shared(v.key_identifier.hex()) if v.key_identifier is not None else None
     except Exception as e:
         error = _extension_error(e)
 

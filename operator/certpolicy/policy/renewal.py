@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 from dataclasses import dataclass
 
 from cryptography import x509
 
+from certpolicy.interning import shared
 from certpolicy.pki.fingerprint import PREFIX
 from certpolicy.pki.inspect import summarize
 from certpolicy.policy.dnsnames import normalize_dns, quoted, san_covers
@@ -117,32 +117,13 @@ class LeafBaseline:
                 and (size is None or _int(size)) and (curve is None or isinstance(curve, str))
                 and _int(lifetime) and isinstance(issuer, str)):
             raise ValueError("not a stored leaf baseline (a field has the wrong type)")
-        return cls(sha, _shared_ekus(ekus), tuple(dns), tuple(ips), sys.intern(alg), size, _interned(curve),
-                   _interned(anchor), lifetime, sys.intern(issuer))
+        # A policy holds a baseline per selected Secret: what its CA's leaves repeat is shared.
+        return cls(sha, None if ekus is None else shared(tuple(ekus)), tuple(dns), tuple(ips), shared(alg), size,
+                   _shared(curve), _shared(anchor), lifetime, shared(issuer))
 
 
-#: The EKU lists baselines hold, one tuple each (a handful of distinct lists in any cluster).
-_EKU_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
-_MAX_EKU_TUPLES = 256
-
-
-def _shared_ekus(ekus: list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
-    """One tuple object per distinct EKU list. The fields that repeat across a CA's leaves (EKUs,
-    key algorithm and curve, anchor, issuer) are shared between the baselines a policy holds, one
-    per selected Secret: at 100,000 Secrets a copy of each in every baseline is ~40 MB."""
-    if ekus is None:
-        return None
-    t = tuple(sys.intern(u) for u in ekus)
-    shared = _EKU_TUPLES.get(t)
-    if shared is None:
-        if len(_EKU_TUPLES) >= _MAX_EKU_TUPLES:  # a hostile variety of lists: bounded, merely not shared
-            return t
-        shared = _EKU_TUPLES[t] = t
-    return shared
-
-
-def _interned(v: str | None) -> str | None:
-    return None if v is None else sys.intern(v)
+def _shared(v: str | None) -> str | None:
+    return None if v is None else shared(v)
 
 
 def _is_hex(v: object) -> bool:
@@ -174,15 +155,15 @@ def baseline_of(leaf: x509.Certificate, anchor_fingerprint: str | None) -> LeafB
         raise ValueError(f"the leaf's extensions cannot be read ({s.extension_error}); it can be no baseline")
     return LeafBaseline(
         sha256=plain_fingerprint(s.fingerprint),
-        ekus=_shared_ekus(sorted(set(s.extended_key_usages))) if s.has_eku else None,
+        ekus=shared(tuple(sorted(set(s.extended_key_usages)))) if s.has_eku else None,
         dns_names=tuple(sorted({normalize_dns(n) for n in s.dns_names})),
         ip_addresses=tuple(sorted(set(s.ip_addresses))),
-        key_algorithm=sys.intern(s.key_algorithm),
+        key_algorithm=shared(s.key_algorithm),
         key_size=s.key_size,
-        key_curve=_interned(s.key_curve),
-        anchor=_interned(plain_fingerprint(anchor_fingerprint)) if anchor_fingerprint else None,
+        key_curve=_shared(s.key_curve),
+        anchor=shared(plain_fingerprint(anchor_fingerprint)) if anchor_fingerprint else None,
         lifetime_seconds=int((s.not_after - s.not_before).total_seconds()),
-        issuer=sys.intern(s.issuer),
+        issuer=shared(s.issuer),
     )
 
 
