@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Hashable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 T = TypeVar("T", bound=Hashable)
 
@@ -25,10 +25,10 @@ _TABLE: dict[object, object] = {}
 def shared(value: T) -> T:
     """``value``, or an equal object already handed out (the same one for every equal value)."""
     if type(value) is str:
-        return sys.intern(value)  # type: ignore[return-value]  # T is str here
+        return cast(T, sys.intern(cast(str, value)))
     hit = _TABLE.get(value)
     if hit is not None:
-        return hit  # type: ignore[return-value]  # equal to value, so of its type
+        return cast(T, hit)  # equal to value, so of its type
     if len(_TABLE) < MAX_SHARED:
         _TABLE[value] = value
     return value
