@@ -212,7 +212,8 @@ class BaselineShards:
         if shard.bytes() + len(key) + len(text.encode()) - (len(key) + len(compact(old).encode()) if old else 0) \
                 > MAX_SHARD_BYTES:
             return False
-        shard.set(key, text)  # held as text until the shard is written, then as the baseline alone
+        shard.set(key, text)
+        shard.keep_parsed(key, baseline)  # the baseline alone: its text is written again by save
         self.parsed[key] = baseline
         self.dirty.add(index)
         return True
@@ -278,9 +279,6 @@ class BaselineShards:
                         expected_version=shard.resource_version)
                     shard.resource_version = result.obj["metadata"]["resourceVersion"]
                     writes += 1
-                    for key, entry in shard.entries.items():  # written: the parsed form alone from here on
-                        if isinstance(entry, str) and (parsed := self.parsed.get(key)) is not None:
-                            shard.entries[key] = parsed
             except ApiException as e:
                 raise BaselinesUnavailable(f"the renewal baselines could not be written to ConfigMap "
                                          f"{self.namespace}/{name} (HTTP {e.status})") from e
