@@ -134,7 +134,7 @@ class CertSummary:
         except AttributeError:
             pass
         name = issuer_of(throwaway_copy(self.certificate)) if self.certificate is not None else None
-        v = _rfc4514(name) if name is not None else "(unparsable name)"
+        v = shared(_rfc4514(name)) if name is not None else "(unparsable name)"  # one per CA, not per leaf
         object.__setattr__(self, "_issuer", v)
         return v
 
