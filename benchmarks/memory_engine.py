@@ -7,6 +7,9 @@ every engine cache. Printed: Python-heap bytes per Secret (tracemalloc; cryptogr
 allocations are not traced by it) and the process's resident-set growth per Secret (both sides,
 but page-granular and allocator-dependent: a cross-check, not the figure).
 
+Then the renewal baselines a policy holds for the same Secrets (``kube/baselines.py``): as its
+first pass puts them, and as a restarted operator holds them after reading every stored entry.
+
 Usage: .venv/bin/python benchmarks/memory_engine.py [--secrets 2000] [--tree .]
 """
 
@@ -87,6 +90,41 @@ def measure(path: Path, tree: Path) -> None:
     print(f"{n} Secrets held: {total / n:,.0f} B per Secret (tracemalloc), RSS +{(rss_after - rss_before) * 1024 / n:,.0f} B per Secret")
     for d in after.compare_to(before, "lineno")[:8]:
         print(f"  {d.size_diff / n:8,.0f} B  {d.traceback}")
+    baselines(held, tree)
+
+
+def baselines(held: list, tree: Path) -> None:
+    """The renewal guard's baselines a policy holds, one per Secret: as its first pass puts them
+    (unsaved), and as a later process holds them once it has read every stored entry."""
+    import json
+
+    from certpolicy.kube.baselines import BaselineShards, _Shard, entry_key, shard_of
+    from certpolicy.kube.ownership import Owner
+    from certpolicy.policy.renewal import baseline_of
+
+    owner, n = Owner("bench", "uid"), len(held)
+    keys = [("bench-000", f"tls-{i}") for i in range(n)]
+    gc.collect()
+    start = tracemalloc.get_traced_memory()[0]
+    store = BaselineShards(owner, "certpolicy-system")
+    for (ns, name), (m, ev) in zip(keys, held):
+        store.put(ns, name, baseline_of(m.leaf, ev.anchor_fingerprint))
+    gc.collect()
+    put = tracemalloc.get_traced_memory()[0] - start
+    stored = json.dumps({entry_key(ns, name): store.get(ns, name).to_compact() for ns, name in keys})
+    del store
+    gc.collect()
+    start = tracemalloc.get_traced_memory()[0]
+    again = BaselineShards(owner, "certpolicy-system")
+    for key, text in json.loads(stored).items():  # as a list of the shards returns them
+        ns, name = key.split(".", 1)
+        again.shards.setdefault(shard_of(ns, name), _Shard("1", {})).entries[key] = text
+    for ns, name in keys:
+        again.get(ns, name)
+    gc.collect()
+    read = tracemalloc.get_traced_memory()[0] - start
+    print(f"renewal baselines held: {put / n:,.0f} B per Secret as a first pass puts them, "
+          f"{read / n:,.0f} B once every stored entry was read")
 
 
 def main() -> None:
