@@ -174,7 +174,7 @@ def _judge_secrets(ctx: PassContext, runtime: Runtime, selected: Sequence[Secret
     every selected Secret): the pass's catch-up with Secrets changed since it began."""
     secrets = keystores_with_password(ctx, selected)  # spec.selector.passwordSecretRef
     evaluations = runtime.evaluator.evaluate_many(ctx.requirements, [rec.material for rec in secrets], bundle,
-                                                  ctx.now, whole=whole)
+                                                  ctx.now, whole=whole, batch=ctx.name)
     between()
     results = [SecretResult(rec.namespace, rec.name, ev) for rec, ev in zip(secrets, evaluations)]
     records = {(rec.namespace, rec.name): rec for rec in secrets}

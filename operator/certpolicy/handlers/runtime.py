@@ -108,6 +108,7 @@ class Runtime:
         with self.lock:
             self.memories.pop(policy, None)
         self.inventory.forget(policy)
+        self.evaluator.forget_batch(policy)
 
     def policy_changed(self, policy: str, body: dict[str, Any] | None) -> None:
         """kopf heard a change of the policy (``body``; None: it is gone): wake its loop unless

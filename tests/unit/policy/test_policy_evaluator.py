@@ -111,6 +111,22 @@ def test_a_pass_larger_than_the_bound_still_hits_on_the_next_pass(ec_pki, now):
     assert ev.misses == misses and ev.hits == 16, "the second pass of both policies must be all hits"
 
 
+def test_two_policies_with_the_same_requirements_each_size_the_caches(ec_pki, now):
+    """Two teams' policies, identical requirements, different Secrets: sized by requirements
+    alone, the caches held one team's batch, and every pass of both missed on every Secret."""
+    ev = Evaluator(max_entries=4, public_roots=PublicRoots.of([]), workers=1)
+    ms = [material(certgen.leaf(ec_pki.intermediate, f"t{i}.example.com"), [ec_pki.intermediate]) for i in range(12)]
+    team_a, team_b = ms[:6], ms[6:]
+    ev.evaluate_many(REQ, team_a, ec_pki.bundle, now, batch="team-a")
+    ev.evaluate_many(REQ, team_b, ec_pki.bundle, now, batch="team-b")
+    misses = ev.misses
+    ev.evaluate_many(REQ, team_a, ec_pki.bundle, now, batch="team-a")
+    ev.evaluate_many(REQ, team_b, ec_pki.bundle, now, batch="team-b")
+    assert ev.misses == misses and ev.hits == 12, "the second pass of both policies must be all hits"
+    ev.forget_batch("team-b")  # deleted: no longer held for
+    assert set(ev._batches) == {"team-a"}  # noqa: SLF001
+
+
 def test_a_few_secrets_judged_ahead_of_a_pass_do_not_size_the_caches(ec_pki, now):
     """A pass judges the Secrets whose change woke it before its whole selection
     (``whole=False``): that batch of one is not what the caches must hold, so the sizes recorded
