@@ -138,7 +138,7 @@ def clear_all() -> None:
 
 def fit(secrets: int) -> None:
     """Size every registered cache that scales with the working set for ``secrets`` Secrets
-    judged per pass (summed over distinct requirements: a check result is per requirements)."""
+    judged per pass (summed over the policies' batches, see ``Evaluator._fit``)."""
     for cache in registered():
         if cache.per_secret:
             cache.reserve(cache.per_secret * secrets)
