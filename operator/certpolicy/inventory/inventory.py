@@ -463,6 +463,12 @@ class Inventory:
             return "the operator has not finished listing certificates.cert-manager.io"
         return None
 
+    def certificates_listing(self) -> bool:
+        """Whether Certificates are served and their first list is still running (not refused,
+        not finished): what :meth:`certificates_unreadable` would wait for."""
+        sw = self.served[CERTIFICATES]
+        return not sw.unreadable and sw.watcher is not None and not sw.watcher.synced.is_set()
+
     def certificates_by_secret(self) -> dict[Key, CertificateRecord]:
         """(namespace, spec.secretName) -> its Certificate (the first by name when several name it);
         one pass over the store, so a policy's pass builds it once for all its Secrets."""

@@ -180,6 +180,7 @@ def test_without_the_crd_nothing_is_watched_and_no_policy_is_held(gated):
     sw = inv.served[wakes.CERTIFICATES]
     assert sw.watcher is None and raw.calls == [CM_PATH]
     assert inv.certificates_unreadable() is None  # nothing to judge, nothing to say
+    assert not inv.certificates_listing()
     for w in inv.watchers:
         w.synced.set()
     assert inv.synced_for(Reads.of({"selector": {"secretSelector": {}}}, OPNS))
@@ -195,8 +196,10 @@ def test_the_watch_starts_when_the_crd_appears_later(gated):
     assert watcher is not None and watcher.path == f"{CM_PATH}/certificates"
     assert watcher in inv.all_watchers()
     assert inv.certificates_unreadable(wait=0) == "the operator has not finished listing certificates.cert-manager.io"
+    assert inv.certificates_listing()  # a pass's catch-ups leave cert-manager's Secrets to its walk
     watcher.synced.set()
     assert inv.certificates_unreadable() is None
+    assert not inv.certificates_listing()
 
 
 def test_start_checks_again_until_the_crd_is_served(gated, monkeypatch: pytest.MonkeyPatch):
@@ -245,6 +248,7 @@ def test_a_refused_list_is_a_stated_reason_not_a_looping_watch(gated):
     inv._start_served()  # noqa: SLF001
     assert inv.served[wakes.CERTIFICATES].watcher is None
     assert "may not list certificates.cert-manager.io (HTTP 403 Forbidden)" in (inv.certificates_unreadable() or "")
+    assert not inv.certificates_listing()  # refused is no wait: the catch-ups judge those Secrets too
 
 
 # ---- the stage: a selected Secret's Certificate joins its findings --------------------------------
