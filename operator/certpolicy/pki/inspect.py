@@ -72,7 +72,6 @@ class CertSummary:
     """
 
     fingerprint: str
-    serial: str  # lowercase hex
     not_before: dt.datetime
     not_after: dt.datetime
     version: int  # 1 or 3
@@ -101,7 +100,7 @@ class CertSummary:
     # The lazily computed facts: unset slots until first asked for (reading one raises
     # AttributeError), then set once through object.__setattr__ (the dataclass is frozen for
     # everyone else). Left unset rather than given a default, so that building a summary costs
-    # no more than its 27 fields. Names are read from a throwaway copy: cryptography keeps a
+    # no more than its 26 fields. Names are read from a throwaway copy: cryptography keeps a
     # decoded Name on the certificate (~0.8 KB of Python objects; 16 MiB at 20,000 Secrets, where
     # the renewal baseline asks every leaf's issuer), and only the string is needed.
     _subject: str = field(init=False, repr=False)
@@ -112,6 +111,15 @@ class CertSummary:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CertSummary) and other.fingerprint == self.fingerprint
+
+    @property
+    def serial(self) -> str:
+        """Lowercase hex, read from the certificate when asked: only a report prints it, and a
+        string per held leaf was ~80 bytes (8 MiB at 100,000 Secrets)."""
+        try:
+            return format(self.certificate.serial_number, "x")  # type: ignore[union-attr]  # None: "?"
+        except Exception:
+            return "?"
 
     def __hash__(self) -> int:
         return hash(self.fingerprint)
@@ -286,15 +294,11 @@ def _summarize(cert: x509.Certificate, fp: str, public_key: CertificatePublicKey
     except Exception as e:
         error = _extension_error(e)
 
-    try:
-        serial = format(cert.serial_number, "x")
-    except Exception:
-        serial = "?"
     # The generated __init__ of a frozen dataclass sets each field through object.__setattr__
-    # (~6 µs for 27); on this hot path the slots are filled through their descriptors (~3 µs).
+    # (~6 µs for 26); on this hot path the slots are filled through their descriptors (~3 µs).
     summary = _new_summary(CertSummary)
     for setter, value in zip(_SUMMARY_SLOTS, (
-            fp, serial, cert.not_valid_before_utc, cert.not_valid_after_utc, version, is_ca, has_bc, bc_critical,
+            fp, cert.not_valid_before_utc, cert.not_valid_after_utc, version, is_ca, has_bc, bc_critical,
             path_length, has_ku, ku, has_eku, ekus, has_san, dns, ips, uris, emails, key_algorithm, key_size,
             key_curve, sig_name, sig_hash, ski, aki, error, cert)):
         setter(summary, value)

@@ -114,6 +114,7 @@ def test_to_dict_is_json_ready(ec_pki):
     d = summarize(ec_pki.leaf.cert).to_dict()
     json.dumps(d)
     assert d["notAfter"].endswith("Z") and d["key"] == "EC P-256"
+    assert d["serial"] == format(ec_pki.leaf.cert.serial_number, "x")  # read from the certificate when asked
 
 
 def test_summary_type():
