@@ -105,7 +105,7 @@ def _compare(store: BaselineShards, rec: SecretRecord, result: SecretResult, ign
     if stored is not None and stored.sha256 == plain_fingerprint(summary.fingerprint) and anchor in (None, stored.anchor):
         return [], None  # the same leaf, nothing new (the common case: no LeafBaseline built)
     try:
-        new = baseline_of(leaf, anchor)
+        new = baseline_of(leaf, anchor, evaluation.leaf_issuer)
     except ValueError:
         return [], None
     if stored is None or stored.sha256 == new.sha256:

@@ -107,6 +107,20 @@ class Evaluation:
                 return e.summary
         return None
 
+    @property
+    def leaf_issuer(self) -> str | None:
+        """The leaf's issuer name as the subject of the certificate that issued it on the
+        verified path (chain building matches the two names exactly), None when the chain was not
+        verified. That CA's summary names it once for all its leaves; reading the leaf's own
+        issuer costs a re-parse of every leaf (~12 µs; 1.2 s of a first pass over 100,000)."""
+        if len(self.chain_path) < 2:
+            return None
+        parent = self.chain_path[1]
+        for e in self.certificates:
+            if e.summary.fingerprint == parent:
+                return e.summary.subject
+        return None
+
     def holds_at(self, now: dt.datetime) -> bool:
         """Whether this result is still the answer at ``now`` (no threshold crossed since)."""
         return (self.valid_from is None or self.valid_from <= now) and (self.valid_until is None or now < self.valid_until)

@@ -143,9 +143,10 @@ def plain_fingerprint(fp: str) -> str:
     return fp.strip().lower().removeprefix(PREFIX).replace(":", "")
 
 
-def baseline_of(leaf: x509.Certificate, anchor_fingerprint: str | None) -> LeafBaseline:
+def baseline_of(leaf: x509.Certificate, anchor_fingerprint: str | None, issuer: str | None = None) -> LeafBaseline:
     """The baseline facts of ``leaf``, whose verified chain ended at ``anchor_fingerprint`` (any
-    fingerprint spelling; None when the chain was not verified).
+    fingerprint spelling; None when the chain was not verified). ``issuer``: the leaf's issuer
+    name when the caller has it (``Evaluation.leaf_issuer``), else it is read from the leaf.
 
     Raises ValueError when the leaf's extensions cannot be parsed: its usages and names are
     unknown, so it can be no baseline (the evaluation reports ``MalformedExtension``).
@@ -163,7 +164,7 @@ def baseline_of(leaf: x509.Certificate, anchor_fingerprint: str | None) -> LeafB
         key_curve=_shared(s.key_curve),
         anchor=shared(plain_fingerprint(anchor_fingerprint)) if anchor_fingerprint else None,
         lifetime_seconds=int((s.not_after - s.not_before).total_seconds()),
-        issuer=shared(s.issuer),
+        issuer=shared(issuer if issuer is not None else s.issuer),
     )
 
 

@@ -225,3 +225,18 @@ def test_held_evaluations_share_their_ca_entries_and_keep_no_leaf_checks(ec_pki,
     leaf_fps = {ev.leaf.fingerprint for ev in evs}
     assert not any(key[1] in leaf_fps for key in list(engine._CHECKS._data))  # noqa: SLF001
     assert len(engine._CHECKS) - checks_before <= len(cas[0])  # noqa: SLF001 - the CAs' only
+
+
+def test_the_leaf_issuer_is_named_by_its_verified_path(ec_pki, now):
+    """The renewal baseline records each leaf's issuer name; the verified path names it through
+    the issuing CA's summary (computed once per CA) instead of a re-parse of every leaf."""
+    from certpolicy.pki.inspect import summarize
+    from certpolicy.policy.renewal import baseline_of
+
+    leaf = certgen.leaf(ec_pki.intermediate, "issuer.example.com")
+    ev = evaluate(REQ, material(leaf, [ec_pki.intermediate]), ec_pki.bundle, now, public_roots=PublicRoots.of([]))
+    assert ev.anchor_fingerprint is not None
+    assert ev.leaf_issuer == summarize(leaf.cert).issuer == summarize(ec_pki.intermediate.cert).subject
+    assert baseline_of(leaf.cert, ev.anchor_fingerprint, ev.leaf_issuer) == baseline_of(leaf.cert, ev.anchor_fingerprint)
+    untrusted = evaluate(REQ, material(leaf, [ec_pki.intermediate]), None, now, public_roots=PublicRoots.of([]))
+    assert untrusted.anchor_fingerprint is None and untrusted.leaf_issuer is None
