@@ -9,21 +9,24 @@ as a separate process (``certpolicy run``) and measures:
   policy selecting every Secret judges, the largest pass; goal p95 <= 1 s),
 * the operator's peak RSS (goal <= 150 MiB), read from /proc/<pid>/status VmHWM,
 * the operator's CPU seconds (user + system) over the updates, with the load average: what the
-  passes those changes woke cost (one pass per change since the status write's echo wakes none).
+  passes those changes woke cost (one pass per change since the status write's echo wakes none),
+* the ``Compliant`` ("now complies") events after the updates, which only ever make a Secret
+  violate: each one would be false (a pass reporting an older record than one already judged).
 
 and, with ``--why N``, how long ``kubectl certpolicy why NS/NAME`` takes for N Secrets (the plugin
 run as a user runs it, a process of its own; goal ≤ 1 s at 100,000 Secrets).
 
 ``--scale-100k`` is issue 28's large mode: 100,000 Secrets in 1,000 namespaces, 20 ``why`` runs
 (goals: start → complete ≤ 25 s, peak RSS ≤ 600 MiB, event p95 ≤ 1 s, ``why`` ≤ 1 s). Creating the
-Secrets takes ~10 minutes and ~1 GiB of etcd on tmpfs: it is not part of ``make bench`` or CI; the
-figures go to docs/benchmarks-cluster.md.
+Secrets takes ~2.5 minutes and ~1 GiB of etcd on tmpfs: it is not part of ``make bench`` or CI; the
+figures go to docs/benchmarks-cluster.md. ``--keep-log FILE`` keeps the operator's log (the control
+plane's directory is removed at the end).
 
 ``--source DIR`` runs another tree's ``operator/`` directory instead of this one (an A/B
 comparison against a baseline commit, e.g. ``git archive main | tar -x -C /tmp/base``).
 
 Usage: .venv/bin/python benchmarks/bench_reconcile.py [--secrets 10000] [--namespaces 100] [--why 0] [--scale-100k]
-       [--source DIR]
+       [--source DIR] [--gap SECONDS] [--keep-log FILE]
 """
 
 from __future__ import annotations
