@@ -121,7 +121,7 @@ async def delete_policy(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -
     their loop stops (see handlers/deletion.py)."""
     runtime: Runtime = memo.runtime
     try:
-        failures = await asyncio.to_thread(delete_everything, runtime.raw, runtime.inventory, dict(body))
+        failures = await asyncio.to_thread(_clean_up, runtime, name, dict(body))
         problem = (f"{len(failures)} bundle targets still hold this policy's CAs: {'; '.join(failures[:3])}"
                    if failures else None)
         key = failures[:3]
@@ -138,6 +138,23 @@ async def delete_policy(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -
     COLLECTOR.forget(name)  # a failed attempt exported Degraded/DeletionFailed after the loop forgot the policy
 
 
+#: How long the clean-up waits for a pass of the policy that is still running (see Runtime.exclusive);
+#: past it, the clean-up runs anyway (a pass blocked that long is on a dead connection).
+CLEAN_UP_WAIT = 60.0
+
+
+def _clean_up(runtime: Runtime, name: str, body: dict[str, Any]) -> list[str]:
+    with runtime.exclusive(name, timeout=CLEAN_UP_WAIT) as waited:
+        if not waited:
+            log.warning("policy %s: a pass still ran after %gs; cleaning up anyway", name, CLEAN_UP_WAIT)
+        return delete_everything(runtime.raw, runtime.inventory, body)
+
+
+def _pass(runtime: Runtime, name: str) -> dt.datetime | None:
+    with runtime.exclusive(name):
+        return reconcile_policy(runtime, name)
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
 async def evaluate_policy(name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
     runtime: Runtime = memo.runtime
@@ -147,7 +164,7 @@ async def evaluate_policy(name: str, memo: kopf.Memo, stopped: kopf.DaemonStoppe
         while not stopped:
             wake.clear()
             try:
-                next_at = await asyncio.to_thread(reconcile_policy, runtime, name)
+                next_at = await asyncio.to_thread(_pass, runtime, name)
             except NotLeader:
                 # The leader Lease is lost and kopf is stopping (certpolicy run): nothing to report,
                 # since every write would be refused too. Wait for kopf to stop this daemon.

@@ -9,10 +9,11 @@ loops coalesce bursts (a relist of 10,000 Secrets is one pass).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,8 @@ class Runtime:
     last_sweep: float | None = None  # monotonic
     #: the webhook's Enforced verdicts by policy (``Webhook.enforced``); None: no webhook runs here
     enforcement: Callable[[str], Condition | None] | None = None
+    #: one lock per policy, held by its pass and by its deletion clean-up (see :meth:`exclusive`)
+    pass_locks: dict[str, threading.Lock] = field(default_factory=dict)
 
     def sweep_caches(self, min_interval: float = SWEEP_INTERVAL) -> int | None:
         """Drop cached engine state about Secrets that are gone or changed, at most once per
@@ -92,6 +95,25 @@ class Runtime:
         log.debug("cache sweep: %d live Secrets, %d stale entries dropped", len(live), dropped)
         return dropped
 
+    @contextlib.contextmanager
+    def exclusive(self, policy: str, timeout: float = -1) -> Iterator[bool]:
+        """Hold the policy's pass lock while the block runs; yields whether it was acquired
+        within ``timeout`` seconds (-1: wait as long as it takes).
+
+        Why: kopf stops a deleted policy's daemon by cancelling its task, but a pass already
+        running in a worker thread goes on, and it may write the bundle targets after the
+        ``deletionPolicy: Delete`` clean-up has taken the policy's CAs out of them. The clean-up
+        takes this lock first, so it starts only once the pass in flight has finished. A pass that
+        starts afterwards reads the policy as being deleted and writes nothing."""
+        with self.lock:
+            lock = self.pass_locks.setdefault(policy, threading.Lock())
+        acquired = lock.acquire(timeout=timeout)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                lock.release()
+
     def wakeup(self, policy: str) -> asyncio.Event:
         event = self.wakeups.get(policy)
         if event is None:
@@ -107,6 +129,9 @@ class Runtime:
         self.wakeups.pop(policy, None)
         with self.lock:
             self.memories.pop(policy, None)
+            lock = self.pass_locks.get(policy)
+            if lock is not None and not lock.locked():  # a clean-up holding it keeps it
+                del self.pass_locks[policy]
         self.inventory.forget(policy)
         self.evaluator.forget_batch(policy)
 
