@@ -348,7 +348,13 @@ def test_delete_with_a_pkcs12_truststore_finishes_and_removes_the_empty_truststo
     figure(f"deletionPolicy Delete with PKCS#12 + JKS truststores: gone {time.monotonic() - started:.2f} s after "
            "the delete (hung for ever before)")
     cm = core_v1.read_namespaced_config_map("java-ca", namespace)
-    assert not cm.binary_data and cm.data == {"ca.crt": ""}  # no CA left to trust, in any encoding
+    # No CA left to trust, in any encoding. Should it fail again (CI saw a JKS left once, see
+    # tests/unit/handlers/test_clean_up_waits.py), the message says who wrote what last.
+    assert not cm.binary_data and cm.data == {"ca.crt": ""}, (
+        f"data keys {sorted(cm.data or {})}, ca.crt {len((cm.data or {}).get('ca.crt') or '')} chars, binaryData keys "
+        f"{sorted(cm.binary_data or {})}; writers {[(m.manager, m.operation, str(m.time)) for m in cm.metadata.managed_fields or []]}; "
+        "operator log:\n" + "\n".join(line for line in operator.log_text().splitlines()[-400:]
+                                       if unique_name in line or "java-ca" in line)[-4000:])
     assert not _ca_secrets(core_v1, operator_namespace, unique_name)  # the keys Delete promised to remove
 
 
