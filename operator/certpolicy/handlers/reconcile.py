@@ -395,7 +395,7 @@ def _post_secret_events(ctx: PassContext, results: list[SecretResult],
             signatures.pop(rec.uid, None)
     if not sweep:
         return
-    for uid in [u for u in signatures if u not in seen and not u.startswith("store:")]:
+    for uid in [u for u in signatures if u not in seen]:
         del signatures[uid]
 
 
@@ -407,15 +407,15 @@ def _superseded(ctx: PassContext, rec: SecretRecord) -> bool:
 
 def _post_store_events(ctx: PassContext, stores: list[SecretResult]) -> None:
     """An event on a trust store or caBundle holder when its problems change (like a Secret's)."""
-    memory = ctx.memory
+    signatures = ctx.memory.store_signatures
     seen = set()
     for result in stores[:MAX_EVENTS_PER_PASS]:
-        key = f"store:{result.kind}/{result.namespace}/{result.name}"
+        key = f"{result.kind}/{result.namespace}/{result.name}"
         seen.add(key)
         sig = result.signature
-        previous = memory.signatures.get(key)
+        previous = signatures.get(key)
         if previous == sig or (not sig and not previous):
-            memory.signatures[key] = sig
+            signatures[key] = sig
             continue
         obj = ObjectRef(kind=result.kind, name=result.name, namespace=result.namespace,
                         api_version=_API_VERSIONS.get(result.kind, "v1"))
@@ -424,9 +424,9 @@ def _post_store_events(ctx: PassContext, stores: list[SecretResult]) -> None:
             if ctx.recorder.post(obj, "Warning", result.problems[0].reason, f"CertificatePolicy {ctx.name}: {detail}",
                                  [ctx.name, "store", *sig], ctx.now):
                 EVENTS_POSTED.labels("Warning").inc()
-        memory.signatures[key] = sig
-    for key in [k for k in memory.signatures if k.startswith("store:") and k not in seen]:
-        del memory.signatures[key]
+        signatures[key] = sig
+    for key in [k for k in signatures if k not in seen]:
+        del signatures[key]
 
 
 _API_VERSIONS = {

@@ -40,6 +40,8 @@ class PolicyMemory:
     """What one policy loop remembers between passes (in memory only; derived again after a restart)."""
 
     signatures: dict[str, tuple[str, ...]] = field(default_factory=dict)  # secret uid -> last reported reasons
+    #: "kind/namespace/name" of a trust store or caBundle holder -> its last reported reasons
+    store_signatures: dict[str, tuple[str, ...]] = field(default_factory=dict)
     subpath_reported: set[tuple[str, str, str]] = field(default_factory=set)
     last_status_write: float | None = None  # monotonic; None: not yet in this process
     limiter: Any = None  # issuance RateLimiter, per policy

@@ -59,7 +59,7 @@ def _walk(held: dict | None, walked: SecretRecord, remembered: tuple[str, ...]) 
     memory = PolicyMemory()
     if remembered:
         memory.signatures[UID] = remembered
-    memory.signatures["store:Secret/apps/truststore"] = ("TruststoreMissingAnchor",)  # the stores' own
+    memory.store_signatures["Secret/apps/truststore"] = ("TruststoreMissingAnchor",)  # the stores' own
     recorder = Posted()
     ctx = PassContext(raw=RawClient(ApiClient()), inventory=inv, recorder=recorder,  # type: ignore[arg-type]
                       policy=Owner(name="p", uid="uid-p"), generation=1, spec={}, status={}, annotations={},
@@ -76,7 +76,8 @@ def test_the_record_the_inventory_still_holds_is_reported():
     assert events == [("Normal", "Compliant")]
     # a compliant Secret is not remembered (100,000 of them would be ~10 MB of nothing); a
     # trust store's problems, remembered beside them, are not swept by the Secrets' walk
-    assert memory.signatures == {"store:Secret/apps/truststore": ("TruststoreMissingAnchor",)}
+    assert memory.signatures == {}
+    assert memory.store_signatures == {"Secret/apps/truststore": ("TruststoreMissingAnchor",)}
 
 
 def test_a_violating_secret_is_remembered_and_posted_once():
