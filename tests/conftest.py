@@ -287,7 +287,7 @@ def operator_in_process(cluster, crd, operator_namespace, caplog, monkeypatch, a
     caplog.set_level(logging.DEBUG, logger="kopf")
     caplog.set_level(logging.DEBUG, logger="certpolicy")
     args = ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
-            "-m", "certpolicy.handlers"]
+            "-m", "certpolicy.handlers.registry"]
     with KopfRunner(args, timeout=60) as runner:
         yield runner
         if metrics._server:

@@ -166,10 +166,16 @@ def run(args: argparse.Namespace) -> int:
     # The Lease is asked for now, while the first LIST runs and kopf loads (~0.6 s): a replica that
     # finds it free leads by the time kopf is ready instead of starting its first try then.
     standby = _Standby.begin(args, api_client, inventory) if args.leader_elect else None
+    # Each known policy's first pass before kopf is even imported (handlers/headstart.py): on a
+    # small cluster kopf's import was a third of the time to a complete status.
+    from certpolicy.handlers.headstart import head_start
+
+    head_started = head_start(api_client, inventory, webhook, termination.requested,
+                              standby.elector.wait_leading if standby is not None else None)
 
     import kopf
 
-    import certpolicy.handlers  # noqa: F401  (registers handlers)
+    import certpolicy.handlers.registry  # noqa: F401  (registers handlers)
     from certpolicy.handlers.settings import quiet_client_loggers
 
     gc.freeze()  # kopf's modules too
@@ -203,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
 
         # standalone: kopf's peering is not leader election (and would write KopfPeering objects).
         kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, identity=identity,
-                 stop_flag=stop_flag, memo=kopf.Memo(api_client=api_client, inventory=inventory, webhook=webhook))
+                 stop_flag=stop_flag, memo=kopf.Memo(api_client=api_client, inventory=inventory, webhook=webhook,
+                                                     runtime=head_started))
         _stop_webhook(webhook)
         inventory.stop()
         return 0
@@ -235,8 +242,13 @@ def run(args: argparse.Namespace) -> int:
         metrics.LEADER.set(1)
         # standalone: kopf's peering is not leader election (and would write KopfPeering objects);
         # the Lease decides which replica runs kopf at all (docs/operations.md, "High availability").
+        # The head start's runtime for the first term (its event memory and warm caches); a later
+        # term starts afresh, as after a restart.
+        memo = kopf.Memo(api_client=api_client, inventory=inventory, webhook=webhook)
+        if head_started is not None:
+            memo.runtime, head_started = head_started, None
         kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness, stop_flag=term.stop_flag,
-                 identity=identity, memo=kopf.Memo(api_client=api_client, inventory=inventory, webhook=webhook))
+                 identity=identity, memo=memo)
         termination.install()
         term.cancel_exit()
         metrics.LEADER.set(0)

@@ -122,7 +122,7 @@ def demo_operator(demo_cluster) -> Iterator[int]:
         # goes to an openssl s_server on loopback, which the default allow-list (*.svc) refuses.
         mp.setenv("CERTPOLICY_PROBE_ALLOW", "127.0.0.1/32")
         args = ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
-                "-m", "certpolicy.handlers"]
+                "-m", "certpolicy.handlers.registry"]
         with KopfRunner(args, timeout=60) as runner:
             wait_for(lambda: metrics._server, timeout=60, what="the operator's metrics endpoint")
             yield metrics._server[1]

@@ -52,14 +52,14 @@ def test_certpolicy_run_exits_with_a_clear_message_when_the_metrics_port_is_take
 
 def test_env_port_taken_stops_kopf_run_instead_of_retrying(cluster, crd, operator_namespace, taken_port,
                                                             monkeypatch, caplog):
-    """The same under `kopf run -m certpolicy.handlers` (kopf's CLI, which the `operator_in_process`
+    """The same under `kopf run -m certpolicy.handlers.registry` (kopf's CLI, which the `operator_in_process`
     fixture runs): the start-up handler fails permanently, so the operator stops instead of
     retrying every 60 s."""
     monkeypatch.setattr(metrics, "_server", None)  # this process may serve metrics for other tests
     monkeypatch.setenv(metrics.PORT_ENV, str(taken_port))
     liveness = free_port()
     args = ["run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{liveness}/healthz",
-            "-m", "certpolicy.handlers"]
+            "-m", "certpolicy.handlers.registry"]
     with KopfRunner(args, timeout=60, reraise=False) as runner:
         wait_for(lambda: "cannot serve metrics" in caplog.text, timeout=30, what="the start-up failure logged")
     assert runner.exception is not None  # kopf's ActivityError: the operator stopped

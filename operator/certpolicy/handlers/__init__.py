@@ -1,3 +1,6 @@
-"""kopf glue: importing this package registers every handler (``kopf run -m certpolicy.handlers``)."""
+"""The operator's passes and their kopf glue.
 
-from certpolicy.handlers import policy, settings  # noqa: F401  (registration by import)
+Importing this package loads no kopf: ``certpolicy run``'s head start (``headstart.py``) runs the
+first passes before kopf is imported. ``certpolicy.handlers.registry`` registers the kopf
+handlers (``kopf run -m certpolicy.handlers.registry``).
+"""

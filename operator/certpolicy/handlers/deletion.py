@@ -45,6 +45,9 @@ from certpolicy.pki.load import load_certificates
 log = logging.getLogger("certpolicy.deletion")
 
 RETAIN, DELETE = "Retain", "Delete"
+#: kopf's finalizer on every CertificatePolicy (handlers/settings.py): it holds a deletion until the
+#: policy's loop has stopped and, under ``deletionPolicy: Delete``, its clean-up is done.
+FINALIZER = "certpolicy.io/finalizer"
 DELETION_FAILED = "DeletionFailed"  # Degraded reason (and Warning event) of a clean-up that failed
 CA_SWEEP_INTERVAL = dt.timedelta(minutes=10)  # how often a policy looks for expired CA keys to delete
 

@@ -21,25 +21,22 @@ from certpolicy import GROUP, PLURAL, VERSION
 from certpolicy.environment import ERROR_RETRY
 from certpolicy.handlers.deletion import DELETE, DELETION_FAILED, delete_everything, deletion_policy
 from certpolicy.handlers.problems import Problem
-from certpolicy.handlers.reconcile import error_line, error_trace, reconcile_policy, report_failure, report_problem
-from certpolicy.handlers.runtime import Runtime
+from certpolicy.handlers.reconcile import error_line, error_trace, policy_pass, report_failure, report_problem
+from certpolicy.handlers.runtime import INVENTORY_SYNC_TIMEOUT, Runtime, new_runtime
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.client import new_api_client
-from certpolicy.kube.events import EventRecorder
-from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.writegate import NotLeader
 from certpolicy.metrics import COLLECTOR, MetricsUnavailable, configured_addr, configured_port, serve
-from certpolicy.policy.evaluate import Evaluator
 
 log = logging.getLogger("certpolicy.operator")
 DEBOUNCE = 0.05
-INVENTORY_SYNC_TIMEOUT = 300.0
 
 
 @kopf.on.startup()
 async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
     # `certpolicy run` starts the inventory before kopf (its LIST overlaps kopf's start-up) and
-    # passes it in the memo; under `kopf run` or in tests it is started here.
+    # passes it in the memo, with the runtime its head start used (handlers/headstart.py); under
+    # `kopf run` or in tests both are made here.
     metrics_port = None
     try:  # first: a taken port stops the operator at once instead of after the inventory's sync
         port = configured_port()
@@ -47,21 +44,19 @@ async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
             metrics_port = serve(port, configured_addr())
     except MetricsUnavailable as e:
         raise kopf.PermanentError(str(e)) from None
-    api_client = getattr(memo, "api_client", None) or new_api_client()
-    given = getattr(memo, "inventory", None)
-    inventory = given or Inventory(api_client)
-    runtime = Runtime(
-        api_client=api_client, raw=RawClient(api_client), inventory=inventory,
-        recorder=EventRecorder(RawClient(api_client)), evaluator=Evaluator(),
-        loop=asyncio.get_running_loop(), owns_inventory=given is None,
-    )
-    inventory.wake_with(runtime.wake_threadsafe)
-    webhook = getattr(memo, "webhook", None)  # certpolicy run's; None under kopf run or --webhook-port -1
-    if webhook is not None:
-        runtime.enforcement = webhook.enforced
-        webhook.wake_with(runtime.wake_threadsafe)  # a changed Enforced verdict wakes its policy
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None:  # certpolicy run's head start built it, and waited for the sync already
+        runtime.loop = asyncio.get_running_loop()  # the policy loops wait here from now on
+        inventory, wait = runtime.inventory, 0.0
+    else:
+        api_client = getattr(memo, "api_client", None) or new_api_client()
+        given = getattr(memo, "inventory", None)
+        inventory, wait = given or Inventory(api_client), INVENTORY_SYNC_TIMEOUT
+        # memo.webhook: certpolicy run's; None under kopf run or with --webhook-port -1
+        runtime = new_runtime(api_client, inventory, getattr(memo, "webhook", None),
+                              loop=asyncio.get_running_loop(), owns_inventory=given is None)
     inventory.start()  # idempotent: a no-op when `certpolicy run` started it already
-    synced = await asyncio.to_thread(inventory.wait_synced, INVENTORY_SYNC_TIMEOUT)
+    synced = await asyncio.to_thread(inventory.wait_synced, wait)
     if not synced:
         log.warning("inventory not fully synced after %.0fs; policies are evaluated as data arrives",
                     INVENTORY_SYNC_TIMEOUT)
@@ -150,11 +145,6 @@ def _clean_up(runtime: Runtime, name: str, body: dict[str, Any]) -> list[str]:
         return delete_everything(runtime.raw, runtime.inventory, body)
 
 
-def _pass(runtime: Runtime, name: str) -> dt.datetime | None:
-    with runtime.exclusive(name):
-        return reconcile_policy(runtime, name)
-
-
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
 async def evaluate_policy(name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
     runtime: Runtime = memo.runtime
@@ -164,7 +154,7 @@ async def evaluate_policy(name: str, memo: kopf.Memo, stopped: kopf.DaemonStoppe
         while not stopped:
             wake.clear()
             try:
-                next_at = await asyncio.to_thread(_pass, runtime, name)
+                next_at = await asyncio.to_thread(policy_pass, runtime, name)
             except NotLeader:
                 # The leader Lease is lost and kopf is stopping (certpolicy run): nothing to report,
                 # since every write would be refused too. Wait for kopf to stop this daemon.

@@ -56,6 +56,13 @@ RESYNC = dt.timedelta(minutes=10)
 SYNC_RETRY = dt.timedelta(seconds=1)
 
 
+def policy_pass(runtime: Runtime, name: str) -> dt.datetime | None:
+    """One pass, holding the policy's pass lock (``Runtime.exclusive``: its deletion clean-up
+    waits for a pass in flight)."""
+    with runtime.exclusive(name):
+        return reconcile_policy(runtime, name)
+
+
 def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     """Evaluate the policy and write its status; returns when it must run again (None: deleted)."""
     started = time.monotonic()

@@ -32,6 +32,8 @@ from certpolicy.policy.evaluate import Evaluator, retain_caches
 log = logging.getLogger("certpolicy.operator")
 #: Password-read stores remembered per policy: 4 x handlers.truststores.MAX_TRUSTSTORES judged per pass.
 MAX_STORE_READS = 2000
+#: How long the first pass waits for the inventory's initial LIST before judging what has arrived.
+INVENTORY_SYNC_TIMEOUT = 300.0
 SWEEP_INTERVAL = 20.0  # seconds between sweeps of the engine's caches (bounds growth under churn)
 
 
@@ -67,7 +69,9 @@ class Runtime:
     inventory: Inventory
     recorder: EventRecorder
     evaluator: Evaluator
-    loop: asyncio.AbstractEventLoop
+    #: kopf's event loop, where the policy loops wait; None until kopf runs (``certpolicy run``'s
+    #: head start passes before kopf is loaded: no loop waits yet, so there is nothing to wake)
+    loop: asyncio.AbstractEventLoop | None
     metrics_port: int | None = None
     owns_inventory: bool = True  # False: the caller started it and stops it (certpolicy run)
     wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
@@ -158,4 +162,21 @@ class Runtime:
 
     def wake_threadsafe(self, policies: list[str]) -> None:
         """From a watch thread: wake these policies' loops."""
-        self.loop.call_soon_threadsafe(self.wake_many, policies)
+        loop = self.loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self.wake_many, policies)
+
+
+def new_runtime(api_client: ApiClient, inventory: Inventory, webhook: Any = None, *,
+                loop: asyncio.AbstractEventLoop | None = None, owns_inventory: bool = True) -> Runtime:
+    """The process-wide state, wired to what wakes the policy loops: the inventory's changes and,
+    when a webhook runs here (``certpolicy.webhook.upkeep.Webhook``), its Enforced verdicts.
+    One place for kopf's start-up handler and for ``certpolicy run``'s head start."""
+    raw = RawClient(api_client)
+    runtime = Runtime(api_client=api_client, raw=raw, inventory=inventory, recorder=EventRecorder(raw),
+                      evaluator=Evaluator(), loop=loop, owns_inventory=owns_inventory)
+    inventory.wake_with(runtime.wake_threadsafe)
+    if webhook is not None:
+        runtime.enforcement = webhook.enforced
+        webhook.wake_with(runtime.wake_threadsafe)  # a changed Enforced verdict wakes its policy
+    return runtime

@@ -9,6 +9,7 @@ import os
 import aiohttp
 import kopf
 
+from certpolicy.handlers.deletion import FINALIZER
 from certpolicy.kube.client import user_agent
 from certpolicy.kube.writegate import WRITE_GATE
 
@@ -49,7 +50,7 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+    settings.persistence.finalizer = FINALIZER
     # Events are posted deliberately, on state transitions, by our own code: kopf must not turn
     # log lines into events (they would repeat on every re-check).
     settings.posting.enabled = False

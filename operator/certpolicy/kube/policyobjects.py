@@ -94,10 +94,16 @@ def list_policy_objects(raw: RawClient, policy: str | None = None, *, selector: 
     return out
 
 
+def policies_metadata(raw: RawClient, limit: int = MAX_OBJECTS) -> tuple[list[dict[str, Any]], bool]:
+    """Every CertificatePolicy's metadata (``PartialObjectMetadata`` items), at most ``limit``;
+    returns (items, capped)."""
+    return _pages(raw, f"/apis/{GROUP}/{VERSION}/{PLURAL}", {}, limit)
+
+
 def live_policies(raw: RawClient, limit: int = MAX_OBJECTS) -> dict[str, str] | None:
     """UID -> name of every CertificatePolicy that exists (metadata only); None when there are more
     than ``limit``: then no UID can be proven dead, and nothing may be adopted."""
-    items, capped = _pages(raw, f"/apis/{GROUP}/{VERSION}/{PLURAL}", {}, limit)
+    items, capped = policies_metadata(raw, limit)
     if capped:
         return None
     return {(i.get("metadata") or {}).get("uid", ""): (i.get("metadata") or {}).get("name", "") for i in items}
