@@ -169,9 +169,10 @@ def run(args: argparse.Namespace) -> int:
     # Each known policy's first pass before kopf is even imported (handlers/headstart.py): on a
     # small cluster kopf's import was a third of the time to a complete status.
     from certpolicy.handlers.headstart import head_start
+    from certpolicy.handlers.runtime import Runtime
 
-    head_started = head_start(api_client, inventory, webhook, termination.requested,
-                              standby.elector.wait_leading if standby is not None else None)
+    head_started: Runtime | None = head_start(api_client, inventory, webhook, termination.requested,
+                                              standby.elector.wait_leading if standby is not None else None)
 
     import kopf
 
@@ -376,6 +377,8 @@ class _Standby:
         health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}",
                                own_namespace=config.install_namespace).start()
         elector.on_observed = health.observe
+        elector.on_acquired = lambda: metrics.LEADER.set(1)  # it may write from now on: the head start does
+        elector.on_lost = lambda: metrics.LEADER.set(0)  # until kopf runs, which hands on_lost its own
         logging.getLogger("certpolicy.operator").info("standby: inventory warming, waiting for Lease %s/%s as %s",
                                                       config.namespace, config.name, config.identity)
         metrics.LEADER.set(0)
@@ -391,6 +394,12 @@ class _Standby:
             while not elector.wait_leading(0.2):  # a signal handler cannot wake a wait: look at ``stop`` often
                 if stop.is_set():
                     break
+                if elector.lost.is_set():
+                    # Lost before kopf ran (the head start can take a while on a large cluster): a
+                    # lost elector never leads again, so ask for the Lease afresh, as a standby.
+                    logging.getLogger("certpolicy.operator").warning(
+                        "standby: the Lease was lost before kopf started; asking for it again")
+                    elector = self.elector = elector.next_term().start()
         finally:
             elector.on_observed = lambda holder, install: None
             health.clear()

@@ -111,6 +111,30 @@ def test_leader_that_sees_another_holder_closes_its_gate_at_once(api_client, ele
     assert a.lost.is_set() and lost == [False] and not a.gate.is_open() and not a.leading.is_set()
 
 
+def test_a_lost_term_s_successor_leads_again_with_the_same_callbacks(api_client, electors):
+    """An elector that lost stays lost; ``certpolicy run`` asks again with ``next_term`` when the
+    Lease is lost before kopf runs (e.g. during the head start): the successor takes the Lease
+    once the intruder's expires, and reports it through the same callbacks."""
+    raw = RawClient(api_client, gated=False)
+    a = electors("replica-a")
+    acquired, lost = [], []
+    a.on_acquired, a.on_lost = (lambda: acquired.append("a")), (lambda: lost.append("a"))
+    assert a.wait_leading(10)
+    lease = raw.get(a.config.path)
+    lease["spec"]["holderIdentity"] = "intruder"  # renewed by nobody: it expires after 3 s
+    raw.put(a.config.path, lease)
+    wait_for(lambda: lost, timeout=5, what="a noticed it lost the Lease")
+    assert not a.wait_leading(SHORT["lease_duration"] + 1)  # lost for good, though the Lease expired
+    before = len(acquired)  # a's own acquisition may or may not have come after the callback was set
+    successor = a.next_term().start()
+    try:
+        assert successor.wait_leading(10) and successor.gate.is_open()
+        wait_for(lambda: len(acquired) == before + 1, timeout=5, what="the successor's on_acquired (a's callback)")
+        assert spec(raw, a.config)["holderIdentity"] == "replica-a"
+    finally:
+        successor.stop(release=True)
+
+
 def test_a_new_process_with_the_same_identity_renews_at_once(api_client, electors):
     """A restarted container keeps its Pod's name: it does not wait out its own (30 s) Lease."""
     long = {"lease_duration": 30.0, "renew_deadline": 20.0}

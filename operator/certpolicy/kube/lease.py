@@ -171,6 +171,9 @@ class LeaderElector:
         self.leading = threading.Event()
         self.lost = threading.Event()
         self.on_lost: Callable[[], None] = lambda: None
+        #: Called (in the elector's thread) once the Lease is held, before anything else may write:
+        #: ``certpolicy run`` sets its leader metric there, since a replica writes from then on.
+        self.on_acquired: Callable[[], None] = lambda: None
         self._stop = threading.Event()
         self._observed: LeaseRecord | None = None
         self._observed_install = ""
@@ -182,6 +185,13 @@ class LeaderElector:
         self._thread: threading.Thread | None = None
 
     # ---- the loop ------------------------------------------------------------------------------
+    def next_term(self) -> LeaderElector:
+        """A new elector for the same Lease, with the same callbacks, not started: for the next term
+        once this one is lost (an elector that lost stays lost)."""
+        successor = LeaderElector(self.raw, self.config, self.gate, self.clock)
+        successor.on_lost, successor.on_acquired, successor.on_observed = self.on_lost, self.on_acquired, self.on_observed
+        return successor
+
     def start(self) -> LeaderElector:
         self.gate.require_lease()
         self._thread = threading.Thread(target=self._run, name="lease-elector", daemon=True)
@@ -210,6 +220,10 @@ class LeaderElector:
                 log.info("became the leader: Lease %s/%s held by %s (transitions %d)", cfg.namespace, cfg.name,
                          cfg.identity, self._observed.transitions if self._observed else 0)
                 self.leading.set()
+                try:
+                    self.on_acquired()
+                except Exception:  # a report must never stop the election
+                    log.exception("reporting the Lease acquired failed")
                 break
             self._stop.wait(self._next_try_in())
         renewed = began if self.leading.is_set() else 0.0

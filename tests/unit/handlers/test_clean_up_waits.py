@@ -15,6 +15,7 @@ import threading
 import time
 
 from certpolicy.handlers import policy as handlers
+from certpolicy.handlers import reconcile
 from certpolicy.handlers.runtime import Runtime
 
 
@@ -33,9 +34,9 @@ def test_the_clean_up_starts_only_after_the_pass_in_flight_has_finished(monkeypa
         time.sleep(0.3)  # the pass's own work (a bundle write), not a wait for a state
         order.append(f"pass {name} ends")
 
-    monkeypatch.setattr(handlers, "reconcile_policy", slow_pass)
+    monkeypatch.setattr(reconcile, "reconcile_policy", slow_pass)
     monkeypatch.setattr(handlers, "delete_everything", lambda _raw, _inv, body: order.append("clean-up") or [])
-    passing = threading.Thread(target=handlers._pass, args=(runtime, "p"))  # noqa: SLF001
+    passing = threading.Thread(target=reconcile.policy_pass, args=(runtime, "p"))
     passing.start()
     assert in_pass.wait(5)
     assert handlers._clean_up(runtime, "p", {}) == []  # noqa: SLF001 - what delete_policy runs in its thread
