@@ -78,7 +78,7 @@ def test_a_restart_judges_a_known_policy_before_kopf_and_kopf_repeats_none_of_it
     finally:
         first.stop()
     assert first.proc.returncode == 0
-    assert "head start: first pass of 0 of 0 policies" in first_log  # kopf had not taken it on yet
+    assert "head start: no policy an operator has taken on yet" in first_log  # kopf had not taken it on
 
     # While no operator runs: the known policy's status is cleared (so its next write is visible)
     # and a policy kopf has never seen is created.

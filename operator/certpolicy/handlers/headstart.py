@@ -53,20 +53,14 @@ def eligible(items: list[dict[str, Any]]) -> list[str]:
 
 
 def head_start(api_client: ApiClient, inventory: Inventory, webhook: Any, stop: threading.Event,
-               leading: Callable[[float], bool] | None, sync_timeout: float = INVENTORY_SYNC_TIMEOUT) -> Runtime:
-    """Build the runtime kopf will use, wait for the inventory's sync (at most ``sync_timeout``,
-    or until ``stop``), and run the eligible policies' first passes if this replica may write:
-    ``leading(timeout)`` says whether it holds the Lease (None: no leader election)."""
+               leading: Callable[[float], bool] | None) -> Runtime:
+    """Build the runtime kopf will use and, when some policy is eligible, wait for the inventory's
+    sync (``Runtime.sync_wait_left``, or until ``stop``) and run their first passes if this replica
+    may write: ``leading(timeout)`` says whether it holds the Lease (None: no leader election)."""
     runtime = new_runtime(api_client, inventory, webhook, owns_inventory=False)
     started = time.monotonic()
-    while not inventory.wait_synced(0.2):
-        if stop.is_set() or time.monotonic() - started > sync_timeout:
-            return runtime  # kopf's start-up says the inventory is not synced; its loops judge what arrived
-    if stop.is_set():
-        return runtime
-    if leading is not None and not leading(LEASE_WAIT):
-        log.info("head start: not the leader; the policies' loops make their first passes once it is")
-        return runtime
+    # The policies first (one small LIST): with none to judge, kopf is imported at once, while the
+    # inventory's LIST runs, as it was before there was a head start (a first install).
     try:
         items, capped = policies_metadata(runtime.raw, MAX_POLICIES)
     except (ApiException, OSError) as e:
@@ -74,6 +68,21 @@ def head_start(api_client: ApiClient, inventory: Inventory, webhook: Any, stop: 
                     error_line(e))
         return runtime
     names = eligible(items)
+    if not names:
+        log.info("head start: no policy an operator has taken on yet; their loops make the first passes")
+        return runtime
+    while not inventory.wait_synced(0.2):
+        if stop.is_set():
+            return runtime
+        if runtime.sync_wait_left() <= 0:
+            log.warning("head start: the inventory has not synced after %.0fs; the policies' loops make the "
+                        "first passes", INVENTORY_SYNC_TIMEOUT)
+            return runtime
+    if stop.is_set():
+        return runtime
+    if leading is not None and not leading(LEASE_WAIT):
+        log.info("head start: not the leader; the policies' loops make their first passes once it is")
+        return runtime
     synced, passed = time.monotonic(), 0
     for name in names:
         if stop.is_set():

@@ -45,18 +45,18 @@ async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
     except MetricsUnavailable as e:
         raise kopf.PermanentError(str(e)) from None
     runtime: Runtime | None = getattr(memo, "runtime", None)
-    if runtime is not None:  # certpolicy run's head start built it, and waited for the sync already
+    if runtime is not None:  # certpolicy run's head start built it
         runtime.loop = asyncio.get_running_loop()  # the policy loops wait here from now on
-        inventory, wait = runtime.inventory, 0.0
+        inventory = runtime.inventory
     else:
         api_client = getattr(memo, "api_client", None) or new_api_client()
         given = getattr(memo, "inventory", None)
-        inventory, wait = given or Inventory(api_client), INVENTORY_SYNC_TIMEOUT
+        inventory = given or Inventory(api_client)
         # memo.webhook: certpolicy run's; None under kopf run or with --webhook-port -1
         runtime = new_runtime(api_client, inventory, getattr(memo, "webhook", None),
                               loop=asyncio.get_running_loop(), owns_inventory=given is None)
     inventory.start()  # idempotent: a no-op when `certpolicy run` started it already
-    synced = await asyncio.to_thread(inventory.wait_synced, wait)
+    synced = await asyncio.to_thread(inventory.wait_synced, runtime.sync_wait_left())
     if not synced:
         log.warning("inventory not fully synced after %.0fs; policies are evaluated as data arrives",
                     INVENTORY_SYNC_TIMEOUT)

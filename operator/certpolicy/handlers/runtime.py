@@ -82,6 +82,12 @@ class Runtime:
     enforcement: Callable[[str], Condition | None] | None = None
     #: one lock per policy, held by its pass and by its deletion clean-up (see :meth:`exclusive`)
     pass_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    #: monotonic time it was made: the first pass waits for the inventory's sync at most
+    #: INVENTORY_SYNC_TIMEOUT from then, whoever made it (kopf's start-up or the head start)
+    created: float = field(default_factory=time.monotonic)
+
+    def sync_wait_left(self) -> float:
+        return max(0.0, INVENTORY_SYNC_TIMEOUT - (time.monotonic() - self.created))
 
     def sweep_caches(self, min_interval: float = SWEEP_INTERVAL) -> int | None:
         """Drop cached engine state about Secrets that are gone or changed, at most once per
