@@ -200,14 +200,18 @@ def start_pair(ha_cluster, api, tmp_path, timing: list[str]) -> tuple[Replicas, 
     """replica-a first, so that it leads; replica-b a warm standby (Ready, writing nothing)."""
     raw = RawClient(api, gated=False)
     replicas = Replicas(ha_cluster, tmp_path, f"ha-{uuid.uuid4().hex[:6]}", timing)
-    replicas["replica-a"].start()
-    wait_for(lambda: lease_spec(raw, replicas.lease)["holderIdentity"] == "replica-a", timeout=60,
-             what="replica-a holds the Lease")
-    replicas["replica-b"].start()
-    standby = wait_for(lambda: health(replicas["replica-b"]), timeout=60, what="replica-b's standby /healthz")
-    assert standby["role"] == "standby" and standby["watches"] == "ok", standby
-    leader, warm = scrape(replicas.metrics["replica-a"]), scrape(replicas.metrics["replica-b"])
-    assert leader["certpolicy_leader"] == 1 and warm["certpolicy_leader"] == 0
+    try:
+        replicas["replica-a"].start()
+        wait_for(lambda: lease_spec(raw, replicas.lease)["holderIdentity"] == "replica-a", timeout=60,
+                 what="replica-a holds the Lease")
+        replicas["replica-b"].start()
+        standby = wait_for(lambda: health(replicas["replica-b"]), timeout=60, what="replica-b's standby /healthz")
+        assert standby["role"] == "standby" and standby["watches"] == "ok", standby
+        leader, warm = scrape(replicas.metrics["replica-a"]), scrape(replicas.metrics["replica-b"])
+        assert leader["certpolicy_leader"] == 1 and warm["certpolicy_leader"] == 0
+    except BaseException:
+        replicas.stop()  # the caller's clean-up never runs: processes left behind outlive the session
+        raise
     return replicas, raw
 
 

@@ -9,12 +9,16 @@ slack of a whole Lease on the side a loaded machine pushes towards. The figures 
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
+import logging
 import os
 import subprocess
 import sys
 import time
 import uuid
 
+import kubernetes
 import pytest
 
 import figures
@@ -22,6 +26,7 @@ from certpolicy.kube.lease import LeaderElector, LeaseConfig
 from certpolicy.kube.rawapi import RawClient
 from certpolicy.kube.writegate import WriteGate
 from kubewait import wait_for
+from tcpforward import Forwarder
 
 SHORT = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.5}
 
@@ -133,6 +138,48 @@ def test_a_lost_term_s_successor_leads_again_with_the_same_callbacks(api_client,
         assert spec(raw, a.config)["holderIdentity"] == "replica-a"
     finally:
         successor.stop(release=True)
+
+
+def test_a_standby_retries_once_per_period_when_the_api_server_is_gone_after_the_lease_expired(
+        api_client, operator_namespace, lease_name):
+    """A standby saw another replica's Lease, then lost the API server (connection refused), and
+    the Lease's expiry passed: each failed try used to be followed by the next one at once, for ever
+    (100 % of a core and ~1 GB of log lines in ten minutes, seen on a test whose control plane went
+    away). It now waits a retry period after each failed try."""
+    now = dt.datetime.now(dt.UTC)
+    kubernetes.client.CoordinationV1Api(api_client).create_namespaced_lease(operator_namespace, {
+        "metadata": {"name": lease_name},
+        "spec": {"holderIdentity": "gone-leader", "leaseDurationSeconds": 2, "acquireTime": now, "renewTime": now}})
+    upstream = int(api_client.configuration.host.rsplit(":", 1)[1])
+    forwarder = Forwarder(upstream)
+    config = copy.copy(api_client.configuration)
+    config.host = f"https://127.0.0.1:{forwarder.port}"
+    failures: list[float] = []
+
+    class Count(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith(f"reading Lease {operator_namespace}/{lease_name} failed"):
+                failures.append(time.monotonic())
+
+    handler = Count()
+    logging.getLogger("certpolicy.leader").addHandler(handler)
+    elector = LeaderElector(RawClient(kubernetes.client.ApiClient(config), gated=False),
+                            LeaseConfig(namespace=operator_namespace, identity="standby", name=lease_name, **SHORT),
+                            WriteGate())
+    try:
+        elector.start()
+        wait_for(lambda: elector.observed_holder == "gone-leader", timeout=10, interval=0.01,
+                 what="the standby read the Lease")
+        forwarder.close()
+        time.sleep(4.0)  # the window counted: the Lease expires within 2 s; the count is what is asserted
+        window = [t for t in failures if t >= failures[0] + 2.5] if failures else []
+    finally:
+        elector.stop(release=False)
+        logging.getLogger("certpolicy.leader").removeHandler(handler)
+    assert failures, "the API server was never found unreachable"
+    # The last 1.5 s, all after the expiry, at one try per 0.5 s retry period: 3, and 2 more of slack
+    # for a loaded machine (each try costs up to three refused connections). Before: thousands.
+    assert not elector.leading.is_set() and len(window) <= 5, f"{len(window)} failed reads in 1.5 s"
 
 
 def test_a_new_process_with_the_same_identity_renews_at_once(api_client, electors):

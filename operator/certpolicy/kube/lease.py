@@ -215,7 +215,8 @@ class LeaderElector:
         cfg = self.config
         while not self._stop.is_set():
             began = self.clock()
-            if self._try() is Attempt.HELD:
+            attempt = self._try()
+            if attempt is Attempt.HELD:
                 self.gate.open_until(began + cfg.renew_deadline)
                 log.info("became the leader: Lease %s/%s held by %s (transitions %d)", cfg.namespace, cfg.name,
                          cfg.identity, self._observed.transitions if self._observed else 0)
@@ -225,7 +226,11 @@ class LeaderElector:
                 except Exception:  # a report must never stop the election
                     log.exception("reporting the Lease acquired failed")
                 break
-            self._stop.wait(self._next_try_in())
+            # After a failed try (the API server unreachable, a conflict) a whole retry period, as
+            # client-go waits: the shortcut to an observed Lease's expiry is 0 once it has passed,
+            # and a standby that could not reach the API server retried at once, for ever (100 % of
+            # a core and a log line per try, seen when a test's control plane went away).
+            self._stop.wait(cfg.retry_period if attempt is Attempt.FAILED else self._next_try_in())
         renewed = began if self.leading.is_set() else 0.0
         while self.leading.is_set() and not self._stop.wait(cfg.retry_period):
             began = self.clock()
