@@ -198,6 +198,10 @@ def test_compact_form_keeps_odd_names(ca):
     "", "not json", "{}", "[]", "[2]", "null", '"x"',
     '[1,"abc",null,[],[],"EC",256,"P-256",null,1,"CN=x"]',  # short fingerprint
     '[1,"' + "A" * 64 + '",null,[],[],"EC",256,"P-256",null,1,"CN=x"]',  # upper-case hex
+    '[1,"' + "a" * 63 + 'g",null,[],[],"EC",256,"P-256",null,1,"CN=x"]',  # not hex
+    '[1,"' + "a" * 65 + '",null,[],[],"EC",256,"P-256",null,1,"CN=x"]',  # one digit too many
+    '[1,"' + "a" * 64 + '\\n",null,[],[],"EC",256,"P-256",null,1,"CN=x"]',  # a line break after it
+    '[1,"' + "a" * 64 + '",null,[],[],"EC",256,"P-256","' + "a" * 63 + '",1,"CN=x"]',  # a short anchor
     '[1,"' + "a" * 64 + '",null,[1],[],"EC",256,"P-256",null,1,"CN=x"]',  # a DNS name that is a number
     '[1,"' + "a" * 64 + '",null,[],[],"EC",true,"P-256",null,1,"CN=x"]',  # a bool for a size
     '[1,"' + "a" * 64 + '",null,[],[],"EC",256,"P-256",null,1]',  # a field short
