@@ -377,8 +377,15 @@ class _Standby:
         health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}",
                                own_namespace=config.install_namespace).start()
         elector.on_observed = health.observe
-        elector.on_acquired = lambda: metrics.LEADER.set(1)  # it may write from now on: the head start does
-        elector.on_lost = lambda: metrics.LEADER.set(0)  # until kopf runs, which hands on_lost its own
+        def acquired() -> None:  # it may write from now on: the head start does
+            metrics.LEADER.set(1)
+            health.leading()
+
+        def lost() -> None:  # until kopf runs, which hands on_lost its own
+            metrics.LEADER.set(0)
+            health.lost()
+
+        elector.on_acquired, elector.on_lost = acquired, lost
         logging.getLogger("certpolicy.operator").info("standby: inventory warming, waiting for Lease %s/%s as %s",
                                                       config.namespace, config.name, config.identity)
         metrics.LEADER.set(0)

@@ -40,6 +40,7 @@ class StandbyHealth:
         self.path = url.path or "/"
         self.inventory, self.lease, self.own_namespace = inventory, lease, own_namespace
         self.holder, self.holder_install, self.reason = "", "", "the Lease not read yet"
+        self.role = "standby"
         self._other = False
         outer = self
 
@@ -49,7 +50,7 @@ class StandbyHealth:
                     self.send_error(404)
                     return
                 ok, message = outer.inventory.health(None)
-                body = json.dumps({"role": "standby", "lease": outer.lease, "holder": outer.holder,
+                body = json.dumps({"role": outer.role, "lease": outer.lease, "holder": outer.holder,
                                    "holderInstall": outer.holder_install, "reason": outer.reason,
                                    "watches": message}).encode()
                 self.send_response(200 if ok else 500)
@@ -70,6 +71,8 @@ class StandbyHealth:
         and set certpolicy_standby_other_install_leads."""
         from certpolicy import metrics
 
+        if self.role == "leader":
+            return  # its own renewals: nothing to wait for (the elector's on_lost makes it a standby again)
         reason = waiting_reason(holder, install, self.own_namespace)
         other = bool(holder) and bool(install) and install != self.own_namespace
         if self._other and self.holder_install != install:
@@ -81,6 +84,15 @@ class StandbyHealth:
         if reason != self.reason:
             (log.warning if other else log.info)("standby: %s", reason)
         self.reason = reason
+
+    def leading(self) -> None:
+        """The Lease is held: until kopf serves this address, the replica runs its first passes
+        (``handlers/headstart.py``) and says so rather than "standby"."""
+        self.role, self.reason = "leader", "the Lease is held; first passes before kopf starts"
+
+    def lost(self) -> None:
+        """The Lease was lost before kopf ran: a standby again, waiting as before."""
+        self.role = "standby"
 
     def clear(self) -> None:
         """Leading now (or stopping): nothing to report as a standby."""

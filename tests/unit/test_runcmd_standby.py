@@ -67,3 +67,36 @@ def test_a_standby_that_never_led_keeps_waiting_on_its_elector_until_stopped():
     standby = _Standby(elector, _Health())  # type: ignore[arg-type]
     threading.Timer(0.5, stop.set).start()
     assert standby.until_leader(stop) is None and elector.stopped  # no next term asked for
+
+
+def test_the_standby_health_says_leader_once_the_lease_is_held_and_standby_again_when_lost():
+    """Between taking the Lease and kopf serving /healthz, the replica runs the head start's
+    passes: its /healthz says so instead of "standby" (and its own renewals are no holder to wait for)."""
+    import json
+    import urllib.request
+
+    from certpolicy.localcluster.cluster import free_port
+    from certpolicy.standby import StandbyHealth
+
+    class Healthy:
+        def health(self, _max_silence):
+            return True, "ok"
+
+    url = f"http://127.0.0.1:{free_port()}/healthz"
+    health = StandbyHealth(url, Healthy(), "kube-system/certpolicy-operator").start()  # type: ignore[arg-type]
+    try:
+        def get() -> dict:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+                return json.loads(resp.read())
+
+        health.observe("other-replica", "")
+        assert get()["role"] == "standby" and "other-replica" in get()["reason"]
+        health.leading()
+        health.observe("this-replica", "")  # its own renewal
+        got = get()
+        assert got["role"] == "leader" and "first passes before kopf" in got["reason"], got
+        health.lost()  # what runcmd's on_lost does
+        health.observe("other-replica", "")
+        assert get()["role"] == "standby" and "other-replica" in get()["reason"]
+    finally:
+        health.stop()
