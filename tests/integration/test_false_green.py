@@ -291,6 +291,47 @@ def test_a_pass_that_raises_does_not_repeat_the_last_green_verdict(
     assert wait_for(lambda: compliant_metric(in_process_scrape, unique_name) == "1.0", timeout=30, what="the metric back at 1")
 
 
+def test_no_status_write_finds_the_metric_greener_than_itself(
+        operator_in_process, core_v1, custom_api, policies, unique_name, namespace, monkeypatch):
+    """At the instant each status is written, the policy's compliant metric already says what it
+    says: an alert that reads the metric never lags a status that went red (a violating Secret, a
+    pass that raised). Before, the metric was set after the write, and a reader who saw the
+    ReconcileFailed status and then scraped found the previous 1 (a full local run failed on it)."""
+    from certpolicy.handlers import reconcile
+
+    ca = certgen.root("false-green CA 6")
+    put_secret(core_v1, namespace, "app-tls", certgen.tls_secret(certgen.leaf(ca, "app.green.test")))
+    seen: list[tuple[str, str | None]] = []
+    real = reconcile.patch_status
+
+    def observed(raw, name, status):
+        if name == unique_name and any(c["type"] == "Compliant" for c in status.get("conditions") or ()):
+            seen.append((condition(status, "Compliant")["status"], compliant_metric(in_process_scrape, name)))
+        return real(raw, name, status)
+
+    monkeypatch.setattr(reconcile, "patch_status", observed)
+    policies({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": unique_name},
+              "spec": {"selector": {"names": [{"namespace": namespace, "name": "app-tls"}]},
+                       "requirements": {"requireSAN": True}}})
+    wait_for(lambda: seen and seen[-1][0] == "True", timeout=30, what="the compliant status written")
+
+    def touch(value: bool) -> None:
+        custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name,
+                                               {"spec": {"requirements": {"requireSAN": value}}})
+
+    with monkeypatch.context() as m:  # a pass that raises, after a green one
+        m.setattr(reconcile, "select", injected_fault("select"))
+        touch(False)
+        wait_for(lambda: seen[-1][0] == "Unknown", timeout=30, what="the ReconcileFailed status written")
+    touch(True)
+    wait_for(lambda: seen[-1][0] == "True", timeout=45, what="compliant again")
+    # a Secret renewed without a SAN, after a green pass
+    put_secret(core_v1, namespace, "app-tls", certgen.tls_secret(certgen.leaf(ca, "app.green.test", dns_names=())))
+    wait_for(lambda: seen[-1][0] == "False", timeout=30, what="the violating status written")
+    greener = [(status, metric) for status, metric in seen if status != "True" and metric == "1.0"]
+    assert not greener, seen
+
+
 def test_a_stage_problem_with_a_real_cause_is_degraded_and_a_warning_event(
         operator, core_v1, custom_api, policies, unique_name):
     """The bundles stage meets a ConfigMap of that name it did not create: Degraded/BundleTargetNotOwned

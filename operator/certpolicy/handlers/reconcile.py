@@ -153,6 +153,11 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
     change = describe_change(status, new_status)
     if change:
         log.info("policy %s: %s", name, change)
+    # The metrics before the status: a reader who sees the new status and then scrapes finds the
+    # same verdict, never the previous (possibly green) one. A write that fails raises, and the
+    # failure's report (report_failure) sets them to "not checked".
+    COLLECTOR.update(name, report)
+    COLLECTOR.set_degraded(name, ctx.out.problems[0].reason if ctx.out.problems else None)
     wrote = False
     if (status_changed(status, new_status) or memory.last_status_write is None
             or time.monotonic() - memory.last_status_write > RESYNC.total_seconds()):
@@ -160,8 +165,6 @@ def reconcile_policy(runtime: Runtime, name: str) -> dt.datetime | None:
         memory.last_status_write = time.monotonic()
         STATUS_WRITES.inc()
         wrote = True
-    COLLECTOR.update(name, report)
-    COLLECTOR.set_degraded(name, ctx.out.problems[0].reason if ctx.out.problems else None)
     runtime.sweep_caches()
     RECONCILE_DURATION.observe(time.monotonic() - started)
     log.debug("policy %s: %d selected, %d violating, status %s", name, report.selected, report.violating,
@@ -234,11 +237,13 @@ def report_failure(runtime: Runtime, name: str, error: BaseException) -> None:
     # Writing this condition changes the policy, which wakes its loop: the first retry is at once.
     message = (f"the evaluation pass failed ({error_line(error)}); it is retried at once, then every "
                f"{ERROR_RETRY.seconds():g} s while it fails")
-    # A pass that raised checked nothing: the last verdict is not repeated as a green one.
+    # A pass that raised checked nothing: the last verdict is not repeated as a green one. The
+    # metric first: whoever reads the status's Unknown and then scrapes must not find it green
+    # (a test that did so saw the old 1 in the window between the two).
+    COLLECTOR.not_checked(name, Unchecked("ReconcileFailed", message))
     unknown = Condition(COMPLIANT, None, "ReconcileFailed", f"Compliance is unknown: {message}.")
     report_problem(runtime, name, Problem("ReconcileFailed", message), [type(error).__name__, error_line(error)[:100]],
                    also=[unknown])
-    COLLECTOR.not_checked(name, Unchecked("ReconcileFailed", message))
 
 
 def error_line(error: BaseException) -> str:
