@@ -14,6 +14,8 @@ audit policy), so what each process sent is read from the API server, not from t
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
 
 import kubernetes
@@ -151,3 +153,46 @@ def test_a_replica_behind_another_s_lease_makes_no_head_start_and_writes_nothing
     custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, {"metadata": {"finalizers": None}})
     custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
 
+
+
+def test_a_slow_first_pass_holds_neither_the_other_policies_nor_kopf(ha, monkeypatch):  # noqa: F811
+    """The head start runs its passes side by side and hands over to kopf after HEAD_START_WAIT at
+    most: a policy whose pass takes long (100,000 Secrets, an API server that answers slowly)
+    delays no other policy's first status, and kopf's start by no more than that bound. The real
+    head start on the real API server; only the passes themselves are stand-ins (one of them held)."""
+    from certpolicy.handlers import headstart
+    from certpolicy.inventory.inventory import Inventory
+
+    _cluster, api = ha
+    custom = kubernetes.client.CustomObjectsApi(api)
+    slow, quick = f"hs-slow-{uuid.uuid4().hex[:6]}", f"hs-quick-{uuid.uuid4().hex[:6]}"
+    for name in (slow, quick):
+        custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": name},
+            "spec": {"selector": {"names": [{"namespace": "default", "name": "none"}]}, "requirements": {}}})
+        custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, {"metadata": {"finalizers": [FINALIZER]}})
+    release, passed = threading.Event(), {}
+
+    def stand_in(_runtime, name):
+        if name == slow:
+            release.wait(60)
+        passed[name] = time.monotonic()
+
+    monkeypatch.setattr(headstart, "policy_pass", stand_in)
+    monkeypatch.setattr(headstart, "HEAD_START_WAIT", 1.0)
+    inventory = Inventory(api).start()
+    try:
+        began = time.monotonic()
+        headstart.head_start(api, inventory, None, threading.Event(), None)
+        returned = time.monotonic()
+        assert quick in passed and slow not in passed, passed  # the quick one did not wait behind it
+        # handed over at the bound (plus the inventory's sync), not when the slow pass ended
+        assert returned - began < 15, returned - began
+        release.set()
+        wait_for(lambda: slow in passed, timeout=10, what="the slow pass going on after the hand-over")
+    finally:
+        release.set()
+        inventory.stop()
+        for name in (slow, quick):
+            custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, {"metadata": {"finalizers": None}})
+            custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)

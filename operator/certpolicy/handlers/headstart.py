@@ -22,13 +22,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from kubernetes.client import ApiClient, ApiException
 
 from certpolicy.handlers.deletion import FINALIZER
 from certpolicy.handlers.reconcile import error_line, policy_pass
-from certpolicy.handlers.runtime import INVENTORY_SYNC_TIMEOUT, Runtime, new_runtime
+from certpolicy.handlers.runtime import INVENTORY_SYNC_TIMEOUT, PASS_WORKERS, Runtime, new_runtime
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.policyobjects import policies_metadata
 from certpolicy.kube.writegate import NotLeader
@@ -40,6 +41,8 @@ MAX_POLICIES = 500
 #: for it when the LIST began, so a free Lease is held by then; a Lease another replica holds
 #: is not waited for (kopf is loaded meanwhile, and the standby waits as before).
 LEASE_WAIT = 1.0
+#: kopf is imported after this many seconds of head start at most (passes still running go on).
+HEAD_START_WAIT = 10.0
 
 
 def eligible(items: list[dict[str, Any]]) -> list[str]:
@@ -83,22 +86,37 @@ def head_start(api_client: ApiClient, inventory: Inventory, webhook: Any, stop: 
     if leading is not None and not leading(LEASE_WAIT):
         log.info("head start: not the leader; the policies' loops make their first passes once it is")
         return runtime
-    synced, passed = time.monotonic(), 0
-    for name in names:
-        if stop.is_set():
-            break
-        inventory.revive(name)
-        try:
-            policy_pass(runtime, name)
-        except NotLeader:
-            log.info("head start: the Lease was lost; the next leader's loops make the passes")
-            break
-        except Exception as e:  # noqa: BLE001 - the policy's loop runs it again and reports it
-            log.warning("head start: policy %s: the pass failed (%s); its loop retries it once kopf runs",
-                        name, error_line(e))
-            continue
-        passed += 1
+    synced = time.monotonic()
+    # A thread per pass, as kopf's loops have: a large or slow policy delays no other one. kopf
+    # is imported after HEAD_START_WAIT at most; a pass still running then goes on, and its
+    # loop's first pass waits for it (the pass lock, Runtime.exclusive).
+    pool = ThreadPoolExecutor(max_workers=PASS_WORKERS, thread_name_prefix="head-start")
+    futures = [pool.submit(_first_pass, runtime, name) for name in names]
+    pool.shutdown(wait=False)
+    deadline = synced + HEAD_START_WAIT
+    pending = set(futures)
+    while pending and not stop.is_set() and time.monotonic() < deadline:
+        _, pending = wait(pending, timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+    for future in pending:
+        future.cancel()  # not started yet: its loop makes the first pass
+    passed = sum(1 for f in futures if f.done() and not f.cancelled() and f.result())
+    running = sum(1 for f in futures if not f.done())
     log.info("head start: first pass of %d of %d policies in %.2fs (inventory synced %.2fs after the head start "
-             "began), before kopf%s", passed, len(names), time.monotonic() - synced, synced - started,
+             "began), before kopf%s%s", passed, len(names), time.monotonic() - synced, synced - started,
+             f"; {running} still running, their loops wait for them" if running else "",
              f"; only the first {MAX_POLICIES} policies listed" if capped else "")
     return runtime
+
+
+def _first_pass(runtime: Runtime, name: str) -> bool:
+    runtime.inventory.revive(name)
+    try:
+        policy_pass(runtime, name)
+    except NotLeader:
+        log.info("head start: policy %s: the Lease was lost; the next leader's loop makes the pass", name)
+        return False
+    except Exception as e:  # noqa: BLE001 - the policy's loop runs it again and reports it
+        log.warning("head start: policy %s: the pass failed (%s); its loop retries it once kopf runs",
+                    name, error_line(e))
+        return False
+    return True

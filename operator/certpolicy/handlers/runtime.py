@@ -32,6 +32,8 @@ from certpolicy.policy.evaluate import Evaluator, retain_caches
 log = logging.getLogger("certpolicy.operator")
 #: Password-read stores remembered per policy: 4 x handlers.truststores.MAX_TRUSTSTORES judged per pass.
 MAX_STORE_READS = 2000
+#: Passes that run at once: kopf's handler threads (handlers/settings.py), and the head start's.
+PASS_WORKERS = 8
 #: How long the first pass waits for the inventory's initial LIST before judging what has arrived.
 INVENTORY_SYNC_TIMEOUT = 300.0
 SWEEP_INTERVAL = 20.0  # seconds between sweeps of the engine's caches (bounds growth under churn)

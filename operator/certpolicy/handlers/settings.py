@@ -10,6 +10,7 @@ import aiohttp
 import kopf
 
 from certpolicy.handlers.deletion import FINALIZER
+from certpolicy.handlers.runtime import PASS_WORKERS
 from certpolicy.kube.client import user_agent
 from certpolicy.kube.writegate import WRITE_GATE
 
@@ -57,7 +58,7 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    settings.execution.max_workers = 8
+    settings.execution.max_workers = PASS_WORKERS
     if _QUIET not in logging.getLogger("kopf.objects").filters:
         logging.getLogger("kopf.objects").addFilter(_QUIET)
     quiet_client_loggers()
