@@ -163,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
         inventory.stop()
         logging.getLogger().removeHandler(early_log)
         return 0
-    # The Lease is asked for now, while the first LIST runs and kopf loads (~0.6 s): a replica that
-    # finds it free leads by the time kopf is ready instead of starting its first try then.
+    # The Lease is asked for now, while the first LIST runs: a replica that finds it free leads by
+    # the time the inventory has synced, in time for the head start below.
     standby = _Standby.begin(args, api_client, inventory) if args.leader_elect else None
     # Each known policy's first pass before kopf is even imported (handlers/headstart.py): on a
     # small cluster kopf's import was a third of the time to a complete status.
@@ -377,6 +377,7 @@ class _Standby:
         health = StandbyHealth(args.liveness, inventory, f"{config.namespace}/{config.name}",
                                own_namespace=config.install_namespace).start()
         elector.on_observed = health.observe
+
         def acquired() -> None:  # it may write from now on: the head start does
             metrics.LEADER.set(1)
             health.leading()
