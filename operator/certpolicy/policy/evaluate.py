@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
 from bisect import bisect_right
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -455,7 +454,11 @@ class Evaluator:
         self._cache: FifoCache[tuple[Requirements, str, str], Evaluation] = FifoCache(max_entries)
         self._bundles: dict[int, tuple[object, str]] = {}
         self.public_roots = public_roots
-        self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+        # One by default: with cryptography 50 a chain verification holds the GIL, and a second
+        # thread only added contention (5,000 Secrets cold, in-process: 169-179 µs per Secret
+        # inline, 197-207 µs on 2 threads; see evaluate_many). Several policies' passes still run
+        # side by side, each in its own thread.
+        self.workers = workers if workers is not None else 1
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._batches: dict[Hashable, int] = {}
@@ -484,9 +487,10 @@ class Evaluator:
                       batch: Hashable | None = None) -> list[Evaluation]:
         """:meth:`evaluate` for each material, in order, spread over ``workers`` threads.
 
-        Why threads help despite the GIL: chain verification is most of the cost of a Secret seen
-        for the first time (an ECDSA or RSA signature check), and cryptography runs it with the
-        GIL released. Measured on 2 cores: 10,000 P-256 leaves in 3.0 s inline, 2.1 s on 2 threads.
+        Threads paid off when cryptography released the GIL around the signature check (measured
+        then on 2 cores: 10,000 P-256 leaves in 3.0 s inline, 2.1 s on 2 threads). cryptography 50
+        holds it, and 2 threads were slower than one (169-179 against 197-207 µs per Secret, 5,000
+        Secrets cold), so the default is 1; ``workers`` > 1 remains for a build where it pays.
 
         ``batch`` names whose whole selection this is (the operator passes the policy's name;
         default: the requirements): the caches are sized for the latest batch of each name, summed.
