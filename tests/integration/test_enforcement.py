@@ -371,6 +371,11 @@ def test_a_failing_webhook_upkeep_is_enforced_false_on_the_policy_until_it_recov
     manager = core_v1.read_namespaced_secret(CA_SECRET, operator_namespace).metadata.labels[MANAGED_BY]
     core_v1.patch_namespaced_secret(CA_SECRET, operator_namespace, {"metadata": {"labels": {MANAGED_BY: None}}})
     try:
+        # The upkeep has seen the Secret change first: otherwise an upkeep already under way can
+        # still write the new entries below before it notices (seen once in a clean-clone .ci/run: Enforced stayed
+        # True, rightly, since they were registered).
+        wait_for(lambda: "webhook upkeep failed (NotOurs" in operator_proc.log_path.read_text(errors="replace"),
+                 timeout=30, what="the upkeep refusing the CA Secret")
         # a change of what the policy selects: its entries must be written again, and cannot be
         custom_api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, unique_name, {"spec": {"selector": {
             "secretSelector": {"matchLabels": {"tier": "payments"}}}}})
