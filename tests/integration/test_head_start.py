@@ -196,3 +196,43 @@ def test_a_slow_first_pass_holds_neither_the_other_policies_nor_kopf(ha, monkeyp
         for name in (slow, quick):
             custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, {"metadata": {"finalizers": None}})
             custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+
+
+def test_a_failed_head_start_pass_is_a_condition_and_an_event_not_only_a_log_line(ha):  # noqa: F811
+    """A pass that raises in the head start is reported as the policy's loop reports one
+    (``report_failure``) before the loop runs it again: Compliant Unknown/ReconcileFailed,
+    Degraded True, a Warning event. The real head start on the real API server; the pass itself is
+    a stand-in that raises."""
+    import pytest
+
+    from certpolicy.handlers import headstart
+    from certpolicy.inventory.inventory import Inventory
+    from crd import condition
+
+    _cluster, api = ha
+    custom, core = kubernetes.client.CustomObjectsApi(api), kubernetes.client.CoreV1Api(api)
+    name = f"hs-fail-{uuid.uuid4().hex[:6]}"
+    custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": name},
+        "spec": {"selector": {"names": [{"namespace": "default", "name": "none"}]}, "requirements": {}}})
+    custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, {"metadata": {"finalizers": [FINALIZER]}})
+
+    def raises(_runtime, _name):
+        raise RuntimeError("injected failure of the first pass")
+
+    inventory = Inventory(api).start()
+    try:
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(headstart, "policy_pass", raises)
+            headstart.head_start(api, inventory, None, threading.Event(), None)
+        status = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}
+        assert condition(status, "Compliant").get("reason") == "ReconcileFailed", status
+        assert condition(status, "Compliant").get("status") == "Unknown"
+        assert condition(status, "Degraded").get("status") == "True"
+        events = [e for e in core.list_namespaced_event("default").items
+                  if e.involved_object.name == name and e.reason == "ReconcileFailed"]
+        assert events and events[0].type == "Warning"
+    finally:
+        inventory.stop()
+        custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, {"metadata": {"finalizers": None}})
+        custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)

@@ -13,7 +13,8 @@ Which policies: those that carry kopf's finalizer and are not being deleted, i.e
 taken on before (a restart, an upgrade, a failover). A policy kopf has never seen gets its
 finalizer before its first pass, so that deleting it always finds the clean-up in place; it waits
 for kopf, as before. A pass that fails here is logged and left to the policy's loop, which runs it
-again at once and reports a failure as a condition and an event.
+again at once; the failure is reported as the loop reports one (``report_failure``: Degraded and
+Compliant Unknown/ReconcileFailed, with a Warning event), not only logged.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 from kubernetes.client import ApiClient, ApiException
 
 from certpolicy.handlers.deletion import FINALIZER
-from certpolicy.handlers.reconcile import error_line, policy_pass
+from certpolicy.handlers.reconcile import error_line, policy_pass, report_failure
 from certpolicy.handlers.runtime import INVENTORY_SYNC_TIMEOUT, PASS_WORKERS, Runtime, new_runtime
 from certpolicy.inventory.inventory import Inventory
 from certpolicy.kube.policyobjects import policies_metadata
@@ -115,8 +116,12 @@ def _first_pass(runtime: Runtime, name: str) -> bool:
     except NotLeader:
         log.info("head start: policy %s: the Lease was lost; the next leader's loop makes the pass", name)
         return False
-    except Exception as e:  # noqa: BLE001 - the policy's loop runs it again and reports it
+    except Exception as e:  # noqa: BLE001 - reported like a loop's failed pass, and run again by the loop
         log.warning("head start: policy %s: the pass failed (%s); its loop retries it once kopf runs",
                     name, error_line(e))
+        try:  # a condition and an event, as the loop reports it: not only this log line
+            report_failure(runtime, name, e)
+        except Exception as again:  # noqa: BLE001 - the loop's own first pass reports it then
+            log.warning("head start: policy %s: the failure could not be reported (%s)", name, error_line(again))
         return False
     return True
