@@ -41,6 +41,9 @@ class StandbyHealth:
         self.inventory, self.lease, self.own_namespace = inventory, lease, own_namespace
         self.holder, self.holder_install, self.reason = "", "", "the Lease not read yet"
         self.role = "standby"
+        #: What /healthz shows, replaced as one tuple (role, holder, holderInstall, reason): a probe
+        #: never reads a new holder beside the old reason (the fields were set one by one).
+        self._view = (self.role, self.holder, self.holder_install, self.reason)
         self._other = False
         outer = self
 
@@ -50,8 +53,9 @@ class StandbyHealth:
                     self.send_error(404)
                     return
                 ok, message = outer.inventory.health(None)
-                body = json.dumps({"role": outer.role, "lease": outer.lease, "holder": outer.holder,
-                                   "holderInstall": outer.holder_install, "reason": outer.reason,
+                role, holder, holder_install, reason = outer._view
+                body = json.dumps({"role": role, "lease": outer.lease, "holder": holder,
+                                   "holderInstall": holder_install, "reason": reason,
                                    "watches": message}).encode()
                 self.send_response(200 if ok else 500)
                 self.send_header("Content-Type", "application/json")
@@ -84,15 +88,21 @@ class StandbyHealth:
         if reason != self.reason:
             (log.warning if other else log.info)("standby: %s", reason)
         self.reason = reason
+        self._publish()
 
     def leading(self) -> None:
         """The Lease is held: until kopf serves this address, the replica runs its first passes
         (``handlers/headstart.py``) and says so rather than "standby"."""
         self.role, self.reason = "leader", "the Lease is held; first passes before kopf starts"
+        self._publish()
 
     def lost(self) -> None:
         """The Lease was lost before kopf ran: a standby again, waiting as before."""
-        self.role = "standby"
+        self.role, self.reason = "standby", "the Lease was lost before kopf started; asking for it again"
+        self._publish()
+
+    def _publish(self) -> None:
+        self._view = (self.role, self.holder, self.holder_install, self.reason)
 
     def clear(self) -> None:
         """Leading now (or stopping): nothing to report as a standby."""
