@@ -240,6 +240,43 @@ def test_a_second_operator_on_the_same_port_answers_when_the_first_dies(cluster,
             p.stop()
 
 
+def test_the_port_opens_with_the_first_enforcing_policy_and_stale_entries_go_before(
+        cluster, api_client, namespace, policies, unique_name, tmp_path, webhook_config_cleanup, crd,
+        operator_namespace):
+    """With no enforcing policy the webhook's port stays closed (nothing may call it, and the
+    start does not wait on aiohttp), yet entries a previous run left are removed; the first
+    enforcing policy opens the port, and a violating write is refused."""
+    import socket
+
+    from certpolicy.kube.rawapi import RawClient
+
+    raw = RawClient(api_client, gated=False)
+    enforcing = [p["metadata"]["name"] for p in raw.get(f"/apis/{GROUP}/{VERSION}/{PLURAL}")["items"]
+                 if (p.get("spec") or {}).get("enforcement") in ("Warn", "Deny")]
+    assert enforcing == [], f"another test left enforcing policies: {enforcing}"
+    port = free_port()
+    raw.post(CONFIG_PATH, {"metadata": {"name": CONFIG}, "webhooks": [{
+        "name": "gone.secret.certpolicy.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+        "failurePolicy": "Ignore", "timeoutSeconds": 3,
+        "clientConfig": {"url": f"https://127.0.0.1:{port}/validate/secret/gone"},
+        "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                   "resources": ["secrets"]}]}]})
+    op = OperatorProcess(cluster, tmp_path / "operator.log", args=["--no-leader-elect", f"--webhook-port={port}"])
+    op.start()
+    try:
+        wait_for(lambda: not (raw.get(f"{CONFIG_PATH}/{CONFIG}").get("webhooks") or []), timeout=60,
+                 what="the previous run's entry removed")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        assert b"admission webhook on" not in op.log_path.read_bytes()
+
+        policies(mtls_policy(unique_name, namespace, "Deny"))
+        wait_enforced(cluster, namespace, unique_name)
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        op.stop()
+
+
 def _leads(proc: OperatorProcess) -> bool:
     return b"became the leader" in proc.log_path.read_bytes()
 

@@ -8,6 +8,9 @@ any policy change or change of the serving Secret, and at least every UPKEEP_PER
   the configuration when the enforcing policies, the serving CA or the endpoint changed;
 - every replica loads the serving Secret when its resourceVersion changes, and holds the trust
   bundles that enforcing policies read (the inventory's named watch) so that decisions find them.
+
+The port opens when the serving certificate is first loaded, and that waits for the first
+enforcing policy: with none, the configuration has no entries and nothing calls the webhook.
 """
 
 from __future__ import annotations
@@ -223,9 +226,11 @@ class Webhook:
         self._register(bundle)
 
     def _register(self, bundle: str) -> None:
-        if not (self.server.loaded.is_set() and self.index.synced):
+        if not self.index.synced:
             return
         enforcing = self.index.enforcing()
+        if enforcing and not self.server.loaded.is_set():
+            return  # entries only once the port is open; none (stale ones removed) needs no server
         left_out = enforcing[registration.MAX_POLICIES:]
         metrics.WEBHOOK_POLICIES_UNREGISTERED.set(len(left_out))
         if left_out and [p.name for p in left_out] != self._left_out:
@@ -243,6 +248,11 @@ class Webhook:
             self._bundle_since = (bundle, time.monotonic())
 
     def _load_serving(self) -> None:
+        """Load the serving certificate when it changed, which opens the port the first time. Not
+        before a policy enforces: until then no entry sends the API server here, and the start of
+        an operator with no enforcing policy does not import aiohttp before its first verdicts."""
+        if not self.server.loaded.is_set() and not self.index.enforcing():
+            return
         rec = self.inventory.secrets.get((self.namespace, serving.SERVING_SECRET))
         if rec is not None and rec.resource_version == self._serving_version:
             return
