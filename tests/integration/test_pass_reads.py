@@ -137,7 +137,6 @@ def test_each_password_secret_and_each_ca_secret_is_read_once_per_pass_with_and_
         assert all(reads == once for reads, _, _ in rotation_passes), rotation_passes
     finally:
         inventory.stop()
-        runtime.evaluator.close()
         loop.close()
 
     # Behaviour is unchanged: each truststore opens with its own password and holds both CAs now.

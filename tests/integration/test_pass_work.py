@@ -99,7 +99,6 @@ def test_a_pass_checks_no_leaf_anchor_signature_unless_trusted_by_stores_need_th
         assert missing == {("ConfigMap", "lacks-anchor")}, status.get("violations")
     finally:
         inventory.stop()
-        runtime.evaluator.close()
         loop.close()
 
 

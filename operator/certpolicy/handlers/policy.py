@@ -76,7 +76,6 @@ async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
     if runtime is not None:
         if runtime.owns_inventory:  # one passed in (certpolicy run) outlives kopf: a standby keeps it warm
             await asyncio.to_thread(runtime.inventory.stop)
-        runtime.evaluator.close()
 
 
 @kopf.on.probe(id="watches")

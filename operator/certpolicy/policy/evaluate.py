@@ -30,7 +30,6 @@ import logging
 import threading
 from bisect import bisect_right
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -443,24 +442,15 @@ class Evaluator:
     see :mod:`certpolicy.pki.cache`); safe to share between threads (at worst two threads evaluate the same key once each).
     """
 
-    #: Below this many Secrets a batch is evaluated inline: handing work to threads costs more.
-    PARALLEL_MIN = 256
     #: How many batches' sizes are remembered to size the caches (policies come and go; the
     #: oldest are forgotten first, and :meth:`forget_batch` drops a deleted policy's).
     MAX_BATCHES = 1024
 
-    def __init__(self, *, max_entries: int = 65536, public_roots: PublicRoots | None = None,
-                 workers: int | None = None) -> None:
+    def __init__(self, *, max_entries: int = 65536, public_roots: PublicRoots | None = None) -> None:
         self._cache: FifoCache[tuple[Requirements, str, str], Evaluation] = FifoCache(max_entries)
         self._bundles: dict[int, tuple[object, str]] = {}
         self.public_roots = public_roots
-        # One by default: with cryptography 50 a chain verification holds the GIL, and a second
-        # thread only added contention (5,000 Secrets cold, in-process: 169-179 µs per Secret
-        # inline, 197-207 µs on 2 threads; see evaluate_many). Several policies' passes still run
-        # side by side, each in its own thread.
-        self.workers = workers if workers is not None else 1
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._batches_lock = threading.Lock()  # policies' passes run in threads of their own
         self._batches: dict[Hashable, int] = {}
 
     @property
@@ -485,12 +475,12 @@ class Evaluator:
     def evaluate_many(self, requirements: Requirements, materials: Sequence[SecretMaterial],
                       trust_bundle: TrustBundle | None, now: dt.datetime, *, whole: bool = True,
                       batch: Hashable | None = None) -> list[Evaluation]:
-        """:meth:`evaluate` for each material, in order, spread over ``workers`` threads.
+        """:meth:`evaluate` for each material, in order, in the calling thread.
 
-        Threads paid off when cryptography released the GIL around the signature check (measured
-        then on 2 cores: 10,000 P-256 leaves in 3.0 s inline, 2.1 s on 2 threads). cryptography 50
-        holds it, and 2 threads were slower than one (169-179 against 197-207 µs per Secret, 5,000
-        Secrets cold), so the default is 1; ``workers`` > 1 remains for a build where it pays.
+        Not spread over threads: that paid off while cryptography released the GIL around the
+        signature check (10,000 P-256 leaves in 3.0 s inline, 2.1 s on 2 threads, then).
+        cryptography 50 holds it, and 2 threads were slower than one (169-179 against 197-207 µs
+        per Secret, 5,000 Secrets cold). Several policies' passes still run side by side.
 
         ``batch`` names whose whole selection this is (the operator passes the policy's name;
         default: the requirements): the caches are sized for the latest batch of each name, summed.
@@ -498,18 +488,7 @@ class Evaluator:
         n = len(materials)
         if whole:  # a pass's whole selection sizes the caches; a few Secrets judged ahead of it do not
             self._fit(requirements if batch is None else batch, n)
-        if self.workers <= 1 or n < self.PARALLEL_MIN:
-            return [self.evaluate(requirements, m, trust_bundle, now) for m in materials]
-        size = -(-n // self.workers)
-        chunks = [materials[i:i + size] for i in range(0, n, size)]
-
-        def run(chunk: Sequence[SecretMaterial]) -> list[Evaluation]:
-            return [self.evaluate(requirements, m, trust_bundle, now) for m in chunk]
-
-        out: list[Evaluation] = []
-        for part in self._executor().map(run, chunks):
-            out.extend(part)
-        return out
+        return [self.evaluate(requirements, m, trust_bundle, now) for m in materials]
 
     def _fit(self, batch: Hashable, n: int) -> None:
         """Size the caches for every batch judged per pass: each batch name's latest size,
@@ -517,7 +496,7 @@ class Evaluator:
         :mod:`certpolicy.pki.cache`), and each pass re-verify every chain. Named per policy, not
         per requirements: two policies with the same requirements and different selections
         (two teams' Secrets) each hold their own, and sizing for one of them thrashed both."""
-        with self._pool_lock:  # policies' passes run in threads of their own
+        with self._batches_lock:
             batches = self._batches
             batches.pop(batch, None)
             batches[batch] = n
@@ -529,20 +508,8 @@ class Evaluator:
 
     def forget_batch(self, batch: Hashable) -> None:
         """The batch (a deleted policy) is judged no more: the caches need not hold it."""
-        with self._pool_lock:
+        with self._batches_lock:
             self._batches.pop(batch, None)
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="evaluate")
-            return self._pool
-
-    def close(self) -> None:
-        with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
 
     def retain(self, digests: set[str]) -> int:
         """Forget evaluations of Secret contents not in ``digests`` (see :func:`retain_caches`)."""

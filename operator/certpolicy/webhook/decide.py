@@ -33,7 +33,7 @@ class Decider:
     def __init__(self, index: PolicyIndex, inventory: Inventory, evaluator: Evaluator | None = None,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.index, self.inventory, self.clock = index, inventory, clock
-        self.evaluator = evaluator or Evaluator(workers=1)
+        self.evaluator = evaluator or Evaluator()
 
     def _evaluate(self, requirements: Requirements) -> Callable[[SecretMaterial, TrustBundle | None], Evaluation]:
         now = self.clock()

@@ -255,7 +255,7 @@ def test_a_refused_list_is_a_stated_reason_not_a_looping_watch(gated):
 
 def _stage(inv: Inventory, secret: dict) -> tuple[list[SecretResult], StageOutput]:
     rec = parse_secret_object(secret)
-    ev = Evaluator(workers=1).evaluate(MTLS, rec.material, None, certgen.utcnow())
+    ev = Evaluator().evaluate(MTLS, rec.material, None, certgen.utcnow())
     ctx = SimpleNamespace(inventory=inv, requirements=MTLS, out=StageOutput())
     results = certificate_spec_stage(ctx, [SecretResult(rec.namespace, rec.name, ev)],  # type: ignore[arg-type]
                                      {(rec.namespace, rec.name): rec})

@@ -25,7 +25,7 @@ from certpolicy.policy.spec import PolicySpecError, requirements_from_spec
 NOW = certgen.utcnow()
 MTLS = requirements_from_spec({"extendedKeyUsages": ["serverAuth", "clientAuth"]})
 CA = certgen.root("admission unit CA")
-EVALUATOR = Evaluator(workers=1)
+EVALUATOR = Evaluator()
 
 
 def evaluate(material, bundle):

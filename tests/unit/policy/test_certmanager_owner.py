@@ -24,7 +24,7 @@ from certpolicy.policy.spec import requirements_from_spec
 NOW = certgen.utcnow()
 CA = certgen.root("cert-manager unit CA")
 MTLS = requirements_from_spec({"extendedKeyUsages": ["serverAuth", "clientAuth"], "allowedDNSNames": ["*.example.com"]})
-EVALUATOR = Evaluator(workers=1)
+EVALUATOR = Evaluator()
 ANNOTATIONS = {
     "cert-manager.io/certificate-name": "mirth",
     "cert-manager.io/issuer-name": "ca",

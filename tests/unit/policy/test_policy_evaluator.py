@@ -100,7 +100,7 @@ def test_cache_is_bounded(ec_pki, now):
 def test_a_pass_larger_than_the_bound_still_hits_on_the_next_pass(ec_pki, now):
     """FIFO under a scan larger than its bound hits nothing: with a fixed bound, every pass over
     more Secrets than that re-verified every chain (100,000 Secrets: 18-68 s per Secret change)."""
-    ev = Evaluator(max_entries=4, public_roots=PublicRoots.of([]), workers=1)
+    ev = Evaluator(max_entries=4, public_roots=PublicRoots.of([]))
     ms = [material(certgen.leaf(ec_pki.intermediate, f"n{i}.example.com"), [ec_pki.intermediate]) for i in range(10)]
     other = requirements_from_spec({"extendedKeyUsages": ["serverAuth"]})
     ev.evaluate_many(REQ, ms, ec_pki.bundle, now)
@@ -114,7 +114,7 @@ def test_a_pass_larger_than_the_bound_still_hits_on_the_next_pass(ec_pki, now):
 def test_two_policies_with_the_same_requirements_each_size_the_caches(ec_pki, now):
     """Two teams' policies, identical requirements, different Secrets: sized by requirements
     alone, the caches held one team's batch, and every pass of both missed on every Secret."""
-    ev = Evaluator(max_entries=4, public_roots=PublicRoots.of([]), workers=1)
+    ev = Evaluator(max_entries=4, public_roots=PublicRoots.of([]))
     ms = [material(certgen.leaf(ec_pki.intermediate, f"t{i}.example.com"), [ec_pki.intermediate]) for i in range(12)]
     team_a, team_b = ms[:6], ms[6:]
     ev.evaluate_many(REQ, team_a, ec_pki.bundle, now, batch="team-a")
@@ -131,7 +131,7 @@ def test_a_few_secrets_judged_ahead_of_a_pass_do_not_size_the_caches(ec_pki, now
     """A pass judges the Secrets whose change woke it before its whole selection
     (``whole=False``): that batch of one is not what the caches must hold, so the sizes recorded
     per requirements stay those of the whole selections."""
-    ev = Evaluator(max_entries=4, public_roots=PublicRoots.of([]), workers=1)
+    ev = Evaluator(max_entries=4, public_roots=PublicRoots.of([]))
     ms = [material(certgen.leaf(ec_pki.intermediate, f"a{i}.example.com"), [ec_pki.intermediate]) for i in range(6)]
     ev.evaluate_many(REQ, ms, ec_pki.bundle, now)
     ev.evaluate_many(REQ, ms[:1], ec_pki.bundle, now, whole=False)
@@ -160,31 +160,13 @@ def test_compliant_ignores_info(ec_pki, now):
     assert isinstance(ev, Evaluation)
 
 
-def test_evaluate_many_keeps_order_and_matches_inline_results(ec_pki, now):
-    good = material(ec_pki.leaf, [ec_pki.intermediate])
-    bad = material(certgen.leaf(ec_pki.intermediate, "x.example.com", eku=["serverAuth"]), [ec_pki.intermediate])
-    garbage = material_from_secret("kubernetes.io/tls", {"tls.crt": "bm90IGEgY2VydA==", "tls.key": ""})
-    batch = [good, bad, garbage] * 7
-    inline = Evaluator(public_roots=PublicRoots.of([]), workers=1)
-    threaded = Evaluator(public_roots=PublicRoots.of([]), workers=3)
-    threaded.PARALLEL_MIN = 2  # take the threaded path with a small batch
-    try:
-        expected = inline.evaluate_many(REQ, batch, ec_pki.bundle, now)
-        got = threaded.evaluate_many(REQ, batch, ec_pki.bundle, now)
-    finally:
-        threaded.close()
-    assert [e.reasons for e in got] == [e.reasons for e in expected]
-    assert [e.compliant for e in got[:3]] == [True, False, False]
-    assert "MissingClientAuth" in got[1].reasons
-
-
 def test_retain_caches_forgets_what_is_no_longer_live_and_keeps_the_rest(ec_pki, now):
     from certpolicy.pki import inspect as pki_inspect
     from certpolicy.pki import load as pki_load
     from certpolicy.pki import secretdata
     from certpolicy.policy.evaluate import retain_caches
 
-    ev = Evaluator(public_roots=PublicRoots.of([]), workers=1)
+    ev = Evaluator(public_roots=PublicRoots.of([]))
     kept = material(ec_pki.leaf, [ec_pki.intermediate])
     gone_leaf = certgen.leaf(ec_pki.intermediate, "gone.example.com")
     gone = material(gone_leaf, [ec_pki.intermediate])
