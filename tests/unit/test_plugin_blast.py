@@ -10,8 +10,8 @@ import pytest
 import certgen
 from certpolicy.pki.fingerprint import fingerprint
 from certpolicy.plugin.blast import TargetError, radius, resolve
+from certpolicy.plugin.policyrows import rows
 from certpolicy.plugin.reads import Objects
-from certpolicy.plugin.status import rows
 
 NOW = dt.datetime.now(dt.UTC)
 

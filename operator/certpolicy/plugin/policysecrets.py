@@ -47,7 +47,7 @@ def worst_first(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 def run(args: argparse.Namespace, raw) -> int:
     from certpolicy.plugin.live import policy_bundle, select_live
-    from certpolicy.plugin.status import row as policy_row
+    from certpolicy.plugin.policyrows import row as policy_row
     from certpolicy.policy.evaluate import evaluate
 
     objects = read(raw, {"CertificatePolicy": True})
