@@ -14,7 +14,12 @@ leader``) relative to the process start, which the start-up order decides, and `
 seconds the operator had used when its status was complete: close to the wall time means the
 start is CPU-bound (it was, at 500 Secrets: 0.63 s of CPU in 0.68 s), so only less work helps.
 
+With ``--enforcement Deny`` the policy enforces, and each run also times process start → the
+first write the webhook refuses (a server-side dry run of a Secret without clientAuth, tried every
+10 ms alongside the status poll): how soon after a restart admission is back.
+
 Usage: .venv/bin/python benchmarks/bench_startup.py [--secrets 500] [--rounds 5] [--baseline /tmp/base/operator]
+[--enforcement Deny]
 (a baseline tree: ``git archive main operator | tar -x -C /tmp/base``).
 """
 
@@ -27,6 +32,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import kubernetes
 
 from scale import (
     GROUP,
@@ -60,48 +67,68 @@ def main() -> int:
     ap.add_argument("--namespaces", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--baseline", type=Path, default=None, help="another tree's operator/ directory to pair against")
+    ap.add_argument("--enforcement", choices=("Audit", "Deny"), default="Audit",
+                    help="the policy's spec.enforcement; with Deny each run also times the first refused write "
+                         "(a server-side dry run of a Secret without clientAuth, every 10 ms)")
     args = ap.parse_args()
 
     with bench_cluster() as bench:
         cluster, core, custom = bench.cluster, bench.core, bench.custom
-        _, created = seed_tls_secrets(core, args.secrets, args.namespaces)
+        secrets, created = seed_tls_secrets(core, args.secrets, args.namespaces)
         name = "bench-startup"
         custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "CertificatePolicy", "metadata": {"name": name},
-            "spec": {"selector": {"namespaceSelector": {"matchLabels": {"bench": "yes"}}},
+            "spec": {"enforcement": args.enforcement,
+                     "selector": {"namespaceSelector": {"matchLabels": {"bench": "yes"}}},
                      "requirements": {"extendedKeyUsages": ["serverAuth", "clientAuth"],
                                       "trustBundle": {"configMap": {"namespace": "certpolicy-system",
                                                                     "name": "bench-ca"}}}}})
+        violating = secrets.body(args.secrets, usages=("serverAuth",))
 
-        def once(label: str, source: Path | None, k: int) -> tuple[float, float | None, float, float]:
+        def refused() -> bool:
+            try:
+                core.create_namespaced_secret(secrets.namespaces[0], violating, dry_run="All")
+            except kubernetes.client.ApiException as e:
+                return e.status == 403 and name in (e.body or "")
+            return False
+
+        def once(label: str, source: Path | None, k: int) -> tuple[float, float | None, float, float, float | None]:
             custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name, {"status": None})
             log_path = cluster.workdir / f"startup-{label}-{k}.log"
             wall, start = time.time(), time.monotonic()
             proc = start_operator(cluster.kubeconfig, log_path, source)
+            refusing: list[float] = []
             try:
                 def complete() -> bool:
+                    if args.enforcement == "Deny" and not refusing and refused():
+                        refusing.append(time.monotonic() - start)
                     st = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}
                     return (st.get("summary") or {}).get("selected") == created
 
                 took = wait_for_operator(proc, log_path, complete, start, timeout=120, poll=0.01)
                 cpu = cpu_seconds(proc.pid)  # near the wall time: the start is CPU-bound, only less work helps
                 peak = rss_mib(proc.pid)
+                if args.enforcement == "Deny" and not refusing:
+                    wait_for_operator(proc, log_path, refused, start, timeout=120, poll=0.01)
+                    refusing.append(time.monotonic() - start)
             finally:
                 stop_operator(proc)
-            return took, _leader_at(log_path.read_bytes(), wall), peak, cpu
+            return took, _leader_at(log_path.read_bytes(), wall), peak, cpu, (refusing or [None])[0]
 
         sides = [("this", None)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
         once("warm-up", None, 0)  # the first start also compiles bytecode and fills the page cache
         if args.baseline:
             once("warm-up-baseline", args.baseline.resolve(), 0)
-        results: dict[str, list[tuple[float, float | None, float, float]]] = {label: [] for label, _ in sides}
+        results: dict[str, list[tuple[float, float | None, float, float, float | None]]] = {
+            label: [] for label, _ in sides}
         for k in range(args.rounds):
             row = []
             for label, source in sides:
                 r = once(label, source, k)
                 results[label].append(r)
                 lead = f"{r[1]:.2f} s" if r[1] is not None else "?"
-                row.append(f"{label} {r[0]:.2f} s (Lease at {lead}, CPU {r[3]:.2f} s, {r[2]:.0f} MiB)")
+                refusal = f", refusing at {r[4]:.2f} s" if r[4] is not None else ""
+                row.append(f"{label} {r[0]:.2f} s (Lease at {lead}{refusal}, CPU {r[3]:.2f} s, {r[2]:.0f} MiB)")
             ratio = f"  ratio {results['this'][-1][0] / results['baseline'][-1][0]:.2f}" if args.baseline else ""
             print(f"round {k + 1}: " + ", ".join(row) + ratio + f"  [load {os.getloadavg()[0]:.1f}]", flush=True)
         for label, rs in results.items():
@@ -110,7 +137,9 @@ def main() -> int:
                   f"(min {min(r[0] for r in rs):.2f}, max {max(r[0] for r in rs):.2f}); Lease taken median "
                   f"{statistics.median(leads) if leads else float('nan'):.2f} s; CPU until complete median "
                   f"{statistics.median(r[3] for r in rs):.2f} s; peak RSS median "
-                  f"{statistics.median(r[2] for r in rs):.0f} MiB", flush=True)
+                  f"{statistics.median(r[2] for r in rs):.0f} MiB"
+                  + (f"; first refused write median {statistics.median(r[4] for r in rs if r[4] is not None):.2f} s"
+                     if args.enforcement == "Deny" else ""), flush=True)
         if args.baseline:
             ratios = [a[0] / b[0] for a, b in zip(results["this"], results["baseline"], strict=True)]
             print(f"ratio this/baseline, pair by pair: median {statistics.median(ratios):.2f} "
