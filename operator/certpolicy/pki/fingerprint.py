@@ -6,6 +6,8 @@ certificate (CRLF, headers, whitespace) are the same certificate.
 
 from __future__ import annotations
 
+import hashlib
+
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
@@ -27,6 +29,12 @@ _KNOWN: FifoCache[int, tuple[x509.Certificate, str]] = FifoCache(
 
 def fingerprint(cert: x509.Certificate) -> str:
     return PREFIX + cert.fingerprint(hashes.SHA256()).hex()
+
+
+def der_fingerprint(der: bytes) -> str:
+    """:func:`fingerprint` of the certificate that ``der`` encodes, without parsing it (cryptography
+    hashes the DER it was given)."""
+    return PREFIX + hashlib.sha256(der).hexdigest()
 
 
 def short(fp: str, length: int = 12) -> str:

@@ -164,7 +164,7 @@ def parse_der(der: bytes) -> tuple[x509.Certificate, str]:
     hit = _PARSED.get(digest)
     if hit is None:
         cert = x509.load_der_x509_certificate(der)
-        hit = (cert, PREFIX + digest.hex())
+        hit = (cert, PREFIX + digest.hex())  # what der_fingerprint(der) says, from the digest at hand
         _PARSED.put(digest, hit)
         remember_fingerprint(hit)
     return hit
@@ -377,9 +377,12 @@ def _fast_body(body: bytes) -> bytes | None:
     return binascii.a2b_base64(body)
 
 
-def _load_pem_fast(raw: bytes) -> CertificateLoad | None:
-    """The common case — only CERTIFICATE blocks, each well-formed — found with ``bytes.find``;
-    None when the input needs the careful scanner."""
+def certificate_ders(raw: bytes) -> list[bytes] | None:
+    """The DER of each block, in order, when ``raw`` is the common case — only CERTIFICATE blocks,
+    each well-formed, found with ``bytes.find`` — and None when it needs the careful scanner of
+    :func:`load_certificates`. Nothing is parsed: what a block holds is not judged here."""
+    if len(raw) > MAX_INPUT_BYTES:
+        return None
     n = raw.count(b"-----BEGIN")
     if not n or n > MAX_CERTIFICATES or n != raw.count(b"-----END"):
         return None
@@ -399,6 +402,17 @@ def _load_pem_fast(raw: bytes) -> CertificateLoad | None:
                 return None
             bodies.append(der)
             pos = end + len(_END_CERT)
+    except Exception:
+        return None
+    return bodies
+
+
+def _load_pem_fast(raw: bytes) -> CertificateLoad | None:
+    """:func:`certificate_ders`, each parsed; None when the input needs the careful scanner."""
+    bodies = certificate_ders(raw)
+    if bodies is None:
+        return None
+    try:
         parsed = [parse_der(der) for der in bodies]
     except Exception:
         return None

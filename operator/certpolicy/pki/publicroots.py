@@ -19,16 +19,15 @@ import datetime as dt
 import os
 import ssl
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from cryptography import x509
 
 from certpolicy.pki.chain import TrustAnchors, verify_chain
-from certpolicy.pki.fingerprint import certificate_fingerprint
+from certpolicy.pki.fingerprint import certificate_fingerprint, der_fingerprint
 from certpolicy.pki.inspect import issuer_of, subject_of
-from certpolicy.pki.load import load_certificates
+from certpolicy.pki.load import certificate_ders, load_certificates
 
 #: Where distributions keep their CA bundle (the first readable one is used, with certifi).
 SYSTEM_BUNDLES = (
@@ -39,35 +38,100 @@ SYSTEM_BUNDLES = (
 )
 
 
-@dataclass(frozen=True)
 class PublicRoots:
-    """A set of public roots with the lookups the engine needs."""
+    """A set of public roots with the lookups the engine needs.
 
-    anchors: TrustAnchors
-    subjects: frozenset[x509.Name] = field(repr=False)
-    sources: tuple[str, ...] = ()
+    The question most evaluations ask, "is the anchor of this verified chain a public root?", needs
+    only the roots' fingerprints, and those cost a SHA-256 per PEM block. Parsing the ~170 roots of
+    certifi and the system store, summarising them and building their store cost ~30 ms more (the
+    first pass of every operator start paid it, and every ``kubectl certpolicy why``), so that
+    waits until a chain must be placed among them (:meth:`find_anchor`: a chain the policy's
+    bundle does not verify). ``fingerprints`` holds every certificate read; the roots that are CAs
+    are the anchors, which gives the same answer for any anchor a chain can have.
+    """
+
+    def __init__(self, fingerprints: frozenset[str], parse: Callable[[], Sequence[x509.Certificate]],
+                 sources: Sequence[str] = ()) -> None:
+        self.fingerprints = fingerprints
+        self.sources = tuple(sources)
+        self._parse = parse
+        self._parsed: tuple[TrustAnchors, frozenset[x509.Name]] | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def of(cls, certs: Iterable[x509.Certificate], sources: Sequence[str] = ()) -> PublicRoots:
+        """Roots already parsed (tests, callers with their own list)."""
         anchors = TrustAnchors.of(certs)
-        subjects = (subject_of(c) for c in anchors.certificates)
-        return cls(anchors, frozenset(n for n in subjects if n is not None), tuple(sources))
+        return cls(anchors.fingerprints, lambda: anchors.certificates, sources)
+
+    @classmethod
+    def from_bundles(cls, bundles: Sequence[tuple[str, bytes]]) -> PublicRoots:
+        """Roots from CA bundle files' contents, ``(source, data)``: fingerprinted now, parsed on
+        first need. A bundle the fast PEM scan cannot take (other blocks, odd encodings) is read
+        by :func:`load_certificates` at once, as before."""
+        fps: set[str] = set()
+        sources: list[str] = []
+        later: list[bytes] = []
+        parsed: list[x509.Certificate] = []
+        for source, raw in bundles:
+            ders = certificate_ders(raw)
+            if ders is not None:
+                found = {der_fingerprint(der) for der in ders}
+                later.append(raw)
+            else:
+                certs = load_certificates(raw).certificates
+                found = {certificate_fingerprint(c) for c in certs}
+                parsed.extend(certs)
+            if found:
+                fps |= found
+                sources.append(source)
+
+        def parse() -> list[x509.Certificate]:
+            return [c for raw in later for c in load_certificates(raw).certificates] + parsed
+
+        return cls(frozenset(fps), parse, sources)
+
+    def _roots(self) -> tuple[TrustAnchors, frozenset[x509.Name]]:
+        parsed = self._parsed
+        if parsed is None:
+            with self._lock:
+                if self._parsed is None:
+                    anchors = TrustAnchors.of(self._parse())
+                    subjects = (subject_of(c) for c in anchors.certificates)
+                    self._parsed = (anchors, frozenset(n for n in subjects if n is not None))
+                parsed = self._parsed
+        return parsed
 
     @property
-    def fingerprints(self) -> frozenset[str]:
-        return self.anchors.fingerprints
+    def anchors(self) -> TrustAnchors:
+        return self._roots()[0]
+
+    @property
+    def subjects(self) -> frozenset[x509.Name]:
+        return self._roots()[1]
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the roots have been parsed (a chain had to be placed among them)."""
+        return self._parsed is not None
 
     def __len__(self) -> int:
         return len(self.anchors)
 
+    def __repr__(self) -> str:
+        return f"PublicRoots({len(self.fingerprints)} fingerprints, sources={self.sources!r})"
+
     def is_public(self, cert: x509.Certificate) -> bool:
-        return certificate_fingerprint(cert) in self.anchors.fingerprints
+        return certificate_fingerprint(cert) in self.fingerprints
 
     def find_anchor(self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], now: dt.datetime) -> x509.Certificate | None:
         """The public root ``leaf`` chains to (through ``intermediates``) at ``now``, if any."""
-        if not self.subjects:
+        if not self.fingerprints:
             return None
-        if not any(issuer_of(c) in self.subjects for c in (leaf, *intermediates)):
+        subjects = self.subjects
+        if not subjects:
+            return None
+        if not any(issuer_of(c) in subjects for c in (leaf, *intermediates)):
             return None
         result = verify_chain(leaf, intermediates, self.anchors, now)
         return result.anchor
@@ -88,8 +152,6 @@ def default_public_roots() -> PublicRoots:
 
 
 def _load_default() -> PublicRoots:
-    certs: list[x509.Certificate] = []
-    sources: list[str] = []
     paths: list[str] = []
     try:
         import certifi
@@ -108,16 +170,14 @@ def _load_default() -> PublicRoots:
             paths.append(p)
             break
     seen_paths: set[str] = set()
+    bundles: list[tuple[str, bytes]] = []
     for p in paths:
         try:
             real = str(Path(p).resolve())
             if real in seen_paths:
                 continue
             seen_paths.add(real)
-            loaded = load_certificates(Path(real).read_bytes())
+            bundles.append((p, Path(real).read_bytes()))
         except OSError:
             continue
-        if loaded.certificates:
-            certs.extend(loaded.certificates)
-            sources.append(p)
-    return PublicRoots.of(certs, sources)
+    return PublicRoots.from_bundles(bundles)
