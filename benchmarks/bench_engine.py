@@ -194,7 +194,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args()
     machine()
-    default_public_roots()  # loaded once per process; not part of any per-certificate cost
+    default_public_roots().parse()  # loaded and parsed once per process; not part of any per-certificate cost
     now = certgen.utcnow()
     for kind, label in (("rsa2048", "RSA-2048"), ("p256", "P-256")):
         print(f"\n{label}: {args.secrets} Secrets (leaf + intermediate + key), 2-CA bundle, all checks")
