@@ -19,7 +19,7 @@ first write the webhook refuses (a server-side dry run of a Secret without clien
 10 ms alongside the status poll): how soon after a restart admission is back.
 
 Usage: .venv/bin/python benchmarks/bench_startup.py [--secrets 500] [--rounds 5] [--baseline /tmp/base/operator]
-[--enforcement Deny]
+[--tree /tmp/other/operator] [--enforcement Deny]
 (a baseline tree: ``git archive main operator | tar -x -C /tmp/base``).
 """
 
@@ -67,6 +67,8 @@ def main() -> int:
     ap.add_argument("--namespaces", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--baseline", type=Path, default=None, help="another tree's operator/ directory to pair against")
+    ap.add_argument("--tree", type=Path, default=None,
+                    help="run this operator/ directory as 'this' instead of the installed one (to pair two old trees)")
     ap.add_argument("--enforcement", choices=("Audit", "Deny"), default="Audit",
                     help="the policy's spec.enforcement; with Deny each run also times the first refused write "
                          "(a server-side dry run of a Secret without clientAuth, every 10 ms)")
@@ -115,8 +117,9 @@ def main() -> int:
                 stop_operator(proc)
             return took, _leader_at(log_path.read_bytes(), wall), peak, cpu, (refusing or [None])[0]
 
-        sides = [("this", None)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
-        once("warm-up", None, 0)  # the first start also compiles bytecode and fills the page cache
+        this = args.tree.resolve() if args.tree else None
+        sides = [("this", this)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
+        once("warm-up", this, 0)  # the first start also compiles bytecode and fills the page cache
         if args.baseline:
             once("warm-up-baseline", args.baseline.resolve(), 0)
         results: dict[str, list[tuple[float, float | None, float, float, float | None]]] = {

@@ -8,7 +8,7 @@ registration carries each enforcing policy's own selectors. aiohttp is kopf's ow
 an ``ssl.SSLContext`` whose certificate is replaced in place when the serving Secret changes.
 
 aiohttp is imported when the port first opens, which is when a policy first enforces (the upkeep
-loads the serving certificate only then): ~0.15 s of CPU that the start of an operator with no
+loads the serving certificate only then): ~0.1 s of CPU that the start of an operator with no
 enforcing policy spends on its first verdicts instead (kopf imports aiohttp later anyway).
 
 ``reuse_port``: replicas on one host (``certpolicy run`` twice on a laptop, the failover test)

@@ -1,7 +1,7 @@
 """The webhook's port opens when a policy first enforces, not at start-up (webhook/upkeep.py).
 
 Until then no entry can send the API server to it, so an operator with no enforcing policy makes
-its first verdicts without importing aiohttp (~0.15 s of a 500-Secret start). The configuration is
+its first verdicts without importing aiohttp (~0.1 s of a 500-Secret start). The configuration is
 kept current all the same: entries a previous run left are removed without a server.
 """
 
