@@ -104,7 +104,7 @@ def test_public_ca_client_auth(run, pick, now):
 
 def test_a_chain_the_bundle_verifies_never_parses_the_public_roots(ec_pki, run, pick, now):
     """Roots read from bundle files are fingerprinted at once and parsed only to place a chain
-    that no bundle verified (pki/publicroots.py): ~30 ms off each operator start's first pass."""
+    that no bundle verified (pki/publicroots.py): ~11 ms off each operator start's first pass."""
     public = certgen.pki()
     roots = PublicRoots.from_bundles([("roots.pem", certgen.pem(public.root))])
     assert not pick(run(ec_pki.leaf, [ec_pki.intermediate], req=MTLS, bundle=ec_pki.bundle, now=now,
