@@ -277,6 +277,44 @@ def test_the_port_opens_with_the_first_enforcing_policy_and_stale_entries_go_bef
         op.stop()
 
 
+def test_a_port_another_program_holds_is_not_enforced_until_it_is_free(
+        cluster, core_v1, custom_api, namespace, policies, unique_name, tmp_path, webhook_config_cleanup, crd,
+        operator_namespace):
+    """The port opens when the first policy enforces, so a port another program holds shows only
+    then: ``Enforced=Unknown/WebhookUpkeepFailed`` naming the cause, with a Warning event, no entry
+    registered, and the listen tried again until the port is free. A failed listen used to count
+    as an open port: the next upkeep registered entries for a port this process did not serve
+    and reported the policy enforced."""
+    import socket
+
+    from crd import policy_status, wait_status
+
+    blocker = socket.socket()  # no SO_REUSEPORT: the operator cannot share the port
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    op = OperatorProcess(cluster, tmp_path / "operator.log", args=["--no-leader-elect", f"--webhook-port={port}"])
+    op.start()
+    try:
+        policies(mtls_policy(unique_name, namespace, "Deny"))
+        st = wait_status(custom_api, unique_name, lambda s: enforced_in(s) == ("Unknown", "WebhookUpkeepFailed"),
+                         "Enforced=Unknown/WebhookUpkeepFailed", timeout=60)
+        assert "address already in use" in next(c for c in st["conditions"] if c["type"] == "Enforced")["message"]
+        wait_for(lambda: policy_events(core_v1, unique_name, "WebhookUpkeepFailed"), what="the Warning event")
+        failures = op.log_path.read_text(errors="replace").count("webhook upkeep failed")
+        wait_for(lambda: op.log_path.read_text(errors="replace").count("webhook upkeep failed") > failures,
+                 timeout=60, what="a later upkeep trying the port again")
+        assert not registered(cluster, unique_name)
+        assert enforced_in(policy_status(custom_api, unique_name)) == ("Unknown", "WebhookUpkeepFailed")
+        blocker.close()
+        wait_enforced(cluster, namespace, unique_name)
+        wait_status(custom_api, unique_name, lambda s: enforced_in(s) == ("True", "Registered"),
+                    "Enforced=True once the port is free", timeout=60)
+    finally:
+        blocker.close()
+        op.stop()
+
+
 def _leads(proc: OperatorProcess) -> bool:
     return b"became the leader" in proc.log_path.read_bytes()
 

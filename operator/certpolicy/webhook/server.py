@@ -73,8 +73,10 @@ class WebhookServer:
         if not self.loaded.is_set():
             import aiohttp.web  # noqa: F401  (imported here, not in _listen: the 10 s are for the listen alone)
 
-            self.loaded.set()
             asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+            # Only now: the upkeep registers entries once the port is open. A listen that raised
+            # (the port held by another program) leaves it unset and is tried at the next load.
+            self.loaded.set()
         else:
             # Kept-alive connections would go on with the old certificate indefinitely. For a while,
             # every answer says "Connection: close", so the API server's next call on each one
@@ -93,11 +95,15 @@ class WebhookServer:
         app = web.Application(client_max_size=MAX_REVIEW_BYTES)
         app.router.add_post(SECRET_PATH + "{policy}", self._handle("secret"))
         app.router.add_post(BUNDLE_PATH + "{policy}", self._handle("bundle"))
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.address, self.port, ssl_context=self.ssl, reuse_port=True,
-                           backlog=128)
-        await site.start()
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.address, self.port, ssl_context=self.ssl, reuse_port=True, backlog=128)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
         server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only there
         sockets = getattr(server, "sockets", None) or ()
         self.bound_port = sockets[0].getsockname()[1] if sockets else self.port

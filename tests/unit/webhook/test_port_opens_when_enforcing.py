@@ -85,3 +85,34 @@ def test_the_webhook_modules_do_not_import_aiohttp():
             "sys.exit(1 if 'aiohttp' in sys.modules else 0)")
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:] or "aiohttp was imported"
+
+
+def test_a_port_that_cannot_be_opened_is_tried_again_and_never_counts_as_open():
+    """``loaded`` says the port is open: the upkeep writes entries only then, and ``Enforced`` is
+    judged from them. A listen that failed (the port held by another program) used to leave it set,
+    so the next upkeep registered entries for a port this process does not serve, and reported the
+    policy enforced."""
+    import socket
+
+    import certgen
+    from certpolicy.webhook.server import WebhookServer
+
+    leaf = certgen.leaf(certgen.root("webhook test CA"), "127.0.0.1")
+    blocker = socket.socket()  # no SO_REUSEPORT: the server cannot share the port
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    server = WebhookServer("127.0.0.1", port, lambda *_: None).start()
+    try:
+        try:
+            server.load_certificate(certgen.pem(leaf), leaf.key_pem())
+        except OSError:
+            pass
+        assert not server.loaded.is_set()
+        blocker.close()
+        server.load_certificate(certgen.pem(leaf), leaf.key_pem())
+        assert server.loaded.is_set() and server.bound_port == port
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        blocker.close()
+        server.stop()
